@@ -1,0 +1,1 @@
+"""The DiffusionGemma engine (built by the engine issue)."""

@@ -1,0 +1,76 @@
+"""The ASGI application: routes for the editor, the websocket, health and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from .config import ServerConfig, is_valid_doc_name
+from .metrics import CONTENT_TYPE
+from .services import Services
+from .websocket import websocket_endpoint
+
+log = logging.getLogger(__name__)
+
+
+def error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+async def editor_page(request: Request) -> Response:
+    doc = request.path_params.get("doc")
+    if doc is not None and not is_valid_doc_name(doc):
+        return error(400, "bad_doc_name", "document names are 1-128 characters of A-Z a-z 0-9 . _ -")
+    index = request.app.state.services.config.web_dir / "index.html"
+    if not index.is_file():
+        return error(503, "web_not_built", f"the editor is not built: {index} is missing (run ./dev run)")
+    return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    body = {
+        "status": "ok",
+        "instance": services.instance_id,
+        "rooms": len(services.rooms.rooms),
+        "engine": {"mode": services.config.engine, "status": "off"},
+    }
+    try:
+        body["store"] = {"status": "ok", **await services.store.check()}
+    except Exception as exc:
+        body["status"] = "degraded"
+        body["store"] = {"status": "error", "kind": services.store.kind, "detail": str(exc)}
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.services.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        services = Services.build(config)
+        await services.start()
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    assets = config.web_dir / "assets"
+    routes = [
+        Route("/", editor_page),
+        Route("/d/{doc}", editor_page),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics),
+        WebSocketRoute("/ws/{doc}", websocket_endpoint),
+        Mount("/assets", StaticFiles(directory=assets, check_dir=False), name="assets"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

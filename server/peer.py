@@ -1,0 +1,101 @@
+"""One client connection as a room sees it: a bounded send queue and the client's rights.
+
+Frameworks stay outside: the websocket adapter hands in two coroutines (send a
+frame, close with a code). A client that cannot keep up is disconnected once its
+queue is full rather than slowing the room; Yjs clients resync on reconnect, so
+nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from typing import Awaitable, Callable
+
+from .auth import Grant
+from .protocol import CLOSE_SLOW_CLIENT
+from .ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+class Peer:
+    def __init__(
+        self,
+        send: Callable[[bytes], Awaitable[None]],
+        close: Callable[[int, str], Awaitable[None]],
+        grant: Grant,
+        address: str,
+        max_send_queue: int,
+        bucket: TokenBucket,
+    ):
+        self.id = next(_ids)
+        self._send = send
+        self._close = close
+        self.grant = grant
+        self.address = address
+        self.max_send_queue = max_send_queue
+        self.bucket = bucket
+        self.awareness_ids: set[int] = set()  # Yjs client ids this connection speaks for
+        self.sent_bytes = 0
+        self.close_code: int | None = None
+        self._queue: deque[bytes] = deque()
+        self._ready = asyncio.Event()
+        self._sender: asyncio.Task | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.close_code is None
+
+    def start(self) -> None:
+        self._sender = asyncio.create_task(self._drain(), name=f"peer-{self.id}-sender")
+
+    def send(self, frame: bytes) -> None:
+        """Queues a frame without waiting; disconnects a client that fell too far behind."""
+        if not self.is_open:
+            return
+        if len(self._queue) >= self.max_send_queue:
+            self.close(CLOSE_SLOW_CLIENT, f"client fell {self.max_send_queue} messages behind")
+            return
+        self._queue.append(frame)
+        self._ready.set()
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self._queue:
+                    frame = self._queue.popleft()
+                    await self._send(frame)
+                    self.sent_bytes += len(frame)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the socket went away under us: the receive loop notices too
+            log.debug("peer %s send failed: %s", self.id, exc)
+            self.close_code = self.close_code or 1006
+
+    def close(self, code: int, reason: str) -> None:
+        """Closes the connection with a code and a reason the client can read."""
+        if not self.is_open:
+            return
+        self.close_code = code
+        self._queue.clear()
+        log.info("closing peer %s (%s): %d %s", self.id, self.address, code, reason)
+        asyncio.get_running_loop().create_task(self._close_now(code, reason))
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+        try:
+            await self._close(code, reason[:120])  # close reasons are capped at 123 bytes
+        except Exception as exc:
+            log.debug("peer %s close failed: %s", self.id, exc)
+
+    async def stop(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)

@@ -1,0 +1,154 @@
+"""The y-websocket wire protocol: strict decoding and encoding of its messages.
+
+pycrdt's own decoder trusts its input (a truncated frame raises IndexError deep
+inside it); every read here is bounds-checked so a malformed frame becomes a
+`ProtocolError` with a message the client can be told.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Outer message types (y-websocket).
+MESSAGE_SYNC = 0
+MESSAGE_AWARENESS = 1
+MESSAGE_AUTH = 2
+MESSAGE_QUERY_AWARENESS = 3
+
+# Sync sub-types (y-protocols/sync).
+SYNC_STEP1 = 0
+SYNC_STEP2 = 1
+SYNC_UPDATE = 2
+
+# y-protocols/auth: the only auth message there is.
+AUTH_PERMISSION_DENIED = 0
+
+# Websocket close codes. 1xxx are the standard ones; 4xxx are ours and stable.
+CLOSE_GOING_AWAY = 1001
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_SERVICE_RESTART = 1012
+CLOSE_MALFORMED = 4400
+CLOSE_TOKEN_EXPIRED = 4401
+CLOSE_SLOW_CLIENT = 4408
+CLOSE_DOC_TOO_LARGE = 4413
+CLOSE_INVALID_UPDATE = 4422
+CLOSE_RATE_LIMITED = 4429
+
+
+class ProtocolError(ValueError):
+    """A frame that does not follow the y-websocket protocol."""
+
+
+class Reader:
+    """Reads lib0 variable-length integers and byte strings from one frame."""
+
+    def __init__(self, frame: bytes):
+        self.frame = frame
+        self.pos = 0
+
+    def read_uint(self) -> int:
+        value = 0
+        shift = 0
+        while True:
+            if self.pos >= len(self.frame):
+                raise ProtocolError("truncated integer")
+            byte = self.frame[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise ProtocolError("integer longer than 64 bits")
+
+    def read_bytes(self) -> bytes:
+        length = self.read_uint()
+        end = self.pos + length
+        if end > len(self.frame):
+            raise ProtocolError(f"byte string of {length} bytes runs past the frame end")
+        chunk = self.frame[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def read_string(self) -> str:
+        try:
+            return self.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError("string is not valid UTF-8") from exc
+
+    def read_byte(self) -> int:
+        if self.pos >= len(self.frame):
+            raise ProtocolError("truncated frame")
+        byte = self.frame[self.pos]
+        self.pos += 1
+        return byte
+
+    @property
+    def is_done(self) -> bool:
+        return self.pos == len(self.frame)
+
+
+def write_uint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def write_bytes(chunk: bytes) -> bytes:
+    return write_uint(len(chunk)) + chunk
+
+
+@dataclass(frozen=True)
+class SyncMessage:
+    kind: int  # SYNC_STEP1 | SYNC_STEP2 | SYNC_UPDATE
+    payload: bytes  # a state vector for step 1, an update otherwise
+
+
+@dataclass(frozen=True)
+class AwarenessMessage:
+    payload: bytes  # an encoded awareness update
+
+
+@dataclass(frozen=True)
+class QueryAwarenessMessage:
+    pass
+
+
+Message = SyncMessage | AwarenessMessage | QueryAwarenessMessage
+
+
+def decode_message(frame: bytes) -> Message:
+    """Decodes one client frame, or raises ProtocolError saying what is wrong."""
+    reader = Reader(frame)
+    kind = reader.read_uint()
+    if kind == MESSAGE_SYNC:
+        sync_kind = reader.read_uint()
+        if sync_kind not in (SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE):
+            raise ProtocolError(f"unknown sync message type {sync_kind}")
+        message: Message = SyncMessage(sync_kind, reader.read_bytes())
+    elif kind == MESSAGE_AWARENESS:
+        message = AwarenessMessage(reader.read_bytes())
+    elif kind == MESSAGE_QUERY_AWARENESS:
+        message = QueryAwarenessMessage()
+    elif kind == MESSAGE_AUTH:
+        raise ProtocolError("auth messages only travel from server to client")
+    else:
+        raise ProtocolError(f"unknown message type {kind}")
+    if not reader.is_done:
+        raise ProtocolError(f"{len(frame) - reader.pos} trailing bytes after the message")
+    return message
+
+
+def encode_sync(kind: int, payload: bytes) -> bytes:
+    return bytes((MESSAGE_SYNC, kind)) + write_bytes(payload)
+
+
+def encode_awareness(payload: bytes) -> bytes:
+    return bytes((MESSAGE_AWARENESS,)) + write_bytes(payload)
+
+
+def encode_permission_denied(reason: str) -> bytes:
+    return bytes((MESSAGE_AUTH, AUTH_PERMISSION_DENIED)) + write_bytes(reason.encode())

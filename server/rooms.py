@@ -1,0 +1,106 @@
+"""Loaded rooms: loaded on first join, kept for a grace period after the last leaves.
+
+Two clients opening a new document at the same moment share one load (a lock
+per name); a client joining during the grace period finds the room still warm;
+an unload flushes and compacts before the room is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from .fanout import Fanout
+from .metrics import Metrics
+from .room import Room
+from .stores.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class RoomManager:
+    def __init__(
+        self,
+        store: Store,
+        fanout: Fanout,
+        metrics: Metrics,
+        max_doc_bytes: int,
+        compact_after_updates: int,
+        grace_s: float,
+    ):
+        self.store = store
+        self.fanout = fanout
+        self.metrics = metrics
+        self.max_doc_bytes = max_doc_bytes
+        self.compact_after_updates = compact_after_updates
+        self.grace_s = grace_s
+        self.rooms: dict[str, Room] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._unload_timers: dict[str, asyncio.TimerHandle] = {}
+        self._unloading: set[asyncio.Task] = set()
+
+    async def acquire(self, name: str) -> Room:
+        """The loaded room, loading it if needed; the caller holds it until `release`."""
+        timer = self._unload_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        room = self.rooms.get(name)
+        if room is None or room.is_closed:
+            async with self._locks[name]:
+                room = self.rooms.get(name)
+                if room is None or room.is_closed:
+                    room = Room(
+                        name,
+                        self.store,
+                        self.fanout,
+                        self.metrics,
+                        self.max_doc_bytes,
+                        self.compact_after_updates,
+                    )
+                    await room.load()
+                    self.rooms[name] = room
+                    self.metrics.rooms.set(len(self.rooms))
+        # Held from here, before the handshake completes, so no unload can slip in between.
+        room.holders += 1
+        return room
+
+    def release(self, room: Room) -> None:
+        """Called when a holder is done: starts the grace period if it was the last one."""
+        room.holders -= 1
+        if room.holders > 0 or room.is_closed or room.name in self._unload_timers:
+            return
+        loop = asyncio.get_running_loop()
+        self._unload_timers[room.name] = loop.call_later(self.grace_s, self._start_unload, room)
+
+    def _start_unload(self, room: Room) -> None:
+        self._unload_timers.pop(room.name, None)
+        task = asyncio.get_running_loop().create_task(self._unload(room))
+        self._unloading.add(task)
+        task.add_done_callback(self._unloading.discard)
+
+    async def _unload(self, room: Room) -> None:
+        async with self._locks[room.name]:
+            if room.holders > 0 or self.rooms.get(room.name) is not room:
+                return
+            try:
+                await room.close()
+            finally:
+                # The lock stays: a waiter may hold it already, and a fresh one would
+                # let two loads of the same document run at once.
+                del self.rooms[room.name]
+                self.metrics.rooms.set(len(self.rooms))
+        log.info("unloaded %s", room.name)
+
+    async def close(self) -> None:
+        """Flushes every room (server shutdown); clients were closed before."""
+        for timer in self._unload_timers.values():
+            timer.cancel()
+        self._unload_timers.clear()
+        await asyncio.gather(*self._unloading, return_exceptions=True)
+        for room in list(self.rooms.values()):
+            try:
+                await room.close()
+            except Exception:
+                log.exception("closing %s failed", room.name)
+        self.rooms.clear()

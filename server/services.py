@@ -1,0 +1,64 @@
+"""What one server process runs on: store, fan-out, rooms and metrics, built from the config."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .config import ServerConfig
+from .fanout import Fanout, NullFanout
+from .metrics import Metrics
+from .rooms import RoomManager
+from .stores.base import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    config: ServerConfig
+    instance_id: str
+    store: Store
+    fanout: Fanout
+    rooms: RoomManager
+    metrics: Metrics
+    connections_by_address: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def build(cls, config: ServerConfig) -> "Services":
+        instance_id = config.instance_id or uuid.uuid4().hex[:12]
+        metrics = Metrics()
+        if config.redis_url:
+            import redis.asyncio as aioredis
+
+            from .fanout import RedisFanout
+            from .stores.redis import RedisStore
+
+            store: Store = RedisStore(aioredis.from_url(config.redis_url), config.redis_prefix, instance_id)
+            fanout: Fanout = RedisFanout(config.redis_url, store, instance_id)
+        else:
+            from .stores.sqlite import SqliteStore
+
+            store = SqliteStore(config.data_dir / "redraft.sqlite3")
+            fanout = NullFanout()
+        rooms = RoomManager(
+            store,
+            fanout,
+            metrics,
+            max_doc_bytes=config.max_doc_bytes,
+            compact_after_updates=config.compact_after_updates,
+            grace_s=config.room_grace_s,
+        )
+        return cls(config, instance_id, store, fanout, rooms, metrics)
+
+    async def start(self) -> None:
+        await self.store.start()
+        await self.fanout.start()
+        log.info("instance %s serving with the %s store", self.instance_id, self.store.kind)
+
+    async def close(self) -> None:
+        await self.rooms.close()
+        await self.fanout.close()
+        await self.store.close()

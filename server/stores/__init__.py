@@ -1,0 +1,1 @@
+"""Where documents live: an append-only update log per document plus a compacted snapshot."""

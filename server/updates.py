@@ -1,0 +1,232 @@
+"""Reading Yjs v1 updates without applying them, to vet them before they reach the document.
+
+Two checks need to see inside an update:
+- A stock Yjs client can insert or delete between the two halves of a UTF-16
+  surrogate pair (an emoji). Yjs then turns both halves into U+FFFD in its own
+  copy, while the server's yrs copy splits the character differently: the replicas
+  silently diverge. Such an update is refused; `SurrogateIndex` knows where the
+  pairs are.
+- A read-only client's sync step 2 is allowed when it brings nothing new;
+  `DeleteIndex` knows which deletions the server already has.
+
+The layout follows Yjs' `UpdateDecoderV1` (yjs/src/utils/encoding.js).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from .protocol import ProtocolError, Reader
+
+_BIT8, _BIT7, _BIT6 = 0x80, 0x40, 0x20
+_CONTENT_GC, _CONTENT_DELETED, _CONTENT_SKIP = 0, 1, 10
+_TYPE_XML_ELEMENT, _TYPE_XML_HOOK = 3, 5
+
+
+@dataclass
+class ParsedUpdate:
+    # (client, clock, length, text or None) for every struct, text for string content
+    structs: list[tuple[int, int, int, str | None]] = field(default_factory=list)
+    # (client, clock) boundaries the update splits existing items at
+    split_points: list[tuple[int, int]] = field(default_factory=list)
+    # (client, clock, length) ranges the delete set removes
+    deletions: list[tuple[int, int, int]] = field(default_factory=list)
+    # (client, clock, length) structs that arrive already deleted (GC, ContentDeleted)
+    dead_structs: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+def utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def parse_update(update: bytes) -> ParsedUpdate:
+    """Parses a v1 update, raising ProtocolError when it is not one."""
+    reader = Reader(update)
+    parsed = ParsedUpdate()
+    try:
+        for _ in range(reader.read_uint()):
+            num_structs = reader.read_uint()
+            client = reader.read_uint()
+            clock = reader.read_uint()
+            for _ in range(num_structs):
+                clock += _read_struct(reader, client, clock, parsed)
+        for _ in range(reader.read_uint()):
+            client = reader.read_uint()
+            for _ in range(reader.read_uint()):
+                start = reader.read_uint()
+                length = reader.read_uint()
+                parsed.deletions.append((client, start, length))
+                parsed.split_points += [(client, start), (client, start + length)]
+    except RecursionError as exc:
+        raise ProtocolError("update nests too deeply") from exc
+    if not reader.is_done:
+        raise ProtocolError("trailing bytes after the update")
+    return parsed
+
+
+def _read_struct(reader: Reader, client: int, clock: int, parsed: ParsedUpdate) -> int:
+    info = reader.read_byte()
+    content_ref = info & 0x1F
+    if content_ref == _CONTENT_SKIP:
+        return reader.read_uint()
+    if content_ref == _CONTENT_GC:
+        length = reader.read_uint()
+        parsed.dead_structs.append((client, clock, length))
+        return length
+    if info & _BIT8:
+        origin_client, origin_clock = reader.read_uint(), reader.read_uint()
+        # Inserting after (c, k) splits c's item between k and k + 1.
+        parsed.split_points.append((origin_client, origin_clock + 1))
+    if info & _BIT7:
+        parsed.split_points.append((reader.read_uint(), reader.read_uint()))
+    if info & (_BIT8 | _BIT7) == 0:
+        if reader.read_uint() == 1:
+            reader.read_string()  # a root type's name
+        else:
+            reader.read_uint(), reader.read_uint()  # the parent item's id
+        if info & _BIT6:
+            reader.read_string()  # parentSub: a map key
+    length, text = _read_content(reader, content_ref)
+    if length <= 0:
+        raise ProtocolError("struct of length zero")
+    parsed.structs.append((client, clock, length, text))
+    if content_ref == _CONTENT_DELETED:
+        parsed.dead_structs.append((client, clock, length))
+    return length
+
+
+def _read_content(reader: Reader, content_ref: int) -> tuple[int, str | None]:
+    if content_ref == _CONTENT_DELETED:
+        return reader.read_uint(), None
+    if content_ref == 2:  # ContentJSON
+        count = reader.read_uint()
+        for _ in range(count):
+            reader.read_string()
+        return count, None
+    if content_ref == 3:  # ContentBinary
+        reader.read_bytes()
+        return 1, None
+    if content_ref == 4:  # ContentString
+        text = reader.read_string()
+        return utf16_length(text), text
+    if content_ref == 5:  # ContentEmbed
+        reader.read_string()
+        return 1, None
+    if content_ref == 6:  # ContentFormat
+        reader.read_string(), reader.read_string()
+        return 1, None
+    if content_ref == 7:  # ContentType
+        if reader.read_uint() in (_TYPE_XML_ELEMENT, _TYPE_XML_HOOK):
+            reader.read_string()
+        return 1, None
+    if content_ref == 8:  # ContentAny
+        count = reader.read_uint()
+        for _ in range(count):
+            _skip_any(reader)
+        return count, None
+    if content_ref == 9:  # ContentDoc
+        reader.read_string()
+        _skip_any(reader)
+        return 1, None
+    raise ProtocolError(f"unknown content type {content_ref}")
+
+
+def _skip_any(reader: Reader) -> None:
+    """Skips one lib0 `writeAny` value."""
+    tag = reader.read_byte()
+    if tag in (127, 126, 121, 120):  # undefined, null, false, true
+        return
+    if tag == 125:  # varInt
+        reader.read_uint()
+    elif tag in (124, 123, 122):  # float32, float64, bigint
+        for _ in range(4 if tag == 124 else 8):
+            reader.read_byte()
+    elif tag == 119:
+        reader.read_string()
+    elif tag == 118:
+        for _ in range(reader.read_uint()):
+            reader.read_string()
+            _skip_any(reader)
+    elif tag == 117:
+        for _ in range(reader.read_uint()):
+            _skip_any(reader)
+    elif tag == 116:
+        reader.read_bytes()
+    else:
+        raise ProtocolError(f"unknown value tag {tag}")
+
+
+class SurrogateIndex:
+    """Clocks that sit between the two halves of a surrogate pair, per client."""
+
+    def __init__(self) -> None:
+        self.inner_clocks: dict[int, set[int]] = {}
+
+    def add(self, parsed: ParsedUpdate) -> None:
+        for client, clock, _, text in parsed.structs:
+            if text is None or text.isascii():
+                continue
+            offset = 0
+            for char in text:
+                if ord(char) > 0xFFFF:
+                    self.inner_clocks.setdefault(client, set()).add(clock + offset + 1)
+                    offset += 2
+                else:
+                    offset += 1
+
+    def first_split(self, parsed: ParsedUpdate) -> tuple[int, int] | None:
+        """The first (client, clock) where the update would split a pair, if any."""
+        for client, clock in parsed.split_points:
+            if clock in self.inner_clocks.get(client, ()):
+                return client, clock
+        return None
+
+
+class DeleteIndex:
+    """The ranges of clocks the document has deleted, per client, merged."""
+
+    def __init__(self) -> None:
+        self.ranges: dict[int, list[list[int]]] = {}  # client -> sorted [start, end)
+
+    def add(self, parsed: ParsedUpdate) -> None:
+        for client, start, length in parsed.deletions + parsed.dead_structs:
+            if length > 0:
+                self._add(client, start, start + length)
+
+    def _add(self, client: int, start: int, end: int) -> None:
+        ranges = self.ranges.setdefault(client, [])
+        i = bisect.bisect_left(ranges, [start, start])
+        if i > 0 and ranges[i - 1][1] >= start:
+            i -= 1
+        j = i
+        while j < len(ranges) and ranges[j][0] <= end:
+            start, end = min(start, ranges[j][0]), max(end, ranges[j][1])
+            j += 1
+        ranges[i:j] = [[start, end]]
+
+    def covers(self, client: int, start: int, end: int) -> bool:
+        ranges = self.ranges.get(client, [])
+        i = bisect.bisect_right(ranges, [start, float("inf")]) - 1
+        return i >= 0 and ranges[i][0] <= start and end <= ranges[i][1]
+
+
+def decode_state_vector(state: bytes) -> dict[int, int]:
+    reader = Reader(state)
+    clocks = {}
+    for _ in range(reader.read_uint()):
+        client = reader.read_uint()
+        clocks[client] = reader.read_uint()
+    return clocks
+
+
+def brings_news(parsed: ParsedUpdate, state: dict[int, int], deleted: DeleteIndex) -> bool:
+    """Whether applying the update would change a document with this state."""
+    for client, clock, length, _ in parsed.structs:
+        if clock + length > state.get(client, 0):
+            return True
+    return any(
+        not deleted.covers(client, start, start + length)
+        for client, start, length in parsed.deletions
+        if length > 0
+    )

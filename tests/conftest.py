@@ -1,0 +1,45 @@
+"""Fixtures shared by every suite: real redis-server and server processes, Node Yjs peers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.node import NodePeer
+from tests.support.processes import RedisServer, ServerProcess
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Starts `redraft serve` processes; all are stopped at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(name: str = "server", **kwargs) -> ServerProcess:
+        server = ServerProcess(tmp_path / name, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def node_peers():
+    """Creates Node Yjs peers; all are closed at the end of the test."""
+    peers: list[NodePeer] = []
+
+    def make(ws_url: str, doc: str, **kwargs) -> NodePeer:
+        peer = NodePeer(ws_url, doc, **kwargs)
+        peers.append(peer)
+        return peer
+
+    yield make
+    for peer in peers:
+        peer.close()

@@ -1,0 +1,82 @@
+// A stock Yjs client (yjs + y-websocket's WebsocketProvider, unmodified) driven
+// over stdin/stdout by the Python tests: one JSON command per line in, one JSON
+// reply per line out. It resolves its packages from web/node_modules.
+'use strict'
+const path = require('path')
+const { createRequire } = require('module')
+const webRequire = createRequire(path.join(__dirname, '..', '..', 'web', 'package.json'))
+const Y = webRequire('yjs')
+const { WebsocketProvider } = webRequire('y-websocket')
+const WebSocket = webRequire('ws')
+const readline = require('readline')
+
+const doc = new Y.Doc()
+const text = doc.getText('content')
+let provider = null
+const events = [] // closes and permission-denied notices, in order
+
+function reply (msg) { process.stdout.write(JSON.stringify(msg) + '\n') }
+
+function waitFor (predicate, timeoutS) {
+  return new Promise((resolve, reject) => {
+    const deadline = Date.now() + timeoutS * 1000
+    const tick = () => {
+      if (predicate()) return resolve()
+      if (Date.now() > deadline) return reject(new Error('timed out'))
+      setTimeout(tick, 5)
+    }
+    tick()
+  })
+}
+
+const commands = {
+  connect ({ url, doc: room, params, clientName }) {
+    provider = new WebsocketProvider(url, room, doc, {
+      WebSocketPolyfill: WebSocket,
+      params: params || {},
+      maxBackoffTime: 500,
+      disableBc: true
+    })
+    provider.on('connection-close', (event) => {
+      events.push({ type: 'close', code: event ? event.code : null, reason: event ? String(event.reason || '') : '' })
+    })
+    // y-websocket reports a permission-denied auth message through console.warn.
+    console.warn = (...args) => events.push({ type: 'warn', message: args.join(' ') })
+    if (clientName) provider.awareness.setLocalStateField('user', { name: clientName })
+    return {}
+  },
+  async wait_synced ({ seconds }) {
+    await waitFor(() => provider && provider.synced, seconds || 10)
+    return {}
+  },
+  insert ({ index, text: t }) { text.insert(index, t); return { text: text.toString() } },
+  delete ({ index, length }) { text.delete(index, length); return { text: text.toString() } },
+  text () { return { text: text.toString() } },
+  async wait_text ({ text: expected, seconds }) {
+    await waitFor(() => text.toString() === expected, seconds || 10)
+    return { text: text.toString() }
+  },
+  disconnect () { provider.disconnect(); return {} },
+  reconnect () { provider.connect(); return {} },
+  set_awareness ({ field, value }) { provider.awareness.setLocalStateField(field, value); return {} },
+  awareness () {
+    const states = {}
+    provider.awareness.getStates().forEach((state, id) => { states[id] = state })
+    return { clientId: doc.clientID, states }
+  },
+  state () { return { update: Buffer.from(Y.encodeStateAsUpdate(doc)).toString('base64') } },
+  events () { return { events } },
+  async quit () { if (provider) provider.destroy(); setTimeout(() => process.exit(0), 10); return {} }
+}
+
+const rl = readline.createInterface({ input: process.stdin })
+rl.on('line', async (line) => {
+  const msg = JSON.parse(line)
+  try {
+    const result = await commands[msg.cmd](msg)
+    reply({ id: msg.id, ok: true, ...result })
+  } catch (err) {
+    reply({ id: msg.id, ok: false, error: String(err && err.message ? err.message : err), text: text.toString() })
+  }
+})
+rl.on('close', () => process.exit(0))
