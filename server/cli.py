@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from pathlib import Path
 
 from .auth import ROLES, mint_token
-from .config import ENGINE_MODES, ServerConfig
+from .config import ServerConfig
 
 log = logging.getLogger("redraft")
 
@@ -26,17 +27,48 @@ def _add(parser: argparse.ArgumentParser, flag: str, default=None, **kwargs) -> 
     )
 
 
+_PARSERS = {
+    "int": int,
+    "float": float,
+    "Path": Path,
+    "str": str,
+    "str | None": lambda raw: raw or None,
+    "tuple[str, ...]": lambda raw: tuple(item.strip() for item in raw.split(",") if item.strip()),
+}
+
+
+def _config_fields():
+    return [f for f in dataclasses.fields(ServerConfig) if f.metadata.get("cli", True)]
+
+
 def _serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="run the collaboration server (and the editor)")
-    _add(p, "host", "127.0.0.1", help="address to bind")
-    _add(p, "port", "8000", type=int, help="port to bind")
-    _add(p, "data-dir", "./data", type=Path, help="where the embedded SQLite store lives")
-    _add(p, "redis-url", None, help="redis://... to keep documents in Redis and scale out")
-    _add(p, "redis-prefix", "redraft", help="prefix of every Redis key")
-    _add(p, "engine", "off", choices=ENGINE_MODES, help="where redrafts run")
-    _add(p, "secret", None, help="signing secret for share tokens; without it only loopback is served")
-    _add(p, "allowed-origins", "", help="comma-separated browser origins allowed besides the server's own")
+    for f in _config_fields():
+        default = "" if f.default in (None, ()) else f.default
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=None,
+            choices=f.metadata.get("choices"),
+            help=f"{f.metadata['help']} (default {default!s}) [env REDRAFT_{f.name.upper()}]",
+        )
     _add(p, "log-level", "info", choices=("debug", "info", "warning", "error"))
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Flags win over REDRAFT_* variables, which win over the dataclass defaults."""
+    values = {}
+    for f in _config_fields():
+        raw = getattr(args, f.name)
+        if raw is None:
+            raw = os.environ.get(f"REDRAFT_{f.name.upper()}")
+        if raw is None:
+            continue
+        try:
+            values[f.name] = _PARSERS[f.type](raw)
+        except ValueError as exc:
+            raise ValueError(f"--{f.name.replace('_', '-')}: cannot read {raw!r} ({exc})") from None
+    return ServerConfig(**values)
 
 
 def _token_parser(sub) -> None:
@@ -61,16 +93,7 @@ def serve(args: argparse.Namespace) -> int:
     from .app import create_app
 
     try:
-        config = ServerConfig(
-            host=args.host,
-            port=args.port,
-            data_dir=args.data_dir,
-            redis_url=args.redis_url or None,
-            redis_prefix=args.redis_prefix,
-            engine=args.engine,
-            secret=args.secret or None,
-            allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip()),
-        )
+        config = config_from_args(args)
     except ValueError as exc:
         print(f"redraft serve: {exc}", file=sys.stderr)
         return 2
@@ -87,7 +110,9 @@ def serve(args: argparse.Namespace) -> int:
         host=config.host,
         port=config.port,
         log_level=args.log_level,
-        ws_max_size=config.max_message_bytes,
+        # Headroom so the room closes with its own code and reason; uvicorn's 1009 only
+        # guards memory against absurd frames.
+        ws_max_size=4 * config.max_message_bytes,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         lifespan="on",

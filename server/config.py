@@ -24,32 +24,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _opt(default, help: str, **kwargs):
+    """A configuration field; its help text also feeds the CLI and the README reference."""
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    data_dir: Path = Path("./data")
-    redis_url: str | None = None
-    redis_prefix: str = "redraft"
-    engine: str = "off"
-    secret: str | None = None
-    # Browser origins allowed besides the server's own (scheme://host:port).
-    allowed_origins: tuple[str, ...] = ()
-    web_dir: Path = Path(__file__).resolve().parent.parent / "web" / "dist"
+    host: str = _opt("127.0.0.1", "address to bind")
+    port: int = _opt(8000, "port to bind")
+    data_dir: Path = _opt(Path("./data"), "where the embedded SQLite store lives")
+    redis_url: str | None = _opt(None, "redis://... keeps documents in Redis, so several servers can share them")
+    redis_prefix: str = _opt("redraft", "prefix of every Redis key")
+    engine: str = _opt("off", "where redrafts run", choices=ENGINE_MODES)
+    secret: str | None = _opt(None, "signing secret for share tokens; without one only loopback is served")
+    allowed_origins: tuple[str, ...] = _opt((), "browser origins allowed besides the server's own (comma-separated)")
+    web_dir: Path = _opt(Path(__file__).resolve().parent.parent / "web" / "dist", "the built editor")
 
-    max_message_bytes: int = 1 << 20
-    max_doc_bytes: int = 16 << 20
-    max_connections_per_doc: int = 200
-    max_connections_per_address: int = 100
-    # Token bucket per connection, over every message a client sends.
-    max_messages_per_s: float = 200.0
-    max_message_burst: int = 1000
-    # Frames waiting for a slow client before it is disconnected (it resyncs on return).
-    max_send_queue: int = 2000
-    room_grace_s: float = 30.0
-    compact_after_updates: int = 500
+    max_message_bytes: int = _opt(1 << 20, "largest websocket message a client may send")
+    max_doc_bytes: int = _opt(16 << 20, "largest stored size of a document")
+    max_connections_per_doc: int = _opt(200, "connections one document may have")
+    max_connections_per_address: int = _opt(100, "connections one client address may have")
+    max_messages_per_s: float = _opt(200.0, "sustained messages per second per connection")
+    max_message_burst: int = _opt(1000, "burst of messages per connection above the sustained rate")
+    max_send_queue: int = _opt(2000, "frames queued for a slow client before it is disconnected (it resyncs)")
+    room_grace_s: float = _opt(30.0, "seconds a document stays loaded after its last client left")
+    compact_after_updates: int = _opt(500, "log entries after which a document is compacted into a snapshot")
 
-    instance_id: str = field(default="", compare=False)
+    instance_id: str = field(default="", compare=False, metadata={"cli": False})
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_MODES:

@@ -15,6 +15,7 @@ from collections import deque
 from typing import Awaitable, Callable
 
 from .auth import Grant
+from .metrics import Metrics
 from .protocol import CLOSE_SLOW_CLIENT
 from .ratelimit import TokenBucket
 
@@ -31,6 +32,7 @@ class Peer:
         address: str,
         max_send_queue: int,
         bucket: TokenBucket,
+        metrics: Metrics,
     ):
         self.id = next(_ids)
         self._send = send
@@ -39,6 +41,7 @@ class Peer:
         self.address = address
         self.max_send_queue = max_send_queue
         self.bucket = bucket
+        self.metrics = metrics
         self.awareness_ids: set[int] = set()  # Yjs client ids this connection speaks for
         self.sent_bytes = 0
         self.close_code: int | None = None
@@ -58,6 +61,7 @@ class Peer:
         if not self.is_open:
             return
         if len(self._queue) >= self.max_send_queue:
+            self.metrics.refused("slow_client")
             self.close(CLOSE_SLOW_CLIENT, f"client fell {self.max_send_queue} messages behind")
             return
         self._queue.append(frame)

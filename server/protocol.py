@@ -23,16 +23,15 @@ SYNC_UPDATE = 2
 # y-protocols/auth: the only auth message there is.
 AUTH_PERMISSION_DENIED = 0
 
-# Websocket close codes. 1xxx are the standard ones; 4xxx are ours and stable.
-CLOSE_GOING_AWAY = 1001
-CLOSE_MESSAGE_TOO_BIG = 1009
-CLOSE_SERVICE_RESTART = 1012
+# Websocket close codes, ours and stable. y-websocket (3.x) does not reconnect after
+# 4400-4499, mirroring HTTP 4xx: used where a retry would send the same bad thing
+# again. 4500-4599 are "try again later": the client reconnects and resyncs.
 CLOSE_MALFORMED = 4400
 CLOSE_TOKEN_EXPIRED = 4401
-CLOSE_SLOW_CLIENT = 4408
-CLOSE_DOC_TOO_LARGE = 4413
+CLOSE_TOO_LARGE = 4413  # a message, or the document it would grow
 CLOSE_INVALID_UPDATE = 4422
-CLOSE_RATE_LIMITED = 4429
+CLOSE_SLOW_CLIENT = 4508
+CLOSE_RATE_LIMITED = 4529
 
 
 class ProtocolError(ValueError):

@@ -20,7 +20,7 @@ from .fanout import Fanout
 from .metrics import Metrics
 from .peer import Peer
 from .protocol import (
-    CLOSE_DOC_TOO_LARGE,
+    CLOSE_TOO_LARGE,
     CLOSE_INVALID_UPDATE,
     CLOSE_MALFORMED,
     CLOSE_RATE_LIMITED,
@@ -171,7 +171,7 @@ class Room:
             return
         if parsed.structs and self.size_bytes + len(update) > self.max_doc_bytes:
             self.metrics.refused("doc_too_large")
-            peer.close(CLOSE_DOC_TOO_LARGE, f"document would exceed {self.max_doc_bytes} bytes")
+            peer.close(CLOSE_TOO_LARGE, f"document would exceed {self.max_doc_bytes} bytes")
             return
         try:
             integrated = self._apply(update)
@@ -231,12 +231,12 @@ class Room:
                 self.compact_soon()
 
     def _broadcast(self, batch: list[tuple[bytes, Peer | None]]) -> None:
-        if len(batch) == 1:
-            update, origin = batch[0]
-        else:
-            # One merged frame per batch: under load each client gets one message per
-            # write instead of one per update. Originators get their own back, harmlessly.
-            update, origin = merge_updates(*(u for u, _ in batch)), None
+        origins = {origin for _, origin in batch}
+        # One merged frame per batch: under load each client gets one message per write
+        # instead of one per update. With several originators, each gets its own edits
+        # back inside the merge, which Yjs ignores.
+        origin = origins.pop() if len(origins) == 1 else None
+        update = batch[0][0] if len(batch) == 1 else merge_updates(*(u for u, _ in batch))
         frame = encode_sync(SYNC_UPDATE, update)
         for peer in list(self.peers.values()):
             if peer is not origin:

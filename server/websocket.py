@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 from .auth import AuthError, verify_token
 from .config import is_valid_doc_name
 from .peer import Peer
-from .protocol import CLOSE_MALFORMED, CLOSE_MESSAGE_TOO_BIG, CLOSE_TOKEN_EXPIRED
+from .protocol import CLOSE_MALFORMED, CLOSE_TOO_LARGE, CLOSE_TOKEN_EXPIRED
 from .ratelimit import TokenBucket
 from .services import Services
 
@@ -80,6 +80,7 @@ async def _serve(websocket: WebSocket, services: Services, room, grant, address:
         address=address,
         max_send_queue=config.max_send_queue,
         bucket=TokenBucket(config.max_messages_per_s, config.max_message_burst),
+        metrics=services.metrics,
     )
     services.connections_by_address[address] += 1
     services.metrics.connections.inc()
@@ -114,6 +115,6 @@ async def _receive_loop(websocket: WebSocket, room, peer: Peer, max_message_byte
             peer.close(CLOSE_MALFORMED, "text frames are not part of the y-websocket protocol")
         elif len(frame) > max_message_bytes:
             room.metrics.refused("message_too_big")
-            peer.close(CLOSE_MESSAGE_TOO_BIG, f"messages are limited to {max_message_bytes} bytes")
+            peer.close(CLOSE_TOO_LARGE, f"messages are limited to {max_message_bytes} bytes")
         elif peer.is_open:
             room.handle(peer, frame)

@@ -1,0 +1,68 @@
+"""The y-websocket codec: round trips, and clear errors for every malformed frame."""
+
+import pytest
+
+from server.awareness import AwarenessEntry, AwarenessStates, decode_awareness_update, encode_awareness_update
+from server.protocol import (
+    SYNC_STEP1,
+    SYNC_UPDATE,
+    AwarenessMessage,
+    ProtocolError,
+    QueryAwarenessMessage,
+    SyncMessage,
+    decode_message,
+    encode_awareness,
+    encode_sync,
+    write_uint,
+)
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**21, 2**53 - 1])
+def test_uint_round_trip(value):
+    payload = write_uint(value) + b"x"
+    frame = bytes([0, 0]) + write_uint(len(payload)) + payload
+    assert decode_message(frame) == SyncMessage(SYNC_STEP1, payload)
+
+
+def test_messages_round_trip():
+    assert decode_message(encode_sync(SYNC_UPDATE, b"\x00\x00")) == SyncMessage(SYNC_UPDATE, b"\x00\x00")
+    assert decode_message(encode_awareness(b"\x00")) == AwarenessMessage(b"\x00")
+    assert decode_message(b"\x03") == QueryAwarenessMessage()
+
+
+@pytest.mark.parametrize(
+    "frame, error",
+    [
+        (b"", "truncated integer"),
+        (b"\x00", "truncated integer"),
+        (b"\x00\x05\x00", "unknown sync message type 5"),
+        (b"\x00\x02\x05\x00\x00", "runs past the frame end"),
+        (b"\x00\x02\x02\x00\x00\xff", "1 trailing bytes"),
+        (b"\x09", "unknown message type 9"),
+        (b"\x02\x00\x00", "server to client"),
+        (b"\x00\x02" + b"\xff" * 11, "longer than 64 bits"),
+    ],
+)
+def test_malformed_frames_are_named(frame, error):
+    with pytest.raises(ProtocolError, match=error):
+        decode_message(frame)
+
+
+def test_awareness_round_trip_and_order():
+    entries = [AwarenessEntry(7, 1, '{"user":{"name":"Ada"}}'), AwarenessEntry(9, 4, "{}")]
+    assert decode_awareness_update(encode_awareness_update(entries)) == entries
+    states = AwarenessStates()
+    assert states.apply(entries) == entries
+    assert states.apply([AwarenessEntry(7, 1, '{"stale":true}')]) == []  # same clock, not a removal
+    newer = AwarenessEntry(7, 2, '{"user":{"name":"Ada L."}}')
+    assert states.apply([newer]) == [newer]
+    gone = states.removals({7, 12})
+    assert gone == [AwarenessEntry(7, 3, "null")]
+    states.apply(gone)
+    assert states.snapshot() == [entries[1]]
+
+
+def test_awareness_state_must_be_json():
+    bad = encode_awareness_update([AwarenessEntry(1, 1, "{not json")])
+    with pytest.raises(ProtocolError, match="not JSON"):
+        decode_awareness_update(bad)

@@ -1,0 +1,142 @@
+"""Room lifecycle: shared loads, the grace period, flushing on unload, broadcast order."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from pycrdt import Doc, Text
+
+from server.auth import OPEN_GRANT
+from server.fanout import NullFanout
+from server.metrics import Metrics
+from server.peer import Peer
+from server.protocol import SYNC_UPDATE, encode_sync
+from server.ratelimit import TokenBucket
+from server.rooms import RoomManager
+from server.stores.sqlite import SqliteStore
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+class CountingStore(SqliteStore):
+    def __init__(self, path):
+        super().__init__(path)
+        self.loads = 0
+
+    async def load(self, doc):
+        self.loads += 1
+        await anyio.sleep(0.05)  # a slow load widens the window for a double load
+        return await super().load(doc)
+
+
+def make_peer(received: list) -> Peer:
+    async def send(frame):
+        received.append(frame)
+
+    async def close(code, reason):
+        received.append((code, reason))
+
+    peer = Peer(send, close, OPEN_GRANT, "test", 100, TokenBucket(1000, 1000), Metrics())
+    peer.start()
+    return peer
+
+
+def typed(text_value: str) -> bytes:
+    doc = Doc()
+    doc.get("content", type=Text).insert(0, text_value)
+    return doc.get_update()
+
+
+async def manager(tmp_path, grace_s=0.2):
+    store = CountingStore(tmp_path / "rooms.sqlite3")
+    await store.start()
+    return RoomManager(store, NullFanout(), Metrics(), 1 << 20, 500, grace_s), store
+
+
+@pytest.mark.anyio
+async def test_concurrent_first_joins_share_one_load(tmp_path):
+    rooms, store = await manager(tmp_path)
+    with anyio.fail_after(5):
+        results = []
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(lambda: _append(results, rooms.acquire("shared")))
+    assert store.loads == 1
+    assert len({id(room) for room in results}) == 1
+    assert results[0].holders == 5
+    await rooms.close()
+    await store.close()
+
+
+async def _append(results, awaitable):
+    results.append(await awaitable)
+
+
+@pytest.mark.anyio
+async def test_grace_period_then_flushed_unload(tmp_path):
+    rooms, store = await manager(tmp_path, grace_s=0.3)
+    with anyio.fail_after(5):
+        room = await rooms.acquire("doc")
+        received = []
+        peer = make_peer(received)
+        room.join(peer)
+        room.handle(peer, encode_sync(SYNC_UPDATE, typed("kept")))
+        room.leave(peer)
+        rooms.release(room)
+        await anyio.sleep(0.1)
+        assert "doc" in rooms.rooms  # still warm inside the grace period
+        again = await rooms.acquire("doc")  # a rejoin cancels the unload
+        assert again is room
+        rooms.release(again)
+        while "doc" in rooms.rooms:
+            await anyio.sleep(0.02)
+        await peer.stop()
+    assert room.is_closed
+    loaded = await store.load("doc")
+    assert len(loaded.updates) == 1  # compacted on unload
+    doc = Doc()
+    doc.apply_update(loaded.updates[0])
+    assert str(doc.get("content", type=Text)) == "kept"
+    await rooms.close()
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_updates_reach_others_in_order_not_the_sender(tmp_path):
+    rooms, store = await manager(tmp_path)
+    with anyio.fail_after(5):
+        room = await rooms.acquire("doc")
+        sent_a, sent_b = [], []
+        a, b = make_peer(sent_a), make_peer(sent_b)
+        room.join(a)
+        room.join(b)
+        source = Doc()
+        text = source.get("content", type=Text)
+        updates = []
+        for word in ["one ", "two ", "three "]:
+            before = source.get_state()
+            text += word
+            updates.append(source.get_update(before))
+        room.handle(a, encode_sync(SYNC_UPDATE, updates[0]))
+        await room.flush()
+        for update in updates[1:]:
+            room.handle(a, encode_sync(SYNC_UPDATE, update))
+        await room.flush()
+        await anyio.sleep(0.05)
+    replica = Doc()
+    replica_text = replica.get("content", type=Text)
+    for frame in sent_b[1:]:  # after sync step 1
+        replica.apply_update(frame[3:] if frame[2] < 0x80 else frame[4:])
+    assert str(replica_text) == "one two three "
+    assert len(sent_a) == 1  # only its sync step 1: nothing echoed
+    # The second write carried two updates: they went out as one merged frame.
+    assert len(sent_b) == 3
+    for peer in (a, b):
+        room.leave(peer)
+        await peer.stop()
+        rooms.release(room)
+    await rooms.close()
+    await store.close()
