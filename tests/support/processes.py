@@ -33,16 +33,22 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
 
 
 class RedisServer:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, persistent: bool = False):
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = workdir
+        # Persistent servers fsync every write to their append-only file, as production would.
+        self.persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
         workdir.mkdir(parents=True, exist_ok=True)
+        self._spawn()
+
+    def _spawn(self) -> None:
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(workdir)],
+            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             *self.persistence, "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -57,8 +63,17 @@ class RedisServer:
             return False
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    @classmethod
+    def restart(cls, old: "RedisServer") -> "RedisServer":
+        """A new redis-server on the same port and data (empty unless `persistent`)."""
+        new = cls.__new__(cls)
+        new.port, new.url, new.workdir, new.persistence = old.port, old.url, old.workdir, old.persistence
+        new._spawn()
+        return new
 
 
 class ServerProcess:
