@@ -79,11 +79,26 @@ def _token_parser(sub) -> None:
     _add(p, "ttl", None, type=float, help="seconds until the token expires (default: never)")
 
 
+def config_reference() -> str:
+    """The configuration table of the README, made from the config dataclass itself."""
+    rows = ["| flag | environment | default | what it sets |", "|---|---|---|---|"]
+    for f in _config_fields():
+        default = f.default
+        if f.name == "web_dir":
+            default = "web/dist"  # resolved against the install; shown relative
+        shown = "" if default in (None, ()) else f"`{default}`"
+        choices = f.metadata.get("choices")
+        what = f.metadata["help"] + (f" ({' / '.join(choices)})" if choices else "")
+        rows.append(f"| `--{f.name.replace('_', '-')}` | `REDRAFT_{f.name.upper()}` | {shown} | {what} |")
+    return "\n".join(rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redraft", description="Redraft: collaborative editing with AI redrafts")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _token_parser(sub)
+    sub.add_parser("config-reference", help="print the configuration table (Markdown)")
     return parser
 
 
@@ -134,4 +149,7 @@ def token(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "config-reference":
+        print(config_reference())
+        return 0
     return {"serve": serve, "token": token}[args.command](args)
