@@ -27,11 +27,14 @@ AUTH_PERMISSION_DENIED = 0
 # 4400-4499, mirroring HTTP 4xx: used where a retry would send the same bad thing
 # again. 4500-4599 are "try again later": the client reconnects and resyncs.
 CLOSE_MALFORMED = 4400
-CLOSE_TOKEN_EXPIRED = 4401
+CLOSE_UNAUTHORIZED = 4401  # no token, a bad one, or one that expired mid-session
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_BAD_DOC_NAME = 4404
 CLOSE_TOO_LARGE = 4413  # a message, or the document it would grow
 CLOSE_INVALID_UPDATE = 4422
+CLOSE_UNAVAILABLE = 4503  # the document is full, or its store cannot load it
 CLOSE_SLOW_CLIENT = 4508
-CLOSE_RATE_LIMITED = 4529
+CLOSE_RATE_LIMITED = 4529  # too many messages, or connections from one address
 
 
 class ProtocolError(ValueError):

@@ -1,9 +1,9 @@
 """The `/ws/{doc}` endpoint: the Starlette adapter between a websocket and a room.
 
-Checks that can be made before the handshake (document name, origin, token,
-connection limits) are answered with an HTTP denial response carrying a JSON
-error, so a client sees a status and a reason rather than a bare close.
-Everything after the handshake is answered with a close code from `protocol`.
+Every refusal, also those decided before the handshake (document name, origin,
+token, connection limits), accepts and then closes with a code and reason from
+`protocol`: a browser never sees an HTTP denial's status or body (it gets a bare
+1006), while a close code reaches the page and tells y-websocket whether to retry.
 """
 
 from __future__ import annotations
@@ -12,13 +12,20 @@ import asyncio
 import logging
 import time
 
-from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from .auth import AuthError, verify_token
 from .config import is_valid_doc_name
 from .peer import Peer
-from .protocol import CLOSE_MALFORMED, CLOSE_TOO_LARGE, CLOSE_TOKEN_EXPIRED
+from .protocol import (
+    CLOSE_BAD_DOC_NAME,
+    CLOSE_FORBIDDEN_ORIGIN,
+    CLOSE_MALFORMED,
+    CLOSE_RATE_LIMITED,
+    CLOSE_TOO_LARGE,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_UNAVAILABLE,
+)
 from .ratelimit import TokenBucket
 from .services import Services
 
@@ -33,8 +40,10 @@ def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
     return origin in allowed or origin in (f"http://{host}", f"https://{host}")
 
 
-async def deny(websocket: WebSocket, status: int, error: str, detail: str) -> None:
-    await websocket.send_denial_response(JSONResponse({"error": error, "detail": detail}, status_code=status))
+async def refuse(websocket: WebSocket, services: Services, code: int, why: str, reason: str) -> None:
+    services.metrics.refused(why)
+    await websocket.accept()
+    await websocket.close(code, reason[:120])
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -43,28 +52,28 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     name = websocket.path_params["doc"]
     address = websocket.client.host if websocket.client else "unknown"
     if not is_valid_doc_name(name):
-        services.metrics.refused("bad_doc_name")
-        return await deny(websocket, 400, "bad_doc_name", "document names are 1-128 characters of A-Z a-z 0-9 . _ -")
+        return await refuse(websocket, services, CLOSE_BAD_DOC_NAME, "bad_doc_name",
+                            "document names are 1-128 characters of A-Z a-z 0-9 . _ -")
     if not origin_allowed(websocket, config.allowed_origins):
-        services.metrics.refused("origin")
-        return await deny(websocket, 403, "origin", f"origin {websocket.headers.get('origin')} is not allowed")
+        return await refuse(websocket, services, CLOSE_FORBIDDEN_ORIGIN, "origin",
+                            f"origin {websocket.headers.get('origin')} is not allowed")
     try:
         grant = verify_token(config.secret, websocket.query_params.get("token"), name)
     except AuthError as exc:
-        services.metrics.refused("token")
-        return await deny(websocket, 401, "token", str(exc))
+        return await refuse(websocket, services, CLOSE_UNAUTHORIZED, "token", str(exc))
     if services.connections_by_address[address] >= config.max_connections_per_address:
-        services.metrics.refused("address_limit")
-        return await deny(websocket, 429, "too_many_connections", f"at most {config.max_connections_per_address} connections per address")
+        return await refuse(websocket, services, CLOSE_RATE_LIMITED, "address_limit",
+                            f"at most {config.max_connections_per_address} connections per address")
     try:
         room = await services.rooms.acquire(name)
     except Exception as exc:
         log.exception("loading %s failed", name)
-        return await deny(websocket, 503, "store_unavailable", f"the document could not be loaded: {exc}")
+        return await refuse(websocket, services, CLOSE_UNAVAILABLE, "store_unavailable",
+                            f"the document could not be loaded: {exc}")
     try:
         if len(room.peers) >= config.max_connections_per_doc:
-            services.metrics.refused("doc_limit")
-            return await deny(websocket, 503, "document_full", f"at most {config.max_connections_per_doc} connections per document")
+            return await refuse(websocket, services, CLOSE_UNAVAILABLE, "doc_limit",
+                                f"at most {config.max_connections_per_doc} connections per document")
         await _serve(websocket, services, room, grant, address)
     finally:
         services.rooms.release(room)
@@ -88,7 +97,7 @@ async def _serve(websocket: WebSocket, services: Services, room, grant, address:
     if grant.expires_at is not None:
         delay = max(0.0, grant.expires_at - time.time())
         expiry = asyncio.get_running_loop().call_later(
-            delay, peer.close, CLOSE_TOKEN_EXPIRED, "the token has expired: reconnect with a new one"
+            delay, peer.close, CLOSE_UNAUTHORIZED, "the token has expired: reconnect with a new one"
         )
     peer.start()
     room.join(peer)

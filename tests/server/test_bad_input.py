@@ -6,16 +6,18 @@ import time
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
 
 from server.auth import mint_token
 from server.awareness import AwarenessEntry, encode_awareness_update
 from server.protocol import (
     CLOSE_INVALID_UPDATE,
+    CLOSE_BAD_DOC_NAME,
+    CLOSE_FORBIDDEN_ORIGIN,
     CLOSE_MALFORMED,
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,
-    CLOSE_TOKEN_EXPIRED,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_UNAVAILABLE,
     SYNC_UPDATE,
     encode_awareness,
     encode_sync,
@@ -193,38 +195,33 @@ def test_expired_token_closes_the_session(server, room):
     with open_raw(server.ws_url, doc, token(doc, ttl=1.5)) as ws:
         started = time.monotonic()
         code, reason = close_of(ws, timeout=10)
-    assert code == CLOSE_TOKEN_EXPIRED and "expired" in reason
+    assert code == CLOSE_UNAUTHORIZED and "expired" in reason
     assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize(
-    "path, tok, status, error",
+    "path, tok, code, reason",
     [
-        ("bad%20name", "valid", 400, "bad_doc_name"),
-        ("x" * 129, "valid", 400, "bad_doc_name"),
-        ("notes", None, 401, "token"),
-        ("notes", "nonsense", 401, "token"),
-        ("notes", mint_token(SECRET, "other", "edit", None), 401, "token"),
-        ("notes", mint_token(SECRET, "notes", "edit", -1), 401, "token"),
+        ("bad%20name", "valid", CLOSE_BAD_DOC_NAME, "document names are 1-128 characters"),
+        ("x" * 129, "valid", CLOSE_BAD_DOC_NAME, "document names are 1-128 characters"),
+        ("notes", None, CLOSE_UNAUTHORIZED, "needs a share token"),
+        ("notes", "nonsense", CLOSE_UNAUTHORIZED, "signature is not valid"),
+        ("notes", mint_token(SECRET, "other", "edit", None), CLOSE_UNAUTHORIZED, "for document 'other'"),
+        ("notes", mint_token(SECRET, "notes", "edit", -1), CLOSE_UNAUTHORIZED, "expired"),
     ],
     ids=["space", "too-long", "missing-token", "garbage-token", "wrong-doc", "expired"],
 )
-def test_handshake_refusals(server, path, tok, status, error):
+def test_refusals_before_joining(server, path, tok, code, reason):
     if tok == "valid":
         tok = mint_token(SECRET, "*", "edit", None)
-    with pytest.raises(InvalidStatus) as refused:
-        with open_raw(server.ws_url, path, tok):
-            pass
-    response = refused.value.response
-    assert response.status_code == status
-    assert f'"error":"{error}"' in response.body.decode()
+    with open_raw(server.ws_url, path, tok) as ws:
+        got_code, got_reason = close_of(ws)
+    assert got_code == code and reason in got_reason
 
 
 def test_foreign_origin_is_refused(server):
-    with pytest.raises(InvalidStatus) as refused:
-        with open_raw(server.ws_url, "notes", token("notes"), origin="https://evil.example"):
-            pass
-    assert refused.value.response.status_code == 403
+    with open_raw(server.ws_url, "notes", token("notes"), origin="https://evil.example") as ws:
+        assert close_of(ws) == (CLOSE_FORBIDDEN_ORIGIN, "origin https://evil.example is not allowed")
 
 
 def test_connection_limits(tmp_path, node_peers):
@@ -235,15 +232,11 @@ def test_connection_limits(tmp_path, node_peers):
         b = node_peers(proc.ws_url, "full")
         a.wait_synced()
         b.wait_synced()
-        with pytest.raises(InvalidStatus) as full:
-            with open_raw(proc.ws_url, "full"):
-                pass
-        assert full.value.response.status_code == 503
+        with open_raw(proc.ws_url, "full") as ws:
+            assert close_of(ws) == (CLOSE_UNAVAILABLE, "at most 2 connections per document")
         with open_raw(proc.ws_url, "other"):
-            with pytest.raises(InvalidStatus) as crowded:
-                with open_raw(proc.ws_url, "third"):
-                    pass
-        assert crowded.value.response.status_code == 429
+            with open_raw(proc.ws_url, "third") as crowded:
+                assert close_of(crowded) == (CLOSE_RATE_LIMITED, "at most 3 connections per address")
         a.insert(0, "still fine")
         b.wait_text("still fine")
     finally:
