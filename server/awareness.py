@@ -10,11 +10,15 @@ of `null` with a higher clock removes a client).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from .protocol import ProtocolError, Reader, write_bytes, write_uint
 
 MAX_STATE_BYTES = 64 * 1024
+# y-protocols clients renew their state every 15 s and drop others' after 30 s without
+# news; the server forgets them on the same clock (e.g. those of a crashed instance).
+OUTDATED_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,10 @@ def encode_awareness_update(entries: list[AwarenessEntry]) -> bytes:
 class AwarenessStates:
     """The newest awareness entry per client id, as the y-protocols rules order them."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock=time.monotonic) -> None:
         self.entries: dict[int, AwarenessEntry] = {}
+        self.updated_at: dict[int, float] = {}
+        self.clock = clock
 
     def apply(self, entries: list[AwarenessEntry]) -> list[AwarenessEntry]:
         """Keeps the entries that are news and returns them (to relay)."""
@@ -75,6 +81,7 @@ class AwarenessStates:
                 if entry.is_removal and known is None:
                     continue
                 self.entries[entry.client_id] = entry
+                self.updated_at[entry.client_id] = self.clock()
                 news.append(entry)
         return news
 
@@ -88,5 +95,8 @@ class AwarenessStates:
         return gone
 
     def snapshot(self) -> list[AwarenessEntry]:
-        """Every present client's entry, for a late joiner or a query."""
+        """Every present client's entry, for a late joiner or a query; forgets the outdated."""
+        horizon = self.clock() - OUTDATED_S
+        for client_id in [c for c, at in self.updated_at.items() if at < horizon]:
+            del self.entries[client_id], self.updated_at[client_id]
         return [entry for entry in self.entries.values() if not entry.is_removal]

@@ -29,6 +29,10 @@ class Listener(Protocol):
 
     def on_remote_awareness(self, payload: bytes) -> None: ...
 
+    def on_awareness_query(self) -> None:
+        """Another instance just loaded the document and asks who is present."""
+        ...
+
 
 class Fanout(Protocol):
     async def start(self) -> None: ...
@@ -39,7 +43,14 @@ class Fanout(Protocol):
 
     async def publish_awareness(self, doc: str, payload: bytes) -> None: ...
 
+    async def query_awareness(self, doc: str) -> None: ...
+
     async def close(self) -> None: ...
+
+
+# Awareness messages on pub/sub: sender instance id, NUL, kind, payload.
+_AWARENESS_UPDATE = b"u"
+_AWARENESS_QUERY = b"q"
 
 
 class NullFanout:
@@ -55,6 +66,9 @@ class NullFanout:
         pass
 
     async def publish_awareness(self, doc: str, payload: bytes) -> None:
+        pass
+
+    async def query_awareness(self, doc: str) -> None:
         pass
 
     async def close(self) -> None:
@@ -73,7 +87,10 @@ class RedisFanout:
 
     def __init__(self, redis_url: str, store: RedisStore, instance_id: str):
         # Blocking reads hold their connection: a client of their own, apart from the store's.
-        self.reader = aioredis.from_url(redis_url)
+        # No socket timeout: redis-py's default (5 s) timed out every idle 10 s XREAD, and
+        # with a timeout it sends each command through asyncio.wait_for, which on Python
+        # 3.11 swallows a cancel landing as the send completes, so close() hung for good.
+        self.reader = aioredis.from_url(redis_url, socket_timeout=None)
         self.store = store
         self.prefix = store.prefix
         self.instance_id = instance_id.encode()
@@ -110,7 +127,13 @@ class RedisFanout:
         await self._wake()
 
     async def publish_awareness(self, doc: str, payload: bytes) -> None:
-        await self.store.client.publish(self._awareness_channel(doc), self.instance_id + b"\0" + payload)
+        await self._publish(doc, _AWARENESS_UPDATE + payload)
+
+    async def query_awareness(self, doc: str) -> None:
+        await self._publish(doc, _AWARENESS_QUERY)
+
+    async def _publish(self, doc: str, message: bytes) -> None:
+        await self.store.client.publish(self._awareness_channel(doc), self.instance_id + b"\0" + message)
 
     async def _read_logs(self) -> None:
         wake_key = self.wake_key.encode()
@@ -154,13 +177,18 @@ class RedisFanout:
             if message is None:
                 continue
             doc = message["channel"].decode()[prefix_len:]
-            sender, _, payload = message["data"].partition(b"\0")
+            sender, _, body = message["data"].partition(b"\0")
             sub = self.subscriptions.get(self.store.log_key(doc).encode())
-            if sub is not None and sender != self.instance_id:
-                try:
+            if sub is None or sender == self.instance_id:
+                continue
+            kind, payload = body[:1], body[1:]
+            try:
+                if kind == _AWARENESS_UPDATE:
                     sub.listener.on_remote_awareness(payload)
-                except Exception:
-                    log.exception("applying remote awareness to %s failed", doc)
+                elif kind == _AWARENESS_QUERY:
+                    sub.listener.on_awareness_query()
+            except Exception:
+                log.exception("handling remote awareness for %s failed", doc)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -90,6 +90,8 @@ class Room:
         self.size_bytes = stored.size_bytes
         self._appended_since_compaction = max(0, len(stored.updates) - 1)
         await self.fanout.subscribe(self.name, stored.cursor, self)
+        # Presence announced on other instances before we loaded is not in any log.
+        await self.fanout.query_awareness(self.name)
 
     def _on_transaction(self, event) -> None:
         self._integrated.append(event.update)
@@ -124,8 +126,11 @@ class Room:
         self.peers.pop(peer.id, None)
         gone = self.awareness.removals(peer.awareness_ids)
         if gone:
+            # A client that vanished could not say goodbye: say it for it, here and elsewhere.
             self.awareness.apply(gone)
-            self._relay_awareness(encode_awareness_update(gone), origin=None)
+            encoded = encode_awareness_update(gone)
+            self._relay_awareness(encoded, origin=None)
+            self._spawn(self.fanout.publish_awareness(self.name, encoded))
 
     def handle(self, peer: Peer, frame: bytes) -> None:
         """Handles one frame from a client. Never raises: bad input closes that client."""
@@ -252,6 +257,11 @@ class Room:
         self.size_bytes += len(integrated)
         self.metrics.update_received(len(integrated), source="remote")
         self._broadcast([(integrated, None)])
+
+    def on_awareness_query(self) -> None:
+        present = self.awareness.snapshot()
+        if present:
+            self._spawn(self.fanout.publish_awareness(self.name, encode_awareness_update(present)))
 
     def on_remote_awareness(self, payload: bytes) -> None:
         news = self.awareness.apply(decode_awareness_update(payload))

@@ -43,3 +43,20 @@ def node_peers():
     yield make
     for peer in peers:
         peer.close()
+
+
+@pytest.fixture
+def py_clients():
+    """Creates pycrdt y-websocket clients (tests/support/pyclient.py); all are closed at the end."""
+    from tests.support.pyclient import PyClient
+
+    clients: list[PyClient] = []
+
+    def make(ws_url: str, doc: str, **kwargs) -> PyClient:
+        client = PyClient(ws_url, doc, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -15,6 +15,37 @@ const text = doc.getText('content')
 let provider = null
 const events = [] // closes and permission-denied notices, in order
 
+// Code point <-> UTF-16 index conversion: fuzz and typing commands pick positions
+// in code points, here and at this instant, so an index can never land between
+// the two halves of a surrogate pair (an update that does is refused by the server).
+function utf16Index (s, codePoints) {
+  let i = 0
+  for (let n = 0; n < codePoints && i < s.length; n++) {
+    const c = s.charCodeAt(i)
+    i += c >= 0xD800 && c <= 0xDBFF && i + 1 < s.length ? 2 : 1
+  }
+  return i
+}
+
+function codePointLength (s) { return Array.from(s).length }
+
+function applyOp (op) {
+  const s = text.toString()
+  const chars = codePointLength(s)
+  if (op.op === 'append') {
+    text.insert(text.length, op.text)
+  } else if (op.op === 'insert') {
+    text.insert(utf16Index(s, Math.floor(op.at * (chars + 1))), op.text)
+  } else if (chars > 0) {
+    const index = Math.floor(op.at * chars)
+    const start = utf16Index(s, index)
+    const end = utf16Index(s, index + Math.min(op.count, chars - index))
+    text.delete(start, end - start)
+  }
+}
+
+let typing = null // { timer, typed }
+
 function reply (msg) { process.stdout.write(JSON.stringify(msg) + '\n') }
 
 function waitFor (predicate, timeoutS) {
@@ -66,6 +97,21 @@ const commands = {
   },
   state () { return { update: Buffer.from(Y.encodeStateAsUpdate(doc)).toString('base64') } },
   events () { return { events } },
+  // Each op is its own transaction, hence its own update message, as a user's keystrokes are.
+  apply_ops ({ ops }) { ops.forEach(applyOp); return { text: text.toString() } },
+  // Appends pieces[k % pieces.length] at the end every intervalMs until stop_typing.
+  start_typing ({ pieces, intervalMs }) {
+    typing = { typed: 0, timer: null }
+    typing.timer = setInterval(() => {
+      text.insert(text.length, pieces[typing.typed % pieces.length])
+      typing.typed++
+    }, intervalMs)
+    return {}
+  },
+  stop_typing () {
+    clearInterval(typing.timer)
+    return { typed: typing.typed, text: text.toString() }
+  },
   async quit () { if (provider) provider.destroy(); setTimeout(() => process.exit(0), 10); return {} }
 }
 

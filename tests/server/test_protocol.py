@@ -66,3 +66,13 @@ def test_awareness_state_must_be_json():
     bad = encode_awareness_update([AwarenessEntry(1, 1, "{not json")])
     with pytest.raises(ProtocolError, match="not JSON"):
         decode_awareness_update(bad)
+
+
+def test_awareness_forgets_states_nobody_renews():
+    now = [0.0]
+    states = AwarenessStates(clock=lambda: now[0])
+    states.apply([AwarenessEntry(1, 1, "{}"), AwarenessEntry(2, 1, "{}")])
+    now[0] = 20.0
+    states.apply([AwarenessEntry(2, 2, "{}")])
+    now[0] = 31.0
+    assert [entry.client_id for entry in states.snapshot()] == [2]
