@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _token_parser(sub)
     sub.add_parser("config-reference", help="print the configuration table (Markdown)")
+    generate = sub.add_parser("generate", help="one generation from the command line (needs the engine extra)")
+    try:
+        # engine.api is cheap to import (torch loads only when a generation runs), but a
+        # CPU-only collaboration node may not have the package installed at all.
+        from engine.api import add_generate_arguments
+    except ImportError:
+        generate.set_defaults(engine_missing=True)
+    else:
+        add_generate_arguments(generate)
     return parser
 
 
@@ -152,4 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config-reference":
         print(config_reference())
         return 0
+    if args.command == "generate":
+        if getattr(args, "engine_missing", False):
+            print("redraft generate: the engine is not installed (pip install 'redraft[engine]')", file=sys.stderr)
+            return 2
+        from engine.api import run_generate
+
+        return run_generate(args)
     return {"serve": serve, "token": token}[args.command](args)

@@ -1,0 +1,339 @@
+"""Generation: prefill, denoising steps and canvas commits for a batch of requests in lockstep.
+
+Each row of the batch is one request with its own seed, step budget and length; rows are independent, so a
+request's tokens do not depend on its batch mates. A row that finishes denoising a canvas commits it (one
+encoder pass over that row) and starts its next canvas at once, while the other rows keep denoising.
+
+`denoise_step` is the unit a CUDA graph wraps: fixed shapes ([B, L] canvases, [B, L, V] logits, a fixed
+kv_len and precomputed masks) and no host sync. The loop syncs once per step, for the stop test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.cache import AttentionMask, KVCache, decoder_masks
+from engine.config import GenerationArgs
+from engine.model import DiffusionGemma
+from engine.noise import Noise, make_noise
+from engine.sampler import (
+    accept_mask,
+    apply_temperature,
+    next_canvas,
+    pad_after_eos,
+    stop_test,
+    temperature,
+    token_entropy,
+)
+
+
+class RequestError(ValueError):
+    """A request that cannot run (empty prompt, ids out of range, bad budget or seed): the caller's fault."""
+
+
+class ContextTooLongError(RequestError):
+    """The prompt plus the requested canvases do not fit the model's context."""
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt_ids: list[int]
+    seed: int = 0
+    max_new_tokens: int | None = None  # default: GenerationArgs.max_new_tokens
+    max_denoising_steps: int | None = None  # default: GenerationArgs.max_denoising_steps
+    is_cancelled: Callable[[], bool] | None = None  # polled between steps
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The batch after one denoising step. Per row: passes so far on its current canvas and the budget, the
+    argmax canvas (what it would commit now), per-position entropy and acceptance of this step."""
+
+    step: list[int]
+    max_steps: list[int]
+    canvas_index: list[int]
+    canvas: torch.Tensor  # [B, L] int64, cpu
+    entropy: torch.Tensor  # [B, L] fp32, cpu
+    accepted: torch.Tensor  # [B, L] bool, cpu
+    stopped: list[bool]  # this step ended the row's canvas (stable and confident, or out of steps)
+    finished: list[bool]  # the request is done
+
+
+@dataclass
+class Result:
+    token_ids: list[int] = field(default_factory=list)  # all committed canvases, pad after EOS
+    steps: list[int] = field(default_factory=list)  # decoder passes per canvas
+    status: str = "running"  # then "done" or "cancelled"
+
+
+@dataclass
+class BatchState:
+    """Per-row denoising state, all on the device."""
+
+    canvas: torch.Tensor  # [B, L] the noisy canvas fed to the decoder
+    argmax: torch.Tensor  # [B, L]
+    self_cond_logits: torch.Tensor  # [B, L, V] previous processed logits, weight dtype
+    self_cond_mask: torch.Tensor  # [B] bool, False on a canvas' first step
+    history: torch.Tensor  # [stability_threshold, B, L] argmax canvases of the last steps
+    positions: torch.Tensor  # [B, L] RoPE positions of the canvas
+    cur_step: torch.Tensor  # [B] int32, steps remaining (N..1), transformers' cur_step
+    num_steps: torch.Tensor  # [B] int32, the budget N
+    steps_done: torch.Tensor  # [B] int64, decoder passes on the current canvas
+    canvas_index: torch.Tensor  # [B] int64
+    running: torch.Tensor  # [B] bool, denoising this step
+    entropy: torch.Tensor  # [B, L] fp32, of the latest step
+    accepted: torch.Tensor  # [B, L] bool, of the latest step
+
+
+def denoise_step(
+    model: DiffusionGemma,
+    cache: KVCache,
+    state: BatchState,
+    noise: Noise,
+    generation: GenerationArgs,
+    masks: dict[str, AttentionMask],
+    kv_len: int,
+    active: list[bool],
+) -> torch.Tensor:
+    """One decoder pass + sampler step for every running row (state.running); other rows keep their state.
+
+    Rebinds the state's fields to new tensors: a CUDA graph around it copies them back into its static
+    buffers. masks and kv_len stay fixed until the next commit. active: state.running on the host, which only
+    the reference noise needs (it draws per row). Returns the rows that stopped this step, [B] bool."""
+    logits = model.decode(
+        state.canvas, state.positions, cache, state.self_cond_logits, state.self_cond_mask, kv_len=kv_len, masks=masks
+    )  # [B, L, V] fp32
+    temp = temperature(state.cur_step, state.num_steps, generation.t_min, generation.t_max)  # [B]
+    processed = apply_temperature(logits, temp)
+    probs = torch.softmax(processed, dim=-1, dtype=torch.float32)
+    samples = noise.samples(probs, active, state.canvas_index, state.steps_done)
+    argmax = torch.argmax(processed, dim=-1)
+    entropy = token_entropy(processed)
+    accepted = accept_mask(entropy, generation.entropy_bound)
+    canvas = next_canvas(state.canvas, samples, accepted, noise.renoise(active, state.canvas_index, state.steps_done))
+    stop, history = stop_test(state.history, argmax, entropy, generation.confidence_threshold)
+
+    run = state.running
+    state.canvas = torch.where(run[:, None], canvas, state.canvas)
+    state.argmax = torch.where(run[:, None], argmax, state.argmax)
+    state.entropy = torch.where(run[:, None], entropy, state.entropy)
+    state.accepted = torch.where(run[:, None], accepted, state.accepted)
+    state.self_cond_logits = torch.where(run[:, None, None], processed.to(model.dtype), state.self_cond_logits)
+    state.history = torch.where(run[None, :, None], history, state.history)
+    state.self_cond_mask = state.self_cond_mask | run
+    state.steps_done = state.steps_done + run.long()
+    state.cur_step = state.cur_step - run.int()
+    stopped = run & (stop | (state.cur_step == 0))
+    state.running = run & ~stopped
+    return stopped
+
+
+@torch.no_grad()
+def generate_stream(
+    model: DiffusionGemma,
+    requests: list[Request],
+    generation: GenerationArgs,
+    rng: str = "native",
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[Snapshot, None, list[Result]]:
+    """Yields a Snapshot per denoising step; returns one Result per request (StopIteration.value)."""
+    if not requests:
+        return []
+    args, device = model.args, model.embed_tokens.weight.device
+    L = args.canvas_length
+    budgets = [_budget(request, generation, L, args.max_context, args.vocab_size) for request in requests]
+    prompt_lens = [len(request.prompt_ids) for request in requests]
+    # the last canvas is never committed: the cache holds the prompt and all canvases but one
+    committed = [p + (canvases - 1) * L for p, (canvases, _) in zip(prompt_lens, budgets, strict=True)]
+    max_len = max(*committed, *prompt_lens)
+    cache = KVCache.allocate(args, len(requests), max_len, model.dtype, device)
+    noise = make_noise(rng, [request.seed for request in requests], args.vocab_size, L, device)
+    results = [Result() for _ in requests]
+    lengths = prefill(model, cache, [request.prompt_ids for request in requests])
+    steps = [steps for _, steps in budgets]
+    state = new_state(generation, len(requests), L, steps, args.vocab_size, device, model.dtype)
+    start_canvases(state, noise, list(range(len(requests))), lengths, device, first=True)
+    masks = decoder_masks(cache.lengths, max(lengths), L, args.sliding_window, min(lengths))
+    while True:
+        _poll_cancellations(requests, results, cancel)
+        active = [result.status == "running" for result in results]
+        if not any(active):
+            return results
+        state.running &= torch.tensor(active, device=device)
+        stopped = denoise_step(model, cache, state, noise, generation, masks, max(lengths), active).tolist()
+        ended = [row for row in range(len(requests)) if stopped[row]]
+        to_commit = _close_canvases(state, ended, results, budgets, generation)
+        yield _snapshot(state, budgets, stopped, [result.status != "running" for result in results])
+        if to_commit:
+            commit(model, cache, state.argmax[to_commit], to_commit, lengths)
+            start_canvases(state, noise, to_commit, lengths, device)
+            masks = decoder_masks(cache.lengths, max(lengths), L, args.sliding_window, min(lengths))
+
+
+def _poll_cancellations(requests: list[Request], results: list[Result], cancel: Callable[[], bool] | None) -> None:
+    cancel_all = cancel is not None and cancel()
+    for request, result in zip(requests, results, strict=True):
+        if result.status == "running" and (cancel_all or (request.is_cancelled is not None and request.is_cancelled())):
+            result.status = "cancelled"
+
+
+def _close_canvases(
+    state: BatchState,
+    rows: list[int],
+    results: list[Result],
+    budgets: list[tuple[int, int]],
+    generation: GenerationArgs,
+) -> list[int]:
+    """Appends the finished canvases (argmax, pad after EOS) to their results; returns the rows that go on
+    to another canvas. An EOS anywhere in the canvas, or the last canvas, ends a request."""
+    if not rows:
+        return []
+    eos_ids = torch.tensor(generation.eos_token_ids, dtype=torch.long, device=state.argmax.device)
+    pad_id = generation.pad_token_id
+    tokens, has_eos = pad_after_eos(state.argmax[rows], eos_ids, pad_id if pad_id is not None else 0)
+    if pad_id is None:  # transformers still stops at EOS, but has nothing to pad with
+        tokens = state.argmax[rows]
+    to_commit = []
+    for row, row_tokens, ended in zip(rows, tokens.tolist(), has_eos.tolist(), strict=True):
+        result = results[row]
+        result.token_ids += row_tokens
+        result.steps.append(int(state.steps_done[row]))
+        if ended or len(result.steps) == budgets[row][0]:
+            result.status = "done"
+        else:
+            to_commit.append(row)
+    return to_commit
+
+
+def generate(
+    model: DiffusionGemma,
+    requests: list[Request],
+    generation: GenerationArgs,
+    rng: str = "native",
+    cancel: Callable[[], bool] | None = None,
+    on_step: Callable[[Snapshot], None] | None = None,
+) -> list[Result]:
+    """Runs generate_stream to the end."""
+    stream = generate_stream(model, requests, generation, rng, cancel)
+    while True:
+        try:
+            snapshot = next(stream)
+        except StopIteration as stop:
+            return stop.value
+        if on_step is not None:
+            on_step(snapshot)
+
+
+@torch.no_grad()
+def prefill(model: DiffusionGemma, cache: KVCache, prompts: list[list[int]]) -> list[int]:
+    """Encodes right-padded prompts into cache rows 0..B-1 (pad slots are masked and later overwritten).
+    Returns the committed lengths (host copy of cache.lengths)."""
+    device = cache.lengths.device
+    lengths = [len(p) for p in prompts]
+    tokens = torch.full((len(prompts), max(lengths)), model.args.pad_token_id, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        tokens[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+    positions = torch.arange(max(lengths), device=device).expand(len(prompts), -1)
+    model.encode(tokens.to(device), positions, cache, kv_len=max(lengths))
+    cache.lengths.copy_(torch.tensor(lengths, device=device))
+    return lengths
+
+
+@torch.no_grad()
+def commit(model: DiffusionGemma, cache: KVCache, canvases: torch.Tensor, rows: list[int], lengths: list[int]) -> None:
+    """Encodes finished canvases [n, L] into their cache rows after the committed tokens; updates lengths."""
+    device = cache.lengths.device
+    canvas_length = canvases.shape[1]
+    starts = torch.tensor([lengths[row] for row in rows], device=device)
+    positions = starts[:, None] + torch.arange(canvas_length, device=device)
+    rows_t = torch.tensor(rows, device=device)
+    model.encode(canvases, positions, cache, rows=rows_t, kv_len=max(lengths[row] for row in rows) + canvas_length)
+    for row in rows:
+        lengths[row] += canvas_length
+    cache.lengths[rows_t] += canvas_length
+
+
+def start_canvases(
+    state: BatchState, noise: Noise, rows: list[int], lengths: list[int], device: torch.device, first: bool = False
+) -> None:
+    """Fresh random canvases for `rows`: step budget reset, no self-conditioning, empty stop history."""
+    rows_t = torch.tensor(rows, dtype=torch.long, device=device)
+    if not first:
+        state.canvas_index[rows_t] += 1
+    state.canvas[rows_t] = noise.canvas(rows, state.canvas_index)
+    state.argmax[rows_t] = state.canvas[rows_t]
+    starts = torch.tensor([lengths[row] for row in rows], device=device)
+    state.positions[rows_t] = starts[:, None] + torch.arange(state.canvas.shape[1], device=device)
+    state.self_cond_mask[rows_t] = False
+    state.history[:, rows_t] = -1
+    state.cur_step[rows_t] = state.num_steps[rows_t]
+    state.steps_done[rows_t] = 0
+    state.running[rows_t] = True
+
+
+def new_state(
+    generation: GenerationArgs,
+    num_rows: int,
+    L: int,
+    steps: list[int],
+    vocab: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> BatchState:
+    """Zeroed state for num_rows rows with their step budgets (start_canvases then fills each row); dtype: the
+    model's, which the self-conditioning logits are kept in (as transformers keeps them)."""
+    longs = torch.zeros(num_rows, L, dtype=torch.long, device=device)
+    return BatchState(
+        canvas=longs.clone(),
+        argmax=longs.clone(),
+        self_cond_logits=torch.zeros(num_rows, L, vocab, dtype=dtype, device=device),
+        self_cond_mask=torch.zeros(num_rows, dtype=torch.bool, device=device),
+        history=torch.full((generation.stability_threshold, num_rows, L), -1, dtype=torch.long, device=device),
+        positions=longs.clone(),
+        cur_step=torch.tensor(steps, dtype=torch.int32, device=device),
+        num_steps=torch.tensor(steps, dtype=torch.int32, device=device),
+        steps_done=torch.zeros(num_rows, dtype=torch.long, device=device),
+        canvas_index=torch.zeros(num_rows, dtype=torch.long, device=device),
+        running=torch.zeros(num_rows, dtype=torch.bool, device=device),
+        entropy=torch.zeros(num_rows, L, dtype=torch.float32, device=device),
+        accepted=torch.zeros(num_rows, L, dtype=torch.bool, device=device),
+    )
+
+
+def _budget(request: Request, generation: GenerationArgs, canvas_length: int, max_context: int, vocab_size: int):
+    """(canvases, steps per canvas) for a request; rejects requests that cannot run."""
+    max_new = generation.max_new_tokens if request.max_new_tokens is None else request.max_new_tokens
+    steps = generation.max_denoising_steps if request.max_denoising_steps is None else request.max_denoising_steps
+    if max_new <= 0 or steps <= 0:
+        raise RequestError(f"max_new_tokens and max_denoising_steps must be positive, got {max_new} and {steps}")
+    if not request.prompt_ids:
+        raise RequestError("the prompt is empty: the encoder needs at least one token")
+    if min(request.prompt_ids) < 0 or max(request.prompt_ids) >= vocab_size:
+        raise RequestError(f"prompt ids must be in [0, {vocab_size})")
+    if not 0 <= request.seed < 2**63:
+        raise RequestError(f"seed must be in [0, 2**63), got {request.seed}")
+    canvases = math.ceil(max_new / canvas_length)
+    needed = len(request.prompt_ids) + canvases * canvas_length
+    if needed > max_context:
+        raise ContextTooLongError(
+            f"prompt of {len(request.prompt_ids)} tokens + {canvases} canvas(es) of {canvas_length} = {needed} "
+            f"tokens exceeds the model's context of {max_context}"
+        )
+    return canvases, steps
+
+
+def _snapshot(state: BatchState, budgets, stopped: list[bool], finished: list[bool]) -> Snapshot:
+    return Snapshot(
+        step=state.steps_done.tolist(),
+        max_steps=[steps for _, steps in budgets],
+        canvas_index=state.canvas_index.tolist(),
+        canvas=state.argmax.cpu(),
+        entropy=state.entropy.cpu(),
+        accepted=state.accepted.cpu(),
+        stopped=list(stopped),
+        finished=list(finished),
+    )

@@ -1,0 +1,241 @@
+"""Model assembly: DiffusionGemma's text path as one weight stack run two ways.
+
+`encode` is the causal encoder: it writes the prompt (or a finished canvas) into the KV cache.
+`decode` is the bidirectional denoiser: it reads the cache, never writes it, and returns soft-capped fp32
+logits for a batch of canvases. Both use the same layers; only the per-layer scalar differs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.cache import AttentionMask, KVCache, decoder_masks, encoder_masks
+from engine.config import FULL, SLIDING, ModelArgs
+from engine.layers import Experts, GatedMLP, RMSNorm, Router, apply_rope, rope_cos_sin, rope_inv_freq
+
+
+class Attention(nn.Module):
+    """q/k RMSNorm, RoPE, attention scale 1.0. Global layers have no v_proj: V is the raw k_proj output
+    through a scale-free norm, K the same output through k_norm and RoPE."""
+
+    def __init__(self, args: ModelArgs, layer: int):
+        super().__init__()
+        self.num_heads = args.num_heads
+        self.num_kv_heads = args.layer_kv_heads(layer)
+        self.head_dim = args.layer_head_dim(layer)
+        dim, eps = args.hidden_size, args.rms_norm_eps
+        self.q_proj = nn.Linear(dim, self.num_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(dim, self.num_kv_heads * self.head_dim, bias=False)
+        self.v_proj = None if args.is_global(layer) else nn.Linear(dim, self.num_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.num_heads * self.head_dim, dim, bias=False)
+        self.q_norm = RMSNorm(self.head_dim, eps)
+        self.k_norm = RMSNorm(self.head_dim, eps)
+        self.v_norm = RMSNorm(self.head_dim, eps, with_scale=False)
+
+    def query(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        q = self.q_proj(x).unflatten(-1, (self.num_heads, self.head_dim))  # [B, T, H, Dh]
+        return apply_rope(self.q_norm(q), cos, sin)
+
+    def key_value(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (self.num_kv_heads, self.head_dim)
+        k = self.k_proj(x).unflatten(-1, shape)  # [B, T, Hkv, Dh]
+        v = k if self.v_proj is None else self.v_proj(x).unflatten(-1, shape)
+        return apply_rope(self.k_norm(k), cos, sin), self.v_norm(v)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """q [B, T, H, Dh], k/v [B, S, Hkv, Dh], mask [B, 1, T or 1, S] bool -> [B, T, D]."""
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, scale=1.0, enable_gqa=True
+        )  # [B, H, T, Dh]
+        return self.o_proj(out.transpose(1, 2).flatten(2))
+
+
+class Block(nn.Module):
+    """Attention, then a dense gated MLP and an MoE branch in parallel, each post-normed; x layer scalar."""
+
+    def __init__(self, args: ModelArgs, layer: int):
+        super().__init__()
+        dim, eps = args.hidden_size, args.rms_norm_eps
+        self.layer_type = args.layer_types[layer]
+        self.self_attn = Attention(args, layer)
+        self.mlp = GatedMLP(dim, args.intermediate_size)
+        self.router = Router(dim, args.num_experts, args.num_experts_per_token, eps)
+        self.experts = Experts(args.num_experts, dim, args.moe_intermediate_size)
+        self.input_layernorm = RMSNorm(dim, eps)
+        self.post_attention_layernorm = RMSNorm(dim, eps)
+        self.pre_feedforward_layernorm = RMSNorm(dim, eps)  # dense MLP input
+        self.post_feedforward_layernorm_1 = RMSNorm(dim, eps)  # dense MLP output
+        self.pre_feedforward_layernorm_2 = RMSNorm(dim, eps)  # experts input
+        self.post_feedforward_layernorm_2 = RMSNorm(dim, eps)  # experts output
+        self.post_feedforward_layernorm = RMSNorm(dim, eps)  # their sum
+        # The only weights the encoder and decoder do not share.
+        self.encoder_scalar = nn.Buffer(torch.ones(1))
+        self.decoder_scalar = nn.Buffer(torch.ones(1))
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        dense = self.post_feedforward_layernorm_1(self.mlp(self.pre_feedforward_layernorm(x)))
+        tokens = x.reshape(-1, x.shape[-1])  # [B*T, D]; the router sees the residual, the experts its norm
+        weights, experts = self.router(tokens)
+        moe = self.experts(self.pre_feedforward_layernorm_2(tokens), weights, experts).reshape(x.shape)
+        return x + self.post_feedforward_layernorm(dense + self.post_feedforward_layernorm_2(moe))
+
+    def finish(self, x: torch.Tensor, attn_out: torch.Tensor, scalar: torch.Tensor) -> torch.Tensor:
+        x = x + self.post_attention_layernorm(attn_out)
+        return self.feed_forward(x) * scalar
+
+
+class SelfConditioning(GatedMLP):
+    """pre-norm -> gated MLP on the previous step's soft embeddings, added to the token embeddings -> post-norm."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__(args.hidden_size, args.intermediate_size)
+        self.pre_norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
+        self.post_norm = RMSNorm(args.hidden_size, args.rms_norm_eps, with_scale=False)
+
+    def forward(self, embeds: torch.Tensor, soft_embeds: torch.Tensor) -> torch.Tensor:
+        return self.post_norm(embeds + super().forward(self.pre_norm(soft_embeds)))
+
+
+class DiffusionGemma(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.embed_tokens = nn.Embedding(args.vocab_size, args.hidden_size)  # also the (tied) lm_head
+        self.layers = nn.ModuleList(Block(args, i) for i in range(args.num_layers))
+        self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
+        self.self_conditioning = SelfConditioning(args)
+        self.embed_scale = nn.Buffer(torch.empty(()), persistent=False)
+        self.local_inv_freq = nn.Buffer(torch.empty(args.head_dim // 2), persistent=False)
+        self.global_inv_freq = nn.Buffer(torch.empty(args.global_head_dim // 2), persistent=False)
+        self.init_buffers()
+
+    @torch.no_grad()
+    def init_buffers(self, device: torch.device | str | None = None) -> None:
+        """(Re)computes the derived buffers; call after building on the meta device and loading weights."""
+        args = self.args
+        device = device or self.embed_tokens.weight.device
+        if torch.device(device).type == "meta":
+            return
+        # The reference keeps sqrt(hidden) as an fp32 tensor and casts it to the weight dtype at use:
+        # 53.0 in bf16 for the real model, not 53.066.
+        self.embed_scale = torch.tensor(args.hidden_size**0.5, dtype=torch.float32, device=device)
+        self.local_inv_freq = rope_inv_freq(args.head_dim, args.rope_theta, "default", 1.0).to(device)
+        self.global_inv_freq = rope_inv_freq(
+            args.global_head_dim, args.global_rope_theta, args.global_rope_type, args.global_partial_rotary_factor
+        ).to(device)
+
+    def _apply(self, fn, recurse=True):
+        # .to(bfloat16) would round the RoPE frequencies, which the reference keeps in fp32: recompute them
+        # after any move or cast instead of letting it touch them
+        super()._apply(fn, recurse)
+        self.init_buffers()
+        return self
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed_tokens.weight.dtype
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embed_tokens(tokens) * self.embed_scale.to(self.dtype)
+
+    def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {
+            SLIDING: rope_cos_sin(positions, self.local_inv_freq, dtype),
+            FULL: rope_cos_sin(positions, self.global_inv_freq, dtype),
+        }
+
+    def encode(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache,
+        rows: torch.Tensor | None = None,
+        kv_len: int | None = None,
+    ) -> None:
+        """Runs the causal encoder over tokens [B, T] at positions [B, T] and writes their K/V into cache rows
+        `rows` (all rows when None) at slot == position. Returns nothing: the cache is the encoder's output.
+
+        kv_len (static, for graph capture) bounds the slots read; default: the highest position + 1.
+        """
+        kv_len = kv_len if kv_len is not None else int(positions.max()) + 1
+        masks = encoder_masks(positions, kv_len, self.args.sliding_window, int(positions[:, 0].min()))
+        row_index = (torch.arange(tokens.shape[0], device=tokens.device) if rows is None else rows)[:, None]
+        h = self.embed(tokens)  # [B, T, D]
+        rope = self.rope(positions, h.dtype)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            cos, sin = rope[layer.layer_type]
+            x = layer.input_layernorm(h)
+            k, v = layer.self_attn.key_value(x, cos, sin)
+            cache.keys[i][row_index, positions] = k
+            cache.values[i][row_index, positions] = v
+            if i == last:
+                break  # the last layer's output feeds nothing: its K/V is all the cache needs
+            mask = masks[layer.layer_type]
+            keys = _rows(cache.keys[i], rows, mask.start, kv_len)
+            values = _rows(cache.values[i], rows, mask.start, kv_len)
+            attn_out = layer.self_attn.attend(layer.self_attn.query(x, cos, sin), keys, values, mask.mask)
+            h = layer.finish(h, attn_out, layer.encoder_scalar)
+
+    def decode(
+        self,
+        canvas: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache,
+        self_cond_logits: torch.Tensor | None = None,
+        self_cond_mask: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
+        kv_len: int | None = None,
+        masks: dict[str, AttentionMask] | None = None,
+    ) -> torch.Tensor:
+        """Denoises canvas [B, L] at positions [B, L] against cache rows `rows` (all when None).
+
+        self_cond_logits [B, L, V]: the previous step's processed logits; rows where self_cond_mask [B] is
+        False (first step of a canvas) get zero self-conditioning. Returns soft-capped logits [B, L, V] fp32.
+        masks: decoder_masks(...) precomputed once per canvas (they only change when the cache grows).
+        """
+        lengths = cache.lengths if rows is None else cache.lengths[rows]
+        kv_len = kv_len if kv_len is not None else int(lengths.max())
+        if masks is None:
+            masks = decoder_masks(lengths, kv_len, canvas.shape[1], self.args.sliding_window, int(lengths.min()))
+        h = self.self_conditioning(self.embed(canvas), self.soft_embeddings(canvas, self_cond_logits, self_cond_mask))
+        rope = self.rope(positions, h.dtype)
+        for i, layer in enumerate(self.layers):
+            cos, sin = rope[layer.layer_type]
+            x = layer.input_layernorm(h)
+            k, v = layer.self_attn.key_value(x, cos, sin)
+            mask = masks[layer.layer_type]
+            keys = torch.cat((_rows(cache.keys[i], rows, mask.start, kv_len), k), dim=1)  # [B, S + L, Hkv, Dh]
+            values = torch.cat((_rows(cache.values[i], rows, mask.start, kv_len), v), dim=1)
+            attn_out = layer.self_attn.attend(layer.self_attn.query(x, cos, sin), keys, values, mask.mask)
+            h = layer.finish(h, attn_out, layer.decoder_scalar)
+        return self.logits(self.norm(h))
+
+    def soft_embeddings(
+        self, canvas: torch.Tensor, self_cond_logits: torch.Tensor | None, self_cond_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """softmax(previous logits) @ embedding matrix x embed scale: [B, L, D]; zeros where there is none yet."""
+        weight = self.embed_tokens.weight
+        if self_cond_logits is None:
+            return torch.zeros(*canvas.shape, weight.shape[1], dtype=weight.dtype, device=weight.device)
+        # Naively a second lm_head-sized product per step; the fused vocabulary-tiled kernel replaces it.
+        probs = F.softmax(self_cond_logits, dim=-1, dtype=torch.float32).to(weight.dtype)
+        soft = torch.matmul(probs, weight) * self.embed_scale.to(weight.dtype)
+        if self_cond_mask is not None:
+            zero = torch.zeros((), dtype=soft.dtype, device=soft.device)
+            soft = torch.where(self_cond_mask[:, None, None], soft, zero)
+        return soft
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        logits = F.linear(h, self.embed_tokens.weight).float()
+        cap = self.args.final_logit_softcap
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+
+def _rows(cache_layer: torch.Tensor, rows: torch.Tensor | None, start: int, kv_len: int) -> torch.Tensor:
+    """Slots [start, kv_len) of the given cache rows (a view when all rows, a gather otherwise)."""
+    return cache_layer[:, start:kv_len] if rows is None else cache_layer[rows, start:kv_len]
