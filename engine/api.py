@@ -1,8 +1,183 @@
-"""The engine's public surface for the server: imported lazily, only when the engine is on.
+"""The engine's public surface for the server, imported lazily and only when the engine is on.
 
-For now the `redraft generate` command; the async `Engine` facade (submit, iterate snapshots, cancel) joins it.
+`Engine` runs the continuous-batching scheduler on a thread of its own, so the denoising loop never
+blocks the server's event loop; a request's snapshots arrive as an async iterator. Also the
+`redraft generate` command's arguments and entry point.
 """
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from dataclasses import dataclass
 
 from engine.cli import add_generate_arguments, run_generate
 
-__all__ = ["add_generate_arguments", "run_generate"]
+__all__ = ["Engine", "EngineConfig", "Generation", "add_generate_arguments", "run_generate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str = "tiny"  # a preset or a checkpoint directory
+    device: str | None = None  # default: cuda when available
+    dtype: str | None = None  # default: bfloat16 on cuda, float32 on cpu
+    max_batch: int = 4  # canvases per decoder pass
+    max_len: int = 4096  # cache slots per row: prompt + committed canvases
+    rng: str = "native"
+    seed: int = 0  # random weights of the presets
+
+    def __post_init__(self) -> None:
+        if self.device not in (None, "cpu", "cuda"):
+            raise ValueError(f"device must be cpu or cuda, not {self.device!r}")
+        if self.dtype not in (None, "float32", "bfloat16"):
+            raise ValueError(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
+        if self.max_batch < 1 or self.max_len < 1:
+            raise ValueError("max_batch and max_len must be at least 1")
+
+
+class Generation:
+    """One submitted request: iterate it for snapshots, await `result()`, or `cancel()` it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._snapshots: asyncio.Queue = asyncio.Queue()
+        self._outcome: asyncio.Future = loop.create_future()
+        self.job = None  # set by Engine.submit
+
+    def _on_snapshot(self, snapshot) -> None:  # engine thread
+        self._loop.call_soon_threadsafe(self._snapshots.put_nowait, snapshot)
+
+    def _on_done(self, outcome) -> None:  # engine thread
+        self._loop.call_soon_threadsafe(self._settle, outcome)
+
+    def _settle(self, outcome) -> None:
+        if self._outcome.done():
+            return
+        if isinstance(outcome, BaseException):
+            self._outcome.set_exception(outcome)
+        else:
+            self._outcome.set_result(outcome)
+        self._snapshots.put_nowait(None)
+
+    def cancel(self) -> None:
+        """Takes effect between two denoising steps."""
+        self.job.is_cancelled = True
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        snapshot = await self._snapshots.get()
+        if snapshot is None:
+            raise StopAsyncIteration
+        return snapshot
+
+    async def result(self):
+        """The final Result (status done or cancelled); raises the engine's error if it failed."""
+        return await self._outcome
+
+
+class Engine:
+    def __init__(self, loaded, config: EngineConfig):
+        from engine.scheduler import Scheduler
+
+        self.loaded = loaded
+        self.config = config
+        self.scheduler = Scheduler(loaded.model, loaded.generation, config.max_batch, config.max_len, config.rng)
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="redraft-engine", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    async def load(cls, config: EngineConfig) -> "Engine":
+        """Loads the model off the event loop (a checkpoint takes minutes) and starts the engine thread."""
+        import torch
+
+        from engine.checkpoint import load_model
+
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = getattr(torch, config.dtype or ("bfloat16" if device == "cuda" else "float32"))
+        loaded = await asyncio.to_thread(load_model, config.model, device, dtype, config.seed)
+        return cls(loaded, config)
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    def submit(self, request) -> Generation:
+        """Queues a request; raises RequestError at once (nothing queued) when it cannot run."""
+        from engine.generate import _budget
+        from engine.scheduler import Job
+
+        if self._closing:
+            raise RuntimeError("the engine is shutting down")
+        args = self.loaded.args
+        _budget(request, self.loaded.generation, args.canvas_length, self.scheduler.max_len, args.vocab_size)
+        generation = Generation(asyncio.get_running_loop())
+        generation.job = Job(request, generation._on_snapshot, generation._on_done)
+        self._inbox.put(generation.job)
+        self._wake.set()
+        return generation
+
+    @property
+    def queue_length(self) -> int:
+        return self._inbox.qsize() + len(self.scheduler.waiting)
+
+    def status(self) -> dict:
+        return {
+            "model": self.loaded.source,
+            "device": str(self.scheduler.device),
+            "running": self.scheduler.num_running,
+            "waiting": self.queue_length,
+            "max_batch": self.config.max_batch,
+        }
+
+    def _run(self) -> None:
+        while not self._closing:
+            while True:
+                try:
+                    job = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                try:
+                    self.scheduler.submit(job)
+                except Exception as error:  # validated at submit; a race with config is still reported
+                    job.on_done(error)
+            if not self.scheduler.has_work:
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                continue
+            try:
+                self.scheduler.step()
+            except Exception as error:  # e.g. CUDA out of memory: fail this batch, keep serving
+                log.exception("engine step failed; failing the %d requests in flight", self.scheduler.num_running)
+                self.scheduler.fail_all(error)
+                _free_cuda_memory()
+
+    async def close(self) -> None:
+        """Cancels what is in flight and stops the engine thread."""
+        self._closing = True
+        for job in list(self.scheduler.rows) + list(self.scheduler.waiting):
+            if job is not None:
+                job.is_cancelled = True
+        self._wake.set()
+        await asyncio.to_thread(self._thread.join)
+        leftovers = [job for job in self.scheduler.rows if job is not None] + list(self.scheduler.waiting)
+        while not self._inbox.empty():
+            leftovers.append(self._inbox.get_nowait())
+        for job in leftovers:
+            job.result.status = "cancelled"
+            job.on_done(job.result)
+
+
+def _free_cuda_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -229,17 +229,21 @@ def generate(
 
 
 @torch.no_grad()
-def prefill(model: DiffusionGemma, cache: KVCache, prompts: list[list[int]]) -> list[int]:
-    """Encodes right-padded prompts into cache rows 0..B-1 (pad slots are masked and later overwritten).
-    Returns the committed lengths (host copy of cache.lengths)."""
+def prefill(model: DiffusionGemma, cache: KVCache, prompts: list[list[int]], rows: list[int] | None = None) -> list[int]:
+    """Encodes right-padded prompts into cache `rows` (default 0..B-1; pad slots are masked and later
+    overwritten). Returns the prompts' lengths, also written to cache.lengths."""
     device = cache.lengths.device
     lengths = [len(p) for p in prompts]
     tokens = torch.full((len(prompts), max(lengths)), model.args.pad_token_id, dtype=torch.long)
     for row, prompt in enumerate(prompts):
         tokens[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
     positions = torch.arange(max(lengths), device=device).expand(len(prompts), -1)
-    model.encode(tokens.to(device), positions, cache, kv_len=max(lengths))
-    cache.lengths.copy_(torch.tensor(lengths, device=device))
+    rows_t = None if rows is None else torch.tensor(rows, device=device)
+    model.encode(tokens.to(device), positions, cache, rows=rows_t, kv_len=max(lengths))
+    if rows_t is None:
+        cache.lengths.copy_(torch.tensor(lengths, device=device))
+    else:
+        cache.lengths[rows_t] = torch.tensor(lengths, device=device)
     return lengths
 
 

@@ -43,6 +43,10 @@ class ReferenceNoise:
                 out[row] = self._uniform_tokens(row)[0]
         return out
 
+    def reseed(self, row: int, seed: int) -> None:
+        """A new request takes over `row` (continuous batching)."""
+        self.generators[row] = torch.Generator(device=self.device).manual_seed(seed)
+
     def _uniform_tokens(self, row: int) -> torch.Tensor:
         # shape (1, L) as transformers' EntropyBoundSampler.initialize_canvas draws it at batch size 1
         return torch.randint(
@@ -72,6 +76,10 @@ class CounterNoise:
 
     def renoise(self, active, canvas_index: torch.Tensor, step_index: torch.Tensor) -> torch.Tensor:
         return self._bits(self.seeds, canvas_index, step_index, _STREAM_RENOISE) % self.vocab_size
+
+    def reseed(self, row: int, seed: int) -> None:
+        """A new request takes over `row` (continuous batching)."""
+        self.seeds[row] = seed
 
     def _bits(self, seeds: torch.Tensor, canvas: torch.Tensor, step: torch.Tensor, stream: int) -> torch.Tensor:
         """32 random bits per (row, position): [B, L] int64."""
