@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import pytest
@@ -12,6 +11,7 @@ from engine.cache import KVCache, decoder_masks
 from engine.checkpoint import load_checkpoint
 from engine.config import GenerationArgs
 from engine.generate import Request, denoise_step, generate, new_state, prefill, start_canvases
+from engine.graphs import capture_denoise_step
 from engine.noise import make_noise
 from engine.reference import load_reference, reference_generate
 from tests.engine.tiny import TinySpec
@@ -53,35 +53,17 @@ def test_a_denoising_step_replays_in_a_cuda_graph_exactly(checkpoint):
     start_canvases(state, noise, [0, 1], lengths, CUDA, first=True)
     masks = decoder_masks(cache.lengths, max(lengths), L, spec.sliding_window, min(lengths))
     fields = [field.name for field in dataclasses.fields(state)]
-
-    def step():
-        moving = copy.copy(state)  # denoise_step rebinds fields: copy the results back into the static buffers
-        denoise_step(model, cache, moving, noise, generation, masks, max(lengths), [True, True])
-        for name in fields:
-            getattr(state, name).copy_(getattr(moving, name))
-
-    def restore(values):
-        for name in fields:
-            getattr(state, name).copy_(values[name])
-
     start = {name: getattr(state, name).clone() for name in fields}
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm up outside the capture, as CUDA graphs require
-        step()
-        step()
-    torch.cuda.current_stream().wait_stream(side)
-    restore(start)
-    step()
-    step()
-    eager = {name: getattr(state, name).clone() for name in fields}
-    restore(start)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    restore(start)
-    graph.replay()
-    graph.replay()
+    replay = capture_denoise_step(model, cache, state, noise, generation, masks, max(lengths), [True, True])
+    for name in fields:  # capturing leaves the state as it was
+        assert torch.equal(getattr(state, name), start[name]), name
+    replay()
+    replay()
     torch.cuda.synchronize()
+    captured = {name: getattr(state, name).clone() for name in fields}
     for name in fields:
-        assert torch.equal(getattr(state, name), eager[name]), name
+        getattr(state, name).copy_(start[name])
+    for _ in range(2):
+        denoise_step(model, cache, state, noise, generation, masks, max(lengths), [True, True])
+    for name in fields:
+        assert torch.equal(getattr(state, name), captured[name]), name

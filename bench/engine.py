@@ -1,0 +1,178 @@
+"""Engine speed: ms per denoising step and tokens/s, native against transformers' generate, in one run.
+
+    python bench/engine.py                 # CPU: the tiny preset, native vs reference
+    python bench/engine.py --device cuda   # GPU: the real 26B-A4B shapes, random bf16 weights
+
+Random weights never stop early, so every canvas takes exactly `steps` decoder passes and
+tokens/s = batch x 256 / (prefill + steps x step time). On CUDA each batch size is measured
+eager and with the step captured in a CUDA graph (engine/graphs.py); transformers' `generate`
+runs last, at batch 1 and 16 steps, after the native model is freed. Speed is reported, never
+asserted. Prints a table last and writes JSON to --json (default $OUT/engine.json when $OUT is set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.cache import KVCache, decoder_masks  # noqa: E402
+from engine.checkpoint import load_model  # noqa: E402
+from engine.config import MODEL_PRESETS  # noqa: E402
+from engine.generate import denoise_step, new_state, prefill, start_canvases  # noqa: E402
+from engine.noise import make_noise  # noqa: E402
+
+STEP_COUNTS = (12, 16, 48)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str) -> float:
+    sync(device)
+    started = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - started
+
+
+def measure_native(loaded, batch: int, prompt_len: int, device: str, repeats: int) -> dict:
+    """Prefill and step times at one batch size, eager (and under a CUDA graph on CUDA)."""
+    model, args, generation = loaded.model, loaded.args, loaded.generation
+    L = args.canvas_length
+    prompts = [[3 + (7 * i + row) % (args.vocab_size - 3) for i in range(prompt_len)] for row in range(batch)]
+    cache = KVCache.allocate(args, batch, prompt_len, model.dtype, device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        prefill(model, cache, prompts)  # warm-up
+        prefill_s = timed(lambda: prefill(model, cache, prompts), device)
+        state = new_state(generation, batch, L, [max(STEP_COUNTS)] * batch, args.vocab_size, device, model.dtype)
+        noise = make_noise("native", list(range(batch)), args.vocab_size, L, device)
+        start_canvases(state, noise, list(range(batch)), [prompt_len] * batch, device, first=True)
+        masks = decoder_masks(cache.lengths, prompt_len, L, args.sliding_window, prompt_len)
+        active = [True] * batch
+
+        def eager():
+            denoise_step(model, cache, state, noise, generation, masks, prompt_len, active)
+
+        for _ in range(2):
+            eager()
+        result = {"batch": batch, "prefill_s": prefill_s, "eager_ms": 1e3 * statistics.median(
+            timed(eager, device) for _ in range(repeats))}
+        if device == "cuda":
+            from engine.graphs import capture_denoise_step
+
+            replay = capture_denoise_step(model, cache, state, noise, generation, masks, prompt_len, active)
+            replay()
+            result["graph_ms"] = 1e3 * statistics.median(timed(replay, device) for _ in range(2 * repeats))
+            result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    best_ms = result.get("graph_ms", result["eager_ms"])
+    for steps in STEP_COUNTS:
+        result[f"tok_s_{steps}"] = batch * L / (prefill_s + steps * best_ms / 1e3)
+    return result
+
+
+def measure_reference(args_name: str, args, device: str, dtype, prompt_len: int, steps: int) -> dict:
+    """transformers' own generate on a model of the same shapes (random weights), batch 1."""
+    from engine.config import GenerationArgs
+    from engine.reference import load_reference, reference_generate
+
+    model = load_reference(args_name, device, dtype)
+    generation = GenerationArgs(max_new_tokens=args.canvas_length, max_denoising_steps=steps)
+    prompt = [3 + (7 * i) % (args.vocab_size - 3) for i in range(prompt_len)]
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    runs = []
+    for _ in range(2):  # the first run pays for lazy initialisation
+        runs.append(timed(lambda: reference_generate(model, prompt, generation, seed=0), device))
+    result = {"model": args_name, "steps": steps, "generate_s": runs[-1], "first_run_s": runs[0],
+              "tok_s": args.canvas_length / runs[-1]}
+    if device == "cuda":
+        result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return result
+
+
+def table(report: dict) -> str:
+    has_graph = any("graph_ms" in row for row in report["native"])
+    head = ["batch", "prefill ms", "eager ms/step"] + (["graph ms/step"] if has_graph else [])
+    head += [f"tok/s @{n}" for n in STEP_COUNTS] + (["peak GiB"] if has_graph else [])
+    lines = [f"# {report['model']} on {report['device_name']}, {report['dtype']}, prompt {report['prompt_len']}, "
+             f"{report['date']}", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["native"]:
+        cells = [row["batch"], f"{row['prefill_s'] * 1e3:.0f}", f"{row['eager_ms']:.1f}"]
+        cells += [f"{row['graph_ms']:.1f}"] if has_graph else []
+        cells += [f"{row[f'tok_s_{n}']:.0f}" for n in STEP_COUNTS]
+        cells += [f"{row['peak_gib']:.1f}"] if has_graph else []
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    ref = report.get("reference")
+    if ref:
+        lines.append(f"transformers generate, batch 1, {ref['steps']} steps: {ref['generate_s'] * 1e3:.0f} ms "
+                     f"= {ref['tok_s']:.0f} tok/s" + (f", peak {ref['peak_gib']:.1f} GiB" if "peak_gib" in ref else ""))
+        native_1 = next(row for row in report["native"] if row["batch"] == 1)
+        speedup = native_1["tok_s_%d" % ref["steps"]] / ref["tok_s"]
+        lines.append(f"native batch 1 at {ref['steps']} steps: {speedup:.2f}x transformers")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model", default=None, help="preset (default: tiny on cpu, diffusiongemma-26b-a4b on cuda)")
+    parser.add_argument("--prompt-len", type=int, default=None, help="default: 512 on cuda, 64 on cpu")
+    parser.add_argument("--batches", default="1,4")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    options = parser.parse_args()
+    device = options.device
+    name = options.model or ("diffusiongemma-26b-a4b" if device == "cuda" else "tiny")
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    prompt_len = options.prompt_len or (512 if device == "cuda" else 64)
+    if device == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    report = {
+        "model": name,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "dtype": str(dtype).removeprefix("torch."),
+        "prompt_len": prompt_len,
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
+        "native": [],
+    }
+    started = time.perf_counter()
+    loaded = load_model(name, device, dtype)
+    report["load_s"] = time.perf_counter() - started
+    for batch in (int(b) for b in options.batches.split(",")):
+        report["native"].append(measure_native(loaded, batch, prompt_len, device, options.repeats))
+        print(json.dumps(report["native"][-1]), flush=True)
+    args = MODEL_PRESETS[name]
+    del loaded
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    if not options.no_reference:
+        report["reference"] = measure_reference(name, args, device, dtype, prompt_len, steps=16)
+    out = options.json or (Path(os.environ["OUT"]) / "engine.json" if os.environ.get("OUT") else None)
+    if out is not None:
+        out.write_text(json.dumps(report, indent=2))
+    print(table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
