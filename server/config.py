@@ -49,7 +49,9 @@ class ServerConfig:
     max_message_burst: int = _opt(1000, "burst of messages per connection above the sustained rate")
     max_send_queue: int = _opt(2000, "frames queued for a slow client before it is disconnected (it resyncs)")
     room_grace_s: float = _opt(30.0, "seconds a document stays loaded after its last client left")
-    compact_after_updates: int = _opt(500, "log entries after which a document is compacted into a snapshot")
+    compact_min_bytes: int = _opt(
+        256 << 10, "log bytes that trigger compaction (or the snapshot's size, when larger)"
+    )
 
     instance_id: str = field(default="", compare=False, metadata={"cli": False})
 
@@ -72,7 +74,7 @@ class ServerConfig:
             "max_connections_per_address",
             "max_message_burst",
             "max_send_queue",
-            "compact_after_updates",
+            "compact_min_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")

@@ -45,6 +45,10 @@ class Fanout(Protocol):
 
     async def query_awareness(self, doc: str) -> None: ...
 
+    def covered(self, doc: str, appended: str) -> str:
+        """The log position up to which this replica holds every entry, given its own last append."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -70,6 +74,9 @@ class NullFanout:
 
     async def query_awareness(self, doc: str) -> None:
         pass
+
+    def covered(self, doc: str, appended: str) -> str:
+        return appended  # the only writer: it holds everything it appended
 
     async def close(self) -> None:
         pass
@@ -131,6 +138,11 @@ class RedisFanout:
 
     async def query_awareness(self, doc: str) -> None:
         await self._publish(doc, _AWARENESS_QUERY)
+
+    def covered(self, doc: str, appended: str) -> str:
+        # Others' entries below our own last append may not be read yet; the reader's
+        # position is where everything (ours included) has been applied.
+        return self.subscriptions[self.store.log_key(doc).encode()].cursor
 
     async def _publish(self, doc: str, message: bytes) -> None:
         await self.store.client.publish(self._awareness_channel(doc), self.instance_id + b"\0" + message)

@@ -26,14 +26,14 @@ class RoomManager:
         fanout: Fanout,
         metrics: Metrics,
         max_doc_bytes: int,
-        compact_after_updates: int,
+        compact_min_bytes: int,
         grace_s: float,
     ):
         self.store = store
         self.fanout = fanout
         self.metrics = metrics
         self.max_doc_bytes = max_doc_bytes
-        self.compact_after_updates = compact_after_updates
+        self.compact_min_bytes = compact_min_bytes
         self.grace_s = grace_s
         self.rooms: dict[str, Room] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -56,7 +56,7 @@ class RoomManager:
                         self.fanout,
                         self.metrics,
                         self.max_doc_bytes,
-                        self.compact_after_updates,
+                        self.compact_min_bytes,
                     )
                     await room.load()
                     self.rooms[name] = room

@@ -48,7 +48,7 @@ class Services:
             fanout,
             metrics,
             max_doc_bytes=config.max_doc_bytes,
-            compact_after_updates=config.compact_after_updates,
+            compact_min_bytes=config.compact_min_bytes,
             grace_s=config.room_grace_s,
         )
         return cls(config, instance_id, store, fanout, rooms, metrics)

@@ -1,11 +1,9 @@
-"""The store protocol the rooms rely on, and the compaction both stores share."""
+"""The store protocol the rooms rely on."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
-
-from pycrdt import Doc
 
 
 @dataclass(frozen=True)
@@ -26,8 +24,9 @@ class Store(Protocol):
         """Appends durably (it survives the server's SIGKILL) and returns the new cursor."""
         ...
 
-    async def compact(self, doc: str) -> int:
-        """Folds the log into the snapshot; returns the document's stored size."""
+    async def compact(self, doc: str, snapshot: bytes, upto: str) -> None:
+        """Replaces the snapshot with `snapshot`, which holds every log entry up to `upto`,
+        and drops those entries. An older snapshot never replaces a newer one."""
         ...
 
     async def check(self) -> dict:
@@ -35,15 +34,3 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def merge_to_snapshot(updates: list[bytes]) -> bytes:
-    """The document's whole state as one update, deleted content garbage-collected.
-
-    Replaying into a Doc (rather than pycrdt.merge_updates) drops the text of
-    deleted items, so a document edited for weeks does not keep every keystroke.
-    """
-    doc = Doc()
-    for update in updates:
-        doc.apply_update(update)
-    return doc.get_update()

@@ -8,11 +8,9 @@ way a pub/sub message can be.
 
 from __future__ import annotations
 
-import asyncio
-
 import redis.asyncio as aioredis
 
-from .base import StoredDoc, merge_to_snapshot
+from .base import StoredDoc
 
 FIELD_INSTANCE = b"i"
 FIELD_UPDATE = b"u"
@@ -88,13 +86,8 @@ class RedisStore:
             ids = await pipe.execute()
         return ids[-1].decode()
 
-    async def compact(self, doc: str) -> int:
-        updates, cursor = await self._read_all(doc)
-        if not updates:
-            return 0
-        snapshot = await asyncio.to_thread(merge_to_snapshot, updates)
-        await self._replace(keys=[self.snapshot_key(doc), self.log_key(doc)], args=[snapshot, cursor])
-        return len(snapshot)
+    async def compact(self, doc: str, snapshot: bytes, upto: str) -> None:
+        await self._replace(keys=[self.snapshot_key(doc), self.log_key(doc)], args=[snapshot, upto])
 
     async def check(self) -> dict:
         await self.client.ping()

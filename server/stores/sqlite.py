@@ -1,4 +1,4 @@
-"""Embedded store: SQLite in WAL mode, one writer thread, compaction off the room's path.
+"""Embedded store: SQLite in WAL mode, one writer thread that owns every write.
 
 Durability: with WAL and synchronous=NORMAL a committed append is in the WAL file
 before `append` returns, so it survives the process being killed (SIGKILL) — the
@@ -13,7 +13,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .base import StoredDoc, merge_to_snapshot
+from .base import StoredDoc
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS updates (
@@ -37,10 +37,7 @@ class SqliteStore:
         self.path = path
         # One thread owns the writing connection: appends are serialised without locks.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        # Compaction reads and merges here, so a big merge never delays an append.
-        self._compactor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-compact")
         self._conn: sqlite3.Connection | None = None
-        self._read_conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -58,7 +55,6 @@ class SqliteStore:
         def open_db():
             self._conn = self._connect()
             self._conn.executescript(SCHEMA)
-            self._read_conn = self._connect()
 
         await self._write(open_db)
 
@@ -97,29 +93,8 @@ class SqliteStore:
             raise
         return str(seq)
 
-    async def compact(self, doc: str) -> int:
-        loop = asyncio.get_running_loop()
-        updates, upto = await loop.run_in_executor(self._compactor, self._read_all, doc)
-        if not updates:
-            return 0
-        snapshot = await loop.run_in_executor(self._compactor, merge_to_snapshot, updates)
-        await self._write(self._replace, doc, snapshot, upto)
-        return len(snapshot)
-
-    def _read_all(self, doc: str) -> tuple[list[bytes], int]:
-        conn = self._read_conn
-        conn.execute("BEGIN")  # one read snapshot for both queries
-        try:
-            row = conn.execute("SELECT data, seq FROM snapshots WHERE doc = ?", (doc,)).fetchone()
-            updates, upto = ([row[0]], row[1]) if row else ([], 0)
-            for data, seq in conn.execute(
-                "SELECT data, seq FROM updates WHERE doc = ? AND seq > ? ORDER BY seq", (doc, upto)
-            ):
-                updates.append(data)
-                upto = seq
-        finally:
-            conn.execute("COMMIT")
-        return updates, upto
+    async def compact(self, doc: str, snapshot: bytes, upto: str) -> None:
+        await self._write(self._replace, doc, snapshot, int(upto))
 
     def _replace(self, doc: str, snapshot: bytes, upto: int) -> None:
         conn = self._conn
@@ -143,10 +118,8 @@ class SqliteStore:
 
     async def close(self) -> None:
         def close_db():
-            for conn in (self._conn, self._read_conn):
-                if conn is not None:
-                    conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
         await self._write(close_db)
         self._writer.shutdown(wait=True)
-        self._compactor.shutdown(wait=True)

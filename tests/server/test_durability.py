@@ -63,7 +63,7 @@ def test_sigkill_loses_nothing_that_was_broadcast(store, request, start_server, 
     print(f"seed={seed} (rerun with REDRAFT_TEST_SEED={seed})")
     rng = random.Random(seed)
     redis_url = request.getfixturevalue("redis_server").url if store == "redis" else None
-    server = start_server(redis_url=redis_url, extra_args=("--compact-after-updates", "40"))
+    server = start_server(redis_url=redis_url, extra_args=("--compact-min-bytes", "2000"))
 
     stored = ""
     for round_ in range(NUM_ROUNDS):

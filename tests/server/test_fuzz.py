@@ -86,7 +86,7 @@ def test_random_edits_and_reconnects_converge_and_are_stored(run, start_server, 
     seed = int(os.environ.get("REDRAFT_TEST_SEED", random.randrange(1 << 30))) + run
     print(f"seed={seed} (rerun with REDRAFT_TEST_SEED={seed - run})")
     rng = random.Random(seed)
-    server = start_server(extra_args=("--compact-after-updates", "30"))
+    server = start_server(extra_args=("--compact-min-bytes", "1500"))
     clients = [
         Client("node-1", node_peers(server.ws_url, DOC), is_node=True),
         Client("node-2", node_peers(server.ws_url, DOC), is_node=True),

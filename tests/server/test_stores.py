@@ -83,23 +83,33 @@ async def test_append_load_and_reopen(make_store):
     assert replay((await reopened.load("doc")).updates) == expected
 
 
+def snapshot_of(updates: list[bytes]) -> bytes:
+    doc = Doc()
+    for update in updates:
+        doc.apply_update(update)
+    return doc.get_update()
+
+
 @pytest.mark.anyio
-async def test_compaction_keeps_the_text_and_shrinks_the_log(make_store):
+async def test_compaction_replaces_the_log_up_to_its_cursor(make_store):
     updates, expected = edits(seed=2, count=300)
     store = await make_store()
-    await store.append("doc", updates[:200])
-    size = await store.compact("doc")
+    upto = await store.append("doc", updates[:200])
+    await store.append("doc", updates[200:250])  # after the snapshot's cursor: must stay
+    await store.compact("doc", snapshot_of(updates[:200]), upto)
     loaded = await store.load("doc")
-    assert len(loaded.updates) == 1 and len(loaded.updates[0]) == size
-    assert size < sum(len(u) for u in updates[:200])
-    # Appends after the snapshot land on top of it, and a second compaction folds them in.
-    await store.append("doc", updates[200:])
-    assert len((await store.load("doc")).updates) == 101
-    assert replay((await store.load("doc")).updates) == expected
-    await store.compact("doc")
+    assert len(loaded.updates) == 1 + 50
+    assert replay(loaded.updates) == replay(updates[:250])
+    # A snapshot older than the stored one is ignored, and the newer log stays.
+    await store.compact("doc", snapshot_of(updates[:100]), "0" if store.kind == "sqlite" else "0-1")
+    assert replay((await store.load("doc")).updates) == replay(updates[:250])
+    last = await store.append("doc", updates[250:])
+    await store.compact("doc", snapshot_of(updates), last)
     loaded = await store.load("doc")
-    assert len(loaded.updates) == 1
-    assert replay(loaded.updates) == expected
+    assert len(loaded.updates) == 1 and replay(loaded.updates) == expected
+    assert loaded.size_bytes == len(loaded.updates[0]) < sum(len(u) for u in updates)
+    assert (await make_store()).kind == store.kind  # reopening sees the same
+    assert replay((await (await make_store()).load("doc")).updates) == expected
 
 
 @pytest.mark.anyio
