@@ -26,10 +26,9 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from server.protocol import MESSAGE_SYNC, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE, write_uint
 from ws_client import WsClient, connect, new_client
 
-MESSAGE_SYNC = 0
-SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE = 0, 1, 2
 EMPTY_STATE_STEP1 = bytes((MESSAGE_SYNC, SYNC_STEP1, 1, 0))  # state vector of an empty doc
 EMPTY_UPDATE_STEP2 = bytes((MESSAGE_SYNC, SYNC_STEP2, 2, 0, 0))  # the empty update b"\0\0"
 TEXT_NAME = b"content"  # the root text Redraft's editor uses
@@ -38,27 +37,18 @@ _CONTENT_STRING, _HAS_ORIGIN = 4, 0x80
 MIN_TICK_S = 0.001  # the sender wakes at most this often and sends every edit that fell due
 
 
-def varuint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def encode_append(client_id: int, clock: int, text: bytes) -> bytes:
     """A Yjs v1 update inserting ASCII `text` after this client's item at clock - 1."""
-    head = b"\x01\x01" + varuint(client_id) + varuint(clock)
+    head = b"\x01\x01" + write_uint(client_id) + write_uint(clock)
     if clock == 0:  # the first item: no origin, parent is the root text
-        struct = bytes((_CONTENT_STRING, 1)) + varuint(len(TEXT_NAME)) + TEXT_NAME
+        struct = bytes((_CONTENT_STRING, 1)) + write_uint(len(TEXT_NAME)) + TEXT_NAME
     else:
-        struct = bytes((_HAS_ORIGIN | _CONTENT_STRING,)) + varuint(client_id) + varuint(clock - 1)
-    return head + struct + varuint(len(text)) + text + b"\x00"  # no delete set
+        struct = bytes((_HAS_ORIGIN | _CONTENT_STRING,)) + write_uint(client_id) + write_uint(clock - 1)
+    return head + struct + write_uint(len(text)) + text + b"\x00"  # no delete set
 
 
 def encode_update_message(update: bytes) -> bytes:
-    return bytes((MESSAGE_SYNC, SYNC_UPDATE)) + varuint(len(update)) + update
+    return bytes((MESSAGE_SYNC, SYNC_UPDATE)) + write_uint(len(update)) + update
 
 
 def self_check() -> None:
