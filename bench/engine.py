@@ -86,6 +86,37 @@ def measure_native(loaded, batch: int, prompt_len: int, device: str, repeats: in
     return result
 
 
+def measure_scheduler(loaded, batches: list[int], prompt_len: int, device: str, steps: int = 16) -> list[dict]:
+    """End to end through the continuous-batching scheduler (fixed shapes, CUDA graphs on a GPU):
+    `batch` requests submitted together, from submission to the last result."""
+    from engine.generate import Request
+    from engine.scheduler import Job, Scheduler
+
+    args = loaded.args
+    scheduler = Scheduler(loaded.model, loaded.generation, max(batches), prompt_len + args.canvas_length)
+
+    def run(batch: int) -> float:
+        done = []
+        for row in range(batch):
+            prompt = [3 + (7 * i + row) % (args.vocab_size - 3) for i in range(prompt_len)]
+            request = Request(prompt, seed=row, max_new_tokens=args.canvas_length, max_denoising_steps=steps)
+            scheduler.submit(Job(request, lambda snapshot: None, done.append))
+        started = time.perf_counter()
+        while scheduler.has_work:
+            scheduler.step()
+        sync(device)
+        assert len(done) == batch and all(result.status == "done" for result in done), done
+        return time.perf_counter() - started
+
+    for batch in batches:  # warm-up: captures each bucket's graph
+        run(batch)
+    rows = []
+    for batch in batches:
+        seconds = min(run(batch) for _ in range(2))
+        rows.append({"batch": batch, "steps": steps, "seconds": seconds, "tok_s": batch * args.canvas_length / seconds})
+    return rows
+
+
 def measure_reference(args_name: str, args, device: str, dtype, prompt_len: int, steps: int) -> dict:
     """transformers' own generate on a model of the same shapes (random weights), batch 1."""
     from engine.config import GenerationArgs
@@ -118,6 +149,9 @@ def table(report: dict) -> str:
         cells += [f"{row[f'tok_s_{n}']:.0f}" for n in STEP_COUNTS]
         cells += [f"{row['peak_gib']:.1f}"] if has_graph else []
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    for row in report.get("scheduler", []):
+        lines.append(f"scheduler end to end, batch {row['batch']}, {row['steps']} steps: {row['seconds'] * 1e3:.0f} ms "
+                     f"= {row['tok_s']:.0f} tok/s")
     ref = report.get("reference")
     if ref:
         lines.append(f"transformers generate, batch 1, {ref['steps']} steps: {ref['generate_s'] * 1e3:.0f} ms "
@@ -160,6 +194,9 @@ def main() -> int:
     for batch in (int(b) for b in options.batches.split(",")):
         report["native"].append(measure_native(loaded, batch, prompt_len, device, options.repeats))
         print(json.dumps(report["native"][-1]), flush=True)
+    batches = [int(b) for b in options.batches.split(",")]
+    report["scheduler"] = measure_scheduler(loaded, batches, prompt_len, device)
+    print(json.dumps(report["scheduler"]), flush=True)
     args = MODEL_PRESETS[name]
     del loaded
     gc.collect()

@@ -29,6 +29,7 @@ from engine.generate import (
     prefill,
     start_canvases,
 )
+from engine.graphs import StepGraphs
 from engine.model import DiffusionGemma
 from engine.noise import make_noise
 
@@ -59,7 +60,17 @@ class Job:
 
 
 class Scheduler:
-    def __init__(self, model: DiffusionGemma, generation: GenerationArgs, max_batch: int, max_len: int, rng: str = "native"):
+    def __init__(
+        self,
+        model: DiffusionGemma,
+        generation: GenerationArgs,
+        max_batch: int,
+        max_len: int,
+        rng: str = "native",
+        fixed_shapes: bool | None = None,
+    ):
+        """fixed_shapes: run steps through `StepGraphs` (captured in CUDA graphs on a GPU). Default: on
+        CUDA in bfloat16 with the native RNG, the combination that can be captured."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         args = model.args
@@ -72,6 +83,14 @@ class Scheduler:
         self.lengths = [0] * max_batch  # host copy of cache.lengths
         self.rows: list[Job | None] = [None] * max_batch
         self.waiting: collections.deque[Job] = collections.deque()
+        on_cuda = self.device.type == "cuda"
+        if fixed_shapes is None:
+            fixed_shapes = on_cuda and model.dtype == torch.bfloat16 and rng == "native"
+        if fixed_shapes and rng != "native":
+            raise ValueError("fixed shapes (CUDA graphs) need the native RNG: the reference one keeps generator state")
+        self.graphs = (
+            StepGraphs(model, self.cache, self.state, self.noise, generation, capture=on_cuda) if fixed_shapes else None
+        )
 
     # --- requests ------------------------------------------------------------------
 
@@ -99,13 +118,8 @@ class Scheduler:
         running = [job is not None for job in self.rows]
         if not any(running):
             return
-        active_lengths = [self.lengths[row] for row in range(self.max_batch) if running[row]]
-        L = self.model.args.canvas_length
-        masks = decoder_masks(self.cache.lengths, max(active_lengths), L, self.model.args.sliding_window, min(active_lengths))
         self.state.running &= torch.tensor(running, device=self.device)
-        stopped = denoise_step(
-            self.model, self.cache, self.state, self.noise, self.generation, masks, max(active_lengths), running
-        ).tolist()
+        stopped = self._denoise(running)
         ended = [row for row in range(self.max_batch) if stopped[row]]
         results = [job.result if job is not None else Result(status="idle") for job in self.rows]
         budgets = [job.budget if job is not None else (1, 1) for job in self.rows]
@@ -117,6 +131,18 @@ class Scheduler:
         for row, job in enumerate(self.rows):
             if job is not None and job.result.status == "done":
                 self._finish(row, job.result)
+
+    def _denoise(self, running: list[bool]) -> list[bool]:
+        """One decoder pass + sampler step; returns which rows stopped their canvas."""
+        if self.graphs is not None:
+            self.graphs.lengths_changed()
+            return self.graphs.step(max(row for row, is_running in enumerate(running) if is_running) + 1).tolist()
+        active_lengths = [self.lengths[row] for row in range(self.max_batch) if running[row]]
+        L = self.model.args.canvas_length
+        masks = decoder_masks(self.cache.lengths, max(active_lengths), L, self.model.args.sliding_window, min(active_lengths))
+        return denoise_step(
+            self.model, self.cache, self.state, self.noise, self.generation, masks, max(active_lengths), running
+        ).tolist()
 
     def _admit(self) -> None:
         free = [row for row, job in enumerate(self.rows) if job is None]

@@ -130,3 +130,42 @@ def test_an_engine_error_fails_the_batch_and_the_next_request_runs(native):
     scheduler.submit(second.job(REQUESTS[1]))
     run_until_idle(scheduler)
     assert second.outcome.token_ids == alone(native, REQUESTS[1]).token_ids
+
+
+def run_alone(native, request: Request, **kwargs):
+    scheduler = Scheduler(native.model, native.generation, **kwargs)
+    recorder = Recorder()
+    scheduler.submit(recorder.job(request))
+    run_until_idle(scheduler)
+    return recorder.outcome
+
+
+def test_fixed_shapes_batch_equals_alone_and_uses_the_smallest_bucket(native):
+    """The CUDA-graph path run eagerly: every bucket reads the whole cache through static masks."""
+    options = {"max_batch": 4, "max_len": 256, "fixed_shapes": True}
+    scheduler = Scheduler(native.model, native.generation, **options)
+    assert scheduler.graphs.sizes == [1, 2, 4]
+    recorders = [Recorder() for _ in REQUESTS]
+    for i, (recorder, request) in enumerate(zip(recorders, REQUESTS, strict=True)):
+        scheduler.submit(recorder.job(request))
+        scheduler.step()
+        if i == 0:
+            assert list(scheduler.graphs._replays) == [1]  # a lone request runs at batch 1
+    run_until_idle(scheduler)
+    assert sorted(scheduler.graphs._replays) == [1, 2, 4]
+    for recorder, request in zip(recorders, REQUESTS, strict=True):
+        expected = run_alone(native, request, **options)
+        assert (recorder.outcome.token_ids, recorder.outcome.steps) == (expected.token_ids, expected.steps)
+
+
+def test_fixed_shapes_match_windowed_reads_on_these_requests(native):
+    """Reading the whole cache instead of the window changes float sums in the last bits at most;
+    on these requests (fp32) the tokens agree with generate()."""
+    for request in REQUESTS[:3]:
+        outcome = run_alone(native, request, max_batch=2, max_len=256, fixed_shapes=True)
+        assert outcome.token_ids == alone(native, request).token_ids
+
+
+def test_fixed_shapes_refuse_the_reference_rng(native):
+    with pytest.raises(ValueError, match="native RNG"):
+        Scheduler(native.model, native.generation, max_batch=2, max_len=64, rng="reference", fixed_shapes=True)
