@@ -89,12 +89,13 @@ class Room:
         self._integrated.clear()
         state = self.doc.get_update()
         self._index(state)
-        self.size_bytes = stored.size_bytes
+        self.size_bytes = self.snapshot_bytes = stored.size_bytes
         self.cursor = stored.cursor
-        self.log_bytes = stored.size_bytes
         await self.fanout.subscribe(self.name, stored.cursor, self)
         # Presence announced on other instances before we loaded is not in any log.
         await self.fanout.query_awareness(self.name)
+        if len(stored.updates) > 1:
+            self.compact_soon()  # fold a log left by a crash, or appended by other instances
 
     def _on_transaction(self, event) -> None:
         self._integrated.append(event.update)

@@ -140,3 +140,29 @@ async def test_updates_reach_others_in_order_not_the_sender(tmp_path):
         rooms.release(room)
     await rooms.close()
     await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_log_left_behind_is_folded_after_loading(tmp_path):
+    rooms, store = await manager(tmp_path)
+    source = Doc()
+    text = source.get("content", type=Text)
+    for word in ["left ", "by ", "a crash"]:
+        before = source.get_state()
+        text += word
+        await store.append("doc", [source.get_update(before)])
+    with anyio.fail_after(5):
+        room = await rooms.acquire("doc")
+        assert str(room.text) == "left by a crash"
+        while len((await store.load("doc")).updates) != 1:
+            await anyio.sleep(0.02)
+        rooms.release(room)
+        while "doc" in rooms.rooms:
+            await anyio.sleep(0.02)
+    loaded = await store.load("doc")
+    assert len(loaded.updates) == 1
+    replica = Doc()
+    replica.apply_update(loaded.updates[0])
+    assert str(replica.get("content", type=Text)) == "left by a crash"
+    await rooms.close()
+    await store.close()
