@@ -11,7 +11,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from .config import ServerConfig, is_valid_doc_name
+from .config import DOC_NAME_RULE, ServerConfig, is_valid_doc_name
 from .metrics import CONTENT_TYPE
 from .services import Services
 from .websocket import websocket_endpoint
@@ -26,7 +26,7 @@ def error(status: int, code: str, detail: str) -> JSONResponse:
 async def editor_page(request: Request) -> Response:
     doc = request.path_params.get("doc")
     if doc is not None and not is_valid_doc_name(doc):
-        return error(400, "bad_doc_name", "document names are 1-128 characters of A-Z a-z 0-9 . _ -")
+        return error(400, "bad_doc_name", DOC_NAME_RULE)
     index = request.app.state.services.config.web_dir / "index.html"
     if not index.is_file():
         return error(503, "web_not_built", f"the editor is not built: {index} is missing (run ./dev run)")

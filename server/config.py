@@ -9,6 +9,7 @@ from pathlib import Path
 
 ENGINE_MODES = ("local", "redis", "off")
 DOC_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+DOC_NAME_RULE = "document names are 1-128 characters of A-Z a-z 0-9 . _ -"
 
 
 def is_valid_doc_name(name: str) -> bool:

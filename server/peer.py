@@ -16,7 +16,7 @@ from typing import Awaitable, Callable
 
 from .auth import Grant
 from .metrics import Metrics
-from .protocol import CLOSE_SLOW_CLIENT
+from .protocol import CLOSE_SLOW_CLIENT, MAX_CLOSE_REASON
 from .ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Peer:
         if self._sender is not None:
             self._sender.cancel()
         try:
-            await self._close(code, reason[:120])  # close reasons are capped at 123 bytes
+            await self._close(code, reason[:MAX_CLOSE_REASON])
         except Exception as exc:
             log.debug("peer %s close failed: %s", self.id, exc)
 

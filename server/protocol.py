@@ -35,6 +35,7 @@ CLOSE_INVALID_UPDATE = 4422
 CLOSE_UNAVAILABLE = 4503  # the document is full, or its store cannot load it
 CLOSE_SLOW_CLIENT = 4508
 CLOSE_RATE_LIMITED = 4529  # too many messages, or connections from one address
+MAX_CLOSE_REASON = 120  # characters; RFC 6455 caps a close reason at 123 bytes
 
 
 class ProtocolError(ValueError):

@@ -20,10 +20,10 @@ from .fanout import Fanout
 from .metrics import Metrics
 from .peer import Peer
 from .protocol import (
-    CLOSE_TOO_LARGE,
     CLOSE_INVALID_UPDATE,
     CLOSE_MALFORMED,
     CLOSE_RATE_LIMITED,
+    CLOSE_TOO_LARGE,
     SYNC_STEP1,
     SYNC_STEP2,
     SYNC_UPDATE,

@@ -15,7 +15,7 @@ import time
 from starlette.websockets import WebSocket
 
 from .auth import AuthError, verify_token
-from .config import is_valid_doc_name
+from .config import DOC_NAME_RULE, is_valid_doc_name
 from .peer import Peer
 from .protocol import (
     CLOSE_BAD_DOC_NAME,
@@ -25,6 +25,7 @@ from .protocol import (
     CLOSE_TOO_LARGE,
     CLOSE_UNAUTHORIZED,
     CLOSE_UNAVAILABLE,
+    MAX_CLOSE_REASON,
 )
 from .ratelimit import TokenBucket
 from .services import Services
@@ -43,7 +44,7 @@ def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
 async def refuse(websocket: WebSocket, services: Services, code: int, why: str, reason: str) -> None:
     services.metrics.refused(why)
     await websocket.accept()
-    await websocket.close(code, reason[:120])
+    await websocket.close(code, reason[:MAX_CLOSE_REASON])
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -52,8 +53,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     name = websocket.path_params["doc"]
     address = websocket.client.host if websocket.client else "unknown"
     if not is_valid_doc_name(name):
-        return await refuse(websocket, services, CLOSE_BAD_DOC_NAME, "bad_doc_name",
-                            "document names are 1-128 characters of A-Z a-z 0-9 . _ -")
+        return await refuse(websocket, services, CLOSE_BAD_DOC_NAME, "bad_doc_name", DOC_NAME_RULE)
     if not origin_allowed(websocket, config.allowed_origins):
         return await refuse(websocket, services, CLOSE_FORBIDDEN_ORIGIN, "origin",
                             f"origin {websocket.headers.get('origin')} is not allowed")
