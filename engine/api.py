@@ -112,13 +112,11 @@ class Engine:
 
     def submit(self, request) -> Generation:
         """Queues a request; raises RequestError at once (nothing queued) when it cannot run."""
-        from engine.generate import _budget
         from engine.scheduler import Job
 
         if self._closing:
             raise RuntimeError("the engine is shutting down")
-        args = self.loaded.args
-        _budget(request, self.loaded.generation, args.canvas_length, self.scheduler.max_len, args.vocab_size)
+        self.scheduler.check(request)
         generation = Generation(asyncio.get_running_loop())
         generation.job = Job(request, generation._on_snapshot, generation._on_done)
         self._inbox.put(generation.job)

@@ -145,7 +145,7 @@ def generate_stream(
         return []
     args, device = model.args, model.embed_tokens.weight.device
     L = args.canvas_length
-    budgets = [_budget(request, generation, L, args.max_context, args.vocab_size) for request in requests]
+    budgets = [request_budget(request, generation, L, args.max_context, args.vocab_size) for request in requests]
     prompt_lens = [len(request.prompt_ids) for request in requests]
     # the last canvas is never committed: the cache holds the prompt and all canvases but one
     committed = [p + (canvases - 1) * L for p, (canvases, _) in zip(prompt_lens, budgets, strict=True)]
@@ -166,7 +166,7 @@ def generate_stream(
         state.running &= torch.tensor(active, device=device)
         stopped = denoise_step(model, cache, state, noise, generation, masks, max(lengths), active).tolist()
         ended = [row for row in range(len(requests)) if stopped[row]]
-        to_commit = _close_canvases(state, ended, results, budgets, generation)
+        to_commit = close_canvases(state, ended, results, budgets, generation)
         yield _snapshot(state, budgets, stopped, [result.status != "running" for result in results])
         if to_commit:
             commit(model, cache, state.argmax[to_commit], to_commit, lengths)
@@ -181,7 +181,7 @@ def _poll_cancellations(requests: list[Request], results: list[Result], cancel: 
             result.status = "cancelled"
 
 
-def _close_canvases(
+def close_canvases(
     state: BatchState,
     rows: list[int],
     results: list[Result],
@@ -308,7 +308,7 @@ def new_state(
     )
 
 
-def _budget(request: Request, generation: GenerationArgs, canvas_length: int, max_context: int, vocab_size: int):
+def request_budget(request: Request, generation: GenerationArgs, canvas_length: int, max_context: int, vocab_size: int):
     """(canvases, steps per canvas) for a request; rejects requests that cannot run."""
     max_new = generation.max_new_tokens if request.max_new_tokens is None else request.max_new_tokens
     steps = generation.max_denoising_steps if request.max_denoising_steps is None else request.max_denoising_steps

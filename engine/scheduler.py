@@ -21,12 +21,12 @@ from engine.config import GenerationArgs
 from engine.generate import (
     Request,
     Result,
-    _budget,
-    _close_canvases,
+    close_canvases,
     commit,
     denoise_step,
     new_state,
     prefill,
+    request_budget,
     start_canvases,
 )
 from engine.graphs import StepGraphs
@@ -94,10 +94,15 @@ class Scheduler:
 
     # --- requests ------------------------------------------------------------------
 
+    def check(self, request: Request) -> tuple[int, int]:
+        """(canvases, steps per canvas) for a request; raises RequestError when it cannot run here.
+        Reads only settings, so another thread may call it while the scheduler steps."""
+        args = self.model.args
+        return request_budget(request, self.generation, args.canvas_length, self.max_len, args.vocab_size)
+
     def submit(self, job: Job) -> None:
         """Queues a job; raises RequestError (nothing queued) when it cannot run."""
-        args = self.model.args
-        job.budget = _budget(job.request, self.generation, args.canvas_length, self.max_len, args.vocab_size)
+        job.budget = self.check(job.request)
         self.waiting.append(job)
 
     @property
@@ -123,7 +128,7 @@ class Scheduler:
         ended = [row for row in range(self.max_batch) if stopped[row]]
         results = [job.result if job is not None else Result(status="idle") for job in self.rows]
         budgets = [job.budget if job is not None else (1, 1) for job in self.rows]
-        to_commit = _close_canvases(self.state, ended, results, budgets, self.generation)
+        to_commit = close_canvases(self.state, ended, results, budgets, self.generation)
         self._publish(stopped)
         if to_commit:
             commit(self.model, self.cache, self.state.argmax[to_commit], to_commit, self.lengths)
