@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from engine.cli import add_generate_arguments, run_generate
 
-__all__ = ["Engine", "EngineConfig", "Generation", "add_generate_arguments", "run_generate"]
+from engine.errors import RequestError
+
+__all__ = ["Engine", "EngineConfig", "Generation", "RequestError", "add_generate_arguments", "run_generate"]
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +112,51 @@ class Engine:
     def tokenizer(self):
         return self.loaded.tokenizer
 
-    def submit(self, request) -> Generation:
-        """Queues a request; raises RequestError at once (nothing queued) when it cannot run."""
+    def submit(self, request, on_snapshot=None, on_done=None) -> Generation:
+        """Queues a request; raises RequestError at once (nothing queued) when it cannot run.
+        on_snapshot / on_done (engine thread) map the scheduler's objects before they reach the loop."""
         from engine.scheduler import Job
 
         if self._closing:
             raise RuntimeError("the engine is shutting down")
         self.scheduler.check(request)
         generation = Generation(asyncio.get_running_loop())
-        generation.job = Job(request, generation._on_snapshot, generation._on_done)
-        self._inbox.put(generation.job)
+        snapshot_to_loop, done_to_loop = generation._on_snapshot, generation._on_done
+        job = Job(
+            request,
+            (lambda snapshot: snapshot_to_loop(on_snapshot(job, snapshot))) if on_snapshot else snapshot_to_loop,
+            (lambda outcome: done_to_loop(on_done(job, outcome))) if on_done else done_to_loop,
+        )
+        generation.job = job
+        self._inbox.put(job)
         self._wake.set()
         return generation
+
+    def redraft(self, spec: dict) -> Generation:
+        """A text redraft (see engine.redrafts): snapshots and the result arrive as JSON-able dicts."""
+        from engine import redrafts
+
+        parsed = redrafts.RedraftSpec.from_dict(spec)
+        request = redrafts.build_request(parsed, self.tokenizer, self.loaded.args, self.scheduler.max_len)
+        decoder = self._decoder
+
+        def on_snapshot(job, snapshot):
+            return redrafts.progress(snapshot, job.result.token_ids, decoder)
+
+        def on_done(job, outcome):
+            if isinstance(outcome, BaseException):
+                return outcome
+            return redrafts.outcome(outcome, decoder, job.timings())
+
+        return self.submit(request, on_snapshot, on_done)
+
+    @property
+    def _decoder(self):
+        if getattr(self, "_text_decoder", None) is None:
+            from engine.redrafts import TextDecoder
+
+            self._text_decoder = TextDecoder(self.tokenizer, self.loaded.generation.eos_token_ids)
+        return self._text_decoder
 
     @property
     def queue_length(self) -> int:

@@ -18,6 +18,7 @@ import torch
 
 from engine.cache import AttentionMask, KVCache, decoder_masks
 from engine.config import GenerationArgs
+from engine.errors import ContextTooLongError, RequestError
 from engine.model import DiffusionGemma
 from engine.noise import Noise, make_noise
 from engine.sampler import (
@@ -29,14 +30,6 @@ from engine.sampler import (
     temperature,
     token_entropy,
 )
-
-
-class RequestError(ValueError):
-    """A request that cannot run (empty prompt, ids out of range, bad budget or seed): the caller's fault."""
-
-
-class ContextTooLongError(RequestError):
-    """The prompt plus the requested canvases do not fit the model's context."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ The scheduler is synchronous and single-threaded: `engine.api.Engine` drives it 
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,6 +58,22 @@ class Job:
     result: Result = field(default_factory=Result)
     row: int = -1
     is_cancelled: bool = False
+    # perf_counter() times: queued, taken into a row (prefill starts), prefill done, first step done
+    submitted_at: float = field(default_factory=time.perf_counter)
+    admitted_at: float = 0.0
+    prefilled_at: float = 0.0
+    first_step_at: float = 0.0
+
+    def timings(self) -> dict[str, float]:
+        """Seconds spent queueing, in prefill and denoising (so far)."""
+        now = time.perf_counter()
+        admitted = self.admitted_at or now
+        prefilled = self.prefilled_at or admitted
+        return {
+            "queue_s": admitted - self.submitted_at,
+            "prefill_s": prefilled - admitted,
+            "denoise_s": now - prefilled if self.prefilled_at else 0.0,
+        }
 
 
 class Scheduler:
@@ -164,7 +181,9 @@ class Scheduler:
         if not admitted:
             return
         rows = [job.row for job in admitted]
+        started = time.perf_counter()
         for job in admitted:
+            job.admitted_at = started
             self.noise.reseed(job.row, job.request.seed)
             self.state.num_steps[job.row] = job.budget[1]
             self.state.canvas_index[job.row] = 0
@@ -172,6 +191,9 @@ class Scheduler:
         for row, length in zip(rows, lengths, strict=True):
             self.lengths[row] = length
         start_canvases(self.state, self.noise, rows, self.lengths, self.device, first=True)
+        prefilled = time.perf_counter()
+        for job in admitted:
+            job.prefilled_at = prefilled
 
     def _drop_cancelled(self) -> None:
         for row, job in enumerate(self.rows):
@@ -186,8 +208,10 @@ class Scheduler:
         accepted = self.state.accepted[rows].tolist()
         steps = self.state.steps_done[rows].tolist()
         canvas_index = self.state.canvas_index[rows].tolist()
+        now = time.perf_counter()
         for i, row in enumerate(rows):
             job = self.rows[row]
+            job.first_step_at = job.first_step_at or now
             job.on_snapshot(
                 JobSnapshot(
                     step=steps[i],

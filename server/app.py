@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from .config import DOC_NAME_RULE, ServerConfig, is_valid_doc_name
 from .metrics import CONTENT_TYPE
+from .redrafts import api as redraft_api
 from .services import Services
 from .websocket import websocket_endpoint
 
@@ -39,7 +40,7 @@ async def healthz(request: Request) -> JSONResponse:
         "status": "ok",
         "instance": services.instance_id,
         "rooms": len(services.rooms.rooms),
-        "engine": {"mode": services.config.engine, "status": "off"},
+        "engine": services.redrafts.backend.status(),
     }
     try:
         body["store"] = {"status": "ok", **await services.store.check()}
@@ -71,6 +72,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         WebSocketRoute("/ws/{doc}", websocket_endpoint),
+        *redraft_api.routes,
         Mount("/assets", StaticFiles(directory=assets, check_dir=False), name="assets"),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -54,6 +54,20 @@ class ServerConfig:
         256 << 10, "log bytes that trigger compaction (or the snapshot's size, when larger)"
     )
 
+    model: str = _opt("tiny", "model for --engine local: a preset (tiny, diffusiongemma-26b-a4b) or a checkpoint dir")
+    engine_device: str | None = _opt(None, "cpu or cuda for --engine local (default: cuda when available)")
+    engine_max_batch: int = _opt(4, "canvases denoised together in one step (--engine local)")
+    redraft_queue_max: int = _opt(32, "redrafts waiting or running at once on this server; more get 429")
+    redraft_max_chars: int = _opt(8000, "longest range a redraft may rewrite (UTF-16 units)")
+    redraft_context_chars: int = _opt(
+        8000, "document text sent as context on each side of the range (the engine trims it to the model's context)"
+    )
+    redraft_user_per_min: float = _opt(20.0, "redrafts one user (token or address) may ask for per minute")
+    redraft_user_burst: int = _opt(5, "burst of redrafts per user above that rate")
+    redraft_doc_per_min: float = _opt(60.0, "redrafts per document per minute")
+    redraft_doc_burst: int = _opt(10, "burst of redrafts per document above that rate")
+    redraft_preview_hz: float = _opt(15.0, "live preview states published per second per document")
+
     instance_id: str = field(default="", compare=False, metadata={"cli": False})
 
     def __post_init__(self) -> None:
@@ -76,11 +90,25 @@ class ServerConfig:
             "max_message_burst",
             "max_send_queue",
             "compact_min_bytes",
+            "engine_max_batch",
+            "redraft_queue_max",
+            "redraft_max_chars",
+            "redraft_user_burst",
+            "redraft_doc_burst",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_messages_per_s <= 0:
             raise ValueError("max_messages_per_s must be positive")
+        if self.engine == "redis" and not self.redis_url:
+            raise ValueError("--engine redis sends jobs to workers through Redis: set --redis-url too")
+        if self.engine_device not in (None, "cpu", "cuda"):
+            raise ValueError(f"engine_device must be cpu or cuda, not {self.engine_device!r}")
+        for name in ("redraft_user_per_min", "redraft_doc_per_min", "redraft_preview_hz"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.redraft_context_chars < 0:
+            raise ValueError("redraft_context_chars must not be negative")
         if self.room_grace_s < 0:
             raise ValueError("room_grace_s must not be negative")
         if self.redis_prefix and not DOC_NAME.fullmatch(self.redis_prefix):

@@ -30,6 +30,24 @@ class Metrics:
             registry=r,
         )
         self.store_errors = Counter("redraft_store_errors", "Failed store appends", registry=r)
+        self.redraft_queue = Gauge("redraft_redrafts_live", "Redrafts waiting for or in the engine", registry=r)
+        self.redrafts = Counter("redraft_redrafts", "Redrafts that ended, by final status", ["status"], registry=r)
+        latency = (0.05, 0.1, 0.2, 0.33, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+        self.redraft_first = Histogram(
+            "redraft_first_snapshot_seconds", "Request to the first canvas snapshot", buckets=latency, registry=r
+        )
+        self.redraft_latency = Histogram(
+            "redraft_total_seconds", "Request to the redraft's end (merged, suggested, failed)", buckets=latency,
+            registry=r,
+        )
+        self.redraft_steps = Histogram(
+            "redraft_steps_per_canvas", "Denoising steps a canvas took", buckets=(4, 8, 12, 16, 24, 32, 48, 64),
+            registry=r,
+        )
+        self.redraft_speed = Histogram(
+            "redraft_tokens_per_second", "Tokens written per second of denoising, per redraft",
+            buckets=(10, 30, 100, 300, 1000, 3000, 10000), registry=r,
+        )
 
     def update_received(self, size: int, source: str = "client") -> None:
         self.updates.labels(source).inc()
@@ -46,6 +64,22 @@ class Metrics:
 
     def store_error(self) -> None:
         self.store_errors.inc()
+
+    def redraft_first_snapshot(self, seconds: float) -> None:
+        self.redraft_first.observe(seconds)
+
+    def redraft_generated(self, steps: list[int], tokens: int, denoise_s: float) -> None:
+        for count in steps:
+            self.redraft_steps.observe(count)
+        if denoise_s > 0:
+            self.redraft_speed.observe(tokens / denoise_s)
+
+    def redraft_ended(self, status: str) -> None:
+        self.redrafts.labels(status).inc()
+
+    def redraft_landed(self, total_s: float) -> None:
+        """Request to the change being applied (or the suggestion being ready)."""
+        self.redraft_latency.observe(total_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,7 +15,7 @@ import time
 
 from pycrdt import Doc, Text, merge_updates
 
-from .awareness import AwarenessStates, decode_awareness_update, encode_awareness_update
+from .awareness import AwarenessEntry, AwarenessStates, decode_awareness_update, encode_awareness_update
 from .fanout import Fanout
 from .metrics import Metrics
 from .peer import Peer
@@ -107,8 +107,12 @@ class Room:
 
     def _apply(self, update: bytes) -> bytes | None:
         """Applies an update; returns what it integrated, or None when it brought nothing."""
+        return self._capture(lambda: self.doc.apply_update(update))
+
+    def _capture(self, change) -> bytes | None:
+        """Runs a change of the replica; returns the update it made, or None when it changed nothing."""
         self._integrated.clear()
-        self.doc.apply_update(update)
+        change()
         news = [u for u in self._integrated if u != EMPTY_UPDATE]
         self._integrated.clear()
         if not news:
@@ -208,6 +212,27 @@ class Room:
         for peer in list(self.peers.values()):
             if peer is not origin:
                 peer.send(frame)
+
+    # --- changes made by the server itself (redrafts) -----------------------------------------
+
+    def local_change(self, change) -> bool:
+        """Runs `change()` on the replica (e.g. a redraft's merge inside its own transaction origin, or an
+        undo) and sends what it made down the same path as a client's update: stored, then broadcast to
+        everyone. Returns whether anything changed."""
+        integrated = self._capture(change)
+        if integrated is None:
+            return False
+        self.metrics.update_received(len(integrated), source="server")
+        self._enqueue(integrated, None)
+        return True
+
+    def publish_awareness(self, entry: AwarenessEntry) -> None:
+        """An awareness state of the server's own (the AI peer): to every client, here and on other instances."""
+        news = self.awareness.apply([entry])
+        if news:
+            encoded = encode_awareness_update(news)
+            self._relay_awareness(encoded, origin=None)
+            self._spawn(self.fanout.publish_awareness(self.name, encoded))
 
     # --- the write path ----------------------------------------------------------------
 

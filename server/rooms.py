@@ -39,6 +39,7 @@ class RoomManager:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._unload_timers: dict[str, asyncio.TimerHandle] = {}
         self._unloading: set[asyncio.Task] = set()
+        self.unload_listeners: list = []  # called with the document's name after its room is unloaded
 
     async def acquire(self, name: str) -> Room:
         """The loaded room, loading it if needed; the caller holds it until `release`."""
@@ -90,6 +91,8 @@ class RoomManager:
                 # let two loads of the same document run at once.
                 del self.rooms[room.name]
                 self.metrics.rooms.set(len(self.rooms))
+                for listener in self.unload_listeners:
+                    listener(room.name)
         log.info("unloaded %s", room.name)
 
     async def close(self) -> None:

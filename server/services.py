@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from .config import ServerConfig
 from .fanout import Fanout, NullFanout
 from .metrics import Metrics
+from .redrafts.backends import EngineBackend, LocalBackend, OffBackend
+from .redrafts.service import RedraftService
 from .rooms import RoomManager
 from .stores.base import Store
 
@@ -24,6 +26,7 @@ class Services:
     fanout: Fanout
     rooms: RoomManager
     metrics: Metrics
+    redrafts: RedraftService
     connections_by_address: Counter = field(default_factory=Counter)
 
     @classmethod
@@ -51,14 +54,32 @@ class Services:
             compact_min_bytes=config.compact_min_bytes,
             grace_s=config.room_grace_s,
         )
-        return cls(config, instance_id, store, fanout, rooms, metrics)
+        redrafts = RedraftService(config, rooms, _engine_backend(config), metrics)
+        return cls(config, instance_id, store, fanout, rooms, metrics, redrafts)
 
     async def start(self) -> None:
         await self.store.start()
         await self.fanout.start()
-        log.info("instance %s serving with the %s store", self.instance_id, self.store.kind)
+        await self.redrafts.backend.start()
+        log.info(
+            "instance %s serving with the %s store, engine %s",
+            self.instance_id,
+            self.store.kind,
+            self.config.engine,
+        )
 
     async def close(self) -> None:
+        await self.redrafts.close()
         await self.rooms.close()
         await self.fanout.close()
         await self.store.close()
+
+
+def _engine_backend(config: ServerConfig) -> EngineBackend:
+    if config.engine == "local":
+        return LocalBackend({"model": config.model, "device": config.engine_device, "max_batch": config.engine_max_batch})
+    if config.engine == "redis":
+        from .redrafts.redis_backend import RedisBackend
+
+        return RedisBackend(config.redis_url, config.redis_prefix)
+    return OffBackend()

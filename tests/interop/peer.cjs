@@ -45,6 +45,7 @@ function applyOp (op) {
 }
 
 let typing = null // { timer, typed }
+const aiLog = [] // every redraft entry the AI peer published, as this client saw it
 
 function reply (msg) { process.stdout.write(JSON.stringify(msg) + '\n') }
 
@@ -74,6 +75,13 @@ const commands = {
     // y-websocket reports a permission-denied auth message through console.warn.
     console.warn = (...args) => events.push({ type: 'warn', message: args.join(' ') })
     if (clientName) provider.awareness.setLocalStateField('user', { name: clientName })
+    provider.awareness.on('change', () => {
+      provider.awareness.getStates().forEach((state) => {
+        for (const r of (state && state.redrafts) || []) {
+          if (aiLog.length < 5000) aiLog.push({ id: r.id, status: r.status, step: r.step, max_steps: r.max_steps, text: r.text, tokens: r.tokens.length, anchors: r.anchors, ai: state.user && state.user.ai })
+        }
+      })
+    })
     return {}
   },
   async wait_synced ({ seconds }) {
@@ -95,6 +103,17 @@ const commands = {
     provider.awareness.getStates().forEach((state, id) => { states[id] = state })
     return { clientId: doc.clientID, states }
   },
+  // A Yjs relative position of a UTF-16 index, as a browser sends it with a redraft request.
+  relpos ({ index, assoc }) {
+    const rel = Y.createRelativePositionFromTypeIndex(text, index, assoc || 0)
+    return { relpos: Buffer.from(Y.encodeRelativePosition(rel)).toString('base64') }
+  },
+  // Where a relative position (base64) points now, as a UTF-16 index, or null.
+  resolve ({ relpos }) {
+    const abs = Y.createAbsolutePositionFromRelativePosition(Y.decodeRelativePosition(Buffer.from(relpos, 'base64')), doc)
+    return { index: abs ? abs.index : null }
+  },
+  ai_log () { return { log: aiLog } },
   state () { return { update: Buffer.from(Y.encodeStateAsUpdate(doc)).toString('base64') } },
   events () { return { events } },
   // Each op is its own transaction, hence its own update message, as a user's keystrokes are.

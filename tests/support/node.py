@@ -74,6 +74,16 @@ class NodePeer:
     def reconnect(self) -> None:
         self.call("reconnect")
 
+    def relpos(self, index: int, assoc: int = 0) -> str:
+        return self.call("relpos", index=index, assoc=assoc)["relpos"]
+
+    def resolve(self, relpos: str) -> int | None:
+        return self.call("resolve", relpos=relpos)["index"]
+
+    def ai_log(self) -> list[dict]:
+        """Every redraft entry of the AI peer's awareness this client has seen, in order."""
+        return self.call("ai_log")["log"]
+
     def events(self) -> list[dict]:
         return self.call("events")["events"]
 

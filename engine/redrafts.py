@@ -1,0 +1,150 @@
+"""Redraft jobs as text: what the server sends in and what it gets back, both plain JSON-able dicts.
+
+The server never imports torch and never sees token ids: it sends the passage, the instruction and the
+surrounding text; the engine builds the prompt with its own tokenizer and context budget, and turns each
+step's canvas into text pieces with a confidence per position. The in-process engine (`engine.api`) and the
+Redis worker (`engine.worker`) share this module, so both placements speak the same dicts.
+
+Sizing: a rewrite gets room for half again the passage's length (rounded up to whole canvases), so an
+"expand" instruction has space and the model's EOS ends shorter answers early; fill and continue get one
+canvas unless the request asks for more.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from engine.errors import RequestError
+from engine.generate import Request
+from engine.prompts import REQUEST_KINDS, PromptTooLongError, RedraftPrompt, encode_prompt, prompt_budget
+
+MAX_CANVASES = 4  # a redraft is a passage, not a chapter
+REWRITE_ROOM = 1.5  # output room as a multiple of the passage's tokens
+# Control characters other than tab and newline have no place in a document (an untrained model emits them).
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class RedraftSpec:
+    """One redraft as the server asks for it."""
+
+    id: str
+    kind: str  # rewrite | fill | continue
+    passage: str = ""
+    instruction: str = ""
+    before: str = ""
+    after: str = ""
+    steps: int | None = None  # denoising steps per canvas; default: the checkpoint's
+    seed: int = 0
+    max_canvases: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RedraftSpec":
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        try:
+            spec = cls(**known)
+        except TypeError as exc:
+            raise RequestError(f"bad redraft spec: {exc}") from exc
+        if spec.kind not in REQUEST_KINDS:
+            raise RequestError(f"kind must be one of {', '.join(REQUEST_KINDS)}, not {spec.kind!r}")
+        for name in ("passage", "instruction", "before", "after"):
+            if not isinstance(getattr(spec, name), str):
+                raise RequestError(f"{name} must be text")
+        for name in ("steps", "max_canvases"):
+            value = getattr(spec, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise RequestError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(spec.seed, int) or isinstance(spec.seed, bool):
+            raise RequestError(f"seed must be an integer, not {spec.seed!r}")
+        return spec
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def build_request(spec: RedraftSpec, tokenizer, args, max_len: int) -> Request:
+    """Prompt ids within the context the cache affords, and the output budget. Raises RequestError."""
+    if tokenizer is None:
+        raise RequestError("this model has no tokenizer: it cannot take text redrafts")
+    canvas = args.canvas_length
+    if spec.max_canvases is not None:
+        canvases = spec.max_canvases
+    elif spec.kind == "rewrite":
+        passage_tokens = len(tokenizer.encode(spec.passage, add_special_tokens=False))
+        canvases = math.ceil(passage_tokens * REWRITE_ROOM / canvas)
+    else:
+        canvases = 1
+    canvases = max(1, min(canvases, MAX_CANVASES))
+    max_new_tokens = canvases * canvas
+    context = min(args.max_context, max_len)
+    budget = context - max_new_tokens
+    if budget < 1:
+        raise RequestError(f"{canvases} canvas(es) of {canvas} tokens leave no room for a prompt in {context}")
+    try:
+        prompt = RedraftPrompt(spec.kind, spec.passage, spec.instruction, spec.before, spec.after)
+        prompt_ids = encode_prompt(tokenizer, prompt, min(budget, prompt_budget(args, max_new_tokens)))
+    except (PromptTooLongError, ValueError) as exc:
+        raise RequestError(str(exc)) from exc
+    return Request(prompt_ids, seed=spec.seed % 2**63, max_new_tokens=max_new_tokens, max_denoising_steps=spec.steps)
+
+
+class TextDecoder:
+    """Token ids -> text, with the tokenizer's specials (pad, EOS, turn markers) left out."""
+
+    def __init__(self, tokenizer, eos_token_ids: tuple[int, ...]):
+        self.tokenizer = tokenizer
+        self.eos = set(eos_token_ids)
+        self._pieces: dict[int, str] = {}
+
+    def piece(self, token_id: int) -> str:
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            piece = CONTROL.sub("", self.tokenizer.decode([token_id], skip_special_tokens=True))
+            self._pieces[token_id] = piece
+        return piece
+
+    def text(self, token_ids: list[int]) -> str:
+        """The text up to the first EOS."""
+        for i, token in enumerate(token_ids):
+            if token in self.eos:
+                token_ids = token_ids[:i]
+                break
+        return CONTROL.sub("", self.tokenizer.decode(token_ids, skip_special_tokens=True))
+
+
+def progress(snapshot, committed: list[int], decoder: TextDecoder) -> dict:
+    """A JobSnapshot as the server publishes it: the text so far and each position's piece and confidence.
+
+    Confidence is exp(-entropy) of the position's distribution: 1 when the model is certain, near 0 for a
+    position still spread over many tokens (the editor shimmers those instead of showing a random word).
+    """
+    canvas = snapshot.token_ids
+    ended = next((i for i, token in enumerate(canvas) if token in decoder.eos), len(canvas))
+    tokens = [
+        [decoder.piece(token) if i < ended else "", round(math.exp(-entropy), 3)]
+        for i, (token, entropy) in enumerate(zip(canvas, snapshot.entropy, strict=True))
+    ]
+    return {
+        "step": snapshot.step,
+        "max_steps": snapshot.max_steps,
+        "canvas_index": snapshot.canvas_index,
+        "text": decoder.text(committed + canvas),
+        "tokens": tokens,
+        "stopped": snapshot.stopped,
+        "finished": snapshot.finished,
+    }
+
+
+def outcome(result, decoder: TextDecoder, timings: dict) -> dict:
+    """The final result: committed text, steps per canvas, tokens written, engine-side timings."""
+    ids = result.token_ids
+    tokens = next((i for i, token in enumerate(ids) if token in decoder.eos), len(ids))
+    return {
+        "status": result.status,
+        "text": decoder.text(ids),
+        "steps": list(result.steps),
+        "tokens": tokens,
+        "timings": timings,
+    }

@@ -1,0 +1,106 @@
+"""HTTP routes of the redraft API: request, status, accept, undo, cancel.
+
+Same token rules as the websocket (`?token=` or `Authorization: Bearer`); read-only grants may look but not
+request or change redrafts. Requests must be JSON and, from a browser, come from an allowed origin: a
+cross-site form cannot trigger a redraft.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ..auth import AuthError, verify_token
+from ..config import DOC_NAME_RULE, is_valid_doc_name
+from .service import RedraftError, RedraftService
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _error(status: int, code: str, detail: str, retry_after_s: float | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s is not None else None
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _route(handler, needs_edit: bool):
+    """Checks the document name, origin and token, then runs the handler; RedraftError becomes JSON."""
+
+    async def endpoint(request: Request):
+        services = request.app.state.services
+        config = services.config
+        doc = request.path_params["doc"]
+        if not is_valid_doc_name(doc):
+            return _error(400, "bad_doc_name", DOC_NAME_RULE)
+        origin = request.headers.get("origin")
+        host = request.headers.get("host", "")
+        if origin is not None and origin not in (*config.allowed_origins, f"http://{host}", f"https://{host}"):
+            return _error(403, "origin", f"origin {origin} is not allowed")
+        token = request.query_params.get("token")
+        authorization = request.headers.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        try:
+            grant = verify_token(config.secret, token, doc)
+        except AuthError as exc:
+            return _error(401, "unauthorized", str(exc))
+        if needs_edit and not grant.can_edit:
+            return _error(403, "read_only", "read-only: this link can view the document but not ask for redrafts")
+        service: RedraftService = services.redrafts
+        user_key = hashlib.sha256(token.encode()).hexdigest()[:16] if token else (request.client or ("?",))[0]
+        try:
+            return await handler(request, service, doc, user_key)
+        except RedraftError as exc:
+            return _error(exc.status, exc.code, exc.detail, exc.retry_after_s)
+
+    return endpoint
+
+
+async def _create(request: Request, service: RedraftService, doc: str, user_key: str):
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise RedraftError(415, "not_json", "send the request as application/json")
+    raw = await _read_body(request)
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise RedraftError(400, "bad_json", f"the body is not JSON: {exc}") from exc
+    redraft = await service.create(doc, body, user_key)
+    return JSONResponse({"id": redraft.id, "status": redraft.status}, status_code=202)
+
+
+async def _read_body(request: Request) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RedraftError(413, "body_too_large", f"the request body is over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _status(request: Request, service: RedraftService, doc: str, user_key: str):
+    return JSONResponse(service.get(doc, request.path_params["id"]).to_json())
+
+
+async def _accept(request: Request, service: RedraftService, doc: str, user_key: str):
+    return JSONResponse((await service.accept(doc, request.path_params["id"])).to_json())
+
+
+async def _undo(request: Request, service: RedraftService, doc: str, user_key: str):
+    return JSONResponse((await service.undo(doc, request.path_params["id"])).to_json())
+
+
+async def _cancel(request: Request, service: RedraftService, doc: str, user_key: str):
+    return JSONResponse((await service.cancel(doc, request.path_params["id"])).to_json())
+
+
+routes = [
+    Route("/api/docs/{doc}/redrafts", _route(_create, needs_edit=True), methods=["POST"]),
+    Route("/api/docs/{doc}/redrafts/{id}", _route(_status, needs_edit=False), methods=["GET"]),
+    Route("/api/docs/{doc}/redrafts/{id}", _route(_cancel, needs_edit=True), methods=["DELETE"]),
+    Route("/api/docs/{doc}/redrafts/{id}/accept", _route(_accept, needs_edit=True), methods=["POST"]),
+    Route("/api/docs/{doc}/redrafts/{id}/undo", _route(_undo, needs_edit=True), methods=["POST"]),
+]

@@ -1,0 +1,155 @@
+"""Where redrafts run: nowhere (`off`), in this process (`local`), or on GPU workers over Redis (`redis`).
+
+A backend takes a redraft spec (a JSON-able dict, see engine/redrafts.py) and gives back a job: an async
+iterator of progress dicts, an awaitable outcome dict, and a way to cancel. The server knows nothing else
+about the engine; `local` imports `engine.api` lazily so that a server with `--engine off` never needs torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class EngineUnavailable(Exception):
+    """No engine can take the job now (off, loading, no worker, crashed): HTTP 503."""
+
+
+class EngineRejected(ValueError):
+    """The engine refused the request itself (e.g. the passage does not fit the context): HTTP 400."""
+
+
+class EngineFailed(Exception):
+    """A job that was taken did not finish (engine error, out of memory, worker lost)."""
+
+
+class EngineJob(Protocol):
+    def __aiter__(self) -> AsyncIterator[dict]: ...
+
+    async def result(self) -> dict:
+        """{"status": "done" | "cancelled", "text", "steps", "tokens", "timings"}; raises EngineFailed."""
+        ...
+
+    def cancel(self) -> None:
+        """Takes effect between two denoising steps."""
+        ...
+
+
+class EngineBackend(Protocol):
+    mode: str
+
+    async def start(self) -> None:
+        """Begins loading or connecting; returns at once (a checkpoint takes minutes to load)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def status(self) -> dict:
+        """{"mode", "status": "ready" | "loading" | "off" | "unavailable" | "error", "detail", ...}"""
+        ...
+
+    async def submit(self, spec: dict) -> EngineJob:
+        """Raises EngineUnavailable or EngineRejected; nothing is queued then."""
+        ...
+
+
+class OffBackend:
+    mode = "off"
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def status(self) -> dict:
+        return {"mode": self.mode, "status": "off", "detail": "redrafts are turned off on this server (--engine off)"}
+
+    async def submit(self, spec: dict) -> EngineJob:
+        raise EngineUnavailable("redrafts are turned off on this server: start it with --engine local or redis")
+
+
+class LocalJob:
+    """Adapts engine.api.Generation to EngineJob, turning engine errors into EngineFailed."""
+
+    def __init__(self, generation):
+        self.generation = generation
+
+    def __aiter__(self):
+        return self.generation.__aiter__()
+
+    async def result(self) -> dict:
+        try:
+            return await self.generation.result()
+        except Exception as exc:
+            raise EngineFailed(_describe(exc)) from exc
+
+    def cancel(self) -> None:
+        self.generation.cancel()
+
+
+class LocalBackend:
+    """The engine in this process, on its own thread; the model loads in the background at start."""
+
+    mode = "local"
+
+    def __init__(self, engine_config: dict):
+        self.engine_config = engine_config  # fields of engine.api.EngineConfig
+        self.engine = None
+        self.error: str | None = None
+        self._loading: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._loading = asyncio.get_running_loop().create_task(self._load())
+
+    async def _load(self) -> None:
+        try:
+            from engine.api import Engine, EngineConfig
+
+            self.engine = await Engine.load(EngineConfig(**self.engine_config))
+            log.info("engine ready: %s", self.engine.status())
+        except Exception as exc:  # ImportError (no torch), a missing checkpoint, out of memory...
+            self.error = _describe(exc)
+            log.error("the engine could not be loaded: %s", self.error)
+
+    async def wait_ready(self) -> None:
+        if self._loading is not None:
+            await self._loading
+
+    async def close(self) -> None:
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+            await asyncio.gather(self._loading, return_exceptions=True)
+        if self.engine is not None:
+            await self.engine.close()
+
+    def status(self) -> dict:
+        model = self.engine_config.get("model")
+        if self.error is not None:
+            return {"mode": self.mode, "status": "error", "model": model, "detail": self.error}
+        if self.engine is None:
+            return {"mode": self.mode, "status": "loading", "model": model, "detail": "the model is loading"}
+        return {"mode": self.mode, "status": "ready", **self.engine.status()}
+
+    async def submit(self, spec: dict) -> EngineJob:
+        if self.engine is None:
+            raise EngineUnavailable(self.status()["detail"])
+        from engine.api import RequestError
+
+        try:
+            return LocalJob(self.engine.redraft(spec))
+        except RequestError as exc:
+            raise EngineRejected(str(exc)) from exc
+        except RuntimeError as exc:  # shutting down
+            raise EngineUnavailable(str(exc)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "out of memory" in text.lower():
+        return f"the GPU ran out of memory ({text.splitlines()[0]}); try fewer steps or a shorter passage"
+    return text

@@ -1,0 +1,209 @@
+"""Text positions, the request-time fork, and the merge of a redraft into the live document.
+
+Three ways of counting positions meet here: browsers count UTF-16 code units, Python strings count code
+points, and pycrdt 0.14 indexes `Text` edits by UTF-8 bytes but sticky indices by UTF-16 units (as Yjs
+does). Everything in this module works in code points and converts at the edges.
+
+The merge makes the AI a real CRDT peer that edited the document *as it was when the redraft was asked
+for*: the model's text is diffed against the passage of that time, the edits are made on a fork of that
+version, and the fork's update is applied to the live document. Text others typed meanwhile, inside or
+outside the range, therefore survives, and what they deleted stays deleted. The diff is fine-grained
+(words, then characters within short changed runs) rather than one delete-and-insert of the whole range,
+which would drag a collaborator's concurrent insert to the range's start.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import secrets
+from dataclasses import dataclass
+
+from pycrdt import Assoc, Doc, StickyIndex, Text
+
+TEXT_NAME = "content"
+WORDS = re.compile(r"\w+|\s+|[^\w\s]")
+CHAR_REFINE_MAX = 200  # changed runs up to this many characters are re-diffed character by character
+# Unchanged runs shorter than this (characters) between two changes are folded into them: no chaff.
+MIN_WORD_RUN, MIN_CHAR_RUN = 2, 3
+
+
+class RangeError(ValueError):
+    """A range that does not resolve: bad position, reversed, out of the text, splitting a character."""
+
+
+# --- positions -------------------------------------------------------------------------------------------
+
+
+def utf16_to_index(text: str, utf16: int) -> int:
+    """Code point index of a UTF-16 offset; refuses offsets outside the text or inside a surrogate pair."""
+    if not isinstance(utf16, int) or isinstance(utf16, bool) or utf16 < 0:
+        raise RangeError(f"index must be a non-negative integer, not {utf16!r}")
+    units = 0
+    for i, char in enumerate(text):
+        if units == utf16:
+            return i
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > utf16:
+            raise RangeError(f"index {utf16} falls inside a character (a surrogate pair)")
+    if units == utf16:
+        return len(text)
+    raise RangeError(f"index {utf16} is beyond the end of the text ({units} UTF-16 units)")
+
+
+def index_to_utf16(text: str, index: int) -> int:
+    return len(text[:index].encode("utf-16-le")) // 2
+
+
+def utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _byte_offset(text: str, index: int) -> int:
+    return len(text[:index].encode())
+
+
+def pin(text: Text, value: str, index: int, assoc: Assoc) -> bytes:
+    """A Yjs relative position (`Y.encodeRelativePosition` bytes) for a code point index.
+
+    pycrdt 0.14 panics on `Assoc.AFTER` at the very end of a text (or in an empty one): BEFORE there.
+    """
+    if index >= len(value):
+        assoc = Assoc.BEFORE
+    return text.sticky_index(index_to_utf16(value, index), assoc).encode()
+
+
+def resolve(doc: Doc, text: Text, value: str, encoded: bytes) -> int:
+    """The code point index a relative position points at now; RangeError when it does not decode or
+    belongs to another document."""
+    try:
+        sticky = StickyIndex.decode(encoded, text)
+        with doc.transaction() as txn:
+            offset = sticky.get_index(txn)
+    except BaseException as exc:  # a garbled position can raise a Rust panic (pyo3 PanicException)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise RangeError(f"the relative position does not decode: {exc}") from None
+    if offset is None or offset < 0:
+        raise RangeError("the relative position does not resolve in this document")
+    return utf16_to_index(value, min(offset, utf16_length(value)))
+
+
+# --- the fork ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fork:
+    """The document as it was at request time (a full update), and the passage's place in it."""
+
+    snapshot: bytes
+    start: int  # code points
+    end: int
+    passage: str
+    value: str  # the whole text then, to tell later whether the passage was edited
+
+
+def take_fork(doc: Doc, value: str, start: int, end: int) -> Fork:
+    return Fork(doc.get_update(), start, end, value[start:end], value)
+
+
+def passage_changed(fork: Fork, value: str) -> bool:
+    """Whether the text now (`value`) differs from the fork's inside the passage: a character of it
+    deleted or replaced, or text typed strictly inside it (typing at its edges does not count).
+
+    Compares text rather than resolving the anchors: pycrdt 0.14 cannot resolve a sticky index on
+    characters an UndoManager restored (a Rust panic), and after an undone redraft those are common."""
+    for start, end, _ in edits(fork.value, value):
+        if start < fork.end and end > fork.start:
+            return True
+        if start == end and fork.start < start < fork.end:
+            return True
+    return False
+
+
+def edits(old: str, new: str) -> list[tuple[int, int, str]]:
+    """(start, end, replacement) in `old`'s code points, in ascending order, that turn old into new."""
+    if old == new:
+        return []
+    a, b = WORDS.findall(old), WORDS.findall(new)
+    a_at = _offsets(a)
+    b_at = _offsets(b)
+    result: list[tuple[int, int, str]] = []
+    for tag, i1, i2, j1, j2 in _fold_chaff(difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes(), a, MIN_WORD_RUN):
+        if tag == "equal":
+            continue
+        o1, o2, n1, n2 = a_at[i1], a_at[i2], b_at[j1], b_at[j2]
+        if tag == "replace" and max(o2 - o1, n2 - n1) <= CHAR_REFINE_MAX:
+            result += _char_edits(old[o1:o2], new[n1:n2], o1)
+        else:
+            result.append((o1, o2, new[n1:n2]))
+    return result
+
+
+def _offsets(tokens: list[str]) -> list[int]:
+    at = [0]
+    for token in tokens:
+        at.append(at[-1] + len(token))
+    return at
+
+
+def _fold_chaff(opcodes, tokens: list[str], min_run: int):
+    """Joins adjacent changes, and a change, an unchanged run shorter than min_run characters and another
+    change into one change: keeping a lone space or letter between two rewritten words scatters the edit."""
+    out: list[tuple] = []
+    for op in opcodes:
+        tag, i1, i2, j1, j2 = op
+        if tag != "equal" and out and out[-1][0] != "equal":
+            out[-1] = ("replace", out[-1][1], i2, out[-1][3], j2)
+        elif (
+            tag != "equal"
+            and len(out) >= 2
+            and out[-2][0] != "equal"
+            and len("".join(tokens[out[-1][1] : out[-1][2]])) < min_run
+        ):
+            out.pop()
+            out[-1] = ("replace", out[-1][1], i2, out[-1][3], j2)
+        else:
+            out.append(op)
+    return out
+
+
+def _char_edits(old: str, new: str, base: int) -> list[tuple[int, int, str]]:
+    ops = difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+    return [(base + i1, base + i2, new[j1:j2]) for tag, i1, i2, j1, j2 in _fold_chaff(ops, list(old), MIN_CHAR_RUN) if tag != "equal"]
+
+
+def merge_update(fork: Fork, result: str, doc_clients: set[int]) -> bytes:
+    """The update that turns the fork's passage into `result`, made by a fresh client on the fork.
+
+    Apply it to the live document: it carries only the AI's edits, positioned relative to the characters
+    of the request-time version, so it lands correctly whatever happened since.
+    """
+    client_id = _fresh_client_id(doc_clients)
+    doc = Doc(client_id=client_id)
+    doc.apply_update(fork.snapshot)
+    text = doc.get(TEXT_NAME, type=Text)
+    value = str(text)
+    if value[fork.start : fork.end] != fork.passage:
+        raise AssertionError("the fork does not hold the passage it was taken for")
+    before = doc.get_state()
+    with doc.transaction():
+        # Last edit first, so earlier offsets stay valid. Insert before deleting: the new words then sit
+        # where the old ones began, and an insert a collaborator made among the old words follows them.
+        for start, end, replacement in reversed(edits(fork.passage, result)):
+            at = _byte_offset(value, fork.start + start)
+            if replacement:
+                text.insert(at, replacement)
+            if end > start:
+                removed = _byte_offset(value, fork.start + end) - _byte_offset(value, fork.start + start)
+                offset = at + len(replacement.encode())
+                del text[offset : offset + removed]
+    return doc.get_update(before)
+
+
+def _fresh_client_id(taken: set[int]) -> int:
+    # Yjs draws 32-bit client ids; a collision with a writer of this document would corrupt it.
+    while True:
+        candidate = secrets.randbits(32)
+        if candidate not in taken:
+            return candidate

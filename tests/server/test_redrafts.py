@@ -1,0 +1,243 @@
+"""Redrafts end to end: a real server with the in-process engine (`tiny`), real Node Yjs clients, HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from server.auth import mint_token
+from tests.support.processes import wait_until
+
+SECRET = "s" * 32
+ORIGINAL = "Intro line. The passage 😀 to be redrafted, over here. Outro line."
+PASSAGE = "The passage 😀 to be redrafted, over here."
+
+
+def start_engine_server(start_server, *args):
+    server = start_server(extra_args=("--engine", "local", "--model", "tiny", "--engine-device", "cpu", *args))
+    wait_until(lambda: httpx.get(server.http_url + "/healthz").json()["engine"]["status"] == "ready", 60, "engine")
+    return server
+
+
+def api(server, doc: str, path: str = "") -> str:
+    return f"{server.http_url}/api/docs/{doc}/redrafts{path}"
+
+
+def wait_status(server, doc, redraft_id, statuses, timeout=60):
+    def done():
+        body = httpx.get(api(server, doc, f"/{redraft_id}")).json()
+        return body if body["status"] in statuses else None
+
+    return wait_until(done, timeout, f"redraft {redraft_id} to reach {statuses}", interval=0.05)
+
+
+def utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def shared_doc(node_peers, server, doc, text=ORIGINAL):
+    a = node_peers(server.ws_url, doc, name="alice")
+    b = node_peers(server.ws_url, doc, name="bob")
+    a.wait_synced()
+    b.wait_synced()
+    a.insert(0, text)
+    b.wait_text(text)
+    return a, b
+
+
+def passage_range(a, text=ORIGINAL, passage=PASSAGE):
+    start = utf16(text[: text.index(passage)])
+    end = start + utf16(passage)
+    return {"start": a.relpos(start), "end": a.relpos(end, -1)}
+
+
+def test_two_clients_see_the_preview_and_the_merged_text_and_undo(start_server, node_peers):
+    server = start_engine_server(start_server)
+    a, b = shared_doc(node_peers, server, "story")
+    response = httpx.post(api(server, "story"), json={**passage_range(a), "steps": 12, "seed": 5,
+                                                      "requester": {"name": "alice", "color": "#f00"}})
+    assert response.status_code == 202, response.text
+    redraft_id = response.json()["id"]
+    final = wait_status(server, "story", redraft_id, ("done", "failed"))
+    assert final["status"] == "done", final
+    assert final["original"] == PASSAGE and final["text"]
+    merged = ORIGINAL.replace(PASSAGE, final["text"])
+    a.wait_text(merged)
+    b.wait_text(merged)
+    with httpx.Client() as http:  # the server's replica equals the clients'
+        assert http.get(api(server, "story", f"/{redraft_id}")).json()["text"] == final["text"]
+    for peer in (a, b):
+        log = [entry for entry in peer.ai_log() if entry["id"] == redraft_id]
+        running = [entry for entry in log if entry["status"] == "running"]
+        assert running and all(entry["ai"] for entry in log)
+        assert all(0 < entry["step"] <= entry["max_steps"] == 12 and entry["tokens"] > 0 for entry in running)
+        assert log[-1]["status"] == "done" and log[-1]["text"] == final["text"]
+        assert peer.resolve(log[-1]["anchors"]["start"]) == utf16("Intro line. ")
+    timings = final["timings"]
+    assert {"queue", "prefill", "denoise", "merge", "first_snapshot", "total"} <= timings.keys()
+    assert final["steps"] == [12] * len(final["steps"])
+
+    undo = httpx.post(api(server, "story", f"/{redraft_id}/undo"))
+    assert undo.status_code == 200 and undo.json()["status"] == "undone"
+    a.wait_text(ORIGINAL)
+    b.wait_text(ORIGINAL)
+    assert httpx.post(api(server, "story", f"/{redraft_id}/undo")).status_code == 409
+    metrics = httpx.get(server.http_url + "/metrics").text
+    assert 'redraft_redrafts_total{status="done"} 1.0' in metrics
+    assert "redraft_first_snapshot_seconds_count 1.0" in metrics
+
+
+def test_concurrent_edits_survive_the_merge_and_undo_removes_only_the_redraft(start_server, node_peers):
+    server = start_engine_server(start_server)
+    a, b = shared_doc(node_peers, server, "busy")
+    # Many steps over several canvases: the redraft runs for seconds, long enough to type meanwhile.
+    response = httpx.post(api(server, "busy"), json={**passage_range(a), "steps": 96, "seed": 1})
+    redraft_id = response.json()["id"]
+    wait_status(server, "busy", redraft_id, ("running",))
+    # Bob types inside the passage (before "over"), before it and after it, and deletes a character nearby.
+    text = b.text
+    b.insert(utf16(text[: text.index("over here")]), "[in🎉]")
+    text = b.text
+    b.insert(utf16(text[: text.index("Outro")]) + 2, "[out]")
+    text = b.text
+    b.delete(utf16(text[: text.index("line.")]), 1)  # "Intro line." -> "Intro ine."
+    edited = b.text
+    a.wait_text(edited)
+    assert httpx.get(api(server, "busy", f"/{redraft_id}")).json()["status"] == "running"
+    final = wait_status(server, "busy", redraft_id, ("done", "failed"))
+    assert final["status"] == "done", final
+
+    merged = a.text
+    b.wait_text(merged)
+    prefix, suffix = "Intro ine. ", " Ou[out]tro line."
+    assert merged.startswith(prefix) and merged.endswith(suffix), merged
+    middle = merged[len(prefix) : len(merged) - len(suffix)]
+    assert "[in🎉]" in middle and middle.replace("[in🎉]", "", 1) == final["text"]
+
+    b.insert(0, ">> ")  # more typing after the merge
+    a.wait_text(">> " + merged)
+    assert httpx.post(api(server, "busy", f"/{redraft_id}/undo")).status_code == 200
+    a.wait_text(">> " + edited)
+    b.wait_text(">> " + edited)
+
+
+def test_suggestions_wait_for_accept_and_conflict_when_the_passage_changes(start_server, node_peers):
+    server = start_engine_server(start_server)
+    a, b = shared_doc(node_peers, server, "suggest")
+    first = httpx.post(api(server, "suggest"), json={**passage_range(a), "mode": "suggest", "steps": 8}).json()
+    suggested = wait_status(server, "suggest", first["id"], ("suggested", "failed"))
+    assert suggested["status"] == "suggested" and b.text == ORIGINAL  # nothing applied yet
+    accepted = httpx.post(api(server, "suggest", f"/{first['id']}/accept"))
+    assert accepted.status_code == 200 and accepted.json()["status"] == "done"
+    merged = ORIGINAL.replace(PASSAGE, suggested["text"])
+    b.wait_text(merged)
+
+    assert httpx.post(api(server, "suggest", f"/{first['id']}/undo")).status_code == 200
+    b.wait_text(ORIGINAL)
+    second = httpx.post(api(server, "suggest"), json={**passage_range(a), "mode": "suggest", "steps": 8}).json()
+    assert wait_status(server, "suggest", second["id"], ("suggested", "conflict", "failed"))["status"] == "suggested"
+    b.insert(utf16(ORIGINAL[: ORIGINAL.index("over")]), "really ")  # the passage changes under the suggestion
+    wait_status(server, "suggest", second["id"], ("conflict",), timeout=10)
+    refused = httpx.post(api(server, "suggest", f"/{second['id']}/accept"))
+    assert refused.status_code == 409 and refused.json()["error"] == "conflict"
+    assert "edited after this suggestion" in refused.json()["detail"]
+    rejected = httpx.delete(api(server, "suggest", f"/{second['id']}"))
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    assert "really over" in a.text and suggested["text"] not in a.text
+
+
+def test_cancel_stops_a_running_redraft_without_touching_the_document(start_server, node_peers):
+    server = start_engine_server(start_server)
+    a, _ = shared_doc(node_peers, server, "cancel")
+    redraft_id = httpx.post(api(server, "cancel"), json={**passage_range(a), "steps": 200}).json()["id"]
+    wait_status(server, "cancel", redraft_id, ("running",))
+    assert httpx.delete(api(server, "cancel", f"/{redraft_id}")).json()["status"] == "cancelled"
+    final = wait_status(server, "cancel", redraft_id, ("cancelled",))
+    assert final["text"] is None
+    time.sleep(0.3)
+    assert a.text == ORIGINAL
+
+
+def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(start_server, node_peers):
+    server = start_engine_server(start_server, "--redraft-max-chars", "30", "--redraft-user-burst", "100",
+                                 "--redraft-doc-burst", "100")
+    a, _ = shared_doc(node_peers, server, "bad")
+
+    def post(body, doc="bad", **kwargs):
+        return httpx.post(api(server, doc), json=body, **kwargs)
+
+    cases = [
+        ({"start": "!!notbase64", "end": "AAAA"}, 400, "bad_range"),
+        ({"start": "AAAA", "end": "AAAA"}, 400, "bad_range"),  # decodes, but points at nothing here
+        ({"start_index": 20, "end_index": 10}, 400, "bad_range"),  # reversed
+        ({"start_index": 0, "end_index": 10_000}, 400, "bad_range"),  # beyond the text
+        ({"start_index": 23, "end_index": 24}, 400, "bad_range"),  # inside the emoji's surrogate pair
+        ({"start_index": 0, "end_index": 60}, 413, "range_too_long"),
+        ({"start_index": 5, "end_index": 5, "kind": "rewrite"}, 400, "bad_range"),
+        ({"start_index": 0, "end_index": 5, "mode": "force"}, 400, "bad_request"),
+        ({"start_index": 0, "end_index": 5, "steps": 0}, 400, "bad_request"),
+        ({}, 400, "bad_range"),
+    ]
+    for body, status, code in cases:
+        response = post(body)
+        assert (response.status_code, response.json()["error"]) == (status, code), (body, response.text)
+        assert response.json()["detail"]
+    assert post({"start_index": 0, "end_index": 5}, doc="never-edited").status_code == 404
+    assert httpx.get(api(server, "bad", "/nope")).json()["error"] == "unknown_redraft"
+    assert httpx.post(api(server, "bad", "/nope/accept")).status_code == 404
+    not_json = httpx.post(api(server, "bad"), content=b"start_index=0", headers={"content-type": "text/plain"})
+    assert not_json.status_code == 415
+    evil = post({"start_index": 0, "end_index": 5}, headers={"origin": "https://evil.example"})
+    assert evil.status_code == 403
+    # Still serving: a good request goes through.
+    assert post({"start_index": 0, "end_index": 5, "steps": 4}).status_code == 202
+
+
+def test_tokens_engine_off_and_full_queue(start_server, node_peers):
+    secured = start_engine_server(start_server, "--secret", SECRET, "--redraft-queue-max", "1",
+                                  "--redraft-user-per-min", "1", "--redraft-user-burst", "1")
+    edit = mint_token(SECRET, "q", "edit", None)
+    read = mint_token(SECRET, "q", "read", None)
+    a = node_peers(secured.ws_url, "q", params={"token": edit})
+    a.wait_synced()
+    a.insert(0, ORIGINAL)
+    body = {"start_index": 0, "end_index": 5, "steps": 200}
+    url = api(secured, "q")
+    assert httpx.post(url, json=body).status_code == 401
+    assert httpx.post(url, json=body, params={"token": "garbage"}).status_code == 401
+    read_only = httpx.post(url, json=body, params={"token": read})
+    assert read_only.status_code == 403 and read_only.json()["error"] == "read_only"
+    first = httpx.post(url, json=body, headers={"authorization": f"Bearer {edit}"})
+    assert first.status_code == 202
+    full = httpx.post(url, json=body, params={"token": edit})
+    assert full.status_code == 429 and full.json()["error"] == "queue_full" and int(full.headers["retry-after"]) >= 1
+    assert httpx.get(api(secured, "q", f"/{first.json()['id']}"), params={"token": read}).status_code == 200
+    assert httpx.delete(api(secured, "q", f"/{first.json()['id']}"), params={"token": edit}).status_code == 200
+    wait_status_token = lambda: httpx.get(  # noqa: E731
+        api(secured, "q", f"/{first.json()['id']}"), params={"token": edit}
+    ).json()["status"] == "cancelled"
+    wait_until(wait_status_token, 30, "the cancel")
+    limited = httpx.post(url, json=body, params={"token": edit})  # a second admitted request within the minute (burst 1)
+    assert limited.status_code == 429 and limited.json()["error"] == "rate_limited"
+
+    off = start_server("off")  # the default: --engine off
+    b = node_peers(off.ws_url, "doc")
+    b.wait_synced()
+    b.insert(0, "text")
+    refused = httpx.post(api(off, "doc"), json={"start_index": 0, "end_index": 4})
+    assert refused.status_code == 503 and "--engine" in refused.json()["detail"]
+    assert httpx.get(off.http_url + "/healthz").json()["engine"]["status"] == "off"
+
+
+@pytest.mark.parametrize("grace", ["0.2"])
+def test_unloading_a_document_cancels_its_redrafts(start_server, node_peers, grace):
+    server = start_engine_server(start_server, "--room-grace-s", grace)
+    a, b = shared_doc(node_peers, server, "leaving")
+    redraft_id = httpx.post(api(server, "leaving"), json={**passage_range(a), "steps": 250}).json()["id"]
+    wait_status(server, "leaving", redraft_id, ("running",))
+    a.close()
+    b.close()
+    final = wait_status(server, "leaving", redraft_id, ("cancelled",), timeout=30)
+    assert "closed" in final["error"]
