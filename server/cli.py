@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         generate.set_defaults(engine_missing=True)
     else:
         add_generate_arguments(generate)
+    worker = sub.add_parser("worker", help="a GPU engine worker: takes redraft jobs from Redis (--engine redis)")
+    try:
+        from engine.worker_config import add_worker_arguments  # no torch, no redis: cheap for every command
+    except ImportError:
+        worker.set_defaults(engine_missing=True)
+    else:
+        add_worker_arguments(worker)
     return parser
 
 
@@ -168,4 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         from engine.api import run_generate
 
         return run_generate(args)
+    if args.command == "worker":
+        if getattr(args, "engine_missing", False):
+            print("redraft worker: the engine is not installed (pip install 'redraft[engine]')", file=sys.stderr)
+            return 2
+        from engine.worker import run_worker
+
+        return run_worker(args)
     return {"serve": serve, "token": token}[args.command](args)

@@ -128,3 +128,69 @@ class ServerProcess:
     def restart(self) -> "ServerProcess":
         self.kill()
         return self.start()
+
+
+class RedraftWorker:
+    """`python -m server worker` in a subprocess: the tiny model on CPU unless told otherwise.
+
+    Ready once its liveness key (`{prefix}:engine:worker:{name}`) says so, which the worker writes only
+    after loading the model and running its warm-up redraft.
+    """
+
+    def __init__(self, redis_url: str, workdir: Path, name: str = "worker", prefix: str = "redraft",
+                 extra_args: tuple[str, ...] = (), env: dict | None = None, model: str = "tiny"):
+        self.redis_url = redis_url
+        self.name = name
+        self.prefix = prefix
+        self.args = [sys.executable, "-m", "server", "worker", "--redis-url", redis_url, "--redis-prefix", prefix,
+                     "--name", name, "--model", model, "--log-level", "info", *extra_args]
+        if model == "tiny" and "--device" not in extra_args:
+            self.args += ["--device", "cpu"]
+        # One intra-op thread: a tiny model gains nothing from more, and on a shared 2-core machine OpenMP's
+        # spin-waiting slows everything else down (see tests/engine/conftest.py).
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+        self.workdir = workdir
+        self.log_path = workdir / f"worker-{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def liveness_key(self) -> str:
+        return f"{self.prefix}:engine:worker:{self.name}"
+
+    def start(self, wait: bool = True, timeout: float = 60) -> "RedraftWorker":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def status(self) -> dict | None:
+        """The worker's liveness value (JSON status), or None when the key is absent."""
+        import json
+
+        import redis
+
+        with redis.Redis.from_url(self.redis_url) as client:
+            value = client.get(self.liveness_key)
+        return json.loads(value) if value is not None else None
+
+    def wait_ready(self, timeout: float = 60) -> dict:
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            status = self.status()
+            return status if status and status["ready"] else None
+
+        return wait_until(ready, timeout, f"worker {self.name} to be ready ({self.log_path})", interval=0.05)
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 20) -> int | None:
+        """Sends `sig` and waits for the exit; returns the exit status."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout)
+        return self.proc.returncode if self.proc else None
+
+    def stop(self) -> int | None:
+        return self.kill(signal.SIGTERM)

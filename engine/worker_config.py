@@ -1,0 +1,114 @@
+"""The `redraft worker` configuration: one frozen dataclass, its flags, and the Redis key names.
+
+Cheap to import (no torch, no redis): the server's command line adds these flags to its own parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+
+KEY_PART = re.compile(r"[A-Za-z0-9._-]{1,128}")  # the prefix and the name become parts of Redis keys
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    redis_url: str
+    model: str = "tiny"  # a preset or a checkpoint directory
+    device: str | None = None
+    dtype: str | None = None
+    max_batch: int = 4  # jobs run at once; they share decoder passes in the scheduler
+    prefix: str = "redraft"
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    claim_timeout_s: float = 10.0  # a pending job idle this long belonged to a dead worker
+    max_deliveries: int = 3  # a job delivered more often than this fails: it probably kills workers
+    drain_s: float = 5.0  # on SIGTERM, how long jobs in flight may finish before they are handed back
+    heartbeat_s: float = 1.0
+    liveness_ttl_s: float = 5.0
+    reply_ttl_s: float = 600.0  # abandoned reply streams vanish; older queued jobs are dropped
+    reply_maxlen: int = 256  # progress is a whole state each time: a reader that lags loses nothing
+    cancel_poll_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.redis_url:
+            raise ValueError("redis_url is required (--redis-url or REDRAFT_REDIS_URL): jobs come through Redis")
+        if self.device not in (None, "cpu", "cuda"):
+            raise ValueError(f"device must be cpu or cuda, not {self.device!r}")
+        if self.dtype not in (None, "float32", "bfloat16"):
+            raise ValueError(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
+        for name in ("max_batch", "max_deliveries", "reply_maxlen"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("prefix", "name"):
+            if not KEY_PART.fullmatch(getattr(self, name)):
+                raise ValueError(f"{name} must be 1-128 characters of A-Z a-z 0-9 . _ -, not {getattr(self, name)!r}")
+        if self.drain_s < 0:
+            raise ValueError("drain_s must not be negative")
+        if not 0 < self.heartbeat_s < self.liveness_ttl_s:
+            raise ValueError("heartbeat_s must be positive and shorter than liveness_ttl_s")
+        if self.claim_timeout_s <= 2 * self.heartbeat_s:
+            raise ValueError("claim_timeout_s must exceed two heartbeats, or live workers' jobs get taken over")
+
+    @property
+    def jobs_key(self) -> str:
+        return f"{self.prefix}:engine:jobs"
+
+    @property
+    def liveness_key(self) -> str:
+        return f"{self.prefix}:engine:worker:{self.name}"
+
+    @property
+    def workers_key(self) -> str:
+        return f"{self.prefix}:engine:workers"
+
+    def cancel_key(self, job_id: str) -> str:
+        return f"{self.prefix}:engine:cancel:{job_id}"
+
+
+def _env(flag: str, default: str | None = None) -> str | None:
+    return os.environ.get("REDRAFT_" + flag.upper().replace("-", "_"), default)
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `worker` flags; each also reads REDRAFT_<FLAG> from the environment."""
+    defaults = WorkerConfig.__dataclass_fields__
+
+    def add(flag: str, help_text: str, default=None) -> None:
+        env = "REDRAFT_" + flag.upper().replace("-", "_")
+        shown = f" (default {default})" if default is not None else ""
+        parser.add_argument(f"--{flag}", default=_env(flag, default), help=f"{help_text}{shown} [env {env}]")
+
+    add("redis-url", "redis://... where the jobs queue lives (required)")
+    add("model", "a preset (tiny, diffusiongemma-26b-a4b) or a checkpoint dir", "tiny")
+    add("device", "cpu or cuda (default: cuda when available)")
+    add("dtype", "float32 or bfloat16 (default: bfloat16 on cuda)")
+    add("max-batch", "jobs run at once, batched in one decoder pass", str(defaults["max_batch"].default))
+    add("redis-prefix", "prefix of every Redis key (the servers' --redis-prefix)", "redraft")
+    add("name", "this worker's consumer name (default: host-pid)")
+    add("claim-timeout", "seconds a job may sit idle before a dead worker's job is taken over",
+        str(defaults["claim_timeout_s"].default))
+    add("max-deliveries", "deliveries after which a job that keeps killing workers fails",
+        str(defaults["max_deliveries"].default))
+    add("drain-timeout", "seconds jobs in flight may finish after SIGTERM before they are handed back",
+        str(defaults["drain_s"].default))
+    parser.add_argument("--log-level", default=_env("log-level", "info"), choices=("debug", "info", "warning", "error"),
+                        help="[env REDRAFT_LOG_LEVEL]")
+
+
+def config_from_args(args: argparse.Namespace) -> WorkerConfig:
+    """Raises ValueError naming the flag when a value cannot be read."""
+    values = {"redis_url": args.redis_url or "", "model": args.model, "device": args.device or None,
+              "dtype": args.dtype or None, "prefix": args.redis_prefix}
+    if args.name:
+        values["name"] = args.name
+    for flag, name, parse in (("max-batch", "max_batch", int), ("claim-timeout", "claim_timeout_s", float),
+                              ("max-deliveries", "max_deliveries", int), ("drain-timeout", "drain_s", float)):
+        raw = getattr(args, flag.replace("-", "_"))
+        try:
+            values[name] = parse(raw)
+        except ValueError:
+            raise ValueError(f"--{flag}: cannot read {raw!r}") from None
+    return WorkerConfig(**values)
