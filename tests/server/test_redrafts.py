@@ -241,3 +241,30 @@ def test_unloading_a_document_cancels_its_redrafts(start_server, node_peers, gra
     b.close()
     final = wait_status(server, "leaving", redraft_id, ("cancelled",), timeout=30)
     assert "closed" in final["error"]
+
+
+def test_redis_engine_two_servers_and_a_worker(tmp_path, redis_server, start_server, node_peers):
+    from tests.support.processes import RedraftWorker
+
+    worker = RedraftWorker(redis_server.url, tmp_path / "worker", name="w1").start(wait=True)
+    try:
+        one = start_server("one", redis_url=redis_server.url, extra_args=("--engine", "redis"))
+        two = start_server("two", redis_url=redis_server.url, extra_args=("--engine", "redis"))
+        wait_until(lambda: httpx.get(one.http_url + "/healthz").json()["engine"]["status"] == "ready", 20, "worker")
+        a = node_peers(one.ws_url, "shared", name="alice")
+        b = node_peers(two.ws_url, "shared", name="bob")
+        a.wait_synced()
+        b.wait_synced()
+        a.insert(0, ORIGINAL)
+        b.wait_text(ORIGINAL)
+        response = httpx.post(api(one, "shared"), json={**passage_range(a), "steps": 12, "seed": 2})
+        assert response.status_code == 202, response.text
+        final = wait_status(one, "shared", response.json()["id"], ("done", "failed"))
+        assert final["status"] == "done", final
+        merged = ORIGINAL.replace(PASSAGE, final["text"])
+        b.wait_text(merged)  # through the other server, via Redis
+        a.wait_text(merged)
+        seen = [e for e in b.ai_log() if e["id"] == final["id"]]  # the preview crossed servers too
+        assert any(e["status"] == "running" and e["step"] > 0 for e in seen) and seen[-1]["status"] == "done"
+    finally:
+        worker.stop()
