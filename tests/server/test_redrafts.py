@@ -126,7 +126,7 @@ def test_concurrent_edits_survive_the_merge_and_undo_removes_only_the_redraft(st
 def test_suggestions_wait_for_accept_and_conflict_when_the_passage_changes(start_server, node_peers):
     server = start_engine_server(start_server)
     a, b = shared_doc(node_peers, server, "suggest")
-    first = httpx.post(api(server, "suggest"), json={**passage_range(a), "mode": "suggest", "steps": 8}).json()
+    first = httpx.post(api(server, "suggest"), json={**passage_range(a), "mode": "suggest", "steps": 12, "seed": 5}).json()
     suggested = wait_status(server, "suggest", first["id"], ("suggested", "failed"))
     assert suggested["status"] == "suggested" and b.text == ORIGINAL  # nothing applied yet
     accepted = httpx.post(api(server, "suggest", f"/{first['id']}/accept"))
@@ -136,7 +136,7 @@ def test_suggestions_wait_for_accept_and_conflict_when_the_passage_changes(start
 
     assert httpx.post(api(server, "suggest", f"/{first['id']}/undo")).status_code == 200
     b.wait_text(ORIGINAL)
-    second = httpx.post(api(server, "suggest"), json={**passage_range(a), "mode": "suggest", "steps": 8}).json()
+    second = httpx.post(api(server, "suggest"), json={**passage_range(a), "mode": "suggest", "steps": 12, "seed": 5}).json()
     assert wait_status(server, "suggest", second["id"], ("suggested", "conflict", "failed"))["status"] == "suggested"
     b.insert(utf16(ORIGINAL[: ORIGINAL.index("over")]), "really ")  # the passage changes under the suggestion
     wait_status(server, "suggest", second["id"], ("conflict",), timeout=10)
