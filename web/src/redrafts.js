@@ -79,8 +79,7 @@ export class RedraftBoard {
     placed.sort((a, b) => a.from - b.from || a.to - b.to)
     const doc = this.view.state.doc
     const signature = placed.map(({ redraft, from, to }) =>
-      // Ownership is part of it: our POST may return after the AI peer already showed the redraft.
-      `${redraft.id}:${redraft.status}:${from}:${to}:${this.mine.has(redraft.id)}` + (redraft.status === 'suggested' ? `:${redraft.text}:${doc.sliceString(from, to)}` : '')
+      `${redraft.id}:${redraft.status}:${from}:${to}` + (redraft.status === 'suggested' ? `:${redraft.text}:${doc.sliceString(from, to)}` : '')
     ).join('|') + `|${this.canEdit}`
     if (signature !== this.signature) {
       this.signature = signature
