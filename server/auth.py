@@ -73,3 +73,14 @@ def verify_token(secret: str | None, token: str | None, doc: str, now: float | N
     if exp is not None and exp <= (time.time() if now is None else now):
         raise AuthError("the token has expired")
     return Grant(role, None if exp is None else float(exp))
+
+
+def origin_allowed(headers, allowed: tuple[str, ...]) -> bool:
+    """Whether a request's Origin may act here: the server's own, or one on the allow-list. Requests
+    without one are not from a browser (browsers send Origin on websocket handshakes and on POSTs),
+    so no cross-site page can be behind them."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    host = headers.get("host", "")
+    return origin in allowed or origin in (f"http://{host}", f"https://{host}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import logging
 import os
 import sys
@@ -93,28 +94,35 @@ def config_reference() -> str:
     return "\n".join(rows)
 
 
+# Subcommands served by the engine package: help, (module, function) adding the flags, (module, function) running it.
+ENGINE_COMMANDS = {
+    "generate": (
+        "one generation from the command line (needs the engine extra)",
+        "engine.api", "add_generate_arguments", "engine.api", "run_generate",
+    ),
+    "worker": (
+        "a GPU engine worker: takes redraft jobs from Redis (--engine redis)",
+        "engine.worker_config", "add_worker_arguments", "engine.worker", "run_worker",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redraft", description="Redraft: collaborative editing with AI redrafts")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _token_parser(sub)
     sub.add_parser("config-reference", help="print the configuration table (Markdown)")
-    generate = sub.add_parser("generate", help="one generation from the command line (needs the engine extra)")
-    try:
-        # engine.api is cheap to import (torch loads only when a generation runs), but a
-        # CPU-only collaboration node may not have the package installed at all.
-        from engine.api import add_generate_arguments
-    except ImportError:
-        generate.set_defaults(engine_missing=True)
-    else:
-        add_generate_arguments(generate)
-    worker = sub.add_parser("worker", help="a GPU engine worker: takes redraft jobs from Redis (--engine redis)")
-    try:
-        from engine.worker_config import add_worker_arguments  # no torch, no redis: cheap for every command
-    except ImportError:
-        worker.set_defaults(engine_missing=True)
-    else:
-        add_worker_arguments(worker)
+    for name, (help, flags_module, add_arguments, _, _) in ENGINE_COMMANDS.items():
+        command = sub.add_parser(name, help=help)
+        try:
+            # The flag modules are cheap to import (torch and redis load only when the command runs),
+            # but a CPU-only collaboration node may not have the engine package installed at all.
+            module = importlib.import_module(flags_module)
+        except ImportError:
+            command.set_defaults(engine_missing=True)
+            continue
+        getattr(module, add_arguments)(command)
     return parser
 
 
@@ -168,18 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config-reference":
         print(config_reference())
         return 0
-    if args.command == "generate":
+    if args.command in ENGINE_COMMANDS:
         if getattr(args, "engine_missing", False):
-            print("redraft generate: the engine is not installed (pip install 'redraft[engine]')", file=sys.stderr)
+            missing = "the engine is not installed (pip install 'redraft[engine]')"
+            print(f"redraft {args.command}: {missing}", file=sys.stderr)
             return 2
-        from engine.api import run_generate
-
-        return run_generate(args)
-    if args.command == "worker":
-        if getattr(args, "engine_missing", False):
-            print("redraft worker: the engine is not installed (pip install 'redraft[engine]')", file=sys.stderr)
-            return 2
-        from engine.worker import run_worker
-
-        return run_worker(args)
+        _, _, _, run_module, run = ENGINE_COMMANDS[args.command]
+        return getattr(importlib.import_module(run_module), run)(args)
     return {"serve": serve, "token": token}[args.command](args)

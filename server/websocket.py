@@ -14,7 +14,7 @@ import time
 
 from starlette.websockets import WebSocket
 
-from .auth import AuthError, verify_token
+from .auth import AuthError, origin_allowed, verify_token
 from .config import DOC_NAME_RULE, is_valid_doc_name
 from .peer import Peer
 from .protocol import (
@@ -33,14 +33,6 @@ from .services import Services
 log = logging.getLogger(__name__)
 
 
-def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True  # not a browser: browsers always send Origin on websocket handshakes
-    host = websocket.headers.get("host", "")
-    return origin in allowed or origin in (f"http://{host}", f"https://{host}")
-
-
 async def refuse(websocket: WebSocket, services: Services, code: int, why: str, reason: str) -> None:
     services.metrics.refused(why)
     await websocket.accept()
@@ -54,7 +46,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     address = websocket.client.host if websocket.client else "unknown"
     if not is_valid_doc_name(name):
         return await refuse(websocket, services, CLOSE_BAD_DOC_NAME, "bad_doc_name", DOC_NAME_RULE)
-    if not origin_allowed(websocket, config.allowed_origins):
+    if not origin_allowed(websocket.headers, config.allowed_origins):
         return await refuse(websocket, services, CLOSE_FORBIDDEN_ORIGIN, "origin",
                             f"origin {websocket.headers.get('origin')} is not allowed")
     try:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..auth import AuthError, verify_token
+from ..auth import AuthError, origin_allowed, verify_token
 from ..config import DOC_NAME_RULE, is_valid_doc_name
 from .service import RedraftError, RedraftService
 
@@ -35,10 +35,8 @@ def _route(handler, needs_edit: bool):
         doc = request.path_params["doc"]
         if not is_valid_doc_name(doc):
             return _error(400, "bad_doc_name", DOC_NAME_RULE)
-        origin = request.headers.get("origin")
-        host = request.headers.get("host", "")
-        if origin is not None and origin not in (*config.allowed_origins, f"http://{host}", f"https://{host}"):
-            return _error(403, "origin", f"origin {origin} is not allowed")
+        if not origin_allowed(request.headers, config.allowed_origins):
+            return _error(403, "origin", f"origin {request.headers.get('origin')} is not allowed")
         token = request.query_params.get("token")
         authorization = request.headers.get("authorization", "")
         if authorization.lower().startswith("bearer "):

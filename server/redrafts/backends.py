@@ -116,10 +116,6 @@ class LocalBackend:
             self.error = _describe(exc)
             log.error("the engine could not be loaded: %s", self.error)
 
-    async def wait_ready(self) -> None:
-        if self._loading is not None:
-            await self._loading
-
     async def close(self) -> None:
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()

@@ -16,6 +16,8 @@ cancelled when its room is unloaded; suggestions wait (they merge into whatever 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import secrets
 import time
@@ -461,9 +463,6 @@ def _check_kind(kind: str, passage: str) -> None:
 
 
 def _b64decode(value, name: str) -> bytes:
-    import base64
-    import binascii
-
     if not isinstance(value, str) or not value:
         raise merge.RangeError(f"{name} must be a base64 relative position")
     try:
