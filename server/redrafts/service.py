@@ -142,7 +142,7 @@ class RedraftService:
 
     def _admit(self, doc: str, user_key: str) -> None:
         config = self.config
-        live = sum(r.status in LIVE for r in self.redrafts.values())
+        live = self.queue_length()
         if live >= config.redraft_queue_max:
             self.metrics.refused("redraft_queue_full")
             raise RedraftError(
