@@ -126,9 +126,20 @@ async def test_a_job_gives_what_the_local_engine_gives(redis_url, worker, expect
     assert [p["step"] for p in got[0]] == [1, 2, 3, 4, 5, 6] * 2
 
 
+def assert_whole_run(progress: list[dict], outcome: dict, spec: dict) -> None:
+    """A finished job's snapshots: every canvas counts its steps from 1 to the outcome's count for it."""
+    assert outcome["status"] == "done" and outcome["tokens"] > 0
+    canvases = [[p for p in progress if p["canvas_index"] == i] for i in range(len(outcome["steps"]))]
+    assert sum(map(len, canvases)) == len(progress) and 1 <= len(canvases) <= spec["max_canvases"]
+    for snapshots, steps in zip(canvases, outcome["steps"], strict=True):
+        assert [p["step"] for p in snapshots] == list(range(1, steps + 1))
+        assert {p["max_steps"] for p in snapshots} == {spec["steps"]}
+        assert snapshots[-1]["stopped"] and not any(p["stopped"] for p in snapshots[:-1])
+    assert progress[-1]["finished"] and not any(p["finished"] for p in progress[:-1])
+
+
 @pytest.mark.anyio
-async def test_two_jobs_at_once_share_one_worker(redis_url, worker, expected):
-    want = [expected(LONG), expected(OTHER)]
+async def test_two_jobs_at_once_share_one_worker(redis_url, worker):
     arrivals: dict[str, list[float]] = {"long": [], "other": []}
 
     async def follow(job):
@@ -145,7 +156,10 @@ async def test_two_jobs_at_once_share_one_worker(redis_url, worker, expected):
             await until_ready(backend)
             jobs = [await backend.submit(LONG), await backend.submit(OTHER)]
             got = await asyncio.gather(*(follow(job) for job in jobs))
-    assert got == want
+    # Not compared token for token with solo runs: which steps the two canvases share depends on timing, and a
+    # batch of two rows may round differently from one row (tests/engine checks batching against solo runs).
+    for (progress, outcome), spec in zip(got, (LONG, OTHER), strict=True):
+        assert_whole_run(progress, outcome, spec)
     # Batched, not one after the other: each job's snapshots arrived while the other's were arriving.
     assert arrivals["other"][0] < arrivals["long"][-1] and arrivals["long"][0] < arrivals["other"][-1]
 
