@@ -26,6 +26,8 @@ INDEX_FILE = "model.safetensors.index.json"
 DECODER_PREFIX = "model.decoder."
 ENCODER_PREFIX = "model.encoder.language_model."
 INIT_STD = 0.02  # transformers' initializer_range
+# Trained models that ship inside the package (engine/models/<name>/, Hugging Face layout): see README.md.
+SHIPPED_MODELS = {"redraft-small": Path(__file__).parent / "models" / "redraft-small"}
 
 
 class CheckpointError(ValueError):
@@ -44,14 +46,23 @@ class LoadedModel:
 def load_model(
     name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0
 ) -> LoadedModel:
-    """A preset name (`tiny`, `diffusiongemma-26b-a4b`: random weights) or a checkpoint directory."""
+    """A preset name (`tiny`, `diffusiongemma-26b-a4b`: random weights), a shipped model's name
+    (`redraft-small`: trained weights in engine/models/), or a checkpoint directory."""
     if name_or_path in MODEL_PRESETS:
         args = MODEL_PRESETS[name_or_path]
         model = random_model(args, device, dtype, seed)
         # `tiny` brings its byte tokenizer; the real shapes with random weights take --prompt-ids only
         tokenizer = byte_tokenizer(args.vocab_size) if name_or_path == "tiny" else None
         return LoadedModel(model, args, preset_generation_args(name_or_path), tokenizer, name_or_path)
-    return load_checkpoint(Path(name_or_path), device, dtype)
+    loaded = load_checkpoint(resolve_checkpoint(name_or_path), device, dtype)
+    if name_or_path in SHIPPED_MODELS:
+        loaded.source = name_or_path
+    return loaded
+
+
+def resolve_checkpoint(name_or_path: str) -> Path:
+    """The directory of a shipped model's name, or the path itself."""
+    return SHIPPED_MODELS.get(name_or_path, Path(name_or_path))
 
 
 def preset_generation_args(name: str) -> GenerationArgs:
@@ -101,7 +112,8 @@ def load_checkpoint(
 def read_checkpoint_config(directory: Path) -> tuple[ModelArgs, GenerationArgs]:
     """config.json (required) and generation_config.json (optional) of a checkpoint directory."""
     if not directory.is_dir():
-        raise CheckpointError(f"{directory}: not a checkpoint directory (nor a preset: {', '.join(MODEL_PRESETS)})")
+        names = ", ".join([*MODEL_PRESETS, *SHIPPED_MODELS])
+        raise CheckpointError(f"{directory}: not a checkpoint directory (nor a model name: {names})")
     gen_path = directory / "generation_config.json"
     try:
         config = read_json(directory / "config.json")

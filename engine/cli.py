@@ -24,7 +24,9 @@ class UsageError(ValueError):
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     """The `generate` flags; each also reads REDRAFT_<FLAG> from the environment."""
-    parser.add_argument("--model", default=_env("model"), help="tiny, diffusiongemma-26b-a4b, or a checkpoint dir")
+    parser.add_argument(
+        "--model", default=_env("model"), help="tiny, redraft-small, diffusiongemma-26b-a4b, or a checkpoint dir"
+    )
     parser.add_argument("--backend", default=_env("backend", "native"), help="native (default) or reference")
     parser.add_argument("--prompt", default=_env("prompt"), help="prompt text (tokenized as is, or as a chat turn)")
     parser.add_argument("--chat", action="store_true", default=_env_flag("chat"), help="--prompt as a chat turn")

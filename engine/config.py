@@ -237,6 +237,32 @@ MODEL_PRESETS: dict[str, ModelArgs] = {
 }
 
 
+# Shapes trained from scratch by `redraft train --corpus ...` (weights: engine/models/<name>/, found by
+# engine.checkpoint.load_model under the same name). Every DiffusionGemma part at a size one CPU thread trains
+# in about half an hour: both attention kinds (K=V, partial rotary and wider heads on the full layers),
+# the dense MLP and a 4-expert top-2 MoE branch in every layer, self-conditioning, a 32-token canvas.
+TRAINABLE_CONFIGS: dict[str, ModelArgs] = {
+    "redraft-small": ModelArgs(
+        vocab_size=4096,
+        hidden_size=128,
+        num_layers=4,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=32,
+        sliding_window=128,
+        num_global_kv_heads=1,
+        global_head_dim=64,
+        intermediate_size=256,
+        num_experts=4,
+        num_experts_per_token=2,
+        moe_intermediate_size=128,
+        layer_types=_tiny_layer_types(),
+        canvas_length=32,
+        max_context=1024,
+    ),
+}
+
+
 @dataclass(frozen=True)
 class GenerationArgs:
     """Sampler settings; defaults are transformers' and the checkpoint's generation_config.json."""

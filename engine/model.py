@@ -153,11 +153,14 @@ class DiffusionGemma(nn.Module):
         cache: KVCache,
         rows: torch.Tensor | None = None,
         kv_len: int | None = None,
-    ) -> None:
+        return_hidden: bool = False,
+    ) -> torch.Tensor | None:
         """Runs the causal encoder over tokens [B, T] at positions [B, T] and writes their K/V into cache rows
         `rows` (all rows when None) at slot == position. Returns nothing: the cache is the encoder's output.
 
         kv_len (static, for graph capture) bounds the slots read; default: the highest position + 1.
+        return_hidden: also run the last layer and return the normed final hidden states [B, T, D] (training's
+        next-token loss on the encoder; inference never needs them).
         """
         kv_len = kv_len if kv_len is not None else int(positions.max()) + 1
         masks = encoder_masks(positions, kv_len, self.args.sliding_window, int(positions[:, 0].min()))
@@ -171,13 +174,14 @@ class DiffusionGemma(nn.Module):
             k, v = layer.self_attn.key_value(x, cos, sin)
             cache.keys[i][row_index, positions] = k
             cache.values[i][row_index, positions] = v
-            if i == last:
+            if i == last and not return_hidden:
                 break  # the last layer's output feeds nothing: its K/V is all the cache needs
             mask = masks[layer.layer_type]
             keys = _rows(cache.keys[i], rows, mask.start, kv_len)
             values = _rows(cache.values[i], rows, mask.start, kv_len)
             attn_out = layer.self_attn.attend(layer.self_attn.query(x, cos, sin), keys, values, mask.mask)
             h = layer.finish(h, attn_out, layer.encoder_scalar)
+        return self.norm(h) if return_hidden else None
 
     def decode(
         self,

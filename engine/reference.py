@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +20,7 @@ from engine.checkpoint import (
     load_model,
     preset_generation_args,
     read_checkpoint_config,
+    resolve_checkpoint,
     shard_files,
 )
 from engine.config import MODEL_PRESETS, GenerationArgs, ModelArgs
@@ -69,7 +69,7 @@ def load_reference(name_or_path: str, device: torch.device | str, dtype: torch.d
         args = MODEL_PRESETS[name_or_path]
         model = random_reference_model(args, torch.device(device), dtype, seed)
         return ReferenceModel(model, preset_generation_args(name_or_path), None, name_or_path)
-    directory = Path(name_or_path)
+    directory = resolve_checkpoint(name_or_path)
     # the native loader's checks first, so that a broken directory gets the same error naming the culprit
     args, generation = read_checkpoint_config(directory)
     shard_files(directory)

@@ -1,8 +1,10 @@
-"""Tokenizers: the checkpoint's own (chat template included), or a byte-level one built in code for `tiny`.
+"""Tokenizers: the checkpoint's own (chat template included), a byte-level one built in code for `tiny`, and
+the byte-level BPE one trained for `redraft-small`.
 
 The byte tokenizer maps every UTF-8 byte to one token, so any text round-trips; it uses Gemma's special ids
 (pad 0, eos 1, bos 2) and Gemma 4's turn markers, and fills the rest of the vocabulary with unused specials
-so that every id a random model can emit decodes.
+so that every id a random model can emit decodes. The BPE one has the same specials at the same ids, the 256
+bytes, then merges learnt from a corpus: any text still round-trips.
 """
 
 from __future__ import annotations
@@ -47,6 +49,43 @@ def byte_tokenizer(vocab_size: int):
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
     )
     core.add_special_tokens([*SPECIALS, *fillers])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        mask_token=MASK,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def bpe_tokenizer(texts, vocab_size: int):
+    """A byte-level BPE PreTrainedTokenizerFast of exactly `vocab_size` ids trained on `texts` (an iterable of
+    str); the specials, <bos> post-processing and chat template of byte_tokenizer. Deterministic for the same
+    texts in the same order."""
+    from tokenizers import trainers
+    from transformers import PreTrainedTokenizerFast
+
+    minimum = len(SPECIALS) + NUM_BYTE_TOKENS
+    if vocab_size <= minimum:
+        raise ValueError(f"the BPE tokenizer needs vocab_size > {minimum}, got {vocab_size}")
+    core = Tokenizer(models.BPE(unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator(texts, trainer=trainer)
+    if core.get_vocab_size() != vocab_size:  # too little text to learn that many merges
+        raise ValueError(f"the corpus yields {core.get_vocab_size()} BPE tokens, fewer than vocab_size {vocab_size}")
+    bos = core.token_to_id(BOS)
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, bos)]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=core,
         bos_token=BOS,

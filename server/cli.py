@@ -104,6 +104,10 @@ ENGINE_COMMANDS = {
         "a GPU engine worker: takes redraft jobs from Redis (--engine redis)",
         "engine.worker_config", "add_worker_arguments", "engine.worker", "run_worker",
     ),
+    "train": (
+        "train the small model, LoRA-fine-tune a checkpoint, or evaluate one",
+        "engine.train_cli", "add_train_arguments", "engine.train_cli", "run_train",
+    ),
 }
 
 

@@ -1,0 +1,302 @@
+"""`redraft train`: train the small model from a corpus, LoRA-fine-tune a checkpoint on JSONL pairs, or evaluate.
+
+    redraft train --corpus python-docs --out engine/models/redraft-small --seed 0    # from scratch, ~35 min CPU
+    redraft train --model DIR --data pairs.jsonl --out DIR --lora-rank 16 [--merge]   # fine-tune (a GPU in practice)
+    redraft train --eval-only --model redraft-small [--held-out FILE]                 # the evaluation alone
+    redraft train --corpus python-docs --export-held-out FILE                         # the test fixture
+
+Importing this module is cheap (no torch): the server adds these arguments to its own parser. Progress goes to
+stderr, the evaluation to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+KIND_WEIGHTS = {"plain": 0.6, "rewrite": 0.2, "fill": 0.2}  # redraft-small's mix of example kinds
+HELD_OUT_EVAL = 512  # canvases in the training command's evaluation
+FIXTURE_PARAGRAPHS = 32
+
+
+class UsageError(ValueError):
+    """Bad flags: reported on stderr with exit status 2."""
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `train` flags; each also reads REDRAFT_<FLAG> from the environment."""
+    add = parser.add_argument
+    add("--corpus", default=_env("corpus"), help="train from scratch on this corpus: python-docs")
+    add("--corpus-dir", default=_env("corpus_dir"), help="its sources (default: where python3.11-doc puts them)")
+    add("--config", default=_env("config", "redraft-small"), help="shapes to train from scratch (redraft-small)")
+    add("--model", default=_env("model"), help="the checkpoint or preset to fine-tune or evaluate")
+    add("--data", default=_env("data"), help='fine-tune: JSONL of {"prompt": ..., "response": ...}')
+    add("--out", default=_env("out"), help="where the trained checkpoint (or the adapters) go")
+    add("--steps", default=_env("steps"), help="optimizer steps (default 2000 from scratch, 200 fine-tuning)")
+    add("--batch-size", default=_env("batch_size"), help="canvases per step (default 32 from scratch, 8 fine-tuning)")
+    add("--lr", default=_env("lr"), help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning)")
+    add("--seed", default=_env("seed", "0"))
+    add("--self-cond-prob", default=_env("self_cond_prob", "0.5"), help="share of rows trained self-conditioned")
+    add(
+        "--encoder-loss-weight",
+        default=_env("encoder_loss_weight"),
+        help="weight of the encoder's next-token loss on the prompts (default 1 from scratch, 0 fine-tuning)",
+    )
+    add("--lora-rank", default=_env("lora_rank", "16"))
+    add("--lora-alpha", default=_env("lora_alpha", "32"))
+    add("--merge", action="store_true", default=_env_flag("merge"), help="save the merged model, not the adapters")
+    add("--device", default=_env("device"), help="cpu or cuda (default: cuda when available)")
+    add("--threads", default=_env("threads", "1"), help="CPU threads for torch (default 1)")
+    add("--dtype", default=_env("dtype"), help="fine-tuning: the base's dtype (default bfloat16 on cuda)")
+    add("--eval-only", action="store_true", default=_env_flag("eval_only"), help="evaluate --model and stop")
+    add("--held-out", default=_env("held_out"), help="paragraphs (blank-line separated) to evaluate on")
+    add("--export-held-out", default=_env("export_held_out"), help="write held-out paragraphs of --corpus here")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    try:
+        mode = _mode(args)
+        import torch
+
+        # one thread by default: on a shared small machine OpenMP's spin-waiting costs more than it gains
+        torch.set_num_threads(_int("--threads", args.threads))
+        return {"corpus": _from_scratch, "lora": _fine_tune, "eval": _eval_only, "export": _export}[mode](args)
+    except UsageError as error:
+        print(f"redraft train: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"redraft train: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _mode(args: argparse.Namespace) -> str:
+    if args.eval_only:
+        if args.data:
+            raise UsageError("--eval-only evaluates --model; it takes no --data")
+        return "eval"
+    if args.export_held_out:
+        if not args.corpus:
+            raise UsageError("--export-held-out needs --corpus")
+        return "export"
+    if bool(args.corpus) == bool(args.data):
+        raise UsageError("give --corpus (train from scratch) or --data with --model (fine-tune), not both")
+    if not args.out:
+        raise UsageError("--out is required")
+    if args.data and not args.model:
+        raise UsageError("--data needs --model: the checkpoint to fine-tune")
+    return "corpus" if args.corpus else "lora"
+
+
+def _from_scratch(args: argparse.Namespace) -> int:
+    import random
+
+    import torch
+
+    from engine.config import TRAINABLE_CONFIGS, GenerationArgs
+    from engine.corpus import corpus_dir, load_documents, split_documents
+    from engine.evaluate import write_token_counts
+    from engine.examples import DocumentExamples, collate
+    from engine.tokenizer import TURN_END_ID, bpe_tokenizer
+    from engine.train import TrainArgs, save_checkpoint, train, trainable_model
+
+    if args.config not in TRAINABLE_CONFIGS:
+        raise UsageError(f"--config must be one of {', '.join(TRAINABLE_CONFIGS)}, got {args.config!r}")
+    shapes = TRAINABLE_CONFIGS[args.config]
+    options = _train_args(args, steps=2000, batch_size=32, lr=3e-3, encoder_loss_weight=1.0)
+    device = _device(args)
+    started = time.perf_counter()
+    sources = corpus_dir(args.corpus, Path(args.corpus_dir) if args.corpus_dir else None)
+    train_docs, held_out = split_documents(load_documents(sources))
+    _log(f"{len(train_docs)} training and {len(held_out)} held-out documents from {sources}")
+    tokenizer = bpe_tokenizer((p for d in train_docs for p in d.paragraphs), shapes.vocab_size)
+    examples = DocumentExamples(tokenizer, train_docs, shapes.canvas_length, shapes.pad_token_id, options.seed)
+    _log(f"tokenizer: {len(tokenizer)} BPE tokens; {sum(map(len, examples.streams)):,} training tokens")
+    kinds = random.Random(options.seed + 1)
+
+    def next_batch(step: int):
+        kind = kinds.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
+        return collate(examples.batch(kind, options.batch_size), shapes.pad_token_id, device)
+
+    torch.manual_seed(options.seed)
+    model = trainable_model(shapes, options.seed, device)
+    _log(f"{args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; {options.steps} steps")
+    generation = GenerationArgs(max_new_tokens=128, eos_token_ids=(1, TURN_END_ID))
+    train(model, next_batch, options, generation)
+    out = save_checkpoint(model, generation, tokenizer, Path(args.out))
+    write_token_counts(examples.streams, shapes.vocab_size, out)
+    _write_licence(sources, out)
+    _log(f"saved {out} ({_size_mb(out):.1f} MB) after {time.perf_counter() - started:.0f} s")
+    return _evaluate(str(out), [p for d in held_out for p in d.paragraphs], device, options.seed)
+
+
+def _fine_tune(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.checkpoint import load_model
+    from engine.examples import collate, pair_examples, read_pairs
+    from engine.lora import add_lora, merge_lora, save_adapters
+    from engine.train import diffusion_loss, save_checkpoint, train
+
+    options = _train_args(args, steps=200, batch_size=8, lr=1e-4, encoder_loss_weight=0.0)
+    device = _device(args)
+    dtype = getattr(torch, args.dtype or ("bfloat16" if device == "cuda" else "float32"))
+    loaded = load_model(args.model, device, dtype, options.seed)
+    if loaded.tokenizer is None:
+        raise UsageError(f"{args.model} has no tokenizer: the pairs cannot be encoded")
+    pairs = read_pairs(Path(args.data))
+    examples = pair_examples(loaded.tokenizer, pairs, loaded.args.pad_token_id, loaded.args.canvas_length)
+    wrapped = add_lora(loaded.model, _int("--lora-rank", args.lora_rank), float(args.lora_alpha), options.seed)
+    num_trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
+    _log(f"{len(examples)} canvases; LoRA on {len(wrapped)} projections, {num_trainable:,} trainable parameters")
+    generator = torch.Generator().manual_seed(options.seed)
+
+    def next_batch(step: int):
+        picks = torch.randint(len(examples), (options.batch_size,), generator=generator).tolist()
+        return collate([examples[i] for i in picks], loaded.args.pad_token_id, device)
+
+    batch = collate(examples, loaded.args.pad_token_id, device)
+    before = _mean_loss(loaded, batch, options, diffusion_loss)
+    train(loaded.model, next_batch, options, loaded.generation)
+    after = _mean_loss(loaded, batch, options, diffusion_loss)
+    _log(f"loss on the pairs (fixed noise draws): {before:.4f} before, {after:.4f} after")
+    out = Path(args.out)
+    if args.merge:
+        save_checkpoint(merge_lora(loaded.model), loaded.generation, loaded.tokenizer, out, dtype=dtype)
+    else:
+        save_adapters(loaded.model, out, args.model)
+    _log(f"saved {'the merged model' if args.merge else 'the adapters'} to {out}")
+    return EXIT_OK
+
+
+def _mean_loss(loaded, batch, options, diffusion_loss) -> float:
+    import torch
+
+    with torch.no_grad():
+        generator = torch.Generator(device=batch.targets.device).manual_seed(options.seed + 7)
+        return diffusion_loss(loaded.model, batch, loaded.generation, generator, options.self_cond_prob).loss.item()
+
+
+def _eval_only(args: argparse.Namespace) -> int:
+    from engine.corpus import corpus_dir, load_documents, read_paragraph_file, split_documents
+
+    if args.held_out:
+        paragraphs = read_paragraph_file(Path(args.held_out))
+    else:
+        sources = corpus_dir(args.corpus or "python-docs", Path(args.corpus_dir) if args.corpus_dir else None)
+        paragraphs = [p for d in split_documents(load_documents(sources))[1] for p in d.paragraphs]
+    return _evaluate(args.model or "redraft-small", paragraphs, _device(args), _int("--seed", args.seed))
+
+
+def _evaluate(model: str, paragraphs: list[str], device: str, seed: int) -> int:
+    from engine.checkpoint import load_model, resolve_checkpoint
+    from engine.evaluate import (
+        format_accuracy,
+        format_samples,
+        held_out_examples,
+        read_token_counts,
+        reconstruction_accuracy,
+        sample_redrafts,
+    )
+
+    loaded = load_model(model, device)
+    if loaded.tokenizer is None:
+        raise UsageError(f"{model} has no tokenizer to evaluate with")
+    examples = held_out_examples(loaded.tokenizer, paragraphs, loaded.args.canvas_length)[:HELD_OUT_EVAL]
+    counts = read_token_counts(resolve_checkpoint(model))
+    if counts is None:
+        print("(no token_counts.json beside the model: the baseline uses the held-out canvases' own frequencies)")
+    rows = reconstruction_accuracy(loaded.model, examples, loaded.generation, counts, seed=seed)
+    print(format_accuracy(rows, len(examples)))
+    print()
+    print(format_samples(sample_redrafts(loaded, paragraphs, seed)))
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from engine.corpus import corpus_dir, load_documents, split_documents
+
+    sources = corpus_dir(args.corpus, Path(args.corpus_dir) if args.corpus_dir else None)
+    held_out = split_documents(load_documents(sources))[1]
+    # long paragraphs, evenly spread over the held-out files, in a fixed order
+    paragraphs = [p for d in held_out for p in d.paragraphs if 300 <= len(p) <= 700]
+    picked = paragraphs[:: max(1, len(paragraphs) // FIXTURE_PARAGRAPHS)][:FIXTURE_PARAGRAPHS]
+    Path(args.export_held_out).write_text("\n\n".join(picked) + "\n", encoding="utf-8")
+    _log(f"wrote {len(picked)} held-out paragraphs to {args.export_held_out}")
+    return EXIT_OK
+
+
+def _write_licence(sources: Path, out: Path) -> None:
+    """The PSF licence of the documentation the weights were trained on, beside them."""
+    from engine.corpus import LICENCE_FILE
+
+    licence = sources / LICENCE_FILE
+    notice = (
+        "The weights and tokenizer in this directory were trained on the reStructuredText sources of the\n"
+        "Python 3.11 documentation (Debian package python3.11-doc), Copyright (c) 2001-2023 Python Software\n"
+        "Foundation, used under the PSF License Agreement reproduced below (license.rst of those sources).\n\n"
+    )
+    text = licence.read_text(encoding="utf-8") if licence.is_file() else "(license.rst.txt was not found)\n"
+    (out / "LICENSE-python-docs.txt").write_text(notice + text, encoding="utf-8")
+
+
+def _train_args(args: argparse.Namespace, steps: int, batch_size: int, lr: float, encoder_loss_weight: float):
+    from engine.train import TrainArgs
+
+    try:
+        return TrainArgs(
+            steps=_int("--steps", args.steps) if args.steps else steps,
+            batch_size=_int("--batch-size", args.batch_size) if args.batch_size else batch_size,
+            lr=float(args.lr) if args.lr else lr,
+            self_cond_prob=float(args.self_cond_prob),
+            encoder_loss_weight=float(args.encoder_loss_weight) if args.encoder_loss_weight else encoder_loss_weight,
+            seed=_int("--seed", args.seed),
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def _device(args: argparse.Namespace) -> str:
+    import torch
+
+    if args.device not in (None, "cpu", "cuda"):
+        raise UsageError(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _int(flag: str, value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"{flag} must be an integer, got {value!r}") from error
+
+
+def _size_mb(directory: Path) -> float:
+    return sum(path.stat().st_size for path in directory.iterdir() if path.is_file()) / 1e6
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _env(flag: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"REDRAFT_{flag.upper()}", default)
+
+
+def _env_flag(flag: str) -> bool:
+    return _env(flag, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="redraft train", description=__doc__.splitlines()[0])
+    add_train_arguments(parser)
+    return run_train(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
