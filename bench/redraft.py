@@ -5,7 +5,7 @@ one paragraph, one at a time. For each: the wall time until the *other* client h
 the server's own split (queue, prefill, denoise, merge, first snapshot) from GET /redrafts/{id}. Undo after
 each so every run rewrites the same passage. Prints a table last and writes JSON under $OUT (or ./bench-out).
 
-    python -m bench.redraft                       # CPU, tiny preset
+    python -m bench.redraft                       # CPU, the shipped redraft-small
     python -m bench.redraft --model diffusiongemma-26b-a4b --device cuda --steps 16   # on a lent GPU
 """
 
@@ -32,7 +32,7 @@ PARAGRAPH = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--model", default="redraft-small")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--runs", type=int, default=10)

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from engine.cli import add_generate_arguments, run_generate
+from engine.config import DEFAULT_MODEL
 
 from engine.errors import RequestError
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineConfig:
-    model: str = "tiny"  # a preset or a checkpoint directory
+    model: str = DEFAULT_MODEL  # a preset, a shipped model or a checkpoint directory
     device: str | None = None  # default: cuda when available
     dtype: str | None = None  # default: bfloat16 on cuda, float32 on cpu
     max_batch: int = 4  # canvases per decoder pass

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+from engine.config import DEFAULT_MODEL
+
 BACKENDS = ("native", "reference")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "bfloat16")
@@ -25,7 +27,9 @@ class UsageError(ValueError):
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     """The `generate` flags; each also reads REDRAFT_<FLAG> from the environment."""
     parser.add_argument(
-        "--model", default=_env("model"), help="tiny, redraft-small, diffusiongemma-26b-a4b, or a checkpoint dir"
+        "--model",
+        default=_env("model", DEFAULT_MODEL),
+        help=f"{DEFAULT_MODEL} (default), tiny, diffusiongemma-26b-a4b, or a checkpoint dir",
     )
     parser.add_argument("--backend", default=_env("backend", "native"), help="native (default) or reference")
     parser.add_argument("--prompt", default=_env("prompt"), help="prompt text (tokenized as is, or as a chat turn)")
@@ -115,8 +119,6 @@ def _run(options: dict) -> int:
 
 def _validate(args: argparse.Namespace) -> dict:
     """Checks the flags (env defaults bypass argparse's own checks) into plain values."""
-    if not args.model:
-        raise UsageError("--model is required (a preset name or a checkpoint directory)")
     for name, allowed in (("backend", BACKENDS), ("rng", RNGS), ("device", DEVICES), ("dtype", DTYPES)):
         value = getattr(args, name)
         if value is not None and value not in allowed:

@@ -237,6 +237,9 @@ MODEL_PRESETS: dict[str, ModelArgs] = {
 }
 
 
+# The model used when none is configured, on CPU and GPU alike: the shipped trained one (engine/models/).
+DEFAULT_MODEL = "redraft-small"
+
 # Shapes trained from scratch by `redraft train --corpus ...` (weights: engine/models/<name>/, found by
 # engine.checkpoint.load_model under the same name). Every DiffusionGemma part at a size one CPU thread trains
 # in about half an hour: both attention kinds (K=V, partial rotary and wider heads on the full layers),

@@ -11,13 +11,15 @@ import re
 import socket
 from dataclasses import dataclass, field
 
+from engine.config import DEFAULT_MODEL
+
 KEY_PART = re.compile(r"[A-Za-z0-9._-]{1,128}")  # the prefix and the name become parts of Redis keys
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     redis_url: str
-    model: str = "tiny"  # a preset or a checkpoint directory
+    model: str = DEFAULT_MODEL  # a preset, a shipped model or a checkpoint directory
     device: str | None = None
     dtype: str | None = None
     max_batch: int = 4  # jobs run at once; they share decoder passes in the scheduler
@@ -82,7 +84,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{flag}", default=_env(flag, default), help=f"{help_text}{shown} [env {env}]")
 
     add("redis-url", "redis://... where the jobs queue lives (required)")
-    add("model", "a preset (tiny, diffusiongemma-26b-a4b) or a checkpoint dir", "tiny")
+    add("model", "redraft-small, a preset (tiny, diffusiongemma-26b-a4b) or a checkpoint dir", DEFAULT_MODEL)
     add("device", "cpu or cuda (default: cuda when available)")
     add("dtype", "float32 or bfloat16 (default: bfloat16 on cuda)")
     add("max-batch", "jobs run at once, batched in one decoder pass", str(defaults["max_batch"].default))

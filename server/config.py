@@ -54,7 +54,10 @@ class ServerConfig:
         256 << 10, "log bytes that trigger compaction (or the snapshot's size, when larger)"
     )
 
-    model: str = _opt("tiny", "model for --engine local: a preset (tiny, diffusiongemma-26b-a4b) or a checkpoint dir")
+    # engine.config.DEFAULT_MODEL: the server imports the engine only through engine.api, lazily
+    model: str = _opt(
+        "redraft-small", "model for --engine local: redraft-small (shipped), a preset (tiny, ...) or a checkpoint dir"
+    )
     engine_device: str | None = _opt(None, "cpu or cuda for --engine local (default: cuda when available)")
     engine_max_batch: int = _opt(4, "canvases denoised together in one step (--engine local)")
     redraft_queue_max: int = _opt(32, "redrafts waiting or running at once on this server; more get 429")

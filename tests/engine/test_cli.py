@@ -67,6 +67,11 @@ def test_flags_default_from_the_environment(checkpoint, capsys, monkeypatch):
     assert report["steps"] == [3, 3] and report["prompt_tokens"] == 4  # 32 new tokens from generation_config
 
 
+def test_without_a_model_the_shipped_one_writes(capsys):
+    report = run_json(capsys, "--prompt", "Write about lists.", "--chat", "--steps", "4", "--seed", "1")
+    assert report["model"] == "redraft-small" and report["steps"][0] <= 4 and report["text"].strip()
+
+
 def test_plain_output_is_the_text(capsys):
     assert main(["--model", "tiny", "--prompt-ids", "2,70,71", "--max-new-tokens", "8", "--steps", "2",
                  "--device", "cpu"]) == 0
@@ -85,7 +90,6 @@ def test_plain_output_is_the_text(capsys):
         (["--model", "tiny", "--prompt-ids", "1", "--steps", "0"], {}, "--steps must be a positive integer"),
         (["--model", "tiny", "--prompt-ids", "1"], {"REDRAFT_BACKEND": "onnx"}, "--backend must be one of native"),
         (["--model", "tiny", "--prompt-ids", "1", "--rng", "fast"], {}, "--rng must be one of native, reference"),
-        (["--prompt-ids", "1"], {}, "--model is required"),
         (["--model", "tiny", "--prompt-ids", "1", "--max-new-tokens", "4096"], {}, "exceeds the model's context"),
     ],
 )

@@ -48,7 +48,7 @@ def redis_url(tmp_path_factory):
 def worker(redis_url, tmp_path_factory):
     """One worker (batch 2) shared by the tests that leave it running, under the prefix `shared`."""
     process = RedraftWorker(redis_url, tmp_path_factory.mktemp("worker"), name="shared-1", prefix="shared",
-                            extra_args=("--max-batch", "2", *FAST_CLAIM)).start()
+                            model="tiny", extra_args=("--max-batch", "2", *FAST_CLAIM)).start()
     yield process
     process.stop()
 
@@ -241,7 +241,7 @@ async def test_no_worker_or_no_redis_means_unavailable(redis_url):
 
 @pytest.mark.anyio
 async def test_ready_only_after_warm_up_and_sigterm_hands_back(redis_url, tmp_path):
-    process = RedraftWorker(redis_url, tmp_path, name="solo", prefix="sigterm",
+    process = RedraftWorker(redis_url, tmp_path, name="solo", prefix="sigterm", model="tiny",
                             extra_args=("--drain-timeout", "0")).start(wait=False)
     sync = redis.Redis.from_url(redis_url)
     try:
@@ -274,7 +274,8 @@ async def test_ready_only_after_warm_up_and_sigterm_hands_back(redis_url, tmp_pa
 @pytest.mark.anyio
 async def test_a_killed_workers_job_is_retried_on_another(redis_url, tmp_path, expected):
     want = expected(LONG)
-    workers = [RedraftWorker(redis_url, tmp_path, name=name, prefix="kill", extra_args=FAST_CLAIM).start(wait=False)
+    workers = [RedraftWorker(redis_url, tmp_path, name=name, prefix="kill", model="tiny", extra_args=FAST_CLAIM)
+               .start(wait=False)
                for name in ("kill-a", "kill-b")]
     try:
         for process in workers:
@@ -305,7 +306,7 @@ async def test_a_killed_workers_job_is_retried_on_another(redis_url, tmp_path, e
 
 @pytest.mark.anyio
 async def test_the_only_worker_killed_fails_the_job(redis_url, tmp_path):
-    process = RedraftWorker(redis_url, tmp_path, name="only", prefix="lost").start()
+    process = RedraftWorker(redis_url, tmp_path, name="only", prefix="lost", model="tiny").start()
     try:
         with anyio.fail_after(20):
             async with connected(redis_url, "lost", stall_s=1.0) as backend:

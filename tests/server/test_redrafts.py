@@ -1,4 +1,5 @@
-"""Redrafts end to end: a real server with the in-process engine (`tiny`), real Node Yjs clients, HTTP."""
+"""Redrafts end to end: a real server with the in-process engine (the default, shipped redraft-small), real Node
+Yjs clients, HTTP."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ PASSAGE = "The passage 😀 to be redrafted, over here."
 
 
 def start_engine_server(start_server, *args):
-    server = start_server(extra_args=("--engine", "local", "--model", "tiny", "--engine-device", "cpu", *args))
+    server = start_server(extra_args=("--engine", "local", "--engine-device", "cpu", *args))
     wait_until(lambda: httpx.get(server.http_url + "/healthz").json()["engine"]["status"] == "ready", 60, "engine")
     return server
 

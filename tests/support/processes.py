@@ -131,22 +131,22 @@ class ServerProcess:
 
 
 class RedraftWorker:
-    """`python -m server worker` in a subprocess: the tiny model on CPU unless told otherwise.
+    """`python -m server worker` in a subprocess: the default (shipped) model on CPU unless told otherwise.
 
     Ready once its liveness key (`{prefix}:engine:worker:{name}`) says so, which the worker writes only
     after loading the model and running its warm-up redraft.
     """
 
     def __init__(self, redis_url: str, workdir: Path, name: str = "worker", prefix: str = "redraft",
-                 extra_args: tuple[str, ...] = (), env: dict | None = None, model: str = "tiny"):
+                 extra_args: tuple[str, ...] = (), env: dict | None = None, model: str = "redraft-small"):
         self.redis_url = redis_url
         self.name = name
         self.prefix = prefix
         self.args = [sys.executable, "-m", "server", "worker", "--redis-url", redis_url, "--redis-prefix", prefix,
                      "--name", name, "--model", model, "--log-level", "info", *extra_args]
-        if model == "tiny" and "--device" not in extra_args:
+        if "--device" not in extra_args:  # both small models: the CPU even where there is a GPU
             self.args += ["--device", "cpu"]
-        # One intra-op thread: a tiny model gains nothing from more, and on a shared 2-core machine OpenMP's
+        # One intra-op thread: a small model gains nothing from more, and on a shared 2-core machine OpenMP's
         # spin-waiting slows everything else down (see tests/engine/conftest.py).
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
         self.workdir = workdir
