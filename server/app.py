@@ -15,6 +15,7 @@ from .config import DOC_NAME_RULE, ServerConfig, is_valid_doc_name
 from .metrics import CONTENT_TYPE
 from .redrafts import api as redraft_api
 from .services import Services
+from .share import session, share
 from .websocket import websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/d/{doc}", editor_page),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
+        Route("/api/docs/{doc}/session", session),
+        Route("/api/docs/{doc}/share", share, methods=["POST"]),
         WebSocketRoute("/ws/{doc}", websocket_endpoint),
         *redraft_api.routes,
         Mount("/assets", StaticFiles(directory=assets, check_dir=False), name="assets"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -29,9 +31,14 @@ def browser():
 
 @pytest.fixture
 def open_page(browser, start_server):
-    """Opens a URL in a fresh browser context (its own storage, so its own guest) and fails on page errors."""
+    """Opens a URL in a fresh browser context (its own storage, so its own guest) and fails on page errors.
+
+    `open_page.allow(pattern)` accepts console messages a test provokes on purpose: Chromium logs
+    every failed request (an HTTP 503 the page shows, a socket refused while offline) as an error.
+    """
     contexts = []
     problems: list[str] = []
+    allowed: list[re.Pattern] = []
 
     def open_url(url: str) -> Page:
         context = browser.new_context(viewport={"width": 1100, "height": 700})
@@ -43,15 +50,31 @@ def open_page(browser, start_server):
         page.goto(url)
         return page
 
+    open_url.allow = lambda pattern: allowed.append(re.compile(pattern))
     # Depending on start_server closes the pages before their server stops, so no page sees it go.
     yield open_url
     for context in contexts:
         context.close()
-    assert problems == [], "\n".join(problems)
+    unexpected = [problem for problem in problems if not any(pattern.search(problem) for pattern in allowed)]
+    assert unexpected == [], "\n".join(unexpected)
 
 
 def wait_connected(page: Page) -> None:
+    """Synced with the server, and the session answered (the editor is read-only until it does)."""
     expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#editor")).to_have_attribute("data-role", re.compile(r"^(edit|read)$"))
+
+
+def editor_text(page: Page) -> str:
+    return page.evaluate("() => window.redraft.view.state.doc.toString()")
+
+
+def wait_editor_text(page: Page, expected: str) -> None:
+    """Waits until the editor shows `expected` (the Y.Text and the view agree: y-codemirror keeps them in step)."""
+    try:
+        page.wait_for_function("(expected) => window.redraft.view.state.doc.toString() === expected", arg=expected)
+    except Exception as exc:
+        raise AssertionError(f"the editor shows {editor_text(page)!r}, not {expected!r}") from exc
 
 
 def screenshot(page: Page, name: str) -> None:

@@ -1,9 +1,35 @@
-// The start screen: open a document by name, or make up a fresh name.
+// The start screen: a new document in one click, one by name, or one opened lately.
 import { DOC_NAME, docPath } from './links.js'
+import { forgetDocument, recentDocuments, whenOpened } from './recent.js'
 
 function randomName () {
   const bytes = crypto.getRandomValues(new Uint8Array(6))
   return 'draft-' + Array.from(bytes, (byte) => byte.toString(36).padStart(2, '0')).join('')
+}
+
+function element (tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props)
+  node.append(...children)
+  return node
+}
+
+function showRecent (token) {
+  const section = document.getElementById('recent')
+  const list = document.getElementById('recent-list')
+  const entries = recentDocuments()
+  section.hidden = entries.length === 0
+  list.replaceChildren(...entries.map((entry) => {
+    // The page's own token (often one for every document) wins over a stored one for this document.
+    const link = element('a', { href: docPath(entry.name, token || entry.token), className: 'recent-link' },
+      element('span', { className: 'recent-name', textContent: entry.name }),
+      element('span', { className: 'recent-when', textContent: whenOpened(entry.openedAt) }))
+    const forget = element('button', {
+      type: 'button', className: 'icon-button forget', textContent: '×', title: `Remove ${entry.name} from this list`
+    })
+    forget.setAttribute('aria-label', `Remove ${entry.name} from recent documents`)
+    forget.addEventListener('click', () => { forgetDocument(entry.name); showRecent(token) })
+    return element('li', {}, link, forget)
+  }))
 }
 
 export function showStart (token) {
@@ -11,6 +37,7 @@ export function showStart (token) {
   const form = document.getElementById('open-form')
   const input = document.getElementById('doc-name')
   screen.hidden = false
+  showRecent(token)
   input.focus()
 
   input.addEventListener('input', () => input.setCustomValidity(''))

@@ -1,0 +1,61 @@
+// The server's HTTP API for one document. Every failure becomes an ApiError whose message a
+// person can read: the server's `detail`, or what a status means when there is none.
+
+const STATUS_WORDS = {
+  400: 'The request was not valid',
+  401: 'This link does not give access',
+  403: 'This link does not allow that',
+  404: 'Not found',
+  409: 'The document changed in a way that makes this impossible',
+  413: 'The passage is too long for one redraft',
+  429: 'The AI is busy',
+  503: 'AI redrafts are not available on this server right now'
+}
+
+export class ApiError extends Error {
+  constructor (status, code, detail, retryAfterS = null) {
+    super(detail || STATUS_WORDS[status] || `The server answered ${status}`)
+    this.status = status
+    this.code = code
+    this.retryAfterS = retryAfterS
+  }
+
+  /** The message with its advice: when to retry, or that nothing reached the server. */
+  get advice () {
+    if (this.status === 0) return `${this.message}. Check the connection and try again.`
+    if (this.retryAfterS !== null) return `${this.message}. Try again in ${Math.max(1, Math.round(this.retryAfterS))} s.`
+    return this.message
+  }
+}
+
+export class DocumentApi {
+  constructor (doc, token) {
+    this.base = `/api/docs/${encodeURIComponent(doc)}`
+    this.token = token
+  }
+
+  async request (method, path, body) {
+    const headers = { Accept: 'application/json' }
+    if (this.token) headers.Authorization = `Bearer ${this.token}`
+    if (body !== undefined) headers['Content-Type'] = 'application/json'
+    let response
+    try {
+      response = await fetch(this.base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
+    } catch {
+      throw new ApiError(0, 'network', 'The server could not be reached')
+    }
+    const payload = await response.json().catch(() => null)
+    if (response.ok) return payload
+    const retryAfter = Number.parseFloat(response.headers.get('Retry-After'))
+    throw new ApiError(response.status, payload && payload.error, payload && payload.detail,
+      Number.isFinite(retryAfter) ? retryAfter : null)
+  }
+
+  session () { return this.request('GET', '/session') }
+  share (role) { return this.request('POST', '/share', { role }) }
+  requestRedraft (params) { return this.request('POST', '/redrafts', params) }
+  redraft (id) { return this.request('GET', `/redrafts/${encodeURIComponent(id)}`) }
+  accept (id) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/accept`) }
+  undo (id) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/undo`) }
+  cancel (id) { return this.request('DELETE', `/redrafts/${encodeURIComponent(id)}`) }
+}

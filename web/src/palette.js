@@ -1,0 +1,137 @@
+// The redraft palette: presets or a free instruction for the selection (or the paragraph at
+// the cursor), with how hard the model works (steps) and whether the result goes straight in
+// or waits as a suggestion. Arrow keys pick, Enter runs, Escape closes.
+
+export const PRESETS = [
+  { id: 'clearer', label: 'Rewrite clearer', kind: 'rewrite', scope: 'passage', instruction: 'Rewrite this passage so that it reads more clearly. Keep its meaning.' },
+  { id: 'shorten', label: 'Shorten', kind: 'rewrite', scope: 'passage', instruction: 'Make this passage shorter. Keep what matters.' },
+  { id: 'expand', label: 'Expand', kind: 'rewrite', scope: 'passage', instruction: 'Expand this passage with more detail.' },
+  { id: 'grammar', label: 'Fix grammar', kind: 'rewrite', scope: 'passage', instruction: 'Fix grammar, spelling and punctuation. Change nothing else.' },
+  { id: 'continue', label: 'Continue writing', kind: 'continue', scope: 'after' },
+  { id: 'fill', label: 'Fill in here', kind: 'fill', scope: 'here' }
+]
+
+export const STEP_CHOICES = [['fast', 12], ['balanced', 24], ['best', 48]]
+const SETTINGS_KEY = 'redraft.palette'
+
+const isBlank = (line) => line.text.trim() === ''
+
+/** The [from, to) a preset works on, or null where it has nothing to work on. */
+export function targetFor (state, scope) {
+  const selection = state.selection.main
+  if (scope === 'after') return [selection.to, selection.to]
+  if (scope === 'here' || !selection.empty) return [selection.from, selection.to]
+  const doc = state.doc
+  let first = doc.lineAt(selection.head)
+  if (isBlank(first)) return null
+  let last = first
+  while (first.number > 1 && !isBlank(doc.line(first.number - 1))) first = doc.line(first.number - 1)
+  while (last.number < doc.lines && !isBlank(doc.line(last.number + 1))) last = doc.line(last.number + 1)
+  return [first.from, last.to]
+}
+
+function describe (state, scope, range) {
+  if (!range) return 'Put the cursor in a paragraph or select some text first.'
+  const [from, to] = range
+  const words = (state.doc.sliceString(from, to).match(/\S+/g) || []).length
+  const count = `${words} word${words === 1 ? '' : 's'}`
+  if (from === to) return scope === 'after' ? 'The AI continues from the cursor.' : 'The AI writes new text at the cursor.'
+  return state.selection.main.empty ? `The paragraph at the cursor (${count}).` : `The selection (${count}).`
+}
+
+function loadSettings () {
+  try { return { steps: 24, mode: 'apply', ...JSON.parse(window.localStorage.getItem(SETTINGS_KEY)) } } catch { return { steps: 24, mode: 'apply' } }
+}
+
+export function createPalette ({ dialog, view, board, getBlocker }) {
+  const input = dialog.querySelector('#palette-instruction')
+  const list = dialog.querySelector('#palette-presets')
+  const scopeLine = dialog.querySelector('#palette-scope')
+  const note = dialog.querySelector('#palette-note')
+  const runButton = dialog.querySelector('#palette-run')
+  let options = []
+  let active = 0
+
+  const settings = loadSettings()
+  for (const [name, value, fallback] of [['steps', settings.steps, 24], ['mode', settings.mode, 'apply']]) {
+    const radio = dialog.querySelector(`input[name="${name}"][value="${value}"]`) || dialog.querySelector(`input[name="${name}"][value="${fallback}"]`)
+    radio.checked = true
+  }
+  const choice = (name) => dialog.querySelector(`input[name="${name}"]:checked`).value
+  dialog.addEventListener('change', () => {
+    try { window.localStorage.setItem(SETTINGS_KEY, JSON.stringify({ steps: Number(choice('steps')), mode: choice('mode') })) } catch {}
+  })
+
+  function optionsFor (instruction) {
+    const free = instruction.trim()
+      ? [{ id: 'ask', label: `Ask: “${instruction.trim()}”`, scope: 'here', instruction: instruction.trim(), free: true }]
+      : []
+    return [...free, ...PRESETS].map((option) => ({ ...option, range: targetFor(view.state, option.scope) }))
+  }
+
+  function render () {
+    options = optionsFor(input.value)
+    if (!options[active] || !options[active].range) active = Math.max(0, options.findIndex((option) => option.range))
+    list.replaceChildren(...options.map((option, index) => {
+      const item = document.createElement('div')
+      item.id = `palette-option-${option.id}`
+      item.className = 'preset'
+      item.setAttribute('role', 'option')
+      item.setAttribute('aria-selected', String(index === active))
+      item.setAttribute('aria-disabled', String(!option.range))
+      item.textContent = option.label
+      item.addEventListener('mousedown', (event) => event.preventDefault()) // the input keeps focus
+      item.addEventListener('click', () => { if (option.range) { active = index; run() } })
+      return item
+    }))
+    const current = options[active]
+    input.setAttribute('aria-activedescendant', current ? `palette-option-${current.id}` : '')
+    scopeLine.textContent = current ? describe(view.state, current.scope, current.range) : ''
+    const blocker = getBlocker()
+    note.hidden = !blocker
+    note.textContent = blocker || ''
+    runButton.disabled = Boolean(blocker) || !current || !current.range
+    runButton.textContent = current && !current.free ? current.label : 'Redraft'
+  }
+
+  function move (delta) {
+    for (let step = 1; step <= options.length; step++) {
+      const next = (active + delta * step + options.length * step) % options.length
+      if (options[next].range) { active = next; break }
+    }
+    render()
+  }
+
+  async function run () {
+    const option = options[active]
+    if (!option || !option.range || getBlocker()) return
+    const [from, to] = option.range
+    dialog.close()
+    await board.request({
+      from, to, kind: option.kind, instruction: option.instruction, mode: choice('mode'), steps: Number(choice('steps'))
+    })
+  }
+
+  input.addEventListener('input', () => { active = 0; render() })
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+      event.preventDefault()
+      move(event.key === 'ArrowDown' ? 1 : -1)
+    }
+  })
+  dialog.querySelector('#palette-form').addEventListener('submit', (event) => { event.preventDefault(); run() })
+  dialog.querySelector('#palette-cancel').addEventListener('click', () => dialog.close())
+  dialog.addEventListener('close', () => view.focus())
+  dialog.addEventListener('click', (event) => { if (event.target === dialog) dialog.close() }) // a click on the backdrop
+
+  return {
+    open () {
+      if (dialog.open) return
+      input.value = ''
+      active = 0
+      render()
+      dialog.showModal()
+      input.focus()
+    }
+  }
+}

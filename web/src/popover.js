@@ -1,0 +1,31 @@
+// Panels that drop down from a button in the top bar (share, name, shortcuts). The browser's
+// popover API gives Escape, light dismiss and focus return; this places them under their button.
+
+export function anchorPopover (panel, button) {
+  panel.addEventListener('beforetoggle', (event) => {
+    if (event.newState !== 'open') return
+    const rect = button.getBoundingClientRect()
+    panel.style.top = `${Math.round(rect.bottom + 8)}px`
+    panel.style.right = `${Math.max(8, Math.round(window.innerWidth - rect.right))}px`
+  })
+  panel.addEventListener('toggle', (event) => {
+    button.setAttribute('aria-expanded', String(event.newState === 'open'))
+    if (event.newState === 'open') panel.querySelector('[data-autofocus]')?.focus()
+  })
+  button.setAttribute('aria-expanded', 'false')
+}
+
+/** Opens a panel from a keyboard shortcut, as a click on its button would. */
+export function openPopover (panel) {
+  if (!panel.matches(':popover-open')) panel.showPopover()
+}
+
+export async function copyText (input) {
+  input.select()
+  try {
+    await navigator.clipboard.writeText(input.value)
+    return true
+  } catch { // no clipboard API outside a secure context (plain http on a LAN address)
+    return document.execCommand('copy')
+  }
+}

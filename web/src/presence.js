@@ -1,0 +1,46 @@
+// Who else is in the document: a coloured initial for each person, names spelled out while
+// there are few, and the AI peer apart from the people, marked as the AI and busy while it writes.
+import { initials } from './identity.js'
+import { isAiPeer } from './redrafts.js'
+
+const MAX_NAMES_SHOWN = 3 // beyond this the bar would crowd: initials only, names in the tooltip
+
+export function avatar (user, isAi = false) {
+  const node = document.createElement('span')
+  node.className = 'avatar'
+  node.setAttribute('aria-hidden', 'true')
+  node.style.background = user.color || '#656d76'
+  node.textContent = isAi ? '✦' : initials(user.name || '?')
+  return node
+}
+
+function chip (user, { isAi = false, isBusy = false } = {}) {
+  const item = document.createElement('li')
+  item.className = 'person' + (isAi ? ' is-ai' : '') + (isBusy ? ' is-busy' : '')
+  const name = document.createElement('span')
+  name.className = 'person-name'
+  name.textContent = isAi && isBusy ? `${user.name} · writing` : user.name
+  item.title = isAi ? `${user.name}: the AI writes redrafts here${isBusy ? ' (writing now)' : ''}` : user.name
+  item.setAttribute('aria-label', item.title)
+  item.append(avatar(user, isAi), name)
+  return item
+}
+
+export function showPresence (awareness, list, { isAiBusy = false } = {}) {
+  const people = []
+  const ai = []
+  awareness.getStates().forEach((state, clientId) => {
+    if (!state || !state.user) return
+    if (isAiPeer(state)) ai.push(state.user)
+    else people.push({ user: state.user, isSelf: clientId === awareness.clientID })
+  })
+  const others = people.filter(({ isSelf }) => !isSelf) // you are the button beside the list
+  list.classList.toggle('is-crowded', others.length > MAX_NAMES_SHOWN)
+  const chips = others.map(({ user }) => chip(user))
+  if (ai.length > 0) chips.push(chip(ai[0], { isAi: true, isBusy: isAiBusy })) // one AI, whichever server replica speaks for it
+  const count = document.createElement('li')
+  count.className = 'count'
+  count.textContent = people.length === 1 ? '1 person here' : `${people.length} people here`
+  list.replaceChildren(...chips, count)
+  list.title = [...people.map(({ user }) => user.name), ...ai.slice(0, 1).map((user) => user.name)].join(', ')
+}
