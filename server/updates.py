@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .protocol import ProtocolError, Reader
 
@@ -24,10 +25,23 @@ _CONTENT_GC, _CONTENT_DELETED, _CONTENT_SKIP = 0, 1, 10
 _TYPE_XML_ELEMENT, _TYPE_XML_HOOK = 3, 5
 
 
+class Struct(NamedTuple):
+    """One item: its id and length (clock units: UTF-16 units for text), text for string content, and
+    where it was inserted: its neighbours' ids, and its parent when it has no neighbour to inherit it from
+    (a root type's name, or a nested type's item id)."""
+
+    client: int
+    clock: int
+    length: int
+    text: str | None
+    origin: tuple[int, int] | None = None
+    right_origin: tuple[int, int] | None = None
+    parent: str | tuple[int, int] | None = None
+
+
 @dataclass
 class ParsedUpdate:
-    # (client, clock, length, text or None) for every struct, text for string content
-    structs: list[tuple[int, int, int, str | None]] = field(default_factory=list)
+    structs: list[Struct] = field(default_factory=list)  # every item (not GC or skip)
     # (client, clock) boundaries the update splits existing items at
     split_points: list[tuple[int, int]] = field(default_factory=list)
     # (client, clock, length) ranges the delete set removes
@@ -74,23 +88,25 @@ def _read_struct(reader: Reader, client: int, clock: int, parsed: ParsedUpdate) 
         length = reader.read_uint()
         parsed.dead_structs.append((client, clock, length))
         return length
+    origin = right_origin = parent = None
     if info & _BIT8:
-        origin_client, origin_clock = reader.read_uint(), reader.read_uint()
+        origin = (reader.read_uint(), reader.read_uint())
         # Inserting after (c, k) splits c's item between k and k + 1.
-        parsed.split_points.append((origin_client, origin_clock + 1))
+        parsed.split_points.append((origin[0], origin[1] + 1))
     if info & _BIT7:
-        parsed.split_points.append((reader.read_uint(), reader.read_uint()))
+        right_origin = (reader.read_uint(), reader.read_uint())
+        parsed.split_points.append(right_origin)
     if info & (_BIT8 | _BIT7) == 0:
         if reader.read_uint() == 1:
-            reader.read_string()  # a root type's name
+            parent = reader.read_string()  # a root type's name
         else:
-            reader.read_uint(), reader.read_uint()  # the parent item's id
+            parent = (reader.read_uint(), reader.read_uint())  # the parent item's id
         if info & _BIT6:
             reader.read_string()  # parentSub: a map key
     length, text = _read_content(reader, content_ref)
     if length <= 0:
         raise ProtocolError("struct of length zero")
-    parsed.structs.append((client, clock, length, text))
+    parsed.structs.append(Struct(client, clock, length, text, origin, right_origin, parent))
     if content_ref == _CONTENT_DELETED:
         parsed.dead_structs.append((client, clock, length))
     return length
@@ -164,7 +180,7 @@ class SurrogateIndex:
         self.inner_clocks: dict[int, set[int]] = {}
 
     def add(self, parsed: ParsedUpdate) -> None:
-        for client, clock, _, text in parsed.structs:
+        for client, clock, _, text, *_ in parsed.structs:
             if text is None or text.isascii():
                 continue
             offset = 0
@@ -222,7 +238,7 @@ def decode_state_vector(state: bytes) -> dict[int, int]:
 
 def brings_news(parsed: ParsedUpdate, state: dict[int, int], deleted: DeleteIndex) -> bool:
     """Whether applying the update would change a document with this state."""
-    for client, clock, length, _ in parsed.structs:
+    for client, clock, length, *_ in parsed.structs:
         if clock + length > state.get(client, 0):
             return True
     return any(

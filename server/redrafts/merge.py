@@ -1,8 +1,8 @@
 """Text positions, the request-time fork, and the merge of a redraft into the live document.
 
 Three ways of counting positions meet here: browsers count UTF-16 code units, Python strings count code
-points, and pycrdt 0.14 indexes `Text` edits by UTF-8 bytes but sticky indices by UTF-16 units (as Yjs
-does). Everything in this module works in code points and converts at the edges.
+points, and pycrdt 0.14 indexes `Text` edits by UTF-8 bytes. Everything in this module works in code
+points and converts at the edges; relative positions are positions.py's.
 
 The merge makes the AI a real CRDT peer that edited the document *as it was when the redraft was asked
 for*: the model's text is diffed against the passage of that time, the edits are made on a fork of that
@@ -19,9 +19,9 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from pycrdt import Assoc, Doc, StickyIndex, Text
+from pycrdt import Doc, Text
 
-TEXT_NAME = "content"
+from ..room import TEXT_NAME
 WORDS = re.compile(r"\w+|\s+|[^\w\s]")
 CHAR_REFINE_MAX = 200  # changed runs up to this many characters are re-diffed character by character
 # Unchanged runs shorter than this (characters) between two changes are folded into them: no chaff.
@@ -61,32 +61,6 @@ def utf16_length(text: str) -> int:
 
 def _byte_offset(text: str, index: int) -> int:
     return len(text[:index].encode())
-
-
-def pin(text: Text, value: str, index: int, assoc: Assoc) -> bytes:
-    """A Yjs relative position (`Y.encodeRelativePosition` bytes) for a code point index.
-
-    pycrdt 0.14 panics on `Assoc.AFTER` at the very end of a text (or in an empty one): BEFORE there.
-    """
-    if index >= len(value):
-        assoc = Assoc.BEFORE
-    return text.sticky_index(index_to_utf16(value, index), assoc).encode()
-
-
-def resolve(doc: Doc, text: Text, value: str, encoded: bytes) -> int:
-    """The code point index a relative position points at now; RangeError when it does not decode or
-    belongs to another document."""
-    try:
-        sticky = StickyIndex.decode(encoded, text)
-        with doc.transaction() as txn:
-            offset = sticky.get_index(txn)
-    except BaseException as exc:  # a garbled position can raise a Rust panic (pyo3 PanicException)
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise
-        raise RangeError(f"the relative position does not decode: {exc}") from None
-    if offset is None or offset < 0:
-        raise RangeError("the relative position does not resolve in this document")
-    return utf16_to_index(value, min(offset, utf16_length(value)))
 
 
 # --- the fork ----------------------------------------------------------------------------------------------

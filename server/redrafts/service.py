@@ -31,6 +31,7 @@ from ..updates import decode_state_vector
 from . import merge
 from .ai_peer import AiPeer
 from .backends import EngineBackend, EngineFailed, EngineRejected, EngineUnavailable
+from .positions import Layout
 from .record import (
     CANCELLED,
     CONFLICT,
@@ -90,7 +91,11 @@ class RedraftService:
             if room.doc.get_state() == b"\x00":
                 raise RedraftError(404, "unknown_doc", f"document {doc!r} does not exist (it has never been edited)")
             value = str(room.text)
-            start, end = self._resolve_range(room, value, body)
+            try:
+                layout = Layout(room.doc, room.text, merge.TEXT_NAME, value)
+            except merge.RangeError as exc:
+                raise RedraftError(400, "bad_range", str(exc)) from exc
+            start, end = self._resolve_range(layout, value, body)
             if kind is None:
                 kind = "rewrite" if end > start else "fill"
             _check_kind(kind, value[start:end])
@@ -101,7 +106,7 @@ class RedraftService:
                 )
             # Anchored to the characters just outside the range, which the redraft never deletes, so the
             # anchors still frame the passage after the merge (and frame what others type at its edges).
-            anchors = (merge.pin(room.text, value, start, Assoc.BEFORE), merge.pin(room.text, value, end, Assoc.AFTER))
+            anchors = (layout.pin(start, Assoc.BEFORE), layout.pin(end, Assoc.AFTER))
             fork = merge.take_fork(room.doc, value, start, end)
             redraft = Redraft(
                 id=secrets.token_urlsafe(9),
@@ -164,11 +169,11 @@ class RedraftService:
                     retry_after_s=bucket.seconds_until(),
                 )
 
-    def _resolve_range(self, room: Room, value: str, body: dict) -> tuple[int, int]:
+    def _resolve_range(self, layout: Layout, value: str, body: dict) -> tuple[int, int]:
         try:
             if "start" in body or "end" in body:
-                start = merge.resolve(room.doc, room.text, value, _b64decode(body.get("start"), "start"))
-                end = merge.resolve(room.doc, room.text, value, _b64decode(body.get("end", body.get("start")), "end"))
+                start = layout.resolve(_b64decode(body.get("start"), "start"))
+                end = layout.resolve(_b64decode(body.get("end", body.get("start")), "end"))
             elif "start_index" in body:
                 start = merge.utf16_to_index(value, body["start_index"])
                 end = merge.utf16_to_index(value, body.get("end_index", body["start_index"]))

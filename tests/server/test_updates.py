@@ -17,7 +17,8 @@ SPLITTING_INSERT = bytes.fromhex("01019796ba9e0f04c49796ba9e0f019796ba9e0f020178
 
 def test_parse_reads_structs_and_text():
     parsed = parse_update(TYPED)
-    assert parsed.structs == [(4090399511, 0, 4, "a😀b")]  # the emoji counts 2 UTF-16 units
+    assert parsed.structs[0][:4] == (4090399511, 0, 4, "a😀b")  # the emoji counts 2 UTF-16 units
+    assert (parsed.structs[0].origin, parsed.structs[0].parent) == (None, "content")
     assert parsed.deletions == []
 
 
