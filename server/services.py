@@ -11,6 +11,7 @@ from .config import ServerConfig
 from .fanout import Fanout, NullFanout
 from .metrics import Metrics
 from .redrafts.backends import EngineBackend, LocalBackend, OffBackend
+from .redrafts.directory import Directory, LocalDirectory
 from .redrafts.service import RedraftService
 from .rooms import RoomManager
 from .stores.base import Store
@@ -54,13 +55,13 @@ class Services:
             compact_min_bytes=config.compact_min_bytes,
             grace_s=config.room_grace_s,
         )
-        redrafts = RedraftService(config, rooms, _engine_backend(config), metrics)
+        redrafts = RedraftService(config, rooms, _engine_backend(config), metrics, _directory(config, instance_id))
         return cls(config, instance_id, store, fanout, rooms, metrics, redrafts)
 
     async def start(self) -> None:
         await self.store.start()
         await self.fanout.start()
-        await self.redrafts.backend.start()
+        await self.redrafts.start()
         log.info(
             "instance %s serving with the %s store, engine %s",
             self.instance_id,
@@ -73,6 +74,14 @@ class Services:
         await self.rooms.close()
         await self.fanout.close()
         await self.store.close()
+
+
+def _directory(config: ServerConfig, instance_id: str) -> Directory:
+    if config.redis_url:
+        from .redrafts.directory import RedisDirectory
+
+        return RedisDirectory(config.redis_url, config.redis_prefix, instance_id)
+    return LocalDirectory()
 
 
 def _engine_backend(config: ServerConfig) -> EngineBackend:

@@ -80,25 +80,20 @@ async def _read_body(request: Request) -> bytes:
 
 
 async def _status(request: Request, service: RedraftService, doc: str, user_key: str):
-    return JSONResponse(service.get(doc, request.path_params["id"]).to_json())
+    return JSONResponse(await service.view(doc, request.path_params["id"]))
 
 
-async def _accept(request: Request, service: RedraftService, doc: str, user_key: str):
-    return JSONResponse((await service.accept(doc, request.path_params["id"])).to_json())
+def _command(action: str):
+    async def handler(request: Request, service: RedraftService, doc: str, user_key: str):
+        return JSONResponse(await service.command(doc, request.path_params["id"], action))
 
-
-async def _undo(request: Request, service: RedraftService, doc: str, user_key: str):
-    return JSONResponse((await service.undo(doc, request.path_params["id"])).to_json())
-
-
-async def _cancel(request: Request, service: RedraftService, doc: str, user_key: str):
-    return JSONResponse((await service.cancel(doc, request.path_params["id"])).to_json())
+    return handler
 
 
 routes = [
     Route("/api/docs/{doc}/redrafts", _route(_create, needs_edit=True), methods=["POST"]),
     Route("/api/docs/{doc}/redrafts/{id}", _route(_status, needs_edit=False), methods=["GET"]),
-    Route("/api/docs/{doc}/redrafts/{id}", _route(_cancel, needs_edit=True), methods=["DELETE"]),
-    Route("/api/docs/{doc}/redrafts/{id}/accept", _route(_accept, needs_edit=True), methods=["POST"]),
-    Route("/api/docs/{doc}/redrafts/{id}/undo", _route(_undo, needs_edit=True), methods=["POST"]),
+    Route("/api/docs/{doc}/redrafts/{id}", _route(_command("cancel"), needs_edit=True), methods=["DELETE"]),
+    Route("/api/docs/{doc}/redrafts/{id}/accept", _route(_command("accept"), needs_edit=True), methods=["POST"]),
+    Route("/api/docs/{doc}/redrafts/{id}/undo", _route(_command("undo"), needs_edit=True), methods=["POST"]),
 ]

@@ -9,8 +9,9 @@
    `redraft:{id}`, then stored and broadcast like any client's change: one change for everyone.
 4. Undo: an UndoManager scoped to that origin, made just before the merge, reverts only the redraft.
 
-Redrafts live in this server process (the one that took the request). A document's live jobs are
-cancelled when its room is unloaded; suggestions wait (they merge into whatever replica is loaded then).
+Redrafts live in this server process (the one that took the request); with Redis, other replicas read their
+status and forward accept/undo/cancel here (directory.py). A document's live jobs are cancelled when its
+room is unloaded; suggestions wait (they merge into whatever replica is loaded then).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..updates import decode_state_vector
 from . import merge
 from .ai_peer import AiPeer
 from .backends import EngineBackend, EngineFailed, EngineRejected, EngineUnavailable
+from .directory import Directory, LocalDirectory, OwnerUnreachable
 from .positions import Layout
 from .record import (
     CANCELLED,
@@ -65,11 +67,12 @@ class RedraftError(Exception):
 
 
 class RedraftService:
-    def __init__(self, config, rooms, backend: EngineBackend, metrics):
+    def __init__(self, config, rooms, backend: EngineBackend, metrics, directory: Directory | None = None):
         self.config = config
         self.rooms = rooms
         self.backend = backend
         self.metrics = metrics
+        self.directory = directory or LocalDirectory()
         self.redrafts: OrderedDict[str, Redraft] = OrderedDict()
         self.peers: dict[str, AiPeer] = {}  # doc -> AI peer of its loaded room
         self._tasks: set[asyncio.Task] = set()
@@ -80,6 +83,10 @@ class RedraftService:
         self._doc_buckets: dict[str, TokenBucket] = {}
         rooms.unload_listeners.append(self._on_unload)
         metrics.redraft_queue.set_function(self.queue_length)
+
+    async def start(self) -> None:
+        await self.backend.start()
+        await self.directory.start(self.run_command)
 
     # --- request ---------------------------------------------------------------------------------------
 
@@ -366,12 +373,51 @@ class RedraftService:
         for redraft_id in self._undo_order.pop(doc, []):
             self._undo.pop(redraft_id, None)
 
+    # --- any replica: status and commands ---------------------------------------------------------------
+
+    async def view(self, doc: str, redraft_id: str) -> dict:
+        """The redraft's HTTP resource, from this process or, when another replica holds it, its last view."""
+        if redraft_id in self.redrafts:
+            return self.get(doc, redraft_id).to_json()
+        return (await self._elsewhere(doc, redraft_id))["view"]
+
+    async def command(self, doc: str, redraft_id: str, action: str) -> dict:
+        """accept, undo or cancel, run here or by the replica that holds the redraft."""
+        if redraft_id in self.redrafts:
+            return (await COMMANDS[action](self, doc, redraft_id)).to_json()
+        where = await self._elsewhere(doc, redraft_id)
+        try:
+            status, body = await self.directory.forward(where["owner"], doc, redraft_id, action)
+        except OwnerUnreachable as exc:
+            raise RedraftError(503, "owner_unreachable", f"{exc}; the redraft cannot be changed any more") from exc
+        if status != 200:
+            raise RedraftError(status, body.get("error", "error"), body.get("detail", ""), body.get("retry_after_s"))
+        return body
+
+    async def run_command(self, doc: str, redraft_id: str, action: str) -> tuple[int, dict]:
+        """A command another replica forwarded: answered as this process's HTTP API would."""
+        if action not in COMMANDS:
+            return 400, {"error": "bad_request", "detail": f"unknown redraft action {action!r}"}
+        try:
+            return 200, (await COMMANDS[action](self, doc, redraft_id)).to_json()
+        except RedraftError as exc:
+            return exc.status, {"error": exc.code, "detail": exc.detail, "retry_after_s": exc.retry_after_s}
+
+    async def _elsewhere(self, doc: str, redraft_id: str) -> dict:
+        try:
+            where = await self.directory.lookup(redraft_id)
+        except Exception as exc:  # Redis away: say so rather than pretend the redraft does not exist
+            raise RedraftError(503, "directory_unavailable", f"cannot look the redraft up: {exc}") from exc
+        if where is None or where["doc"] != doc:
+            raise _unknown(doc, redraft_id)
+        return where
+
     # --- bookkeeping -----------------------------------------------------------------------------------
 
     def get(self, doc: str, redraft_id: str) -> Redraft:
         redraft = self.redrafts.get(redraft_id)
         if redraft is None or redraft.doc != doc:
-            raise RedraftError(404, "unknown_redraft", f"no redraft {redraft_id!r} in document {doc!r}")
+            raise _unknown(doc, redraft_id)
         return redraft
 
     def _remember(self, redraft: Redraft) -> None:
@@ -399,7 +445,9 @@ class RedraftService:
         return peer
 
     def _show(self, redraft: Redraft) -> None:
-        """Publishes the redraft's state in its room's awareness; a finished one leaves after a while."""
+        """Publishes the redraft's state in its room's awareness (a finished one leaves after a while), and
+        its status to the other replicas."""
+        self.directory.record(redraft)
         room = self.rooms.rooms.get(redraft.doc)
         if room is None or room.is_closed:
             return
@@ -426,8 +474,16 @@ class RedraftService:
                 redraft.job.cancel()
         for peer in self.peers.values():
             peer.close()
+        await self.directory.close()
         await self.backend.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+COMMANDS = {"accept": RedraftService.accept, "undo": RedraftService.undo, "cancel": RedraftService.cancel}
+
+
+def _unknown(doc: str, redraft_id: str) -> RedraftError:
+    return RedraftError(404, "unknown_redraft", f"no redraft {redraft_id!r} in document {doc!r}")
 
 
 # --- request parsing ---------------------------------------------------------------------------------------

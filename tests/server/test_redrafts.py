@@ -251,7 +251,7 @@ def test_unloading_a_document_cancels_its_redrafts(start_server, node_peers, gra
     assert "closed" in final["error"]
 
 
-def test_redis_engine_two_servers_and_a_worker(tmp_path, redis_server, start_server, node_peers):
+def test_redis_engine_two_servers_and_a_worker_and_either_answers_for_a_redraft(tmp_path, redis_server, start_server, node_peers):
     from tests.support.processes import RedraftWorker
 
     worker = RedraftWorker(redis_server.url, tmp_path / "worker", name="w1").start(wait=True)
@@ -274,5 +274,37 @@ def test_redis_engine_two_servers_and_a_worker(tmp_path, redis_server, start_ser
         a.wait_text(merged)
         seen = wait_until(lambda: _ai_log_until(b, final["id"], "done"), 10, "done in awareness")  # across servers
         assert any(e["status"] == "running" and e["step"] > 0 for e in seen) and seen[-1]["status"] == "done"
+
+        # Behind a load balancer the next request may reach the other replica: it answers for the owner.
+        first = final["id"]
+        seen_by_two = wait_status(two, "shared", first, ("done",), timeout=10)
+        assert (seen_by_two["text"], seen_by_two["steps"]) == (final["text"], final["steps"])
+        undone = httpx.post(api(two, "shared", f"/{first}/undo"))
+        assert undone.status_code == 200 and undone.json()["status"] == "undone", undone.text
+        a.wait_text(ORIGINAL)
+        b.wait_text(ORIGINAL)
+        again = httpx.post(api(two, "shared", f"/{first}/undo"))  # the owner's refusal, forwarded as it was
+        assert (again.status_code, again.json()["error"]) == (409, "not_applied")
+        assert httpx.get(api(two, "shared", "/nope")).status_code == 404
+        assert httpx.get(api(two, "other-doc", f"/{first}")).status_code == 404
+
+        # The other way round: a suggestion asked of two, accepted through one.
+        asked = httpx.post(api(two, "shared"), json={**passage_range(b), "mode": "suggest", "steps": 12, "seed": 2})
+        assert asked.status_code == 202, asked.text
+        second = asked.json()["id"]
+        suggested = wait_status(one, "shared", second, ("suggested", "failed"))
+        assert suggested["status"] == "suggested", suggested
+        accepted = httpx.post(api(one, "shared", f"/{second}/accept"))
+        assert accepted.status_code == 200 and accepted.json()["status"] == "done", accepted.text
+        a.wait_text(ORIGINAL.replace(PASSAGE, suggested["text"]))
+        b.wait_text(ORIGINAL.replace(PASSAGE, suggested["text"]))
+
+        # The owner gone: its redrafts can still be read, but no longer changed.
+        two.stop()
+        three = start_server("three", redis_url=redis_server.url, extra_args=("--engine", "redis"))
+        assert httpx.get(api(three, "shared", f"/{second}")).json()["status"] == "done"
+        gone = httpx.post(api(three, "shared", f"/{second}/undo"))
+        assert (gone.status_code, gone.json()["error"]) == (503, "owner_unreachable"), gone.text
+        assert "the server that ran this redraft has stopped" in gone.json()["detail"]
     finally:
         worker.stop()

@@ -1,0 +1,184 @@
+"""Where each redraft lives, so that any server replica can answer for it.
+
+A redraft stays in the process that took its request: its engine job, its fork and its undo manager
+cannot move. Behind a load balancer the GET, accept, undo or DELETE that follows may reach another
+replica, so with Redis (`--redis-url`) the owner publishes each redraft's JSON view under
+`{prefix}:redraft:{id}` whenever its status changes (kept an hour), and listens on its own channel
+`{prefix}:redraft:commands:{instance}`. Another replica answers GET from the view and forwards the
+others to the owner, then waits for the answer on a one-off list (`BLPOP`): the owner runs the action
+exactly as if the request had reached it.
+
+An owner that has stopped has no subscriber: the command fails at once with 503 and the reason, and the
+redraft's last view (already in the document or not) stays readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+from .record import Redraft
+
+log = logging.getLogger(__name__)
+
+KEEP_S = 3600  # how long a redraft's view stays readable from other replicas
+ANSWER_TIMEOUT_S = 10.0  # an owner that is alive answers within milliseconds; an accept merges at most 8000 chars
+RETRY_S = 0.5
+
+# (doc, redraft id, action) -> (HTTP status, JSON body): RedraftService.run_command on the owner.
+CommandHandler = Callable[[str, str, str], Awaitable[tuple[int, dict]]]
+
+
+class OwnerUnreachable(Exception):
+    """The replica holding a redraft did not take a forwarded command (stopped, or too slow)."""
+
+
+class Directory(Protocol):
+    async def start(self, handler: CommandHandler) -> None: ...
+
+    def record(self, redraft: Redraft) -> None:
+        """Publishes the redraft's view if its status changed since the last one published."""
+        ...
+
+    async def lookup(self, redraft_id: str) -> dict | None:
+        """{"owner", "doc", "view"} of a redraft another replica holds, or None."""
+        ...
+
+    async def forward(self, owner: str, doc: str, redraft_id: str, action: str) -> tuple[int, dict]: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalDirectory:
+    """One server process: every redraft is here."""
+
+    async def start(self, handler: CommandHandler) -> None:
+        pass
+
+    def record(self, redraft: Redraft) -> None:
+        pass
+
+    async def lookup(self, redraft_id: str) -> dict | None:
+        return None
+
+    async def forward(self, owner: str, doc: str, redraft_id: str, action: str) -> tuple[int, dict]:
+        raise OwnerUnreachable("no other server replica")
+
+    async def close(self) -> None:
+        pass
+
+
+class RedisDirectory:
+    def __init__(self, redis_url: str, prefix: str, instance_id: str, answer_timeout_s: float = ANSWER_TIMEOUT_S):
+        # Blocking reads (BLPOP, the subscription) hold their connection: no socket timeout, as in fanout.py.
+        self.client = aioredis.from_url(redis_url, socket_timeout=None)
+        self.prefix = prefix
+        self.instance_id = instance_id
+        self.answer_timeout_s = answer_timeout_s
+        self._published: dict[str, str] = {}  # id -> status last published
+        self._pending: dict[str, str] = {}  # id -> view JSON not yet written
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._handlers: set[asyncio.Task] = set()
+        self._pubsub = None
+
+    def _key(self, redraft_id: str) -> str:
+        return f"{self.prefix}:redraft:{redraft_id}"
+
+    def _channel(self, instance_id: str) -> str:
+        return f"{self.prefix}:redraft:commands:{instance_id}"
+
+    async def start(self, handler: CommandHandler) -> None:
+        self._handler = handler
+        self._pubsub = self.client.pubsub()
+        await self._pubsub.subscribe(self._channel(self.instance_id))
+        self._tasks = [
+            asyncio.create_task(self._write_views(), name="redraft-directory-writer"),
+            asyncio.create_task(self._take_commands(), name="redraft-directory-commands"),
+        ]
+
+    def record(self, redraft: Redraft) -> None:
+        if self._published.get(redraft.id) == redraft.status:
+            return  # steps change every few ms; other replicas need the status, text and timings
+        self._published[redraft.id] = redraft.status
+        view = {"owner": self.instance_id, "doc": redraft.doc, "view": redraft.to_json()}
+        self._pending[redraft.id] = json.dumps(view)
+        self._wake.set()
+
+    async def _write_views(self) -> None:
+        """One writer, so that a redraft's views land in the order of its statuses."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            pending, self._pending = self._pending, {}
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for redraft_id, view in pending.items():
+                        pipe.set(self._key(redraft_id), view, ex=KEEP_S)
+                    await pipe.execute()
+            except Exception as exc:  # Redis away: keep the newest views for the next try
+                log.warning("publishing redraft views failed, retrying: %s", exc)
+                self._pending = {**pending, **self._pending}
+                self._wake.set()
+                await asyncio.sleep(RETRY_S)
+            if len(self._published) > 4096:  # statuses of long-finished redrafts: only a re-publish would miss
+                self._published = dict(list(self._published.items())[-1024:])
+
+    async def lookup(self, redraft_id: str) -> dict | None:
+        raw = await self.client.get(self._key(redraft_id))
+        return json.loads(raw) if raw else None
+
+    async def forward(self, owner: str, doc: str, redraft_id: str, action: str) -> tuple[int, dict]:
+        reply = f"{self.prefix}:redraft:reply:{uuid.uuid4().hex}"
+        message = json.dumps({"doc": doc, "id": redraft_id, "action": action, "reply": reply})
+        if not await self.client.publish(self._channel(owner), message):
+            raise OwnerUnreachable("the server that ran this redraft has stopped")
+        answer = await self.client.blpop([reply], timeout=self.answer_timeout_s)
+        if answer is None:
+            raise OwnerUnreachable(f"the server that ran this redraft did not answer within {self.answer_timeout_s:g} s")
+        body = json.loads(answer[1])
+        return body["status"], body["body"]
+
+    async def _take_commands(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=10.0)
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                log.warning("redraft command channel failed, retrying: %s", exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            if message is not None:
+                task = asyncio.create_task(self._answer(message["data"]))
+                self._handlers.add(task)
+                task.add_done_callback(self._handlers.discard)
+
+    async def _answer(self, data: bytes) -> None:
+        try:
+            command = json.loads(data)
+            reply = command["reply"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed redraft command: %r", data[:200])
+            return
+        try:
+            status, body = await self._handler(str(command.get("doc")), str(command.get("id")), str(command.get("action")))
+        except Exception as exc:  # a bug: the asker still gets an answer, not a timeout
+            log.exception("a forwarded redraft command failed")
+            status, body = 500, {"error": "internal", "detail": f"internal error: {exc}"}
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.rpush(reply, json.dumps({"status": status, "body": body}))
+            pipe.expire(reply, 60)  # nobody waits past the asker's timeout
+            await pipe.execute()
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *self._handlers]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._handlers, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        await self.client.aclose()
