@@ -2,6 +2,7 @@
 
     python bench/engine.py                 # CPU: the tiny preset, native vs reference
     python bench/engine.py --device cuda   # GPU: the real 26B-A4B shapes, random bf16 weights
+    python bench/engine.py --quantize none,fp8   # each weight format in the same run
 
 Random weights never stop early, so every canvas takes exactly `steps` decoder passes and
 tokens/s = batch x 256 / (prefill + steps x step time). On CUDA each batch size is measured
@@ -32,6 +33,7 @@ from engine.checkpoint import load_model  # noqa: E402
 from engine.config import MODEL_PRESETS  # noqa: E402
 from engine.generate import denoise_step, new_state, prefill, start_canvases  # noqa: E402
 from engine.noise import make_noise  # noqa: E402
+from engine.quantize import weight_bytes  # noqa: E402
 
 STEP_COUNTS = (12, 16, 48)
 
@@ -139,24 +141,25 @@ def measure_reference(args_name: str, args, device: str, dtype, prompt_len: int,
 
 def table(report: dict) -> str:
     has_graph = any("graph_ms" in row for row in report["native"])
-    head = ["batch", "prefill ms", "eager ms/step"] + (["graph ms/step"] if has_graph else [])
+    head = ["weights", "GiB", "batch", "prefill ms", "eager ms/step"] + (["graph ms/step"] if has_graph else [])
     head += [f"tok/s @{n}" for n in STEP_COUNTS] + (["peak GiB"] if has_graph else [])
     lines = [f"# {report['model']} on {report['device_name']}, {report['dtype']}, prompt {report['prompt_len']}, "
              f"{report['date']}", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["native"]:
-        cells = [row["batch"], f"{row['prefill_s'] * 1e3:.0f}", f"{row['eager_ms']:.1f}"]
+        cells = [row["format"], f"{row['weights_gib']:.2f}", row["batch"], f"{row['prefill_s'] * 1e3:.0f}",
+                 f"{row['eager_ms']:.1f}"]
         cells += [f"{row['graph_ms']:.1f}"] if has_graph else []
         cells += [f"{row[f'tok_s_{n}']:.0f}" for n in STEP_COUNTS]
         cells += [f"{row['peak_gib']:.1f}"] if has_graph else []
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     for row in report.get("scheduler", []):
-        lines.append(f"scheduler end to end, batch {row['batch']}, {row['steps']} steps: {row['seconds'] * 1e3:.0f} ms "
-                     f"= {row['tok_s']:.0f} tok/s")
+        lines.append(f"scheduler end to end, {row['format']}, batch {row['batch']}, {row['steps']} steps: "
+                     f"{row['seconds'] * 1e3:.0f} ms = {row['tok_s']:.0f} tok/s")
     ref = report.get("reference")
     if ref:
         lines.append(f"transformers generate, batch 1, {ref['steps']} steps: {ref['generate_s'] * 1e3:.0f} ms "
                      f"= {ref['tok_s']:.0f} tok/s" + (f", peak {ref['peak_gib']:.1f} GiB" if "peak_gib" in ref else ""))
-        native_1 = next(row for row in report["native"] if row["batch"] == 1)
+        native_1 = next(row for row in report["native"] if row["batch"] == 1 and row["format"] == "none")
         speedup = native_1["tok_s_%d" % ref["steps"]] / ref["tok_s"]
         lines.append(f"native batch 1 at {ref['steps']} steps: {speedup:.2f}x transformers")
     return "\n".join(lines)
@@ -169,6 +172,7 @@ def main() -> int:
     parser.add_argument("--prompt-len", type=int, default=None, help="default: 512 on cuda, 64 on cpu")
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quantize", default="none", help="weight formats to time, comma-separated (none,fp8)")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     options = parser.parse_args()
@@ -188,20 +192,26 @@ def main() -> int:
         "torch": torch.__version__,
         "native": [],
     }
-    started = time.perf_counter()
-    loaded = load_model(name, device, dtype)
-    report["load_s"] = time.perf_counter() - started
-    for batch in (int(b) for b in options.batches.split(",")):
-        report["native"].append(measure_native(loaded, batch, prompt_len, device, options.repeats))
-        print(json.dumps(report["native"][-1]), flush=True)
     batches = [int(b) for b in options.batches.split(",")]
-    report["scheduler"] = measure_scheduler(loaded, batches, prompt_len, device)
-    print(json.dumps(report["scheduler"]), flush=True)
+    report["scheduler"] = []
+    for fmt in options.quantize.split(","):
+        started = time.perf_counter()
+        loaded = load_model(name, device, dtype, quantize=fmt)
+        report.setdefault("load_s", {})[fmt] = time.perf_counter() - started
+        weights_gib = weight_bytes(loaded.model) / 2**30
+        for batch in batches:
+            row = {"format": fmt, "weights_gib": weights_gib,
+                   **measure_native(loaded, batch, prompt_len, device, options.repeats)}
+            report["native"].append(row)
+            print(json.dumps(row), flush=True)
+        rows = [{"format": fmt, **row} for row in measure_scheduler(loaded, batches, prompt_len, device)]
+        report["scheduler"] += rows
+        print(json.dumps(rows), flush=True)
+        del loaded  # one format's weights on the device at a time
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()
     args = MODEL_PRESETS[name]
-    del loaded
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
     if not options.no_reference:
         report["reference"] = measure_reference(name, args, device, dtype, prompt_len, steps=16)
     out = options.json or (Path(os.environ["OUT"]) / "engine.json" if os.environ.get("OUT") else None)

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from engine.cli import add_generate_arguments, run_generate
-from engine.config import DEFAULT_MODEL
+from engine.config import DEFAULT_MODEL, QUANTIZE_FORMATS
 
 from engine.errors import RequestError
 
@@ -32,12 +32,15 @@ class EngineConfig:
     max_len: int = 4096  # cache slots per row: prompt + committed canvases
     rng: str = "native"
     seed: int = 0  # random weights of the presets
+    quantize: str = "none"  # weight format: engine.config.QUANTIZE_FORMATS
 
     def __post_init__(self) -> None:
         if self.device not in (None, "cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, not {self.device!r}")
         if self.dtype not in (None, "float32", "bfloat16"):
             raise ValueError(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
+        if self.quantize not in QUANTIZE_FORMATS:
+            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_FORMATS)}, not {self.quantize!r}")
         if self.max_batch < 1 or self.max_len < 1:
             raise ValueError("max_batch and max_len must be at least 1")
 
@@ -106,7 +109,7 @@ class Engine:
 
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, config.dtype or ("bfloat16" if device == "cuda" else "float32"))
-        loaded = await asyncio.to_thread(load_model, config.model, device, dtype, config.seed)
+        loaded = await asyncio.to_thread(load_model, config.model, device, dtype, config.seed, config.quantize)
         return cls(loaded, config)
 
     @property

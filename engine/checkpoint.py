@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from engine.config import MODEL_PRESETS, ConfigError, GenerationArgs, ModelArgs, read_json
 from engine.model import DiffusionGemma
+from engine.quantize import check_format, load_into, prepare
+from engine.quantize import quantize as quantize_loaded
 from engine.tokenizer import TURN_END_ID, byte_tokenizer, load_tokenizer
 
 SINGLE_FILE = "model.safetensors"
@@ -44,17 +46,23 @@ class LoadedModel:
 
 
 def load_model(
-    name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0
+    name_or_path: str,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    quantize: str = "none",
 ) -> LoadedModel:
     """A preset name (`tiny`, `diffusiongemma-26b-a4b`: random weights), a shipped model's name
-    (`redraft-small`: trained weights in engine/models/), or a checkpoint directory."""
+    (`redraft-small`: trained weights in engine/models/), or a checkpoint directory; `quantize` is one of
+    engine.config.QUANTIZE_FORMATS."""
+    check_format(quantize)
     if name_or_path in MODEL_PRESETS:
         args = MODEL_PRESETS[name_or_path]
-        model = random_model(args, device, dtype, seed)
+        model = quantize_loaded(random_model(args, device, dtype, seed), quantize)
         # `tiny` brings its byte tokenizer; the real shapes with random weights take --prompt-ids only
         tokenizer = byte_tokenizer(args.vocab_size) if name_or_path == "tiny" else None
         return LoadedModel(model, args, preset_generation_args(name_or_path), tokenizer, name_or_path)
-    loaded = load_checkpoint(resolve_checkpoint(name_or_path), device, dtype)
+    loaded = load_checkpoint(resolve_checkpoint(name_or_path), device, dtype, quantize)
     if name_or_path in SHIPPED_MODELS:
         loaded.source = name_or_path
     return loaded
@@ -98,13 +106,15 @@ def random_model(args: ModelArgs, device: torch.device | str, dtype: torch.dtype
 
 
 def load_checkpoint(
-    directory: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    directory: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, quantize: str = "none"
 ) -> LoadedModel:
     args, generation = read_checkpoint_config(directory)
     shards = shard_files(directory)
     with torch.device("meta"):
         model = DiffusionGemma(args)
-    _load_shards(model, shards, torch.device(device), dtype, directory)
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    prepare(model, quantize)  # quantized modules take their tensors as they load: no full-precision copy
+    _load_shards(model, expected, shards, torch.device(device), dtype, directory)
     model.init_buffers(device)
     return LoadedModel(model.eval().requires_grad_(False), args, generation, load_tokenizer(directory), str(directory))
 
@@ -174,9 +184,13 @@ def shard_files(directory: Path) -> dict[Path, list[str] | None]:
 
 
 def _load_shards(
-    model: nn.Module, shards: dict[Path, list[str] | None], device: torch.device, dtype: torch.dtype, directory: Path
+    model: nn.Module,
+    expected: dict[str, tuple[int, ...]],
+    shards: dict[Path, list[str] | None],
+    device: torch.device,
+    dtype: torch.dtype,
+    directory: Path,
 ) -> None:
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     loaded: set[str] = set()
     with tqdm(total=len(expected), desc=f"loading {directory.name}", unit="tensor", file=sys.stderr) as progress:
         for path, names in shards.items():
@@ -209,6 +223,8 @@ def _load_shards(
 
 
 def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    if load_into(model, name, tensor):
+        return
     module_name, _, leaf = name.rpartition(".")
     module = model.get_submodule(module_name)
     if leaf in module._parameters:

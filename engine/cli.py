@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from engine.config import DEFAULT_MODEL
+from engine.config import DEFAULT_MODEL, QUANTIZE_FORMATS
 
 BACKENDS = ("native", "reference")
 DEVICES = ("cpu", "cuda")
@@ -32,6 +32,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"{DEFAULT_MODEL} (default), tiny, diffusiongemma-26b-a4b, or a checkpoint dir",
     )
     parser.add_argument("--backend", default=_env("backend", "native"), help="native (default) or reference")
+    parser.add_argument(
+        "--quantize", default=_env("quantize", "none"), help=f"weights: {', '.join(QUANTIZE_FORMATS)} (native backend)"
+    )
     parser.add_argument("--prompt", default=_env("prompt"), help="prompt text (tokenized as is, or as a chat turn)")
     parser.add_argument("--chat", action="store_true", default=_env_flag("chat"), help="--prompt as a chat turn")
     parser.add_argument("--prompt-ids", default=_env("prompt_ids"), help="comma-separated prompt token ids")
@@ -76,8 +79,10 @@ def _run(options: dict) -> int:
         raise UsageError("--device cuda: no CUDA device is available")
     dtype = getattr(torch, options["dtype"] or ("bfloat16" if device == "cuda" else "float32"))
     started = time.perf_counter()
+    if options["quantize"] != "none" and options["backend"] != "native":
+        raise UsageError("--quantize applies to the native backend only")
     if options["backend"] == "native":
-        loaded = load_model(options["model"], device, dtype)
+        loaded = load_model(options["model"], device, dtype, quantize=options["quantize"])
     else:
         loaded = load_reference(options["model"], device, dtype)
     load_s = time.perf_counter() - started
@@ -119,7 +124,9 @@ def _run(options: dict) -> int:
 
 def _validate(args: argparse.Namespace) -> dict:
     """Checks the flags (env defaults bypass argparse's own checks) into plain values."""
-    for name, allowed in (("backend", BACKENDS), ("rng", RNGS), ("device", DEVICES), ("dtype", DTYPES)):
+    for name, allowed in (
+        ("backend", BACKENDS), ("rng", RNGS), ("device", DEVICES), ("dtype", DTYPES), ("quantize", QUANTIZE_FORMATS)
+    ):
         value = getattr(args, name)
         if value is not None and value not in allowed:
             raise UsageError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
@@ -148,6 +155,7 @@ def _validate(args: argparse.Namespace) -> dict:
         "dtype": args.dtype,
         "rng": args.rng,
         "json": args.json,
+        "quantize": args.quantize,
     }
 
 

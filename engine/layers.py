@@ -110,18 +110,23 @@ class Experts(nn.Module):
         reference's default ("grouped_mm") experts path does.
         """
         num_tokens, top_k = experts.shape
-        num_experts = self.gate_up_proj.shape[0]
+        gate_up_proj, down_proj = self.weights(x.dtype)
+        num_experts = gate_up_proj.shape[0]
         flat_experts = experts.reshape(-1)  # [T*K]
         sorted_experts, order = torch.sort(flat_experts)
         rows = x[order // top_k]  # [T*K, D], grouped by expert
         bounds = torch.arange(1, num_experts + 1, device=x.device, dtype=sorted_experts.dtype)
         offsets = torch.searchsorted(sorted_experts, bounds, right=False).to(torch.int32)  # [E] group ends
-        gate, up = grouped_linear(rows, self.gate_up_proj, offsets).chunk(2, dim=-1)
-        out = grouped_linear(gelu_tanh(gate) * up, self.down_proj, offsets)  # [T*K, D]
+        gate, up = grouped_linear(rows, gate_up_proj, offsets).chunk(2, dim=-1)
+        out = grouped_linear(gelu_tanh(gate) * up, down_proj, offsets)  # [T*K, D]
         out = out * weights.reshape(-1)[order].unsqueeze(-1)  # fp32
         unsorted = torch.empty_like(out)
         unsorted[order] = out
         return unsorted.view(num_tokens, top_k, -1).sum(dim=1).to(x.dtype)
+
+    def weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """gate_up and down in the activation dtype (engine/quantize.py's experts dequantize here)."""
+        return self.gate_up_proj, self.down_proj
 
 
 def grouped_linear(rows: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

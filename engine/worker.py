@@ -124,7 +124,8 @@ class Worker:
         config = self.config
         try:
             self.engine = await Engine.load(
-                EngineConfig(model=config.model, device=config.device, dtype=config.dtype, max_batch=config.max_batch)
+                EngineConfig(model=config.model, device=config.device, dtype=config.dtype, quantize=config.quantize,
+                             max_batch=config.max_batch)
             )
             generation = self.engine.redraft(WARM_UP_SPEC)
             async for _ in generation:
