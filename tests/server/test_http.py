@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import httpx
@@ -34,6 +35,19 @@ def test_metrics_count_what_happens(start_server, node_peers):
     assert float(samples["redraft_rooms"]) == 1
     assert float(samples['redraft_updates_total{source="client"}']) == 3
     assert float(samples["redraft_store_append_seconds_count"]) == 3
+
+
+def test_the_editor_is_served_compressed(start_server):
+    server = start_server()
+    page = httpx.get(server.http_url + "/d/any")
+    bundle_url = next(part.split('"')[0] for part in page.text.split('src="')[1:] if "/assets/app.js" in part)
+    plain = httpx.get(server.http_url + bundle_url, headers={"Accept-Encoding": "identity"})
+    with httpx.stream("GET", server.http_url + bundle_url, headers={"Accept-Encoding": "gzip"}) as packed:
+        sent = b"".join(packed.iter_raw())  # as it came over the wire
+    assert plain.status_code == packed.status_code == 200
+    assert "content-encoding" not in plain.headers and packed.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(sent) == plain.content
+    assert len(sent) < len(plain.content) / 2
 
 
 def test_unknown_pages_are_json_errors(start_server):
