@@ -21,7 +21,7 @@ from typing import NamedTuple
 from .protocol import ProtocolError, Reader
 
 _BIT8, _BIT7, _BIT6 = 0x80, 0x40, 0x20
-_CONTENT_GC, _CONTENT_DELETED, _CONTENT_SKIP = 0, 1, 10
+_CONTENT_GC, _CONTENT_DELETED, _CONTENT_STRING, _CONTENT_SKIP = 0, 1, 4, 10
 _TYPE_XML_ELEMENT, _TYPE_XML_HOOK = 3, 5
 
 
@@ -54,8 +54,11 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def parse_update(update: bytes) -> ParsedUpdate:
-    """Parses a v1 update, raising ProtocolError when it is not one."""
+def parse_update(update: bytes, strict: bool = True) -> ParsedUpdate:
+    """Parses a v1 update, raising ProtocolError when it is not one.
+
+    strict=False accepts (and leaves out) empty string items: yrs writes some into its own documents' full
+    updates after deletions (Yjs reads them as zero-length items), while a client sending one is broken."""
     reader = Reader(update)
     parsed = ParsedUpdate()
     try:
@@ -64,7 +67,7 @@ def parse_update(update: bytes) -> ParsedUpdate:
             client = reader.read_uint()
             clock = reader.read_uint()
             for _ in range(num_structs):
-                clock += _read_struct(reader, client, clock, parsed)
+                clock += _read_struct(reader, client, clock, parsed, strict)
         for _ in range(reader.read_uint()):
             client = reader.read_uint()
             for _ in range(reader.read_uint()):
@@ -79,7 +82,7 @@ def parse_update(update: bytes) -> ParsedUpdate:
     return parsed
 
 
-def _read_struct(reader: Reader, client: int, clock: int, parsed: ParsedUpdate) -> int:
+def _read_struct(reader: Reader, client: int, clock: int, parsed: ParsedUpdate, strict: bool) -> int:
     info = reader.read_byte()
     content_ref = info & 0x1F
     if content_ref == _CONTENT_SKIP:
@@ -105,7 +108,9 @@ def _read_struct(reader: Reader, client: int, clock: int, parsed: ParsedUpdate) 
             reader.read_string()  # parentSub: a map key
     length, text = _read_content(reader, content_ref)
     if length <= 0:
-        raise ProtocolError("struct of length zero")
+        if strict or content_ref != _CONTENT_STRING:
+            raise ProtocolError("struct of length zero")
+        return 0
     parsed.structs.append(Struct(client, clock, length, text, origin, right_origin, parent))
     if content_ref == _CONTENT_DELETED:
         parsed.dead_structs.append((client, clock, length))
@@ -123,7 +128,7 @@ def _read_content(reader: Reader, content_ref: int) -> tuple[int, str | None]:
     if content_ref == 3:  # ContentBinary
         reader.read_bytes()
         return 1, None
-    if content_ref == 4:  # ContentString
+    if content_ref == _CONTENT_STRING:
         text = reader.read_string()
         return utf16_length(text), text
     if content_ref == 5:  # ContentEmbed

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pycrdt import Doc, Text
 
 from ..room import TEXT_NAME
+
 WORDS = re.compile(r"\w+|\s+|[^\w\s]")
 CHAR_REFINE_MAX = 200  # changed runs up to this many characters are re-diffed character by character
 # Unchanged runs shorter than this (characters) between two changes are folded into them: no chaff.
@@ -75,10 +76,6 @@ class Fork:
     end: int
     passage: str
     value: str  # the whole text then, to tell later whether the passage was edited
-
-
-def take_fork(doc: Doc, value: str, start: int, end: int) -> Fork:
-    return Fork(doc.get_update(), start, end, value[start:end], value)
 
 
 def passage_changed(fork: Fork, value: str) -> bool:

@@ -25,59 +25,72 @@ from ..protocol import ProtocolError, Reader
 from ..updates import Struct, parse_update, utf16_length
 from .merge import RangeError
 
+
 @dataclass(frozen=True)
 class _Block:
     client: int
     clock: int
     length: int  # UTF-16 units
-    start: int  # UTF-16 offset in the text where the block is (or was, when deleted)
     visible: bool
+    text: str | None
 
 
 class Layout:
-    """Where every character of `text` came from, for one state of the document."""
+    """Where every character of the text came from, for one state of the document.
 
-    def __init__(self, doc: Doc, text: Text, name: str, value: str):
-        self.value = value
-        self.length16 = utf16_length(value)
-        self.name = name
+    Built from the document's update on a replica of its own, so it can run on a worker thread (a pycrdt
+    document belongs to the thread that uses it) while the live document goes on: asking yrs where each
+    block starts costs a walk over the blocks before it, quadratic in a much-edited document.
+    """
+
+    def __init__(self, update: bytes, name: str, value: str):
+        self.value, self.name = value, name
+        self.doc = Doc()
+        self.text = self.doc.get(name, type=Text)
         try:
-            parsed = parse_update(doc.get_update())
+            self.doc.apply_update(update)
+            parsed = parse_update(update, strict=False)
         except ProtocolError as exc:
             raise RangeError(f"cannot read this document's structure: {exc}") from None
-        deleted: dict[int, list[tuple[int, int]]] = {}
-        for client, clock, length in parsed.deletions:
-            deleted.setdefault(client, []).append((clock, length))
-        pieces = _visible_pieces(_in_text(parsed.structs, name), deleted)
-        starts = self._block_starts(doc, text, pieces)
+        except BaseException as exc:  # pyo3 turns a Rust panic into a BaseException
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            raise RangeError(f"cannot read this document: {exc}") from None
+        if str(self.text) != value:
+            raise RangeError("the document's update does not hold the text it was taken with")
+        self._bytes_to_utf16 = _byte_to_utf16(value)
         self.blocks: dict[int, list[_Block]] = {}  # client -> blocks by clock
-        for piece, start in zip(pieces, starts, strict=True):
-            self.blocks.setdefault(piece[0], []).append(_Block(*piece[:3], start, piece[3]))
+        for block in _pieces(_in_text(parsed.structs, name), parsed.deletions):
+            self.blocks.setdefault(block.client, []).append(block)
         for blocks in self.blocks.values():
             blocks.sort(key=lambda block: block.clock)
-        self.visible = sorted((b for bs in self.blocks.values() for b in bs if b.visible and b.length), key=lambda b: b.start)
-        self._check(pieces, starts)
+        self._starts: dict[tuple[int, int], int] = {}
+        visible = [b for blocks in self.blocks.values() for b in blocks if b.visible]
+        with self.doc.transaction() as txn:
+            for block in visible:
+                self._starts[block.client, block.clock] = self._probe(txn, block)
+        self.visible = sorted(visible, key=lambda b: self._starts[b.client, b.clock])
+        self._visible_starts = [self._starts[b.client, b.clock] for b in self.visible]
+        self._check()
 
-    def _block_starts(self, doc: Doc, text: Text, pieces) -> list[int]:
-        """UTF-16 offset of each block's first unit, from yrs' (exact, at a block start) byte offset."""
-        boundaries = _byte_to_utf16(self.value)
-        starts = []
-        with doc.transaction() as txn:
-            for client, clock, *_ in pieces:
-                sticky = StickyIndex.decode(_encode_item(client, clock, 0), text)
-                offset = sticky.get_index(txn)
-                if offset is None or offset not in boundaries:
-                    raise RangeError("cannot map this document's positions (a block starts inside a character)")
-                starts.append(boundaries[offset])
-        return starts
+    def _probe(self, txn, block: _Block) -> int:
+        """UTF-16 offset of a block's first unit: yrs' byte offset there is exact (no in-block part)."""
+        try:
+            offset = StickyIndex.decode(_encode_item(block.client, block.clock, 0), self.text).get_index(txn)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            offset = None
+        if offset is None or offset not in self._bytes_to_utf16:
+            raise RangeError("cannot map this document's positions (a block starts inside a character)")
+        return self._bytes_to_utf16[offset]
 
-    def _check(self, pieces, starts) -> None:
-        spelled, at = [], 0
-        texts = {(p[0], p[1]): p[4] for p in pieces}
-        for block in self.visible:
-            if block.start != at:
+    def _check(self) -> None:
+        at, spelled = 0, []
+        for block, start in zip(self.visible, self._visible_starts, strict=True):
+            if start != at:
                 raise RangeError("cannot map this document's positions (its blocks do not tile the text)")
-            spelled.append(texts[block.client, block.clock])
+            spelled.append(block.text)
             at += block.length
         if "".join(spelled) != self.value:
             raise RangeError("cannot map this document's positions (its blocks do not spell the text)")
@@ -111,9 +124,13 @@ class Layout:
         block = self._block_at(client, clock)
         if block is None:
             raise RangeError("the relative position does not resolve in this document")
+        start = self._starts.get((block.client, block.clock))
+        if start is None:  # a deleted block: located only when asked
+            with self.doc.transaction() as txn:
+                start = self._starts[block.client, block.clock] = self._probe(txn, block)
         if not block.visible:
-            return self._index(block.start)  # Yjs: where the deleted character was
-        return self._index(block.start + clock - block.clock + (1 if assoc < 0 else 0))
+            return self._index(start)  # Yjs: where the deleted character was
+        return self._index(start + clock - block.clock + (1 if assoc < 0 else 0))
 
     def _block_at(self, client: int, clock: int) -> _Block | None:
         blocks = self.blocks.get(client, [])
@@ -147,9 +164,9 @@ class Layout:
         return _encode_item(client, clock, -1)
 
     def _id_at(self, utf16: int) -> tuple[int, int]:
-        i = bisect.bisect_right([b.start for b in self.visible], utf16) - 1
+        i = bisect.bisect_right(self._visible_starts, utf16) - 1
         block = self.visible[i]
-        return block.client, block.clock + utf16 - block.start
+        return block.client, block.clock + utf16 - self._visible_starts[i]
 
 
 def _in_text(structs: list[Struct], name: str) -> list[Struct]:
@@ -190,21 +207,31 @@ def _in_text(structs: list[Struct], name: str) -> list[Struct]:
     return [s for s in structs if parents.get(s[:2]) == name]
 
 
-def _visible_pieces(structs: list[Struct], deleted: dict[int, list[tuple[int, int]]]):
-    """(client, clock, length, visible, text) for each run of a struct that is wholly deleted or not."""
+def _pieces(structs: list[Struct], deletions: list[tuple[int, int, int]]) -> list[_Block]:
+    """The structs cut where the delete set starts or stops removing: each piece wholly visible or not."""
+    deleted: dict[int, list[tuple[int, int]]] = {}
+    for client, clock, length in sorted(deletions):
+        ranges = deleted.setdefault(client, [])
+        if ranges and clock <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], clock + length))  # overlapping or touching
+        else:
+            ranges.append((clock, clock + length))
+    starts = {client: [start for start, _ in ranges] for client, ranges in deleted.items()}
     pieces = []
     for struct in structs:
-        cuts = {struct.clock, struct.clock + struct.length}
         ranges = deleted.get(struct.client, [])
-        for clock, length in ranges:
-            for edge in (clock, clock + length):
-                if struct.clock < edge < struct.clock + struct.length:
-                    cuts.add(edge)
-        edges = sorted(cuts)
-        for start, end in zip(edges, edges[1:]):
-            gone = struct.text is None or any(c <= start and end <= c + n for c, n in ranges)
-            text = None if struct.text is None else _utf16_slice(struct.text, start - struct.clock, end - struct.clock)
-            pieces.append((struct.client, start, end - start, not gone, text))
+        i = max(0, bisect.bisect_right(starts.get(struct.client, []), struct.clock) - 1)
+        at, end = struct.clock, struct.clock + struct.length
+        while at < end:
+            while i < len(ranges) and ranges[i][1] <= at:
+                i += 1
+            if i < len(ranges) and ranges[i][0] <= at:  # inside a deleted range
+                upto, visible = min(end, ranges[i][1]), False
+            else:
+                upto, visible = min(end, ranges[i][0]) if i < len(ranges) else end, True
+            text = None if struct.text is None else _utf16_slice(struct.text, at - struct.clock, upto - struct.clock)
+            pieces.append(_Block(struct.client, at, upto - at, visible and text is not None, text))
+            at = upto
     return pieces
 
 

@@ -97,12 +97,9 @@ class RedraftService:
         try:
             if room.doc.get_state() == b"\x00":
                 raise RedraftError(404, "unknown_doc", f"document {doc!r} does not exist (it has never been edited)")
-            value = str(room.text)
-            try:
-                layout = Layout(room.doc, room.text, merge.TEXT_NAME, value)
-            except merge.RangeError as exc:
-                raise RedraftError(400, "bad_range", str(exc)) from exc
-            start, end = self._resolve_range(layout, value, body)
+            # One state of the document for everything below: the live one moves on while a thread maps it.
+            snapshot, value = room.doc.get_update(), str(room.text)
+            start, end, anchors = await asyncio.to_thread(_place, snapshot, value, body)
             if kind is None:
                 kind = "rewrite" if end > start else "fill"
             _check_kind(kind, value[start:end])
@@ -111,10 +108,7 @@ class RedraftService:
                 raise RedraftError(
                     413, "range_too_long", f"the range is {length} characters; at most {self.config.redraft_max_chars}"
                 )
-            # Anchored to the characters just outside the range, which the redraft never deletes, so the
-            # anchors still frame the passage after the merge (and frame what others type at its edges).
-            anchors = (layout.pin(start, Assoc.BEFORE), layout.pin(end, Assoc.AFTER))
-            fork = merge.take_fork(room.doc, value, start, end)
+            fork = merge.Fork(snapshot, start, end, value[start:end], value)
             redraft = Redraft(
                 id=secrets.token_urlsafe(9),
                 doc=doc,
@@ -175,22 +169,6 @@ class RedraftService:
                     f"too many redrafts for {what}: at most {per_min:g} a minute",
                     retry_after_s=bucket.seconds_until(),
                 )
-
-    def _resolve_range(self, layout: Layout, value: str, body: dict) -> tuple[int, int]:
-        try:
-            if "start" in body or "end" in body:
-                start = layout.resolve(_b64decode(body.get("start"), "start"))
-                end = layout.resolve(_b64decode(body.get("end", body.get("start")), "end"))
-            elif "start_index" in body:
-                start = merge.utf16_to_index(value, body["start_index"])
-                end = merge.utf16_to_index(value, body.get("end_index", body["start_index"]))
-            else:
-                raise merge.RangeError("give the range as start/end (relative positions) or start_index/end_index")
-        except merge.RangeError as exc:
-            raise RedraftError(400, "bad_range", str(exc)) from exc
-        if end < start:
-            raise RedraftError(400, "bad_range", "the range is reversed: its end comes before its start")
-        return start, end
 
     # --- engine -> preview -> merge ---------------------------------------------------------------------
 
@@ -514,6 +492,35 @@ def _parse_options(body: dict):
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
         raise RedraftError(400, "bad_request", "seed must be an integer from 0 to 2**63-1")
     return kind, mode, instruction, requester, steps, seed
+
+
+def _place(snapshot: bytes, value: str, body: dict) -> tuple[int, int, tuple[bytes, bytes]]:
+    """The range a request names, and anchors pinned to the characters just outside it, which the redraft
+    never deletes: they still frame the passage after the merge, and frame what others type at its edges.
+    Runs on a worker thread, on a replica of the snapshot."""
+    try:
+        layout = Layout(snapshot, merge.TEXT_NAME, value)
+    except merge.RangeError as exc:
+        raise RedraftError(400, "bad_range", str(exc)) from exc
+    start, end = _resolve_range(layout, value, body)
+    return start, end, (layout.pin(start, Assoc.BEFORE), layout.pin(end, Assoc.AFTER))
+
+
+def _resolve_range(layout: Layout, value: str, body: dict) -> tuple[int, int]:
+    try:
+        if "start" in body or "end" in body:
+            start = layout.resolve(_b64decode(body.get("start"), "start"))
+            end = layout.resolve(_b64decode(body.get("end", body.get("start")), "end"))
+        elif "start_index" in body:
+            start = merge.utf16_to_index(value, body["start_index"])
+            end = merge.utf16_to_index(value, body.get("end_index", body["start_index"]))
+        else:
+            raise merge.RangeError("give the range as start/end (relative positions) or start_index/end_index")
+    except merge.RangeError as exc:
+        raise RedraftError(400, "bad_range", str(exc)) from exc
+    if end < start:
+        raise RedraftError(400, "bad_range", "the range is reversed: its end comes before its start")
+    return start, end
 
 
 def _check_kind(kind: str, passage: str) -> None:

@@ -65,7 +65,7 @@ def test_merge_keeps_concurrent_edits_and_undo_removes_only_the_redraft(before, 
     live_text = live.get("content", type=Text)
     live_text += before + passage + after
     value = str(live_text)
-    fork = merge.take_fork(live, value, len(before), len(before) + len(passage))
+    fork = merge.Fork(live.get_update(), len(before), len(before) + len(passage), passage, value)
     assert fork.passage == passage
 
     # While the engine works, a collaborator types inside the passage (in a word the result keeps),
