@@ -86,6 +86,18 @@ class Reader:
         self.pos += 1
         return byte
 
+    def read_int(self) -> int:
+        """lib0's signed varint: the sign in bit 6 of the first byte, 6 value bits there, 7 in each next one."""
+        byte = self.read_byte()
+        value, negative, shift = byte & 0x3F, bool(byte & 0x40), 6
+        while byte & 0x80:
+            byte = self.read_byte()
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if shift > 69:
+                raise ProtocolError("integer longer than 64 bits")
+        return -value if negative else value
+
     @property
     def is_done(self) -> bool:
         return self.pos == len(self.frame)
@@ -98,6 +110,12 @@ def write_uint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+def write_int(value: int) -> bytes:
+    first = (0x40 if value < 0 else 0) | (abs(value) & 0x3F)
+    rest = abs(value) >> 6
+    return bytes([first | 0x80]) + write_uint(rest) if rest else bytes([first])
 
 
 def write_bytes(chunk: bytes) -> bytes:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from pycrdt import Assoc, Doc, StickyIndex, Text
 
-from ..protocol import ProtocolError, Reader
+from ..protocol import ProtocolError, Reader, write_bytes, write_int, write_uint
 from ..updates import Struct, parse_update, utf16_length
 from .merge import RangeError
 
@@ -111,7 +111,7 @@ class Layout:
                 target = ("type", reader.read_uint(), reader.read_uint())
             else:
                 raise ProtocolError(f"unknown kind {kind}")
-            assoc = _read_int(reader) if not reader.is_done else 0
+            assoc = reader.read_int() if not reader.is_done else 0
         except ProtocolError as exc:
             raise RangeError(f"the relative position does not decode: {exc}") from None
         if isinstance(target, str):  # the text itself: its start or its end
@@ -250,39 +250,11 @@ def _byte_to_utf16(value: str) -> dict[int, int]:
     return table
 
 
-def _read_int(reader: Reader) -> int:
-    """lib0's signed varint: sign in bit 6 of the first byte, 6 bits there, 7 in each next one."""
-    byte = reader.read_byte()
-    value, negative, shift = byte & 0x3F, bool(byte & 0x40), 6
-    while byte & 0x80:
-        byte = reader.read_byte()
-        value |= (byte & 0x7F) << shift
-        shift += 7
-    return -value if negative else value
-
-
-def _uint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _int(value: int) -> bytes:
-    magnitude, first = abs(value), 0x40 if value < 0 else 0
-    first |= magnitude & 0x3F
-    magnitude >>= 6
-    if not magnitude:
-        return bytes([first])
-    return bytes([first | 0x80]) + _uint(magnitude)
-
-
 def _encode_item(client: int, clock: int, assoc: int) -> bytes:
-    return _uint(0) + _uint(client) + _uint(clock) + _int(assoc)
+    """`Y.encodeRelativePosition` of a position at an item: kind 0, the item's id, the association."""
+    return write_uint(0) + write_uint(client) + write_uint(clock) + write_int(assoc)
 
 
 def _encode_type(name: str, assoc: int) -> bytes:
-    raw = name.encode()
-    return _uint(1) + _uint(len(raw)) + raw + _int(assoc)
+    """... at a root type itself (its start or end): kind 1, the type's name, the association."""
+    return write_uint(1) + write_bytes(name.encode()) + write_int(assoc)

@@ -12,7 +12,9 @@ from server.protocol import (
     SyncMessage,
     decode_message,
     encode_awareness,
+    Reader,
     encode_sync,
+    write_int,
     write_uint,
 )
 
@@ -22,6 +24,15 @@ def test_uint_round_trip(value):
     payload = write_uint(value) + b"x"
     frame = bytes([0, 0]) + write_uint(len(payload)) + payload
     assert decode_message(frame) == SyncMessage(SYNC_STEP1, payload)
+
+
+@pytest.mark.parametrize("value, encoded", [(0, b"\x00"), (-1, b"\x41"), (63, b"\x3f"), (64, b"\x80\x01"),
+                                            (-200, b"\xc8\x03"), (2**40, None)])
+def test_signed_int_round_trip(value, encoded):
+    # lib0's writeVarInt bytes, as Yjs writes a relative position's association
+    assert encoded is None or write_int(value) == encoded
+    reader = Reader(write_int(value) + b"x")
+    assert reader.read_int() == value and reader.read_byte() == ord("x")
 
 
 def test_messages_round_trip():
