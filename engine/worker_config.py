@@ -63,43 +63,60 @@ class WorkerConfig:
 
     @property
     def liveness_key(self) -> str:
-        return f"{self.prefix}:engine:worker:{self.name}"
+        return liveness_key(self.prefix, self.name)
 
     @property
     def workers_key(self) -> str:
-        return f"{self.prefix}:engine:workers"
+        return workers_key(self.prefix)
 
     def cancel_key(self, job_id: str) -> str:
         return f"{self.prefix}:engine:cancel:{job_id}"
 
 
 def _env(flag: str, default: str | None = None) -> str | None:
-    return os.environ.get("REDRAFT_" + flag.upper().replace("-", "_"), default)
+    return os.environ.get(env_name(flag), default)
+
+
+def liveness_key(prefix: str, name: str) -> str:
+    """A worker's JSON status, kept alive by its heartbeat (also read by servers and the health check)."""
+    return f"{prefix}:engine:worker:{name}"
+
+
+def workers_key(prefix: str) -> str:
+    """The set of worker names: finding workers without scanning the keyspace."""
+    return f"{prefix}:engine:workers"
+
+
+_DEFAULTS = WorkerConfig.__dataclass_fields__
+# (flag, what it sets, default shown or None): the parser below and the README's reference
+# (`redraft config-reference`) are both made from this table.
+FLAGS: tuple[tuple[str, str, str | None], ...] = (
+    ("redis-url", "redis://... where the jobs queue lives (required)", None),
+    ("model", "redraft-small, a preset (tiny, diffusiongemma-26b-a4b) or a checkpoint dir", DEFAULT_MODEL),
+    ("device", "cpu or cuda (default: cuda when available)", None),
+    ("dtype", "float32 or bfloat16 (default: bfloat16 on cuda)", None),
+    ("quantize", f"weight format: {', '.join(QUANTIZE_FORMATS)} (fp8 halves the weights' memory)", "none"),
+    ("max-batch", "jobs run at once, batched in one decoder pass", str(_DEFAULTS["max_batch"].default)),
+    ("redis-prefix", "prefix of every Redis key (the servers' --redis-prefix)", "redraft"),
+    ("name", "this worker's consumer name (default: host-pid)", None),
+    ("claim-timeout", "seconds a job may sit idle before a dead worker's job is taken over",
+     str(_DEFAULTS["claim_timeout_s"].default)),
+    ("max-deliveries", "deliveries after which a job that keeps killing workers fails",
+     str(_DEFAULTS["max_deliveries"].default)),
+    ("drain-timeout", "seconds jobs in flight may finish after SIGTERM before they are handed back",
+     str(_DEFAULTS["drain_s"].default)),
+)
+
+
+def env_name(flag: str) -> str:
+    return "REDRAFT_" + flag.upper().replace("-", "_")
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """The `worker` flags; each also reads REDRAFT_<FLAG> from the environment."""
-    defaults = WorkerConfig.__dataclass_fields__
-
-    def add(flag: str, help_text: str, default=None) -> None:
-        env = "REDRAFT_" + flag.upper().replace("-", "_")
+    for flag, help_text, default in FLAGS:
         shown = f" (default {default})" if default is not None else ""
-        parser.add_argument(f"--{flag}", default=_env(flag, default), help=f"{help_text}{shown} [env {env}]")
-
-    add("redis-url", "redis://... where the jobs queue lives (required)")
-    add("model", "redraft-small, a preset (tiny, diffusiongemma-26b-a4b) or a checkpoint dir", DEFAULT_MODEL)
-    add("device", "cpu or cuda (default: cuda when available)")
-    add("dtype", "float32 or bfloat16 (default: bfloat16 on cuda)")
-    add("quantize", f"weight format: {', '.join(QUANTIZE_FORMATS)} (fp8 halves the weights' memory)", "none")
-    add("max-batch", "jobs run at once, batched in one decoder pass", str(defaults["max_batch"].default))
-    add("redis-prefix", "prefix of every Redis key (the servers' --redis-prefix)", "redraft")
-    add("name", "this worker's consumer name (default: host-pid)")
-    add("claim-timeout", "seconds a job may sit idle before a dead worker's job is taken over",
-        str(defaults["claim_timeout_s"].default))
-    add("max-deliveries", "deliveries after which a job that keeps killing workers fails",
-        str(defaults["max_deliveries"].default))
-    add("drain-timeout", "seconds jobs in flight may finish after SIGTERM before they are handed back",
-        str(defaults["drain_s"].default))
+        parser.add_argument(f"--{flag}", default=_env(flag, default), help=f"{help_text}{shown} [env {env_name(flag)}]")
     parser.add_argument("--log-level", default=_env("log-level", "info"), choices=("debug", "info", "warning", "error"),
                         help="[env REDRAFT_LOG_LEVEL]")
 

@@ -80,18 +80,41 @@ def _token_parser(sub) -> None:
     _add(p, "ttl", None, type=float, help="seconds until the token expires (default: never)")
 
 
-def config_reference() -> str:
-    """The configuration table of the README, made from the config dataclass itself."""
-    rows = ["| flag | environment | default | what it sets |", "|---|---|---|---|"]
+def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    lines = ["| flag | environment | default | what it sets |", "|---|---|---|---|"]
+    for flag, env, default, what in rows:
+        lines.append(f"| `{flag}` | `{env}` | {f'`{default}`' if default else ''} | {what} |")
+    return lines
+
+
+def serve_flags() -> list[tuple[str, str, str, str]]:
+    """(flag, environment variable, default, what it sets) for each `redraft serve` setting."""
+    rows = []
     for f in _config_fields():
         default = f.default
         if f.name == "web_dir":
             default = "web/dist"  # resolved against the install; shown relative
-        shown = "" if default in (None, ()) else f"`{default}`"
+        shown = "" if default in (None, ()) else str(default)
         choices = f.metadata.get("choices")
         what = f.metadata["help"] + (f" ({' / '.join(choices)})" if choices else "")
-        rows.append(f"| `--{f.name.replace('_', '-')}` | `REDRAFT_{f.name.upper()}` | {shown} | {what} |")
-    return "\n".join(rows)
+        rows.append((f"--{f.name.replace('_', '-')}", f"REDRAFT_{f.name.upper()}", shown, what))
+    return rows
+
+
+def worker_flags() -> list[tuple[str, str, str, str]]:
+    """(flag, environment variable, default, what it sets) for each `redraft worker` flag."""
+    from engine.worker_config import FLAGS, env_name  # no torch, no redis: cheap
+
+    return [(f"--{flag}", env_name(flag), default or "", what) for flag, what, default in FLAGS]
+
+
+def config_reference() -> str:
+    """The configuration tables of the README, made from the code's own configuration: `redraft serve`'s
+    dataclass and `redraft worker`'s flags."""
+    return "\n".join([
+        "`redraft serve`:", "", *_table(serve_flags()), "",
+        "`redraft worker` (the GPU engine worker of `--engine redis`):", "", *_table(worker_flags()),
+    ])
 
 
 # Subcommands served by the engine package: help, (module, function) adding the flags, (module, function) running it.
@@ -108,6 +131,10 @@ ENGINE_COMMANDS = {
         "train the small model, LoRA-fine-tune a checkpoint, or evaluate one",
         "engine.train_cli", "add_train_arguments", "engine.train_cli", "run_train",
     ),
+    "worker-health": (
+        "exit 0 when this host's engine worker is ready (a container health check; needs redis only)",
+        "engine.worker_health", "add_worker_health_arguments", "engine.worker_health", "run_worker_health",
+    ),
 }
 
 
@@ -116,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _token_parser(sub)
-    sub.add_parser("config-reference", help="print the configuration table (Markdown)")
+    sub.add_parser("config-reference", help="print the configuration tables of serve and worker (Markdown)")
     for name, (help, flags_module, add_arguments, _, _) in ENGINE_COMMANDS.items():
         command = sub.add_parser(name, help=help)
         try:
