@@ -2,7 +2,7 @@
 
     python bench/engine.py                 # CPU: the tiny preset, native vs reference
     python bench/engine.py --device cuda   # GPU: the real 26B-A4B shapes, random bf16 weights
-    python bench/engine.py --quantize none,fp8   # each weight format in the same run
+    python bench/engine.py --quantize none,fp8 --kernels off,on   # every weight format and kernel mode
 
 Random weights never stop early, so every canvas takes exactly `steps` decoder passes and
 tokens/s = batch x 256 / (prefill + steps x step time). On CUDA each batch size is measured
@@ -33,6 +33,7 @@ from engine.checkpoint import load_model  # noqa: E402
 from engine.config import MODEL_PRESETS  # noqa: E402
 from engine.generate import denoise_step, new_state, prefill, start_canvases  # noqa: E402
 from engine.noise import make_noise  # noqa: E402
+from engine.kernels import enable as enable_kernels  # noqa: E402
 from engine.quantize import weight_bytes  # noqa: E402
 
 STEP_COUNTS = (12, 16, 48)
@@ -141,25 +142,27 @@ def measure_reference(args_name: str, args, device: str, dtype, prompt_len: int,
 
 def table(report: dict) -> str:
     has_graph = any("graph_ms" in row for row in report["native"])
-    head = ["weights", "GiB", "batch", "prefill ms", "eager ms/step"] + (["graph ms/step"] if has_graph else [])
+    head = ["weights", "kernels", "GiB", "batch", "prefill ms", "eager ms/step"] + (["graph ms/step"] if has_graph else [])
     head += [f"tok/s @{n}" for n in STEP_COUNTS] + (["peak GiB"] if has_graph else [])
     lines = [f"# {report['model']} on {report['device_name']}, {report['dtype']}, prompt {report['prompt_len']}, "
              f"{report['date']}", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["native"]:
-        cells = [row["format"], f"{row['weights_gib']:.2f}", row["batch"], f"{row['prefill_s'] * 1e3:.0f}",
+        cells = [row["format"], row["kernels"], f"{row['weights_gib']:.2f}", row["batch"], f"{row['prefill_s'] * 1e3:.0f}",
                  f"{row['eager_ms']:.1f}"]
         cells += [f"{row['graph_ms']:.1f}"] if has_graph else []
         cells += [f"{row[f'tok_s_{n}']:.0f}" for n in STEP_COUNTS]
         cells += [f"{row['peak_gib']:.1f}"] if has_graph else []
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     for row in report.get("scheduler", []):
-        lines.append(f"scheduler end to end, {row['format']}, batch {row['batch']}, {row['steps']} steps: "
+        lines.append(f"scheduler end to end, {row['format']}, kernels {row['kernels']}, batch {row['batch']}, "
+                     f"{row['steps']} steps: "
                      f"{row['seconds'] * 1e3:.0f} ms = {row['tok_s']:.0f} tok/s")
     ref = report.get("reference")
     if ref:
         lines.append(f"transformers generate, batch 1, {ref['steps']} steps: {ref['generate_s'] * 1e3:.0f} ms "
                      f"= {ref['tok_s']:.0f} tok/s" + (f", peak {ref['peak_gib']:.1f} GiB" if "peak_gib" in ref else ""))
-        native_1 = next(row for row in report["native"] if row["batch"] == 1 and row["format"] == "none")
+        native_1 = next(row for row in report["native"]
+                        if row["batch"] == 1 and row["format"] == "none" and row["kernels"] == "off")
         speedup = native_1["tok_s_%d" % ref["steps"]] / ref["tok_s"]
         lines.append(f"native batch 1 at {ref['steps']} steps: {speedup:.2f}x transformers")
     return "\n".join(lines)
@@ -173,6 +176,7 @@ def main() -> int:
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quantize", default="none", help="weight formats to time, comma-separated (none,fp8)")
+    parser.add_argument("--kernels", default="off", help="kernel modes to time, comma-separated (off,on; on: CUDA)")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     options = parser.parse_args()
@@ -199,14 +203,17 @@ def main() -> int:
         loaded = load_model(name, device, dtype, quantize=fmt)
         report.setdefault("load_s", {})[fmt] = time.perf_counter() - started
         weights_gib = weight_bytes(loaded.model) / 2**30
-        for batch in batches:
-            row = {"format": fmt, "weights_gib": weights_gib,
-                   **measure_native(loaded, batch, prompt_len, device, options.repeats)}
-            report["native"].append(row)
-            print(json.dumps(row), flush=True)
-        rows = [{"format": fmt, **row} for row in measure_scheduler(loaded, batches, prompt_len, device)]
-        report["scheduler"] += rows
-        print(json.dumps(rows), flush=True)
+        for mode in options.kernels.split(","):
+            enable_kernels(loaded.model, device, mode)
+            tags = {"format": fmt, "kernels": mode}
+            for batch in batches:
+                row = {**tags, "weights_gib": weights_gib,
+                       **measure_native(loaded, batch, prompt_len, device, options.repeats)}
+                report["native"].append(row)
+                print(json.dumps(row), flush=True)
+            rows = [{**tags, **row} for row in measure_scheduler(loaded, batches, prompt_len, device)]
+            report["scheduler"] += rows
+            print(json.dumps(rows), flush=True)
         del loaded  # one format's weights on the device at a time
         gc.collect()
         if device == "cuda":

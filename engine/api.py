@@ -14,8 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from engine.cli import add_generate_arguments, run_generate
-from engine.config import DEFAULT_MODEL, QUANTIZE_FORMATS
-
+from engine.config import DEFAULT_MODEL, KERNEL_MODES, QUANTIZE_FORMATS
 from engine.errors import RequestError
 
 __all__ = ["Engine", "EngineConfig", "Generation", "RequestError", "add_generate_arguments", "run_generate"]
@@ -33,12 +32,15 @@ class EngineConfig:
     rng: str = "native"
     seed: int = 0  # random weights of the presets
     quantize: str = "none"  # weight format: engine.config.QUANTIZE_FORMATS
+    kernels: str = "off"  # engine.config.KERNEL_MODES: "on" runs the fused Triton kernels (CUDA)
 
     def __post_init__(self) -> None:
         if self.device not in (None, "cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, not {self.device!r}")
         if self.dtype not in (None, "float32", "bfloat16"):
             raise ValueError(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
+        if self.kernels not in KERNEL_MODES:
+            raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, not {self.kernels!r}")
         if self.quantize not in QUANTIZE_FORMATS:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_FORMATS)}, not {self.quantize!r}")
         if self.max_batch < 1 or self.max_len < 1:
@@ -106,10 +108,12 @@ class Engine:
         import torch
 
         from engine.checkpoint import load_model
+        from engine.kernels import enable as enable_kernels
 
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, config.dtype or ("bfloat16" if device == "cuda" else "float32"))
         loaded = await asyncio.to_thread(load_model, config.model, device, dtype, config.seed, config.quantize)
+        enable_kernels(loaded.model, device, config.kernels)
         return cls(loaded, config)
 
     @property

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from engine.config import DEFAULT_MODEL, QUANTIZE_FORMATS
+from engine.config import DEFAULT_MODEL, KERNEL_MODES, QUANTIZE_FORMATS
 
 BACKENDS = ("native", "reference")
 DEVICES = ("cpu", "cuda")
@@ -35,6 +35,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quantize", default=_env("quantize", "none"), help=f"weights: {', '.join(QUANTIZE_FORMATS)} (native backend)"
     )
+    parser.add_argument("--kernels", default=_env("kernels", "off"), help="on: the fused Triton kernels (CUDA)")
     parser.add_argument("--prompt", default=_env("prompt"), help="prompt text (tokenized as is, or as a chat turn)")
     parser.add_argument("--chat", action="store_true", default=_env_flag("chat"), help="--prompt as a chat turn")
     parser.add_argument("--prompt-ids", default=_env("prompt_ids"), help="comma-separated prompt token ids")
@@ -72,6 +73,7 @@ def _run(options: dict) -> int:
 
     from engine.checkpoint import load_model
     from engine.generate import Request, generate
+    from engine.kernels import enable as enable_kernels
     from engine.reference import load_reference, reference_generate
 
     device = options["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -79,10 +81,11 @@ def _run(options: dict) -> int:
         raise UsageError("--device cuda: no CUDA device is available")
     dtype = getattr(torch, options["dtype"] or ("bfloat16" if device == "cuda" else "float32"))
     started = time.perf_counter()
-    if options["quantize"] != "none" and options["backend"] != "native":
-        raise UsageError("--quantize applies to the native backend only")
+    if (options["quantize"], options["kernels"]) != ("none", "off") and options["backend"] != "native":
+        raise UsageError("--quantize and --kernels apply to the native backend only")
     if options["backend"] == "native":
         loaded = load_model(options["model"], device, dtype, quantize=options["quantize"])
+        enable_kernels(loaded.model, device, options["kernels"])
     else:
         loaded = load_reference(options["model"], device, dtype)
     load_s = time.perf_counter() - started
@@ -125,7 +128,8 @@ def _run(options: dict) -> int:
 def _validate(args: argparse.Namespace) -> dict:
     """Checks the flags (env defaults bypass argparse's own checks) into plain values."""
     for name, allowed in (
-        ("backend", BACKENDS), ("rng", RNGS), ("device", DEVICES), ("dtype", DTYPES), ("quantize", QUANTIZE_FORMATS)
+        ("backend", BACKENDS), ("rng", RNGS), ("device", DEVICES), ("dtype", DTYPES), ("quantize", QUANTIZE_FORMATS),
+        ("kernels", KERNEL_MODES)
     ):
         value = getattr(args, name)
         if value is not None and value not in allowed:
@@ -156,6 +160,7 @@ def _validate(args: argparse.Namespace) -> dict:
         "rng": args.rng,
         "json": args.json,
         "quantize": args.quantize,
+        "kernels": args.kernels,
     }
 
 

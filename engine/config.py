@@ -239,6 +239,8 @@ MODEL_PRESETS: dict[str, ModelArgs] = {
 
 # Weight formats of --quantize (engine/quantize.py); nf4 comes with its kernel.
 QUANTIZE_FORMATS = ("none", "fp8")
+# --kernels: the Triton kernels of kernels/ in the hot paths (engine/kernels.py), CUDA only.
+KERNEL_MODES = ("off", "on")
 
 # The model used when none is configured, on CPU and GPU alike: the shipped trained one (engine/models/).
 DEFAULT_MODEL = "redraft-small"

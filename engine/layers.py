@@ -97,6 +97,8 @@ class Router(nn.Module):
 class Experts(nn.Module):
     """Expert weights as 3D tensors: gate_up [E, 2I, D] (gate rows first), down [E, D, I]."""
 
+    fused = None  # kernels.moe.fused_moe once engine.kernels.enable() switched the fused kernel on
+
     def __init__(self, num_experts: int, hidden_size: int, intermediate_size: int):
         super().__init__()
         self.gate_up_proj = nn.Parameter(torch.empty(num_experts, 2 * intermediate_size, hidden_size))
@@ -109,6 +111,9 @@ class Experts(nn.Module):
         it can sit inside a CUDA graph). Weighted outputs are summed over k in fp32, then cast, as the
         reference's default ("grouped_mm") experts path does.
         """
+        if self.fused is not None:
+            gate_up_proj, down_proj, gate_up_scale, down_scale = self.stored_weights()
+            return self.fused(x, gate_up_proj, down_proj, weights, experts, gate_up_scale, down_scale)
         num_tokens, top_k = experts.shape
         gate_up_proj, down_proj = self.weights(x.dtype)
         num_experts = gate_up_proj.shape[0]
@@ -127,6 +132,10 @@ class Experts(nn.Module):
     def weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """gate_up and down in the activation dtype (engine/quantize.py's experts dequantize here)."""
         return self.gate_up_proj, self.down_proj
+
+    def stored_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """gate_up, down, and their per-row scales (None: not quantized), as the fused kernel reads them."""
+        return self.gate_up_proj, self.down_proj, None, None
 
 
 def grouped_linear(rows: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,9 @@ class Fp8Experts(Experts):
         return (from_fp8(self.gate_up_proj, self.gate_up_scale, dtype),
                 from_fp8(self.down_proj, self.down_scale, dtype))
 
+    def stored_weights(self):
+        return self.gate_up_proj, self.down_proj, self.gate_up_scale, self.down_scale
+
 
 def prepare(model: DiffusionGemma, fmt: str) -> None:
     """Swaps the quantized modules in (empty, on the model's device: meta while a checkpoint loads)."""

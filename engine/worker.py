@@ -125,7 +125,7 @@ class Worker:
         try:
             self.engine = await Engine.load(
                 EngineConfig(model=config.model, device=config.device, dtype=config.dtype, quantize=config.quantize,
-                             max_batch=config.max_batch)
+                             kernels=config.kernels, max_batch=config.max_batch)
             )
             generation = self.engine.redraft(WARM_UP_SPEC)
             async for _ in generation:

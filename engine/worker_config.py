@@ -11,7 +11,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 
-from engine.config import DEFAULT_MODEL, QUANTIZE_FORMATS
+from engine.config import DEFAULT_MODEL, KERNEL_MODES, QUANTIZE_FORMATS
 
 KEY_PART = re.compile(r"[A-Za-z0-9._-]{1,128}")  # the prefix and the name become parts of Redis keys
 
@@ -23,6 +23,7 @@ class WorkerConfig:
     device: str | None = None
     dtype: str | None = None
     quantize: str = "none"  # weight format: engine.config.QUANTIZE_FORMATS
+    kernels: str = "off"  # engine.config.KERNEL_MODES
     max_batch: int = 4  # jobs run at once; they share decoder passes in the scheduler
     prefix: str = "redraft"
     name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -42,6 +43,8 @@ class WorkerConfig:
             raise ValueError(f"device must be cpu or cuda, not {self.device!r}")
         if self.dtype not in (None, "float32", "bfloat16"):
             raise ValueError(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
+        if self.kernels not in KERNEL_MODES:
+            raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, not {self.kernels!r}")
         if self.quantize not in QUANTIZE_FORMATS:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_FORMATS)}, not {self.quantize!r}")
         for name in ("max_batch", "max_deliveries", "reply_maxlen"):
@@ -96,6 +99,7 @@ FLAGS: tuple[tuple[str, str, str | None], ...] = (
     ("device", "cpu or cuda (default: cuda when available)", None),
     ("dtype", "float32 or bfloat16 (default: bfloat16 on cuda)", None),
     ("quantize", f"weight format: {', '.join(QUANTIZE_FORMATS)} (fp8 halves the weights' memory)", "none"),
+    ("kernels", "on: the fused Triton kernels in the hot paths (CUDA)", "off"),
     ("max-batch", "jobs run at once, batched in one decoder pass", str(_DEFAULTS["max_batch"].default)),
     ("redis-prefix", "prefix of every Redis key (the servers' --redis-prefix)", "redraft"),
     ("name", "this worker's consumer name (default: host-pid)", None),
@@ -124,7 +128,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> WorkerConfig:
     """Raises ValueError naming the flag when a value cannot be read."""
     values = {"redis_url": args.redis_url or "", "model": args.model, "device": args.device or None,
-              "dtype": args.dtype or None, "quantize": args.quantize, "prefix": args.redis_prefix}
+              "dtype": args.dtype or None, "quantize": args.quantize, "kernels": args.kernels,
+              "prefix": args.redis_prefix}
     if args.name:
         values["name"] = args.name
     for flag, name, parse in (("max-batch", "max_batch", int), ("claim-timeout", "claim_timeout_s", float),

@@ -63,6 +63,9 @@ class ServerConfig:
     engine_quantize: str = _opt(  # engine.config.QUANTIZE_FORMATS: the server imports no engine module eagerly
         "none", "weight format for --engine local (fp8: half the weights' memory)", choices=("none", "fp8")
     )
+    engine_kernels: str = _opt(  # engine.config.KERNEL_MODES
+        "off", "the fused Triton kernels for --engine local (CUDA)", choices=("off", "on")
+    )
     redraft_queue_max: int = _opt(32, "redrafts waiting or running at once on this server; more get 429")
     redraft_max_chars: int = _opt(8000, "longest range a redraft may rewrite (UTF-16 units)")
     redraft_context_chars: int = _opt(

@@ -87,7 +87,7 @@ def _directory(config: ServerConfig, instance_id: str) -> Directory:
 def _engine_backend(config: ServerConfig) -> EngineBackend:
     if config.engine == "local":
         return LocalBackend({"model": config.model, "device": config.engine_device, "max_batch": config.engine_max_batch,
-                             "quantize": config.engine_quantize})
+                             "quantize": config.engine_quantize, "kernels": config.engine_kernels})
     if config.engine == "redis":
         from .redrafts.redis_backend import RedisBackend
 

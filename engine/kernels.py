@@ -1,0 +1,37 @@
+"""Switching the engine's hot paths to the Triton kernels of kernels/ (`--kernels on`).
+
+Today: the fused MoE (kernels/moe.py) for every layer's experts, bf16 or FP8 weights. The kernels need a
+CUDA device; on a CPU they run only under Triton's interpreter (TRITON_INTERPRET=1, set before anything
+imports triton), which is how the CPU tests check that the engine gives the same results with them as
+without.
+"""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from engine.config import KERNEL_MODES
+from engine.layers import Experts
+
+
+def check_mode(mode: str | None) -> str:
+    mode = mode or "off"
+    if mode not in KERNEL_MODES:
+        raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, not {mode!r}")
+    return mode
+
+
+def enable(model: nn.Module, device: str, mode: str = "on") -> None:
+    """Routes the model's experts through the fused kernel (mode "on"), or back to the reference ("off")."""
+    if check_mode(mode) == "on" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("--kernels on needs a CUDA device (on a CPU, only under TRITON_INTERPRET=1, for tests)")
+    fused = None
+    if mode == "on":
+        from kernels.moe import fused_moe
+
+        fused = fused_moe
+    for module in model.modules():
+        if isinstance(module, Experts):
+            module.fused = fused

@@ -1,0 +1,101 @@
+"""kernels/moe.py against the engine's reference experts (engine/layers.py, engine/quantize.py) on odd
+shapes, with fresh random inputs and intermediate buffers poisoned with NaN: a pair the kernel skips, or a
+padding row it writes, shows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.layers import Experts, Router
+from engine.quantize import Fp8Experts
+from kernels.moe import align, fused_moe
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# The interpreter's bfloat16 dot is broken (Triton 3.6): CPU runs cover float32 and float16.
+DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
+
+
+def test_align_pads_each_experts_pairs_to_whole_tiles():
+    experts = torch.tensor([[3, 0], [3, 1], [0, 3], [4, 3], [3, 2]])
+    sorted_ids, tile_experts, num_padded = align(experts, num_experts=6, block_m=4)
+    pairs = experts.numel()
+    ids = sorted_ids[: int(num_padded)].view(-1, 4)
+    flat = experts.reshape(-1)
+    # expert 0: pairs 1, 4; expert 1: 3; expert 2: 9; expert 3: 0, 2, 5, 7, 8 (two tiles); expert 4: 6
+    assert tile_experts[: ids.shape[0]].tolist() == [0, 1, 2, 3, 3, 4]
+    assert ids.tolist() == [[1, 4, pairs, pairs], [3, pairs, pairs, pairs], [9, pairs, pairs, pairs],
+                            [0, 2, 5, 7], [8, pairs, pairs, pairs], [6, pairs, pairs, pairs]]
+    assert all(int(flat[i]) == int(e) for row, e in zip(ids.tolist(), tile_experts.tolist(), strict=False)
+               for i in row if i < pairs)
+    assert torch.all(sorted_ids[int(num_padded):] == pairs)  # the static bound's slack is padding too
+
+
+def routed(tokens: int, hidden: int, num_experts: int, top_k: int, dtype, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    router = Router(hidden, num_experts, top_k, 1e-6)
+    with torch.no_grad():
+        router.proj.weight.copy_(torch.randn(num_experts, hidden, generator=generator))
+    x = torch.randn(tokens, hidden, generator=generator)
+    weights, experts = router(x)
+    return x.to(dtype), weights, experts
+
+
+def experts_module(num_experts: int, hidden: int, inter: int, dtype, seed: int) -> Experts:
+    generator = torch.Generator().manual_seed(seed + 1)
+    module = Experts(num_experts, hidden, inter)
+    with torch.no_grad():
+        module.gate_up_proj.copy_(torch.randn(num_experts, 2 * inter, hidden, generator=generator) * hidden**-0.5)
+        module.down_proj.copy_(torch.randn(num_experts, hidden, inter, generator=generator) * inter**-0.5)
+    return module.to(dtype)
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """torch.empty hands out NaN: whatever the kernels leave unwritten poisons the result."""
+    empty = torch.empty
+
+    def nan_empty(*shape, **kwargs):
+        tensor = empty(*shape, **kwargs)
+        return tensor.fill_(float("nan")) if tensor.is_floating_point() else tensor
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+
+
+# (tokens, hidden, intermediate, experts, top_k): hidden and intermediate off the 64-wide tiles, a token
+# count under, at and over the 16-row tile, experts that get no token, one token.
+SHAPES = [(1, 40, 24, 4, 2), (7, 72, 40, 8, 3), (16, 48, 88, 5, 2), (37, 96, 56, 16, 4)]
+# Float32: both sides accumulate in float32 in another order. Float16: the intermediate is rounded to
+# float16 on both sides at different points (relative error 2^-11 per rounding); both bounds are a few
+# hundred times tighter than a missing pair, a wrong expert or a dropped scale would be.
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_the_reference_experts(shape, dtype, poisoned):
+    tokens, hidden, inter, num_experts, top_k = shape
+    x, weights, experts = routed(tokens, hidden, num_experts, top_k, dtype, seed=sum(shape))
+    module = experts_module(num_experts, hidden, inter, dtype, seed=sum(shape)).to(DEVICE)
+    x, weights, experts = x.to(DEVICE), weights.to(DEVICE), experts.to(DEVICE)
+    want = module(x, weights, experts).float()
+    got = fused_moe(x, module.gate_up_proj, module.down_proj, weights, experts).float()
+    assert got.dtype == want.dtype and not torch.isnan(got).any()
+    assert (got - want).abs().max() <= TOLERANCE[dtype] * want.abs().max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES[1:3])
+def test_fp8_weights_match_the_dequantized_reference(shape, dtype, poisoned):
+    tokens, hidden, inter, num_experts, top_k = shape
+    x, weights, experts = routed(tokens, hidden, num_experts, top_k, dtype, seed=7 * sum(shape))
+    full = experts_module(num_experts, hidden, inter, torch.float32, seed=7 * sum(shape))
+    fp8 = Fp8Experts(num_experts, hidden, inter)
+    for name in ("gate_up_proj", "down_proj"):
+        fp8.load(name, getattr(full, name).detach())
+    fp8 = fp8.to(DEVICE)
+    x, weights, experts = x.to(DEVICE), weights.to(DEVICE), experts.to(DEVICE)
+    want = fp8(x, weights, experts).float()
+    got = fused_moe(x, fp8.gate_up_proj, fp8.down_proj, weights, experts, fp8.gate_up_scale, fp8.down_scale).float()
+    assert fp8.gate_up_proj.dtype == torch.float8_e4m3fn  # read as stored, one byte per weight
+    assert (got - want).abs().max() <= TOLERANCE[dtype] * want.abs().max()
