@@ -57,8 +57,9 @@ def utf16_length(text: str) -> int:
 def parse_update(update: bytes, strict: bool = True) -> ParsedUpdate:
     """Parses a v1 update, raising ProtocolError when it is not one.
 
-    strict=False accepts (and leaves out) empty string items: yrs writes some into its own documents' full
-    updates after deletions (Yjs reads them as zero-length items), while a client sending one is broken."""
+    strict=False accepts (and leaves out) empty string items, for reading the server's own documents: yrs
+    writes them when an edit by byte offset splits a character (Yjs reads them as zero-length items). From
+    a client one is refused."""
     reader = Reader(update)
     parsed = ParsedUpdate()
     try:

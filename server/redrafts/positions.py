@@ -8,10 +8,13 @@ inside its block. Once a document has several blocks and non-ASCII text (any doc
 "é" or an emoji into), positions come out shifted by the difference.
 
 So `Layout` reads the block structure itself: it decodes the document's update (Yjs' v1 encoding) for the
-items of the text, their ids, lengths, contents and deletions, and asks yrs only where each block begins
-(a position at a block's first unit has no in-block part, so that offset is exact: the bytes of visible
-text before the block). It checks that the visible blocks spell the text, then maps ids to indices and
-back. Everything else in the redraft code works in code points; UTF-16 units stay in here.
+items of the text, their ids, lengths, contents and deletions. To resolve an id it asks yrs where that
+id's block begins (at a block's first unit there is no in-block part, so that offset is exact: the bytes
+of visible text before the block). To pin a character it asks yrs for the id at the character's byte
+offset, which names the right block with a clock off by the unit mix, and corrects it from the block's
+start. Every answer is checked against the text (the block's content must stand where yrs puts it).
+Each question walks the blocks before it, so only the blocks a request touches are asked about.
+Everything else in the redraft code works in code points; UTF-16 units stay in here.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from pycrdt import Assoc, Doc, StickyIndex, Text
 
 from ..protocol import ProtocolError, Reader, write_bytes, write_int, write_uint
-from ..updates import Struct, parse_update, utf16_length
+from ..updates import Struct, parse_update
 from .merge import RangeError
 
 
@@ -36,11 +39,12 @@ class _Block:
 
 
 class Layout:
-    """Where every character of the text came from, for one state of the document.
+    """Where the characters of the text came from, for one state of the document.
 
     Built from the document's update on a replica of its own, so it can run on a worker thread (a pycrdt
-    document belongs to the thread that uses it) while the live document goes on: asking yrs where each
-    block starts costs a walk over the blocks before it, quadratic in a much-edited document.
+    document belongs to the thread that uses it) while the live document goes on. yrs is asked only about
+    the blocks a request touches (each question walks the blocks before it), and each answer is checked
+    against the text: the block's content must stand where yrs says it starts.
     """
 
     def __init__(self, update: bytes, name: str, value: str):
@@ -58,42 +62,37 @@ class Layout:
             raise RangeError(f"cannot read this document: {exc}") from None
         if str(self.text) != value:
             raise RangeError("the document's update does not hold the text it was taken with")
+        self._encoded = value.encode("utf-8", errors="surrogatepass")
         self._bytes_to_utf16 = _byte_to_utf16(value)
         self.blocks: dict[int, list[_Block]] = {}  # client -> blocks by clock
         for block in _pieces(_in_text(parsed.structs, name), parsed.deletions):
             self.blocks.setdefault(block.client, []).append(block)
         for blocks in self.blocks.values():
             blocks.sort(key=lambda block: block.clock)
-        self._starts: dict[tuple[int, int], int] = {}
-        visible = [b for blocks in self.blocks.values() for b in blocks if b.visible]
-        with self.doc.transaction() as txn:
-            for block in visible:
-                self._starts[block.client, block.clock] = self._probe(txn, block)
-        self.visible = sorted(visible, key=lambda b: self._starts[b.client, b.clock])
-        self._visible_starts = [self._starts[b.client, b.clock] for b in self.visible]
-        self._check()
+        self._clocks = {client: [b.clock for b in blocks] for client, blocks in self.blocks.items()}
 
-    def _probe(self, txn, block: _Block) -> int:
-        """UTF-16 offset of a block's first unit: yrs' byte offset there is exact (no in-block part)."""
+    def _yrs_offset(self, client: int, clock: int) -> int | None:
+        """yrs' offset of the position before (client, clock): bytes of the visible blocks before its block,
+        plus (mixing units) the clock offset inside it. Exact bytes at a block's first unit."""
         try:
-            offset = StickyIndex.decode(_encode_item(block.client, block.clock, 0), self.text).get_index(txn)
+            with self.doc.transaction() as txn:
+                return StickyIndex.decode(_encode_item(client, clock, 0), self.text).get_index(txn)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            offset = None
-        if offset is None or offset not in self._bytes_to_utf16:
-            raise RangeError("cannot map this document's positions (a block starts inside a character)")
-        return self._bytes_to_utf16[offset]
+            return None
 
-    def _check(self) -> None:
-        at, spelled = 0, []
-        for block, start in zip(self.visible, self._visible_starts, strict=True):
-            if start != at:
-                raise RangeError("cannot map this document's positions (its blocks do not tile the text)")
-            spelled.append(block.text)
-            at += block.length
-        if "".join(spelled) != self.value:
-            raise RangeError("cannot map this document's positions (its blocks do not spell the text)")
+    def _block_start(self, block: _Block, at_byte: int | None = None) -> int | None:
+        """The block's UTF-16 offset in the text, checked: a visible block's content must stand there (and
+        there, when at_byte is given). None when yrs' answer does not fit."""
+        offset = self._yrs_offset(block.client, block.clock)
+        if offset is None or offset not in self._bytes_to_utf16 or (at_byte is not None and offset != at_byte):
+            return None
+        if block.visible:
+            content = block.text.encode("utf-8", errors="surrogatepass")
+            if self._encoded[offset : offset + len(content)] != content:
+                return None
+        return self._bytes_to_utf16[offset]
 
     # --- relative position -> index ------------------------------------------------------------------
 
@@ -124,17 +123,16 @@ class Layout:
         block = self._block_at(client, clock)
         if block is None:
             raise RangeError("the relative position does not resolve in this document")
-        start = self._starts.get((block.client, block.clock))
-        if start is None:  # a deleted block: located only when asked
-            with self.doc.transaction() as txn:
-                start = self._starts[block.client, block.clock] = self._probe(txn, block)
+        start = self._block_start(block)
+        if start is None:
+            raise RangeError("cannot map this document's positions (yrs places a block where its text is not)")
         if not block.visible:
             return self._index(start)  # Yjs: where the deleted character was
         return self._index(start + clock - block.clock + (1 if assoc < 0 else 0))
 
     def _block_at(self, client: int, clock: int) -> _Block | None:
         blocks = self.blocks.get(client, [])
-        i = bisect.bisect_right([b.clock for b in blocks], clock) - 1
+        i = bisect.bisect_right(self._clocks.get(client, []), clock) - 1
         if i >= 0 and clock < blocks[i].clock + blocks[i].length:
             return blocks[i]
         return None
@@ -154,19 +152,41 @@ class Layout:
     def pin(self, index: int, assoc: Assoc) -> bytes:
         """`Y.encodeRelativePosition(Y.createRelativePositionFromTypeIndex(text, index, assoc))` for a code
         point index. AFTER at the very end would follow the end of the text as it grows: BEFORE there."""
-        utf16 = utf16_length(self.value[:index])
         if assoc == Assoc.AFTER and index < len(self.value):
-            client, clock = self._id_at(utf16)
+            client, clock = self._char_id(index)
             return _encode_item(client, clock, 0)
-        if utf16 == 0:
+        if index == 0:
             return _encode_type(self.name, -1)
-        client, clock = self._id_at(utf16 - 1)
-        return _encode_item(client, clock, -1)
+        client, clock = self._char_id(index - 1)
+        last_unit = 1 if ord(self.value[index - 1]) > 0xFFFF else 0  # Yjs names a pair's low surrogate here
+        return _encode_item(client, clock + last_unit, -1)
 
-    def _id_at(self, utf16: int) -> tuple[int, int]:
-        i = bisect.bisect_right(self._visible_starts, utf16) - 1
-        block = self.visible[i]
-        return block.client, block.clock + utf16 - self._visible_starts[i]
+    def _char_id(self, index: int) -> tuple[int, int]:
+        """The item id of the character at a code point index.
+
+        yrs, asked for the byte offset b of that character, walks whole blocks by their bytes and names
+        (the client of the block holding b, its first clock + the bytes from the block's start to b): the
+        block is right, the clock is not in UTF-16 units. The block is the one of that client, at or before
+        that clock, whose start yrs puts at b minus that many bytes, and whose text stands there.
+        """
+        at_byte = len(self.value[:index].encode("utf-8", errors="surrogatepass"))
+        try:
+            named = self.text.sticky_index(at_byte, Assoc.AFTER).to_json()["item"]
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            raise RangeError(f"cannot map this document's positions ({exc})") from None
+        client, clock = named["client"], named["clock"]
+        blocks = self.blocks.get(client, [])
+        for i in range(bisect.bisect_right(self._clocks.get(client, []), clock) - 1, -1, -1):
+            block = blocks[i]
+            into = clock - block.clock  # bytes from the block's start
+            if not block.visible or into >= len(block.text.encode("utf-8", errors="surrogatepass")):
+                continue
+            start = self._block_start(block, at_byte - into)
+            if start is not None:
+                return client, block.clock + self._bytes_to_utf16[at_byte] - start
+        raise RangeError("cannot map this document's positions (no block of the text holds that character)")
 
 
 def _in_text(structs: list[Struct], name: str) -> list[Struct]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pycrdt import Assoc, Doc, Text
 
-from server.redrafts.merge import RangeError, utf16_to_index
+from server.redrafts.merge import RangeError, utf16_length, utf16_to_index
 from server.redrafts.positions import Layout
 
 SCRIPT = Path(__file__).resolve().parents[1] / "interop" / "positions.cjs"
@@ -29,6 +29,23 @@ def yjs_document():
     doc.apply_update(base64.b64decode(made["update"]))
     assert str(text) == made["text"]
     return doc, text, made
+
+
+def yjs_positions(update: bytes, utf16_indices: list[int]) -> dict[str, str]:
+    """Stock Yjs' relative positions (base64) at the given UTF-16 indices of a document, both associations."""
+    script = (
+        "const path = require('path'); const { createRequire } = require('module');"
+        f"const Y = createRequire(path.join({json.dumps(str(SCRIPT.parents[2] / 'web'))}, 'package.json'))('yjs');"
+        "const input = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        "const doc = new Y.Doc(); Y.applyUpdate(doc, Buffer.from(input.update, 'base64'));"
+        "const text = doc.getText('content'); const out = {};"
+        "for (const i of input.indices) for (const a of [0, -1]) out[i + ':' + a] = Buffer.from("
+        "Y.encodeRelativePosition(Y.createRelativePositionFromTypeIndex(text, i, a))).toString('base64');"
+        "console.log(JSON.stringify(out))"
+    )
+    request = json.dumps({"update": base64.b64encode(update).decode(), "indices": utf16_indices})
+    done = subprocess.run(["node", "-e", script], input=request, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
 
 
 def code_point(value: str, utf16: int) -> int | None:
@@ -98,25 +115,37 @@ def test_pins_follow_edits_and_garbage_is_refused():
 
 
 def test_a_much_edited_document_maps_exactly():
-    """Two writers, thousands of interleaved inserts and deletions with non-ASCII text: every pin resolves
-    back to its index (yrs also writes empty string items into such a document's update)."""
+    """Two writers, hundreds of interleaved inserts and deletions with non-ASCII text: every pin resolves
+    back to its index, and is the position stock Yjs makes there."""
     docs = [Doc(client_id=client) for client in (1, 2)]
     texts = [doc.get("content", type=Text) for doc in docs]
     rng = random.Random(3)
     for step in range(600):
-        text, value = texts[step % 2], str(texts[step % 2])
+        text = texts[step % 2]
+        value = str(text)
         at = rng.randint(0, len(value))
         text.insert(len(value[:at].encode()), rng.choice(["é ", "wörld ", "😀 ", "plain "]))
+        value = str(text)
         if step % 5 == 0 and len(value) > 8:
             cut = rng.randint(0, len(value) - 4)
             del text[len(value[:cut].encode()) : len(value[: cut + 3].encode())]
         docs[1 - step % 2].apply_update(docs[step % 2].get_update(docs[1 - step % 2].get_state()))
     value = str(texts[0])
-    layout = Layout(docs[0].get_update(), "content", value)
-    assert len(layout.visible) > 300
-    for index in range(0, len(value) + 1, 7):
+    assert value == str(texts[1])
+    update = docs[0].get_update()
+    layout = Layout(update, "content", value)
+    assert sum(map(len, layout.blocks.values())) > 300
+    indices = list(range(0, len(value) + 1, 7))
+    for index in indices:
         assert layout.resolve(layout.pin(index, Assoc.AFTER)) == index
         assert layout.resolve(layout.pin(index, Assoc.BEFORE)) == index
+    made = yjs_positions(update, [utf16_length(value[:index]) for index in indices])
+    for index in indices:
+        utf16 = utf16_length(value[:index])
+        for assoc, name in ((0, Assoc.AFTER), (-1, Assoc.BEFORE)):
+            if assoc == 0 and index == len(value):
+                continue
+            assert base64.b64encode(layout.pin(index, name)).decode() == made[f"{utf16}:{assoc}"]
 
 
 def test_a_snapshot_that_does_not_hold_the_text_is_refused():
