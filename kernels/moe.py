@@ -24,13 +24,50 @@ dot is broken in Triton 3.6), and on a GPU in bf16 by bench/kernels.py.
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
+
 import torch
 import triton
 import triton.language as tl
 
-# Tile sizes: a reasonable default for H100 at decode-like shapes (tens to a few hundred pairs per
-# expert); tuned configurations keyed by shape and device are the kernels issue's next step.
-DEFAULT_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 64}
+TUNED = Path(__file__).parent / "configs" / "moe.json"
+
+# Launch configuration when kernels/configs/moe.json has none for this device and shape: small row tiles,
+# as a canvas step gives each expert a few to a few hundred pairs.
+DEFAULT_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": 4, "num_stages": 3}
+
+
+def config_key(num_experts: int, hidden: int, inter: int, dtype: torch.dtype, weight_dtype: torch.dtype) -> str:
+    """How kernels/configs/moe.json names a shape: experts, hidden, intermediate, activation and weight dtypes."""
+    return f"E={num_experts},D={hidden},I={inter},{str(dtype).removeprefix('torch.')},{str(weight_dtype).removeprefix('torch.')}"
+
+
+@functools.cache
+def _tuned() -> dict:
+    return json.loads(TUNED.read_text()) if TUNED.exists() else {}
+
+
+def tuned_config(device: torch.device, num_experts: int, hidden: int, inter: int, dtype: torch.dtype,
+                 weight_dtype: torch.dtype, num_pairs: int) -> dict:
+    """The stored launch configuration for this device and shape at the smallest tuned pair count that is
+    at least `num_pairs` (the largest otherwise); {} when none is stored (DEFAULT_CONFIG then).
+
+    moe.json: {device name: {config_key: {pair count: config}}}, written by `bench/kernels.py --tune`."""
+    if device.type != "cuda":
+        return {}
+    key = config_key(num_experts, hidden, inter, dtype, weight_dtype)
+    return lookup(_tuned(), torch.cuda.get_device_name(device), key, num_pairs)
+
+
+def lookup(table: dict, device_name: str, key: str, num_pairs: int) -> dict:
+    by_pairs = table.get(device_name, {}).get(key, {})
+    if not by_pairs:
+        return {}
+    counts = sorted(int(count) for count in by_pairs)
+    chosen = next((count for count in counts if count >= num_pairs), counts[-1])
+    return by_pairs[str(chosen)]
 
 
 def align(experts: torch.Tensor, num_experts: int, block_m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,10 +157,12 @@ def fused_moe(
 ) -> torch.Tensor:
     """x [T, D]; gate_up [E, 2I, D] and down [E, D, I] (bf16/fp16/fp32, or e4m3 with scales [E, 2I] and
     [E, D]); weights (fp32) and experts [T, K] from the router -> [T, D] in x's dtype."""
-    config = {**DEFAULT_CONFIG, **(config or {})}
-    block_m, block_n, block_k = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
     num_tokens, top_k = experts.shape
     num_experts, double_inter, hidden = gate_up.shape
+    config = {**DEFAULT_CONFIG, **(config or tuned_config(x.device, num_experts, hidden, double_inter // 2, x.dtype,
+                                                          gate_up.dtype, num_tokens * top_k))}
+    block_m, block_n, block_k = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
+    launch = {"num_warps": config["num_warps"], "num_stages": config["num_stages"]}
     inter = double_inter // 2
     num_pairs = num_tokens * top_k
     sorted_ids, tile_experts, num_padded = align(experts, num_experts, block_m)
@@ -139,7 +178,7 @@ def fused_moe(
         x.stride(0), gate_up.stride(0), gate_up.stride(1), gate_up.stride(2),
         gate_up_scale.stride(0) if scaled else 0, hidden_pairs.stride(0),
         top_k=top_k, A_BY_TOKEN=True, GATED=True, SCALED=scaled, ROUTED=False, PRECISION=precision,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, **launch,
     )
     out_pairs = torch.empty(num_pairs, hidden, dtype=torch.float32, device=x.device)
     routing = weights.reshape(-1).to(torch.float32).contiguous()
@@ -150,6 +189,6 @@ def fused_moe(
         hidden_pairs.stride(0), down.stride(0), down.stride(1), down.stride(2),
         down_scale.stride(0) if scaled else 0, out_pairs.stride(0),
         top_k=top_k, A_BY_TOKEN=False, GATED=False, SCALED=scaled, ROUTED=True, PRECISION=precision,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, **launch,
     )
     return out_pairs.view(num_tokens, top_k, hidden).sum(dim=1).to(x.dtype)

@@ -9,7 +9,7 @@ import torch
 
 from engine.layers import Experts, Router
 from engine.quantize import Fp8Experts
-from kernels.moe import align, fused_moe
+from kernels.moe import align, config_key, fused_moe, lookup
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # The interpreter's bfloat16 dot is broken (Triton 3.6): CPU runs cover float32 and float16.
@@ -99,3 +99,13 @@ def test_fp8_weights_match_the_dequantized_reference(shape, dtype, poisoned):
     got = fused_moe(x, fp8.gate_up_proj, fp8.down_proj, weights, experts, fp8.gate_up_scale, fp8.down_scale).float()
     assert fp8.gate_up_proj.dtype == torch.float8_e4m3fn  # read as stored, one byte per weight
     assert (got - want).abs().max() <= TOLERANCE[dtype] * want.abs().max()
+
+
+def test_tuned_configs_are_found_by_device_shape_and_pair_count():
+    key = config_key(128, 2816, 704, torch.bfloat16, torch.float8_e4m3fn)
+    assert key == "E=128,D=2816,I=704,bfloat16,float8_e4m3fn"
+    table = {"NVIDIA H100 80GB HBM3": {key: {"256": {"BLOCK_M": 16}, "2048": {"BLOCK_M": 64}}}}
+    assert lookup(table, "NVIDIA H100 80GB HBM3", key, 100)["BLOCK_M"] == 16
+    assert lookup(table, "NVIDIA H100 80GB HBM3", key, 1000)["BLOCK_M"] == 64
+    assert lookup(table, "NVIDIA H100 80GB HBM3", key, 9000)["BLOCK_M"] == 64  # beyond the tuned range
+    assert lookup(table, "NVIDIA H200", key, 100) == {} and lookup(table, "NVIDIA H100 80GB HBM3", "other", 1) == {}
