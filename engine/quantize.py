@@ -125,10 +125,10 @@ def quantize(model: DiffusionGemma, fmt: str) -> DiffusionGemma:
     """Quantizes a loaded model in place (presets with random weights; checkpoints use load_into)."""
     if check_format(fmt) == "none":
         return model
-    full = {name: tensor for name, tensor in model.state_dict().items()}
-    prepare(model, fmt)
-    for name, tensor in full.items():
-        load_into(model, name, tensor)
+    full = dict(model.state_dict())
+    prepare(model, fmt)  # the replaced modules' full-precision tensors live on in `full` only
+    for name in list(full):
+        load_into(model, name, full.pop(name))  # freed one by one: the peak is the model plus one tensor
     return model
 
 
