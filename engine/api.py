@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from engine.cli import add_generate_arguments, run_generate
-from engine.config import DEFAULT_MODEL, KERNEL_MODES, QUANTIZE_FORMATS
+from engine.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
 
 __all__ = ["Engine", "EngineConfig", "Generation", "RequestError", "add_generate_arguments", "run_generate"]
@@ -35,14 +35,7 @@ class EngineConfig:
     kernels: str = "off"  # engine.config.KERNEL_MODES: "on" runs the fused Triton kernels (CUDA)
 
     def __post_init__(self) -> None:
-        if self.device not in (None, "cpu", "cuda"):
-            raise ValueError(f"device must be cpu or cuda, not {self.device!r}")
-        if self.dtype not in (None, "float32", "bfloat16"):
-            raise ValueError(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
-        if self.kernels not in KERNEL_MODES:
-            raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, not {self.kernels!r}")
-        if self.quantize not in QUANTIZE_FORMATS:
-            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_FORMATS)}, not {self.quantize!r}")
+        check_engine_options(self.device, self.dtype, self.quantize, self.kernels)
         if self.max_batch < 1 or self.max_len < 1:
             raise ValueError("max_batch and max_len must be at least 1")
 

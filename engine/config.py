@@ -242,6 +242,22 @@ QUANTIZE_FORMATS = ("none", "fp8")
 # --kernels: the Triton kernels of kernels/ in the hot paths (engine/kernels.py), CUDA only.
 KERNEL_MODES = ("off", "on")
 
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...], hint: str = "") -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}{hint}")
+    return value
+
+
+def check_engine_options(device: str | None, dtype: str | None, quantize: str, kernels: str) -> None:
+    """The options EngineConfig and WorkerConfig share (torch-free, so the worker's flags check early)."""
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, not {device!r}")
+    if dtype not in (None, "float32", "bfloat16"):
+        raise ValueError(f"dtype must be float32 or bfloat16, not {dtype!r}")
+    check_choice("kernels", kernels, KERNEL_MODES)
+    check_choice("quantize", quantize, QUANTIZE_FORMATS)
+
 # The model used when none is configured, on CPU and GPU alike: the shipped trained one (engine/models/).
 DEFAULT_MODEL = "redraft-small"
 

@@ -12,15 +12,12 @@ import os
 
 from torch import nn
 
-from engine.config import KERNEL_MODES
+from engine.config import KERNEL_MODES, check_choice
 from engine.layers import Experts
 
 
 def check_mode(mode: str | None) -> str:
-    mode = mode or "off"
-    if mode not in KERNEL_MODES:
-        raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, not {mode!r}")
-    return mode
+    return check_choice("kernels", mode or "off", KERNEL_MODES)
 
 
 def enable(model: nn.Module, device: str, mode: str = "on") -> None:

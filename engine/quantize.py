@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import QUANTIZE_FORMATS
+from engine.config import QUANTIZE_FORMATS, check_choice
 from engine.layers import Experts
 from engine.model import DiffusionGemma
 
@@ -31,12 +31,7 @@ LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_att
 
 
 def check_format(name: str | None) -> str:
-    name = name or "none"
-    if name not in QUANTIZE_FORMATS:
-        raise ValueError(
-            f"quantize must be one of {', '.join(QUANTIZE_FORMATS)}, not {name!r} (nf4 is not available yet)"
-        )
-    return name
+    return check_choice("quantize", name or "none", QUANTIZE_FORMATS, " (nf4 is not available yet)")
 
 
 def to_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -101,7 +101,7 @@ def _from_scratch(args: argparse.Namespace) -> int:
     from engine.evaluate import write_token_counts
     from engine.examples import DocumentExamples, collate
     from engine.tokenizer import TURN_END_ID, bpe_tokenizer
-    from engine.train import TrainArgs, save_checkpoint, train, trainable_model
+    from engine.train import save_checkpoint, train, trainable_model
 
     if args.config not in TRAINABLE_CONFIGS:
         raise UsageError(f"--config must be one of {', '.join(TRAINABLE_CONFIGS)}, got {args.config!r}")

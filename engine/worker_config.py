@@ -11,7 +11,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 
-from engine.config import DEFAULT_MODEL, KERNEL_MODES, QUANTIZE_FORMATS
+from engine.config import DEFAULT_MODEL, QUANTIZE_FORMATS, check_engine_options
 
 KEY_PART = re.compile(r"[A-Za-z0-9._-]{1,128}")  # the prefix and the name become parts of Redis keys
 
@@ -39,14 +39,7 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         if not self.redis_url:
             raise ValueError("redis_url is required (--redis-url or REDRAFT_REDIS_URL): jobs come through Redis")
-        if self.device not in (None, "cpu", "cuda"):
-            raise ValueError(f"device must be cpu or cuda, not {self.device!r}")
-        if self.dtype not in (None, "float32", "bfloat16"):
-            raise ValueError(f"dtype must be float32 or bfloat16, not {self.dtype!r}")
-        if self.kernels not in KERNEL_MODES:
-            raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, not {self.kernels!r}")
-        if self.quantize not in QUANTIZE_FORMATS:
-            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_FORMATS)}, not {self.quantize!r}")
+        check_engine_options(self.device, self.dtype, self.quantize, self.kernels)
         for name in ("max_batch", "max_deliveries", "reply_maxlen"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -76,7 +69,8 @@ class WorkerConfig:
         return f"{self.prefix}:engine:cancel:{job_id}"
 
 
-def _env(flag: str, default: str | None = None) -> str | None:
+def env_value(flag: str, default: str | None = None) -> str | None:
+    """A flag's default from REDRAFT_<FLAG>, else `default`."""
     return os.environ.get(env_name(flag), default)
 
 
@@ -120,8 +114,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """The `worker` flags; each also reads REDRAFT_<FLAG> from the environment."""
     for flag, help_text, default in FLAGS:
         shown = f" (default {default})" if default is not None else ""
-        parser.add_argument(f"--{flag}", default=_env(flag, default), help=f"{help_text}{shown} [env {env_name(flag)}]")
-    parser.add_argument("--log-level", default=_env("log-level", "info"), choices=("debug", "info", "warning", "error"),
+        parser.add_argument(f"--{flag}", default=env_value(flag, default), help=f"{help_text}{shown} [env {env_name(flag)}]")
+    parser.add_argument("--log-level", default=env_value("log-level", "info"), choices=("debug", "info", "warning", "error"),
                         help="[env REDRAFT_LOG_LEVEL]")
 
 

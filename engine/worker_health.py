@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
 
-from engine.worker_config import env_name, liveness_key, workers_key
+from engine.worker_config import env_name, env_value, liveness_key, workers_key
 
 
 def add_worker_health_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,11 +24,7 @@ def add_worker_health_arguments(parser: argparse.ArgumentParser) -> None:
         ("name", "the worker's --name (default: any worker named after this host, as workers name themselves)",
          None),
     ):
-        parser.add_argument(f"--{flag}", default=_env(flag, default), help=f"{help_text} [env {env_name(flag)}]")
-
-
-def _env(flag: str, default: str | None) -> str | None:
-    return os.environ.get(env_name(flag), default)
+        parser.add_argument(f"--{flag}", default=env_value(flag, default), help=f"{help_text} [env {env_name(flag)}]")
 
 
 def run_worker_health(args: argparse.Namespace) -> int:
