@@ -2,6 +2,8 @@
 
 Checkpoints are built on the meta device and filled shard by shard, each tensor read straight to the target
 device and dtype, so no second full copy of the weights ever exists. Every failure names the file or tensor.
+Published FP8 checkpoints (compressed-tensors) load too: engine/compressed.py turns their FP8 weights and
+per-expert pieces back into transformers' tensors as they are read.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from tqdm import tqdm
 
+from engine.compressed import Dequantizer, UnsupportedQuantization, published_fp8
 from engine.config import MODEL_PRESETS, ConfigError, GenerationArgs, ModelArgs, read_json
 from engine.model import DiffusionGemma
 from engine.quantize import check_format, load_into, prepare
@@ -109,12 +112,18 @@ def load_checkpoint(
     directory: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, quantize: str = "none"
 ) -> LoadedModel:
     args, generation = read_checkpoint_config(directory)
+    config_path = directory / "config.json"
+    try:
+        fp8 = published_fp8(read_json(config_path), str(config_path))  # False, or its block structure
+    except (ConfigError, UnsupportedQuantization) as error:
+        raise CheckpointError(str(error)) from error
     shards = shard_files(directory)
     with torch.device("meta"):
         model = DiffusionGemma(args)
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     prepare(model, quantize)  # quantized modules take their tensors as they load: no full-precision copy
-    _load_shards(model, expected, shards, torch.device(device), dtype, directory)
+    dequantizer = Dequantizer(args.num_experts, fp8) if fp8 is not False else None
+    _load_shards(model, expected, shards, torch.device(device), dtype, directory, dequantizer)
     model.init_buffers(device)
     return LoadedModel(model.eval().requires_grad_(False), args, generation, load_tokenizer(directory), str(directory))
 
@@ -190,6 +199,7 @@ def _load_shards(
     device: torch.device,
     dtype: torch.dtype,
     directory: Path,
+    dequantizer: Dequantizer | None = None,
 ) -> None:
     loaded: set[str] = set()
     with tqdm(total=len(expected), desc=f"loading {directory.name}", unit="tensor", file=sys.stderr) as progress:
@@ -200,31 +210,44 @@ def _load_shards(
                     for name in names if names is not None else sorted(present):
                         if name not in present:
                             raise CheckpointError(f"{path}: tensor {name} listed in {INDEX_FILE} is missing")
-                        target = native_name(name)
-                        if target is None or target in loaded:
-                            continue  # vision tower, or the encoder's copy of a shared weight
-                        if target not in expected:
-                            raise CheckpointError(f"{path}: unexpected tensor {name} (does config.json match?)")
-                        shape = tuple(shard.get_slice(name).get_shape())
-                        if shape != expected[target]:
-                            raise CheckpointError(
-                                f"{path}: tensor {name} has shape {list(shape)}, config.json implies "
-                                f"{list(expected[target])}"
-                            )
-                        _assign(model, target, shard.get_tensor(name).to(dtype))
-                        loaded.add(target)
-                        progress.update(1)
+                        if dequantizer is not None and dequantizer.wants(name, shard.get_slice(name).get_dtype()):
+                            try:
+                                ready = dequantizer.feed(name, shard.get_tensor(name))
+                            except UnsupportedQuantization as error:
+                                raise CheckpointError(f"{path}: tensor {name}: {error}") from error
+                        else:
+                            ready = [(name, None)]  # read below, once its name and shape are checked
+                        for hf, tensor in ready:
+                            target = native_name(hf)
+                            if target is None or target in loaded:
+                                continue  # vision tower, or the encoder's copy of a shared weight
+                            if target not in expected:
+                                raise CheckpointError(f"{path}: unexpected tensor {hf} (does config.json match?)")
+                            shape = tuple(tensor.shape if tensor is not None else shard.get_slice(name).get_shape())
+                            if shape != expected[target]:
+                                raise CheckpointError(
+                                    f"{path}: tensor {hf} has shape {list(shape)}, config.json implies "
+                                    f"{list(expected[target])}"
+                                )
+                            _assign(model, target, shard.get_tensor(name) if tensor is None else tensor, dtype)
+                            loaded.add(target)
+                            progress.update(1)
             except SafetensorError as error:
                 raise CheckpointError(f"{path}: unreadable safetensors file ({error})") from error
+    unfinished = dequantizer.unfinished() if dequantizer is not None else []
+    if unfinished:
+        raise CheckpointError(f"{directory}: incomplete FP8 tensors: {', '.join(unfinished[:5])}")
     missing = sorted(set(expected) - loaded)
     if missing:
         listed = ", ".join(hf_name(name) for name in missing[:5])
         raise CheckpointError(f"{directory}: {len(missing)} tensor(s) missing from the checkpoint: {listed}")
 
 
-def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
+def _assign(model: nn.Module, name: str, tensor: torch.Tensor, dtype: torch.dtype) -> None:
+    """Quantized modules take the tensor as read (they quantize from its full precision); others in dtype."""
     if load_into(model, name, tensor):
         return
+    tensor = tensor.to(dtype)
     module_name, _, leaf = name.rpartition(".")
     module = model.get_submodule(module_name)
     if leaf in module._parameters:
