@@ -237,8 +237,8 @@ MODEL_PRESETS: dict[str, ModelArgs] = {
 }
 
 
-# Weight formats of --quantize (engine/quantize.py); nf4 comes with its kernel.
-QUANTIZE_FORMATS = ("none", "fp8")
+# Weight formats of --quantize (engine/quantize.py): bf16 as loaded, FP8 per row, bitsandbytes' NF4 per 64 weights.
+QUANTIZE_FORMATS = ("none", "fp8", "nf4")
 # --kernels: the Triton kernels of kernels/ in the hot paths (engine/kernels.py), CUDA only.
 KERNEL_MODES = ("off", "on")
 

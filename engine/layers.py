@@ -112,8 +112,8 @@ class Experts(nn.Module):
         reference's default ("grouped_mm") experts path does.
         """
         if self.fused is not None:
-            gate_up_proj, down_proj, gate_up_scale, down_scale = self.stored_weights()
-            return self.fused(x, gate_up_proj, down_proj, weights, experts, gate_up_scale, down_scale)
+            gate_up_proj, down_proj, *scales = self.stored_weights()
+            return self.fused(x, gate_up_proj, down_proj, weights, experts, *scales)
         num_tokens, top_k = experts.shape
         gate_up_proj, down_proj = self.weights(x.dtype)
         num_experts = gate_up_proj.shape[0]
@@ -133,8 +133,9 @@ class Experts(nn.Module):
         """gate_up and down in the activation dtype (engine/quantize.py's experts dequantize here)."""
         return self.gate_up_proj, self.down_proj
 
-    def stored_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """gate_up, down, and their per-row scales (None: not quantized), as the fused kernel reads them."""
+    def stored_weights(self) -> tuple[torch.Tensor | None, ...]:
+        """gate_up, down and their scales as the fused kernel reads them: (None, None) when not quantized,
+        per-row scales for FP8, per-block absmax and the codebook for NF4 (engine/quantize.py)."""
         return self.gate_up_proj, self.down_proj, None, None
 
 

@@ -8,18 +8,29 @@ Three figures on fixed inputs with fixed seeds:
   whole sampler from the same prompt and seed. Sampling is chaotic: once one draw differs, the rest of that
   canvas follows a different path, so this is large even for tiny step differences. It is the figure a
   user sees (the same seed no longer gives the same text), not a measure of quality.
+
+`measure` reports them for every format of --quantize; `python -m engine.quality --paragraphs FILE` prints
+the table (tests/engine/test_quantize.py bounds them on the shipped model; the README quotes them).
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from engine.checkpoint import load_model
+from engine.config import DEFAULT_MODEL, QUANTIZE_FORMATS
+from engine.corpus import read_paragraph_file
+from engine.evaluate import PROMPT_TOKENS, held_out_examples
 from engine.examples import CanvasExample, collate
 from engine.generate import Request, generate
 from engine.model import DiffusionGemma
+from engine.quantize import weight_bytes
 from engine.train import corrupt_canvas, encode_prompts
 
 NOISE = 0.5
@@ -30,6 +41,7 @@ class Divergence:
     step_kl: float  # nats per canvas position
     step_argmax_disagreement: float  # share of canvas positions
     generated_disagreement: float  # share of generated positions
+    weight_bytes: int = 0  # the candidate's weights (engine.quantize.weight_bytes)
 
 
 @torch.no_grad()
@@ -68,4 +80,38 @@ def generated_disagreement(reference, candidate, prompts: list[list[int]], gener
 
 def divergence(reference, candidate, examples: list[CanvasExample], prompts: list[list[int]], generation) -> Divergence:
     kl, flips = step_divergence(reference.model, candidate.model, examples)
-    return Divergence(kl, flips, generated_disagreement(reference, candidate, prompts, generation))
+    generated = generated_disagreement(reference, candidate, prompts, generation)
+    return Divergence(kl, flips, generated, weight_bytes(candidate.model))
+
+
+def measure(model: str, paragraphs: list[str], num_prompts: int = 4) -> dict[str, Divergence]:
+    """Every weight format against the model as loaded (float32 on the CPU): fixed inputs, fixed seeds."""
+    reference = load_model(model)
+    examples = held_out_examples(reference.tokenizer, paragraphs, reference.args.canvas_length)
+    prompts = [reference.tokenizer(p)["input_ids"][:PROMPT_TOKENS] for p in paragraphs[:num_prompts]]
+    report = {"none": Divergence(0.0, 0.0, 0.0, weight_bytes(reference.model))}
+    for fmt in QUANTIZE_FORMATS[1:]:
+        report[fmt] = divergence(reference, load_model(model, quantize=fmt), examples, prompts, reference.generation)
+    return report
+
+
+def format_report(report: dict[str, Divergence]) -> str:
+    lines = ["| weights | MB | step KL (nats/position) | step argmax differs | sampled tokens differ |",
+             "|---|---|---|---|---|"]
+    for fmt, row in report.items():
+        lines.append(f"| {fmt} | {row.weight_bytes / 1e6:.2f} | {row.step_kl:.4f} | "
+                     f"{100 * row.step_argmax_disagreement:.1f} % | {100 * row.generated_disagreement:.0f} % |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the quality guard: every --quantize format against full precision")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="a trained model: a shipped name or a checkpoint dir")
+    parser.add_argument("--paragraphs", type=Path, required=True, help="held-out text, one paragraph per block")
+    options = parser.parse_args(argv)
+    print(format_report(measure(options.model, read_paragraph_file(options.paragraphs))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

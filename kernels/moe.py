@@ -18,56 +18,55 @@ FP8 weights (e4m3 with a float32 scale per output row) are read as stored, one b
 registers, and the scale multiplies the fp32 accumulator: (x W^T) * s = x (W s)^T exactly in real
 arithmetic, so only the rounding order differs from the dequantize-then-multiply reference.
 
+NF4 weights (bitsandbytes' 4-bit NormalFloat, engine/quantize.py: uint8 codes [E, out, in/2], two per byte
+with the even input position in the high nibble, and a float32 absmax per 64 inputs) are read as stored,
+half a byte per weight: each tile's bytes are split into their two nibbles in registers and interleaved back
+into input order, each code looks its level up in the 16-entry codebook (64 bytes, which stay in cache),
+and the level times its block's absmax, rounded to the activation dtype, is the weight the dot sees: the
+same value, computed the same way, as the reference's dequantized copy, which never exists here. The absmax
+varies along the reduction, so unlike FP8's it cannot wait for the accumulator; BLOCK_K is a multiple of
+the 64-weight block, so a tile holds whole blocks and loads one absmax per block and row. Compiled for
+sm_90 (without a GPU, through Triton's ptxas), the gate/up launch takes 71 KB of shared memory at the
+default tiles (BLOCK_K 64, 3 stages; bf16 weights take 8 KB): the software pipeliner stages the codebook
+lookups too. Its speed on a GPU is not measured yet.
+
 Tested against the reference on CPU through TRITON_INTERPRET=1 (float32 and float16; the interpreter's bf16
 dot is broken in Triton 3.6), and on a GPU in bf16 by bench/kernels.py.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-from pathlib import Path
-
 import torch
 import triton
 import triton.language as tl
 
-TUNED = Path(__file__).parent / "configs" / "moe.json"
+from kernels import tuning
 
 # Launch configuration when kernels/configs/moe.json has none for this device and shape: small row tiles,
 # as a canvas step gives each expert a few to a few hundred pairs.
 DEFAULT_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": 4, "num_stages": 3}
+NF4_BLOCK = 64  # NF4 weights per absmax: engine/quantize.py's (bitsandbytes' blocksize=64)
 
 
-def config_key(num_experts: int, hidden: int, inter: int, dtype: torch.dtype, weight_dtype: torch.dtype) -> str:
-    """How kernels/configs/moe.json names a shape: experts, hidden, intermediate, activation and weight dtypes."""
-    return f"E={num_experts},D={hidden},I={inter},{str(dtype).removeprefix('torch.')},{str(weight_dtype).removeprefix('torch.')}"
+def config_key(num_experts: int, hidden: int, inter: int, dtype: torch.dtype, weight_dtype: torch.dtype | str) -> str:
+    """How kernels/configs/moe.json names a shape: experts, hidden, intermediate, activation and weight dtypes
+    (NF4 weights: "nf4")."""
+    return f"E={num_experts},D={hidden},I={inter},{tuning.dtype_name(dtype)},{tuning.dtype_name(weight_dtype)}"
 
 
-@functools.cache
-def _tuned() -> dict:
-    return json.loads(TUNED.read_text()) if TUNED.exists() else {}
+def weight_format(gate_up: torch.Tensor) -> torch.dtype | str:
+    """What config_key calls these expert weights: their dtype, or "nf4" for NF4 codes (uint8)."""
+    return "nf4" if gate_up.dtype == torch.uint8 else gate_up.dtype
 
 
 def tuned_config(device: torch.device, num_experts: int, hidden: int, inter: int, dtype: torch.dtype,
-                 weight_dtype: torch.dtype, num_pairs: int) -> dict:
+                 weight_dtype: torch.dtype | str, num_pairs: int) -> dict:
     """The stored launch configuration for this device and shape at the smallest tuned pair count that is
     at least `num_pairs` (the largest otherwise); {} when none is stored (DEFAULT_CONFIG then).
 
-    moe.json: {device name: {config_key: {pair count: config}}}, written by `bench/kernels.py --tune`."""
-    if device.type != "cuda":
-        return {}
-    key = config_key(num_experts, hidden, inter, dtype, weight_dtype)
-    return lookup(_tuned(), torch.cuda.get_device_name(device), key, num_pairs)
-
-
-def lookup(table: dict, device_name: str, key: str, num_pairs: int) -> dict:
-    by_pairs = table.get(device_name, {}).get(key, {})
-    if not by_pairs:
-        return {}
-    counts = sorted(int(count) for count in by_pairs)
-    chosen = next((count for count in counts if count >= num_pairs), counts[-1])
-    return by_pairs[str(chosen)]
+    kernels/configs/moe.json (kernels/tuning.py), sized by token-expert pairs, written by
+    `bench/kernels.py --tune`."""
+    return tuning.tuned("moe", device, config_key(num_experts, hidden, inter, dtype, weight_dtype), num_pairs)
 
 
 def align(experts: torch.Tensor, num_experts: int, block_m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -94,16 +93,45 @@ def align(experts: torch.Tensor, num_experts: int, block_m: int) -> tuple[torch.
 
 
 @triton.jit
+def _weight_tile(
+    w_base, s_base, code_ptr, rows_n, row_ok, k0, k_in,
+    stride_wn, stride_wk, stride_sn, stride_sk,
+    NF4: tl.constexpr, QBLOCK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """W[rows_n, k0 : k0 + BLOCK_K] transposed, [BLOCK_K, BLOCK_N]: as stored, or NF4 dequantized to float32."""
+    ks = k0 + tl.arange(0, BLOCK_K)
+    k_ok = ks < k_in
+    if NF4:
+        js = k0 // 2 + tl.arange(0, BLOCK_K // 2)  # byte j holds codes 2j (high nibble) and 2j + 1 (low)
+        packed = tl.load(w_base + rows_n[:, None] * stride_wn + js[None, :] * stride_wk,
+                         mask=row_ok[:, None] & (2 * js < k_in)[None, :], other=0).to(tl.int32)
+        codes = tl.interleave(packed >> 4, packed & 0xF)  # [BLOCK_N, BLOCK_K], in input order
+        # one absmax per block, broadcast over its weights in registers (indexing it per weight instead doubles
+        # the shared memory the software pipeliner stages: 135 KB against 71 KB for gate/up at BLOCK_K 64)
+        blocks = k0 // QBLOCK + tl.arange(0, BLOCK_K // QBLOCK)
+        absmax = tl.load(s_base + rows_n[:, None] * stride_sn + blocks[None, :] * stride_sk,
+                         mask=row_ok[:, None] & (blocks * QBLOCK < k_in)[None, :], other=0.0)
+        levels = tl.reshape(tl.load(code_ptr + codes), (BLOCK_N, BLOCK_K // QBLOCK, QBLOCK))
+        w = tl.trans(tl.reshape(levels * absmax[:, :, None], (BLOCK_N, BLOCK_K)))
+    else:
+        w = tl.load(w_base + rows_n[None, :] * stride_wn + ks[:, None] * stride_wk,
+                    mask=k_ok[:, None] & row_ok[None, :], other=0.0)
+    return w
+
+
+@triton.jit
 def _grouped_gemm(
-    a_ptr, w_ptr, scale_ptr, c_ptr, routing_ptr,
+    a_ptr, w_ptr, scale_ptr, code_ptr, c_ptr, routing_ptr,
     sorted_ids_ptr, tile_experts_ptr, num_padded_ptr,
     num_pairs,
     n_out: tl.constexpr, k_in: tl.constexpr,  # model dimensions: one compilation per projection shape
-    stride_am, stride_we, stride_wn, stride_wk, stride_se, stride_cm,
+    stride_am, stride_we, stride_wn, stride_wk, stride_se, stride_sn, stride_sk, stride_cm,
     top_k: tl.constexpr,
     A_BY_TOKEN: tl.constexpr,  # rows of A are tokens (pair // top_k) rather than pairs
     GATED: tl.constexpr,  # W holds [gate; up] (2 * n_out rows): store gelu_tanh(gate) * up
-    SCALED: tl.constexpr,  # per-row weight scales (FP8 weights)
+    SCALED: tl.constexpr,  # per-row weight scales on the accumulator (FP8 weights)
+    NF4: tl.constexpr,  # W is NF4 codes with a per-block absmax (scale_ptr) and the codebook (code_ptr)
+    QBLOCK: tl.constexpr,  # NF4: weights per absmax
     ROUTED: tl.constexpr,  # multiply by the pair's routing weight
     PRECISION: tl.constexpr,  # "ieee" for float32 inputs (no TF32 rounding), the default "tf32" otherwise
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -121,21 +149,22 @@ def _grouped_gemm(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     w_base = w_ptr + expert * stride_we
+    s_base = scale_ptr + expert * stride_se
     for k0 in range(0, k_in, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < k_in
         a = tl.load(a_ptr + rows[:, None] * stride_am + ks[None, :], mask=real[:, None] & k_ok[None, :], other=0.0)
-        w_mask = k_ok[:, None] & col_ok[None, :]
-        w = tl.load(w_base + cols[None, :] * stride_wn + ks[:, None] * stride_wk, mask=w_mask, other=0.0)
+        w = _weight_tile(w_base, s_base, code_ptr, cols, col_ok, k0, k_in, stride_wn, stride_wk, stride_sn,
+                         stride_sk, NF4, QBLOCK, BLOCK_N, BLOCK_K)
         acc = tl.dot(a, w.to(a.dtype), acc, input_precision=PRECISION)
         if GATED:
-            w_up = tl.load(w_base + (cols[None, :] + n_out) * stride_wn + ks[:, None] * stride_wk, mask=w_mask,
-                           other=0.0)
+            w_up = _weight_tile(w_base, s_base, code_ptr, cols + n_out, col_ok, k0, k_in, stride_wn, stride_wk,
+                                stride_sn, stride_sk, NF4, QBLOCK, BLOCK_N, BLOCK_K)
             acc_up = tl.dot(a, w_up.to(a.dtype), acc_up, input_precision=PRECISION)
     if SCALED:
-        acc = acc * tl.load(scale_ptr + expert * stride_se + cols, mask=col_ok, other=1.0)[None, :]
+        acc = acc * tl.load(s_base + cols * stride_sn, mask=col_ok, other=1.0)[None, :]
         if GATED:
-            acc_up = acc_up * tl.load(scale_ptr + expert * stride_se + n_out + cols, mask=col_ok, other=1.0)[None, :]
+            acc_up = acc_up * tl.load(s_base + (n_out + cols) * stride_sn, mask=col_ok, other=1.0)[None, :]
     if GATED:  # gelu_tanh(gate) * up, tanh(y) written 2 sigmoid(2y) - 1: tl.sigmoid exists on every backend
         inner = 0.7978845608028654 * (acc + 0.044715 * acc * acc * acc)
         acc = 0.5 * acc * (2.0 * tl.sigmoid(2.0 * inner)) * acc_up
@@ -153,42 +182,86 @@ def fused_moe(
     experts: torch.Tensor,
     gate_up_scale: torch.Tensor | None = None,
     down_scale: torch.Tensor | None = None,
+    codebook: torch.Tensor | None = None,
     config: dict | None = None,
 ) -> torch.Tensor:
-    """x [T, D]; gate_up [E, 2I, D] and down [E, D, I] (bf16/fp16/fp32, or e4m3 with scales [E, 2I] and
-    [E, D]); weights (fp32) and experts [T, K] from the router -> [T, D] in x's dtype."""
+    """x [T, D]; weights (fp32) and experts [T, K] from the router -> [T, D] in x's dtype. The expert weights:
+    gate_up [E, 2I, D] and down [E, D, I] in bf16/fp16/fp32; or e4m3 with per-row scales [E, 2I] and [E, D];
+    or NF4 codes (uint8) [E, 2I, D/2] and [E, D, I/2] with absmax [E, 2I, D/64] and [E, D, I/64] and the
+    16-entry float32 codebook (rows padded to whole blocks, as engine/quantize.py stores them)."""
     num_tokens, top_k = experts.shape
-    num_experts, double_inter, hidden = gate_up.shape
-    config = {**DEFAULT_CONFIG, **(config or tuned_config(x.device, num_experts, hidden, double_inter // 2, x.dtype,
-                                                          gate_up.dtype, num_tokens * top_k))}
-    block_m, block_n, block_k = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
-    launch = {"num_warps": config["num_warps"], "num_stages": config["num_stages"]}
+    hidden = x.shape[1]
+    num_experts, double_inter = gate_up.shape[:2]
     inter = double_inter // 2
+    nf4 = gate_up.dtype == torch.uint8
+    qblock = _check_weights(hidden, gate_up, down, gate_up_scale, down_scale, codebook)
+    config = {**DEFAULT_CONFIG, **(config or tuned_config(x.device, num_experts, hidden, inter, x.dtype,
+                                                          weight_format(gate_up), num_tokens * top_k))}
+    block_m, block_n, block_k = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
+    if nf4 and block_k % qblock:
+        raise ValueError(f"BLOCK_K must be a multiple of the NF4 block ({qblock} weights) with NF4 weights, "
+                         f"got {block_k}")
+    launch = {"num_warps": config["num_warps"], "num_stages": config["num_stages"]}
     num_pairs = num_tokens * top_k
     sorted_ids, tile_experts, num_padded = align(experts, num_experts, block_m)
     tiles = sorted_ids.numel() // block_m
     x = x.contiguous()
-    scaled = gate_up_scale is not None
-    precision = "ieee" if x.dtype == torch.float32 else "tf32"
+    scaled = gate_up_scale is not None and not nf4
+    flags = {"top_k": top_k, "SCALED": scaled, "NF4": nf4, "QBLOCK": qblock,
+             "PRECISION": "ieee" if x.dtype == torch.float32 else "tf32",
+             "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, **launch}
     hidden_pairs = torch.empty(num_pairs, inter, dtype=x.dtype, device=x.device)
     _grouped_gemm[(tiles, triton.cdiv(inter, block_n))](
-        x, gate_up, gate_up_scale if scaled else x, hidden_pairs, x,
+        x, gate_up, *_scales(gate_up_scale, codebook, x), hidden_pairs, x,
         sorted_ids, tile_experts, num_padded,
         num_pairs, inter, hidden,
-        x.stride(0), gate_up.stride(0), gate_up.stride(1), gate_up.stride(2),
-        gate_up_scale.stride(0) if scaled else 0, hidden_pairs.stride(0),
-        top_k=top_k, A_BY_TOKEN=True, GATED=True, SCALED=scaled, ROUTED=False, PRECISION=precision,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, **launch,
+        x.stride(0), *gate_up.stride(), *_scale_strides(gate_up_scale), hidden_pairs.stride(0),
+        A_BY_TOKEN=True, GATED=True, ROUTED=False, **flags,
     )
     out_pairs = torch.empty(num_pairs, hidden, dtype=torch.float32, device=x.device)
     routing = weights.reshape(-1).to(torch.float32).contiguous()
     _grouped_gemm[(tiles, triton.cdiv(hidden, block_n))](
-        hidden_pairs, down, down_scale if scaled else x, out_pairs, routing,
+        hidden_pairs, down, *_scales(down_scale, codebook, x), out_pairs, routing,
         sorted_ids, tile_experts, num_padded,
         num_pairs, hidden, inter,
-        hidden_pairs.stride(0), down.stride(0), down.stride(1), down.stride(2),
-        down_scale.stride(0) if scaled else 0, out_pairs.stride(0),
-        top_k=top_k, A_BY_TOKEN=False, GATED=False, SCALED=scaled, ROUTED=True, PRECISION=precision,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, **launch,
+        hidden_pairs.stride(0), *down.stride(), *_scale_strides(down_scale), out_pairs.stride(0),
+        A_BY_TOKEN=False, GATED=False, ROUTED=True, **flags,
     )
     return out_pairs.view(num_tokens, top_k, hidden).sum(dim=1).to(x.dtype)
+
+
+def _scales(scale: torch.Tensor | None, codebook: torch.Tensor | None, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """scale_ptr and code_ptr (x stands in for an absent one: never read)."""
+    return (x if scale is None else scale), (x if codebook is None else codebook)
+
+
+def _scale_strides(scale: torch.Tensor | None) -> tuple[int, int, int]:
+    """(expert, row, block) strides of FP8 scales [E, N] or NF4 absmax [E, N, blocks]."""
+    if scale is None:
+        return 0, 0, 0
+    return scale.stride(0), scale.stride(1), scale.stride(2) if scale.dim() == 3 else 0
+
+
+def _check_weights(hidden, gate_up, down, gate_up_scale, down_scale, codebook) -> int:
+    """Rejects expert weights the kernel cannot read; the weights per scale (NF4_BLOCK for NF4, 1 otherwise)."""
+    inter = gate_up.shape[1] // 2
+    if gate_up.dtype != torch.uint8:
+        if gate_up.shape[2] != hidden or tuple(down.shape[1:]) != (hidden, inter):
+            raise ValueError(f"expert weights gate_up {list(gate_up.shape)} and down {list(down.shape)} do not "
+                             f"match hidden {hidden}")
+        if (gate_up_scale is None) != (down_scale is None):
+            raise ValueError("FP8 experts need both scales")
+        return 1
+    if gate_up_scale is None or down_scale is None or codebook is None or tuple(codebook.shape) != (16,):
+        raise ValueError("NF4 expert weights (uint8) need both absmax tensors and the 16-entry codebook")
+    if codebook.dtype != torch.float32 or gate_up_scale.dtype != torch.float32 or down_scale.dtype != torch.float32:
+        raise ValueError("the NF4 codebook and absmax must be float32")
+    block, num_experts = NF4_BLOCK, gate_up.shape[0]
+    for name, codes, absmax, rows, width in (("gate_up", gate_up, gate_up_scale, 2 * inter, hidden),
+                                             ("down", down, down_scale, hidden, inter)):
+        blocks = -(-width // block)
+        if tuple(codes.shape) != (num_experts, rows, blocks * block // 2) or \
+                tuple(absmax.shape) != (num_experts, rows, blocks):
+            raise ValueError(f"NF4 {name}: codes {list(codes.shape)} and absmax {list(absmax.shape)} do not hold "
+                             f"{num_experts} x {rows} rows of {width} weights in blocks of {block}")
+    return block

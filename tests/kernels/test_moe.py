@@ -1,6 +1,6 @@
 """kernels/moe.py against the engine's reference experts (engine/layers.py, engine/quantize.py) on odd
 shapes, with fresh random inputs and intermediate buffers poisoned with NaN: a pair the kernel skips, or a
-padding row it writes, shows."""
+padding row it writes, shows. Full-precision, FP8 and NF4 weights."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from engine.layers import Experts, Router
-from engine.quantize import Fp8Experts
-from kernels.moe import align, config_key, fused_moe, lookup
+from engine.quantize import NF4_BLOCK, Fp8Experts, Nf4Experts
+from kernels.moe import NF4_BLOCK as KERNEL_NF4_BLOCK
+from kernels.moe import align, config_key, fused_moe
+from kernels.tuning import lookup
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # The interpreter's bfloat16 dot is broken (Triton 3.6): CPU runs cover float32 and float16.
@@ -101,6 +103,55 @@ def test_fp8_weights_match_the_dequantized_reference(shape, dtype, poisoned):
     assert (got - want).abs().max() <= TOLERANCE[dtype] * want.abs().max()
 
 
+def nf4_experts(full: Experts) -> Nf4Experts:
+    num_experts, double_inter, hidden = full.gate_up_proj.shape
+    nf4 = Nf4Experts(num_experts, hidden, double_inter // 2)
+    for name in ("gate_up_proj", "down_proj"):
+        nf4.load(name, getattr(full, name).detach())
+    return nf4.to(DEVICE)
+
+
+# Rows 40, 24, 48 and 88 wide end in a part-filled (zero-padded) 64-weight block; rows 200 and 136 wide span
+# several, and with BLOCK_K 128 a tile holds two blocks: the last tile of a 200-wide row one partly past its
+# end, that of a 136-wide row one partly and one wholly past it.
+NF4_SHAPES = [SHAPES[0], SHAPES[2], (9, 200, 136, 6, 2)]
+
+
+@pytest.mark.parametrize("block_k", [64, 128])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", NF4_SHAPES)
+def test_nf4_weights_match_the_dequantized_reference(shape, dtype, block_k, poisoned):
+    tokens, hidden, inter, num_experts, top_k = shape
+    seed = 11 * sum(shape) + block_k
+    x, weights, experts = routed(tokens, hidden, num_experts, top_k, dtype, seed=seed)
+    nf4 = nf4_experts(experts_module(num_experts, hidden, inter, torch.float32, seed=seed))
+    x, weights, experts = x.to(DEVICE), weights.to(DEVICE), experts.to(DEVICE)
+    want = nf4(x, weights, experts).float()  # the reference: every expert dequantized, then grouped GEMMs
+    gate_up, down, *scales = nf4.stored_weights()  # codes, absmax and the codebook
+    got = fused_moe(x, gate_up, down, weights, experts, *scales, config={"BLOCK_K": block_k}).float()
+    assert nf4.gate_up_proj.dtype == torch.uint8 and nf4.gate_up_proj.shape[-1] == -(-hidden // 64) * 32
+    assert KERNEL_NF4_BLOCK == NF4_BLOCK == 64
+    # The kernel dequantizes each weight as the reference does (float32 level x absmax, then the activation
+    # dtype), so only the order of the sums differs: TOLERANCE's bounds hold unchanged.
+    assert not torch.isnan(got).any()
+    assert (got - want).abs().max() <= TOLERANCE[dtype] * want.abs().max()
+
+
+def test_nf4_launches_refuse_what_the_kernel_cannot_read():
+    x, weights, experts = routed(3, 72, 4, 2, torch.float32, seed=5)
+    nf4 = nf4_experts(experts_module(4, 72, 40, torch.float32, seed=5)).to("cpu")
+    gate_up, down, gate_up_absmax, down_absmax, codebook = nf4.stored_weights()
+    with pytest.raises(ValueError, match="BLOCK_K must be a multiple of the NF4 block"):
+        fused_moe(x, gate_up, down, weights, experts, gate_up_absmax, down_absmax, codebook, config={"BLOCK_K": 32})
+    with pytest.raises(ValueError, match="need both absmax tensors and the 16-entry codebook"):
+        fused_moe(x, gate_up, down, weights, experts, gate_up_absmax, down_absmax)
+    with pytest.raises(ValueError, match=r"NF4 gate_up: codes \[4, 80, 63\] and absmax \[4, 80, 2\] do not hold 4 x 80"
+                                         r" rows of 72 weights in blocks of 64"):
+        fused_moe(x, gate_up[..., :-1], down, weights, experts, gate_up_absmax, down_absmax, codebook)
+    with pytest.raises(ValueError, match=r"NF4 down: .* 4 x 72 rows of 40 weights"):
+        fused_moe(x, gate_up, down[:, :-1], weights, experts, gate_up_absmax, down_absmax, codebook)
+
+
 def test_tuned_configs_are_found_by_device_shape_and_pair_count():
     key = config_key(128, 2816, 704, torch.bfloat16, torch.float8_e4m3fn)
     assert key == "E=128,D=2816,I=704,bfloat16,float8_e4m3fn"
@@ -109,3 +160,4 @@ def test_tuned_configs_are_found_by_device_shape_and_pair_count():
     assert lookup(table, "NVIDIA H100 80GB HBM3", key, 1000)["BLOCK_M"] == 64
     assert lookup(table, "NVIDIA H100 80GB HBM3", key, 9000)["BLOCK_M"] == 64  # beyond the tuned range
     assert lookup(table, "NVIDIA H200", key, 100) == {} and lookup(table, "NVIDIA H100 80GB HBM3", "other", 1) == {}
+    assert config_key(128, 2816, 704, torch.bfloat16, "nf4") == "E=128,D=2816,I=704,bfloat16,nf4"
