@@ -1,6 +1,7 @@
 """Switching the engine's hot paths to the Triton kernels of kernels/ (`--kernels on`).
 
-Today: the fused MoE (kernels/moe.py) for every layer's experts, bf16 or FP8 weights. The kernels need a
+Today: the fused MoE (kernels/moe.py) for every layer's experts, bf16, FP8 or NF4 weights, and the decoder's
+attention over the cache read in place (kernels/attention.py) in every layer. The kernels need a
 CUDA device; on a CPU they run only under Triton's interpreter (TRITON_INTERPRET=1, set before anything
 imports triton), which is how the CPU tests check that the engine gives the same results with them as
 without.
@@ -14,6 +15,7 @@ from torch import nn
 
 from engine.config import KERNEL_MODES, check_choice
 from engine.layers import Experts
+from engine.model import Attention
 
 
 def check_mode(mode: str | None) -> str:
@@ -21,14 +23,18 @@ def check_mode(mode: str | None) -> str:
 
 
 def enable(model: nn.Module, device: str, mode: str = "on") -> None:
-    """Routes the model's experts through the fused kernel (mode "on"), or back to the reference ("off")."""
+    """Routes the model's experts and decoder attention through the fused kernels (mode "on"), or back to the
+    reference ("off")."""
     if check_mode(mode) == "on" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("--kernels on needs a CUDA device (on a CPU, only under TRITON_INTERPRET=1, for tests)")
-    fused = None
+    fused, attention = None, None
     if mode == "on":
+        from kernels.attention import canvas_attention
         from kernels.moe import fused_moe
 
-        fused = fused_moe
+        fused, attention = fused_moe, canvas_attention
     for module in model.modules():
         if isinstance(module, Experts):
             module.fused = fused
+        elif isinstance(module, Attention):
+            module.fused = attention

@@ -20,11 +20,14 @@ class Attention(nn.Module):
     """q/k RMSNorm, RoPE, attention scale 1.0. Global layers have no v_proj: V is the raw k_proj output
     through a scale-free norm, K the same output through k_norm and RoPE."""
 
+    fused = None  # kernels.attention.canvas_attention once engine.kernels.enable() switched the kernels on
+
     def __init__(self, args: ModelArgs, layer: int):
         super().__init__()
         self.num_heads = args.num_heads
         self.num_kv_heads = args.layer_kv_heads(layer)
         self.head_dim = args.layer_head_dim(layer)
+        self.sliding_window = None if args.is_global(layer) else args.sliding_window
         dim, eps = args.hidden_size, args.rms_norm_eps
         self.q_proj = nn.Linear(dim, self.num_heads * self.head_dim, bias=False)
         self.k_proj = nn.Linear(dim, self.num_kv_heads * self.head_dim, bias=False)
@@ -50,6 +53,25 @@ class Attention(nn.Module):
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, scale=1.0, enable_gqa=True
         )  # [B, H, T, Dh]
         return self.o_proj(out.transpose(1, 2).flatten(2))
+
+    def decoder_attention(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache, layer: int,
+        rows: torch.Tensor | None, mask: AttentionMask, kv_len: int,
+    ) -> torch.Tensor:
+        """The decoder's attention sublayer on normed x [B, L, D]: the canvas over cache layer `layer`'s slots
+        [mask.start, kv_len) of `rows` (all when None) and over itself -> [B, L, D]. The cache is only read.
+
+        With the fused kernel the slots are read in place and masked from cache.lengths; the reference
+        concatenates the cached prefix and the canvas (a copy per layer and step) under mask.mask."""
+        q = self.query(x, cos, sin)
+        k, v = self.key_value(x, cos, sin)
+        if self.fused is not None:
+            out = self.fused(q, k, v, cache.keys[layer], cache.values[layer], cache.lengths, rows, mask.start, kv_len,
+                             self.sliding_window)  # [B, L, H, Dh]
+            return self.o_proj(out.flatten(2))
+        keys = torch.cat((_rows(cache.keys[layer], rows, mask.start, kv_len), k), dim=1)  # [B, S + L, Hkv, Dh]
+        values = torch.cat((_rows(cache.values[layer], rows, mask.start, kv_len), v), dim=1)
+        return self.attend(q, keys, values, mask.mask)
 
 
 class Block(nn.Module):
@@ -209,11 +231,7 @@ class DiffusionGemma(nn.Module):
         for i, layer in enumerate(self.layers):
             cos, sin = rope[layer.layer_type]
             x = layer.input_layernorm(h)
-            k, v = layer.self_attn.key_value(x, cos, sin)
-            mask = masks[layer.layer_type]
-            keys = torch.cat((_rows(cache.keys[i], rows, mask.start, kv_len), k), dim=1)  # [B, S + L, Hkv, Dh]
-            values = torch.cat((_rows(cache.values[i], rows, mask.start, kv_len), v), dim=1)
-            attn_out = layer.self_attn.attend(layer.self_attn.query(x, cos, sin), keys, values, mask.mask)
+            attn_out = layer.self_attn.decoder_attention(x, cos, sin, cache, i, rows, masks[layer.layer_type], kv_len)
             h = layer.finish(h, attn_out, layer.decoder_scalar)
         return self.logits(self.norm(h))
 

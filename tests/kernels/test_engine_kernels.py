@@ -1,5 +1,5 @@
 """The engine with the fused kernels equals the engine without them, on the tiny config (bf16 on a GPU, float32
-and float16 through the interpreter on a CPU), with full-precision and FP8 weights."""
+and float16 through the interpreter on a CPU), with full-precision, FP8 and NF4 weights."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from engine.quantize import quantize
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@pytest.mark.parametrize("fmt", ["none", "fp8"])
+@pytest.mark.parametrize("fmt", ["none", "fp8", "nf4"])
 def test_decoder_logits_and_tokens_match_with_kernels(fmt):
     loaded = load_model("tiny", DEVICE, torch.float32)
     model = quantize(loaded.model, fmt)
@@ -41,3 +41,4 @@ def test_kernels_refuse_a_cpu_without_the_interpreter(monkeypatch):
         enable(loaded.model, "cpu", "on")
     with pytest.raises(ValueError, match="kernels must be one of off, on"):
         enable(loaded.model, "cpu", "fast")
+
