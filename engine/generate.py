@@ -20,7 +20,7 @@ from engine.cache import AttentionMask, KVCache, decoder_masks
 from engine.config import GenerationArgs
 from engine.errors import ContextTooLongError, RequestError
 from engine.model import DiffusionGemma
-from engine.noise import Noise, make_noise
+from engine.noise import CounterNoise, Noise, make_noise
 from engine.sampler import (
     accept_mask,
     apply_temperature,
@@ -69,7 +69,8 @@ class BatchState:
 
     canvas: torch.Tensor  # [B, L] the noisy canvas fed to the decoder
     argmax: torch.Tensor  # [B, L]
-    self_cond_logits: torch.Tensor  # [B, L, V] previous processed logits, weight dtype
+    # [B, L, V] weight dtype: the previous step's processed logits, or with the fused sampling head their softmax
+    self_cond: torch.Tensor
     self_cond_mask: torch.Tensor  # [B] bool, False on a canvas' first step
     history: torch.Tensor  # [stability_threshold, B, L] argmax canvases of the last steps
     positions: torch.Tensor  # [B, L] RoPE positions of the canvas
@@ -97,15 +98,20 @@ def denoise_step(
     Rebinds the state's fields to new tensors: a CUDA graph around it copies them back into its static
     buffers. masks and kv_len stay fixed until the next commit. active: state.running on the host, which only
     the reference noise needs (it draws per row). Returns the rows that stopped this step, [B] bool."""
-    logits = model.decode(
-        state.canvas, state.positions, cache, state.self_cond_logits, state.self_cond_mask, kv_len=kv_len, masks=masks
-    )  # [B, L, V] fp32
     temp = temperature(state.cur_step, state.num_steps, generation.t_min, generation.t_max)  # [B]
-    processed = apply_temperature(logits, temp)
-    probs = torch.softmax(processed, dim=-1, dtype=torch.float32)
-    samples = noise.samples(probs, active, state.canvas_index, state.steps_done)
-    argmax = torch.argmax(processed, dim=-1)
-    entropy = token_entropy(processed)
+    # The fused head draws by Gumbel-max on the native noise; transformers' draws (reference noise) need the
+    # whole softmax, so they keep the reference path
+    if isinstance(noise, CounterNoise) and model.sampling_head is not None:
+        samples, argmax, entropy, self_cond = _fused_head(model, cache, state, noise, masks, kv_len, temp)
+    else:
+        logits = model.decode(
+            state.canvas, state.positions, cache, state.self_cond, state.self_cond_mask, kv_len=kv_len, masks=masks
+        )  # [B, L, V] fp32
+        processed = apply_temperature(logits, temp)
+        samples = noise.samples(processed, active, state.canvas_index, state.steps_done)
+        argmax = torch.argmax(processed, dim=-1)
+        entropy = token_entropy(processed)
+        self_cond = processed.to(model.dtype)
     accepted = accept_mask(entropy, generation.entropy_bound)
     canvas = next_canvas(state.canvas, samples, accepted, noise.renoise(active, state.canvas_index, state.steps_done))
     stop, history = stop_test(state.history, argmax, entropy, generation.confidence_threshold)
@@ -115,7 +121,9 @@ def denoise_step(
     state.argmax = torch.where(run[:, None], argmax, state.argmax)
     state.entropy = torch.where(run[:, None], entropy, state.entropy)
     state.accepted = torch.where(run[:, None], accepted, state.accepted)
-    state.self_cond_logits = torch.where(run[:, None, None], processed.to(model.dtype), state.self_cond_logits)
+    # Every row takes it, running or not: a row reads it only while it runs, and a canvas starts with
+    # self_cond_mask False. That spares a [B, L, V] select per step.
+    state.self_cond = self_cond
     state.history = torch.where(run[None, :, None], history, state.history)
     state.self_cond_mask = state.self_cond_mask | run
     state.steps_done = state.steps_done + run.long()
@@ -123,6 +131,23 @@ def denoise_step(
     stopped = run & (stop | (state.cur_step == 0))
     state.running = run & ~stopped
     return stopped
+
+
+def _fused_head(model: DiffusionGemma, cache, state: BatchState, noise: CounterNoise, masks, kv_len: int, temp):
+    """The decoder pass ending in kernels/head.py: the same draws as the reference path (Gumbel-max on the
+    native noise), with the next step's self-conditioning softmax in place of the logits."""
+    hidden = model.decode(
+        state.canvas, state.positions, cache, None, state.self_cond_mask, kv_len=kv_len, masks=masks,
+        self_cond_probs=state.self_cond, return_hidden=True,
+    )  # [B, L, D]
+    rows, length = state.canvas.shape
+    head = model.sampling_head(
+        hidden.flatten(0, 1), model.embed_tokens.weight, temp.repeat_interleave(length),
+        model.args.final_logit_softcap, noise.sample_keys(state.canvas_index, state.steps_done).flatten(),
+    )
+    shape = (rows, length)
+    return head.sample.view(shape), head.argmax.view(shape), head.entropy.view(shape), head.self_cond_probs.view(
+        rows, length, -1)
 
 
 @torch.no_grad()
@@ -287,7 +312,7 @@ def new_state(
     return BatchState(
         canvas=longs.clone(),
         argmax=longs.clone(),
-        self_cond_logits=torch.zeros(num_rows, L, vocab, dtype=dtype, device=device),
+        self_cond=torch.zeros(num_rows, L, vocab, dtype=dtype, device=device),
         self_cond_mask=torch.zeros(num_rows, dtype=torch.bool, device=device),
         history=torch.full((generation.stability_threshold, num_rows, L), -1, dtype=torch.long, device=device),
         positions=longs.clone(),

@@ -128,6 +128,9 @@ class DiffusionGemma(nn.Module):
         self.layers = nn.ModuleList(Block(args, i) for i in range(args.num_layers))
         self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
         self.self_conditioning = SelfConditioning(args)
+        # kernels/head.py's fused sampling head once engine/kernels.py enables it; the step then asks decode
+        # for hidden states rather than logits (engine/generate.py)
+        self.sampling_head = None
         self.embed_scale = nn.Buffer(torch.empty(()), persistent=False)
         self.local_inv_freq = nn.Buffer(torch.empty(args.head_dim // 2), persistent=False)
         self.global_inv_freq = nn.Buffer(torch.empty(args.global_head_dim // 2), persistent=False)
@@ -215,35 +218,49 @@ class DiffusionGemma(nn.Module):
         rows: torch.Tensor | None = None,
         kv_len: int | None = None,
         masks: dict[str, AttentionMask] | None = None,
+        self_cond_probs: torch.Tensor | None = None,
+        return_hidden: bool = False,
     ) -> torch.Tensor:
         """Denoises canvas [B, L] at positions [B, L] against cache rows `rows` (all when None).
 
         self_cond_logits [B, L, V]: the previous step's processed logits; rows where self_cond_mask [B] is
         False (first step of a canvas) get zero self-conditioning. Returns soft-capped logits [B, L, V] fp32.
         masks: decoder_masks(...) precomputed once per canvas (they only change when the cache grows).
+        self_cond_probs [B, L, V]: instead of the logits, their softmax in the model dtype, as the fused
+        sampling head (kernels/head.py) leaves it. return_hidden: the final-normed hidden states [B, L, D]
+        instead of the logits, for that head.
         """
         lengths = cache.lengths if rows is None else cache.lengths[rows]
         kv_len = kv_len if kv_len is not None else int(lengths.max())
         if masks is None:
             masks = decoder_masks(lengths, kv_len, canvas.shape[1], self.args.sliding_window, int(lengths.min()))
-        h = self.self_conditioning(self.embed(canvas), self.soft_embeddings(canvas, self_cond_logits, self_cond_mask))
+        soft = self.soft_embeddings(canvas, self_cond_logits, self_cond_mask, self_cond_probs)
+        h = self.self_conditioning(self.embed(canvas), soft)
         rope = self.rope(positions, h.dtype)
         for i, layer in enumerate(self.layers):
             cos, sin = rope[layer.layer_type]
             x = layer.input_layernorm(h)
             attn_out = layer.self_attn.decoder_attention(x, cos, sin, cache, i, rows, masks[layer.layer_type], kv_len)
             h = layer.finish(h, attn_out, layer.decoder_scalar)
-        return self.logits(self.norm(h))
+        return self.norm(h) if return_hidden else self.logits(self.norm(h))
 
     def soft_embeddings(
-        self, canvas: torch.Tensor, self_cond_logits: torch.Tensor | None, self_cond_mask: torch.Tensor | None
+        self,
+        canvas: torch.Tensor,
+        self_cond_logits: torch.Tensor | None,
+        self_cond_mask: torch.Tensor | None,
+        self_cond_probs: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """softmax(previous logits) @ embedding matrix x embed scale: [B, L, D]; zeros where there is none yet."""
+        """softmax(previous logits) @ embedding matrix x embed scale: [B, L, D]; zeros where there is none yet.
+        self_cond_probs: that softmax already taken (in the weight dtype), in place of the logits."""
         weight = self.embed_tokens.weight
-        if self_cond_logits is None:
+        if self_cond_logits is None and self_cond_probs is None:
             return torch.zeros(*canvas.shape, weight.shape[1], dtype=weight.dtype, device=weight.device)
-        # Naively a second lm_head-sized product per step; the fused vocabulary-tiled kernel replaces it.
-        probs = F.softmax(self_cond_logits, dim=-1, dtype=torch.float32).to(weight.dtype)
+        # A second lm_head-sized product per step. The fused sampling head spares only the softmax's fp32
+        # passes: this product is a plain GEMM, which cuBLAS runs near the tensor cores' peak.
+        probs = self_cond_probs
+        if probs is None:
+            probs = F.softmax(self_cond_logits, dim=-1, dtype=torch.float32).to(weight.dtype)
         soft = torch.matmul(probs, weight) * self.embed_scale.to(weight.dtype)
         if self_cond_mask is not None:
             zero = torch.zeros((), dtype=soft.dtype, device=soft.device)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.noise import CounterNoise
+import engine.noise as noise_module
+from engine.noise import CounterNoise, gumbel
 
 VOCAB, CANVAS = 7, 4096
 
@@ -24,7 +25,7 @@ def test_draws_depend_only_on_seed_canvas_step_and_position():
 def test_samples_follow_the_distribution_and_never_pick_impossible_tokens():
     probs = torch.tensor([0.5, 0.3, 0.0, 0.2, 0.0, 0.0, 0.0]).expand(1, CANVAS, VOCAB)
     noise = CounterNoise([42], VOCAB, CANVAS, torch.device("cpu"))
-    samples = noise.samples(probs, None, torch.tensor([0]), torch.tensor([0]))
+    samples = noise.samples(probs.log() + 3.0, None, torch.tensor([0]), torch.tensor([0]))  # any logits offset
     counts = torch.bincount(samples[0], minlength=VOCAB)
     assert counts[[2, 4, 5, 6]].sum() == 0
     # binomial std for p=0.5 over 4096 draws is 32: 4 std = 128
@@ -39,3 +40,17 @@ def test_uniform_tokens_cover_the_vocabulary_evenly():
     assert tokens.min() >= 0 and tokens.max() < VOCAB
     # each of 7 ids expects 585 of 4096 (std ~22.4): within 4 std
     assert (counts - CANVAS / VOCAB).abs().max() < 90
+
+
+def test_samples_are_the_gumbel_max_whatever_the_vocabulary_chunking(monkeypatch):
+    """The chunked draw equals argmax(logits + gumbel) over the whole vocabulary, the rule the fused head
+    (kernels/head.py) implements, including on chunk boundaries."""
+    vocab, length = 50, 64
+    logits = torch.randn(2, length, vocab, generator=torch.Generator().manual_seed(5))
+    noise = CounterNoise([3, 4], vocab, length, torch.device("cpu"))
+    canvas_index, step = torch.tensor([0, 1]), torch.tensor([2, 0])
+    keys = noise.sample_keys(canvas_index, step)
+    whole = torch.argmax(logits + gumbel(keys[..., None], torch.arange(vocab)), dim=-1)
+    monkeypatch.setattr(noise_module, "_SAMPLE_CHUNK", 7)
+    assert torch.equal(noise.samples(logits, None, canvas_index, step), whole)
+    assert len(set(whole.flatten().tolist())) > 10  # the draws vary: the keys reach the hash

@@ -42,3 +42,25 @@ def test_kernels_refuse_a_cpu_without_the_interpreter(monkeypatch):
     with pytest.raises(ValueError, match="kernels must be one of off, on"):
         enable(loaded.model, "cpu", "fast")
 
+
+def test_the_fused_head_draws_the_reference_paths_tokens_and_leaves_transformers_draws_alone(monkeypatch):
+    """With native noise every step goes through kernels/head.py (counted here) and gives the tokens of the
+    reference head; with reference noise (transformers' multinomial draws) the reference head stays."""
+    import kernels.head
+
+    loaded = load_model("tiny", DEVICE, torch.float32)
+    calls = []
+    real = kernels.head.sampling_head
+    monkeypatch.setattr(kernels.head, "sampling_head", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    generation = loaded.generation.replace(max_new_tokens=loaded.args.canvas_length, max_denoising_steps=5)
+    request = Request([2, 50, 51, 52], seed=8)
+    for rng in ("native", "reference"):
+        enable(loaded.model, DEVICE, "off")
+        expected = generate(loaded.model, [request], generation, rng=rng)[0]
+        enable(loaded.model, DEVICE, "on")
+        calls.clear()
+        result = generate(loaded.model, [request], generation, rng=rng)[0]
+        assert len(calls) == (sum(result.steps) if rng == "native" else 0) and result.steps
+        assert result.token_ids == expected.token_ids
+    enable(loaded.model, DEVICE, "off")
+    assert loaded.model.sampling_head is None

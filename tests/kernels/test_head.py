@@ -1,0 +1,120 @@
+"""kernels/head.py against its op-for-op reference on odd shapes, with fresh random inputs and its outputs
+poisoned with NaN beforehand: a position or a token the kernel skips shows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.noise import CounterNoise, gumbel
+from kernels.head import reference, sampling_head
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# The interpreter's bfloat16 dot is broken (Triton 3.6): CPU runs cover float32 and float16.
+DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
+
+# (positions, hidden, vocabulary, config): positions under, at and over the row tile; vocabularies that end
+# mid-tile, that give some splits no tile at all, and a single tile; hidden sizes off the D tile.
+SMALL = {"BLOCK_N": 16, "BLOCK_V": 32, "BLOCK_D": 16, "SPLITS": 4, "num_warps": 4, "num_stages": 1}
+SHAPES = [
+    (5, 24, 100, SMALL),
+    (16, 40, 96, SMALL),
+    (37, 48, 333, {**SMALL, "SPLITS": 3}),
+    (20, 16, 70, {**SMALL, "SPLITS": 8}),  # 3 tiles over 8 requested splits
+    (3, 32, 31, {**SMALL, "SPLITS": 1}),
+]
+# Entropy (nats) and self-conditioning probabilities. Float32: logits summed in another order and the
+# tanh written through a sigmoid differ from torch by ~1e-6 in absolute value, so 2e-5 nats is far above
+# rounding and far below what a dropped tile or an unscaled split would give (> 1e-2). Float16: the kernel
+# and torch round the lm_head output to float16 at the same point, but from fp32 sums taken in another order,
+# so a logit may land one float16 step (2^-11 relative, ~1e-2 at |logit| 30) apart: 2e-2 nats bounds that.
+# Probabilities (rtol, atol): a logit apart by d moves a probability by the relative d, and the kernel
+# stores them in the model dtype twice rounded (the reference once): float32 2e-5 relative; float16 the
+# one-step logit differences above (~1e-2) plus 2^-10.
+ENTROPY_ATOL = {torch.float32: 2e-5, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+PROBS_TOL = {torch.float32: (2e-5, 1e-7), torch.float16: (2e-2, 1e-4), torch.bfloat16: (5e-2, 1e-3)}
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """torch.empty hands out NaN: whatever the kernels leave unwritten poisons the result."""
+    empty = torch.empty
+
+    def nan_empty(*shape, **kwargs):
+        tensor = empty(*shape, **kwargs)
+        return tensor.fill_(float("nan")) if tensor.is_floating_point() else tensor.fill_(-1)
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+
+
+def inputs(positions: int, hidden: int, vocab: int, dtype, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    h = torch.randn(positions, hidden, generator=generator)
+    # Logits of a few units, some past the soft-cap's knee: peaked rows and flat ones
+    weight = torch.randn(vocab, hidden, generator=generator) * 3.0 * hidden**-0.5
+    temperature = 0.4 + 0.4 * torch.rand(positions, generator=generator)
+    noise = CounterNoise([seed, seed + 1], vocab, positions, torch.device("cpu"))
+    keys = noise.sample_keys(torch.tensor([0, 2]), torch.tensor([5, 1]))[seed % 2]
+    return [tensor.to(DEVICE) for tensor in (h.to(dtype), weight.to(dtype), temperature, keys)]
+
+
+def near_tie(scores: torch.Tensor, atol: float) -> torch.Tensor:
+    """[N] bool: the two best scores of a row are within atol, where rounding may pick either."""
+    top2 = scores.topk(2, dim=-1).values
+    return (top2[:, 0] - top2[:, 1]) <= atol
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("softcap", [30.0, None])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:3])) if isinstance(s, tuple) else "")
+def test_matches_the_reference_head(shape, softcap, dtype, poisoned):
+    positions, hidden, vocab, config = shape
+    h, weight, temperature, keys = inputs(positions, hidden, vocab, dtype, seed=positions + vocab)
+    ours = sampling_head(h, weight, temperature, softcap, keys, config=config)
+    theirs = reference(h, weight, temperature, softcap, keys)
+
+    torch.testing.assert_close(ours.entropy, theirs.entropy, rtol=0, atol=ENTROPY_ATOL[dtype])
+    assert ours.self_cond_probs.dtype == dtype and not ours.self_cond_probs.isnan().any()
+    rtol, atol = PROBS_TOL[dtype]
+    torch.testing.assert_close(ours.self_cond_probs.float(), theirs.self_cond_probs.float(), rtol=rtol, atol=atol)
+    # The picks are exact wherever the reference's best two candidates are not a rounding apart
+    logits = torch.nn.functional.linear(h, weight).float()
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
+    processed = logits / temperature[:, None]
+    # a float16 logit may be one float16 step (~1e-2 here) off, tempered by at most 1 / 0.4
+    tie_atol = 1e-4 if dtype == torch.float32 else 0.05
+    sure = ~near_tie(processed, tie_atol)
+    assert sure.any()  # the comparison below is not vacuous
+    assert torch.equal(ours.argmax[sure], theirs.argmax[sure])
+    scores = processed + gumbel(keys[:, None], torch.arange(vocab, device=DEVICE))
+    sure = ~near_tie(scores, tie_atol)
+    assert sure.any()
+    assert torch.equal(ours.sample[sure], theirs.sample[sure])
+
+
+def test_without_self_conditioning_no_probabilities_are_written():
+    h, weight, temperature, keys = inputs(9, 24, 100, torch.float32, seed=4)
+    ours = sampling_head(h, weight, temperature, 30.0, keys, self_cond=False, config=SMALL)
+    theirs = reference(h, weight, temperature, 30.0, keys, self_cond=False)
+    assert ours.self_cond_probs is None
+    torch.testing.assert_close(ours.entropy, theirs.entropy, rtol=0, atol=ENTROPY_ATOL[torch.float32])
+    assert torch.equal(ours.argmax, theirs.argmax) and torch.equal(ours.sample, theirs.sample)
+
+
+def test_draws_follow_the_softmax():
+    """Many positions with the same logits: the Gumbel-max draws land on each token as often as its
+    probability says (the hash, the uniform mapping and the log-log must all be right for that)."""
+    positions, vocab = 4096, 5
+    weight = torch.eye(vocab, 8, device=DEVICE)
+    logits = torch.tensor([1.0, 0.0, -1.0, 2.0, -30.0])
+    h = torch.zeros(positions, 8, device=DEVICE)
+    h[:, :vocab] = logits.to(DEVICE)
+    temperature = torch.ones(positions, device=DEVICE)
+    keys = CounterNoise([11], vocab, positions, torch.device("cpu")).sample_keys(torch.tensor([0]), torch.tensor([0]))[0]
+    out = sampling_head(h, weight, temperature, None, keys.to(DEVICE), self_cond=False, config=SMALL)
+    counts = torch.bincount(out.sample.cpu(), minlength=vocab).float()
+    expected = torch.softmax(logits, dim=0) * positions
+    # binomial std <= sqrt(4096 / 4) = 32: 4 std
+    assert (counts - expected).abs().max() < 128
+    assert counts[4] == 0  # p ~ 1e-14
