@@ -2,13 +2,16 @@
 
     python bench/engine.py                 # CPU: the tiny preset, native vs reference
     python bench/engine.py --device cuda   # GPU: the real 26B-A4B shapes, random bf16 weights
-    python bench/engine.py --quantize none,fp8 --kernels off,on   # every weight format and kernel mode
+    python bench/engine.py --quantize none,fp8,nf4 --kernels off,on   # every weight format and kernel mode
+    python bench/engine.py --breakdown     # also each part of the step alone (bench/engine_parts.py)
 
 Random weights never stop early, so every canvas takes exactly `steps` decoder passes and
 tokens/s = batch x 256 / (prefill + steps x step time). On CUDA each batch size is measured
 eager and with the step captured in a CUDA graph (engine/graphs.py); transformers' `generate`
-runs last, at batch 1 and 16 steps, after the native model is freed. Speed is reported, never
-asserted. Prints a table last and writes JSON to --json (default $OUT/engine.json when $OUT is set).
+runs last, at batch 1 and 16 steps, after the native model is freed. The step's achieved bandwidth
+(weight bytes / step time: every weight is read once per step) is given against the device's measured read
+ceiling. Speed is reported, never asserted. Prints a table last and writes JSON to --json (default
+$OUT/engine.json when $OUT is set).
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.engine_parts import PARTS, read_ceiling_gbps, step_parts  # noqa: E402
 from engine.cache import KVCache, decoder_masks  # noqa: E402
 from engine.checkpoint import load_model  # noqa: E402
 from engine.config import MODEL_PRESETS  # noqa: E402
 from engine.generate import denoise_step, new_state, prefill, start_canvases  # noqa: E402
-from engine.noise import make_noise  # noqa: E402
 from engine.kernels import enable as enable_kernels  # noqa: E402
+from engine.noise import make_noise  # noqa: E402
 from engine.quantize import weight_bytes  # noqa: E402
 
 STEP_COUNTS = (12, 16, 48)
@@ -52,8 +56,9 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - started
 
 
-def measure_native(loaded, batch: int, prompt_len: int, device: str, repeats: int) -> dict:
-    """Prefill and step times at one batch size, eager (and under a CUDA graph on CUDA)."""
+def measure_native(loaded, batch: int, prompt_len: int, device: str, repeats: int, breakdown: bool = False) -> dict:
+    """Prefill and step times at one batch size, eager (and under a CUDA graph on CUDA); with breakdown, the
+    step's parts timed alone too."""
     model, args, generation = loaded.model, loaded.args, loaded.generation
     L = args.canvas_length
     prompts = [[3 + (7 * i + row) % (args.vocab_size - 3) for i in range(prompt_len)] for row in range(batch)]
@@ -83,6 +88,8 @@ def measure_native(loaded, batch: int, prompt_len: int, device: str, repeats: in
             replay()
             result["graph_ms"] = 1e3 * statistics.median(timed(replay, device) for _ in range(2 * repeats))
             result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        if breakdown:
+            result["parts"] = step_parts(model, cache, state, noise, generation, masks, prompt_len, device, repeats)
     best_ms = result.get("graph_ms", result["eager_ms"])
     for steps in STEP_COUNTS:
         result[f"tok_s_{steps}"] = batch * L / (prefill_s + steps * best_ms / 1e3)
@@ -144,15 +151,21 @@ def table(report: dict) -> str:
     has_graph = any("graph_ms" in row for row in report["native"])
     head = ["weights", "kernels", "GiB", "batch", "prefill ms", "eager ms/step"] + (["graph ms/step"] if has_graph else [])
     head += [f"tok/s @{n}" for n in STEP_COUNTS] + (["peak GiB"] if has_graph else [])
+    ceiling = report.get("read_ceiling_gbps")
+    head += ["GB/s"] + (["% ceiling"] if ceiling else [])
     lines = [f"# {report['model']} on {report['device_name']}, {report['dtype']}, prompt {report['prompt_len']}, "
-             f"{report['date']}", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             f"{report['date']}" + (f", read ceiling {ceiling:.0f} GB/s" if ceiling else ""),
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["native"]:
         cells = [row["format"], row["kernels"], f"{row['weights_gib']:.2f}", row["batch"], f"{row['prefill_s'] * 1e3:.0f}",
                  f"{row['eager_ms']:.1f}"]
         cells += [f"{row['graph_ms']:.1f}"] if has_graph else []
         cells += [f"{row[f'tok_s_{n}']:.0f}" for n in STEP_COUNTS]
         cells += [f"{row['peak_gib']:.1f}"] if has_graph else []
+        gbps = row["weights_gib"] * 2**30 / row.get("graph_ms", row["eager_ms"]) / 1e6
+        cells += [f"{gbps:.0f}"] + ([f"{100 * gbps / ceiling:.0f}"] if ceiling else [])
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += parts_table(report["native"], ceiling)
     for row in report.get("scheduler", []):
         lines.append(f"scheduler end to end, {row['format']}, kernels {row['kernels']}, batch {row['batch']}, "
                      f"{row['steps']} steps: "
@@ -168,6 +181,27 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def parts_table(rows: list[dict], ceiling: float | None) -> list[str]:
+    """ms per part of the step (and its bandwidth, % of the ceiling) for the rows measured with --breakdown."""
+    rows = [row for row in rows if "parts" in row]
+    if not rows:
+        return []
+    head = ["weights", "kernels", "batch", *PARTS, "sum ms", "step ms"]
+    lines = ["", "ms per part of a step, each alone" + (" (GB/s, % of the read ceiling)" if ceiling else " (GB/s)"),
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["format"], row["kernels"], row["batch"]]
+        for name in PARTS:
+            part = row["parts"][name]
+            cell = f"{part['ms']:.2f}"
+            if part["gbps"]:
+                cell += f" ({part['gbps']:.0f}" + (f", {100 * part['gbps'] / ceiling:.0f}%)" if ceiling else ")")
+            cells.append(cell)
+        cells += [f"{sum(row['parts'][n]['ms'] for n in PARTS):.2f}", f"{row.get('graph_ms', row['eager_ms']):.2f}"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
@@ -175,9 +209,10 @@ def main() -> int:
     parser.add_argument("--prompt-len", type=int, default=None, help="default: 512 on cuda, 64 on cpu")
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quantize", default="none", help="weight formats to time, comma-separated (none,fp8)")
+    parser.add_argument("--quantize", default="none", help="weight formats to time, comma-separated (none,fp8,nf4)")
     parser.add_argument("--kernels", default="off", help="kernel modes to time, comma-separated (off,on; on: CUDA)")
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--breakdown", action="store_true", help="also time each part of the step alone")
     parser.add_argument("--json", type=Path, default=None)
     options = parser.parse_args()
     device = options.device
@@ -195,6 +230,7 @@ def main() -> int:
         "date": datetime.date.today().isoformat(),
         "torch": torch.__version__,
         "native": [],
+        "read_ceiling_gbps": read_ceiling_gbps(device),
     }
     batches = [int(b) for b in options.batches.split(",")]
     report["scheduler"] = []
@@ -208,7 +244,7 @@ def main() -> int:
             tags = {"format": fmt, "kernels": mode}
             for batch in batches:
                 row = {**tags, "weights_gib": weights_gib,
-                       **measure_native(loaded, batch, prompt_len, device, options.repeats)}
+                       **measure_native(loaded, batch, prompt_len, device, options.repeats, options.breakdown)}
                 report["native"].append(row)
                 print(json.dumps(row), flush=True)
             rows = [{**tags, **row} for row in measure_scheduler(loaded, batches, prompt_len, device)]

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # One call on a lent GPU (the `device` tool's machine), most valuable first, within one 10-minute command:
-#   1. the kernel tests in bf16 on the GPU (compiled, not interpreted)          ~1 min
-#   2. bench/kernels.py --tune: the fused MoE at the real shapes, correctness,  ~3 min
-#      GB/s, and the launch-configuration table ($OUT/moe.json ->
-#      kernels/configs/moe.json)
-#   3. bench/engine.py: ms per step and tokens/s, bf16 and fp8, kernels off/on  ~4 min
+#   1. the kernel tests in bf16 on the GPU (compiled, not interpreted)            ~1 min
+#   2. bench/head.py: the fused sampling head at the real shapes, correctness      <45 s
+#      and time against the reference step's ops (its --tune needs its own call)
+#   3. bench/kernels.py --only attention: the canvas attention at the real         <45 s
+#      shapes, correctness, CUDA-graph replay, time against cat + SDPA
+#      (its --tune sweep needs a call of its own: ~1-2 min of compiling)
+#   4. bench/kernels.py --only moe --tune: the fused MoE at the real shapes,       ~2.5 min
+#      bf16, fp8 and nf4, correctness, GB/s, and the launch-configuration table
+#      ($OUT/moe.json -> kernels/configs/moe.json)
+#   5. bench/engine.py, the baseline: bf16, kernels off, batch 1 and 4             ~1.5 min
+#   6. bench/engine.py, the fast path: fp8 and nf4 with the kernels, each part     ~3 min
+#      of the step timed alone (--breakdown)
 # Each step has its own time limit, so a slow one leaves the others their turn; everything lands under
 # $OUT (logs, JSON, tables). Run from the repository root:  bash bench/gpu_session.sh
 # transformers newer than the image's travels as a wheel in .whl/ (see README, "Engine").
@@ -29,13 +36,21 @@ step() {  # step NAME SECONDS COMMAND...
   echo "$name: exit $rc after $((SECONDS - started)) s" | tee -a "$OUT/steps.txt"
 }
 
-step kernel-tests 90 "$PY" -m pytest -q -p no:cacheprovider tests/kernels
-step kernels 200 "$PY" bench/kernels.py --tune
-step engine 260 "$PY" bench/engine.py --quantize none,fp8 --kernels off,on --batches 1,4 --no-reference
+step kernel-tests 80 "$PY" -m pytest -q -p no:cacheprovider tests/kernels
+step head 40 "$PY" bench/head.py
+step attention 40 "$PY" bench/kernels.py --only attention
+step kernels 150 "$PY" bench/kernels.py --only moe --tune
+step engine-baseline 90 "$PY" bench/engine.py --quantize none --kernels off --batches 1,4 --no-reference \
+  --json "$OUT/engine-baseline.json"
+step engine-fast 190 "$PY" bench/engine.py --quantize fp8,nf4 --kernels on --batches 1,4 --breakdown --no-reference \
+  --json "$OUT/engine-fast.json"
 
 echo
 cat "$OUT/gpu.csv"
 cat "$OUT/steps.txt"
 tail -n 3 "$OUT/kernel-tests.log"
-tail -n 8 "$OUT/kernels.log"
-tail -n 14 "$OUT/engine.log"
+tail -n 5 "$OUT/head.log"
+tail -n 11 "$OUT/attention.log"
+tail -n 10 "$OUT/kernels.log"
+tail -n 6 "$OUT/engine-baseline.log"
+tail -n 16 "$OUT/engine-fast.log"

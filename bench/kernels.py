@@ -1,15 +1,24 @@
-"""The fused MoE kernel at the real 26B-A4B shapes on a GPU: correctness against the reference experts,
-then time and achieved bandwidth, bf16 and FP8 weights, one layer, in one run.
+"""The Triton kernels at the real 26B-A4B shapes on a GPU, one layer each: correctness, then time.
 
-    python bench/kernels.py            # on a lent GPU (about a minute); prints a table last
-    python bench/kernels.py --tune     # also sweeps launch configurations; writes $OUT/moe.json in the
-                                       # format of kernels/configs/moe.json (merge it there and commit)
+The fused MoE against the reference experts (bf16, FP8 and NF4 weights, with the achieved bandwidth), and the canvas
+attention against the fp32 reference, replayed from a CUDA graph, timed against the engine's cat + SDPA path.
+
+    python bench/kernels.py            # on a lent GPU (about a minute); prints the tables last
+    python bench/kernels.py --tune     # also sweeps launch configurations; writes $OUT/moe.json and
+                                       # $OUT/attention.json in the format of kernels/configs/*.json
+                                       # (merge them there and commit)
+    python bench/kernels.py --only attention   # one kernel (moe or attention); JSON to kernels-NAME.json
     python -m pytest -q tests/kernels  # the CPU tests, here in bf16 on the GPU too
 
 Shapes: 128 experts, hidden 2816, expert intermediate 704, top-8; tokens = batch x 256 canvas positions.
 At batch 1 all 128 experts are touched, so a layer reads every expert weight once: the time is bounded below
-by expert bytes / memory bandwidth (bf16 2 x 3 x 2816 x 704 x 128 = 1.52 GB per layer; FP8 half). Writes
+by expert bytes / memory bandwidth (bf16 2 x 3 x 2816 x 704 x 128 = 1.52 GB per layer; FP8 half; NF4, with
+its absmax, 4.5 bits a weight: 0.43 GB). Writes
 JSON to $OUT/kernels.json when $OUT is set. Speed is reported, never asserted.
+
+Attention shapes: sliding layers 16 query heads over 8 kv heads of 256 in a 1024-slot window, global layers
+16 over 2 kv heads of 512 over the whole prefix; canvas 256, prefixes 512 and 2048 (rows of a batch of 4
+differ by 37 tokens), batch 1 and 4.
 """
 
 from __future__ import annotations
@@ -23,12 +32,15 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.cache import decoder_masks  # noqa: E402
 from engine.layers import Experts, Router  # noqa: E402
-from engine.quantize import Fp8Experts  # noqa: E402
-from kernels.moe import TUNED, config_key, fused_moe  # noqa: E402
+from engine.quantize import Fp8Experts, Nf4Experts  # noqa: E402
+from kernels import attention, tuning  # noqa: E402
+from kernels.moe import config_key, fused_moe, weight_format  # noqa: E402
 
 EXPERTS, HIDDEN, INTER, TOP_K, CANVAS = 128, 2816, 704, 8, 256
 
@@ -65,61 +77,206 @@ def tune(x, module, weights, ids, scales) -> tuple[dict, float]:
     return best, best_ms
 
 
+# Canvas attention per layer kind: query heads, kv heads, head dim, sliding window (None: the whole prefix).
+ATTENTION_LAYERS = {"sliding": (16, 8, 256, 1024), "global": (16, 2, 512, None)}
+PREFIXES = (512, 2048)
+# --tune for attention: 16 configurations per layer kind at batch 1 and the longer prefix, checked against the
+# reference too; those that do not compile (shared memory at head dim 512, say) drop out.
+ATTENTION_SWEEP = {"BLOCK_M": (32, 64), "BLOCK_N": (32, 64), "num_warps": (4, 8), "num_stages": (1, 2)}
+# max |fused - fp32 reference| / max |v| in bf16: the softmax weights and the output rounded once each (2^-8),
+# as tests/kernels/test_attention.py argues
+ATTENTION_TOLERANCE = 1.2e-2
+
+
+def attention_case(layer: str, prefix: int, batch: int, dtype: torch.dtype, device: str = "cuda") -> tuple:
+    """canvas_attention's arguments: random q, canvas k/v and cache, rows committed up to prefix, prefix - 37,
+    ..., start and kv_len as decode derives them."""
+    heads, kv_heads, head_dim, window = ATTENTION_LAYERS[layer]
+    scale = (4 / head_dim) ** 0.25  # scores with a standard deviation of 2, as in the tests
+
+    def randn(*shape, factor=1.0):
+        return (torch.randn(*shape, device=device) * factor).to(dtype)
+
+    lengths = torch.tensor([prefix - 37 * row for row in range(batch)], device=device)
+    max_len = prefix + CANVAS  # room for the canvas' commit, as the engine allocates
+    start = 0 if window is None else max(0, prefix - 37 * (batch - 1) - (window - 1))
+    return (randn(batch, CANVAS, heads, head_dim, factor=scale), randn(batch, CANVAS, kv_heads, head_dim, factor=scale),
+            randn(batch, CANVAS, kv_heads, head_dim), randn(batch, max_len, kv_heads, head_dim, factor=scale),
+            randn(batch, max_len, kv_heads, head_dim), lengths, None, start, prefix, window)
+
+
+def attention_error(args: tuple, got: torch.Tensor) -> float:
+    """max |got - fp32 reference| in units of max |v| (the output is a convex combination of value rows)."""
+    want = attention.canvas_attention_ref(*(t.float() for t in args[:5]), *args[5:])
+    return float((got.float() - want).abs().max() / max(args[2].float().abs().max(), args[4].float().abs().max()))
+
+
+def engine_reference(args: tuple):
+    """The engine's path per step: the masks built once per canvas, then cat + SDPA every step."""
+    q, k, v, cache_keys, cache_values, lengths, _, start, kv_len, window = args
+    masks = decoder_masks(lengths, kv_len, CANVAS, window or kv_len, int(lengths.min()))
+    mask = masks["sliding_attention" if window else "full_attention"]
+    assert mask.start == start
+
+    def step() -> torch.Tensor:
+        keys = torch.cat((cache_keys[:, start:kv_len], k), dim=1)
+        values = torch.cat((cache_values[:, start:kv_len], v), dim=1)
+        return F.scaled_dot_product_attention(q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
+                                              attn_mask=mask.mask, scale=1.0, enable_gqa=True)
+
+    return step
+
+
+def graph_replays(args: tuple) -> bool:
+    """Captured in a CUDA graph, the kernel reads the lengths on the device: a replay after they change in
+    place (as a commit changes them) equals an eager call."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = attention.canvas_attention(*args)
+    lengths = args[5]
+    lengths -= 5
+    graph.replay()
+    equal = torch.equal(captured, attention.canvas_attention(*args))
+    lengths += 5
+    return equal
+
+
+def tune_attention(args: tuple) -> tuple[dict | None, float]:
+    """The fastest configuration of ATTENTION_SWEEP for these arguments (ms), among those that compile and
+    stay within ATTENTION_TOLERANCE."""
+    best, best_ms = None, float("inf")
+    for values in itertools.product(*ATTENTION_SWEEP.values()):
+        config = dict(zip(ATTENTION_SWEEP, values, strict=True))
+        try:
+            if attention_error(args, attention.canvas_attention(*args, config=config)) > ATTENTION_TOLERANCE:
+                continue
+            ms = timed_ms(lambda c=config: attention.canvas_attention(*args, config=c), repeats=10)
+        except Exception:  # out of shared memory for this tile, say: not a candidate
+            continue
+        if ms < best_ms:
+            best, best_ms = config, ms
+    return best, best_ms
+
+
+def bench_attention(report: dict, is_tuning: bool, out: Path | None) -> None:
+    dtype = torch.bfloat16
+    tuned = json.loads(json.dumps(tuning.table("attention")))  # a copy: the sweep's results go in
+    for layer, prefix, batch in itertools.product(ATTENTION_LAYERS, PREFIXES, (1, 4)):
+        args = attention_case(layer, prefix, batch, dtype)
+        heads, kv_heads, head_dim, window = ATTENTION_LAYERS[layer]
+        row = {"layer": layer, "prefix": prefix, "batch": batch}
+        try:
+            row["max_error"] = attention_error(args, attention.canvas_attention(*args))
+            row["graph_ok"] = graph_replays(args)
+            row["reference_ms"] = timed_ms(engine_reference(args))
+            row["fused_ms"] = timed_ms(lambda a=args: attention.canvas_attention(*a))
+        except Exception as error:  # a launch configuration that does not fit this GPU: report, go on
+            row["error"] = f"{type(error).__name__}: {error}"[:300]
+        # keys a query sees, summed over the batch: a sliding layer's window holds window - 1 cached slots
+        visible = sum(min(prefix - 37 * r, (window or prefix + 1) - 1) + CANVAS for r in range(batch))
+        row["tflops"] = 4 * heads * CANVAS * head_dim * visible / row["fused_ms"] / 1e9 if "fused_ms" in row else None
+        if is_tuning and batch == 1 and prefix == max(PREFIXES):
+            config, tuned_ms = tune_attention(args)
+            if config is not None:
+                row["tuned_ms"] = tuned_ms
+                key = attention.config_key(heads, kv_heads, head_dim, dtype)
+                tuned.setdefault(report["device"], {}).setdefault(key, {})[str(batch)] = config
+        report["attention"].append(row)
+        print(json.dumps(row), flush=True)
+    if out is not None and is_tuning:
+        (out / "attention.json").write_text(json.dumps(tuned, indent=2, sort_keys=True) + "\n")
+
+
+def print_attention_table(report: dict, num_sms: int) -> None:
+    print(f"# canvas attention, one layer, canvas {CANVAS}, {report['device']} ({num_sms} SMs), {report['date']}")
+    print("| layer | prefix | batch | max error / max abs v | graph replay | reference ms | fused ms | TFLOP/s | "
+          "tuned ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in report["attention"]:
+        if "error" in row:
+            print(f"| {row['layer']} | {row['prefix']} | {row['batch']} | {row['error']} | | | | | |")
+            continue
+        tuned_ms = f"{row['tuned_ms']:.3f}" if "tuned_ms" in row else ""
+        print(f"| {row['layer']} | {row['prefix']} | {row['batch']} | {row['max_error']:.1e} | "
+              f"{'yes' if row['graph_ok'] else 'NO'} | {row['reference_ms']:.3f} | {row['fused_ms']:.3f} | "
+              f"{row['tflops']:.0f} | {tuned_ms} |")
+
+
 def main() -> int:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--tune", action="store_true", help="sweep launch configurations too")
+    options.add_argument("--only", choices=("moe", "attention"), help="one kernel (default: both)")
     options = options.parse_args()
     if not torch.cuda.is_available():
         print("bench/kernels.py needs a CUDA device", file=sys.stderr)
         return 2
     torch.manual_seed(0)
+    report = {"device": torch.cuda.get_device_name(), "date": datetime.date.today().isoformat(),
+              "torch": torch.__version__, "rows": [], "attention": []}
+    out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
+    if options.only != "moe":  # first: seconds, where the MoE sweep takes minutes
+        bench_attention(report, options.tune, out)
+    if options.only != "attention":
+        bench_moe(report, options.tune, out)
+    if out is not None:
+        name = f"kernels-{options.only}.json" if options.only else "kernels.json"
+        (out / name).write_text(json.dumps(report, indent=2))
+    peak = torch.cuda.get_device_properties(0)
+    if report["attention"]:
+        print_attention_table(report, peak.multi_processor_count)
+    if report["rows"]:
+        print_moe_table(report, peak.multi_processor_count)
+    return 0
+
+
+def bench_moe(report: dict, is_tuning: bool, out: Path | None) -> None:
     device, dtype = "cuda", torch.bfloat16
     experts = Experts(EXPERTS, HIDDEN, INTER).to(device, dtype)
     with torch.no_grad():
         experts.gate_up_proj.normal_(0, HIDDEN**-0.5)
         experts.down_proj.normal_(0, INTER**-0.5)
     fp8 = Fp8Experts(EXPERTS, HIDDEN, INTER, device=device)
+    nf4 = Nf4Experts(EXPERTS, HIDDEN, INTER, device=device)
     for name in ("gate_up_proj", "down_proj"):
         fp8.load(name, getattr(experts, name).detach())
+        nf4.load(name, getattr(experts, name).detach())
     router = Router(HIDDEN, EXPERTS, TOP_K, 1e-6).to(device, dtype)
     with torch.no_grad():
         router.proj.weight.normal_(0, 1.0)
-    peak = torch.cuda.get_device_properties(0)
-    report = {"device": torch.cuda.get_device_name(), "date": datetime.date.today().isoformat(),
-              "torch": torch.__version__, "rows": []}
-    tuned = json.loads(TUNED.read_text()) if TUNED.exists() else {}
+    tuned = json.loads(json.dumps(tuning.table("moe")))  # a copy: the sweep's results go in
     for batch in (1, 4):
         x = torch.randn(batch * CANVAS, HIDDEN, device=device, dtype=dtype)
         weights, ids = router(x)
-        for name, module, scales in (("bf16", experts, (None, None)),
-                                     ("fp8", fp8, (fp8.gate_up_scale, fp8.down_scale))):
+        for name, module in (("bf16", experts), ("fp8", fp8), ("nf4", nf4)):
+            stored = module.stored_weights()  # gate_up, down, then scales (and NF4's codebook) or Nones
+            scales = stored[2:]
             reference = module(x, weights, ids)
             fused = fused_moe(x, module.gate_up_proj, module.down_proj, weights, ids, *scales)
             error = float((fused.float() - reference.float()).abs().max() / reference.float().abs().max())
-            weight_bytes = sum(t.numel() * t.element_size() for t in (module.gate_up_proj, module.down_proj))
+            weight_bytes = sum(t.numel() * t.element_size() for t in stored if t is not None)
             ref_ms = timed_ms(lambda m=module: m(x, weights, ids))
             fused_ms = timed_ms(lambda m=module, s=scales: fused_moe(x, m.gate_up_proj, m.down_proj, weights, ids, *s))
             row = {"batch": batch, "weights": name, "max_rel_error": error, "reference_ms": ref_ms,
                    "fused_ms": fused_ms, "weight_gb": weight_bytes / 1e9,
                    "fused_gb_per_s": weight_bytes / fused_ms / 1e6}
-            if options.tune:
+            if is_tuning:
                 config, row["tuned_ms"] = tune(x, module, weights, ids, scales)
-                key = config_key(EXPERTS, HIDDEN, INTER, dtype, module.gate_up_proj.dtype)
+                key = config_key(EXPERTS, HIDDEN, INTER, dtype, weight_format(module.gate_up_proj))
                 tuned.setdefault(report["device"], {}).setdefault(key, {})[str(ids.numel())] = config
             report["rows"].append(row)
             print(json.dumps(row), flush=True)
-    if os.environ.get("OUT"):
-        (Path(os.environ["OUT"]) / "kernels.json").write_text(json.dumps(report, indent=2))
-        if options.tune:
-            (Path(os.environ["OUT"]) / "moe.json").write_text(json.dumps(tuned, indent=2, sort_keys=True) + "\n")
-    print(f"# fused MoE, one layer, {report['device']} ({peak.multi_processor_count} SMs), {report['date']}")
+    if out is not None and is_tuning:
+        (out / "moe.json").write_text(json.dumps(tuned, indent=2, sort_keys=True) + "\n")
+
+
+def print_moe_table(report: dict, num_sms: int) -> None:
+    print(f"# fused MoE, one layer, {report['device']} ({num_sms} SMs), {report['date']}")
     print("| batch | weights | max rel. error | reference ms | fused ms | GB/s (weights) | tuned ms |")
     print("|---|---|---|---|---|---|---|")
     for row in report["rows"]:
         tuned_ms = f"{row['tuned_ms']:.2f}" if "tuned_ms" in row else ""
         print(f"| {row['batch']} | {row['weights']} | {row['max_rel_error']:.1e} | {row['reference_ms']:.2f} | "
               f"{row['fused_ms']:.2f} | {row['fused_gb_per_s']:.0f} | {tuned_ms} |")
-    return 0
 
 
 if __name__ == "__main__":
