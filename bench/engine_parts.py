@@ -85,10 +85,10 @@ def step_parts(model, cache: KVCache, state: BatchState, noise, generation, mask
         return canvas, stop_test(state.history, state.argmax, entropy, generation.confidence_threshold)
 
     if fused:
-        keys = noise.sample_keys(state.canvas_index, state.steps_done).flatten()
+        uniforms = noise.uniforms(state.canvas_index, state.steps_done).flatten()
         temp_tokens = temp.repeat_interleave(length)
         parts["head"] = (lambda: model.sampling_head(tokens, model.embed_tokens.weight, temp_tokens,
-                                                     args.final_logit_softcap, keys),
+                                                     args.final_logit_softcap, uniforms),
                          vocab_bytes + 2 * canvas_vocab_bytes)  # the softmax written, then rescaled in place
         parts["sampler"] = (tail, None)
     else:

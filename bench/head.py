@@ -8,8 +8,8 @@ reference step's own ops, then time, TFLOP/s and bandwidth against them, batch 1
 Shapes: vocabulary 262,144, hidden 2816, bf16, soft-cap 30; positions = batch x 256. The lm_head product is
 2 x positions x 262,144 x 2816 FLOP (0.38 TFLOP per canvas) over a 1.48 GB matrix: about as long on the
 tensor cores as reading the matrix, so both figures are reported. The reference is what the engine's step
-does without the kernel: lm_head, fp32 soft-cap, temperature, the native Gumbel-max draw (in vocabulary
-chunks), argmax, entropy, and the next step's self-conditioning softmax in bf16. Both sides run as CUDA
+does without the kernel: lm_head, fp32 soft-cap, temperature, the native inverse-CDF draw (softmax, cumsum,
+search), argmax, entropy, and the next step's self-conditioning softmax in bf16. Both sides run as CUDA
 graphs. Writes JSON to $OUT/head.json (--tune: the tuned table) and $OUT/head-bench.json. Speed is reported,
 never asserted.
 """
@@ -46,9 +46,9 @@ def inputs(batch: int, device: str):
     weight = (torch.randn(VOCAB, HIDDEN, generator=generator, device=device) * 3.0 * HIDDEN**-0.5).bfloat16()
     temp = 0.4 + 0.4 * torch.rand(batch, generator=generator, device=device)
     noise = CounterNoise(list(range(batch)), VOCAB, CANVAS, torch.device(device))
-    keys = noise.sample_keys(torch.zeros(batch, dtype=torch.long, device=device),
+    uniforms = noise.uniforms(torch.zeros(batch, dtype=torch.long, device=device),
                              torch.full((batch,), 3, dtype=torch.long, device=device))
-    return h, weight, temp, noise, keys
+    return h, weight, temp, noise, uniforms
 
 
 def reference_step(h, weight, temp, noise, batch: int):
@@ -65,9 +65,9 @@ def reference_step(h, weight, temp, noise, batch: int):
 
 
 def check(batch: int, device: str) -> dict:
-    h, weight, temp, noise, keys = inputs(batch, device)
+    h, weight, temp, noise, uniforms = inputs(batch, device)
     temp_tokens = temp.repeat_interleave(CANVAS)
-    ours = sampling_head(h, weight, temp_tokens, SOFTCAP, keys.flatten())
+    ours = sampling_head(h, weight, temp_tokens, SOFTCAP, uniforms.flatten())
     argmax, sample, entropy, probs = (t.flatten(0, 1) for t in reference_step(h, weight, temp, noise, batch))
     return {
         "entropy_max_abs": float((ours.entropy - entropy).abs().max()),
@@ -78,9 +78,9 @@ def check(batch: int, device: str) -> dict:
 
 
 def time_both(batch: int, device: str, config: dict | None, repeats: int) -> dict:
-    h, weight, temp, noise, keys = inputs(batch, device)
-    temp_tokens, flat_keys = temp.repeat_interleave(CANVAS), keys.flatten()
-    fused_ms = replay_ms(lambda: sampling_head(h, weight, temp_tokens, SOFTCAP, flat_keys, config=config), device,
+    h, weight, temp, noise, uniforms = inputs(batch, device)
+    temp_tokens, flat_uniforms = temp.repeat_interleave(CANVAS), uniforms.flatten()
+    fused_ms = replay_ms(lambda: sampling_head(h, weight, temp_tokens, SOFTCAP, flat_uniforms, config=config), device,
                           repeats)
     reference_ms = replay_ms(lambda: reference_step(h, weight, temp, noise, batch), device, repeats)
     positions = batch * CANVAS

@@ -99,8 +99,8 @@ def denoise_step(
     buffers. masks and kv_len stay fixed until the next commit. active: state.running on the host, which only
     the reference noise needs (it draws per row). Returns the rows that stopped this step, [B] bool."""
     temp = temperature(state.cur_step, state.num_steps, generation.t_min, generation.t_max)  # [B]
-    # The fused head draws by Gumbel-max on the native noise; transformers' draws (reference noise) need the
-    # whole softmax, so they keep the reference path
+    # The fused head draws from the native noise's uniforms; transformers' draws (reference noise) go through
+    # torch.multinomial over the whole softmax, so they keep the reference path
     if isinstance(noise, CounterNoise) and model.sampling_head is not None:
         samples, argmax, entropy, self_cond = _fused_head(model, cache, state, noise, masks, kv_len, temp)
     else:
@@ -134,8 +134,8 @@ def denoise_step(
 
 
 def _fused_head(model: DiffusionGemma, cache, state: BatchState, noise: CounterNoise, masks, kv_len: int, temp):
-    """The decoder pass ending in kernels/head.py: the same draws as the reference path (Gumbel-max on the
-    native noise), with the next step's self-conditioning softmax in place of the logits."""
+    """The decoder pass ending in kernels/head.py: the reference path's draws from the same uniforms, with the
+    next step's self-conditioning softmax in place of the logits."""
     hidden = model.decode(
         state.canvas, state.positions, cache, None, state.self_cond_mask, kv_len=kv_len, masks=masks,
         self_cond_probs=state.self_cond, return_hidden=True,
@@ -143,11 +143,11 @@ def _fused_head(model: DiffusionGemma, cache, state: BatchState, noise: CounterN
     rows, length = state.canvas.shape
     head = model.sampling_head(
         hidden.flatten(0, 1), model.embed_tokens.weight, temp.repeat_interleave(length),
-        model.args.final_logit_softcap, noise.sample_keys(state.canvas_index, state.steps_done).flatten(),
+        model.args.final_logit_softcap, noise.uniforms(state.canvas_index, state.steps_done).flatten(),
     )
     shape = (rows, length)
-    return head.sample.view(shape), head.argmax.view(shape), head.entropy.view(shape), head.self_cond_probs.view(
-        rows, length, -1)
+    probs = head.self_cond_probs.view(rows, length, -1)
+    return head.sample.view(shape), head.argmax.view(shape), head.entropy.view(shape), probs
 
 
 @torch.no_grad()

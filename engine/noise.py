@@ -6,11 +6,9 @@ Two sources, both seeded per request so that a request's output does not depend 
   draws at batch size 1, in the same order and shapes (randint for the canvas; then per step a multinomial
   over [L, V] and a randint for renoising). With CPU float32 logits this reproduces transformers' token ids.
 - `CounterNoise` ("native"): stateless counter-based numbers, a hash of (seed, canvas, step, stream, position).
-  No generator state and no host round trip, so a whole step can be captured in a CUDA graph. A token is
-  drawn by the Gumbel-max rule, argmax over the vocabulary of (processed logit + Gumbel noise), with one
-  hashed uniform per (position, token): an exact draw from the softmax that needs no normalised
-  probabilities and no cumulative sum, so the fused sampling head (kernels/head.py) draws the very same
-  token while streaming over vocabulary tiles.
+  No generator state and no host round trip, so a whole step can be captured in a CUDA graph; a token is
+  drawn by inverse CDF from one uniform per position, which the fused sampling head (kernels/head.py) takes
+  too and draws the same token from.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import torch
 RNG_MODES = ("native", "reference")
 _MASK32 = 0xFFFFFFFF
 _STREAM_SAMPLE, _STREAM_RENOISE, _STREAM_CANVAS = 0, 1, 2
-_SAMPLE_CHUNK = 32768
 
 
 class ReferenceNoise:
@@ -73,23 +70,14 @@ class CounterNoise:
         return bits % self.vocab_size
 
     def samples(self, processed: torch.Tensor, active, canvas_index: torch.Tensor, step_index: torch.Tensor):
-        """One token per position from the processed (tempered) logits [B, L, V] fp32, by Gumbel-max."""
-        keys = self.sample_keys(canvas_index, step_index)  # [B, L]
-        best = torch.full(keys.shape, -torch.inf, device=processed.device)
-        tokens = torch.zeros(keys.shape, dtype=torch.long, device=processed.device)
-        # In vocabulary chunks: [B, L, chunk] int64 hashes rather than [B, L, V] ones (2 GB at batch 4)
-        for start in range(0, self.vocab_size, _SAMPLE_CHUNK):
-            vocab = torch.arange(start, min(start + _SAMPLE_CHUNK, self.vocab_size), device=processed.device)
-            scores = processed[..., start : start + vocab.numel()] + gumbel(keys[..., None], vocab)
-            chunk_best, chunk_token = scores.max(dim=-1)
-            better = chunk_best > best  # strictly: ties keep the lower token id, as the kernel does
-            best = torch.where(better, chunk_best, best)
-            tokens = torch.where(better, chunk_token + start, tokens)
-        return tokens
+        """One token per position from the processed (tempered) logits [B, L, V] fp32, by inverse CDF."""
+        probs = torch.softmax(processed, dim=-1, dtype=torch.float32)
+        return inverse_cdf(probs, self.uniforms(canvas_index, step_index))
 
-    def sample_keys(self, canvas_index: torch.Tensor, step_index: torch.Tensor) -> torch.Tensor:
-        """The per-(row, position) keys the token draws of this step hash with each token id: [B, L] int64."""
-        return self._bits(self.seeds, canvas_index, step_index, _STREAM_SAMPLE)
+    def uniforms(self, canvas_index: torch.Tensor, step_index: torch.Tensor) -> torch.Tensor:
+        """The uniform in [0, 1) each position's draw takes this step: [B, L] fp32."""
+        bits = self._bits(self.seeds, canvas_index, step_index, _STREAM_SAMPLE)
+        return (bits >> 8).to(torch.float32) * 2.0**-24
 
     def renoise(self, active, canvas_index: torch.Tensor, step_index: torch.Tensor) -> torch.Tensor:
         return self._bits(self.seeds, canvas_index, step_index, _STREAM_RENOISE) % self.vocab_size
@@ -118,14 +106,12 @@ def make_noise(mode: str, seeds: list[int], vocab_size: int, canvas_length: int,
     raise ValueError(f"rng must be one of {RNG_MODES}, got {mode!r}")
 
 
-def gumbel(keys: torch.Tensor, vocab: torch.Tensor) -> torch.Tensor:
-    """Gumbel noise -log(-log(u)) fp32 for each key (int64 < 2**32) and token id, broadcast together.
-
-    u = (24 hashed bits + 0.5) / 2**24 lies strictly inside (0, 1), so the noise is finite (|g| < 17.4); 24
-    bits because float32 holds them exactly. kernels/head.py computes the same numbers in the same order."""
-    bits = _mix32(keys ^ vocab)
-    uniform = ((bits >> 8).to(torch.float32) + 0.5) * 2.0**-24
-    return -torch.log(-torch.log(uniform))
+def inverse_cdf(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """The first index whose cumulative weight passes u x total, per row: weights [..., V] >= 0, uniforms [...].
+    right=True, so a zero weight is never drawn; past the end (rounding) the last index."""
+    cdf = weights.cumsum(dim=-1)
+    target = (uniforms * cdf[..., -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=weights.shape[-1] - 1)
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-import engine.noise as noise_module
-from engine.noise import CounterNoise, gumbel
+from engine.noise import CounterNoise
 
 VOCAB, CANVAS = 7, 4096
 
@@ -40,17 +39,3 @@ def test_uniform_tokens_cover_the_vocabulary_evenly():
     assert tokens.min() >= 0 and tokens.max() < VOCAB
     # each of 7 ids expects 585 of 4096 (std ~22.4): within 4 std
     assert (counts - CANVAS / VOCAB).abs().max() < 90
-
-
-def test_samples_are_the_gumbel_max_whatever_the_vocabulary_chunking(monkeypatch):
-    """The chunked draw equals argmax(logits + gumbel) over the whole vocabulary, the rule the fused head
-    (kernels/head.py) implements, including on chunk boundaries."""
-    vocab, length = 50, 64
-    logits = torch.randn(2, length, vocab, generator=torch.Generator().manual_seed(5))
-    noise = CounterNoise([3, 4], vocab, length, torch.device("cpu"))
-    canvas_index, step = torch.tensor([0, 1]), torch.tensor([2, 0])
-    keys = noise.sample_keys(canvas_index, step)
-    whole = torch.argmax(logits + gumbel(keys[..., None], torch.arange(vocab)), dim=-1)
-    monkeypatch.setattr(noise_module, "_SAMPLE_CHUNK", 7)
-    assert torch.equal(noise.samples(logits, None, canvas_index, step), whole)
-    assert len(set(whole.flatten().tolist())) > 10  # the draws vary: the keys reach the hash
