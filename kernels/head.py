@@ -46,8 +46,8 @@ from kernels import tuning
 # programs for a 256-token canvas, about two waves on 132 SMs.
 DEFAULT_CONFIG = {"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_D": 64, "SPLITS": 64, "num_warps": 8, "num_stages": 3}
 # Lower bound of the running max before any token is seen: finite, so that rescaling by exp(m - new_m) and
-# (m - new_m) * s give exact zeros instead of inf - inf.
-_NO_MAX = -1e30
+# (m - new_m) * s give exact zeros instead of inf - inf. A constexpr: compiled kernels read no other globals.
+_NO_MAX = tl.constexpr(-1e30)
 
 
 def config_key(vocab: int, hidden: int, dtype: torch.dtype) -> str:

@@ -1,0 +1,114 @@
+"""Compiles every kernel of kernels/ for Hopper (sm_90) at the real 26B-A4B shapes with its default launch
+configuration, without a GPU: Triton's compiler and the ptxas in its wheel need none. The interpreter
+checks what the kernels compute; only this catches what the interpreter lets through and the GPU compiler
+refuses (a global that is not a constexpr, a dot below 16, a tile past the shared memory) before device time
+is spent on it. Run as `python -m tests.kernels.hopper` with TRITON_INTERPRET unset (test_hopper_compile.py
+does): prints one JSON line per compiled variant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+
+POINTER = {torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.int64: "*i64", torch.int32: "*i32",
+           torch.uint8: "*u8", torch.float8_e4m3fn: "*fp8e4nv"}
+HIDDEN, VOCAB, CANVAS, EXPERTS, INTER, TOP_K = 2816, 262144, 256, 128, 704, 8
+
+
+def compile_for_hopper(kernel, args: dict, num_warps: int = 4, num_stages: int = 3):
+    """args: every parameter by name: a torch dtype for a pointer, an int or float for a scalar, anything for a
+    constexpr (its value)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    signature, constants = {}, {}
+    for index, name in enumerate(kernel.arg_names):
+        value = args[name]
+        if index in kernel.constexprs:
+            signature[name], constants[name] = "constexpr", value
+        elif isinstance(value, torch.dtype):
+            signature[name] = POINTER[value]
+        else:
+            signature[name] = "fp32" if isinstance(value, float) else "i32"
+    source = ASTSource(kernel, signature, constants)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": num_warps, "num_stages": num_stages})
+
+
+def head_variants():
+    from kernels.head import DEFAULT_CONFIG, _draw_kernel, _head_kernel, _normalize_kernel
+
+    config = DEFAULT_CONFIG
+    blocks = {"BLOCK_N": config["BLOCK_N"], "BLOCK_V": config["BLOCK_V"], "BLOCK_D": config["BLOCK_D"]}
+    bf16, f32, i64 = torch.bfloat16, torch.float32, torch.int64
+    tiles = VOCAB // config["BLOCK_V"]
+    yield "head", _head_kernel, {
+        "h_ptr": bf16, "w_ptr": bf16, "temp_ptr": f32, "part_ptr": f32, "argmax_ptr": i64, "probs_ptr": bf16,
+        "tile_max_ptr": f32, "tile_sum_ptr": f32, "num_rows": CANVAS, "vocab": VOCAB, "num_tiles": tiles,
+        "hidden": HIDDEN, "tiles_per_split": tiles // config["SPLITS"], "stride_h": HIDDEN, "stride_w": HIDDEN,
+        "stride_p": VOCAB, "softcap": 30.0, "HAS_CAP": True, "SELF_COND": True, "PRECISION": "tf32", **blocks,
+    }, config["num_warps"], config["num_stages"]
+    yield "head draw", _draw_kernel, {
+        "h_ptr": bf16, "w_ptr": bf16, "temp_ptr": f32, "tile_ptr": i64, "below_ptr": f32, "target_ptr": f32,
+        "top_ptr": f32, "sample_ptr": i64, "vocab": VOCAB, "stride_h": HIDDEN, "stride_w": HIDDEN, "softcap": 30.0,
+        "hidden": HIDDEN, "HAS_CAP": True, "BLOCK_V": config["BLOCK_V"], "BLOCK_D": config["BLOCK_D"],
+    }, 4, 3
+    yield "head normalize", _normalize_kernel, {
+        "probs_ptr": bf16, "tile_max_ptr": f32, "lse_ptr": f32, "vocab": VOCAB, "num_tiles": tiles,
+        "stride_p": VOCAB, "BLOCK_V": config["BLOCK_V"],
+    }, 4, 3
+
+
+def attention_variants():
+    from kernels.attention import DEFAULT_CONFIGS, _canvas_attention_kernel
+
+    for name, heads, kv_heads, head_dim, window in (("sliding", 16, 8, 256, 1024), ("global", 16, 2, 512, None)):
+        config = DEFAULT_CONFIGS[head_dim]
+        strides = {f"stride_{t}{d}": 1000 for t in ("q", "k", "v", "ck", "cv", "o") for d in "brtsh"}
+        args = {name_: torch.bfloat16 for name_ in ("q_ptr", "k_ptr", "v_ptr", "cache_k_ptr", "cache_v_ptr", "out_ptr")}
+        args.update({"lengths_ptr": torch.int64, "rows_ptr": torch.int64, "start": 0, "kv_len": 2048,
+                     "window": window or 0, "canvas_len": CANVAS, **strides, "GROUP": heads // kv_heads,
+                     "HAS_ROWS": True, "HAS_WINDOW": window is not None, "PRECISION": "tf32",
+                     "BLOCK_M": config["BLOCK_M"], "BLOCK_N": config["BLOCK_N"], "BLOCK_D": head_dim})
+        yield f"attention {name}", _canvas_attention_kernel, args, config["num_warps"], config["num_stages"]
+
+
+def moe_variants():
+    from kernels.moe import DEFAULT_CONFIG, NF4_BLOCK, _grouped_gemm
+
+    config = DEFAULT_CONFIG
+    for weights, weight_dtype in (("bf16", torch.bfloat16), ("fp8", torch.float8_e4m3fn), ("nf4", torch.uint8)):
+        for gated in (True, False):
+            args = {
+                "a_ptr": torch.bfloat16, "w_ptr": weight_dtype, "scale_ptr": torch.float32, "code_ptr": torch.float32,
+                "c_ptr": torch.bfloat16 if gated else torch.float32, "routing_ptr": torch.float32,
+                "sorted_ids_ptr": torch.int32, "tile_experts_ptr": torch.int32, "num_padded_ptr": torch.int32,
+                "num_pairs": CANVAS * TOP_K, "n_out": INTER if gated else HIDDEN, "k_in": HIDDEN if gated else INTER,
+                **{f"stride_{s}": 1000 for s in ("am", "we", "wn", "wk", "se", "sn", "sk", "cm")},
+                "top_k": TOP_K, "A_BY_TOKEN": gated, "GATED": gated, "SCALED": weights == "fp8",
+                "NF4": weights == "nf4", "QBLOCK": NF4_BLOCK if weights == "nf4" else 1, "ROUTED": not gated,
+                "PRECISION": "tf32", "BLOCK_M": config["BLOCK_M"], "BLOCK_N": config["BLOCK_N"],
+                "BLOCK_K": config["BLOCK_K"],
+            }
+            yield f"moe {weights} {'gate/up' if gated else 'down'}", _grouped_gemm, args, config["num_warps"], \
+                config["num_stages"]
+
+
+def main() -> int:
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        print("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled", file=sys.stderr)
+        return 2
+    for variants in (head_variants, attention_variants, moe_variants):
+        for name, kernel, args, num_warps, num_stages in variants():
+            compiled = compile_for_hopper(kernel, args, num_warps, num_stages)
+            print(json.dumps({"kernel": name, "shared": compiled.metadata.shared, "num_warps": num_warps}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
