@@ -39,11 +39,12 @@ from kernels import tuning
 # - BLOCK_M 32: a batch-1 canvas has 256 x H / Hkv query rows per kv head, 512 x 8 kv heads in sliding layers
 #   and 2048 x 2 in global ones: 32-row tiles make 128 programs either way, about one per SM; 64-row tiles
 #   would leave half of them idle.
-# - A pipeline stage holds a key and a value tile, 2 x BLOCK_N x Dh x 2 bytes = 64 KB at (64, 256) and at
-#   (32, 512): two stages and the query tile (16 or 32 KB) fit; a third would leave nothing spare at 512.
-# - The fp32 accumulator, BLOCK_M x Dh x 4 bytes (32 or 64 KB), is 64 registers a thread over 4 or 8 warps.
+# - A pipeline stage holds a key and a value tile, 2 x BLOCK_N x Dh x 2 bytes = 32 KB at (32, 256) and 64 KB
+#   at (32, 512): two stages and the query tile (16 or 32 KB) fit; a third would leave nothing spare at 512.
+# - The fp32 accumulator, BLOCK_M x Dh x 4 bytes (32 or 64 KB), is 32 or 64 registers a thread over 8 warps.
+#   At 4 warps, or 64-wide key tiles, ptxas spills (sm_90, tests/kernels/hopper.py).
 DEFAULT_CONFIGS = {
-    256: {"BLOCK_M": 32, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2},
+    256: {"BLOCK_M": 32, "BLOCK_N": 32, "num_warps": 8, "num_stages": 2},
     512: {"BLOCK_M": 32, "BLOCK_N": 32, "num_warps": 8, "num_stages": 2},
 }
 SMALL_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 32, "num_warps": 4, "num_stages": 2}  # head dims up to 128 (tests)

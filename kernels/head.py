@@ -41,10 +41,12 @@ import triton.language as tl
 from engine.noise import inverse_cdf
 from kernels import tuning
 
-# Hopper starting point until bench/kernels.py tunes it: 64 positions x 128 tokens per tile keeps the fp32
-# tile and its exp/entropy temporaries in registers with 8 warps; 64 vocabulary splits give 4 x 64 = 256
-# programs for a 256-token canvas, about two waves on 132 SMs.
-DEFAULT_CONFIG = {"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_D": 64, "SPLITS": 64, "num_warps": 8, "num_stages": 3}
+# Hopper starting point until bench/head.py --tune tunes it: 64 positions x 128 tokens per tile, its fp32
+# temporaries over 8 warps; 64 vocabulary splits give 4 x 64 = 256 programs for a 256-token canvas, about two
+# waves on 132 SMs. BLOCK_D 32, not 64: ptxas spills ~600 bytes a thread at 64 (sm_90, tests/kernels/hopper.py).
+DEFAULT_CONFIG = {"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_D": 32, "SPLITS": 64, "num_warps": 8, "num_stages": 3}
+# The draw's one-position programs: a BLOCK_V x 32 slice of the embedding at a time keeps it out of spills.
+DRAW_CONFIG = {"BLOCK_D": 32, "num_warps": 4}
 # Lower bound of the running max before any token is seen: finite, so that rescaling by exp(m - new_m) and
 # (m - new_m) * s give exact zeros instead of inf - inf. A constexpr: compiled kernels read no other globals.
 _NO_MAX = tl.constexpr(-1e30)
@@ -259,7 +261,8 @@ def sampling_head(
         hidden, weight, temperature, tile.squeeze(1).contiguous(), below.contiguous(), target.contiguous(),
         top.squeeze(1).contiguous(), sample,
         vocab, hidden.stride(0), weight.stride(0), softcap_value,
-        hidden=dim, HAS_CAP=softcap is not None, BLOCK_V=block_v, BLOCK_D=block_d,
+        hidden=dim, HAS_CAP=softcap is not None, BLOCK_V=block_v, BLOCK_D=DRAW_CONFIG["BLOCK_D"],
+        num_warps=DRAW_CONFIG["num_warps"],
     )
     if not self_cond:
         return HeadOutput(argmax, sample, entropy, None)

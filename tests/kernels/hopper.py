@@ -2,15 +2,20 @@
 configuration, without a GPU: Triton's compiler and the ptxas in its wheel need none. The interpreter
 checks what the kernels compute; only this catches what the interpreter lets through and the GPU compiler
 refuses (a global that is not a constexpr, a dot below 16, a tile past the shared memory) before device time
-is spent on it. Run as `python -m tests.kernels.hopper` with TRITON_INTERPRET unset (test_hopper_compile.py
-does): prints one JSON line per compiled variant.
+is spent on it, and what the default configurations cost in registers: ptxas -v on the same PTX reports the
+registers a thread uses and the bytes it spills to local memory, which a default should never do. Run as
+`python -m tests.kernels.hopper` with TRITON_INTERPRET unset (test_hopper_compile.py does): prints one JSON
+line per compiled variant.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
 
 import torch
 
@@ -40,8 +45,24 @@ def compile_for_hopper(kernel, args: dict, num_warps: int = 4, num_stages: int =
                           options={"num_warps": num_warps, "num_stages": num_stages})
 
 
+def registers_and_spills(compiled) -> tuple[int, int]:
+    """(registers a thread uses, bytes it spills) of a compiled kernel, from ptxas -v on its PTX."""
+    import triton
+
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    with tempfile.TemporaryDirectory() as directory:
+        ptx = os.path.join(directory, "kernel.ptx")
+        with open(ptx, "w") as file:
+            file.write(compiled.asm["ptx"])
+        report = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90a", ptx, "-o", os.path.join(directory, "out")],
+                                capture_output=True, text=True, check=True).stderr
+    registers = int(re.search(r"Used (\d+) registers", report).group(1))
+    spilled = int(re.search(r"(\d+) bytes spill stores", report).group(1))
+    return registers, spilled
+
+
 def head_variants():
-    from kernels.head import DEFAULT_CONFIG, _draw_kernel, _head_kernel, _normalize_kernel
+    from kernels.head import DEFAULT_CONFIG, DRAW_CONFIG, _draw_kernel, _head_kernel, _normalize_kernel
 
     config = DEFAULT_CONFIG
     blocks = {"BLOCK_N": config["BLOCK_N"], "BLOCK_V": config["BLOCK_V"], "BLOCK_D": config["BLOCK_D"]}
@@ -56,8 +77,8 @@ def head_variants():
     yield "head draw", _draw_kernel, {
         "h_ptr": bf16, "w_ptr": bf16, "temp_ptr": f32, "tile_ptr": i64, "below_ptr": f32, "target_ptr": f32,
         "top_ptr": f32, "sample_ptr": i64, "vocab": VOCAB, "stride_h": HIDDEN, "stride_w": HIDDEN, "softcap": 30.0,
-        "hidden": HIDDEN, "HAS_CAP": True, "BLOCK_V": config["BLOCK_V"], "BLOCK_D": config["BLOCK_D"],
-    }, 4, 3
+        "hidden": HIDDEN, "HAS_CAP": True, "BLOCK_V": config["BLOCK_V"], "BLOCK_D": DRAW_CONFIG["BLOCK_D"],
+    }, DRAW_CONFIG["num_warps"], 3
     yield "head normalize", _normalize_kernel, {
         "probs_ptr": bf16, "tile_max_ptr": f32, "lse_ptr": f32, "vocab": VOCAB, "num_tiles": tiles,
         "stride_p": VOCAB, "BLOCK_V": config["BLOCK_V"],
@@ -106,7 +127,9 @@ def main() -> int:
     for variants in (head_variants, attention_variants, moe_variants):
         for name, kernel, args, num_warps, num_stages in variants():
             compiled = compile_for_hopper(kernel, args, num_warps, num_stages)
-            print(json.dumps({"kernel": name, "shared": compiled.metadata.shared, "num_warps": num_warps}), flush=True)
+            registers, spilled = registers_and_spills(compiled)
+            print(json.dumps({"kernel": name, "shared": compiled.metadata.shared, "num_warps": num_warps,
+                              "registers": registers, "spill_bytes": spilled}), flush=True)
     return 0
 
 
