@@ -67,7 +67,9 @@ def published_fp8(config: dict, source: str) -> tuple[int, int] | None | bool:
             raise UnsupportedQuantization(f"{source}: config group {name!r} has no [rows, columns] block_structure")
         blocks.add(tuple(block) if block else None)
     if len(blocks) > 1:
-        raise UnsupportedQuantization(f"{source}: config groups with different block structures {sorted(map(str, blocks))}")
+        raise UnsupportedQuantization(
+            f"{source}: config groups with different block structures {sorted(map(str, blocks))}"
+        )
     return blocks.pop()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+import torch
 from torch import nn
 
 from engine.config import KERNEL_MODES, check_choice
@@ -28,6 +29,8 @@ def enable(model: nn.Module, device: str, mode: str = "on") -> None:
     back to the reference ("off")."""
     if check_mode(mode) == "on" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("--kernels on needs a CUDA device (on a CPU, only under TRITON_INTERPRET=1, for tests)")
+    if mode == "on" and device == "cuda":
+        check_capability(model, torch.cuda.get_device_capability())
     fused, attention, head = None, None, None
     if mode == "on":
         from kernels.attention import canvas_attention
@@ -41,3 +44,20 @@ def enable(model: nn.Module, device: str, mode: str = "on") -> None:
             module.fused = fused
         elif isinstance(module, Attention):
             module.fused = attention
+
+
+# Triton compiles e4m3 (the FP8 of engine/quantize.py) only for Ada and Hopper; tests/kernels checks the
+# kernels compile for sm_80, sm_89 and sm_90.
+FP8_CAPABILITY = (8, 9)
+
+
+def check_capability(model: nn.Module, capability: tuple[int, int]) -> None:
+    """Refuses, at load rather than at the first step, what this GPU cannot compile: FP8 experts before Ada."""
+    fp8 = any(isinstance(m, Experts) and m.stored_weights()[0].dtype == torch.float8_e4m3fn for m in model.modules())
+    if fp8 and tuple(capability) < FP8_CAPABILITY:
+        major, minor = capability
+        raise ValueError(
+            f"--kernels on with --quantize fp8 needs an Ada or Hopper GPU (compute capability 8.9 or newer); this "
+            f"one is {major}.{minor}: use --quantize nf4, or --kernels off (fp8 weights are then dequantized as "
+            "they run)"
+        )

@@ -42,7 +42,7 @@ from kernels import tuning
 # - A pipeline stage holds a key and a value tile, 2 x BLOCK_N x Dh x 2 bytes = 32 KB at (32, 256) and 64 KB
 #   at (32, 512): two stages and the query tile (16 or 32 KB) fit; a third would leave nothing spare at 512.
 # - The fp32 accumulator, BLOCK_M x Dh x 4 bytes (32 or 64 KB), is 32 or 64 registers a thread over 8 warps.
-#   At 4 warps, or 64-wide key tiles, ptxas spills (sm_90, tests/kernels/hopper.py).
+#   At 4 warps, or 64-wide key tiles, ptxas spills (sm_90, tests/kernels/offline_compile.py).
 DEFAULT_CONFIGS = {
     256: {"BLOCK_M": 32, "BLOCK_N": 32, "num_warps": 8, "num_stages": 2},
     512: {"BLOCK_M": 32, "BLOCK_N": 32, "num_warps": 8, "num_stages": 2},

@@ -43,7 +43,8 @@ from kernels import tuning
 
 # Hopper starting point until bench/head.py --tune tunes it: 64 positions x 128 tokens per tile, its fp32
 # temporaries over 8 warps; 64 vocabulary splits give 4 x 64 = 256 programs for a 256-token canvas, about two
-# waves on 132 SMs. BLOCK_D 32, not 64: ptxas spills ~600 bytes a thread at 64 (sm_90, tests/kernels/hopper.py).
+# waves on 132 SMs. BLOCK_D 32, not 64: at 64 ptxas spills ~600 bytes a thread (sm_90,
+# tests/kernels/offline_compile.py).
 DEFAULT_CONFIG = {"BLOCK_N": 64, "BLOCK_V": 128, "BLOCK_D": 32, "SPLITS": 64, "num_warps": 8, "num_stages": 3}
 # The draw's one-position programs: a BLOCK_V x 32 slice of the embedding at a time keeps it out of spills.
 DRAW_CONFIG = {"BLOCK_D": 32, "num_warps": 4}
@@ -77,7 +78,9 @@ def reference(
     sample = inverse_cdf(torch.softmax(processed, dim=-1, dtype=torch.float32), uniforms)
     normalized = processed - processed.logsumexp(dim=-1, keepdim=True)
     entropy = -(normalized * torch.softmax(normalized, dim=-1)).sum(-1)
-    probs = torch.softmax(processed.to(weight.dtype), dim=-1, dtype=torch.float32).to(weight.dtype) if self_cond else None
+    probs = None
+    if self_cond:
+        probs = torch.softmax(processed.to(weight.dtype), dim=-1, dtype=torch.float32).to(weight.dtype)
     return HeadOutput(torch.argmax(processed, dim=-1), sample, entropy, probs)
 
 

@@ -44,7 +44,7 @@ from kernels import tuning
 
 # Launch configuration when kernels/configs/moe.json has none for this device and shape: small row tiles,
 # as a canvas step gives each expert a few to a few hundred pairs; 8 warps, as at 4 the FP8 gate/up launch
-# spills (sm_90, tests/kernels/hopper.py).
+# spills (sm_90, tests/kernels/offline_compile.py).
 DEFAULT_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3}
 NF4_BLOCK = 64  # NF4 weights per absmax: engine/quantize.py's (bitsandbytes' blocksize=64)
 
@@ -117,6 +117,8 @@ def _weight_tile(
     else:
         w = tl.load(w_base + rows_n[None, :] * stride_wn + ks[:, None] * stride_wk,
                     mask=k_ok[:, None] & row_ok[None, :], other=0.0)
+        if w.dtype == tl.float8e4nv:  # e4m3 -> bf16 goes through an f16 -> bf16 cvt that only sm_90 has; via
+            w = w.to(tl.float32)  # float32 it compiles for Ada too (tests/kernels/offline_compile.py)
     return w
 
 

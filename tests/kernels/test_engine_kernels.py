@@ -64,3 +64,19 @@ def test_the_fused_head_draws_the_reference_paths_tokens_and_leaves_transformers
         assert result.token_ids == expected.token_ids
     enable(loaded.model, DEVICE, "off")
     assert loaded.model.sampling_head is None
+
+
+def test_fp8_kernels_are_refused_at_load_on_a_gpu_before_ada(monkeypatch):
+    loaded = load_model("tiny", "cpu", torch.float32)
+    quantize(loaded.model, "fp8")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (8, 0))
+    with pytest.raises(ValueError, match="needs an Ada or Hopper GPU .* this one is 8.0: use --quantize nf4"):
+        enable(loaded.model, "cuda", "on")
+    assert loaded.model.sampling_head is None  # refused before anything was switched
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (8, 9))
+    enable(loaded.model, "cuda", "on")  # Ada: fine
+    enable(loaded.model, "cuda", "off")
+    nf4 = quantize(load_model("tiny", "cpu", torch.float32).model, "nf4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (8, 0))
+    enable(nf4, "cuda", "on")  # NF4 compiles for Ampere
+    enable(nf4, "cuda", "off")
