@@ -10,6 +10,20 @@ pytest.importorskip("triton", reason="the kernel tests need triton (the test ext
 if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("no CUDA device, and TRITON_INTERPRET=1 was not set before triton loaded", allow_module_level=True)
 
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """torch.empty hands out NaN (floating point) or -1 (integers): whatever a kernel leaves unwritten poisons
+    its result."""
+    empty = torch.empty
+
+    def poisoned_empty(*shape, **kwargs):
+        tensor = empty(*shape, **kwargs)
+        return tensor.fill_(float("nan") if tensor.is_floating_point() else -1)
+
+    monkeypatch.setattr(torch, "empty", poisoned_empty)
+
+
 if os.environ.get("TRITON_INTERPRET") == "1":
     # Triton 3.6's interpreter holds a scalar as a 1-element array and turns it into a loop bound with
     # int(array), which numpy 2.4 refuses (triton-lang/triton#9171, fixed upstream by #9172 after 3.6).
