@@ -47,7 +47,7 @@ def _serve_parser(sub) -> None:
     for f in _config_fields():
         default = "" if f.default in (None, ()) else f.default
         p.add_argument(
-            "--" + f.name.replace("_", "-"),
+            *_flags(f),
             dest=f.name,
             default=None,
             choices=f.metadata.get("choices"),
@@ -61,8 +61,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     values = {}
     for f in _config_fields():
         raw = getattr(args, f.name)
-        if raw is None:
-            raw = os.environ.get(f"REDRAFT_{f.name.upper()}")
+        for name in (f.name, *f.metadata.get("aliases", ())):  # REDRAFT_<FLAG> for the flag, then its aliases
+            if raw is None:
+                raw = os.environ.get(f"REDRAFT_{name.upper()}")
         if raw is None:
             continue
         try:
@@ -83,7 +84,8 @@ def _token_parser(sub) -> None:
 def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:
     lines = ["| flag | environment | default | what it sets |", "|---|---|---|---|"]
     for flag, env, default, what in rows:
-        lines.append(f"| `{flag}` | `{env}` | {f'`{default}`' if default else ''} | {what} |")
+        flags = ", ".join(f"`{name}`" for name in flag.split(", "))  # a flag and its aliases
+        lines.append(f"| {flags} | `{env}` | {f'`{default}`' if default else ''} | {what} |")
     return lines
 
 
@@ -97,8 +99,13 @@ def serve_flags() -> list[tuple[str, str, str, str]]:
         shown = "" if default in (None, ()) else str(default)
         choices = f.metadata.get("choices")
         what = f.metadata["help"] + (f" ({' / '.join(choices)})" if choices else "")
-        rows.append((f"--{f.name.replace('_', '-')}", f"REDRAFT_{f.name.upper()}", shown, what))
+        rows.append((", ".join(_flags(f)), f"REDRAFT_{f.name.upper()}", shown, what))
     return rows
+
+
+def _flags(f: dataclasses.Field) -> list[str]:
+    """A field's flag, then its aliases."""
+    return ["--" + name.replace("_", "-") for name in (f.name, *f.metadata.get("aliases", ()))]
 
 
 def worker_flags() -> list[tuple[str, str, str, str]]:

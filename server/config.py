@@ -62,7 +62,7 @@ class ServerConfig:
     engine_max_batch: int = _opt(4, "canvases denoised together in one step (--engine local)")
     engine_quantize: str = _opt(  # engine.config.QUANTIZE_FORMATS: the server imports no engine module eagerly
         "none", "weight format for --engine local (fp8: half the weights' memory; nf4: under a third)",
-        choices=("none", "fp8", "nf4"),
+        choices=("none", "fp8", "nf4"), aliases=("quantize",),  # ARCHITECTURE.md's `serve --quantize`
     )
     engine_kernels: str = _opt(  # engine.config.KERNEL_MODES
         "off", "the fused Triton kernels for --engine local (CUDA)", choices=("off", "on")

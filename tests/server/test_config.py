@@ -25,6 +25,17 @@ def test_environment_and_flags(monkeypatch):
     assert config.allowed_origins == ("https://a.example", "https://b.example")
 
 
+def test_the_contracts_serve_quantize_flag_is_the_engine_quantize_setting(monkeypatch):
+    # ARCHITECTURE.md: `redraft serve ... [--model PRESET_OR_PATH] [--quantize none|fp8|nf4]`
+    assert parse(["--quantize", "nf4"], monkeypatch).engine_quantize == "nf4"
+    assert parse(["--engine-quantize", "fp8"], monkeypatch).engine_quantize == "fp8"
+    # every flag reads REDRAFT_<FLAG>: the alias's variable too, after the setting's own
+    assert parse([], monkeypatch, REDRAFT_QUANTIZE="nf4").engine_quantize == "nf4"
+    assert parse([], monkeypatch, REDRAFT_QUANTIZE="nf4", REDRAFT_ENGINE_QUANTIZE="fp8").engine_quantize == "fp8"
+    with pytest.raises(SystemExit):  # argparse's own error, naming the choices
+        parse(["--quantize", "int3"], monkeypatch)
+
+
 def test_bad_values_name_the_flag(monkeypatch):
     with pytest.raises(ValueError, match="--max-doc-bytes: cannot read 'lots'"):
         parse(["--max-doc-bytes", "lots"], monkeypatch)
