@@ -14,7 +14,8 @@ quant_method "compressed-tensors", format "float-quantized"):
 
 `Dequantizer.feed` takes the stored tensors in any order and hands back transformers-named full-precision
 tensors as each becomes whole: a weight once its scale has come (or the reverse), a fused expert projection
-once every expert of its layer has. Values are float32, so `--quantize fp8` re-quantizes them
+once every expert of its layer has (the pieces wait as stored, one byte a weight; an assembled 26B-A4B layer
+is 3 GB of float32, freed once loaded). Values are float32, so `--quantize fp8` re-quantizes them
 (engine/quantize.py) to the published codes and scales exactly: llm-compressor's per-channel scale is the
 row's max-abs / 448, which is engine/quantize.py's too.
 """
@@ -97,7 +98,9 @@ class Dequantizer:
         self.num_experts, self.block = num_experts, block
         self.codes: dict[str, torch.Tensor] = {}  # module name -> FP8 weight waiting for its scale
         self.scales: dict[str, torch.Tensor] = {}  # module name -> scale waiting for its weight
-        self.experts: dict[str, dict[str, dict[int, torch.Tensor]]] = {}  # experts module -> proj -> index
+        # experts module -> proj -> index -> (stored weight, its scale or None): expert pieces wait as stored,
+        # FP8 at one byte a weight, and become float32 only as their layer is assembled
+        self.experts: dict[str, dict[str, dict[int, tuple[torch.Tensor, torch.Tensor | None]]]] = {}
 
     @staticmethod
     def wants(name: str, stored_dtype: str) -> bool:
@@ -114,31 +117,48 @@ class Dequantizer:
             if module not in self.codes:
                 self.scales[module] = tensor
                 return []
-            return self._whole(module + ".weight", dequantize(self.codes.pop(module), tensor, self.block))
+            return self._whole(module + ".weight", self.codes.pop(module), tensor)
         if tensor.dtype == torch.float8_e4m3fn:
             module = name.removesuffix(".weight")
             if module not in self.scales:
                 self.codes[module] = tensor
                 return []
-            return self._whole(name, dequantize(tensor, self.scales.pop(module), self.block))
-        return self._whole(name, tensor.to(torch.float32))
+            return self._whole(name, tensor, self.scales.pop(module))
+        return self._whole(name, tensor, None)
 
-    def _whole(self, name: str, weight: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    def _value(self, weight: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+        return weight.to(torch.float32) if scale is None else dequantize(weight, scale, self.block)
+
+    def _whole(self, name: str, weight: torch.Tensor, scale: torch.Tensor | None) -> list[tuple[str, torch.Tensor]]:
         piece = EXPERT_PIECE.match(name)
         if piece is None:
-            return [(name, weight)]
+            return [(name, self._value(weight, scale))]
         experts, proj, index = piece["experts"], piece["proj"], int(piece["index"])
         if index >= self.num_experts:
             raise UnsupportedQuantization(f"{name}: expert {index} of {self.num_experts} (does config.json match?)")
         layer = self.experts.setdefault(experts, {"gate_proj": {}, "up_proj": {}, "down_proj": {}})
-        layer[proj][index] = weight
+        layer[proj][index] = (weight, scale)
         if any(len(pieces) < self.num_experts for pieces in layer.values()):
             return []
         del self.experts[experts]
-        order = range(self.num_experts)
-        gate_up = torch.stack([torch.cat((layer["gate_proj"][e], layer["up_proj"][e])) for e in order])
-        down = torch.stack([layer["down_proj"][e] for e in order])
-        return [(experts + ".gate_up_proj", gate_up), (experts + ".down_proj", down)]
+        return [(experts + ".gate_up_proj", self._fuse(layer["gate_proj"], layer["up_proj"])),
+                (experts + ".down_proj", self._fuse(layer["down_proj"]))]
+
+    def _fuse(self, *projections: dict[int, tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+        """[E, rows of every projection, in] float32, filled one expert at a time (no list of float32 copies)."""
+        first = [pieces[0][0] for pieces in projections]
+        rows = [weight.shape[0] for weight in first]
+        for pieces, weight in zip(projections, first, strict=True):
+            shapes = {tuple(stored.shape) for stored, _ in pieces.values()}
+            if shapes != {tuple(weight.shape)} or weight.shape[1] != first[0].shape[1]:
+                raise UnsupportedQuantization(f"experts of one layer differ in shape: {sorted(shapes)}")
+        fused = torch.empty(self.num_experts, sum(rows), first[0].shape[1], device=first[0].device)
+        for e in range(self.num_experts):
+            start = 0
+            for pieces, count in zip(projections, rows, strict=True):
+                fused[e, start : start + count] = self._value(*pieces[e])
+                start += count
+        return fused
 
     def unfinished(self) -> list[str]:
         """What is still waiting once every shard is read: weights without scales, scales without weights,

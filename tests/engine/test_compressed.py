@@ -160,3 +160,14 @@ def test_block_structure_comes_from_the_config():
     del group["weights"]["block_structure"]
     with pytest.raises(ValueError, match="no \\[rows, columns\\] block_structure"):
         published_fp8({"quantization_config": {**QUANTIZATION_CONFIG, "config_groups": {"g": group}}}, "c")
+
+
+def test_an_expert_of_another_shape_is_named_not_a_crash(tmp_path):
+    directory, published = publish(tmp_path / "odd")
+    name = "model.decoder.layers.2.experts.4.up_proj.weight"
+    shard = directory / "model-00002-of-00002.safetensors"
+    tensors = load_file(shard)
+    tensors[name] = tensors[name][:-1]  # one row short
+    save_file(tensors, str(shard), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="experts of one layer differ in shape"):
+        load_checkpoint(directory, "cpu", torch.float32)
