@@ -104,6 +104,18 @@ def attention_variants():
         yield f"attention {name}", _canvas_attention_kernel, args, config["num_warps"], config["num_stages"]
 
 
+def norm_variants():
+    from kernels.norms import ROWS_PER_PROGRAM, _rms_norm_kernel
+
+    for dim, with_weight in ((HIDDEN, True), (HIDDEN, False), (256, True), (512, False)):
+        block = 1 << (dim - 1).bit_length()
+        yield f"norm {dim}{'' if with_weight else ' unscaled'}", _rms_norm_kernel, {
+            "x_ptr": torch.bfloat16, "w_ptr": torch.bfloat16, "out_ptr": torch.bfloat16, "num_rows": CANVAS,
+            "stride_x": dim, "stride_out": dim, "eps": 1e-6, "dim": dim, "HAS_WEIGHT": with_weight,
+            "ROWS": ROWS_PER_PROGRAM, "BLOCK": block,
+        }, 8 if block >= 2048 else 4, 3
+
+
 def moe_variants():
     from kernels.moe import DEFAULT_CONFIG, NF4_BLOCK, _grouped_gemm
 
@@ -130,7 +142,7 @@ def main() -> int:
         print("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled", file=sys.stderr)
         return 2
     for capability in ARCHITECTURES:
-        for variants in (head_variants, attention_variants, moe_variants):
+        for variants in (head_variants, attention_variants, norm_variants, moe_variants):
             for name, kernel, args, num_warps, num_stages in variants():
                 row = {"arch": capability, "kernel": name}
                 try:

@@ -1,0 +1,45 @@
+"""kernels/norms.py against engine/layers.py's RMSNorm on the engine's row widths and odd ones, with and
+without a weight, with fresh inputs and the output poisoned beforehand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.layers import RMSNorm
+from kernels.norms import reference, rms_norm
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
+# Float32: a sum of squares in another order and a reciprocal square root where the reference raises to
+# -0.5: a few ulps of a unit-scale value. Half precision: both round the same float32 value once, so at most
+# one step of the output format apart where the float32 values straddle a rounding boundary.
+TOLERANCE = {torch.float32: 2e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+
+
+# (leading shape, width): the hidden size, head dims (as [B, T, H, Dh] views), tiny ones, odd ones, and row
+# counts under, at and over a program's rows
+@pytest.mark.parametrize("shape", [(3, 2816), (2, 5, 4, 256), (1, 7, 2, 512), (9, 64), (4, 3, 16), (13, 100), (1, 1)])
+@pytest.mark.parametrize("with_weight", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_the_reference_norm(shape, with_weight, dtype, poisoned):
+    generator = torch.Generator().manual_seed(sum(shape))
+    x = (3.0 * torch.randn(*shape, generator=generator) + 0.5).to(dtype).to(DEVICE)
+    weight = (1.0 + 0.1 * torch.randn(shape[-1], generator=generator)).to(dtype).to(DEVICE) if with_weight else None
+    ours = rms_norm(x, weight, 1e-6)
+    assert ours.shape == x.shape and ours.dtype == dtype and not ours.isnan().any()
+    torch.testing.assert_close(ours.float(), reference(x, weight, 1e-6).float(), rtol=TOLERANCE[dtype],
+                               atol=TOLERANCE[dtype])
+
+
+def test_the_engine_module_takes_the_kernel_when_switched_on():
+    norm = RMSNorm(48, 1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 1.5, 48))
+    x = torch.randn(5, 48).to(DEVICE)
+    norm = norm.to(DEVICE)
+    expected = norm(x)
+    norm.fused = rms_norm
+    torch.testing.assert_close(norm(x), expected, rtol=2e-6, atol=2e-6)
+    norm.fused = lambda *args: torch.zeros(())  # the module really calls what it is given
+    assert norm(x).shape == ()
