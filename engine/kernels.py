@@ -37,7 +37,7 @@ def enable(model: nn.Module, device: str, mode: str = "on") -> None:
         from kernels.attention import canvas_attention
         from kernels.head import sampling_head
         from kernels.moe import fused_moe
-        from kernels.norms import rms_norm
+        from kernels.norms import norm_rope, rms_norm
 
         fused, attention, head, norm = fused_moe, canvas_attention, sampling_head, rms_norm
     model.sampling_head = head
@@ -46,6 +46,7 @@ def enable(model: nn.Module, device: str, mode: str = "on") -> None:
             module.fused = fused
         elif isinstance(module, Attention):
             module.fused = attention
+            module.fused_norm_rope = norm_rope if mode == "on" else None
         elif isinstance(module, RMSNorm):
             module.fused = norm
 

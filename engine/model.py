@@ -21,6 +21,7 @@ class Attention(nn.Module):
     through a scale-free norm, K the same output through k_norm and RoPE."""
 
     fused = None  # kernels.attention.canvas_attention once engine.kernels.enable() switched the kernels on
+    fused_norm_rope = None  # kernels.norms.norm_rope, likewise
 
     def __init__(self, args: ModelArgs, layer: int):
         super().__init__()
@@ -39,13 +40,18 @@ class Attention(nn.Module):
 
     def query(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         q = self.q_proj(x).unflatten(-1, (self.num_heads, self.head_dim))  # [B, T, H, Dh]
-        return apply_rope(self.q_norm(q), cos, sin)
+        return self.normed_rope(q, self.q_norm, cos, sin)
 
     def key_value(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (self.num_kv_heads, self.head_dim)
         k = self.k_proj(x).unflatten(-1, shape)  # [B, T, Hkv, Dh]
         v = k if self.v_proj is None else self.v_proj(x).unflatten(-1, shape)
-        return apply_rope(self.k_norm(k), cos, sin), self.v_norm(v)
+        return self.normed_rope(k, self.k_norm, cos, sin), self.v_norm(v)
+
+    def normed_rope(self, x: torch.Tensor, norm: RMSNorm, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        if self.fused_norm_rope is not None:  # kernels/norms.py: both in one launch
+            return self.fused_norm_rope(x, norm.weight, norm.eps, cos, sin)
+        return apply_rope(norm(x), cos, sin)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """q [B, T, H, Dh], k/v [B, S, Hkv, Dh], mask [B, 1, T or 1, S] bool -> [B, T, D]."""

@@ -1,11 +1,12 @@
-"""RMSNorm in one launch.
+"""RMSNorm in one launch, and q/k's RMSNorm with RoPE in one launch.
 
 A denoising step of the 26B-A4B runs about 330 RMSNorms: eleven per layer (the block's seven, q, k and v
 per head, the router's), the self-conditioning pair and the final one. The reference (engine/layers.py
 `RMSNorm`) is eight elementwise ops, each its own kernel over a few megabytes at most: some 2,600 launches
 a step, each a few microseconds even replayed from a CUDA graph, against a step that should take about
 8 ms. Here each program normalises whole rows in registers: load, sum of squares in float32, scale, the
-weight, store in the input's dtype. One launch per norm.
+weight, store in the input's dtype. One launch per norm. The attention's q and k are normed per head and
+then rotated (engine/layers.py `apply_rope`: five more kernels, twice a layer); `norm_rope` does both.
 
 The arithmetic is the reference's in float32 (x * (mean(x^2) + eps)^-1/2 * w, cast back), summed in
 another order and with a reciprocal square root where the reference raises to -0.5: float32 results agree
@@ -22,6 +23,14 @@ import triton.language as tl
 # Rows per program: enough to amortise loading the weight over a 256-position canvas of 2816-wide rows, few
 # enough that a canvas of q/k heads (4,096 rows of 256) still gives every SM work.
 ROWS_PER_PROGRAM = 4
+
+
+def reference_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos: torch.Tensor,
+                   sin: torch.Tensor) -> torch.Tensor:
+    """engine/model.py's apply_rope(norm(x), cos, sin), op for op: x [B, T, H, D], cos and sin [B, T, D]."""
+    from engine.layers import apply_rope
+
+    return apply_rope(reference(x, weight, eps), cos, sin)
 
 
 def reference(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
@@ -66,3 +75,55 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.
         num_warps=8 if block >= 2048 else 4,
     )
     return out.view(x.shape)
+
+
+@triton.jit
+def _norm_rope_kernel(
+    x_ptr, w_ptr, cos_ptr, sin_ptr, out_ptr, num_rows, heads, eps,
+    dim: tl.constexpr, HAS_WEIGHT: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Rows of x [B * T * H, D] (contiguous), cos and sin [B * T, D]. The reference rotates the normed head in
+    the activation dtype (cat(-x2, x1)), multiplies and adds there: each step is rounded the same way here."""
+    cols = tl.arange(0, BLOCK)
+    col_ok = cols < dim
+    half = dim // 2
+    partner = tl.where(cols < half, cols + half, cols - half)  # rotate_half's source column
+    sign = tl.where(cols < half, -1.0, 1.0)
+    if HAS_WEIGHT:
+        w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        w_partner = tl.load(w_ptr + partner, mask=col_ok, other=0.0).to(tl.float32)
+    dtype = out_ptr.dtype.element_ty
+    for i in range(ROWS):
+        row = (tl.program_id(0) * ROWS + i).to(tl.int64)
+        if row < num_rows:
+            x = tl.load(x_ptr + row * dim + cols, mask=col_ok, other=0.0).to(tl.float32)
+            x_partner = tl.load(x_ptr + row * dim + partner, mask=col_ok, other=0.0).to(tl.float32)
+            scale = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps)
+            normed, normed_partner = x * scale, x_partner * scale
+            if HAS_WEIGHT:
+                normed, normed_partner = normed * w, normed_partner * w_partner
+            normed = normed.to(dtype).to(tl.float32)
+            rotated = sign * normed_partner.to(dtype).to(tl.float32)
+            position = row // heads
+            cos = tl.load(cos_ptr + position * dim + cols, mask=col_ok, other=0.0).to(tl.float32)
+            sin = tl.load(sin_ptr + position * dim + cols, mask=col_ok, other=0.0).to(tl.float32)
+            out = (normed * cos).to(dtype).to(tl.float32) + (rotated * sin).to(dtype).to(tl.float32)
+            tl.store(out_ptr + row * dim + cols, out.to(dtype), mask=col_ok)
+
+
+def norm_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos: torch.Tensor,
+              sin: torch.Tensor) -> torch.Tensor:
+    """`reference_rope` in one launch: x [B, T, H, D], cos and sin [B, T, D] in x's dtype."""
+    batch, length, heads, dim = x.shape
+    if cos.shape != (batch, length, dim) or sin.shape != cos.shape:
+        raise ValueError(f"norm_rope: cos {tuple(cos.shape)} and sin {tuple(sin.shape)} must be [{batch}, {length}, "
+                         f"{dim}] for x {tuple(x.shape)}")
+    x, cos, sin = x.contiguous(), cos.contiguous(), sin.contiguous()
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    num_rows = batch * length * heads
+    block = triton.next_power_of_2(dim)
+    _norm_rope_kernel[(triton.cdiv(num_rows, ROWS_PER_PROGRAM),)](
+        x, x if weight is None else weight, cos, sin, out, num_rows, heads, float(eps),
+        dim=dim, HAS_WEIGHT=weight is not None, ROWS=ROWS_PER_PROGRAM, BLOCK=block,
+    )
+    return out

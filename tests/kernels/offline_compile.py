@@ -105,7 +105,7 @@ def attention_variants():
 
 
 def norm_variants():
-    from kernels.norms import ROWS_PER_PROGRAM, _rms_norm_kernel
+    from kernels.norms import ROWS_PER_PROGRAM, _norm_rope_kernel, _rms_norm_kernel
 
     for dim, with_weight in ((HIDDEN, True), (HIDDEN, False), (256, True), (512, False)):
         block = 1 << (dim - 1).bit_length()
@@ -114,6 +114,12 @@ def norm_variants():
             "stride_x": dim, "stride_out": dim, "eps": 1e-6, "dim": dim, "HAS_WEIGHT": with_weight,
             "ROWS": ROWS_PER_PROGRAM, "BLOCK": block,
         }, 8 if block >= 2048 else 4, 3
+    for dim, heads in ((256, 16), (512, 2)):  # q of a sliding layer, k of a global one
+        yield f"norm+rope {dim}", _norm_rope_kernel, {
+            "x_ptr": torch.bfloat16, "w_ptr": torch.bfloat16, "cos_ptr": torch.bfloat16, "sin_ptr": torch.bfloat16,
+            "out_ptr": torch.bfloat16, "num_rows": CANVAS * heads, "heads": heads, "eps": 1e-6, "dim": dim,
+            "HAS_WEIGHT": True, "ROWS": ROWS_PER_PROGRAM, "BLOCK": dim,
+        }, 4, 3
 
 
 def moe_variants():

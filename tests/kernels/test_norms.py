@@ -1,13 +1,13 @@
-"""kernels/norms.py against engine/layers.py's RMSNorm on the engine's row widths and odd ones, with and
-without a weight, with fresh inputs and the output poisoned beforehand."""
+"""kernels/norms.py against engine/layers.py's RMSNorm (and RMSNorm then RoPE) on the engine's row widths and
+odd ones, with and without a weight, with fresh inputs and the output poisoned beforehand."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from engine.layers import RMSNorm
-from kernels.norms import reference, rms_norm
+from engine.layers import RMSNorm, rope_cos_sin, rope_inv_freq
+from kernels.norms import norm_rope, reference, reference_rope, rms_norm
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -43,3 +43,22 @@ def test_the_engine_module_takes_the_kernel_when_switched_on():
     torch.testing.assert_close(norm(x), expected, rtol=2e-6, atol=2e-6)
     norm.fused = lambda *args: torch.zeros(())  # the module really calls what it is given
     assert norm(x).shape == ()
+
+
+# (batch, length, heads, head dim, rotated share): the sliding layers' full rotation, the global layers'
+# "proportional" quarter (zero frequencies past it: cos 1, sin 0), odd lengths and head counts
+@pytest.mark.parametrize("shape", [(1, 5, 4, 16, 1.0), (2, 3, 2, 32, 0.25), (1, 7, 3, 256, 1.0), (2, 2, 1, 512, 0.25)])
+@pytest.mark.parametrize("with_weight", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_norm_rope_matches_the_reference(shape, with_weight, dtype, poisoned):
+    batch, length, heads, dim, share = shape
+    generator = torch.Generator().manual_seed(dim + heads)
+    x = (2.0 * torch.randn(batch, length, heads, dim, generator=generator)).to(dtype).to(DEVICE)
+    weight = (1.0 + 0.1 * torch.randn(dim, generator=generator)).to(dtype).to(DEVICE) if with_weight else None
+    inv_freq = rope_inv_freq(dim, 1e4, "proportional" if share < 1 else "default", share)
+    positions = torch.arange(length).expand(batch, length) + 100 * torch.arange(batch)[:, None]
+    cos, sin = (t.to(DEVICE) for t in rope_cos_sin(positions, inv_freq, dtype))
+    ours = norm_rope(x, weight, 1e-6, cos, sin)
+    assert not ours.isnan().any()
+    torch.testing.assert_close(ours.float(), reference_rope(x, weight, 1e-6, cos, sin).float(), rtol=TOLERANCE[dtype],
+                               atol=TOLERANCE[dtype])
