@@ -2,8 +2,8 @@
 
 Today: the fused MoE (kernels/moe.py) for every layer's experts, bf16, FP8 or NF4 weights, the decoder's
 attention over the cache read in place (kernels/attention.py) in every layer, the fused sampling head
-(kernels/head.py) for every denoising step drawn from the native noise, and every RMSNorm in one launch
-(kernels/norms.py). The kernels need a
+(kernels/head.py) for every denoising step drawn from the native noise, every RMSNorm in one launch,
+q/k's norm with RoPE, and each layer's closing norms and sums (kernels/norms.py). The kernels need a
 CUDA device; on a CPU they run only under Triton's interpreter (TRITON_INTERPRET=1, set before anything
 imports triton), which is how the CPU tests check that the engine gives the same results with them as
 without.
@@ -18,7 +18,7 @@ from torch import nn
 
 from engine.config import KERNEL_MODES, check_choice
 from engine.layers import Experts, RMSNorm
-from engine.model import Attention
+from engine.model import Attention, Block
 
 
 def check_mode(mode: str | None) -> str:
@@ -32,23 +32,33 @@ def enable(model: nn.Module, device: str, mode: str = "on") -> None:
         raise ValueError("--kernels on needs a CUDA device (on a CPU, only under TRITON_INTERPRET=1, for tests)")
     if mode == "on" and device == "cuda":
         check_capability(model, torch.cuda.get_device_capability())
-    fused, attention, head, norm = None, None, None, None
-    if mode == "on":
-        from kernels.attention import canvas_attention
-        from kernels.head import sampling_head
-        from kernels.moe import fused_moe
-        from kernels.norms import norm_rope, rms_norm
-
-        fused, attention, head, norm = fused_moe, canvas_attention, sampling_head, rms_norm
-    model.sampling_head = head
+    kernels = _kernels() if mode == "on" else {}
+    model.sampling_head = kernels.get("head")
     for module in model.modules():
-        if isinstance(module, Experts):
-            module.fused = fused
-        elif isinstance(module, Attention):
-            module.fused = attention
-            module.fused_norm_rope = norm_rope if mode == "on" else None
-        elif isinstance(module, RMSNorm):
-            module.fused = norm
+        for kind, attribute, name in HOOKS:
+            if isinstance(module, kind):
+                setattr(module, attribute, kernels.get(name))
+
+
+# Which module attribute takes which kernel (None: the module's reference path)
+HOOKS = (
+    (Experts, "fused", "moe"),
+    (Attention, "fused", "attention"),
+    (Attention, "fused_norm_rope", "norm_rope"),
+    (RMSNorm, "fused", "norm"),
+    (Block, "fused_ffn_out", "ffn_out"),
+)
+
+
+def _kernels() -> dict:
+    """The kernels by name; imported only when switched on (they need triton)."""
+    from kernels.attention import canvas_attention
+    from kernels.head import sampling_head
+    from kernels.moe import fused_moe
+    from kernels.norms import ffn_out, norm_rope, rms_norm
+
+    return {"moe": fused_moe, "attention": canvas_attention, "head": sampling_head, "norm": rms_norm,
+            "norm_rope": norm_rope, "ffn_out": ffn_out}
 
 
 # Triton compiles e4m3 (the FP8 of engine/quantize.py) only for Ada and Hopper; tests/kernels checks the

@@ -83,6 +83,8 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Attention, then a dense gated MLP and an MoE branch in parallel, each post-normed; x layer scalar."""
 
+    fused_ffn_out = None  # kernels.norms.ffn_out once engine.kernels.enable() switched the kernels on
+
     def __init__(self, args: ModelArgs, layer: int):
         super().__init__()
         dim, eps = args.hidden_size, args.rms_norm_eps
@@ -102,16 +104,22 @@ class Block(nn.Module):
         self.encoder_scalar = nn.Buffer(torch.ones(1))
         self.decoder_scalar = nn.Buffer(torch.ones(1))
 
-    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        dense = self.post_feedforward_layernorm_1(self.mlp(self.pre_feedforward_layernorm(x)))
+    def branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The dense MLP's and the experts' outputs on the residual x, before their post-norms."""
+        dense = self.mlp(self.pre_feedforward_layernorm(x))
         tokens = x.reshape(-1, x.shape[-1])  # [B*T, D]; the router sees the residual, the experts its norm
         weights, experts = self.router(tokens)
         moe = self.experts(self.pre_feedforward_layernorm_2(tokens), weights, experts).reshape(x.shape)
-        return x + self.post_feedforward_layernorm(dense + self.post_feedforward_layernorm_2(moe))
+        return dense, moe
 
     def finish(self, x: torch.Tensor, attn_out: torch.Tensor, scalar: torch.Tensor) -> torch.Tensor:
         x = x + self.post_attention_layernorm(attn_out)
-        return self.feed_forward(x) * scalar
+        dense, moe = self.branches(x)
+        norms = (self.post_feedforward_layernorm_1, self.post_feedforward_layernorm_2, self.post_feedforward_layernorm)
+        if self.fused_ffn_out is not None:  # kernels/norms.py: the three post-norms, the sums and the scalar at once
+            return self.fused_ffn_out(x, dense, moe, *(norm.weight for norm in norms), norms[0].eps, scalar)
+        dense_norm, moe_norm, sum_norm = norms
+        return (x + sum_norm(dense_norm(dense) + moe_norm(moe))) * scalar
 
 
 class SelfConditioning(GatedMLP):

@@ -1,4 +1,4 @@
-"""RMSNorm in one launch, and q/k's RMSNorm with RoPE in one launch.
+"""RMSNorm in one launch; q/k's RMSNorm with RoPE in one launch; a layer's output from its two branches in one.
 
 A denoising step of the 26B-A4B runs about 330 RMSNorms: eleven per layer (the block's seven, q, k and v
 per head, the router's), the self-conditioning pair and the final one. The reference (engine/layers.py
@@ -6,7 +6,9 @@ per head, the router's), the self-conditioning pair and the final one. The refer
 a step, each a few microseconds even replayed from a CUDA graph, against a step that should take about
 8 ms. Here each program normalises whole rows in registers: load, sum of squares in float32, scale, the
 weight, store in the input's dtype. One launch per norm. The attention's q and k are normed per head and
-then rotated (engine/layers.py `apply_rope`: five more kernels, twice a layer); `norm_rope` does both.
+then rotated (engine/layers.py `apply_rope`: five more kernels, twice a layer); `norm_rope` does both. A
+layer ends (x + norm(norm_1(dense) + norm_2(moe))) * layer scalar: `ffn_out` takes the two branches' raw
+outputs and does the three norms, two sums and the product in one pass over the rows.
 
 The arithmetic is the reference's in float32 (x * (mean(x^2) + eps)^-1/2 * w, cast back), summed in
 another order and with a reciprocal square root where the reference raises to -0.5: float32 results agree
@@ -31,6 +33,11 @@ def reference_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos
     from engine.layers import apply_rope
 
     return apply_rope(reference(x, weight, eps), cos, sin)
+
+
+def reference_ffn_out(x, dense, moe, w_dense, w_moe, w_sum, eps: float, scalar) -> torch.Tensor:
+    """engine/model.py's Block.finish after its branches, op for op."""
+    return (x + reference(reference(dense, w_dense, eps) + reference(moe, w_moe, eps), w_sum, eps)) * scalar
 
 
 def reference(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
@@ -125,5 +132,53 @@ def norm_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos: tor
     _norm_rope_kernel[(triton.cdiv(num_rows, ROWS_PER_PROGRAM),)](
         x, x if weight is None else weight, cos, sin, out, num_rows, heads, float(eps),
         dim=dim, HAS_WEIGHT=weight is not None, ROWS=ROWS_PER_PROGRAM, BLOCK=block,
+    )
+    return out
+
+
+@triton.jit
+def _row_norm(x, w, eps, dim: tl.constexpr, dtype: tl.constexpr):
+    """One row's RMSNorm in float32, rounded to the activation dtype (and back, for the next op)."""
+    normed = x * (1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps)) * w
+    return normed.to(dtype).to(tl.float32)
+
+
+@triton.jit
+def _ffn_out_kernel(
+    x_ptr, dense_ptr, moe_ptr, w_dense_ptr, w_moe_ptr, w_sum_ptr, scalar_ptr, out_ptr, num_rows, eps,
+    dim: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Rows [N, D] (contiguous): every reference op rounds to the activation dtype, and so does each here."""
+    cols = tl.arange(0, BLOCK)
+    col_ok = cols < dim
+    dtype = out_ptr.dtype.element_ty
+    w_dense = tl.load(w_dense_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    w_moe = tl.load(w_moe_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    w_sum = tl.load(w_sum_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    scalar = tl.load(scalar_ptr).to(tl.float32)
+    for i in range(ROWS):
+        row = (tl.program_id(0) * ROWS + i).to(tl.int64)
+        if row < num_rows:
+            offsets = row * dim + cols
+            dense = tl.load(dense_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
+            moe = tl.load(moe_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
+            both = (_row_norm(dense, w_dense, eps, dim, dtype) + _row_norm(moe, w_moe, eps, dim, dtype))
+            both = both.to(dtype).to(tl.float32)
+            x = tl.load(x_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
+            residual = (x + _row_norm(both, w_sum, eps, dim, dtype)).to(dtype).to(tl.float32)
+            tl.store(out_ptr + offsets, (residual * scalar).to(dtype), mask=col_ok)
+
+
+def ffn_out(x, dense, moe, w_dense, w_moe, w_sum, eps: float, scalar: torch.Tensor) -> torch.Tensor:
+    """`reference_ffn_out` in one launch: x, dense, moe [..., D] in one dtype, the norms' weights [D], the
+    layer scalar [1]."""
+    dim = x.shape[-1]
+    x, dense, moe = x.contiguous(), dense.contiguous(), moe.contiguous()
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    num_rows = x.numel() // dim
+    block = triton.next_power_of_2(dim)
+    _ffn_out_kernel[(triton.cdiv(num_rows, ROWS_PER_PROGRAM),)](
+        x, dense, moe, w_dense, w_moe, w_sum, scalar, out, num_rows, float(eps),
+        dim=dim, ROWS=ROWS_PER_PROGRAM, BLOCK=block, num_warps=8 if block >= 2048 else 4,
     )
     return out

@@ -105,7 +105,7 @@ def attention_variants():
 
 
 def norm_variants():
-    from kernels.norms import ROWS_PER_PROGRAM, _norm_rope_kernel, _rms_norm_kernel
+    from kernels.norms import ROWS_PER_PROGRAM, _ffn_out_kernel, _norm_rope_kernel, _rms_norm_kernel
 
     for dim, with_weight in ((HIDDEN, True), (HIDDEN, False), (256, True), (512, False)):
         block = 1 << (dim - 1).bit_length()
@@ -120,6 +120,11 @@ def norm_variants():
             "out_ptr": torch.bfloat16, "num_rows": CANVAS * heads, "heads": heads, "eps": 1e-6, "dim": dim,
             "HAS_WEIGHT": True, "ROWS": ROWS_PER_PROGRAM, "BLOCK": dim,
         }, 4, 3
+    yield "ffn out", _ffn_out_kernel, {
+        **{name: torch.bfloat16 for name in ("x_ptr", "dense_ptr", "moe_ptr", "w_dense_ptr", "w_moe_ptr", "w_sum_ptr",
+                                             "scalar_ptr", "out_ptr")},
+        "num_rows": CANVAS, "eps": 1e-6, "dim": HIDDEN, "ROWS": ROWS_PER_PROGRAM, "BLOCK": 4096,
+    }, 8, 3
 
 
 def moe_variants():

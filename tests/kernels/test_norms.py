@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.layers import RMSNorm, rope_cos_sin, rope_inv_freq
-from kernels.norms import norm_rope, reference, reference_rope, rms_norm
+from kernels.norms import ffn_out, norm_rope, reference, reference_ffn_out, reference_rope, rms_norm
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -62,3 +62,23 @@ def test_norm_rope_matches_the_reference(shape, with_weight, dtype, poisoned):
     assert not ours.isnan().any()
     torch.testing.assert_close(ours.float(), reference_rope(x, weight, 1e-6, cos, sin).float(), rtol=TOLERANCE[dtype],
                                atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 2816), (2, 5, 64), (13, 100)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ffn_out_matches_the_reference(shape, dtype, poisoned):
+    generator = torch.Generator().manual_seed(sum(shape))
+
+    def draw(*size, scale=1.0, offset=0.0):
+        return (offset + scale * torch.randn(*size, generator=generator)).to(dtype).to(DEVICE)
+
+    x, dense, moe = draw(*shape, scale=4.0), draw(*shape, scale=0.3), draw(*shape, scale=2.0)
+    weights = [draw(shape[-1], scale=0.1, offset=1.0) for _ in range(3)]
+    scalar = torch.tensor([0.75], dtype=dtype, device=DEVICE)
+    ours = ffn_out(x, dense, moe, *weights, 1e-6, scalar)
+    assert ours.shape == x.shape and not ours.isnan().any()
+    # six roundings to the activation dtype on each side: where one flips, a couple of its steps apart (2^-9
+    # relative in float16, 2^-6 in bfloat16); float32 within summation order
+    tolerance = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    torch.testing.assert_close(ours.float(), reference_ffn_out(x, dense, moe, *weights, 1e-6, scalar).float(),
+                               rtol=tolerance, atol=tolerance)
