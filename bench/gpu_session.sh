@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU (the `device` tool's machine), most valuable first, within one 10-minute command:
-#   1. the kernel tests in bf16 on the GPU (compiled, not interpreted)            ~1 min
+#   1. the kernel tests in bf16 on the GPU (compiled, not interpreted: ~100      ~2 min
+#      compilations)
 #   2. bench/head.py: the fused sampling head at the real shapes, correctness      <45 s
 #      and time against the reference step's ops (its --tune needs its own call)
 #   3. bench/kernels.py --only attention: the canvas attention at the real         <45 s
@@ -37,14 +38,14 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 # the offline compile check needs no GPU: CI runs it
-step kernel-tests 80 "$PY" -m pytest -q -p no:cacheprovider tests/kernels \
+step kernel-tests 140 "$PY" -m pytest -q -p no:cacheprovider tests/kernels \
   --deselect tests/kernels/test_offline_compile.py
-step head 40 "$PY" bench/head.py
-step attention 40 "$PY" bench/kernels.py --only attention
-step kernels 150 "$PY" bench/kernels.py --only moe --tune
-step engine-baseline 90 "$PY" bench/engine.py --quantize none --kernels off --batches 1,4 --no-reference \
+step head 35 "$PY" bench/head.py
+step attention 35 "$PY" bench/kernels.py --only attention
+step kernels 120 "$PY" bench/kernels.py --only moe --tune
+step engine-baseline 80 "$PY" bench/engine.py --quantize none --kernels off --batches 1,4 --no-reference \
   --json "$OUT/engine-baseline.json"
-step engine-fast 190 "$PY" bench/engine.py --quantize fp8,nf4 --kernels on --batches 1,4 --breakdown --no-reference \
+step engine-fast 170 "$PY" bench/engine.py --quantize fp8,nf4 --kernels on --batches 1,4 --breakdown --no-reference \
   --json "$OUT/engine-fast.json"
 
 echo
