@@ -3,7 +3,8 @@
 Today: the fused MoE (kernels/moe.py) for every layer's experts, bf16, FP8 or NF4 weights, the decoder's
 attention over the cache read in place (kernels/attention.py) in every layer, the fused sampling head
 (kernels/head.py) for every denoising step drawn from the native noise, every RMSNorm in one launch,
-q/k's norm with RoPE, and each layer's closing norms and sums (kernels/norms.py). The kernels need a
+q/k's norm with RoPE, and each layer's closing norms and sums (kernels/norms.py), and the MoE router
+(kernels/router.py). The kernels need a
 CUDA device; on a CPU they run only under Triton's interpreter (TRITON_INTERPRET=1, set before anything
 imports triton), which is how the CPU tests check that the engine gives the same results with them as
 without.
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from engine.config import KERNEL_MODES, check_choice
-from engine.layers import Experts, RMSNorm
+from engine.layers import Experts, RMSNorm, Router
 from engine.model import Attention, Block
 
 
@@ -46,6 +47,7 @@ HOOKS = (
     (Attention, "fused", "attention"),
     (Attention, "fused_norm_rope", "norm_rope"),
     (RMSNorm, "fused", "norm"),
+    (Router, "fused", "router"),
     (Block, "fused_ffn_out", "ffn_out"),
 )
 
@@ -56,9 +58,10 @@ def _kernels() -> dict:
     from kernels.head import sampling_head
     from kernels.moe import fused_moe
     from kernels.norms import ffn_out, norm_rope, rms_norm
+    from kernels.router import route
 
     return {"moe": fused_moe, "attention": canvas_attention, "head": sampling_head, "norm": rms_norm,
-            "norm_rope": norm_rope, "ffn_out": ffn_out}
+            "norm_rope": norm_rope, "ffn_out": ffn_out, "router": route}
 
 
 # Triton compiles e4m3 (the FP8 of engine/quantize.py) only for Ada and Hopper; tests/kernels checks the

@@ -80,6 +80,8 @@ class Router(nn.Module):
     """Scale-free RMSNorm x learned scale x hidden^-0.5 -> logits -> fp32 softmax -> top-k -> renormalise -> x
     per-expert scale."""
 
+    fused = None  # kernels.router.route once engine.kernels.enable() switched the kernels on
+
     def __init__(self, hidden_size: int, num_experts: int, top_k: int, eps: float):
         super().__init__()
         self.top_k = top_k
@@ -91,6 +93,9 @@ class Router(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [T, D] -> weights [T, K] fp32, expert ids [T, K]."""
+        if self.fused is not None:
+            return self.fused(x, self.norm.eps, self.scale, self.root_size, self.proj.weight, self.per_expert_scale,
+                              self.top_k)
         h = self.norm(x) * self.scale * self.root_size
         probs = F.softmax(self.proj(h), dim=-1, dtype=torch.float32)  # [T, E]
         weights, experts = torch.topk(probs, k=self.top_k, dim=-1)

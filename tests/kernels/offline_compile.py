@@ -127,6 +127,18 @@ def norm_variants():
     }, 8, 3
 
 
+def router_variants():
+    from kernels.router import BLOCK_D, BLOCK_M, _router_kernel
+
+    yield "router", _router_kernel, {
+        "x_ptr": torch.bfloat16, "scale_ptr": torch.bfloat16, "proj_ptr": torch.bfloat16,
+        "expert_scale_ptr": torch.bfloat16, "weights_ptr": torch.float32, "ids_ptr": torch.int64,
+        "num_rows": CANVAS, "eps": 1e-6, "root_size": HIDDEN**-0.5, "dim": HIDDEN, "num_experts": EXPERTS,
+        "top_k": TOP_K, "PRECISION": "tf32", "BLOCK_M": BLOCK_M, "BLOCK_D": BLOCK_D, "BLOCK_E": EXPERTS,
+        "BLOCK_K": TOP_K,
+    }, 4, 3
+
+
 def moe_variants():
     from kernels.moe import DEFAULT_CONFIG, NF4_BLOCK, _grouped_gemm
 
@@ -153,7 +165,7 @@ def main() -> int:
         print("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled", file=sys.stderr)
         return 2
     for capability in ARCHITECTURES:
-        for variants in (head_variants, attention_variants, norm_variants, moe_variants):
+        for variants in (head_variants, attention_variants, norm_variants, router_variants, moe_variants):
             for name, kernel, args, num_warps, num_stages in variants():
                 row = {"arch": capability, "kernel": name}
                 try:
