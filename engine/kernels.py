@@ -3,8 +3,8 @@
 Today: the fused MoE (kernels/moe.py) for every layer's experts, bf16, FP8 or NF4 weights, the decoder's
 attention over the cache read in place (kernels/attention.py) in every layer, the fused sampling head
 (kernels/head.py) for every denoising step drawn from the native noise, every RMSNorm in one launch,
-q/k's norm with RoPE, and each layer's closing norms and sums (kernels/norms.py), and the MoE router
-(kernels/router.py). The kernels need a
+q/k's norm with RoPE, and each layer's closing norms and sums (kernels/norms.py), the MoE router
+(kernels/router.py), and the FP8 and NF4 projections read as stored (kernels/linear.py). The kernels need a
 CUDA device; on a CPU they run only under Triton's interpreter (TRITON_INTERPRET=1, set before anything
 imports triton), which is how the CPU tests check that the engine gives the same results with them as
 without.
@@ -20,6 +20,7 @@ from torch import nn
 from engine.config import KERNEL_MODES, check_choice
 from engine.layers import Experts, RMSNorm, Router
 from engine.model import Attention, Block
+from engine.quantize import Fp8Linear, Nf4Linear
 
 
 def check_mode(mode: str | None) -> str:
@@ -48,6 +49,8 @@ HOOKS = (
     (Attention, "fused_norm_rope", "norm_rope"),
     (RMSNorm, "fused", "norm"),
     (Router, "fused", "router"),
+    (Fp8Linear, "fused", "linear"),
+    (Nf4Linear, "fused", "linear"),
     (Block, "fused_ffn_out", "ffn_out"),
 )
 
@@ -56,12 +59,13 @@ def _kernels() -> dict:
     """The kernels by name; imported only when switched on (they need triton)."""
     from kernels.attention import canvas_attention
     from kernels.head import sampling_head
+    from kernels.linear import quantized_linear
     from kernels.moe import fused_moe
     from kernels.norms import ffn_out, norm_rope, rms_norm
     from kernels.router import route
 
     return {"moe": fused_moe, "attention": canvas_attention, "head": sampling_head, "norm": rms_norm,
-            "norm_rope": norm_rope, "ffn_out": ffn_out, "router": route}
+            "norm_rope": norm_rope, "ffn_out": ffn_out, "router": route, "linear": quantized_linear}
 
 
 # Triton compiles e4m3 (the FP8 of engine/quantize.py) only for Ada and Hopper; tests/kernels checks the

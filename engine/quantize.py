@@ -114,6 +114,8 @@ def from_nf4(
 class Fp8Linear(nn.Module):
     """A bias-free nn.Linear whose weight is FP8 with per-output-channel scales."""
 
+    fused = None  # kernels.linear.quantized_linear once engine.kernels.enable() switched the kernels on
+
     def __init__(self, in_features: int, out_features: int, device: torch.device | str | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
@@ -124,6 +126,8 @@ class Fp8Linear(nn.Module):
         self.weight, self.scale = to_fp8(weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:  # the weight read as stored, no dequantized copy
+            return self.fused(x, self.weight, self.scale, None, self.in_features)
         return F.linear(x, from_fp8(self.weight, self.scale, x.dtype))
 
 
@@ -161,6 +165,8 @@ def _nf4_buffers(module: nn.Module, name: str, shape: tuple[int, ...], width: in
 class Nf4Linear(nn.Module):
     """A bias-free nn.Linear whose weight is NF4: codes [out, in/2] uint8, absmax [out, in/64] float32."""
 
+    fused = None  # kernels.linear.quantized_linear once engine.kernels.enable() switched the kernels on
+
     def __init__(self, in_features: int, out_features: int, device: torch.device | str | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
@@ -172,6 +178,8 @@ class Nf4Linear(nn.Module):
         self.codebook = nf4_codebook(weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:  # the codes read as stored, no dequantized copy
+            return self.fused(x, self.weight, self.weight_absmax, self.codebook, self.in_features)
         return F.linear(x, from_nf4(self.weight, self.weight_absmax, self.codebook, self.in_features, x.dtype))
 
 

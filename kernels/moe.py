@@ -136,15 +136,20 @@ def _grouped_gemm(
     NF4: tl.constexpr,  # W is NF4 codes with a per-block absmax (scale_ptr) and the codebook (code_ptr)
     QBLOCK: tl.constexpr,  # NF4: weights per absmax
     ROUTED: tl.constexpr,  # multiply by the pair's routing weight
+    DENSE: tl.constexpr,  # no routing: row i is pair i, every row uses the one weight matrix
     PRECISION: tl.constexpr,  # "ieee" for float32 inputs (no TF32 rounding), the default "tf32" otherwise
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
-    if pid_m * BLOCK_M >= tl.load(num_padded_ptr):
-        return
-    expert = tl.load(tile_experts_ptr + pid_m).to(tl.int64)
-    pairs = tl.load(sorted_ids_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    if DENSE:  # a plain linear (kernels/linear.py): the rows in order, one weight matrix
+        expert = 0
+        pairs = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    else:
+        if pid_m * BLOCK_M >= tl.load(num_padded_ptr):
+            return
+        expert = tl.load(tile_experts_ptr + pid_m).to(tl.int64)
+        pairs = tl.load(sorted_ids_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
     real = pairs < num_pairs
     rows = pairs // top_k if A_BY_TOKEN else pairs
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -210,7 +215,7 @@ def fused_moe(
     tiles = sorted_ids.numel() // block_m
     x = x.contiguous()
     scaled = gate_up_scale is not None and not nf4
-    flags = {"top_k": top_k, "SCALED": scaled, "NF4": nf4, "QBLOCK": qblock,
+    flags = {"top_k": top_k, "SCALED": scaled, "NF4": nf4, "QBLOCK": qblock, "DENSE": False,
              "PRECISION": "ieee" if x.dtype == torch.float32 else "tf32",
              "BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, **launch}
     hidden_pairs = torch.empty(num_pairs, inter, dtype=x.dtype, device=x.device)

@@ -156,8 +156,12 @@ def moe_variants():
                 "PRECISION": "tf32", "BLOCK_M": config["BLOCK_M"], "BLOCK_N": config["BLOCK_N"],
                 "BLOCK_K": config["BLOCK_K"],
             }
-            yield f"moe {weights} {'gate/up' if gated else 'down'}", _grouped_gemm, args, config["num_warps"], \
-                config["num_stages"]
+            yield f"moe {weights} {'gate/up' if gated else 'down'}", _grouped_gemm, {**args, "DENSE": False}, \
+                config["num_warps"], config["num_stages"]
+        if weights != "bf16":  # kernels/linear.py: a q_proj of a sliding layer with these weights
+            dense = {**args, "n_out": 16 * 256, "k_in": HIDDEN, "top_k": 1, "A_BY_TOKEN": True, "GATED": False,
+                     "ROUTED": False, "c_ptr": torch.bfloat16, "DENSE": True}
+            yield f"linear {weights}", _grouped_gemm, dense, config["num_warps"], config["num_stages"]
 
 
 def main() -> int:

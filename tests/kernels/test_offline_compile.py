@@ -17,7 +17,7 @@ from tests.kernels.offline_compile import ARCHITECTURES
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = {"head", "head draw", "head normalize", "attention sliding", "attention global",
             "norm 2816", "norm 2816 unscaled", "norm 256", "norm 512 unscaled", "norm+rope 256", "norm+rope 512",
-            "ffn out", "router",
+            "ffn out", "router", "linear fp8", "linear nf4",
             *(f"moe {w} {p}" for w in ("bf16", "fp8", "nf4") for p in ("gate/up", "down"))}
 
 
@@ -29,7 +29,7 @@ def test_every_kernel_compiles_for_each_gpu_within_its_shared_memory_and_registe
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]  # Triton prints too
     assert {(row["arch"], row["kernel"]) for row in rows} == {(a, v) for a in ARCHITECTURES for v in VARIANTS}
     for row in rows:
-        fp8_unsupported = row["kernel"].startswith("moe fp8") and (row["arch"] // 10, row["arch"] % 10) < FP8_CAPABILITY
+        fp8_unsupported = " fp8" in row["kernel"] and (row["arch"] // 10, row["arch"] % 10) < FP8_CAPABILITY
         if fp8_unsupported:
             assert "fp8e4nv not supported" in row["refused"], row
             continue

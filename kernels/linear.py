@@ -1,0 +1,54 @@
+"""FP8 and NF4 linears in one launch: the attention and dense-MLP projections read their weights as stored.
+
+Without it, engine/quantize.py's Fp8Linear and Nf4Linear dequantize their whole weight to the activation
+dtype on every call and hand it to F.linear: for the 26B-A4B's 2.2B attention and dense-MLP weights that is
+4.4 GB of bf16 written and read again every step (about 3 ms of an H100's bandwidth, against an 8 ms goal
+for FP8), and NF4's dequantisation is a dozen more kernels a projection. This is kernels/moe.py's grouped
+GEMM with its routing switched off (DENSE): the same in-register FP8 upcast with the per-row scale on the
+accumulator, or NF4 unpacking through the codebook, over one weight matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from kernels.moe import DEFAULT_CONFIG, NF4_BLOCK, _grouped_gemm
+
+
+def reference(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, codebook: torch.Tensor | None,
+              in_features: int) -> torch.Tensor:
+    """engine/quantize.py's Fp8Linear / Nf4Linear forward."""
+    import torch.nn.functional as F
+
+    from engine.quantize import from_fp8, from_nf4
+
+    if codebook is None:
+        return F.linear(x, from_fp8(weight, scale, x.dtype))
+    return F.linear(x, from_nf4(weight, scale, codebook, in_features, x.dtype))
+
+
+def quantized_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, codebook: torch.Tensor | None,
+                     in_features: int, config: dict | None = None) -> torch.Tensor:
+    """x [..., in_features] -> [..., out]: weight e4m3 [out, in] with per-row scale [out], or NF4 codes
+    [out, 32 x blocks] uint8 with absmax [out, blocks] and the 16-entry codebook (engine/quantize.py)."""
+    config = {**DEFAULT_CONFIG, **(config or {})}
+    block_m, block_n, block_k = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
+    nf4 = weight.dtype == torch.uint8
+    if nf4 and block_k % NF4_BLOCK:
+        raise ValueError(f"BLOCK_K must be a multiple of the NF4 block ({NF4_BLOCK}) with NF4 weights, got {block_k}")
+    rows = x.reshape(-1, in_features).contiguous()
+    num_rows, out_features = rows.shape[0], weight.shape[0]
+    out = torch.empty(num_rows, out_features, dtype=x.dtype, device=x.device)
+    absmax_strides = (scale.stride(0), scale.stride(1)) if nf4 else (scale.stride(0), 0)
+    _grouped_gemm[(triton.cdiv(num_rows, block_m), triton.cdiv(out_features, block_n))](
+        rows, weight, scale, scale if codebook is None else codebook, out, rows,
+        rows, rows, rows,  # no routing: the sorted ids, tile experts and padded count are never read
+        num_rows, out_features, in_features,
+        rows.stride(0), 0, weight.stride(0), weight.stride(1), 0, *absmax_strides, out.stride(0),
+        top_k=1, A_BY_TOKEN=True, GATED=False, SCALED=not nf4, NF4=nf4, QBLOCK=NF4_BLOCK if nf4 else 1,
+        ROUTED=False, DENSE=True, PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=config["num_warps"],
+        num_stages=config["num_stages"],
+    )
+    return out.view(*x.shape[:-1], out_features)

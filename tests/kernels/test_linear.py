@@ -1,0 +1,37 @@
+"""kernels/linear.py against engine/quantize.py's Fp8Linear and Nf4Linear on odd shapes, with fresh random
+inputs and the output poisoned beforehand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.quantize import Fp8Linear, Nf4Linear
+from kernels.linear import quantized_linear
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
+# Both sides multiply the same dequantized weights: float32 differs in summation order (and, for FP8, in
+# applying the row scale to the sum rather than to each weight); half precision adds the reference's rounding
+# of each dequantized weight to the activation dtype, which the kernel does only for NF4.
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+# (leading shape, in, out): rows under, at and over the 16-row tile, widths off the 64-wide tiles; NF4 pads
+# rows to whole 64-weight blocks
+@pytest.mark.parametrize("shape", [((1,), 40, 24), ((3, 5), 64, 72), ((37,), 96, 130), ((2, 16), 128, 64)])
+@pytest.mark.parametrize("module_class", [Fp8Linear, Nf4Linear])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matches_the_quantized_linear(shape, module_class, dtype, poisoned):
+    lead, in_features, out_features = shape
+    generator = torch.Generator().manual_seed(in_features + out_features)
+    module = module_class(in_features, out_features)
+    module.load(torch.randn(out_features, in_features, generator=generator) * in_features**-0.5)
+    module = module.to(DEVICE)
+    x = torch.randn(*lead, in_features, generator=generator).to(DEVICE, dtype)
+    expected = module(x)
+    module.fused = quantized_linear
+    ours = module(x)
+    assert ours.shape == expected.shape and ours.dtype == dtype and not ours.isnan().any()
+    scale = expected.float().abs().max()
+    torch.testing.assert_close(ours.float() / scale, expected.float() / scale, rtol=0, atol=TOLERANCE[dtype])
