@@ -1,13 +1,16 @@
 """Switching the engine's hot paths to the Triton kernels of kernels/ (`--kernels on`).
 
-Today: the fused MoE (kernels/moe.py) for every layer's experts, bf16, FP8 or NF4 weights, the decoder's
-attention over the cache read in place (kernels/attention.py) in every layer, the fused sampling head
-(kernels/head.py) for every denoising step drawn from the native noise, every RMSNorm in one launch,
-q/k's norm with RoPE, and each layer's closing norms and sums (kernels/norms.py), the MoE router
-(kernels/router.py), and the FP8 and NF4 projections read as stored (kernels/linear.py). The kernels need a
-CUDA device; on a CPU they run only under Triton's interpreter (TRITON_INTERPRET=1, set before anything
-imports triton), which is how the CPU tests check that the engine gives the same results with them as
-without.
+Each kernel takes the place of a module's reference path through a hook attribute (HOOKS below):
+- kernels/moe.py: every layer's experts, bf16, FP8 or NF4 weights read as stored;
+- kernels/linear.py: the attention and dense-MLP projections when their weights are FP8 or NF4;
+- kernels/attention.py: the decoder's attention over the cache read in place;
+- kernels/norms.py: every RMSNorm, q/k's norm with RoPE, and each layer's closing norms and sums;
+- kernels/router.py: the MoE router;
+- kernels/head.py: the sampling head of every denoising step drawn from the native noise.
+
+The kernels need a CUDA device; on a CPU they run only under Triton's interpreter (TRITON_INTERPRET=1, set
+before anything imports triton), which is how the CPU tests check that the engine gives the same results
+with them as without.
 """
 
 from __future__ import annotations
@@ -28,8 +31,7 @@ def check_mode(mode: str | None) -> str:
 
 
 def enable(model: nn.Module, device: str, mode: str = "on") -> None:
-    """Routes the model's experts, decoder attention, sampling head and norms through the fused kernels (mode
-    "on"), or back to the reference ("off")."""
+    """Routes the model's hot paths through the kernels (mode "on"), or back to their references ("off")."""
     if check_mode(mode) == "on" and device != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("--kernels on needs a CUDA device (on a CPU, only under TRITON_INTERPRET=1, for tests)")
     if mode == "on" and device == "cuda":
