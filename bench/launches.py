@@ -87,7 +87,7 @@ def count_step(model, args: ModelArgs, mode: str) -> dict[str, int]:
     for module in (kernels.attention, kernels.head, kernels.moe, kernels.norms, kernels.router):
         for name in dir(module):
             kernel = getattr(module, name)
-            if name.startswith("_") and name.endswith("_kernel") or name == "_grouped_gemm":
+            if hasattr(kernel, "run") and hasattr(kernel, "fn"):  # a triton.jit function (helpers are never run)
                 original = kernel.run
 
                 def run(*a, _original=original, _name=name, **k):

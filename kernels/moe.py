@@ -6,8 +6,11 @@ separate elementwise passes over [pairs, I] and [pairs, D] tensors, and with FP8
 a dequantized bf16 copy of every expert's weights per step. Here, as in vLLM's fused_moe:
 
 1. `align`: the pairs sorted by expert, each expert's group padded to a multiple of the tile height
-   BLOCK_M (padding rows point past the last pair), and the expert of every tile. Torch ops only, sized by
-   a static bound (pairs + experts x (BLOCK_M - 1)), so nothing waits on the host and a CUDA graph holds it.
+   BLOCK_M (padding rows point past the last pair), and the expert of every tile, sized by a static bound
+   (pairs + experts x (BLOCK_M - 1)), so nothing waits on the host and a CUDA graph holds it. `align` does it
+   in some twenty small torch ops (the reference); `align_fused` in two launches: one program counts each
+   chunk of pairs per expert (a histogram) and lays out the groups and tiles, then a program per chunk places
+   its pairs, stable within each expert, so both give the same tensors.
 2. One launch for gate/up: each program owns BLOCK_M pairs of one expert and BLOCK_N columns of the
    intermediate, accumulates the gate and the up product side by side in fp32, and stores only
    gelu_tanh(gate) * up, [pairs, I].
@@ -91,6 +94,87 @@ def align(experts: torch.Tensor, num_experts: int, block_m: int) -> tuple[torch.
     tile_starts = torch.arange(0, bound, block_m, device=flat.device)
     tile_experts = torch.searchsorted(padded_ends, tile_starts, right=True).to(torch.int32)
     return sorted_ids, tile_experts, padded_ends[-1:].to(torch.int32)
+
+
+ALIGN_CHUNK = 64  # pairs a program of _align_scatter places: a [64, experts] one-hot in registers
+
+
+@triton.jit
+def _align_counts(
+    ids_ptr, chunk_prefix_ptr, group_starts_ptr, tile_experts_ptr, num_padded_ptr, sorted_ids_ptr,
+    num_pairs, num_chunks, num_tiles, bound,
+    num_experts: tl.constexpr, BLOCK_M: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr,
+    TILE_BLOCK: tl.constexpr, FILL_BLOCK: tl.constexpr,
+):
+    """One program: per chunk of pairs, each expert's count in the chunks before it; each expert's group
+    start, padded to whole tiles; the expert of every tile; the padded count; sorted ids filled with padding."""
+    bins = tl.arange(0, BINS)
+    running = tl.zeros((BINS,), tl.int32)
+    for chunk in range(num_chunks):
+        offsets = chunk * CHUNK + tl.arange(0, CHUNK)
+        ids = tl.load(ids_ptr + offsets, mask=offsets < num_pairs, other=num_experts).to(tl.int32)
+        tl.store(chunk_prefix_ptr + chunk * BINS + bins, running)
+        running += tl.histogram(ids, BINS)  # past-the-end pairs land in bin num_experts, never read
+    counts = tl.where(bins < num_experts, running, 0)
+    padded = (counts + BLOCK_M - 1) // BLOCK_M * BLOCK_M
+    ends = tl.cumsum(padded, axis=0)
+    tl.store(group_starts_ptr + bins, ends - padded, mask=bins < num_experts)
+    tl.store(num_padded_ptr, tl.sum(padded, axis=0))
+    # the expert of tile t: how many experts' padded groups end at or before its first row (align's
+    # searchsorted(right=True)); experts past the last hold no rows and end where it does
+    ends_or_never = tl.where(bins < num_experts, ends, 2147483647)
+    for first in range(0, num_tiles, TILE_BLOCK):
+        tiles = first + tl.arange(0, TILE_BLOCK)
+        expert = tl.sum((ends_or_never[None, :] <= (tiles * BLOCK_M)[:, None]).to(tl.int32), axis=1)
+        tl.store(tile_experts_ptr + tiles, expert, mask=tiles < num_tiles)
+    for first in range(0, bound, FILL_BLOCK):
+        slots = first + tl.arange(0, FILL_BLOCK)
+        tl.store(sorted_ids_ptr + slots, tl.zeros((FILL_BLOCK,), tl.int32) + num_pairs, mask=slots < bound)
+
+
+@triton.jit
+def _align_scatter(
+    ids_ptr, chunk_prefix_ptr, group_starts_ptr, sorted_ids_ptr, num_pairs,
+    num_experts: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr,
+):
+    """A program per chunk: each pair goes to its expert's group start + the same expert's pairs in earlier
+    chunks + those before it in this chunk, so pairs keep their order within an expert (align's stable sort)."""
+    chunk = tl.program_id(0)
+    offsets = chunk * CHUNK + tl.arange(0, CHUNK)
+    real = offsets < num_pairs
+    ids = tl.load(ids_ptr + offsets, mask=real, other=num_experts).to(tl.int32)
+    bins = tl.arange(0, BINS)
+    onehot = (ids[:, None] == bins[None, :]).to(tl.int32)  # [CHUNK, BINS]
+    before_in_chunk = tl.sum((tl.cumsum(onehot, axis=0) - onehot) * onehot, axis=1)
+    base = tl.load(chunk_prefix_ptr + chunk * BINS + bins) + tl.load(group_starts_ptr + bins,
+                                                                    mask=bins < num_experts, other=0)
+    destination = tl.sum(onehot * base[None, :], axis=1) + before_in_chunk
+    tl.store(sorted_ids_ptr + destination, offsets.to(tl.int32), mask=real)
+
+
+def align_fused(experts: torch.Tensor, num_experts: int, block_m: int):
+    """`align`'s three tensors in two launches instead of some twenty small torch ops."""
+    flat = experts.reshape(-1)
+    num_pairs = flat.numel()
+    bound = (num_pairs + num_experts * (block_m - 1) + block_m - 1) // block_m * block_m
+    num_tiles = bound // block_m
+    num_chunks = triton.cdiv(num_pairs, ALIGN_CHUNK)
+    bins = triton.next_power_of_2(num_experts + 1)  # one spare bin for the padding of the last chunk
+    device = flat.device
+    chunk_prefix = torch.empty(num_chunks, bins, dtype=torch.int32, device=device)
+    group_starts = torch.empty(num_experts, dtype=torch.int32, device=device)
+    sorted_ids = torch.empty(bound, dtype=torch.int32, device=device)
+    tile_experts = torch.empty(num_tiles, dtype=torch.int32, device=device)
+    num_padded = torch.empty(1, dtype=torch.int32, device=device)
+    flat = flat.contiguous()
+    _align_counts[(1,)](
+        flat, chunk_prefix, group_starts, tile_experts, num_padded, sorted_ids, num_pairs, num_chunks, num_tiles,
+        bound, num_experts=num_experts, BLOCK_M=block_m, CHUNK=ALIGN_CHUNK, BINS=bins, TILE_BLOCK=64,
+        FILL_BLOCK=1024,
+    )
+    _align_scatter[(num_chunks,)](flat, chunk_prefix, group_starts, sorted_ids, num_pairs,
+                                  num_experts=num_experts, CHUNK=ALIGN_CHUNK, BINS=bins)
+    return sorted_ids, tile_experts, num_padded
 
 
 @triton.jit
@@ -211,7 +295,7 @@ def fused_moe(
                          f"got {block_k}")
     launch = {"num_warps": config["num_warps"], "num_stages": config["num_stages"]}
     num_pairs = num_tokens * top_k
-    sorted_ids, tile_experts, num_padded = align(experts, num_experts, block_m)
+    sorted_ids, tile_experts, num_padded = align_fused(experts, num_experts, block_m)
     tiles = sorted_ids.numel() // block_m
     x = x.contiguous()
     scaled = gate_up_scale is not None and not nf4

@@ -140,7 +140,22 @@ def router_variants():
 
 
 def moe_variants():
-    from kernels.moe import DEFAULT_CONFIG, NF4_BLOCK, _grouped_gemm
+    from kernels.moe import ALIGN_CHUNK, DEFAULT_CONFIG, NF4_BLOCK, _align_counts, _align_scatter, _grouped_gemm
+
+    pairs, bins, block_m = CANVAS * TOP_K, 256, DEFAULT_CONFIG["BLOCK_M"]
+    bound = (pairs + EXPERTS * (block_m - 1) + block_m - 1) // block_m * block_m
+    yield "moe align counts", _align_counts, {
+        "ids_ptr": torch.int64, "chunk_prefix_ptr": torch.int32, "group_starts_ptr": torch.int32,
+        "tile_experts_ptr": torch.int32, "num_padded_ptr": torch.int32, "sorted_ids_ptr": torch.int32,
+        "num_pairs": pairs, "num_chunks": pairs // ALIGN_CHUNK, "num_tiles": bound // block_m, "bound": bound,
+        "num_experts": EXPERTS, "BLOCK_M": block_m, "CHUNK": ALIGN_CHUNK, "BINS": bins, "TILE_BLOCK": 64,
+        "FILL_BLOCK": 1024,
+    }, 4, 3
+    yield "moe align scatter", _align_scatter, {
+        "ids_ptr": torch.int64, "chunk_prefix_ptr": torch.int32, "group_starts_ptr": torch.int32,
+        "sorted_ids_ptr": torch.int32, "num_pairs": pairs, "num_experts": EXPERTS, "CHUNK": ALIGN_CHUNK,
+        "BINS": bins,
+    }, 4, 3
 
     config = DEFAULT_CONFIG
     for weights, weight_dtype in (("bf16", torch.bfloat16), ("fp8", torch.float8_e4m3fn), ("nf4", torch.uint8)):

@@ -10,7 +10,7 @@ import torch
 from engine.layers import Experts, Router
 from engine.quantize import NF4_BLOCK, Fp8Experts, Nf4Experts
 from kernels.moe import NF4_BLOCK as KERNEL_NF4_BLOCK
-from kernels.moe import align, config_key, fused_moe
+from kernels.moe import align, align_fused, config_key, fused_moe
 from kernels.tuning import lookup
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -150,3 +150,16 @@ def test_tuned_configs_are_found_by_device_shape_and_pair_count():
     assert lookup(table, "NVIDIA H100 80GB HBM3", key, 9000)["BLOCK_M"] == 64  # beyond the tuned range
     assert lookup(table, "NVIDIA H200", key, 100) == {} and lookup(table, "NVIDIA H100 80GB HBM3", "other", 1) == {}
     assert config_key(128, 2816, 704, torch.bfloat16, "nf4") == "E=128,D=2816,I=704,bfloat16,nf4"
+
+
+@pytest.mark.parametrize("tokens, num_experts, top_k, block_m", [(1, 4, 2, 16), (37, 8, 3, 16), (256, 128, 8, 16),
+                                                                 (200, 16, 4, 32), (5, 128, 8, 64)])
+def test_the_fused_align_equals_the_reference(tokens, num_experts, top_k, block_m, poisoned):
+    generator = torch.Generator().manual_seed(tokens + num_experts)
+    # top-k experts are distinct per token; skewed so some experts get many pairs and some none
+    scores = torch.rand(tokens, num_experts, generator=generator) ** 3 + torch.linspace(0, 0.5, num_experts)
+    experts = scores.topk(top_k, dim=-1).indices.to(DEVICE)
+    expected = align(experts, num_experts, block_m)
+    ours = align_fused(experts, num_experts, block_m)
+    for name, mine, theirs in zip(("sorted ids", "tile experts", "padded count"), ours, expected, strict=True):
+        assert mine.dtype == theirs.dtype and torch.equal(mine, theirs), name
