@@ -118,23 +118,23 @@ def main() -> int:
     device = "cuda"
     name = torch.cuda.get_device_name()
     report = {"device_name": name, "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-              "read_ceiling_gbps": read_ceiling_gbps(device), "rows": [], "tuned": {}}
+              "read_ceiling_gbps": read_ceiling_gbps(device), "rows": []}
+    tuned = tuning.editable("head")
+    key = config_key(VOCAB, HIDDEN, torch.bfloat16)
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
     for batch in (int(b) for b in options.batches.split(",")):
         row = {**check(batch, device), **time_both(batch, device, None, options.repeats)}
         if options.tune:
             config, ms = tune(batch, device)
             if config is not None:
-                report["tuned"][str(batch * CANVAS)] = config
+                tuning.record(tuned, name, key, batch * CANVAS, config)
                 row["tuned_ms"] = ms
         report["rows"].append(row)
         print(json.dumps(row), flush=True)
     if out is not None:
         (out / "head-bench.json").write_text(json.dumps(report, indent=2))
-        if report["tuned"]:
-            table = json.loads(json.dumps(tuning.table("head")))
-            table.setdefault(name, {})[config_key(VOCAB, HIDDEN, torch.bfloat16)] = report["tuned"]
-            (out / "head.json").write_text(json.dumps(table, indent=2))
+        if options.tune:
+            tuning.write("head", tuned, out)
     print(f"# fused sampling head on {name}, bf16, V={VOCAB}, D={HIDDEN}, {report['date']}, "
           f"read ceiling {report['read_ceiling_gbps']:.0f} GB/s, default config {DEFAULT_CONFIG}")
     print("| batch | fused ms | reference ms | speed-up | TFLOP/s | GB/s | tuned ms | entropy max diff | argmax agree "

@@ -160,7 +160,7 @@ def tune_attention(args: tuple) -> tuple[dict | None, float]:
 
 def bench_attention(report: dict, is_tuning: bool, out: Path | None) -> None:
     dtype = torch.bfloat16
-    tuned = json.loads(json.dumps(tuning.table("attention")))  # a copy: the sweep's results go in
+    tuned = tuning.editable("attention")
     for layer, prefix, batch in itertools.product(ATTENTION_LAYERS, PREFIXES, (1, 4)):
         args = attention_case(layer, prefix, batch, dtype)
         heads, kv_heads, head_dim, window = ATTENTION_LAYERS[layer]
@@ -180,11 +180,11 @@ def bench_attention(report: dict, is_tuning: bool, out: Path | None) -> None:
             if config is not None:
                 row["tuned_ms"] = tuned_ms
                 key = attention.config_key(heads, kv_heads, head_dim, dtype)
-                tuned.setdefault(report["device"], {}).setdefault(key, {})[str(batch)] = config
+                tuning.record(tuned, report["device"], key, batch, config)
         report["attention"].append(row)
         print(json.dumps(row), flush=True)
     if out is not None and is_tuning:
-        (out / "attention.json").write_text(json.dumps(tuned, indent=2, sort_keys=True) + "\n")
+        tuning.write("attention", tuned, out)
 
 
 def print_attention_table(report: dict, num_sms: int) -> None:
@@ -243,7 +243,7 @@ def bench_moe(report: dict, is_tuning: bool, out: Path | None) -> None:
     router = Router(HIDDEN, EXPERTS, TOP_K, 1e-6).to(device, dtype)
     with torch.no_grad():
         router.proj.weight.normal_(0, 1.0)
-    tuned = json.loads(json.dumps(tuning.table("moe")))  # a copy: the sweep's results go in
+    tuned = tuning.editable("moe")
     for batch in (1, 4):
         x = torch.randn(batch * CANVAS, HIDDEN, device=device, dtype=dtype)
         weights, ids = router(x)
@@ -262,11 +262,11 @@ def bench_moe(report: dict, is_tuning: bool, out: Path | None) -> None:
             if is_tuning:
                 config, row["tuned_ms"] = tune(x, module, weights, ids, scales)
                 key = config_key(EXPERTS, HIDDEN, INTER, dtype, weight_format(module.gate_up_proj))
-                tuned.setdefault(report["device"], {}).setdefault(key, {})[str(ids.numel())] = config
+                tuning.record(tuned, report["device"], key, ids.numel(), config)
             report["rows"].append(row)
             print(json.dumps(row), flush=True)
     if out is not None and is_tuning:
-        (out / "moe.json").write_text(json.dumps(tuned, indent=2, sort_keys=True) + "\n")
+        tuning.write("moe", tuned, out)
 
 
 def print_moe_table(report: dict, num_sms: int) -> None:

@@ -45,6 +45,21 @@ def lookup(by_device: dict, device_name: str, key: str, size: int) -> dict:
     return by_size[str(chosen)]
 
 
+def editable(kernel: str) -> dict:
+    """A copy of the kernel's stored table, for a sweep to `record` its results in and `write` out."""
+    return json.loads(json.dumps(table(kernel)))
+
+
+def record(by_device: dict, device_name: str, key: str, size: int, config: dict) -> None:
+    """Puts a sweep's best configuration for this device, shape and work size where `lookup` finds it."""
+    by_device.setdefault(device_name, {}).setdefault(key, {})[str(size)] = config
+
+
+def write(kernel: str, by_device: dict, directory: Path) -> None:
+    """The table as kernels/configs/<kernel>.json holds it, into directory (a benchmark's $OUT): merge, commit."""
+    (directory / f"{kernel}.json").write_text(json.dumps(by_device, indent=2, sort_keys=True) + "\n")
+
+
 def dtype_name(dtype: torch.dtype | str) -> str:
     """torch.bfloat16 -> "bfloat16"; a format that is no torch dtype ("nf4") is named as given."""
     return dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
