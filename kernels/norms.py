@@ -50,6 +50,13 @@ def reference(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch
 
 
 @triton.jit
+def _inverse_rms(x, eps, dim: tl.constexpr):
+    """(mean(x^2) + eps)^-1/2 of a float32 row, as every norm here takes it (a reciprocal square root where
+    the reference raises to -0.5)."""
+    return 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps)
+
+
+@triton.jit
 def _rms_norm_kernel(
     x_ptr, w_ptr, out_ptr, num_rows, stride_x, stride_out, eps,
     dim: tl.constexpr, HAS_WEIGHT: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
@@ -62,7 +69,7 @@ def _rms_norm_kernel(
         row = (tl.program_id(0) * ROWS + i).to(tl.int64)
         if row < num_rows:
             x = tl.load(x_ptr + row * stride_x + cols, mask=col_ok, other=0.0).to(tl.float32)
-            h = x * (1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps))
+            h = x * _inverse_rms(x, eps, dim)
             if HAS_WEIGHT:
                 h = h * w
             tl.store(out_ptr + row * stride_out + cols, h.to(out_ptr.dtype.element_ty), mask=col_ok)
@@ -105,7 +112,7 @@ def _norm_rope_kernel(
         if row < num_rows:
             x = tl.load(x_ptr + row * dim + cols, mask=col_ok, other=0.0).to(tl.float32)
             x_partner = tl.load(x_ptr + row * dim + partner, mask=col_ok, other=0.0).to(tl.float32)
-            scale = 1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps)
+            scale = _inverse_rms(x, eps, dim)
             normed, normed_partner = x * scale, x_partner * scale
             if HAS_WEIGHT:
                 normed, normed_partner = normed * w, normed_partner * w_partner
@@ -139,7 +146,7 @@ def norm_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos: tor
 @triton.jit
 def _row_norm(x, w, eps, dim: tl.constexpr, dtype: tl.constexpr):
     """One row's RMSNorm in float32, rounded to the activation dtype (and back, for the next op)."""
-    normed = x * (1.0 / tl.sqrt(tl.sum(x * x, axis=0) / dim + eps)) * w
+    normed = x * _inverse_rms(x, eps, dim) * w
     return normed.to(dtype).to(tl.float32)
 
 
