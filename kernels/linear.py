@@ -5,7 +5,8 @@ dtype on every call and hand it to F.linear: for the 26B-A4B's 2.2B attention an
 4.4 GB of bf16 written and read again every step (about 3 ms of an H100's bandwidth, against an 8 ms goal
 for FP8), and NF4's dequantisation is a dozen more kernels a projection. This is kernels/moe.py's grouped
 GEMM with its routing switched off (DENSE): the same in-register FP8 upcast with the per-row scale on the
-accumulator, or NF4 unpacking through the codebook, over one weight matrix.
+accumulator, or NF4 unpacking through the codebook, over one weight matrix. Its reference is those modules'
+own forward (tests/kernels/test_linear.py).
 """
 
 from __future__ import annotations
@@ -14,18 +15,6 @@ import torch
 import triton
 
 from kernels.moe import DEFAULT_CONFIG, NF4_BLOCK, _grouped_gemm
-
-
-def reference(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, codebook: torch.Tensor | None,
-              in_features: int) -> torch.Tensor:
-    """engine/quantize.py's Fp8Linear / Nf4Linear forward."""
-    import torch.nn.functional as F
-
-    from engine.quantize import from_fp8, from_nf4
-
-    if codebook is None:
-        return F.linear(x, from_fp8(weight, scale, x.dtype))
-    return F.linear(x, from_nf4(weight, scale, codebook, in_features, x.dtype))
 
 
 def quantized_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, codebook: torch.Tensor | None,
