@@ -10,7 +10,8 @@ Parts (all layers together where a part is per layer):
 - head: lm_head, soft-cap and temperature on the reference path; the whole fused sampling head
   (kernels/head.py: also the draws, argmax, entropy and the next step's softmax) with kernels on;
 - sampler: the rest of the step: on the reference path the draws, argmax, entropy and the self-conditioning
-  cast; on both the acceptance, the next canvas and the stop test.
+  cast; with kernels on the native noise's draws (kernels/noise.py); on both the acceptance, the next canvas
+  and the stop test.
 
 On CUDA every part is captured in its own CUDA graph and replayed, so launch overhead (which dominates an
 eager step) is left out, as it is in the captured step; the parts plus the norms and residual adds between
@@ -80,8 +81,11 @@ def step_parts(model, cache: KVCache, state: BatchState, noise, generation, mask
 
     def tail():
         accepted = accept_mask(entropy, generation.entropy_bound)
-        canvas = next_canvas(state.canvas, state.argmax, accepted,
-                             noise.renoise(None, state.canvas_index, state.steps_done))
+        if fused:  # the step draws the head's uniforms and the renoising tokens together (kernels/noise.py)
+            renoise = noise.draws(state.canvas_index, state.steps_done, model.counter_draws)[1]
+        else:
+            renoise = noise.renoise(None, state.canvas_index, state.steps_done)
+        canvas = next_canvas(state.canvas, state.argmax, accepted, renoise)
         return canvas, stop_test(state.history, state.argmax, entropy, generation.confidence_threshold)
 
     if fused:

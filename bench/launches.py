@@ -75,6 +75,7 @@ def count_step(model, args: ModelArgs, mode: str) -> dict[str, int]:
     import kernels.attention
     import kernels.head
     import kernels.moe
+    import kernels.noise
     import kernels.norms
     import kernels.router
 
@@ -84,7 +85,7 @@ def count_step(model, args: ModelArgs, mode: str) -> dict[str, int]:
     generation = GenerationArgs()
     triton_launches = collections.Counter()
     wrapped = []
-    for module in (kernels.attention, kernels.head, kernels.moe, kernels.norms, kernels.router):
+    for module in (kernels.attention, kernels.head, kernels.moe, kernels.noise, kernels.norms, kernels.router):
         for name in dir(module):
             kernel = getattr(module, name)
             if hasattr(kernel, "run") and hasattr(kernel, "fn"):  # a triton.jit function (helpers are never run)

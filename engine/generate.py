@@ -102,7 +102,9 @@ def denoise_step(
     # The fused head draws from the native noise's uniforms; transformers' draws (reference noise) go through
     # torch.multinomial over the whole softmax, so they keep the reference path
     if isinstance(noise, CounterNoise) and model.sampling_head is not None:
-        samples, argmax, entropy, self_cond = _fused_head(model, cache, state, noise, masks, kv_len, temp)
+        # both of the step's draws at once: one launch with kernels/noise.py
+        uniforms, renoise = noise.draws(state.canvas_index, state.steps_done, model.counter_draws)
+        samples, argmax, entropy, self_cond = _fused_head(model, cache, state, masks, kv_len, temp, uniforms)
     else:
         logits = model.decode(
             state.canvas, state.positions, cache, state.self_cond, state.self_cond_mask, kv_len=kv_len, masks=masks
@@ -112,8 +114,9 @@ def denoise_step(
         argmax = torch.argmax(processed, dim=-1)
         entropy = token_entropy(processed)
         self_cond = processed.to(model.dtype)
+        renoise = noise.renoise(active, state.canvas_index, state.steps_done)
     accepted = accept_mask(entropy, generation.entropy_bound)
-    canvas = next_canvas(state.canvas, samples, accepted, noise.renoise(active, state.canvas_index, state.steps_done))
+    canvas = next_canvas(state.canvas, samples, accepted, renoise)
     stop, history = stop_test(state.history, argmax, entropy, generation.confidence_threshold)
 
     run = state.running
@@ -133,9 +136,9 @@ def denoise_step(
     return stopped
 
 
-def _fused_head(model: DiffusionGemma, cache, state: BatchState, noise: CounterNoise, masks, kv_len: int, temp):
-    """The decoder pass ending in kernels/head.py: the reference path's draws from the same uniforms, with the
-    next step's self-conditioning softmax in place of the logits."""
+def _fused_head(model: DiffusionGemma, cache, state: BatchState, masks, kv_len: int, temp, uniforms: torch.Tensor):
+    """The decoder pass ending in kernels/head.py: the reference path's draws from the same uniforms ([B, L], the
+    native noise's), with the next step's self-conditioning softmax in place of the logits."""
     hidden = model.decode(
         state.canvas, state.positions, cache, None, state.self_cond_mask, kv_len=kv_len, masks=masks,
         self_cond_probs=state.self_cond, return_hidden=True,
@@ -143,7 +146,7 @@ def _fused_head(model: DiffusionGemma, cache, state: BatchState, noise: CounterN
     rows, length = state.canvas.shape
     head = model.sampling_head(
         hidden.flatten(0, 1), model.embed_tokens.weight, temp.repeat_interleave(length),
-        model.args.final_logit_softcap, noise.uniforms(state.canvas_index, state.steps_done).flatten(),
+        model.args.final_logit_softcap, uniforms.flatten(),
     )
     shape = (rows, length)
     probs = head.self_cond_probs.view(rows, length, -1)

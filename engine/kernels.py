@@ -6,7 +6,8 @@ Each kernel takes the place of a module's reference path through a hook attribut
 - kernels/attention.py: the decoder's attention over the cache read in place;
 - kernels/norms.py: every RMSNorm, q/k's norm with RoPE, and each layer's closing norms and sums;
 - kernels/router.py: the MoE router;
-- kernels/head.py: the sampling head of every denoising step drawn from the native noise.
+- kernels/head.py: the sampling head of every denoising step drawn from the native noise;
+- kernels/noise.py: that noise's two draws of a step (the head's uniforms, the renoising tokens) in one launch.
 
 The kernels need a CUDA device; on a CPU they run only under Triton's interpreter (TRITON_INTERPRET=1, set
 before anything imports triton), which is how the CPU tests check that the engine gives the same results
@@ -38,6 +39,7 @@ def enable(model: nn.Module, device: str, mode: str = "on") -> None:
         check_capability(model, torch.cuda.get_device_capability())
     kernels = _kernels() if mode == "on" else {}
     model.sampling_head = kernels.get("head")
+    model.counter_draws = kernels.get("noise")
     for module in model.modules():
         for kind, attribute, name in HOOKS:
             if isinstance(module, kind):
@@ -63,11 +65,13 @@ def _kernels() -> dict:
     from kernels.head import sampling_head
     from kernels.linear import quantized_linear
     from kernels.moe import fused_moe
+    from kernels.noise import counter_draws
     from kernels.norms import ffn_out, norm_rope, rms_norm
     from kernels.router import route
 
     return {"moe": fused_moe, "attention": canvas_attention, "head": sampling_head, "norm": rms_norm,
-            "norm_rope": norm_rope, "ffn_out": ffn_out, "router": route, "linear": quantized_linear}
+            "norm_rope": norm_rope, "ffn_out": ffn_out, "router": route, "linear": quantized_linear,
+            "noise": counter_draws}
 
 
 # Triton compiles e4m3 (the FP8 of engine/quantize.py) only for Ada and Hopper; tests/kernels checks the

@@ -145,6 +145,7 @@ class DiffusionGemma(nn.Module):
         # kernels/head.py's fused sampling head once engine/kernels.py enables it; the step then asks decode
         # for hidden states rather than logits (engine/generate.py)
         self.sampling_head = None
+        self.counter_draws = None  # kernels/noise.py's one-launch native draws, enabled with the sampling head
         self.embed_scale = nn.Buffer(torch.empty(()), persistent=False)
         self.local_inv_freq = nn.Buffer(torch.empty(args.head_dim // 2), persistent=False)
         self.global_inv_freq = nn.Buffer(torch.empty(args.global_head_dim // 2), persistent=False)

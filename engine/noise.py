@@ -82,6 +82,13 @@ class CounterNoise:
     def renoise(self, active, canvas_index: torch.Tensor, step_index: torch.Tensor) -> torch.Tensor:
         return self._bits(self.seeds, canvas_index, step_index, _STREAM_RENOISE) % self.vocab_size
 
+    def draws(self, canvas_index: torch.Tensor, step_index: torch.Tensor, kernel=None):
+        """This step's (uniforms, renoising tokens); `kernel` (kernels/noise.py's `counter_draws`) computes both
+        in one launch, bit for bit these methods' results."""
+        if kernel is None:
+            return self.uniforms(canvas_index, step_index), self.renoise(None, canvas_index, step_index)
+        return kernel(self.seeds, canvas_index, step_index, self.positions.shape[0], self.vocab_size)
+
     def reseed(self, row: int, seed: int) -> None:
         """A new request takes over `row` (continuous batching)."""
         self.seeds[row] = seed

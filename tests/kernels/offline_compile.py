@@ -139,6 +139,15 @@ def router_variants():
     }, 4, 3
 
 
+def noise_variants():
+    from kernels.noise import BLOCK, _draws_kernel
+
+    yield "noise", _draws_kernel, {
+        "seeds_ptr": torch.int64, "canvas_ptr": torch.int64, "step_ptr": torch.int64, "uniforms_ptr": torch.float32,
+        "renoise_ptr": torch.int64, "length": CANVAS, "vocab": VOCAB, "BLOCK": BLOCK,
+    }, 4, 3
+
+
 def moe_variants():
     from kernels.moe import ALIGN_CHUNK, DEFAULT_CONFIG, NF4_BLOCK, _align_counts, _align_scatter, _grouped_gemm
 
@@ -184,7 +193,8 @@ def main() -> int:
         print("unset TRITON_INTERPRET: the interpreter's kernels cannot be compiled", file=sys.stderr)
         return 2
     for capability in ARCHITECTURES:
-        for variants in (head_variants, attention_variants, norm_variants, router_variants, moe_variants):
+        for variants in (head_variants, attention_variants, norm_variants, router_variants, noise_variants,
+                         moe_variants):
             for name, kernel, args, num_warps, num_stages in variants():
                 row = {"arch": capability, "kernel": name}
                 try:

@@ -44,14 +44,17 @@ def test_kernels_refuse_a_cpu_without_the_interpreter(monkeypatch):
 
 
 def test_the_fused_head_draws_the_reference_paths_tokens_and_leaves_transformers_draws_alone(monkeypatch):
-    """With native noise every step goes through kernels/head.py (counted here) and gives the tokens of the
-    reference head; with reference noise (transformers' multinomial draws) the reference head stays."""
+    """With native noise every step goes through kernels/head.py and kernels/noise.py (counted here) and gives the
+    tokens of the reference head; with reference noise (transformers' multinomial draws) the reference head stays."""
     import kernels.head
+    import kernels.noise
 
     loaded = load_model("tiny", DEVICE, torch.float32)
     calls = []
-    real = kernels.head.sampling_head
-    monkeypatch.setattr(kernels.head, "sampling_head", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    for module, name in ((kernels.head, "sampling_head"), (kernels.noise, "counter_draws")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, _real=real, _name=name, **kwargs: calls.append(_name)
+                            or _real(*args, **kwargs))
     generation = loaded.generation.replace(max_new_tokens=loaded.args.canvas_length, max_denoising_steps=5)
     request = Request([2, 50, 51, 52], seed=8)
     for rng in ("native", "reference"):
@@ -60,10 +63,11 @@ def test_the_fused_head_draws_the_reference_paths_tokens_and_leaves_transformers
         enable(loaded.model, DEVICE, "on")
         calls.clear()
         result = generate(loaded.model, [request], generation, rng=rng)[0]
-        assert len(calls) == (sum(result.steps) if rng == "native" else 0) and result.steps
+        steps = sum(result.steps) if rng == "native" else 0
+        assert calls.count("sampling_head") == calls.count("counter_draws") == steps and result.steps
         assert result.token_ids == expected.token_ids
     enable(loaded.model, DEVICE, "off")
-    assert loaded.model.sampling_head is None
+    assert loaded.model.sampling_head is None and loaded.model.counter_draws is None
 
 
 def test_fp8_kernels_are_refused_at_load_on_a_gpu_before_ada(monkeypatch):
