@@ -74,6 +74,7 @@ def count_step(model, args: ModelArgs, mode: str) -> dict[str, int]:
 
     import kernels.attention
     import kernels.head
+    import kernels.linear
     import kernels.moe
     import kernels.noise
     import kernels.norms
@@ -85,19 +86,21 @@ def count_step(model, args: ModelArgs, mode: str) -> dict[str, int]:
     generation = GenerationArgs()
     triton_launches = collections.Counter()
     wrapped = []
-    for module in (kernels.attention, kernels.head, kernels.moe, kernels.noise, kernels.norms, kernels.router):
-        for name in dir(module):
-            kernel = getattr(module, name)
-            if hasattr(kernel, "run") and hasattr(kernel, "fn"):  # a triton.jit function (helpers are never run)
-                original = kernel.run
+    # a triton.jit function (helpers are never run), once however many modules import it
+    jitted = {id(kernel): (name, kernel)
+              for module in (kernels.attention, kernels.head, kernels.linear, kernels.moe, kernels.noise,
+                             kernels.norms, kernels.router)
+              for name, kernel in vars(module).items() if hasattr(kernel, "run") and hasattr(kernel, "fn")}
+    for name, kernel in jitted.values():
+        original = kernel.run
 
-                def run(*a, _original=original, _name=name, **k):
-                    triton_launches[_name] += 1
-                    with torch.profiler.record_function(INTERPRETER):  # its own torch ops are no GPU kernels
-                        return _original(*a, **k)
+        def run(*a, _original=original, _name=name, **k):
+            triton_launches[_name] += 1
+            with torch.profiler.record_function(INTERPRETER):  # its own torch ops are no GPU kernels
+                return _original(*a, **k)
 
-                kernel.run = run
-                wrapped.append((kernel, original))
+        kernel.run = run
+        wrapped.append((kernel, original))
     try:
         with torch.no_grad():
             prefill(model, cache, [[3] * 40])

@@ -4,10 +4,15 @@ Each kernel takes the place of a module's reference path through a hook attribut
 - kernels/moe.py: every layer's experts, bf16, FP8 or NF4 weights read as stored;
 - kernels/linear.py: the attention and dense-MLP projections when their weights are FP8 or NF4;
 - kernels/attention.py: the decoder's attention over the cache read in place;
-- kernels/norms.py: every RMSNorm, q/k's norm with RoPE, and each layer's closing norms and sums;
+- kernels/norms.py: every RMSNorm, q, k and v's norms with RoPE, the residual after attention with the norms
+  it feeds, and each layer's closing norms and sums;
+- kernels/linear.py also: the dense MLPs' gate and up with the GELU gate, in one launch when quantized;
 - kernels/router.py: the MoE router;
 - kernels/head.py: the sampling head of every denoising step drawn from the native noise;
 - kernels/noise.py: that noise's two draws of a step (the head's uniforms, the renoising tokens) in one launch.
+
+Projections that read the same input (q, k and v; gate and up) are stacked into one (engine/merged.py)
+when the kernels are switched on: one GEMM each, whose output the fused norms and gate read as it lies.
 
 The kernels need a CUDA device; on a CPU they run only under Triton's interpreter (TRITON_INTERPRET=1, set
 before anything imports triton), which is how the CPU tests check that the engine gives the same results
@@ -22,9 +27,10 @@ import torch
 from torch import nn
 
 from engine.config import KERNEL_MODES, check_choice
-from engine.layers import Experts, RMSNorm, Router
+from engine.layers import Experts, GatedMLP, RMSNorm, Router
+from engine.merged import merge
 from engine.model import Attention, Block
-from engine.quantize import Fp8Linear, Nf4Linear
+from engine.quantize import Fp8Linear, Nf4Linear, linear_weights
 
 
 def check_mode(mode: str | None) -> str:
@@ -38,9 +44,10 @@ def enable(model: nn.Module, device: str, mode: str = "on") -> None:
     if mode == "on" and device == "cuda":
         check_capability(model, torch.cuda.get_device_capability())
     kernels = _kernels() if mode == "on" else {}
+    stacked = merge_projections(model) if mode == "on" else []
     model.sampling_head = kernels.get("head")
     model.counter_draws = kernels.get("noise")
-    for module in model.modules():
+    for module in (*model.modules(), *stacked):  # the stacked projections are outside the module tree
         for kind, attribute, name in HOOKS:
             if isinstance(module, kind):
                 setattr(module, attribute, kernels.get(name))
@@ -56,22 +63,40 @@ HOOKS = (
     (Fp8Linear, "fused", "linear"),
     (Nf4Linear, "fused", "linear"),
     (Block, "fused_ffn_out", "ffn_out"),
+    (Block, "fused_attn_residual", "attn_residual"),
+    (Attention, "fused_qkv", "qkv"),
+    (GatedMLP, "fused_gated", "gated"),
 )
+
+
+def merge_projections(model: nn.Module) -> list[nn.Module]:
+    """Stacks each attention layer's q, k and v and each gated MLP's gate and up (engine/merged.py), afresh
+    from their current weights; returns the stacked projections."""
+    stacked = []
+    for module in model.modules():
+        if isinstance(module, Attention):
+            merge(module, "qkv_proj", [p for p in (module.q_proj, module.k_proj, module.v_proj) if p is not None])
+            stacked.append(module.qkv_proj)
+        elif isinstance(module, GatedMLP):
+            merge(module, "gate_up", [module.gate_proj, module.up_proj])
+            stacked.append(module.gate_up)
+    return [module for module in stacked if module is not None]
 
 
 def _kernels() -> dict:
     """The kernels by name; imported only when switched on (they need triton)."""
     from kernels.attention import canvas_attention
     from kernels.head import sampling_head
-    from kernels.linear import quantized_linear
+    from kernels.linear import gelu_gated, quantized_linear
     from kernels.moe import fused_moe
     from kernels.noise import counter_draws
-    from kernels.norms import ffn_out, norm_rope, rms_norm
+    from kernels.norms import attn_residual, ffn_out, norm_rope, qkv_norm_rope, rms_norm
     from kernels.router import route
 
     return {"moe": fused_moe, "attention": canvas_attention, "head": sampling_head, "norm": rms_norm,
             "norm_rope": norm_rope, "ffn_out": ffn_out, "router": route, "linear": quantized_linear,
-            "noise": counter_draws}
+            "noise": counter_draws, "attn_residual": attn_residual, "qkv": qkv_norm_rope,
+            "gated": lambda x, projection: gelu_gated(x, *linear_weights(projection), projection.in_features)}
 
 
 # Triton compiles e4m3 (the FP8 of engine/quantize.py) only for Ada and Hopper; tests/kernels checks the

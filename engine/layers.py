@@ -66,6 +66,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class GatedMLP(nn.Module):
+    fused_gated = None  # kernels.linear.gelu_gated (on gate_up) once engine.kernels.enable() switched the kernels on
+    gate_up = None  # engine/merged.py: gate_proj and up_proj as one projection
+
     def __init__(self, hidden_size: int, intermediate_size: int):
         super().__init__()
         self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
@@ -73,6 +76,8 @@ class GatedMLP(nn.Module):
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused_gated is not None and self.gate_up is not None:  # one GEMM, the gate fused into it or after it
+            return self.down_proj(self.fused_gated(x, self.gate_up))
         return self.down_proj(gelu_tanh(self.gate_proj(x)) * self.up_proj(x))
 
 

@@ -22,6 +22,8 @@ class Attention(nn.Module):
 
     fused = None  # kernels.attention.canvas_attention once engine.kernels.enable() switched the kernels on
     fused_norm_rope = None  # kernels.norms.norm_rope, likewise
+    fused_qkv = None  # kernels.norms.qkv_norm_rope, likewise, with q, k and v stacked in qkv_proj
+    qkv_proj = None  # engine/merged.py: q_proj, k_proj and v_proj as one projection
 
     def __init__(self, args: ModelArgs, layer: int):
         super().__init__()
@@ -48,6 +50,14 @@ class Attention(nn.Module):
         v = k if self.v_proj is None else self.v_proj(x).unflatten(-1, shape)
         return self.normed_rope(k, self.k_norm, cos, sin), self.v_norm(v)
 
+    def query_key_value(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q [B, T, H, Dh] and k, v [B, T, Hkv, Dh] of normed x: with the kernels, one GEMM and one launch for
+        the norms and rotations."""
+        if self.fused_qkv is not None and self.qkv_proj is not None:
+            return self.fused_qkv(self.qkv_proj(x), self.q_norm.weight, self.k_norm.weight, self.q_norm.eps, cos, sin,
+                                  self.num_heads, self.num_kv_heads, self.head_dim)
+        return self.query(x, cos, sin), *self.key_value(x, cos, sin)
+
     def normed_rope(self, x: torch.Tensor, norm: RMSNorm, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         if self.fused_norm_rope is not None:  # kernels/norms.py: both in one launch
             return self.fused_norm_rope(x, norm.weight, norm.eps, cos, sin)
@@ -69,8 +79,7 @@ class Attention(nn.Module):
 
         With the fused kernel the slots are read in place and masked from cache.lengths; the reference
         concatenates the cached prefix and the canvas (a copy per layer and step) under mask.mask."""
-        q = self.query(x, cos, sin)
-        k, v = self.key_value(x, cos, sin)
+        q, k, v = self.query_key_value(x, cos, sin)
         if self.fused is not None:
             out = self.fused(q, k, v, cache.keys[layer], cache.values[layer], cache.lengths, rows, mask.start, kv_len,
                              self.sliding_window)  # [B, L, H, Dh]
@@ -84,6 +93,7 @@ class Block(nn.Module):
     """Attention, then a dense gated MLP and an MoE branch in parallel, each post-normed; x layer scalar."""
 
     fused_ffn_out = None  # kernels.norms.ffn_out once engine.kernels.enable() switched the kernels on
+    fused_attn_residual = None  # kernels.norms.attn_residual, likewise
 
     def __init__(self, args: ModelArgs, layer: int):
         super().__init__()
@@ -104,17 +114,24 @@ class Block(nn.Module):
         self.encoder_scalar = nn.Buffer(torch.ones(1))
         self.decoder_scalar = nn.Buffer(torch.ones(1))
 
-    def branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The dense MLP's and the experts' outputs on the residual x, before their post-norms."""
-        dense = self.mlp(self.pre_feedforward_layernorm(x))
-        tokens = x.reshape(-1, x.shape[-1])  # [B*T, D]; the router sees the residual, the experts its norm
+    def branches(self, x: torch.Tensor, dense_in: torch.Tensor, experts_in: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The dense MLP's and the experts' outputs before their post-norms: the router reads the residual x,
+        the branches their own norms of it."""
+        dense = self.mlp(dense_in)
+        tokens = x.reshape(-1, x.shape[-1])  # [B*T, D]
         weights, experts = self.router(tokens)
-        moe = self.experts(self.pre_feedforward_layernorm_2(tokens), weights, experts).reshape(x.shape)
+        moe = self.experts(experts_in.reshape(tokens.shape), weights, experts).reshape(x.shape)
         return dense, moe
 
     def finish(self, x: torch.Tensor, attn_out: torch.Tensor, scalar: torch.Tensor) -> torch.Tensor:
-        x = x + self.post_attention_layernorm(attn_out)
-        dense, moe = self.branches(x)
+        norms = (self.post_attention_layernorm, self.pre_feedforward_layernorm, self.pre_feedforward_layernorm_2)
+        if self.fused_attn_residual is not None:  # kernels/norms.py: the sum and the three norms in one launch
+            x, dense_in, experts_in = self.fused_attn_residual(x, attn_out, *(norm.weight for norm in norms),
+                                                               norms[0].eps)
+        else:
+            x = x + norms[0](attn_out)
+            dense_in, experts_in = norms[1](x), norms[2](x)
+        dense, moe = self.branches(x, dense_in, experts_in)
         norms = (self.post_feedforward_layernorm_1, self.post_feedforward_layernorm_2, self.post_feedforward_layernorm)
         if self.fused_ffn_out is not None:  # kernels/norms.py: the three post-norms, the sums and the scalar at once
             return self.fused_ffn_out(x, dense, moe, *(norm.weight for norm in norms), norms[0].eps, scalar)
@@ -211,15 +228,18 @@ class DiffusionGemma(nn.Module):
         for i, layer in enumerate(self.layers):
             cos, sin = rope[layer.layer_type]
             x = layer.input_layernorm(h)
-            k, v = layer.self_attn.key_value(x, cos, sin)
+            # the last layer's output feeds nothing: its K/V is all the cache needs
+            only_kv = i == last and not return_hidden
+            q, k, v = (None, *layer.self_attn.key_value(x, cos, sin)) if only_kv else \
+                layer.self_attn.query_key_value(x, cos, sin)
             cache.keys[i][row_index, positions] = k
             cache.values[i][row_index, positions] = v
-            if i == last and not return_hidden:
-                break  # the last layer's output feeds nothing: its K/V is all the cache needs
+            if only_kv:
+                break
             mask = masks[layer.layer_type]
             keys = _rows(cache.keys[i], rows, mask.start, kv_len)
             values = _rows(cache.values[i], rows, mask.start, kv_len)
-            attn_out = layer.self_attn.attend(layer.self_attn.query(x, cos, sin), keys, values, mask.mask)
+            attn_out = layer.self_attn.attend(q, keys, values, mask.mask)
             h = layer.finish(h, attn_out, layer.encoder_scalar)
         return self.norm(h) if return_hidden else None
 

@@ -127,7 +127,7 @@ class Fp8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused is not None:  # the weight read as stored, no dequantized copy
-            return self.fused(x, self.weight, self.scale, None, self.in_features)
+            return self.fused(x, *linear_weights(self), self.in_features)
         return F.linear(x, from_fp8(self.weight, self.scale, x.dtype))
 
 
@@ -179,7 +179,7 @@ class Nf4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused is not None:  # the codes read as stored, no dequantized copy
-            return self.fused(x, self.weight, self.weight_absmax, self.codebook, self.in_features)
+            return self.fused(x, *linear_weights(self), self.in_features)
         return F.linear(x, from_nf4(self.weight, self.weight_absmax, self.codebook, self.in_features, x.dtype))
 
 
@@ -206,6 +206,16 @@ class Nf4Experts(Experts):
 
     def stored_weights(self):
         return self.gate_up_proj, self.down_proj, self.gate_up_absmax, self.down_absmax, self.codebook
+
+
+def linear_weights(linear: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """A projection's weight as stored, with its scales (FP8: per row; NF4: absmax per block) and codebook
+    (NF4), as kernels/linear.py reads them; None for what it has not."""
+    if isinstance(linear, Fp8Linear):
+        return linear.weight, linear.scale, None
+    if isinstance(linear, Nf4Linear):
+        return linear.weight, linear.weight_absmax, linear.codebook
+    return linear.weight, None, None
 
 
 # format -> (the linears' module, the experts' module)

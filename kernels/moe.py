@@ -14,8 +14,8 @@ a dequantized bf16 copy of every expert's weights per step. Here, as in vLLM's f
 2. One launch for gate/up: each program owns BLOCK_M pairs of one expert and BLOCK_N columns of the
    intermediate, accumulates the gate and the up product side by side in fp32, and stores only
    gelu_tanh(gate) * up, [pairs, I].
-3. One launch for down: [pairs, I] x down[e]^T, times the pair's routing weight, stored per pair; the sum
-   over the top-k pairs of a token is done in fp32 in torch, in the reference's order.
+3. One launch for down: [pairs, I] x down[e]^T, times the pair's routing weight, stored per pair in fp32;
+   then one more sums each token's top-k pairs in fp32 and casts the sum, as the reference does in two.
 
 FP8 weights (e4m3 with a float32 scale per output row) are read as stored, one byte per weight, upcast in
 registers, and the scale multiplies the fp32 accumulator: (x W^T) * s = x (W s)^T exactly in real
@@ -319,7 +319,29 @@ def fused_moe(
         hidden_pairs.stride(0), *down.stride(), *_scale_strides(down_scale), out_pairs.stride(0),
         A_BY_TOKEN=False, GATED=False, ROUTED=True, **flags,
     )
-    return out_pairs.view(num_tokens, top_k, hidden).sum(dim=1).to(x.dtype)
+    return top_k_sum(out_pairs.view(num_tokens, top_k, hidden), x.dtype)
+
+
+@triton.jit
+def _top_k_sum_kernel(pairs_ptr, out_ptr, hidden: tl.constexpr, top_k: tl.constexpr, BLOCK: tl.constexpr):
+    token = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    ok = cols < hidden
+    total = tl.zeros((BLOCK,), tl.float32)
+    for k in range(top_k):
+        total += tl.load(pairs_ptr + (token * top_k + k) * hidden + cols, mask=ok, other=0.0)
+    tl.store(out_ptr + token * hidden + cols, total.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+def top_k_sum(pairs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[T, K, D] float32 -> their sum over K in float32, cast to dtype, [T, D]: one launch where torch takes
+    two (the sum, the cast)."""
+    num_tokens, top_k, hidden = pairs.shape
+    pairs = pairs.contiguous()
+    out = torch.empty(num_tokens, hidden, dtype=dtype, device=pairs.device)
+    block = min(1024, triton.next_power_of_2(hidden))
+    _top_k_sum_kernel[(num_tokens, triton.cdiv(hidden, block))](pairs, out, hidden=hidden, top_k=top_k, BLOCK=block)
+    return out
 
 
 def _scales(scale: torch.Tensor | None, codebook: torch.Tensor | None, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

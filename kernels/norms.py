@@ -1,4 +1,6 @@
-"""RMSNorm in one launch; q/k's RMSNorm with RoPE in one launch; a layer's output from its two branches in one.
+"""RMSNorm in one launch; q/k's RMSNorm with RoPE in one launch, or q, k and v's together from their stacked
+projection; the residual after attention with the norms it feeds in one; a layer's output from its two
+branches in one.
 
 A denoising step of the 26B-A4B runs about 330 RMSNorms: eleven per layer (the block's seven, q, k and v
 per head, the router's), the self-conditioning pair and the final one. The reference (engine/layers.py
@@ -6,9 +8,12 @@ per head, the router's), the self-conditioning pair and the final one. The refer
 a step, each a few microseconds even replayed from a CUDA graph, against a step that should take about
 8 ms. Here each program normalises whole rows in registers: load, sum of squares in float32, scale, the
 weight, store in the input's dtype. One launch per norm. The attention's q and k are normed per head and
-then rotated (engine/layers.py `apply_rope`: five more kernels, twice a layer); `norm_rope` does both. A
-layer ends (x + norm(norm_1(dense) + norm_2(moe))) * layer scalar: `ffn_out` takes the two branches' raw
-outputs and does the three norms, two sums and the product in one pass over the rows.
+then rotated (engine/layers.py `apply_rope`: five more kernels, twice a layer); `norm_rope` does both, and
+`qkv_norm_rope` does q's, k's and v's at once from the one GEMM engine/merged.py stacks them into. After the
+attention, `attn_residual` adds its normed output to the residual and norms the sum twice, for the dense MLP
+and for the experts: four launches in one. A layer ends (x + norm(norm_1(dense) + norm_2(moe))) * layer
+scalar: `ffn_out` takes the two branches' raw outputs and does the three norms, two sums and the product in
+one pass over the rows.
 
 The arithmetic is the reference's in float32 (x * (mean(x^2) + eps)^-1/2 * w, cast back), summed in
 another order and with a reciprocal square root where the reference raises to -0.5: float32 results agree
@@ -38,6 +43,24 @@ def reference_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos
 def reference_ffn_out(x, dense, moe, w_dense, w_moe, w_sum, eps: float, scalar) -> torch.Tensor:
     """engine/model.py's Block.finish after its branches, op for op."""
     return (x + reference(reference(dense, w_dense, eps) + reference(moe, w_moe, eps), w_sum, eps)) * scalar
+
+
+def reference_qkv(proj, q_weight, k_weight, eps: float, cos, sin, q_heads: int, kv_heads: int, dim: int):
+    """engine/model.py's q, k and v of an attention layer, op for op, from its projections' outputs side by side
+    in proj [B, T, width] (v is k's raw output when there is no v projection)."""
+    q_width, kv_width = q_heads * dim, kv_heads * dim
+    q = proj[..., :q_width].unflatten(-1, (q_heads, dim))
+    k = proj[..., q_width : q_width + kv_width].unflatten(-1, (kv_heads, dim))
+    v = proj[..., q_width + kv_width :].unflatten(-1, (kv_heads, dim)) if proj.shape[-1] > q_width + kv_width else k
+    rotated = (reference_rope(q, q_weight, eps, cos, sin), reference_rope(k, k_weight, eps, cos, sin))
+    return *rotated, reference(v, None, eps)
+
+
+def reference_attn_residual(x, attn, w_post, w_dense, w_moe, eps: float):
+    """engine/model.py's Block.finish up to its branches' inputs, op for op: the residual after attention and
+    its two pre-feed-forward norms."""
+    residual = x + reference(attn, w_post, eps)
+    return residual, reference(residual, w_dense, eps), reference(residual, w_moe, eps)
 
 
 def reference(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
@@ -92,37 +115,47 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.
 
 
 @triton.jit
+def _norm_rope_row(
+    x_row, w_ptr, cos_row, sin_row, out_row, eps,
+    dim: tl.constexpr, HAS_WEIGHT: tl.constexpr, ROPE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """One head's RMSNorm, then (ROPE) its rotation. The reference rotates the normed head in the activation
+    dtype (cat(-x2, x1)), multiplies and adds there: each step is rounded the same way here."""
+    cols = tl.arange(0, BLOCK)
+    col_ok = cols < dim
+    dtype = out_row.dtype.element_ty
+    x = tl.load(x_row + cols, mask=col_ok, other=0.0).to(tl.float32)
+    scale = _inverse_rms(x, eps, dim)
+    normed = x * scale
+    if HAS_WEIGHT:
+        normed = normed * tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    if ROPE:
+        half = dim // 2
+        partner = tl.where(cols < half, cols + half, cols - half)  # rotate_half's source column
+        sign = tl.where(cols < half, -1.0, 1.0)
+        normed_partner = tl.load(x_row + partner, mask=col_ok, other=0.0).to(tl.float32) * scale
+        if HAS_WEIGHT:
+            normed_partner = normed_partner * tl.load(w_ptr + partner, mask=col_ok, other=0.0).to(tl.float32)
+        rotated = sign * normed_partner.to(dtype).to(tl.float32)
+        cos = tl.load(cos_row + cols, mask=col_ok, other=0.0).to(tl.float32)
+        sin = tl.load(sin_row + cols, mask=col_ok, other=0.0).to(tl.float32)
+        normed = (normed.to(dtype).to(tl.float32) * cos).to(dtype).to(tl.float32) + \
+            (rotated * sin).to(dtype).to(tl.float32)
+    tl.store(out_row + cols, normed.to(dtype), mask=col_ok)
+
+
+@triton.jit
 def _norm_rope_kernel(
     x_ptr, w_ptr, cos_ptr, sin_ptr, out_ptr, num_rows, heads, eps,
     dim: tl.constexpr, HAS_WEIGHT: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """Rows of x [B * T * H, D] (contiguous), cos and sin [B * T, D]. The reference rotates the normed head in
-    the activation dtype (cat(-x2, x1)), multiplies and adds there: each step is rounded the same way here."""
-    cols = tl.arange(0, BLOCK)
-    col_ok = cols < dim
-    half = dim // 2
-    partner = tl.where(cols < half, cols + half, cols - half)  # rotate_half's source column
-    sign = tl.where(cols < half, -1.0, 1.0)
-    if HAS_WEIGHT:
-        w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-        w_partner = tl.load(w_ptr + partner, mask=col_ok, other=0.0).to(tl.float32)
-    dtype = out_ptr.dtype.element_ty
+    """Rows of x [B * T * H, D] (contiguous), cos and sin [B * T, D]."""
     for i in range(ROWS):
         row = (tl.program_id(0) * ROWS + i).to(tl.int64)
         if row < num_rows:
-            x = tl.load(x_ptr + row * dim + cols, mask=col_ok, other=0.0).to(tl.float32)
-            x_partner = tl.load(x_ptr + row * dim + partner, mask=col_ok, other=0.0).to(tl.float32)
-            scale = _inverse_rms(x, eps, dim)
-            normed, normed_partner = x * scale, x_partner * scale
-            if HAS_WEIGHT:
-                normed, normed_partner = normed * w, normed_partner * w_partner
-            normed = normed.to(dtype).to(tl.float32)
-            rotated = sign * normed_partner.to(dtype).to(tl.float32)
             position = row // heads
-            cos = tl.load(cos_ptr + position * dim + cols, mask=col_ok, other=0.0).to(tl.float32)
-            sin = tl.load(sin_ptr + position * dim + cols, mask=col_ok, other=0.0).to(tl.float32)
-            out = (normed * cos).to(dtype).to(tl.float32) + (rotated * sin).to(dtype).to(tl.float32)
-            tl.store(out_ptr + row * dim + cols, out.to(dtype), mask=col_ok)
+            _norm_rope_row(x_ptr + row * dim, w_ptr, cos_ptr + position * dim, sin_ptr + position * dim,
+                           out_ptr + row * dim, eps, dim, HAS_WEIGHT, True, BLOCK)
 
 
 def norm_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos: torch.Tensor,
@@ -141,6 +174,60 @@ def norm_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos: tor
         dim=dim, HAS_WEIGHT=weight is not None, ROWS=ROWS_PER_PROGRAM, BLOCK=block,
     )
     return out
+
+
+@triton.jit
+def _qkv_kernel(
+    proj_ptr, wq_ptr, wk_ptr, cos_ptr, sin_ptr, q_ptr, k_ptr, v_ptr, num_rows, eps,
+    q_heads: tl.constexpr, kv_heads: tl.constexpr, HAS_V: tl.constexpr, dim: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """A row per (position, output head), q's heads then k's then v's, read from the stacked projection
+    [positions, (q_heads + kv_heads, + kv_heads again with HAS_V) x dim]. Without a v projection (global
+    layers) v is k's raw output, normed without a scale and not rotated."""
+    heads = q_heads + 2 * kv_heads
+    width = (q_heads + (2 if HAS_V else 1) * kv_heads) * dim
+    for i in range(ROWS):
+        row = (tl.program_id(0) * ROWS + i).to(tl.int64)
+        if row < num_rows:
+            position = row // heads
+            head = row % heads
+            source = proj_ptr + position * width
+            cos_row, sin_row = cos_ptr + position * dim, sin_ptr + position * dim
+            if head < q_heads:
+                _norm_rope_row(source + head * dim, wq_ptr, cos_row, sin_row, q_ptr + (position * q_heads + head) * dim,
+                               eps, dim, True, True, BLOCK)
+            elif head < q_heads + kv_heads:
+                kv = head - q_heads
+                _norm_rope_row(source + head * dim, wk_ptr, cos_row, sin_row, k_ptr + (position * kv_heads + kv) * dim,
+                               eps, dim, True, True, BLOCK)
+            else:
+                kv = head - q_heads - kv_heads
+                column = (head if HAS_V else q_heads + kv) * dim
+                _norm_rope_row(source + column, wq_ptr, cos_row, sin_row, v_ptr + (position * kv_heads + kv) * dim,
+                               eps, dim, False, False, BLOCK)
+
+
+def qkv_norm_rope(proj: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor, eps: float, cos: torch.Tensor,
+                  sin: torch.Tensor, q_heads: int, kv_heads: int, dim: int) -> tuple[torch.Tensor, ...]:
+    """`reference_qkv` in one launch: q, k, v [B, T, heads, dim] from q, k and (when it is 3 blocks wide) v
+    stacked in proj [B, T, width] (engine/merged.py), cos and sin [B, T, dim] in proj's dtype."""
+    batch, length, width = proj.shape
+    has_v = width == (q_heads + 2 * kv_heads) * dim
+    if not has_v and width != (q_heads + kv_heads) * dim:
+        raise ValueError(f"qkv_norm_rope: a projection {width} wide is not {q_heads} q heads and {kv_heads} k (and v) "
+                         f"heads of {dim}")
+    proj, cos, sin = proj.contiguous(), cos.contiguous(), sin.contiguous()
+    q = torch.empty(batch, length, q_heads, dim, dtype=proj.dtype, device=proj.device)
+    k = torch.empty(batch, length, kv_heads, dim, dtype=proj.dtype, device=proj.device)
+    v = torch.empty_like(k)
+    num_rows = batch * length * (q_heads + 2 * kv_heads)
+    _qkv_kernel[(triton.cdiv(num_rows, ROWS_PER_PROGRAM),)](
+        proj, q_weight, k_weight, cos, sin, q, k, v, num_rows, float(eps),
+        q_heads=q_heads, kv_heads=kv_heads, HAS_V=has_v, dim=dim, ROWS=ROWS_PER_PROGRAM,
+        BLOCK=triton.next_power_of_2(dim),
+    )
+    return q, k, v
 
 
 @triton.jit
@@ -189,3 +276,42 @@ def ffn_out(x, dense, moe, w_dense, w_moe, w_sum, eps: float, scalar: torch.Tens
         dim=dim, ROWS=ROWS_PER_PROGRAM, BLOCK=block, num_warps=8 if block >= 2048 else 4,
     )
     return out
+
+
+@triton.jit
+def _attn_residual_kernel(
+    x_ptr, attn_ptr, w_post_ptr, w_dense_ptr, w_moe_ptr, out_ptr, dense_ptr, moe_ptr, num_rows, eps,
+    dim: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Rows [N, D] (contiguous), each value rounded to the activation dtype where the reference's is."""
+    cols = tl.arange(0, BLOCK)
+    col_ok = cols < dim
+    dtype = out_ptr.dtype.element_ty
+    w_post = tl.load(w_post_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    w_dense = tl.load(w_dense_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    w_moe = tl.load(w_moe_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    for i in range(ROWS):
+        row = (tl.program_id(0) * ROWS + i).to(tl.int64)
+        if row < num_rows:
+            offsets = row * dim + cols
+            x = tl.load(x_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
+            attn = tl.load(attn_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
+            residual = (x + _row_norm(attn, w_post, eps, dim, dtype)).to(dtype).to(tl.float32)
+            tl.store(out_ptr + offsets, residual.to(dtype), mask=col_ok)
+            tl.store(dense_ptr + offsets, _row_norm(residual, w_dense, eps, dim, dtype).to(dtype), mask=col_ok)
+            tl.store(moe_ptr + offsets, _row_norm(residual, w_moe, eps, dim, dtype).to(dtype), mask=col_ok)
+
+
+def attn_residual(x, attn, w_post, w_dense, w_moe, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`reference_attn_residual` in one launch: x and the attention output [..., D] in one dtype, the norms'
+    weights [D]."""
+    dim = x.shape[-1]
+    x, attn = x.contiguous(), attn.contiguous()
+    out, dense, moe = (torch.empty(x.shape, dtype=x.dtype, device=x.device) for _ in range(3))
+    num_rows = x.numel() // dim
+    block = triton.next_power_of_2(dim)
+    _attn_residual_kernel[(triton.cdiv(num_rows, ROWS_PER_PROGRAM),)](
+        x, attn, w_post, w_dense, w_moe, out, dense, moe, num_rows, float(eps),
+        dim=dim, ROWS=ROWS_PER_PROGRAM, BLOCK=block, num_warps=8 if block >= 2048 else 4,
+    )
+    return out, dense, moe

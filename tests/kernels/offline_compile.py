@@ -25,6 +25,7 @@ import torch
 POINTER = {torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.int64: "*i64", torch.int32: "*i32",
            torch.uint8: "*u8", torch.float8_e4m3fn: "*fp8e4nv"}
 HIDDEN, VOCAB, CANVAS, EXPERTS, INTER, TOP_K = 2816, 262144, 256, 128, 704, 8
+DENSE_INTER = 2112  # the dense MLP's intermediate size
 # Compute capability -> the shared memory one block may take (bytes)
 ARCHITECTURES = {90: 227 * 1024, 89: 99 * 1024, 80: 163 * 1024}
 
@@ -105,7 +106,14 @@ def attention_variants():
 
 
 def norm_variants():
-    from kernels.norms import ROWS_PER_PROGRAM, _ffn_out_kernel, _norm_rope_kernel, _rms_norm_kernel
+    from kernels.norms import (
+        ROWS_PER_PROGRAM,
+        _attn_residual_kernel,
+        _ffn_out_kernel,
+        _norm_rope_kernel,
+        _qkv_kernel,
+        _rms_norm_kernel,
+    )
 
     for dim, with_weight in ((HIDDEN, True), (HIDDEN, False), (256, True), (512, False)):
         block = 1 << (dim - 1).bit_length()
@@ -123,6 +131,18 @@ def norm_variants():
     yield "ffn out", _ffn_out_kernel, {
         **{name: torch.bfloat16 for name in ("x_ptr", "dense_ptr", "moe_ptr", "w_dense_ptr", "w_moe_ptr", "w_sum_ptr",
                                              "scalar_ptr", "out_ptr")},
+        "num_rows": CANVAS, "eps": 1e-6, "dim": HIDDEN, "ROWS": ROWS_PER_PROGRAM, "BLOCK": 4096,
+    }, 8, 3
+    for kind, kv_heads, dim, has_v in (("sliding", 8, 256, True), ("global", 2, 512, False)):
+        yield f"qkv {kind}", _qkv_kernel, {
+            **{name: torch.bfloat16 for name in ("proj_ptr", "wq_ptr", "wk_ptr", "cos_ptr", "sin_ptr", "q_ptr", "k_ptr",
+                                                 "v_ptr")},
+            "num_rows": CANVAS * (16 + 2 * kv_heads), "eps": 1e-6, "q_heads": 16, "kv_heads": kv_heads,
+            "HAS_V": has_v, "dim": dim, "ROWS": ROWS_PER_PROGRAM, "BLOCK": dim,
+        }, 4, 3
+    yield "attn residual", _attn_residual_kernel, {
+        **{name: torch.bfloat16 for name in ("x_ptr", "attn_ptr", "w_post_ptr", "w_dense_ptr", "w_moe_ptr", "out_ptr",
+                                             "dense_ptr", "moe_ptr")},
         "num_rows": CANVAS, "eps": 1e-6, "dim": HIDDEN, "ROWS": ROWS_PER_PROGRAM, "BLOCK": 4096,
     }, 8, 3
 
@@ -149,7 +169,15 @@ def noise_variants():
 
 
 def moe_variants():
-    from kernels.moe import ALIGN_CHUNK, DEFAULT_CONFIG, NF4_BLOCK, _align_counts, _align_scatter, _grouped_gemm
+    from kernels.moe import (
+        ALIGN_CHUNK,
+        DEFAULT_CONFIG,
+        NF4_BLOCK,
+        _align_counts,
+        _align_scatter,
+        _grouped_gemm,
+        _top_k_sum_kernel,
+    )
 
     pairs, bins, block_m = CANVAS * TOP_K, 256, DEFAULT_CONFIG["BLOCK_M"]
     bound = (pairs + EXPERTS * (block_m - 1) + block_m - 1) // block_m * block_m
@@ -166,6 +194,8 @@ def moe_variants():
         "BINS": bins,
     }, 4, 3
 
+    yield "moe top-k sum", _top_k_sum_kernel, {"pairs_ptr": torch.float32, "out_ptr": torch.bfloat16, "hidden": HIDDEN,
+                                               "top_k": TOP_K, "BLOCK": 1024}, 4, 3
     config = DEFAULT_CONFIG
     for weights, weight_dtype in (("bf16", torch.bfloat16), ("fp8", torch.float8_e4m3fn), ("nf4", torch.uint8)):
         for gated in (True, False):
@@ -186,6 +216,15 @@ def moe_variants():
             dense = {**args, "n_out": 16 * 256, "k_in": HIDDEN, "top_k": 1, "A_BY_TOKEN": True, "GATED": False,
                      "ROUTED": False, "c_ptr": torch.bfloat16, "DENSE": True}
             yield f"linear {weights}", _grouped_gemm, dense, config["num_warps"], config["num_stages"]
+            gated = {**dense, "n_out": DENSE_INTER, "GATED": True}  # a dense MLP's gate and up with the GELU gate
+            yield f"linear {weights} gated", _grouped_gemm, gated, config["num_warps"], config["num_stages"]
+
+
+def gelu_mul_variants():
+    from kernels.linear import _gelu_mul_kernel
+
+    yield "gelu mul", _gelu_mul_kernel, {"in_ptr": torch.bfloat16, "out_ptr": torch.bfloat16, "inter": DENSE_INTER,
+                                         "BLOCK": 1024}, 4, 3
 
 
 def main() -> int:
@@ -194,7 +233,7 @@ def main() -> int:
         return 2
     for capability in ARCHITECTURES:
         for variants in (head_variants, attention_variants, norm_variants, router_variants, noise_variants,
-                         moe_variants):
+                         moe_variants, gelu_mul_variants):
             for name, kernel, args, num_warps, num_stages in variants():
                 row = {"arch": capability, "kernel": name}
                 try:

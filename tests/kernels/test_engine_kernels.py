@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from engine.checkpoint import load_model
+from engine.config import GenerationArgs
 from engine.generate import Request, generate
 from engine.kernels import enable
 from engine.quantize import quantize
@@ -84,3 +85,24 @@ def test_fp8_kernels_are_refused_at_load_on_a_gpu_before_ada(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (8, 0))
     enable(nf4, "cuda", "on")  # NF4 compiles for Ampere
     enable(nf4, "cuda", "off")
+
+
+@pytest.mark.parametrize("fmt", ["fp8", "nf4"])
+def test_with_the_kernels_no_quantized_weight_is_dequantized(fmt, monkeypatch):
+    """Every projection, stacked ones included, and every expert reads its weights as stored: a dequantized
+    copy would give the same tokens, so only this catches a path that falls back to one."""
+    import engine.quantize
+
+    model = quantize(load_model("tiny", DEVICE, torch.float32).model, fmt)
+    enable(model, DEVICE, "on")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a weight was dequantized with the kernels on")
+
+    monkeypatch.setattr(engine.quantize, "from_fp8", refuse)
+    monkeypatch.setattr(engine.quantize, "from_nf4", refuse)
+    generation = GenerationArgs(max_new_tokens=model.args.canvas_length, max_denoising_steps=2)
+    assert generate(model, [Request([2, 40, 41], seed=1)], generation)[0].steps
+    enable(model, DEVICE, "off")
+    with pytest.raises(AssertionError, match="dequantized"):  # the reference path does dequantize
+        generate(model, [Request([2, 40, 41], seed=1)], generation)

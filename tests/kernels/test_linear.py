@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from engine.quantize import Fp8Linear, Nf4Linear
-from kernels.linear import quantized_linear
+from engine.layers import GatedMLP, gelu_tanh
+from engine.merged import stack
+from engine.quantize import Fp8Linear, Nf4Linear, linear_weights
+from kernels.linear import gelu_gated, gelu_mul, quantized_linear
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -35,3 +38,35 @@ def test_matches_the_quantized_linear(shape, module_class, dtype, poisoned):
     assert ours.shape == expected.shape and ours.dtype == dtype and not ours.isnan().any()
     scale = expected.float().abs().max()
     torch.testing.assert_close(ours.float() / scale, expected.float() / scale, rtol=0, atol=TOLERANCE[dtype])
+
+
+# (leading shape, in, intermediate): as above, the gate's and up's rows stacked as engine/merged.py does
+@pytest.mark.parametrize("shape", [((1,), 40, 24), ((3, 5), 64, 36), ((37,), 96, 130)])
+@pytest.mark.parametrize("module_class", [nn.Linear, Fp8Linear, Nf4Linear])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu_gated_matches_the_gated_mlp(shape, module_class, dtype, poisoned):
+    lead, in_features, inter = shape
+    generator = torch.Generator().manual_seed(in_features + inter)
+    mlp = GatedMLP(in_features, inter)
+    if module_class is not nn.Linear:  # the projections quantized as engine/quantize.py does at load
+        for name in ("gate_proj", "up_proj"):
+            module = module_class(in_features, inter)
+            module.load(torch.randn(inter, in_features, generator=generator) * in_features**-0.5)
+            setattr(mlp, name, module)
+    mlp = mlp.to(DEVICE, dtype) if module_class is nn.Linear else mlp.to(DEVICE)
+    x = torch.randn(*lead, in_features, generator=generator).to(DEVICE, dtype)
+    expected = gelu_tanh(mlp.gate_proj(x)) * mlp.up_proj(x)
+    stacked = stack([mlp.gate_proj, mlp.up_proj])
+    ours = gelu_gated(x, *linear_weights(stacked), in_features)
+    assert ours.shape == expected.shape and ours.dtype == dtype and not ours.isnan().any()
+    # as above, plus the reference's roundings of gate, GELU and up to the activation dtype, which the
+    # quantized launch keeps in float32 until its one store
+    scale = expected.float().abs().max()
+    torch.testing.assert_close(ours.float() / scale, expected.float() / scale, rtol=0, atol=TOLERANCE[dtype])
+
+
+def test_gelu_mul_rounds_as_the_reference():
+    generator = torch.Generator().manual_seed(5)
+    gate_up = (3.0 * torch.randn(7, 2 * 33, generator=generator)).to(DEVICE, torch.float16)
+    gate, up = gate_up.chunk(2, dim=-1)
+    torch.testing.assert_close(gelu_mul(gate_up), gelu_tanh(gate) * up, rtol=1e-3, atol=1e-3)

@@ -10,7 +10,7 @@ import torch
 from engine.layers import Experts, Router
 from engine.quantize import NF4_BLOCK, Fp8Experts, Nf4Experts
 from kernels.moe import NF4_BLOCK as KERNEL_NF4_BLOCK
-from kernels.moe import align, align_fused, config_key, fused_moe
+from kernels.moe import align, align_fused, config_key, fused_moe, top_k_sum
 from kernels.tuning import lookup
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -163,3 +163,14 @@ def test_the_fused_align_equals_the_reference(tokens, num_experts, top_k, block_
     ours = align_fused(experts, num_experts, block_m)
     for name, mine, theirs in zip(("sorted ids", "tile experts", "padded count"), ours, expected, strict=True):
         assert mine.dtype == theirs.dtype and torch.equal(mine, theirs), name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 16), (5, 8, 2816), (3, 2, 1500)])
+def test_top_k_sum_adds_each_tokens_pairs_in_order_then_casts(shape, dtype, poisoned):
+    pairs = torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape))).to(DEVICE)
+    in_order = pairs[:, 0].clone()
+    for k in range(1, shape[1]):  # the kernel's order: float32 sums, rounded the same way at each addition
+        in_order += pairs[:, k]
+    got = top_k_sum(pairs, dtype)
+    assert got.dtype == dtype and torch.equal(got, in_order.to(dtype))

@@ -7,7 +7,18 @@ import pytest
 import torch
 
 from engine.layers import RMSNorm, rope_cos_sin, rope_inv_freq
-from kernels.norms import ffn_out, norm_rope, reference, reference_ffn_out, reference_rope, rms_norm
+from kernels.norms import (
+    attn_residual,
+    ffn_out,
+    norm_rope,
+    qkv_norm_rope,
+    reference,
+    reference_attn_residual,
+    reference_ffn_out,
+    reference_qkv,
+    reference_rope,
+    rms_norm,
+)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
@@ -82,3 +93,51 @@ def test_ffn_out_matches_the_reference(shape, dtype, poisoned):
     tolerance = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
     torch.testing.assert_close(ours.float(), reference_ffn_out(x, dense, moe, *weights, 1e-6, scalar).float(),
                                rtol=tolerance, atol=tolerance)
+
+
+# (batch, length, q heads, kv heads, head dim, with a v projection, rotated share): a sliding layer's q, k and v,
+# a global layer's (k's raw output is v; a quarter rotated), odd lengths and head counts
+@pytest.mark.parametrize("shape", [(1, 5, 4, 2, 16, True, 1.0), (2, 3, 3, 1, 32, False, 0.25),
+                                   (1, 7, 2, 2, 256, True, 1.0), (2, 2, 2, 1, 512, False, 0.25)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_qkv_norm_rope_matches_the_reference(shape, dtype, poisoned):
+    batch, length, q_heads, kv_heads, dim, has_v, share = shape
+    generator = torch.Generator().manual_seed(dim + q_heads + length)
+    width = (q_heads + (2 if has_v else 1) * kv_heads) * dim
+    proj = (2.0 * torch.randn(batch, length, width, generator=generator)).to(dtype).to(DEVICE)
+    q_weight, k_weight = ((1.0 + 0.1 * torch.randn(dim, generator=generator)).to(dtype).to(DEVICE) for _ in range(2))
+    inv_freq = rope_inv_freq(dim, 1e4, "proportional" if share < 1 else "default", share)
+    positions = torch.arange(length).expand(batch, length) + 50 * torch.arange(batch)[:, None]
+    cos, sin = (t.to(DEVICE) for t in rope_cos_sin(positions, inv_freq, dtype))
+    ours = qkv_norm_rope(proj, q_weight, k_weight, 1e-6, cos, sin, q_heads, kv_heads, dim)
+    expected = reference_qkv(proj, q_weight, k_weight, 1e-6, cos, sin, q_heads, kv_heads, dim)
+    for name, got, want in zip("qkv", ours, expected, strict=True):
+        assert got.shape == want.shape and got.is_contiguous() and not got.isnan().any(), name
+        torch.testing.assert_close(got.float(), want.float(), rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype], msg=name)
+
+
+def test_qkv_norm_rope_refuses_a_projection_of_another_width():
+    proj = torch.zeros(1, 2, 5 * 16, device=DEVICE)
+    cos = torch.ones(1, 2, 16, device=DEVICE)
+    with pytest.raises(ValueError, match="4 q heads and 2 k"):
+        qkv_norm_rope(proj, torch.ones(16, device=DEVICE), torch.ones(16, device=DEVICE), 1e-6, cos, cos, 4, 2, 16)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 2816), (2, 5, 64), (13, 100)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_attn_residual_matches_the_reference(shape, dtype, poisoned):
+    generator = torch.Generator().manual_seed(sum(shape) + 1)
+
+    def draw(*size, scale=1.0, offset=0.0):
+        return (offset + scale * torch.randn(*size, generator=generator)).to(dtype).to(DEVICE)
+
+    x, attn = draw(*shape, scale=4.0), draw(*shape, scale=0.5)
+    weights = [draw(shape[-1], scale=0.1, offset=1.0) for _ in range(3)]
+    ours = attn_residual(x, attn, *weights, 1e-6)
+    # the residual rounds twice on each side, the norms after it once more: where a rounding flips, a step or
+    # two of the activation dtype apart, as for ffn_out
+    tolerance = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    for name, got, want in zip(("residual", "dense", "experts"), ours, reference_attn_residual(x, attn, *weights, 1e-6),
+                               strict=True):
+        assert got.shape == x.shape and not got.isnan().any(), name
+        torch.testing.assert_close(got.float(), want.float(), rtol=tolerance, atol=tolerance, msg=name)
