@@ -144,9 +144,10 @@ def _fused_head(model: DiffusionGemma, cache, state: BatchState, masks, kv_len: 
         self_cond_probs=state.self_cond, return_hidden=True,
     )  # [B, L, D]
     rows, length = state.canvas.shape
+    # the softmax goes over the one this pass read at its start: a CUDA graph's static buffer stays where it is
     head = model.sampling_head(
         hidden.flatten(0, 1), model.embed_tokens.weight, temp.repeat_interleave(length),
-        model.args.final_logit_softcap, uniforms.flatten(),
+        model.args.final_logit_softcap, uniforms.flatten(), out=state.self_cond.flatten(0, 1),
     )
     shape = (rows, length)
     probs = head.self_cond_probs.view(rows, length, -1)

@@ -214,9 +214,13 @@ def _normalize_kernel(probs_ptr, tile_max_ptr, lse_ptr, vocab, num_tiles, stride
 
 def sampling_head(
     hidden: torch.Tensor, weight: torch.Tensor, temperature: torch.Tensor, softcap: float | None,
-    uniforms: torch.Tensor, self_cond: bool = True, config: dict | None = None,
+    uniforms: torch.Tensor, self_cond: bool = True, config: dict | None = None, out: torch.Tensor | None = None,
 ) -> HeadOutput:
-    """`reference`'s figures without its [N, V] fp32 tensors. hidden [N, D] in weight's dtype."""
+    """`reference`'s figures without its [N, V] fp32 tensors. hidden [N, D] in weight's dtype.
+
+    out: where the self-conditioning softmax goes ([N, V], contiguous, weight's dtype), for a caller that
+    keeps it in a buffer of its own: the engine's step writes it over the one the step began by reading,
+    which spares a CUDA graph copying 134 MB per canvas back into its static buffer every step."""
     tuned = tuning.tuned("head", hidden.device, config_key(*weight.shape, weight.dtype), hidden.shape[0])
     config = {**DEFAULT_CONFIG, **(config or tuned)}
     block_n, block_v, block_d = config["BLOCK_N"], config["BLOCK_V"], config["BLOCK_D"]
@@ -233,7 +237,13 @@ def sampling_head(
     part_argmax = torch.empty(num_rows, splits, dtype=torch.int64, device=device)
     tile_max = torch.empty(num_rows, num_tiles, dtype=torch.float32, device=device)
     tile_sum = torch.empty(num_rows, num_tiles, dtype=torch.float32, device=device)
-    probs = torch.empty(num_rows, vocab, dtype=weight.dtype, device=device) if self_cond else tile_max
+    if out is not None and (tuple(out.shape) != (num_rows, vocab) or out.dtype != weight.dtype
+                            or not out.is_contiguous()):
+        raise ValueError(f"sampling_head: out must be a contiguous [{num_rows}, {vocab}] {weight.dtype} tensor, not "
+                         f"{out.dtype} {list(out.shape)}")
+    probs = tile_max
+    if self_cond:
+        probs = out if out is not None else torch.empty(num_rows, vocab, dtype=weight.dtype, device=device)
     _head_kernel[(triton.cdiv(num_rows, block_n), splits)](
         hidden, weight, temperature, part, part_argmax, probs, tile_max, tile_sum,
         num_rows, vocab, num_tiles, dim, tiles_per_split,

@@ -106,3 +106,28 @@ def test_with_the_kernels_no_quantized_weight_is_dequantized(fmt, monkeypatch):
     enable(model, DEVICE, "off")
     with pytest.raises(AssertionError, match="dequantized"):  # the reference path does dequantize
         generate(model, [Request([2, 40, 41], seed=1)], generation)
+
+
+def test_the_fused_step_writes_the_self_conditioning_over_its_own_buffer():
+    """The step reads the previous softmax first and writes the next one over it: a CUDA graph's static
+    buffer then needs no [B, L, V] copy back after every replay."""
+    from engine.cache import KVCache, decoder_masks
+    from engine.generate import denoise_step, new_state, prefill, start_canvases
+    from engine.noise import make_noise
+
+    loaded = load_model("tiny", DEVICE, torch.float32)
+    model, args = loaded.model, loaded.args
+    enable(model, DEVICE, "on")
+    cache = KVCache.allocate(args, 2, 64, model.dtype, DEVICE)
+    lengths = prefill(model, cache, [[3] * 10, [4] * 7])
+    state = new_state(loaded.generation, 2, args.canvas_length, [4, 4], args.vocab_size, DEVICE, model.dtype)
+    noise = make_noise("native", [1, 2], args.vocab_size, args.canvas_length, DEVICE)
+    start_canvases(state, noise, [0, 1], lengths, DEVICE, first=True)
+    masks = decoder_masks(cache.lengths, max(lengths), args.canvas_length, args.sliding_window, min(lengths))
+    buffer = state.self_cond
+    for _ in range(2):
+        denoise_step(model, cache, state, noise, loaded.generation, masks, max(lengths), [True, True])
+        # the same memory, laid out the same way: what lets torch's copy_ skip copying it onto itself
+        assert (state.self_cond.data_ptr(), state.self_cond.stride()) == (buffer.data_ptr(), buffer.stride())
+        torch.testing.assert_close(buffer.sum(dim=-1), torch.ones(2, args.canvas_length, device=DEVICE))
+    enable(model, DEVICE, "off")

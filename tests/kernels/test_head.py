@@ -98,6 +98,21 @@ def test_without_self_conditioning_no_probabilities_are_written():
     assert torch.equal(ours.argmax, theirs.argmax) and torch.equal(ours.sample, theirs.sample)
 
 
+def test_the_softmax_goes_where_it_is_asked_to_and_only_there():
+    h, weight, temperature, uniforms = inputs(9, 24, 100, torch.float32, seed=6)
+    fresh = sampling_head(h, weight, temperature, 30.0, uniforms, config=SMALL)
+    buffer = torch.full((20, 100), float("nan"), device=DEVICE)
+    out = buffer[5:14]  # rows of a bigger buffer: contiguous, and its neighbours must stay untouched
+    ours = sampling_head(h, weight, temperature, 30.0, uniforms, config=SMALL, out=out)
+    assert ours.self_cond_probs.data_ptr() == out.data_ptr()
+    assert torch.equal(out, fresh.self_cond_probs) and torch.equal(ours.sample, fresh.sample)
+    assert buffer[:5].isnan().all() and buffer[14:].isnan().all()
+    for wrong in (torch.empty(9, 99, device=DEVICE), torch.empty(9, 100, dtype=torch.float16, device=DEVICE),
+                  torch.empty(100, 9, device=DEVICE).t()):
+        with pytest.raises(ValueError, match="out must be a contiguous"):
+            sampling_head(h, weight, temperature, 30.0, uniforms, config=SMALL, out=wrong)
+
+
 def test_draws_follow_the_softmax():
     """Many positions with the same logits: the draws land on each token as often as its probability says, and
     never on one left at ~1e-14; the likely tokens lie in three different 16-token tiles, so both the tile
