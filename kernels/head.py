@@ -19,8 +19,8 @@ per-position figures:
   reference keeps the self-conditioning logits in that dtype), stored in the model's dtype, and one
   rescaling pass turns those into the normalised softmax in place.
 
-The splits' figures are combined in torch ([tokens, splits] small tensors). So a step writes [tokens, V]
-once, in bf16 (134 MB per canvas, the self-conditioning input the next step's matmul reads), instead of a
+The draw's launch, one program per position, first combines the splits' figures ([tokens, splits], where
+torch took some twenty small launches). So a step writes [tokens, V] once, in bf16 (134 MB per canvas, the self-conditioning input the next step's matmul reads), instead of a
 dozen fp32 passes. Fusing the self-conditioning product itself would need a [rows, 2816] fp32 accumulator
 per program, far past the registers, or recomputing the logits per hidden tile: writing the bf16 softmax
 and leaving the product to one cuBLAS GEMM is cheaper.
@@ -174,14 +174,50 @@ def _head_kernel(
 
 @triton.jit
 def _draw_kernel(
-    h_ptr, w_ptr, temp_ptr, tile_ptr, below_ptr, target_ptr, top_ptr, sample_ptr,
-    vocab, stride_h, stride_w, softcap,
-    hidden: tl.constexpr, HAS_CAP: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr,
+    h_ptr, w_ptr, temp_ptr, uniforms_ptr,
+    part_ptr, part_argmax_ptr, tile_max_ptr, tile_sum_ptr,  # the head kernel's figures (see there)
+    sample_ptr, argmax_ptr, entropy_ptr, lse_ptr,  # [N] each
+    num_rows, num_splits, num_tiles, vocab, stride_h, stride_w, softcap,
+    hidden: tl.constexpr, HAS_CAP: tl.constexpr, SELF_COND: tl.constexpr, BLOCK_V: tl.constexpr,
+    BLOCK_D: tl.constexpr, SPLITS_BLOCK: tl.constexpr, TILES_BLOCK: tl.constexpr,
 ):
-    """One position per program: the tile its draw lands in, recomputed (a BLOCK_V x hidden product), and the
-    first token whose cumulative exp(z - top) passes the target. Past the tile's end (rounding) its last token."""
+    """One position per program. First the splits' figures combined: the entropy, the argmax (the lowest token
+    id on a tie, as torch.argmax) and the log-sum-exp of the rounded logits for the normalising pass. Then the
+    draw: a cumulative sum over the tile sums, all relative to the top max, finds the tile u x total lands in;
+    that tile is recomputed (a BLOCK_V x hidden product) and the first token whose cumulative exp(z - top)
+    passes the target drawn. Past the tile's end (rounding) its last token."""
     row = tl.program_id(0).to(tl.int64)
-    tile = tl.load(tile_ptr + row)
+    splits = tl.arange(0, SPLITS_BLOCK)
+    split_ok = splits < num_splits
+    part = part_ptr + row * num_splits + splits
+    plane = num_rows * num_splits
+    m = tl.load(part, mask=split_ok, other=_NO_MAX)
+    s = tl.load(part + plane, mask=split_ok, other=0.0)
+    t = tl.load(part + 2 * plane, mask=split_ok, other=0.0)
+    best = tl.load(part + 4 * plane, mask=split_ok, other=float("-inf"))
+    top = tl.max(m, axis=0)
+    weight = tl.exp(m - top)  # 0 for a split that saw no token (m = _NO_MAX)
+    total = tl.sum(weight * s, axis=0)
+    centred = tl.sum(weight * (t + (m - top) * s), axis=0)  # sum p (z - top): each t is relative to its own m
+    tl.store(entropy_ptr + row, tl.log(total) - centred / total)
+    best_split = tl.argmax(best, axis=0, tie_break_left=True)  # the lowest split holds the lowest ids
+    part_argmax = tl.load(part_argmax_ptr + row * num_splits + splits, mask=split_ok, other=0)
+    tl.store(argmax_ptr + row, tl.sum(tl.where(splits == best_split, part_argmax, 0), axis=0))
+    if SELF_COND:
+        s_round = tl.load(part + 3 * plane, mask=split_ok, other=0.0)
+        tl.store(lse_ptr + row, top + tl.log(tl.sum(weight * s_round, axis=0)))
+
+    tiles = tl.arange(0, TILES_BLOCK)
+    tile_ok = tiles < num_tiles
+    tile_max = tl.load(tile_max_ptr + row * num_tiles + tiles, mask=tile_ok, other=_NO_MAX)
+    tile_sum = tl.load(tile_sum_ptr + row * num_tiles + tiles, mask=tile_ok, other=0.0)
+    cumulative = tl.cumsum(tl.where(tile_ok, tile_sum * tl.exp(tile_max - top), 0.0), axis=0)
+    target = tl.load(uniforms_ptr + row).to(tl.float32) * tl.sum(tl.where(tiles == num_tiles - 1, cumulative, 0.0),
+                                                                  axis=0)
+    # the first tile whose cumulative sum passes the target (searchsorted, right=True)
+    tile = tl.minimum(tl.sum((tile_ok & (cumulative <= target)).to(tl.int32), axis=0), num_tiles - 1)
+    below = tl.sum(tl.where(tiles == tile - 1, cumulative, 0.0), axis=0)  # 0 before the first tile
+
     cols = tile * BLOCK_V + tl.arange(0, BLOCK_V)
     col_ok = cols < vocab
     acc = tl.zeros((BLOCK_V,), tl.float32)
@@ -192,9 +228,8 @@ def _draw_kernel(
         w = tl.load(w_ptr + cols[:, None] * stride_w + ds[None, :], mask=col_ok[:, None] & d_ok[None, :], other=0.0)
         acc += tl.sum(w.to(tl.float32) * h[None, :], axis=1)
     z = _tempered(acc, tl.load(temp_ptr + row), softcap, w_ptr.dtype.element_ty, HAS_CAP)
-    e = tl.where(col_ok, tl.exp(z - tl.load(top_ptr + row)), 0.0)
-    cumulative = tl.load(below_ptr + row) + tl.cumsum(e, axis=0)
-    passed = col_ok & (cumulative > tl.load(target_ptr + row))
+    e = tl.where(col_ok, tl.exp(z - top), 0.0)
+    passed = col_ok & (below + tl.cumsum(e, axis=0) > target)
     last = tl.max(tl.where(col_ok, cols, 0), axis=0)
     tl.store(sample_ptr + row, tl.min(tl.where(passed, cols, last), axis=0).to(tl.int64))
 
@@ -254,31 +289,17 @@ def sampling_head(
         BLOCK_N=block_n, BLOCK_V=block_v, BLOCK_D=block_d,
         num_warps=config["num_warps"], num_stages=config["num_stages"],
     )
-    m, s, t, s_round, best = part.unbind(0)
-    top = m.max(dim=1, keepdim=True).values
-    weight_of_split = torch.exp(m - top)  # 0 for a split that saw no token (m = _NO_MAX)
-    total = (weight_of_split * s).sum(dim=1)
-    # sum p (z - top) over splits: each split's t is relative to its own max
-    centred = (weight_of_split * (t + (m - top) * s)).sum(dim=1)
-    entropy = torch.log(total) - centred / total
-    # torch.max returns the first split on a tie: the lowest token ids, as torch.argmax over the vocabulary
-    argmax = part_argmax.gather(1, best.argmax(dim=1, keepdim=True)).squeeze(1)
-
-    # The draw: the tile where the cumulative sum passes u x total, then the token inside it
-    cumulative = (tile_sum * torch.exp(tile_max - top)).cumsum(dim=1)  # [N, tiles], relative to top
-    target = uniforms.to(torch.float32) * cumulative[:, -1]
-    tile = torch.searchsorted(cumulative, target[:, None], right=True).clamp_(max=num_tiles - 1)
-    below = torch.where(tile > 0, cumulative.gather(1, (tile - 1).clamp(min=0)), 0.0).squeeze(1)
-    sample = torch.empty(num_rows, dtype=torch.int64, device=device)
+    sample, argmax = (torch.empty(num_rows, dtype=torch.int64, device=device) for _ in range(2))
+    entropy, lse = (torch.empty(num_rows, dtype=torch.float32, device=device) for _ in range(2))
     _draw_kernel[(num_rows,)](
-        hidden, weight, temperature, tile.squeeze(1).contiguous(), below.contiguous(), target.contiguous(),
-        top.squeeze(1).contiguous(), sample,
-        vocab, hidden.stride(0), weight.stride(0), softcap_value,
-        hidden=dim, HAS_CAP=softcap is not None, BLOCK_V=block_v, BLOCK_D=DRAW_CONFIG["BLOCK_D"],
-        num_warps=DRAW_CONFIG["num_warps"],
+        hidden, weight, temperature, uniforms.contiguous(), part, part_argmax, tile_max, tile_sum,
+        sample, argmax, entropy, lse,
+        num_rows, splits, num_tiles, vocab, hidden.stride(0), weight.stride(0), softcap_value,
+        hidden=dim, HAS_CAP=softcap is not None, SELF_COND=self_cond, BLOCK_V=block_v,
+        BLOCK_D=DRAW_CONFIG["BLOCK_D"], SPLITS_BLOCK=triton.next_power_of_2(splits),
+        TILES_BLOCK=triton.next_power_of_2(num_tiles), num_warps=DRAW_CONFIG["num_warps"],
     )
     if not self_cond:
         return HeadOutput(argmax, sample, entropy, None)
-    lse = (top.squeeze(1) + torch.log((weight_of_split * s_round).sum(dim=1))).contiguous()
     _normalize_kernel[(num_rows, num_tiles)](probs, tile_max, lse, vocab, num_tiles, probs.stride(0), BLOCK_V=block_v)
     return HeadOutput(argmax, sample, entropy, probs)

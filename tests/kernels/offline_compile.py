@@ -81,9 +81,12 @@ def head_variants():
         "stride_p": VOCAB, "softcap": 30.0, "HAS_CAP": True, "SELF_COND": True, "PRECISION": "tf32", **blocks,
     }, config["num_warps"], config["num_stages"]
     yield "head draw", _draw_kernel, {
-        "h_ptr": bf16, "w_ptr": bf16, "temp_ptr": f32, "tile_ptr": i64, "below_ptr": f32, "target_ptr": f32,
-        "top_ptr": f32, "sample_ptr": i64, "vocab": VOCAB, "stride_h": HIDDEN, "stride_w": HIDDEN, "softcap": 30.0,
-        "hidden": HIDDEN, "HAS_CAP": True, "BLOCK_V": config["BLOCK_V"], "BLOCK_D": DRAW_CONFIG["BLOCK_D"],
+        "h_ptr": bf16, "w_ptr": bf16, "temp_ptr": f32, "uniforms_ptr": f32, "part_ptr": f32, "part_argmax_ptr": i64,
+        "tile_max_ptr": f32, "tile_sum_ptr": f32, "sample_ptr": i64, "argmax_ptr": i64, "entropy_ptr": f32,
+        "lse_ptr": f32, "num_rows": CANVAS, "num_splits": config["SPLITS"], "num_tiles": tiles, "vocab": VOCAB,
+        "stride_h": HIDDEN, "stride_w": HIDDEN, "softcap": 30.0, "hidden": HIDDEN, "HAS_CAP": True, "SELF_COND": True,
+        "BLOCK_V": config["BLOCK_V"], "BLOCK_D": DRAW_CONFIG["BLOCK_D"], "SPLITS_BLOCK": config["SPLITS"],
+        "TILES_BLOCK": tiles,
     }, DRAW_CONFIG["num_warps"], 3
     yield "head normalize", _normalize_kernel, {
         "probs_ptr": bf16, "tile_max_ptr": f32, "lse_ptr": f32, "vocab": VOCAB, "num_tiles": tiles,
