@@ -95,9 +95,10 @@ def denoise_step(
 ) -> torch.Tensor:
     """One decoder pass + sampler step for every running row (state.running); other rows keep their state.
 
-    Rebinds the state's fields to new tensors: a CUDA graph around it copies them back into its static
-    buffers. masks and kv_len stay fixed until the next commit. active: state.running on the host, which only
-    the reference noise needs (it draws per row). Returns the rows that stopped this step, [B] bool."""
+    Rebinds the state's fields to new tensors, or with the kernels writes them in place: a CUDA graph around it
+    copies them back into its static buffers (a copy onto itself is skipped). masks and kv_len stay fixed
+    until the next commit. active: state.running on the host, which only the reference noise needs (it draws
+    per row). Returns the rows that stopped this step, [B] bool."""
     temp = temperature(state.cur_step, state.num_steps, generation.t_min, generation.t_max)  # [B]
     # The fused head draws from the native noise's uniforms; transformers' draws (reference noise) go through
     # torch.multinomial over the whole softmax, so they keep the reference path
@@ -115,6 +116,21 @@ def denoise_step(
         entropy = token_entropy(processed)
         self_cond = processed.to(model.dtype)
         renoise = noise.renoise(active, state.canvas_index, state.steps_done)
+    # Every row takes it, running or not: a row reads it only while it runs, and a canvas starts with
+    # self_cond_mask False. That spares a [B, L, V] select per step.
+    state.self_cond = self_cond
+    if model.fused_advance is not None:  # kernels/sampler.py: the rest in one launch, the state in place
+        return model.fused_advance(
+            state.canvas, state.argmax, state.entropy, state.accepted, state.history, state.running, state.cur_step,
+            state.steps_done, state.self_cond_mask, samples, argmax, entropy, renoise, generation.entropy_bound,
+            generation.confidence_threshold,
+        )
+    return advance(state, samples, argmax, entropy, renoise, generation)
+
+
+def advance(state: BatchState, samples, argmax, entropy, renoise, generation: GenerationArgs) -> torch.Tensor:
+    """The sampler's step after the head, for the running rows: acceptance under the entropy bound, the next
+    canvas, the stop test, and the state moved on. Returns the rows that stopped, [B] bool."""
     accepted = accept_mask(entropy, generation.entropy_bound)
     canvas = next_canvas(state.canvas, samples, accepted, renoise)
     stop, history = stop_test(state.history, argmax, entropy, generation.confidence_threshold)
@@ -124,9 +140,6 @@ def denoise_step(
     state.argmax = torch.where(run[:, None], argmax, state.argmax)
     state.entropy = torch.where(run[:, None], entropy, state.entropy)
     state.accepted = torch.where(run[:, None], accepted, state.accepted)
-    # Every row takes it, running or not: a row reads it only while it runs, and a canvas starts with
-    # self_cond_mask False. That spares a [B, L, V] select per step.
-    state.self_cond = self_cond
     state.history = torch.where(run[None, :, None], history, state.history)
     state.self_cond_mask = state.self_cond_mask | run
     state.steps_done = state.steps_done + run.long()
@@ -357,9 +370,10 @@ def _snapshot(state: BatchState, budgets, stopped: list[bool], finished: list[bo
         step=state.steps_done.tolist(),
         max_steps=[steps for _, steps in budgets],
         canvas_index=state.canvas_index.tolist(),
-        canvas=state.argmax.cpu(),
-        entropy=state.entropy.cpu(),
-        accepted=state.accepted.cpu(),
+        # copies, also on a CPU (where .cpu() is the tensor itself): the fused step writes the state in place
+        canvas=state.argmax.to("cpu", copy=True),
+        entropy=state.entropy.to("cpu", copy=True),
+        accepted=state.accepted.to("cpu", copy=True),
         stopped=list(stopped),
         finished=list(finished),
     )

@@ -9,7 +9,8 @@ Each kernel takes the place of a module's reference path through a hook attribut
 - kernels/linear.py also: the dense MLPs' gate and up with the GELU gate, in one launch when quantized;
 - kernels/router.py: the MoE router;
 - kernels/head.py: the sampling head of every denoising step drawn from the native noise;
-- kernels/noise.py: that noise's two draws of a step (the head's uniforms, the renoising tokens) in one launch.
+- kernels/noise.py: that noise's two draws of a step (the head's uniforms, the renoising tokens) in one launch;
+- kernels/sampler.py: the sampler's step after the head (acceptance, next canvas, stop test, state) in one.
 
 Projections that read the same input (q, k and v; gate and up) are stacked into one (engine/merged.py)
 when the kernels are switched on: one GEMM each, whose output the fused norms and gate read as it lies.
@@ -47,6 +48,7 @@ def enable(model: nn.Module, device: str, mode: str = "on") -> None:
     stacked = merge_projections(model) if mode == "on" else []
     model.sampling_head = kernels.get("head")
     model.counter_draws = kernels.get("noise")
+    model.fused_advance = kernels.get("advance")
     for module in (*model.modules(), *stacked):  # the stacked projections are outside the module tree
         for kind, attribute, name in HOOKS:
             if isinstance(module, kind):
@@ -92,10 +94,11 @@ def _kernels() -> dict:
     from kernels.noise import counter_draws
     from kernels.norms import attn_residual, ffn_out, norm_rope, qkv_norm_rope, rms_norm
     from kernels.router import route
+    from kernels.sampler import advance
 
     return {"moe": fused_moe, "attention": canvas_attention, "head": sampling_head, "norm": rms_norm,
             "norm_rope": norm_rope, "ffn_out": ffn_out, "router": route, "linear": quantized_linear,
-            "noise": counter_draws, "attn_residual": attn_residual, "qkv": qkv_norm_rope,
+            "noise": counter_draws, "advance": advance, "attn_residual": attn_residual, "qkv": qkv_norm_rope,
             "gated": lambda x, projection: gelu_gated(x, *linear_weights(projection), projection.in_features)}
 
 

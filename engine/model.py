@@ -163,6 +163,7 @@ class DiffusionGemma(nn.Module):
         # for hidden states rather than logits (engine/generate.py)
         self.sampling_head = None
         self.counter_draws = None  # kernels/noise.py's one-launch native draws, enabled with the sampling head
+        self.fused_advance = None  # kernels/sampler.py's sampler step after the head, likewise
         self.embed_scale = nn.Buffer(torch.empty(()), persistent=False)
         self.local_inv_freq = nn.Buffer(torch.empty(args.head_dim // 2), persistent=False)
         self.global_inv_freq = nn.Buffer(torch.empty(args.global_head_dim // 2), persistent=False)

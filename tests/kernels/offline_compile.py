@@ -23,7 +23,7 @@ import tempfile
 import torch
 
 POINTER = {torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.int64: "*i64", torch.int32: "*i32",
-           torch.uint8: "*u8", torch.float8_e4m3fn: "*fp8e4nv"}
+           torch.uint8: "*u8", torch.float8_e4m3fn: "*fp8e4nv", torch.bool: "*i1"}
 HIDDEN, VOCAB, CANVAS, EXPERTS, INTER, TOP_K = 2816, 262144, 256, 128, 704, 8
 DENSE_INTER = 2112  # the dense MLP's intermediate size
 # Compute capability -> the shared memory one block may take (bytes)
@@ -171,6 +171,19 @@ def noise_variants():
     }, 4, 3
 
 
+def sampler_variants():
+    from kernels.sampler import CHUNK, _advance_kernel
+
+    i64, f32, b = torch.int64, torch.float32, torch.bool
+    yield "sampler advance", _advance_kernel, {
+        "entropy_ptr": f32, "samples_ptr": i64, "argmax_ptr": i64, "renoise_ptr": i64, "canvas_ptr": i64,
+        "state_argmax_ptr": i64, "state_entropy_ptr": f32, "accepted_ptr": b, "history_ptr": i64, "running_ptr": b,
+        "cur_step_ptr": torch.int32, "steps_done_ptr": i64, "self_cond_mask_ptr": b, "stopped_ptr": b,
+        "length": CANVAS, "stride_hk": 4 * CANVAS, "stride_hb": CANVAS, "entropy_bound": 0.1,
+        "confidence_threshold": 0.005, "HISTORY": 1, "BLOCK_L": CANVAS, "CHUNK": CHUNK,
+    }, 4, 3
+
+
 def moe_variants():
     from kernels.moe import (
         ALIGN_CHUNK,
@@ -236,7 +249,7 @@ def main() -> int:
         return 2
     for capability in ARCHITECTURES:
         for variants in (head_variants, attention_variants, norm_variants, router_variants, noise_variants,
-                         moe_variants, gelu_mul_variants):
+                         sampler_variants, moe_variants, gelu_mul_variants):
             for name, kernel, args, num_warps, num_stages in variants():
                 row = {"arch": capability, "kernel": name}
                 try:
