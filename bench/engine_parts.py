@@ -20,6 +20,7 @@ them make up the step. Used by bench/engine.py --breakdown.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -27,10 +28,10 @@ from collections.abc import Callable
 import torch
 
 from engine.cache import KVCache
-from engine.generate import BatchState
+from engine.generate import BatchState, advance
 from engine.noise import CounterNoise
 from engine.quantize import weight_bytes
-from engine.sampler import accept_mask, apply_temperature, next_canvas, stop_test, temperature, token_entropy
+from engine.sampler import apply_temperature, temperature, token_entropy
 
 PARTS = ("attention", "dense", "moe", "self_conditioning", "head", "sampler")
 
@@ -79,14 +80,23 @@ def step_parts(model, cache: KVCache, state: BatchState, noise, generation, mask
                                         model.soft_embeddings(state.canvas, sc_logits, sc_mask, sc_probs)),
         vocab_bytes + canvas_vocab_bytes + weight_bytes(model.self_conditioning))
 
+    # the sampler's step after the head writes the state (in place with kernels/sampler.py): a scratch copy's
+    scratch = dataclasses.replace(state, **{f.name: getattr(state, f.name).clone() for f in dataclasses.fields(state)
+                                            if f.name != "self_cond"})
+
     def tail():
-        accepted = accept_mask(entropy, generation.entropy_bound)
         if fused:  # the step draws the head's uniforms and the renoising tokens together (kernels/noise.py)
             renoise = noise.draws(state.canvas_index, state.steps_done, model.counter_draws)[1]
         else:
             renoise = noise.renoise(None, state.canvas_index, state.steps_done)
-        canvas = next_canvas(state.canvas, state.argmax, accepted, renoise)
-        return canvas, stop_test(state.history, state.argmax, entropy, generation.confidence_threshold)
+        if model.fused_advance is None:
+            return advance(scratch, state.argmax, state.argmax, entropy, renoise, generation)
+        scratch.running.copy_(state.running)  # every replay steps the same rows (two copies of [B], not timed apart)
+        scratch.cur_step.copy_(state.cur_step)
+        return model.fused_advance(
+            scratch.canvas, scratch.argmax, scratch.entropy, scratch.accepted, scratch.history, scratch.running,
+            scratch.cur_step, scratch.steps_done, scratch.self_cond_mask, state.argmax, state.argmax, entropy, renoise,
+            generation.entropy_bound, generation.confidence_threshold)
 
     if fused:
         uniforms = noise.uniforms(state.canvas_index, state.steps_done).flatten()
