@@ -123,7 +123,10 @@ class Block(nn.Module):
         moe = self.experts(experts_in.reshape(tokens.shape), weights, experts).reshape(x.shape)
         return dense, moe
 
-    def finish(self, x: torch.Tensor, attn_out: torch.Tensor, scalar: torch.Tensor) -> torch.Tensor:
+    def finish(self, x: torch.Tensor, attn_out: torch.Tensor, scalar: torch.Tensor,
+               next_norm: RMSNorm) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's output h on the residual x and its attention's output, and next_norm(h): the next
+        layer's input norm, or the final norm after the last layer (with the kernels, in the same launch)."""
         norms = (self.post_attention_layernorm, self.pre_feedforward_layernorm, self.pre_feedforward_layernorm_2)
         if self.fused_attn_residual is not None:  # kernels/norms.py: the sum and the three norms in one launch
             x, dense_in, experts_in = self.fused_attn_residual(x, attn_out, *(norm.weight for norm in norms),
@@ -133,10 +136,12 @@ class Block(nn.Module):
             dense_in, experts_in = norms[1](x), norms[2](x)
         dense, moe = self.branches(x, dense_in, experts_in)
         norms = (self.post_feedforward_layernorm_1, self.post_feedforward_layernorm_2, self.post_feedforward_layernorm)
-        if self.fused_ffn_out is not None:  # kernels/norms.py: the three post-norms, the sums and the scalar at once
-            return self.fused_ffn_out(x, dense, moe, *(norm.weight for norm in norms), norms[0].eps, scalar)
+        if self.fused_ffn_out is not None:  # kernels/norms.py: the four norms, the sums and the scalar at once
+            return self.fused_ffn_out(x, dense, moe, *(norm.weight for norm in norms), norms[0].eps, scalar,
+                                      next_norm.weight)
         dense_norm, moe_norm, sum_norm = norms
-        return (x + sum_norm(dense_norm(dense) + moe_norm(moe))) * scalar
+        h = (x + sum_norm(dense_norm(dense) + moe_norm(moe))) * scalar
+        return h, next_norm(h)
 
 
 class SelfConditioning(GatedMLP):
@@ -226,9 +231,9 @@ class DiffusionGemma(nn.Module):
         h = self.embed(tokens)  # [B, T, D]
         rope = self.rope(positions, h.dtype)
         last = len(self.layers) - 1
+        x = self.layers[0].input_layernorm(h)  # each later layer's comes with its predecessor's output
         for i, layer in enumerate(self.layers):
             cos, sin = rope[layer.layer_type]
-            x = layer.input_layernorm(h)
             # the last layer's output feeds nothing: its K/V is all the cache needs
             only_kv = i == last and not return_hidden
             q, k, v = (None, *layer.self_attn.key_value(x, cos, sin)) if only_kv else \
@@ -241,8 +246,8 @@ class DiffusionGemma(nn.Module):
             keys = _rows(cache.keys[i], rows, mask.start, kv_len)
             values = _rows(cache.values[i], rows, mask.start, kv_len)
             attn_out = layer.self_attn.attend(q, keys, values, mask.mask)
-            h = layer.finish(h, attn_out, layer.encoder_scalar)
-        return self.norm(h) if return_hidden else None
+            h, x = layer.finish(h, attn_out, layer.encoder_scalar, self._next_norm(i))
+        return x if return_hidden else None
 
     def decode(
         self,
@@ -273,12 +278,16 @@ class DiffusionGemma(nn.Module):
         soft = self.soft_embeddings(canvas, self_cond_logits, self_cond_mask, self_cond_probs)
         h = self.self_conditioning(self.embed(canvas), soft)
         rope = self.rope(positions, h.dtype)
+        x = self.layers[0].input_layernorm(h)  # each later layer's comes with its predecessor's output
         for i, layer in enumerate(self.layers):
             cos, sin = rope[layer.layer_type]
-            x = layer.input_layernorm(h)
             attn_out = layer.self_attn.decoder_attention(x, cos, sin, cache, i, rows, masks[layer.layer_type], kv_len)
-            h = layer.finish(h, attn_out, layer.decoder_scalar)
-        return self.norm(h) if return_hidden else self.logits(self.norm(h))
+            h, x = layer.finish(h, attn_out, layer.decoder_scalar, self._next_norm(i))
+        return x if return_hidden else self.logits(x)  # x: the last layer's output through the final norm
+
+    def _next_norm(self, layer: int) -> RMSNorm:
+        """The norm that reads layer `layer`'s output: the next layer's input norm, after the last the final one."""
+        return self.layers[layer + 1].input_layernorm if layer + 1 < len(self.layers) else self.norm
 
     def soft_embeddings(
         self,

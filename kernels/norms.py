@@ -13,7 +13,7 @@ then rotated (engine/layers.py `apply_rope`: five more kernels, twice a layer); 
 attention, `attn_residual` adds its normed output to the residual and norms the sum twice, for the dense MLP
 and for the experts: four launches in one. A layer ends (x + norm(norm_1(dense) + norm_2(moe))) * layer
 scalar: `ffn_out` takes the two branches' raw outputs and does the three norms, two sums and the product in
-one pass over the rows.
+one pass over the rows, and the next layer's input norm of the result (after the last layer, the final norm).
 
 The arithmetic is the reference's in float32 (x * (mean(x^2) + eps)^-1/2 * w, cast back), summed in
 another order and with a reciprocal square root where the reference raises to -0.5: float32 results agree
@@ -40,9 +40,10 @@ def reference_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos
     return apply_rope(reference(x, weight, eps), cos, sin)
 
 
-def reference_ffn_out(x, dense, moe, w_dense, w_moe, w_sum, eps: float, scalar) -> torch.Tensor:
-    """engine/model.py's Block.finish after its branches, op for op."""
-    return (x + reference(reference(dense, w_dense, eps) + reference(moe, w_moe, eps), w_sum, eps)) * scalar
+def reference_ffn_out(x, dense, moe, w_dense, w_moe, w_sum, eps: float, scalar, w_next=None):
+    """engine/model.py's Block.finish after its branches, op for op (and with w_next, the next norm after it)."""
+    out = (x + reference(reference(dense, w_dense, eps) + reference(moe, w_moe, eps), w_sum, eps)) * scalar
+    return out if w_next is None else (out, reference(out, w_next, eps))
 
 
 def reference_qkv(proj, q_weight, k_weight, eps: float, cos, sin, q_heads: int, kv_heads: int, dim: int):
@@ -239,10 +240,12 @@ def _row_norm(x, w, eps, dim: tl.constexpr, dtype: tl.constexpr):
 
 @triton.jit
 def _ffn_out_kernel(
-    x_ptr, dense_ptr, moe_ptr, w_dense_ptr, w_moe_ptr, w_sum_ptr, scalar_ptr, out_ptr, num_rows, eps,
-    dim: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, dense_ptr, moe_ptr, w_dense_ptr, w_moe_ptr, w_sum_ptr, scalar_ptr, w_next_ptr, out_ptr, next_ptr,
+    num_rows, eps,
+    dim: tl.constexpr, NEXT: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """Rows [N, D] (contiguous): every reference op rounds to the activation dtype, and so does each here."""
+    """Rows [N, D] (contiguous): every reference op rounds to the activation dtype, and so does each here.
+    NEXT: also the next norm of the layer's output (the next layer's input norm, or the final one)."""
     cols = tl.arange(0, BLOCK)
     col_ok = cols < dim
     dtype = out_ptr.dtype.element_ty
@@ -250,6 +253,8 @@ def _ffn_out_kernel(
     w_moe = tl.load(w_moe_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
     w_sum = tl.load(w_sum_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
     scalar = tl.load(scalar_ptr).to(tl.float32)
+    if NEXT:
+        w_next = tl.load(w_next_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
     for i in range(ROWS):
         row = (tl.program_id(0) * ROWS + i).to(tl.int64)
         if row < num_rows:
@@ -260,22 +265,30 @@ def _ffn_out_kernel(
             both = both.to(dtype).to(tl.float32)
             x = tl.load(x_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
             residual = (x + _row_norm(both, w_sum, eps, dim, dtype)).to(dtype).to(tl.float32)
-            tl.store(out_ptr + offsets, (residual * scalar).to(dtype), mask=col_ok)
+            out = (residual * scalar).to(dtype)
+            tl.store(out_ptr + offsets, out, mask=col_ok)
+            if NEXT:
+                tl.store(next_ptr + offsets, _row_norm(out.to(tl.float32), w_next, eps, dim, dtype).to(dtype),
+                         mask=col_ok)
 
 
-def ffn_out(x, dense, moe, w_dense, w_moe, w_sum, eps: float, scalar: torch.Tensor) -> torch.Tensor:
+def ffn_out(x, dense, moe, w_dense, w_moe, w_sum, eps: float, scalar: torch.Tensor,
+            w_next: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """`reference_ffn_out` in one launch: x, dense, moe [..., D] in one dtype, the norms' weights [D], the
-    layer scalar [1]."""
+    layer scalar [1]. With w_next [D], also the output's norm by it (the next layer's input norm, or the
+    final norm): (output, its norm)."""
     dim = x.shape[-1]
     x, dense, moe = x.contiguous(), dense.contiguous(), moe.contiguous()
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    normed = torch.empty(x.shape, dtype=x.dtype, device=x.device) if w_next is not None else out
     num_rows = x.numel() // dim
     block = triton.next_power_of_2(dim)
     _ffn_out_kernel[(triton.cdiv(num_rows, ROWS_PER_PROGRAM),)](
-        x, dense, moe, w_dense, w_moe, w_sum, scalar, out, num_rows, float(eps),
-        dim=dim, ROWS=ROWS_PER_PROGRAM, BLOCK=block, num_warps=8 if block >= 2048 else 4,
+        x, dense, moe, w_dense, w_moe, w_sum, scalar, w_sum if w_next is None else w_next, out, normed,
+        num_rows, float(eps),
+        dim=dim, NEXT=w_next is not None, ROWS=ROWS_PER_PROGRAM, BLOCK=block, num_warps=8 if block >= 2048 else 4,
     )
-    return out
+    return out if w_next is None else (out, normed)
 
 
 @triton.jit

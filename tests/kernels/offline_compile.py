@@ -131,10 +131,10 @@ def norm_variants():
             "out_ptr": torch.bfloat16, "num_rows": CANVAS * heads, "heads": heads, "eps": 1e-6, "dim": dim,
             "HAS_WEIGHT": True, "ROWS": ROWS_PER_PROGRAM, "BLOCK": dim,
         }, 4, 3
-    yield "ffn out", _ffn_out_kernel, {
+    yield "ffn out", _ffn_out_kernel, {  # with the next layer's input norm, as the engine runs it
         **{name: torch.bfloat16 for name in ("x_ptr", "dense_ptr", "moe_ptr", "w_dense_ptr", "w_moe_ptr", "w_sum_ptr",
-                                             "scalar_ptr", "out_ptr")},
-        "num_rows": CANVAS, "eps": 1e-6, "dim": HIDDEN, "ROWS": ROWS_PER_PROGRAM, "BLOCK": 4096,
+                                             "scalar_ptr", "w_next_ptr", "out_ptr", "next_ptr")},
+        "num_rows": CANVAS, "eps": 1e-6, "dim": HIDDEN, "NEXT": True, "ROWS": ROWS_PER_PROGRAM, "BLOCK": 4096,
     }, 8, 3
     for kind, kv_heads, dim, has_v in (("sliding", 8, 256, True), ("global", 2, 512, False)):
         yield f"qkv {kind}", _qkv_kernel, {

@@ -77,7 +77,8 @@ def test_norm_rope_matches_the_reference(shape, with_weight, dtype, poisoned):
 
 @pytest.mark.parametrize("shape", [(1, 3, 2816), (2, 5, 64), (13, 100)])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ffn_out_matches_the_reference(shape, dtype, poisoned):
+@pytest.mark.parametrize("with_next", [False, True])
+def test_ffn_out_matches_the_reference(shape, dtype, with_next, poisoned):
     generator = torch.Generator().manual_seed(sum(shape))
 
     def draw(*size, scale=1.0, offset=0.0):
@@ -86,13 +87,17 @@ def test_ffn_out_matches_the_reference(shape, dtype, poisoned):
     x, dense, moe = draw(*shape, scale=4.0), draw(*shape, scale=0.3), draw(*shape, scale=2.0)
     weights = [draw(shape[-1], scale=0.1, offset=1.0) for _ in range(3)]
     scalar = torch.tensor([0.75], dtype=dtype, device=DEVICE)
-    ours = ffn_out(x, dense, moe, *weights, 1e-6, scalar)
-    assert ours.shape == x.shape and not ours.isnan().any()
+    w_next = draw(shape[-1], scale=0.1, offset=1.0) if with_next else None
+    ours = ffn_out(x, dense, moe, *weights, 1e-6, scalar, w_next)
+    expected = reference_ffn_out(x, dense, moe, *weights, 1e-6, scalar, w_next)
+    ours, expected = (ours, expected) if with_next else ((ours,), (expected,))
     # six roundings to the activation dtype on each side: where one flips, a couple of its steps apart (2^-9
-    # relative in float16, 2^-6 in bfloat16); float32 within summation order
+    # relative in float16, 2^-6 in bfloat16); float32 within summation order. The next norm of the output
+    # rounds once more.
     tolerance = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
-    torch.testing.assert_close(ours.float(), reference_ffn_out(x, dense, moe, *weights, 1e-6, scalar).float(),
-                               rtol=tolerance, atol=tolerance)
+    for got, want in zip(ours, expected, strict=True):
+        assert got.shape == x.shape and not got.isnan().any()
+        torch.testing.assert_close(got.float(), want.float(), rtol=tolerance, atol=tolerance)
 
 
 # (batch, length, q heads, kv heads, head dim, with a v projection, rotated share): a sliding layer's q, k and v,
