@@ -78,6 +78,7 @@ def count_step(model, args: ModelArgs, mode: str) -> dict[str, int]:
     import kernels.moe
     import kernels.noise
     import kernels.norms
+    import kernels.rope
     import kernels.router
     import kernels.sampler
 
@@ -90,7 +91,7 @@ def count_step(model, args: ModelArgs, mode: str) -> dict[str, int]:
     # a triton.jit function (helpers are never run), once however many modules import it
     jitted = {id(kernel): (name, kernel)
               for module in (kernels.attention, kernels.head, kernels.linear, kernels.moe, kernels.noise,
-                             kernels.norms, kernels.router, kernels.sampler)
+                             kernels.norms, kernels.rope, kernels.router, kernels.sampler)
               for name, kernel in vars(module).items() if hasattr(kernel, "run") and hasattr(kernel, "fn")}
     for name, kernel in jitted.values():
         original = kernel.run

@@ -8,6 +8,7 @@ Each kernel takes the place of a module's reference path through a hook attribut
   it feeds, and each layer's closing norms and sums;
 - kernels/linear.py also: the dense MLPs' gate and up with the GELU gate, in one launch when quantized;
 - kernels/router.py: the MoE router;
+- kernels/rope.py: both RoPE tables of a step;
 - kernels/head.py: the sampling head of every denoising step drawn from the native noise;
 - kernels/noise.py: that noise's two draws of a step (the head's uniforms, the renoising tokens) in one launch;
 - kernels/sampler.py: the sampler's step after the head (acceptance, next canvas, stop test, state) in one.
@@ -49,6 +50,7 @@ def enable(model: nn.Module, device: str, mode: str = "on") -> None:
     model.sampling_head = kernels.get("head")
     model.counter_draws = kernels.get("noise")
     model.fused_advance = kernels.get("advance")
+    model.fused_rope = kernels.get("rope")
     for module in (*model.modules(), *stacked):  # the stacked projections are outside the module tree
         for kind, attribute, name in HOOKS:
             if isinstance(module, kind):
@@ -93,12 +95,13 @@ def _kernels() -> dict:
     from kernels.moe import fused_moe
     from kernels.noise import counter_draws
     from kernels.norms import attn_residual, ffn_out, norm_rope, qkv_norm_rope, rms_norm
+    from kernels.rope import rope_tables
     from kernels.router import route
     from kernels.sampler import advance
 
     return {"moe": fused_moe, "attention": canvas_attention, "head": sampling_head, "norm": rms_norm,
             "norm_rope": norm_rope, "ffn_out": ffn_out, "router": route, "linear": quantized_linear,
-            "noise": counter_draws, "advance": advance, "attn_residual": attn_residual, "qkv": qkv_norm_rope,
+            "noise": counter_draws, "advance": advance, "rope": rope_tables, "attn_residual": attn_residual, "qkv": qkv_norm_rope,
             "gated": lambda x, projection: gelu_gated(x, *linear_weights(projection), projection.in_features)}
 
 

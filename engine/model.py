@@ -169,6 +169,7 @@ class DiffusionGemma(nn.Module):
         self.sampling_head = None
         self.counter_draws = None  # kernels/noise.py's one-launch native draws, enabled with the sampling head
         self.fused_advance = None  # kernels/sampler.py's sampler step after the head, likewise
+        self.fused_rope = None  # kernels/rope.py's RoPE tables, likewise
         self.embed_scale = nn.Buffer(torch.empty(()), persistent=False)
         self.local_inv_freq = nn.Buffer(torch.empty(args.head_dim // 2), persistent=False)
         self.global_inv_freq = nn.Buffer(torch.empty(args.global_head_dim // 2), persistent=False)
@@ -204,6 +205,9 @@ class DiffusionGemma(nn.Module):
         return self.embed_tokens(tokens) * self.embed_scale.to(self.dtype)
 
     def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        if self.fused_rope is not None:  # kernels/rope.py: the four tables in one launch
+            local, full = self.fused_rope(positions, self.local_inv_freq, self.global_inv_freq, dtype)
+            return {SLIDING: local, FULL: full}
         return {
             SLIDING: rope_cos_sin(positions, self.local_inv_freq, dtype),
             FULL: rope_cos_sin(positions, self.global_inv_freq, dtype),

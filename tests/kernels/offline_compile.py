@@ -171,6 +171,16 @@ def noise_variants():
     }, 4, 3
 
 
+def rope_variants():
+    from kernels.rope import _rope_kernel
+
+    yield "rope", _rope_kernel, {
+        "positions_ptr": torch.int64, "local_freq_ptr": torch.float32, "global_freq_ptr": torch.float32,
+        **{name: torch.bfloat16 for name in ("local_cos_ptr", "local_sin_ptr", "global_cos_ptr", "global_sin_ptr")},
+        "local_dim": 256, "global_dim": 512, "LOCAL_BLOCK": 256, "GLOBAL_BLOCK": 512,
+    }, 4, 3
+
+
 def sampler_variants():
     from kernels.sampler import CHUNK, _advance_kernel
 
@@ -249,7 +259,7 @@ def main() -> int:
         return 2
     for capability in ARCHITECTURES:
         for variants in (head_variants, attention_variants, norm_variants, router_variants, noise_variants,
-                         sampler_variants, moe_variants, gelu_mul_variants):
+                         rope_variants, sampler_variants, moe_variants, gelu_mul_variants):
             for name, kernel, args, num_warps, num_stages in variants():
                 row = {"arch": capability, "kernel": name}
                 try:

@@ -17,7 +17,7 @@ from tests.kernels.offline_compile import ARCHITECTURES
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = {"head", "head draw", "head normalize", "attention sliding", "attention global",
             "norm 2816", "norm 2816 unscaled", "norm 256", "norm 512 unscaled", "norm+rope 256", "norm+rope 512",
-            "ffn out", "qkv sliding", "qkv global", "attn residual", "router", "noise", "sampler advance",
+            "ffn out", "qkv sliding", "qkv global", "attn residual", "router", "noise", "rope", "sampler advance",
             "linear fp8", "linear nf4", "linear fp8 gated", "linear nf4 gated", "gelu mul", "moe align counts",
             "moe align scatter", "moe top-k sum",
             *(f"moe {w} {p}" for w in ("bf16", "fp8", "nf4") for p in ("gate/up", "down"))}
