@@ -100,8 +100,10 @@ def _kernels() -> dict:
     from kernels.sampler import advance
 
     return {"moe": fused_moe, "attention": canvas_attention, "head": sampling_head, "norm": rms_norm,
-            "norm_rope": norm_rope, "ffn_out": ffn_out, "router": route, "linear": quantized_linear,
-            "noise": counter_draws, "advance": advance, "rope": rope_tables, "attn_residual": attn_residual, "qkv": qkv_norm_rope,
+            "norm_rope": norm_rope, "qkv": qkv_norm_rope, "attn_residual": attn_residual, "ffn_out": ffn_out,
+            "router": route, "linear": quantized_linear, "noise": counter_draws, "advance": advance,
+            "rope": rope_tables,
+            # a stacked projection module (engine/merged.py) read as the kernel takes it
             "gated": lambda x, projection: gelu_gated(x, *linear_weights(projection), projection.in_features)}
 
 
