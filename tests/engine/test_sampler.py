@@ -105,6 +105,7 @@ class ScriptedDecoder:
     matters."""
 
     dtype = torch.float32
+    fused_advance = None  # the model's hook for kernels/sampler.py: off, the reference sampler step runs
 
     def __init__(self, seed: int):
         generator = torch.Generator().manual_seed(seed)
