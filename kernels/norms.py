@@ -81,6 +81,12 @@ def _inverse_rms(x, eps, dim: tl.constexpr):
 
 
 @triton.jit
+def _row(ptr, cols, col_ok):
+    """A row (or a norm's weight) at ptr, in float32, zeros past the row's end."""
+    return tl.load(ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _rms_norm_kernel(
     x_ptr, w_ptr, out_ptr, num_rows, stride_x, stride_out, eps,
     dim: tl.constexpr, HAS_WEIGHT: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
@@ -88,7 +94,7 @@ def _rms_norm_kernel(
     cols = tl.arange(0, BLOCK)
     col_ok = cols < dim
     if HAS_WEIGHT:
-        w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        w = _row(w_ptr, cols, col_ok)
     for i in range(ROWS):
         row = (tl.program_id(0) * ROWS + i).to(tl.int64)
         if row < num_rows:
@@ -125,11 +131,11 @@ def _norm_rope_row(
     cols = tl.arange(0, BLOCK)
     col_ok = cols < dim
     dtype = out_row.dtype.element_ty
-    x = tl.load(x_row + cols, mask=col_ok, other=0.0).to(tl.float32)
+    x = _row(x_row, cols, col_ok)
     scale = _inverse_rms(x, eps, dim)
     normed = x * scale
     if HAS_WEIGHT:
-        normed = normed * tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        normed = normed * _row(w_ptr, cols, col_ok)
     if ROPE:
         half = dim // 2
         partner = tl.where(cols < half, cols + half, cols - half)  # rotate_half's source column
@@ -138,8 +144,8 @@ def _norm_rope_row(
         if HAS_WEIGHT:
             normed_partner = normed_partner * tl.load(w_ptr + partner, mask=col_ok, other=0.0).to(tl.float32)
         rotated = sign * normed_partner.to(dtype).to(tl.float32)
-        cos = tl.load(cos_row + cols, mask=col_ok, other=0.0).to(tl.float32)
-        sin = tl.load(sin_row + cols, mask=col_ok, other=0.0).to(tl.float32)
+        cos = _row(cos_row, cols, col_ok)
+        sin = _row(sin_row, cols, col_ok)
         normed = (normed.to(dtype).to(tl.float32) * cos).to(dtype).to(tl.float32) + \
             (rotated * sin).to(dtype).to(tl.float32)
     tl.store(out_row + cols, normed.to(dtype), mask=col_ok)
@@ -249,21 +255,21 @@ def _ffn_out_kernel(
     cols = tl.arange(0, BLOCK)
     col_ok = cols < dim
     dtype = out_ptr.dtype.element_ty
-    w_dense = tl.load(w_dense_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-    w_moe = tl.load(w_moe_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-    w_sum = tl.load(w_sum_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    w_dense = _row(w_dense_ptr, cols, col_ok)
+    w_moe = _row(w_moe_ptr, cols, col_ok)
+    w_sum = _row(w_sum_ptr, cols, col_ok)
     scalar = tl.load(scalar_ptr).to(tl.float32)
     if NEXT:
-        w_next = tl.load(w_next_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        w_next = _row(w_next_ptr, cols, col_ok)
     for i in range(ROWS):
         row = (tl.program_id(0) * ROWS + i).to(tl.int64)
         if row < num_rows:
             offsets = row * dim + cols
-            dense = tl.load(dense_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
-            moe = tl.load(moe_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
+            dense = _row(dense_ptr + row * dim, cols, col_ok)
+            moe = _row(moe_ptr + row * dim, cols, col_ok)
             both = (_row_norm(dense, w_dense, eps, dim, dtype) + _row_norm(moe, w_moe, eps, dim, dtype))
             both = both.to(dtype).to(tl.float32)
-            x = tl.load(x_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
+            x = _row(x_ptr + row * dim, cols, col_ok)
             residual = (x + _row_norm(both, w_sum, eps, dim, dtype)).to(dtype).to(tl.float32)
             out = (residual * scalar).to(dtype)
             tl.store(out_ptr + offsets, out, mask=col_ok)
@@ -300,15 +306,15 @@ def _attn_residual_kernel(
     cols = tl.arange(0, BLOCK)
     col_ok = cols < dim
     dtype = out_ptr.dtype.element_ty
-    w_post = tl.load(w_post_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-    w_dense = tl.load(w_dense_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-    w_moe = tl.load(w_moe_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    w_post = _row(w_post_ptr, cols, col_ok)
+    w_dense = _row(w_dense_ptr, cols, col_ok)
+    w_moe = _row(w_moe_ptr, cols, col_ok)
     for i in range(ROWS):
         row = (tl.program_id(0) * ROWS + i).to(tl.int64)
         if row < num_rows:
             offsets = row * dim + cols
-            x = tl.load(x_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
-            attn = tl.load(attn_ptr + offsets, mask=col_ok, other=0.0).to(tl.float32)
+            x = _row(x_ptr + row * dim, cols, col_ok)
+            attn = _row(attn_ptr + row * dim, cols, col_ok)
             residual = (x + _row_norm(attn, w_post, eps, dim, dtype)).to(dtype).to(tl.float32)
             tl.store(out_ptr + offsets, residual.to(dtype), mask=col_ok)
             tl.store(dense_ptr + offsets, _row_norm(residual, w_dense, eps, dim, dtype).to(dtype), mask=col_ok)
