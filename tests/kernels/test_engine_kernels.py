@@ -131,3 +131,29 @@ def test_the_fused_step_writes_the_self_conditioning_over_its_own_buffer():
         assert (state.self_cond.data_ptr(), state.self_cond.stride()) == (buffer.data_ptr(), buffer.stride())
         torch.testing.assert_close(buffer.sum(dim=-1), torch.ones(2, args.canvas_length, device=DEVICE))
     enable(model, DEVICE, "off")
+
+
+@pytest.mark.timeout(300)  # some ten steps of interpreted kernels: about 90 s on a 2-core VM
+def test_the_fixed_shape_scheduler_gives_the_same_tokens_with_the_kernels():
+    """The CUDA-graph path run eagerly (StepGraphs' buckets: views of the batch's state, the history a
+    non-contiguous one), requests joining mid-flight: the fused step writes those views in place."""
+    from engine.scheduler import Job, Scheduler
+
+    loaded = load_model("tiny", DEVICE, torch.float32)
+    # the second runs two canvases, so the first leaves while it runs
+    requests = [Request([2, 40 + i, 41, 42 + i], seed=i, max_new_tokens=loaded.args.canvas_length * (1 + i),
+                        max_denoising_steps=2 + i) for i in range(2)]
+    outcomes = {}
+    for mode in ("off", "on"):
+        enable(loaded.model, DEVICE, mode)
+        scheduler = Scheduler(loaded.model, loaded.generation, max_batch=2, max_len=128, fixed_shapes=True)
+        done = {}
+        for i, request in enumerate(requests):
+            scheduler.submit(Job(request, lambda snapshot: None, lambda outcome, i=i: done.setdefault(i, outcome)))
+            scheduler.step()  # the next one joins a batch already running
+        while scheduler.has_work:
+            scheduler.step()
+        outcomes[mode] = [(done[i].token_ids, done[i].steps) for i in range(len(requests))]
+    enable(loaded.model, DEVICE, "off")
+    assert all(steps for _, steps in outcomes["on"])
+    assert outcomes["on"] == outcomes["off"]
