@@ -20,14 +20,15 @@ per-position figures:
   rescaling pass turns those into the normalised softmax in place.
 
 The draw's launch, one program per position, first combines the splits' figures ([tokens, splits], where
-torch took some twenty small launches). So a step writes [tokens, V] once, in bf16 (134 MB per canvas, the self-conditioning input the next step's matmul reads), instead of a
-dozen fp32 passes. Fusing the self-conditioning product itself would need a [rows, 2816] fp32 accumulator
-per program, far past the registers, or recomputing the logits per hidden tile: writing the bf16 softmax
-and leaving the product to one cuBLAS GEMM is cheaper.
+torch took some twenty small launches). So a step writes [tokens, V] once, in bf16 (134 MB per canvas, the
+self-conditioning input the next step's matmul reads), instead of a dozen fp32 passes. Fusing the
+self-conditioning product itself would need a [rows, 2816] fp32 accumulator per program, far past the
+registers, or recomputing the logits per hidden tile: writing the bf16 softmax and leaving the product to
+one cuBLAS GEMM is cheaper.
 
 The draw matches the reference's token except where u x total falls within float32 rounding of a
-cumulative-sum boundary (the sums run in another order). Tested against `reference`
-on CPU through TRITON_INTERPRET=1 (float32, float16); on a GPU in bf16 at the real shape by bench/head.py.
+cumulative-sum boundary (the sums run in another order). Tested against `reference` on CPU through
+TRITON_INTERPRET=1 (float32, float16); on a GPU in bf16 at the real shape by bench/head.py.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels.moe import DEFAULT_CONFIG, NF4_BLOCK, _grouped_gemm
+from kernels.moe import DEFAULT_CONFIG, NF4_BLOCK, _grouped_gemm, gelu_tanh
 
 
 def quantized_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, codebook: torch.Tensor | None,
@@ -63,15 +63,14 @@ def gelu_gated(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None
 @triton.jit
 def _gelu_mul_kernel(in_ptr, out_ptr, inter: tl.constexpr, BLOCK: tl.constexpr):
     """Rows [N, 2I] -> [N, I]. The reference rounds the GELU to the activation dtype before the product; so
-    does this. tanh(y) is written 2 sigmoid(2y) - 1, as in kernels/moe.py."""
+    does this, with the experts' GELU (kernels/moe.py)."""
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     ok = cols < inter
     dtype = out_ptr.dtype.element_ty
     gate = tl.load(in_ptr + row * 2 * inter + cols, mask=ok, other=0.0).to(tl.float32)
     up = tl.load(in_ptr + row * 2 * inter + inter + cols, mask=ok, other=0.0).to(tl.float32)
-    inner = 0.7978845608028654 * (gate + 0.044715 * gate * gate * gate)
-    gelu = (0.5 * gate * (2.0 * tl.sigmoid(2.0 * inner))).to(dtype).to(tl.float32)
+    gelu = gelu_tanh(gate).to(dtype).to(tl.float32)
     tl.store(out_ptr + row * inter + cols, (gelu * up).to(dtype), mask=ok)
 
 

@@ -73,13 +73,18 @@ def tuned_config(device: torch.device, num_experts: int, hidden: int, inter: int
     return tuning.tuned("moe", device, config_key(num_experts, hidden, inter, dtype, weight_dtype), num_pairs)
 
 
+def pair_bound(num_pairs: int, num_experts: int, block_m: int) -> int:
+    """Rows of the sorted, padded pairs whatever the routing: each expert's group pads by under a tile, and
+    the whole to a multiple of the tile height (static, so a CUDA graph holds it)."""
+    return (num_pairs + num_experts * (block_m - 1) + block_m - 1) // block_m * block_m
+
+
 def align(experts: torch.Tensor, num_experts: int, block_m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """experts [T, K] -> (sorted pair ids [P] int32 with padding = T*K, the expert of each tile [P / block_m]
     int32 (num_experts past the last used tile), the padded pair count [1] int32); P is a static bound."""
     flat = experts.reshape(-1)
     num_pairs = flat.numel()
-    bound = num_pairs + num_experts * (block_m - 1)
-    bound = (bound + block_m - 1) // block_m * block_m
+    bound = pair_bound(num_pairs, num_experts, block_m)
     # scatter_add, not bincount: bincount sizes its output from the data, a host sync a CUDA graph cannot hold
     counts = torch.zeros(num_experts, dtype=torch.int64, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
     padded = (counts + block_m - 1) // block_m * block_m
@@ -156,7 +161,7 @@ def align_fused(experts: torch.Tensor, num_experts: int, block_m: int):
     """`align`'s three tensors in two launches instead of some twenty small torch ops."""
     flat = experts.reshape(-1)
     num_pairs = flat.numel()
-    bound = (num_pairs + num_experts * (block_m - 1) + block_m - 1) // block_m * block_m
+    bound = pair_bound(num_pairs, num_experts, block_m)
     num_tiles = bound // block_m
     num_chunks = triton.cdiv(num_pairs, ALIGN_CHUNK)
     bins = triton.next_power_of_2(num_experts + 1)  # one spare bin for the padding of the last chunk
@@ -175,6 +180,14 @@ def align_fused(experts: torch.Tensor, num_experts: int, block_m: int):
     _align_scatter[(num_chunks,)](flat, chunk_prefix, group_starts, sorted_ids, num_pairs,
                                   num_experts=num_experts, CHUNK=ALIGN_CHUNK, BINS=bins)
     return sorted_ids, tile_experts, num_padded
+
+
+@triton.jit
+def gelu_tanh(x):
+    """GELU, tanh approximation, in float32: 1 + tanh(y) written 2 sigmoid(2y), as tl.sigmoid exists on every
+    backend and tanh does not."""
+    inner = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+    return 0.5 * x * (2.0 * tl.sigmoid(2.0 * inner))
 
 
 @triton.jit
@@ -257,9 +270,8 @@ def _grouped_gemm(
         acc = acc * tl.load(s_base + cols * stride_sn, mask=col_ok, other=1.0)[None, :]
         if GATED:
             acc_up = acc_up * tl.load(s_base + (n_out + cols) * stride_sn, mask=col_ok, other=1.0)[None, :]
-    if GATED:  # gelu_tanh(gate) * up, tanh(y) written 2 sigmoid(2y) - 1: tl.sigmoid exists on every backend
-        inner = 0.7978845608028654 * (acc + 0.044715 * acc * acc * acc)
-        acc = 0.5 * acc * (2.0 * tl.sigmoid(2.0 * inner)) * acc_up
+    if GATED:
+        acc = gelu_tanh(acc) * acc_up
     if ROUTED:
         acc = acc * tl.load(routing_ptr + pairs, mask=real, other=0.0)[:, None]
     tl.store(c_ptr + pairs[:, None] * stride_cm + cols[None, :], acc.to(c_ptr.dtype.element_ty),

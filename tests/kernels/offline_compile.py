@@ -203,10 +203,11 @@ def moe_variants():
         _align_scatter,
         _grouped_gemm,
         _top_k_sum_kernel,
+        pair_bound,
     )
 
     pairs, bins, block_m = CANVAS * TOP_K, 256, DEFAULT_CONFIG["BLOCK_M"]
-    bound = (pairs + EXPERTS * (block_m - 1) + block_m - 1) // block_m * block_m
+    bound = pair_bound(pairs, EXPERTS, block_m)
     yield "moe align counts", _align_counts, {
         "ids_ptr": torch.int64, "chunk_prefix_ptr": torch.int32, "group_starts_ptr": torch.int32,
         "tile_experts_ptr": torch.int32, "num_padded_ptr": torch.int32, "sorted_ids_ptr": torch.int32,
