@@ -14,6 +14,23 @@ def open_raw(ws_url: str, doc: str, token: str | None = None, **kwargs):
     return connect(url, open_timeout=5, close_timeout=5, **kwargs)
 
 
+def send_until_closed(ws, frames) -> int:
+    """Sends frames until the server closes the connection; returns how many went out.
+
+    A flood that the server cuts off (a rate limit, a size limit) races the close: the
+    server's close frame can arrive while the loop is still sending, and the next send
+    then raises. The close is what the test reads next, with `close_of`.
+    """
+    sent = 0
+    try:
+        for frame in frames:
+            ws.send(frame)
+            sent += 1
+    except ConnectionClosed:
+        pass
+    return sent
+
+
 def close_of(ws, timeout: float = 5.0) -> tuple[int, str]:
     """Reads until the server closes; returns its close code and reason."""
     try:
