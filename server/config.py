@@ -49,6 +49,14 @@ class ServerConfig:
     max_messages_per_s: float = _opt(200.0, "sustained messages per second per connection")
     max_message_burst: int = _opt(1000, "burst of messages per connection above the sustained rate")
     max_send_queue: int = _opt(2000, "frames queued for a slow client before it is disconnected (it resyncs)")
+    max_send_queue_bytes: int = _opt(
+        4 << 20, "bytes queued for a slow client before it is disconnected (4508; it resyncs): 200 slow clients "
+        "hold at most 800 MiB, and one frame larger than this (a big document's first sync) still goes out alone"
+    )
+    max_pending_bytes: int = _opt(
+        1 << 20, "bytes of updates a document keeps while they wait for changes they depend on (a client's "
+        "keystroke that overtook its own offline edits); beyond it such updates are refused (4509; it resyncs)"
+    )
     room_grace_s: float = _opt(30.0, "seconds a document stays loaded after its last client left")
     compact_min_bytes: int = _opt(
         256 << 10, "log bytes that trigger compaction (or the snapshot's size, when larger)"
@@ -99,6 +107,8 @@ class ServerConfig:
             "max_connections_per_address",
             "max_message_burst",
             "max_send_queue",
+            "max_send_queue_bytes",
+            "max_pending_bytes",
             "compact_min_bytes",
             "engine_max_batch",
             "redraft_queue_max",

@@ -2,8 +2,8 @@
 
 Frameworks stay outside: the websocket adapter hands in two coroutines (send a
 frame, close with a code). A client that cannot keep up is disconnected once its
-queue is full rather than slowing the room; Yjs clients resync on reconnect, so
-nothing is lost.
+queue holds too many frames or too many bytes, rather than slowing the room or
+holding the server's memory; Yjs clients resync on reconnect, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class Peer:
         max_send_queue: int,
         bucket: TokenBucket,
         metrics: Metrics,
+        *,
+        max_send_queue_bytes: int,
     ):
         self.id = next(_ids)
         self._send = send
@@ -40,12 +42,14 @@ class Peer:
         self.grant = grant
         self.address = address
         self.max_send_queue = max_send_queue
+        self.max_send_queue_bytes = max_send_queue_bytes
         self.bucket = bucket
         self.metrics = metrics
         self.awareness_ids: set[int] = set()  # Yjs client ids this connection speaks for
         self.sent_bytes = 0
         self.close_code: int | None = None
         self._queue: deque[bytes] = deque()
+        self.queued_bytes = 0  # in the queue; the frame being written is out of it
         self._ready = asyncio.Event()
         self._sender: asyncio.Task | None = None
 
@@ -64,7 +68,15 @@ class Peer:
             self.metrics.refused("slow_client")
             self.close(CLOSE_SLOW_CLIENT, f"client fell {self.max_send_queue} messages behind")
             return
+        # Frames count by bytes too: 2,000 frames of 1 MB would be 2 GB for one client that never reads
+        # (issue 14). A frame larger than the budget still goes out when nothing waits before it: a large
+        # document's first sync step 2 is one frame.
+        if self._queue and self.queued_bytes + len(frame) > self.max_send_queue_bytes:
+            self.metrics.refused("slow_client")
+            self.close(CLOSE_SLOW_CLIENT, f"client fell {self.queued_bytes + len(frame)} bytes behind")
+            return
         self._queue.append(frame)
+        self.queued_bytes += len(frame)
         self._ready.set()
 
     async def _drain(self) -> None:
@@ -74,6 +86,7 @@ class Peer:
                 self._ready.clear()
                 while self._queue:
                     frame = self._queue.popleft()
+                    self.queued_bytes -= len(frame)
                     await self._send(frame)
                     self.sent_bytes += len(frame)
         except asyncio.CancelledError:
@@ -87,7 +100,8 @@ class Peer:
         if not self.is_open:
             return
         self.close_code = code
-        self._queue.clear()
+        self._queue.clear()  # the frames' memory goes now, not when the socket finally closes
+        self.queued_bytes = 0
         log.info("closing peer %s (%s): %d %s", self.id, self.address, code, reason)
         asyncio.get_running_loop().create_task(self._close_now(code, reason))
 

@@ -82,6 +82,7 @@ async def _serve(websocket: WebSocket, services: Services, room, grant, address:
         max_send_queue=config.max_send_queue,
         bucket=TokenBucket(config.max_messages_per_s, config.max_message_burst),
         metrics=services.metrics,
+        max_send_queue_bytes=config.max_send_queue_bytes,
     )
     services.connections_by_address[address] += 1
     services.metrics.connections.inc()

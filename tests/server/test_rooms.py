@@ -39,7 +39,7 @@ def make_peer(received: list) -> Peer:
     async def close(code, reason):
         received.append((code, reason))
 
-    peer = Peer(send, close, OPEN_GRANT, "test", 100, TokenBucket(1000, 1000), Metrics())
+    peer = Peer(send, close, OPEN_GRANT, "test", 100, TokenBucket(1000, 1000), Metrics(), max_send_queue_bytes=1 << 20)
     peer.start()
     return peer
 
