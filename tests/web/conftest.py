@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, wait_until
+from tests.web.scripted_engine import ScriptedEngine
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -57,6 +59,24 @@ def open_page(browser, start_server):
         context.close()
     unexpected = [problem for problem in problems if not any(pattern.search(problem) for pattern in allowed)]
     assert unexpected == [], "\n".join(unexpected)
+
+
+@pytest.fixture
+def scripted_server(start_server, redis_server):
+    """A server with `--engine redis` whose only worker is a ScriptedEngine the test drives: (server, engine)."""
+    engines = []
+
+    def start(*extra_args: str):
+        engine = ScriptedEngine(redis_server.url)
+        engines.append(engine)
+        server = start_server(extra_args=("--engine", "redis", *extra_args), redis_url=redis_server.url)
+        wait_until(lambda: httpx.get(f"{server.http_url}/healthz").json()["engine"]["status"] == "ready", 20,
+                   "the scripted engine to be ready")
+        return server, engine
+
+    yield start
+    for engine in engines:
+        engine.close()
 
 
 def wait_connected(page: Page) -> None:

@@ -3,7 +3,7 @@
 
 const STATUS_WORDS = {
   400: 'The request was not valid',
-  401: 'This link does not give access',
+  401: 'This link does not give access to this document',
   403: 'This link does not allow that',
   404: 'Not found',
   409: 'The document changed in a way that makes this impossible',
@@ -57,5 +57,7 @@ export class DocumentApi {
   redraft (id) { return this.request('GET', `/redrafts/${encodeURIComponent(id)}`) }
   accept (id) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/accept`) }
   undo (id) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/undo`) }
+  redo (id) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/redo`) }
+  redrafts () { return this.request('GET', '/redrafts') }
   cancel (id) { return this.request('DELETE', `/redrafts/${encodeURIComponent(id)}`) }
 }

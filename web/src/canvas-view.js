@@ -1,9 +1,12 @@
-// The live canvas of one redraft, as the AI peer publishes it: resolved tokens fade in by
-// confidence, unresolved positions shimmer, a step counter runs. The DOM is built once and
-// then updated in place, node by node, so a step costs a few attribute writes and the text
-// around it never moves for anything but the new words themselves.
+// The live canvas of one redraft, as the AI peer publishes it: what earlier canvases already wrote,
+// then the current canvas, whose resolved tokens fade in by confidence while unresolved positions
+// shimmer, and a step counter that only goes up. The DOM is built once and then updated in place,
+// node by node, so a step costs a few attribute writes. The canvas sits beside the passage (a block
+// under it), never in its place: the passage stays editable while the AI writes.
+import { safeColor } from './trust.js'
 
 export const UNRESOLVED_BELOW = 0.3 // a position under this confidence is still noise: shown as a placeholder
+export const DEFAULT_COLOR = '#6d28d9'
 
 const KIND_WORDS = { rewrite: 'rewriting', fill: 'writing', continue: 'continuing' }
 
@@ -15,10 +18,28 @@ export function tokenLook ([piece, confidence]) {
   return ['token', piece, opacity]
 }
 
-export function stepLabel (redraft) {
+/** [step, max_steps] of a redraft: the monotonic `progress` where the server sends it. */
+export function progressOf (redraft) {
+  const progress = redraft.progress && typeof redraft.progress === 'object' ? redraft.progress : redraft
+  return [Number(progress.step) || 0, Number(progress.max_steps) || 0]
+}
+
+export function stepLabel (redraft, [step, max] = progressOf(redraft)) {
   if (redraft.status === 'queued') return 'waiting for the AI'
-  if (!redraft.max_steps) return 'starting'
-  return `step ${Math.min(redraft.step || 0, redraft.max_steps)}/${redraft.max_steps}`
+  if (!max) return 'starting'
+  return `step ${Math.min(step, max)}/${max}`
+}
+
+/**
+ * The text earlier canvases already wrote: `text` is everything so far (earlier canvases plus the
+ * current one), `tokens` only the current canvas, so what precedes the current canvas's pieces.
+ */
+export function writtenBefore (text, tokens) {
+  if (typeof text !== 'string' || !text || !Array.isArray(tokens) || tokens.length === 0) return ''
+  const current = tokens.map((token) => (Array.isArray(token) && typeof token[0] === 'string' ? token[0] : '')).join('')
+  if (current && text.endsWith(current)) return text.slice(0, text.length - current.length)
+  const at = current ? text.lastIndexOf(current.trimEnd()) : -1
+  return at > 0 ? text.slice(0, at) : (current ? '' : text)
 }
 
 function span (className, text = '') {
@@ -30,18 +51,22 @@ function span (className, text = '') {
 
 export class CanvasView {
   constructor () {
-    this.dom = span('cm-redraft-canvas')
+    this.dom = document.createElement('div')
+    this.dom.className = 'cm-redraft-canvas'
     this.dom.setAttribute('role', 'status')
     this.dom.setAttribute('aria-live', 'off') // dozens of steps a second would drown a screen reader
     this.label = span('cm-redraft-label')
-    this.label.contentEditable = 'false'
     this.who = span('cm-redraft-who')
     this.step = span('cm-redraft-step')
     this.label.append(this.who, this.step)
-    this.body = span('cm-redraft-tokens')
+    this.body = document.createElement('div')
+    this.body.className = 'cm-redraft-tokens'
+    this.before = span('cm-redraft-written')
+    this.body.append(this.before)
     this.dom.append(this.label, this.body)
     this.tokens = [] // one span per canvas position, reused from step to step
     this.stop = null
+    this.shown = [0, 0] // the furthest [step, max] shown: a late or re-sent state never moves it back
   }
 
   /** Adds a Stop button (for the one who asked). */
@@ -51,7 +76,8 @@ export class CanvasView {
     this.stop.type = 'button'
     this.stop.className = 'cm-redraft-stop'
     this.stop.textContent = 'Stop'
-    this.stop.setAttribute('aria-label', 'Stop this redraft')
+    this.stop.setAttribute('aria-label', 'Stop')
+    this.stop.title = 'Stop this redraft'
     this.stop.addEventListener('mousedown', (event) => event.preventDefault()) // keep the editor's selection
     this.stop.addEventListener('click', onStop)
     this.label.append(this.stop)
@@ -60,13 +86,17 @@ export class CanvasView {
 
   render (redraft) {
     const requester = redraft.requester || {}
-    this.dom.style.setProperty('--who', requester.color || '#7c3aed')
+    this.dom.style.setProperty('--who', safeColor(requester.color, DEFAULT_COLOR))
     this.dom.dataset.status = redraft.status
-    setText(this.who, `${requester.name || 'Someone'} · ${KIND_WORDS[redraft.kind] || 'redrafting'}`)
-    setText(this.step, stepLabel(redraft))
+    setText(this.who, `${typeof requester.name === 'string' && requester.name ? requester.name : 'Someone'} · ${KIND_WORDS[redraft.kind] || 'redrafting'}`)
+    const [step, max] = progressOf(redraft)
+    const [shownStep, shownMax] = this.shown
+    if (max && (!shownMax || step / max >= shownStep / shownMax)) this.shown = [step, max]
+    setText(this.step, stepLabel(redraft, this.shown))
     const tokens = Array.isArray(redraft.tokens) && redraft.tokens.length > 0
       ? redraft.tokens
       : [[redraft.text || redraft.original || '', redraft.text ? 1 : 0.5]] // queued, or a peer without tokens
+    setText(this.before, writtenBefore(redraft.text, redraft.tokens))
     for (let index = 0; index < tokens.length; index++) {
       let node = this.tokens[index]
       if (!node) {
@@ -74,9 +104,10 @@ export class CanvasView {
         this.tokens.push(node)
         this.body.append(node)
       }
-      const [kind, text, opacity] = redraft.status === 'queued' ? ['waiting', tokens[index][0], 1] : tokenLook(tokens[index])
+      const token = Array.isArray(tokens[index]) ? tokens[index] : ['', 0]
+      const [kind, text, opacity] = redraft.status === 'queued' ? ['waiting', String(token[0]), 1] : tokenLook(token)
       if (node.dataset.kind !== kind) { node.dataset.kind = kind; node.className = `cm-redraft-${kind}` }
-      setText(node, text)
+      setText(node, String(text))
       const alpha = String(opacity)
       if (node.style.opacity !== alpha) node.style.opacity = alpha
     }

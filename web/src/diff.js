@@ -73,3 +73,15 @@ function lcsDiff (a, b) {
   flush()
   return parts
 }
+
+/** The share of the characters on both sides that a diff deletes or inserts: 0 unchanged, 1 all new. */
+export function changedShare (parts) {
+  let changed = 0
+  let total = 0
+  for (const part of parts) {
+    const size = part.op === 'keep' ? 2 * part.text.length : part.text.length
+    total += size
+    if (part.op !== 'keep') changed += size
+  }
+  return total ? changed / total : 0
+}

@@ -1,7 +1,8 @@
 // Who else is in the document: a coloured initial for each person, names spelled out while
-// there are few, and the AI peer apart from the people, marked as the AI and busy while it writes.
+// there are few, viewers (read-only links, as the server stamps them) marked as such, and the AI
+// peer apart from the people, marked as the AI and busy while it writes.
 import { initials } from './identity.js'
-import { isAiPeer } from './redrafts.js'
+import { isAiPeer, safeColor } from './trust.js'
 
 const MAX_NAMES_SHOWN = 3 // beyond this the bar would crowd: initials only, names in the tooltip
 
@@ -9,29 +10,31 @@ export function avatar (user, isAi = false) {
   const node = document.createElement('span')
   node.className = 'avatar'
   node.setAttribute('aria-hidden', 'true')
-  node.style.background = user.color || '#656d76'
+  node.style.background = safeColor(user.color, '#59636e')
   node.textContent = isAi ? '✦' : initials(user.name || '?')
   return node
 }
 
 function chip (user, { isAi = false, isBusy = false } = {}) {
+  const isViewer = !isAi && user.role === 'viewer'
   const item = document.createElement('li')
-  item.className = 'person' + (isAi ? ' is-ai' : '') + (isBusy ? ' is-busy' : '')
+  item.className = 'person' + (isAi ? ' is-ai' : '') + (isBusy ? ' is-busy' : '') + (isViewer ? ' is-viewer' : '')
   const name = document.createElement('span')
   name.className = 'person-name'
-  name.textContent = isAi && isBusy ? `${user.name} · writing` : user.name
-  item.title = isAi ? `${user.name}: the AI writes redrafts here${isBusy ? ' (writing now)' : ''}` : user.name
+  name.textContent = isAi && isBusy ? `${user.name} · writing` : isViewer ? `${user.name} · viewing` : user.name
+  item.title = isAi ? `${user.name}: the AI writes redrafts here${isBusy ? ' (writing now)' : ''}`
+    : isViewer ? `${user.name} (viewing through a read-only link)` : user.name
   item.setAttribute('aria-label', item.title)
   item.append(avatar(user, isAi), name)
   return item
 }
 
-export function showPresence (awareness, list, { isAiBusy = false } = {}) {
+export function showPresence (awareness, list, { isAiBusy = false, session = null } = {}) {
   const people = []
   const ai = []
   awareness.getStates().forEach((state, clientId) => {
-    if (!state || !state.user) return
-    if (isAiPeer(state)) ai.push(state.user)
+    if (!state || !state.user || typeof state.user !== 'object') return
+    if (isAiPeer(clientId, state, session)) ai.push(state.user)
     else people.push({ user: state.user, isSelf: clientId === awareness.clientID })
   })
   const others = people.filter(({ isSelf }) => !isSelf) // you are the button beside the list

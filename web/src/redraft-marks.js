@@ -1,12 +1,18 @@
-// How redrafts show in the text: a running one replaces its range with the live canvas, a
-// finished one is highlighted for a moment, a suggestion shows as an inline diff with its
-// buttons. The marks live in a state field (replacements may cross line breaks) that the
-// redraft board resets whenever the AI peer's state changes and that edits map in between.
-import { StateEffect, StateField } from '@codemirror/state'
+// How redrafts show in the text. The passage stays in place and editable: a running redraft marks
+// it and shows its live canvas in a block under the passage's last line; a suggestion marks it and
+// shows the proposed text there (an inline diff for small edits, before and after for a rewrite)
+// with its buttons; a finished one is highlighted for a moment. Nothing ever replaces the text, so a
+// collaborator typing inside the passage keeps their caret and their words while the AI writes.
+// The marks live in a state field (block widgets must) that the redraft board resets whenever the
+// AI peer's state changes and that edits map in between.
+import { EditorSelection, EditorState, StateEffect, StateField, Transaction } from '@codemirror/state'
 import { Decoration, EditorView, WidgetType } from '@codemirror/view'
-import { wordDiff } from './diff.js'
+import { DEFAULT_COLOR } from './canvas-view.js'
+import { changedShare, wordDiff } from './diff.js'
+import { safeColor } from './trust.js'
 
 export const setRedraftMarks = StateEffect.define()
+export const BEFORE_AFTER_ABOVE = 0.5 // a suggestion changing more than half the passage reads better as two blocks
 
 export const redraftMarks = StateField.define({
   create: () => Decoration.none,
@@ -17,6 +23,11 @@ export const redraftMarks = StateField.define({
   provide: (field) => EditorView.decorations.from(field)
 })
 
+const requesterOf = (redraft) => {
+  const requester = redraft.requester && typeof redraft.requester === 'object' ? redraft.requester : {}
+  return { name: typeof requester.name === 'string' && requester.name ? requester.name : 'someone', color: safeColor(requester.color, DEFAULT_COLOR) }
+}
+
 class CanvasWidget extends WidgetType {
   constructor (id, board) {
     super()
@@ -26,16 +37,35 @@ class CanvasWidget extends WidgetType {
 
   eq (other) { return other.id === this.id } // same redraft: keep the DOM, the board updates it in place
   toDOM () { return this.board.canvasFor(this.id).dom }
+  get estimatedHeight () { return 60 }
 }
 
-function button (label, className, onClick, ariaLabel) {
+function button (label, className, onClick, title) {
   const node = document.createElement('button')
   node.type = 'button'
   node.className = className
   node.textContent = label
-  if (ariaLabel) node.setAttribute('aria-label', ariaLabel)
+  if (title) node.title = title // a hint only: the accessible name stays the visible label
   node.addEventListener('mousedown', (event) => event.preventDefault()) // keep the editor's selection
   node.addEventListener('click', onClick)
+  return node
+}
+
+function pieces (parts, keep) {
+  return parts.filter((part) => keep.includes(part.op)).map((part) => {
+    const node = document.createElement(part.op === 'keep' ? 'span' : part.op === 'delete' ? 'del' : 'ins')
+    node.textContent = part.text
+    return node
+  })
+}
+
+function block (className, heading, children) {
+  const node = document.createElement('div')
+  node.className = className
+  const title = document.createElement('span')
+  title.className = 'cm-redraft-side'
+  title.textContent = heading
+  node.append(title, ...children)
   return node
 }
 
@@ -52,29 +82,49 @@ class SuggestionWidget extends WidgetType {
   }
 
   eq (other) {
-    return other.redraft.id === this.redraft.id && other.current === this.current && other.redraft.text === this.redraft.text &&
-      other.canEdit === this.canEdit && other.mine === this.mine
+    return other.redraft.id === this.redraft.id && other.redraft.status === this.redraft.status && other.current === this.current &&
+      other.redraft.text === this.redraft.text && other.canEdit === this.canEdit && other.mine === this.mine
   }
 
+  get estimatedHeight () { return 80 }
+
   toDOM () {
-    const { id, requester = {} } = this.redraft
-    const dom = document.createElement('span')
+    const { id, status } = this.redraft
+    const requester = requesterOf(this.redraft)
+    const dom = document.createElement('div')
     dom.className = 'cm-redraft-suggestion'
     dom.dataset.id = id
-    dom.style.setProperty('--who', requester.color || '#7c3aed')
+    dom.dataset.status = status
+    dom.style.setProperty('--who', requester.color)
     const label = document.createElement('span')
     label.className = 'cm-redraft-label'
-    label.textContent = `Suggestion for ${requester.name || 'someone'}`
+    label.textContent = status === 'expired' ? `Suggestion for ${requester.name} · expired` : `Suggestion for ${requester.name}`
     dom.append(label)
-    for (const part of wordDiff(this.current, this.redraft.text || '')) {
-      const piece = document.createElement(part.op === 'keep' ? 'span' : part.op === 'delete' ? 'del' : 'ins')
-      piece.textContent = part.text
-      dom.append(piece)
+    const suggested = typeof this.redraft.text === 'string' ? this.redraft.text : ''
+    const parts = wordDiff(this.current, suggested)
+    if (changedShare(parts) > BEFORE_AFTER_ABOVE) {
+      dom.classList.add('is-rewrite')
+      dom.append(block('cm-redraft-before', 'Now', pieces(parts, ['keep', 'delete'])),
+        block('cm-redraft-after', 'Suggested', pieces(parts, ['keep', 'insert'])))
+    } else {
+      const diff = document.createElement('div')
+      diff.className = 'cm-redraft-diff'
+      diff.append(...pieces(parts, ['keep', 'delete', 'insert']))
+      dom.append(diff)
     }
-    if (this.canEdit) {
-      const actions = document.createElement('span')
+    const original = typeof this.redraft.original === 'string' ? this.redraft.original : null
+    const note = document.createElement('p')
+    note.className = 'cm-redraft-note'
+    if (status === 'expired') {
+      note.textContent = 'This suggestion expired before anyone accepted it; the text stays as it is.'
+      dom.append(note)
+    } else if (this.redraft.passage_edited === true || (original !== null && original !== this.current)) {
+      note.textContent = 'The passage was edited after the AI wrote this: accepting puts the AI’s changes in around those edits.'
+      dom.append(note)
+    }
+    if (this.canEdit && status === 'suggested') {
+      const actions = document.createElement('div')
       actions.className = 'cm-redraft-actions'
-      actions.contentEditable = 'false'
       actions.append(
         button('Accept', 'accept', () => this.board.accept(id), 'Accept this suggestion'),
         button('Reject', 'reject', () => this.board.reject(id), 'Reject this suggestion'))
@@ -86,26 +136,50 @@ class SuggestionWidget extends WidgetType {
 }
 
 const APPLIED = Decoration.mark({ class: 'cm-redraft-applied' })
+const SHOWN_IN_PLACE = new Set(['queued', 'running', 'suggested', 'expired'])
+
+function passageMark (redraft) {
+  const className = redraft.status === 'suggested' || redraft.status === 'expired' ? 'cm-redraft-pending' : 'cm-redraft-busy'
+  return Decoration.mark({ class: className, attributes: { style: `--who: ${requesterOf(redraft).color}`, 'data-redraft': String(redraft.id) } })
+}
 
 /**
- * The decorations for the redrafts in view: [{redraft, from, to}] sorted by `from`. Ranges that
- * overlap one already replaced are skipped: two replacements of one span cannot both show.
+ * The decorations for the redrafts in view: [{redraft, from, to}] sorted by `from`. The passage gets
+ * a mark; its canvas or suggestion a block under the passage's last line.
  */
 export function buildMarks (placed, board, doc) {
   const ranges = []
-  let replacedTo = -1
   for (const { redraft, from, to } of placed) {
     const status = redraft.status
-    if (status === 'queued' || status === 'running' || status === 'suggested') {
-      if (from < replacedTo || (from === replacedTo && from !== to)) continue
-      const widget = status === 'suggested'
-        ? new SuggestionWidget(redraft, doc.sliceString(from, to), board)
-        : new CanvasWidget(redraft.id, board)
-      ranges.push(from === to ? Decoration.widget({ widget, side: 1 }).range(from) : Decoration.replace({ widget }).range(from, to))
-      replacedTo = to
+    if (SHOWN_IN_PLACE.has(status)) {
+      if (from < to) ranges.push(passageMark(redraft).range(from, to))
+      const widget = status === 'queued' || status === 'running'
+        ? new CanvasWidget(redraft.id, board)
+        : new SuggestionWidget(redraft, doc.sliceString(from, to), board)
+      ranges.push(Decoration.widget({ widget, block: true, side: 1 }).range(doc.lineAt(to).to))
     } else if (status === 'done' && from < to) {
       ranges.push(APPLIED.range(from, to))
     }
   }
   return Decoration.set(ranges, true)
 }
+
+/**
+ * A selection that spans exactly a redrafted passage keeps spanning it when the redraft lands or is
+ * undone: mapped as CodeMirror maps ranges (not growing at the ends), a character-level diff would
+ * leave it on an arbitrary piece of the new text. Carets map as usual, so whoever types keeps typing.
+ */
+export const redraftSelection = EditorState.transactionFilter.of((transaction) => {
+  if (!transaction.docChanged || transaction.annotation(Transaction.userEvent) || transaction.selection) return transaction
+  const { main } = transaction.startState.selection
+  if (main.empty) return transaction
+  let spans = false
+  transaction.startState.field(redraftMarks).between(main.from, main.to, (from, to, mark) => {
+    if (from === main.from && to === main.to && mark.spec.class) spans = true
+  })
+  if (!spans) return transaction
+  const from = transaction.changes.mapPos(main.from, -1)
+  const to = transaction.changes.mapPos(main.to, 1)
+  const range = main.anchor <= main.head ? EditorSelection.range(from, to) : EditorSelection.range(to, from)
+  return [transaction, { selection: EditorSelection.create([range]), sequential: true }]
+})

@@ -1,16 +1,15 @@
 // The redraft board: asks the server for redrafts, follows the ones this page asked for, and
 // draws everyone's from the AI peer's awareness state (so every collaborator sees the same
-// live canvas, whoever asked). Drawing runs once per animation frame however fast steps come.
+// live canvas, whoever asked). Only the server's AI peer, known by the client id the session
+// announces, is listened to. Drawing runs once per animation frame however fast steps come.
 import * as Y from 'yjs'
 import { CanvasView } from './canvas-view.js'
 import { buildMarks, setRedraftMarks } from './redraft-marks.js'
 import { keyLabel } from './shortcuts.js'
+import { isAiPeer } from './trust.js'
 
-export const AI_PEER_NAME = 'Redraft AI'
-export const isAiPeer = (state) => Boolean(state && state.user && (state.user.ai === true || state.user.name === AI_PEER_NAME))
-
-// Statuses only move forward; a poll that answers late cannot take a redraft back.
-const RANK = { queued: 0, running: 1, suggested: 2, done: 3, conflict: 3, failed: 3, cancelled: 3, rejected: 3, undone: 4 }
+// Statuses only move forward, except that undo and redo move a finished redraft between done and undone.
+const RANK = { queued: 0, running: 1, suggested: 2, done: 3, conflict: 3, failed: 3, cancelled: 3, rejected: 3, expired: 3, undone: 4 }
 const ACTIVE = new Set(['queued', 'running'])
 const POLL_MS = [300, 600, 1000, 1500] // quick at first (most redrafts take a second or two), then calmer
 const MAX_POLL_FAILURES = 5
@@ -26,23 +25,39 @@ export function fromBase64 (text) {
   return Uint8Array.from(binary, (char) => char.charCodeAt(0))
 }
 
+/** Whether a redraft's status may move from `from` to `to` in this page's record of it. */
+export function movesOn (from, to) {
+  if (!(to in RANK)) return false
+  if (from === null || from === undefined) return true
+  if ((from === 'done' && to === 'undone') || (from === 'undone' && to === 'done')) return true
+  return RANK[to] > RANK[from]
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 export class RedraftBoard {
   constructor ({ view, ytext, awareness, api, toasts, requester }) {
     Object.assign(this, { view, ytext, awareness, api, toasts, requester })
     this.canEdit = true
+    this.session = null // until it comes, no state is the AI peer's
     this.mine = new Map() // id -> { body, status }: what this page asked for
     this.entries = new Map() // id -> the AI peer's latest word on it
     this.canvases = new Map() // id -> the CanvasView on screen
     this.lastApplied = null
+    this.justActed = null // {id, action: 'applied' | 'undone'} until this page's user types: what Ctrl+Z / Ctrl+Shift+Z take back
     this.signature = ''
     this.frame = 0
     this.onActivity = () => {}
+    this.onHistory = () => {} // a redraft of this document changed: the history panel reloads
     awareness.on('change', ({ added, updated, removed }) => {
       const changed = [...added, ...updated, ...removed]
       if (changed.some((id) => id !== awareness.clientID)) this.schedule()
     })
+  }
+
+  setSession (session) {
+    this.session = session
+    this.schedule()
   }
 
   relativePosition (index) {
@@ -62,15 +77,26 @@ export class RedraftBoard {
     if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.refresh() })
   }
 
-  refresh () {
-    this.entries = new Map()
-    for (const state of this.awareness.getStates().values()) {
-      if (!isAiPeer(state) || !Array.isArray(state.redrafts)) continue
-      for (const redraft of state.redrafts) if (redraft && redraft.id) this.entries.set(redraft.id, redraft)
+  /** The AI peer's redraft entries: only from the client id the server reserves for it. */
+  aiEntries () {
+    const entries = new Map()
+    for (const [clientId, state] of this.awareness.getStates()) {
+      if (!isAiPeer(clientId, state, this.session) || !Array.isArray(state.redrafts)) continue
+      for (const redraft of state.redrafts) {
+        if (redraft && typeof redraft === 'object' && typeof redraft.id === 'string' && redraft.id) entries.set(redraft.id, redraft)
+      }
     }
+    return entries
+  }
+
+  refresh () {
+    const before = this.entries
+    this.entries = this.aiEntries()
     const placed = []
     for (const redraft of this.entries.values()) {
-      if (this.mine.has(redraft.id)) this.note(redraft.id, redraft.status, redraft.error)
+      const old = before.get(redraft.id)
+      if (!old || old.status !== redraft.status) this.onHistory()
+      if (this.mine.has(redraft.id)) this.note(redraft.id, redraft.status, redraft.error, redraft)
       const anchors = redraft.anchors || {}
       const start = this.absolutePosition(anchors.start)
       const end = this.absolutePosition(anchors.end)
@@ -80,11 +106,14 @@ export class RedraftBoard {
     const doc = this.view.state.doc
     const signature = placed.map(({ redraft, from, to }) =>
       // Ownership is part of it: our POST may return after the AI peer already showed the redraft.
-      `${redraft.id}:${redraft.status}:${from}:${to}:${this.mine.has(redraft.id)}` + (redraft.status === 'suggested' ? `:${redraft.text}:${doc.sliceString(from, to)}` : '')
+      `${redraft.id}:${redraft.status}:${from}:${to}:${this.mine.has(redraft.id)}` +
+        (redraft.status === 'suggested' || redraft.status === 'expired' ? `:${redraft.text}:${doc.sliceString(from, to)}` : '')
     ).join('|') + `|${this.canEdit}`
     if (signature !== this.signature) {
+      const isNewSuggestion = placed.some(({ redraft }) => redraft.status === 'suggested' && !this.signature.includes(`${redraft.id}:suggested`))
       this.signature = signature
       this.view.dispatch({ effects: setRedraftMarks.of(buildMarks(placed, this, doc)) })
+      if (isNewSuggestion) this.revealSuggestion(placed)
     }
     for (const [id, canvas] of this.canvases) {
       const redraft = this.entries.get(id)
@@ -93,6 +122,16 @@ export class RedraftBoard {
       canvas.render(redraft)
     }
     this.onActivity([...this.entries.values()].filter((redraft) => ACTIVE.has(redraft.status)))
+  }
+
+  /** A new suggestion of ours is scrolled into view (with room above the toasts), unless the user typed elsewhere. */
+  revealSuggestion (placed) {
+    const newest = placed.filter(({ redraft }) => redraft.status === 'suggested' && this.mine.has(redraft.id)).pop()
+    if (!newest) return
+    requestAnimationFrame(() => {
+      const node = this.view.dom.querySelector(`.cm-redraft-suggestion[data-id="${CSS.escape(newest.redraft.id)}"]`)
+      if (node) node.scrollIntoView({ block: 'nearest', behavior: 'smooth' })
+    })
   }
 
   /** A fresh canvas for a widget that is being drawn; later steps update it in place. */
@@ -122,6 +161,7 @@ export class RedraftBoard {
       this.note(id, 'queued')
       this.follow(id)
       this.schedule()
+      this.onHistory()
       return id
     } catch (error) {
       this.toasts.show(`The redraft was not started: ${error.advice || error.message}`, { kind: 'error', key: 'request' })
@@ -140,7 +180,7 @@ export class RedraftBoard {
       try {
         const redraft = await this.api.redraft(id)
         failures = 0
-        this.note(id, redraft.status, redraft.error)
+        this.note(id, redraft.status, redraft.error, redraft)
         if (RANK[redraft.status] >= settledRank) break
       } catch (error) {
         if (error.status === 404 || ++failures >= MAX_POLL_FAILURES) break
@@ -149,25 +189,40 @@ export class RedraftBoard {
     own.following = false
   }
 
-  note (id, status, detail) {
+  note (id, status, detail, source = null) {
     const own = this.mine.get(id)
-    if (!own || !(status in RANK) || (own.status !== null && RANK[status] <= RANK[own.status])) return
+    if (!own || !movesOn(own.status, status)) return
+    // An undo or redo this page asked for says so itself; a late poll or state must not undo it again.
+    if (own.status !== null && (status === 'done' || status === 'undone') && RANK[own.status] >= RANK.done && !own.expecting) return
+    const previous = own.status
     own.status = status
+    own.expecting = null
     const why = detail ? ` (${detail})` : ''
     if (status === 'done') {
       this.lastApplied = id
-      this.toasts.show('Redraft applied.', {
-        kind: 'success', key: 'redraft', timeoutMs: 15000, actions: [{ label: 'Undo', run: () => this.undo(id), title: keyLabel('Mod-Alt-KeyZ') }]
+      this.justActed = { id, action: 'applied' }
+      const again = previous === 'undone'
+      this.toasts.show(again ? 'Redraft put back in.' : 'Redraft applied.', {
+        kind: 'success', key: 'redraft', timeoutMs: 0, actions: [{ label: 'Undo', run: () => this.undo(id), title: `Undo it (${keyLabel('Mod-KeyZ')} right away)` }]
       })
     } else if (status === 'suggested') {
-      this.toasts.show('Suggestion ready: accept or reject it in the text.', { key: 'redraft' })
+      this.toasts.show('Suggestion ready: accept or reject it under the passage.', { key: 'redraft' })
     } else if (status === 'conflict') {
       this.toasts.show(`The passage changed too much while the AI was writing${why || ' (someone deleted or rewrote it)'}, ` +
         'so the redraft was not put in. Nothing was changed: select the passage and try again.', { kind: 'error', key: 'redraft' })
     } else if (status === 'failed') {
       this.toasts.show(`The redraft failed${why}. Nothing was changed.`, { kind: 'error', key: 'redraft' })
     } else if (status === 'undone') {
-      this.toasts.show('The redraft was undone: the passage is back as it was.', { key: 'redraft' })
+      this.justActed = { id, action: 'undone' }
+      this.toasts.show('The redraft was undone: the passage is back as it was.', {
+        key: 'redraft', actions: [{ label: 'Redo', run: () => this.redo(id), title: `Put it back (${keyLabel('Mod-Shift-KeyZ')} right away)` }]
+      })
+    } else if (status === 'rejected' && !own.rejecting) {
+      const by = (source && source.rejected_by) || this.entries.get(id)?.rejected_by
+      const who = by && typeof by.name === 'string' && by.name ? by.name : 'Someone in the document'
+      this.toasts.show(`${who} rejected your suggestion; the passage stays as it is.`, { key: 'redraft' })
+    } else if (status === 'expired') {
+      this.toasts.show('Your suggestion expired before anyone accepted it; the passage stays as it is.', { key: 'redraft' })
     }
   }
 
@@ -175,20 +230,53 @@ export class RedraftBoard {
   async act (label, id, call) {
     try {
       const redraft = await call()
-      if (redraft && redraft.status) this.note(id, redraft.status, redraft.error)
+      if (redraft && redraft.status) this.note(id, redraft.status, redraft.error, redraft)
+      this.onHistory()
       return redraft || {}
     } catch (error) {
-      const conflict = error.status === 409
-        ? ': the text there changed since, so it cannot be done without overwriting someone’s edits'
-        : `: ${error.advice || error.message}`
-      this.toasts.show(`Could not ${label}${conflict}`, { kind: 'error', key: `act-${id}` })
+      // A 409 carries the server's precise reason (who changed what since); say it as it is.
+      const reason = error.status === 409 && error.message ? error.message : (error.advice || error.message)
+      this.toasts.show(`Could not ${label}: ${reason}`, { kind: 'error', key: `act-${id}` })
+      this.onHistory()
       return null
     }
   }
 
+  expect (id, status) {
+    const own = this.mine.get(id)
+    if (own) own.expecting = status
+  }
+
   async undo (id = this.lastApplied) {
     if (!id) return this.toasts.show('There is no AI redraft of yours to undo.')
-    if (await this.act('undo the redraft', id, () => this.api.undo(id))) this.note(id, 'undone')
+    this.expect(id, 'undone')
+    const redraft = await this.act('undo the redraft', id, () => this.api.undo(id))
+    if (redraft && !redraft.status) this.note(id, 'undone')
+    return redraft
+  }
+
+  async redo (id) {
+    this.expect(id, 'done')
+    const redraft = await this.act('redo the redraft', id, () => this.api.redo(id))
+    if (redraft && !redraft.status) this.note(id, 'done')
+    return redraft
+  }
+
+  /** Ctrl+Z right after this page's own redraft landed: take that back rather than one's last keystroke. */
+  undoJustApplied () {
+    const acted = this.justActed
+    if (!acted || acted.action !== 'applied') return false
+    this.justActed = null
+    this.undo(acted.id)
+    return true
+  }
+
+  redoJustUndone () {
+    const acted = this.justActed
+    if (!acted || acted.action !== 'undone') return false
+    this.justActed = null
+    this.redo(acted.id)
+    return true
   }
 
   async accept (id) {
@@ -196,13 +284,19 @@ export class RedraftBoard {
     if (redraft && !(RANK[redraft.status] >= RANK.done)) this.follow(id, RANK.done)
   }
 
-  async reject (id) { await this.act('reject the suggestion', id, () => this.api.cancel(id)) }
+  async reject (id) {
+    const own = this.mine.get(id)
+    if (own) own.rejecting = true
+    await this.act('reject the suggestion', id, () => this.api.cancel(id))
+  }
+
   async cancel (id) { await this.act('stop the redraft', id, () => this.api.cancel(id)) }
 
   /** The same request again, on the same anchors; the suggestion it replaces is rejected. */
   async retry (id) {
     const own = this.mine.get(id)
     if (!own) return this.toasts.show('Only the one who asked for this suggestion can retry it; accept or reject it instead.')
+    own.rejecting = true
     const redraft = this.entries.get(id)
     await this.api.cancel(id).catch(() => null) // already gone is fine
     const body = { ...own.body, seed: undefined }
