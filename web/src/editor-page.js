@@ -1,29 +1,34 @@
 // The document screen: joins the document's room, binds the editor, and wires the top bar
 // (who is here, connection, share, shortcuts) and the redraft palette to the server.
-import { EditorView } from '@codemirror/view'
+import { Prec, Transaction } from '@codemirror/state'
+import { EditorView, keymap } from '@codemirror/view'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { DocumentApi } from './api.js'
 import { trackConnection } from './connection.js'
 import { createEditor } from './editor-view.js'
 import { fillHelp } from './help.js'
-import { MAX_NAME_LENGTH, awarenessUser, localUser, rename } from './identity.js'
+import { setUpHistory } from './history.js'
+import { COLORS, MAX_NAME_LENGTH, awarenessUser, keepColorApart, localUser, rename } from './identity.js'
 import { withToken } from './links.js'
 import { createPalette } from './palette.js'
 import { anchorPopover, openPopover } from './popover.js'
 import { avatar, showPresence } from './presence.js'
 import { rememberDocument } from './recent.js'
-import { redraftMarks } from './redraft-marks.js'
+import { redraftMarks, redraftSelection } from './redraft-marks.js'
 import { RedraftBoard } from './redrafts.js'
 import { selectionButton } from './selection-button.js'
 import { setUpShare } from './share.js'
 import { installShortcuts, keyLabel } from './shortcuts.js'
-import { createToasts } from './toasts.js'
+import { createToasts, toastMargin } from './toasts.js'
 
 const $ = (id) => document.getElementById(id)
 
 const READ_ONLY_NOTE = 'You opened a read-only link: you see every change as it happens, but cannot change the text ' +
   'or ask for redrafts. Ask whoever shared it for an edit link.'
+const NO_ACCESS_NOTE = 'This link does not give access to this document (4401): this server needs a link with a token, and ' +
+  'this one has none, or a wrong or expired one. Ask whoever shares the document for a link, or open it from one you were sent.'
+const CLOSE_UNAUTHORIZED = 4401
 
 /** Shows why typing does nothing, with a nudge each time someone tries. */
 function readOnlyGuard (isReadOnly, notice) {
@@ -43,27 +48,56 @@ function readOnlyGuard (isReadOnly, notice) {
 }
 
 function showYou (button, user) {
-  button.replaceChildren(avatar(user), Object.assign(document.createElement('span'), { className: 'you-name', textContent: user.name }))
-  button.title = `You appear to the others as ${user.name}. Change your name (${keyLabel('Mod-Alt-KeyN')})`
-  button.setAttribute('aria-label', `You: ${user.name}. Change your name`)
+  const name = Object.assign(document.createElement('span'), { className: 'you-name', textContent: user.name })
+  const hint = Object.assign(document.createElement('span'), { className: 'visually-hidden', textContent: ' (you): change your name or colour' })
+  button.replaceChildren(avatar(user), name, hint)
+  button.title = `You appear to the others as ${user.name}. Change your name or colour (${keyLabel('Chord-KeyN')})`
+  button.removeAttribute('aria-label') // the visible name is the accessible name's start
+}
+
+/** The colour swatches of the name panel: radio buttons, so arrow keys move between them. */
+function colorChoices (fieldset, current) {
+  fieldset.querySelectorAll('label').forEach((label) => label.remove())
+  for (const [index, color] of COLORS.entries()) {
+    const label = document.createElement('label')
+    label.className = 'swatch'
+    label.style.setProperty('--swatch', color)
+    const input = Object.assign(document.createElement('input'), { type: 'radio', name: 'color', value: color, checked: color === current })
+    const text = Object.assign(document.createElement('span'), { className: 'visually-hidden', textContent: `Colour ${index + 1} (${color})` })
+    label.append(input, text)
+    fieldset.append(label)
+  }
 }
 
 /** The name button and its panel: a new name goes to the others at once and is remembered. */
 function setUpName ({ awareness, view, getUser, setUser }) {
   const button = $('you-button')
   const input = $('your-name')
+  const colors = $('your-color')
   anchorPopover($('name-panel'), button)
   showYou(button, getUser())
   input.maxLength = MAX_NAME_LENGTH
-  $('name-panel').addEventListener('toggle', (event) => { if (event.newState === 'open') input.value = getUser().name })
-  $('name-form').addEventListener('submit', (event) => {
-    event.preventDefault()
-    const user = rename(input.value)
+  $('name-panel').addEventListener('toggle', (event) => {
+    if (event.newState !== 'open') return
+    input.value = getUser().name
+    colorChoices(colors, getUser().color)
+  })
+  const publish = (user) => {
     setUser(user)
     awareness.setLocalStateField('user', awarenessUser(user))
     showYou(button, user)
+  }
+  $('name-form').addEventListener('submit', (event) => {
+    event.preventDefault()
+    const picked = colors.querySelector('input:checked')
+    publish(rename(input.value, picked ? picked.value : null))
     $('name-panel').hidePopover()
     view.focus()
+  })
+  // Someone here already wears this colour and was here first: take a free one, unless it was chosen.
+  awareness.on('change', () => {
+    const user = keepColorApart(getUser(), awareness)
+    if (user !== getUser()) publish(user)
   })
 }
 
@@ -77,6 +111,7 @@ function shortcutActions ({ board, view, toasts, openPalette }) {
   const onSuggestion = (act) => () => { const found = suggestion(); if (found) act(found.id) }
   return {
     palette: openPalette,
+    history: () => openPopover($('history-panel')),
     'undo-redraft': () => board.undo(),
     accept: onSuggestion((id) => board.accept(id)),
     reject: onSuggestion((id) => board.reject(id)),
@@ -97,6 +132,31 @@ function engineOffReason (session) {
   const engine = session.engine || {}
   if (engine.mode !== 'off' && engine.status !== 'off') return null
   return 'AI redrafts are off on this server (it was started with --engine off).'
+}
+
+/** Ctrl+Z right after one's own redraft landed undoes it (and Ctrl+Shift+Z puts it back); typing ends that. */
+function redraftUndoKeys (getBoard) {
+  return [
+    Prec.highest(keymap.of([
+      { key: 'Mod-z', run: () => getBoard().undoJustApplied() },
+      { key: 'Mod-Shift-z', run: () => getBoard().redoJustUndone() },
+      { key: 'Mod-y', run: () => getBoard().redoJustUndone() }
+    ])),
+    EditorView.updateListener.of((update) => {
+      if (update.transactions.some((tr) => tr.docChanged && tr.annotation(Transaction.userEvent))) getBoard().justActed = null
+    })
+  ]
+}
+
+/** Where the page says that this link gives no access: the notice, the status line, no editing. */
+function showNoAccess (screen, editor) {
+  screen.dataset.role = 'none'
+  editor.setReadOnly(true)
+  $('notice').hidden = false
+  $('notice').textContent = NO_ACCESS_NOTE
+  $('notice').classList.add('is-error')
+  $('readonly-badge').hidden = true
+  $('redraft-button').hidden = true
 }
 
 export function showEditor (name, token) {
@@ -121,19 +181,25 @@ export function showEditor (name, token) {
   let role = null // until the server says; the editor stays read-only meanwhile so nothing is typed in vain
   let engineOff = null
   let palette = null
+  let board = null
   const openPalette = () => {
-    if (role === 'read') toasts.show(READ_ONLY_NOTE, { key: 'read-only' })
+    if (role === 'none') toasts.show(NO_ACCESS_NOTE, { kind: 'error', key: 'read-only' })
+    else if (role === 'read') toasts.show(READ_ONLY_NOTE, { key: 'read-only' })
     else palette.open()
   }
   const editor = createEditor({
     parent: $('content'),
     ytext,
     awareness,
-    extensions: [redraftMarks, selectionButton(openPalette), readOnlyGuard(() => role === 'read', $('notice'))]
+    extensions: [
+      redraftMarks, redraftSelection, selectionButton(openPalette), readOnlyGuard(() => role === 'read', $('notice')),
+      redraftUndoKeys(() => board),
+      toastMargin($('toasts'))
+    ]
   })
   const view = editor.view
   editor.setReadOnly(true)
-  const board = new RedraftBoard({ view, ytext, awareness, api, toasts, requester: () => ({ name: user.name, color: user.color }) })
+  board = new RedraftBoard({ view, ytext, awareness, api, toasts, requester: () => ({ name: user.name, color: user.color }) })
   palette = createPalette({
     dialog: $('palette'),
     view,
@@ -142,7 +208,8 @@ export function showEditor (name, token) {
   })
 
   let isAiBusy = false
-  const renderPresence = () => showPresence(awareness, $('presence'), { isAiBusy })
+  let session = null
+  const renderPresence = () => showPresence(awareness, $('presence'), { isAiBusy, session })
   board.onActivity = (active) => {
     if (isAiBusy !== active.length > 0) { isAiBusy = active.length > 0; renderPresence() }
   }
@@ -150,24 +217,33 @@ export function showEditor (name, token) {
   renderPresence()
 
   const share = setUpShare({ panel: $('share-panel'), api, doc: name })
+  const history = setUpHistory({ panel: $('history-panel'), api, board, canEdit: () => role === 'edit' })
+  board.onHistory = () => history.changed()
   anchorPopover($('share-panel'), $('share-button'))
   anchorPopover($('help-panel'), $('help-button'))
+  anchorPopover($('history-panel'), $('history-button'))
   fillHelp($('help-panel'))
   setUpName({ awareness, view, getUser: () => user, setUser: (renamed) => { user = renamed } })
   $('redraft-button').addEventListener('click', openPalette)
   $('redraft-shortcut').textContent = keyLabel('Mod-KeyK')
+  provider.on('connection-close', (event) => {
+    if (event && event.code === CLOSE_UNAUTHORIZED) { role = 'none'; showNoAccess(screen, editor) }
+  })
 
-  api.session().then((session) => {
+  api.session().then((answer) => {
+    session = answer
     role = session.role
     engineOff = engineOffReason(session)
     share.setSession(session)
+    board.setSession(session)
+    renderPresence()
     $('redraft-button').classList.toggle('is-off', Boolean(engineOff))
     if (engineOff) $('redraft-button').title = engineOff
   }, (error) => {
-    // A refused token also closes the websocket with its reason; anything else, the websocket decides.
-    role = error.status === 401 ? 'read' : 'edit'
-    if (error.status === 401) toasts.show(error.message, { kind: 'error', timeoutMs: 0 })
+    // A refused token also closes the websocket with 4401; anything else, the websocket decides.
+    role = error.status === 401 ? 'none' : 'edit'
   }).then(() => {
+    if (role === 'none') return showNoAccess(screen, editor)
     const isReadOnly = role === 'read'
     editor.setReadOnly(isReadOnly)
     board.canEdit = !isReadOnly

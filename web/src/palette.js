@@ -1,6 +1,8 @@
 // The redraft palette: presets or a free instruction for the selection (or the paragraph at
-// the cursor), with how hard the model works (steps) and whether the result goes straight in
-// or waits as a suggestion. Arrow keys pick, Enter runs, Escape closes.
+// the cursor: an instruction rewrites, only Continue and Fill in write new text at the cursor),
+// with how hard the model works (steps) and whether the result goes straight in or waits as a
+// suggestion. It opens beside the passage it will rewrite, never over it. Arrow keys pick, Enter
+// runs, Escape closes.
 
 export const PRESETS = [
   { id: 'clearer', label: 'Rewrite clearer', kind: 'rewrite', scope: 'passage', instruction: 'Rewrite this passage so that it reads more clearly. Keep its meaning.' },
@@ -64,9 +66,24 @@ export function createPalette ({ dialog, view, board, getBlocker }) {
 
   function optionsFor (instruction) {
     const free = instruction.trim()
-      ? [{ id: 'ask', label: `Ask: “${instruction.trim()}”`, scope: 'here', instruction: instruction.trim(), free: true }]
+      ? [{ id: 'ask', label: `Ask: “${instruction.trim()}”`, kind: 'rewrite', scope: 'passage', instruction: instruction.trim(), free: true }]
       : []
     return [...free, ...PRESETS].map((option) => ({ ...option, range: targetFor(view.state, option.scope) }))
+  }
+
+  /** Above or below the passage, whichever has more room, so the text it will rewrite stays in sight. */
+  function place () {
+    const range = targetFor(view.state, 'passage') || [view.state.selection.main.head, view.state.selection.main.head]
+    const top = view.coordsAtPos(range[0], 1)
+    const bottom = view.coordsAtPos(range[1], -1)
+    dialog.style.marginTop = ''
+    if (!top || !bottom) return
+    const height = dialog.offsetHeight
+    const below = window.innerHeight - bottom.bottom
+    const gap = 12
+    if (below >= height + gap) dialog.style.marginTop = `${Math.round(bottom.bottom + gap)}px`
+    else if (top.top >= height + gap) dialog.style.marginTop = `${Math.round(top.top - gap - height)}px`
+    else dialog.style.marginTop = `${Math.max(8, Math.round(window.innerHeight - height - 8))}px`
   }
 
   function render () {
@@ -131,6 +148,7 @@ export function createPalette ({ dialog, view, board, getBlocker }) {
       active = 0
       render()
       dialog.showModal()
+      place()
       input.focus()
     }
   }

@@ -1,16 +1,23 @@
 // Panels that drop down from a button in the top bar (share, name, shortcuts). The browser's
 // popover API gives Escape, light dismiss and focus return; this places them under their button.
 
+/** The panel's left edge: its right edge under the button's, but never off either side of the screen. */
+export function panelLeft (buttonRight, panelWidth, viewportWidth, margin = 8) {
+  return Math.round(Math.max(margin, Math.min(buttonRight - panelWidth, viewportWidth - panelWidth - margin)))
+}
+
 export function anchorPopover (panel, button) {
-  panel.addEventListener('beforetoggle', (event) => {
-    if (event.newState !== 'open') return
+  const place = () => {
     const rect = button.getBoundingClientRect()
     panel.style.top = `${Math.round(rect.bottom + 8)}px`
-    panel.style.right = `${Math.max(8, Math.round(window.innerWidth - rect.right))}px`
-  })
+    panel.style.right = 'auto'
+    panel.style.left = `${panelLeft(rect.right, panel.offsetWidth, document.documentElement.clientWidth)}px`
+  }
   panel.addEventListener('toggle', (event) => {
     button.setAttribute('aria-expanded', String(event.newState === 'open'))
-    if (event.newState === 'open') panel.querySelector('[data-autofocus]')?.focus()
+    if (event.newState !== 'open') return
+    place() // once open, so the panel's own width is known
+    panel.querySelector('[data-autofocus]')?.focus()
   })
   button.setAttribute('aria-expanded', 'false')
 }

@@ -1,5 +1,7 @@
 // Short messages at the bottom of the page, some with a button (Undo, Retry): read out by
-// screen readers, closed by their × or after a while, never blocking the text.
+// screen readers, closed by their × or after a while, never blocking the text: the editor keeps
+// the caret scrolled above them.
+import { EditorView } from '@codemirror/view'
 
 const DEFAULT_TIMEOUT_MS = { info: 6000, success: 8000, error: 12000 }
 const MAX_TOASTS = 4
@@ -44,4 +46,12 @@ export function createToasts (region) {
     return { close, element: toast }
   }
   return { show }
+}
+
+/** Keeps the caret (and what the editor scrolls to) above the toasts on screen. */
+export function toastMargin (region) {
+  return EditorView.scrollMargins.of(() => {
+    const top = region.getBoundingClientRect().top
+    return region.children.length ? { bottom: Math.max(0, window.innerHeight - top) + 16 } : null
+  })
 }
