@@ -142,7 +142,7 @@ class Engine:
         decoder = self._decoder
 
         def on_snapshot(job, snapshot):
-            return redrafts.progress(snapshot, job.result.token_ids, decoder)
+            return redrafts.progress(snapshot, job.result.token_ids, decoder, job.budget[0])
 
         def on_done(job, outcome):
             if isinstance(outcome, BaseException):

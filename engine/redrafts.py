@@ -22,8 +22,11 @@ from engine.prompts import REQUEST_KINDS, PromptTooLongError, RedraftPrompt, enc
 
 MAX_CANVASES = 4  # a redraft is a passage, not a chapter
 REWRITE_ROOM = 1.5  # output room as a multiple of the passage's tokens
-# Control characters other than tab and newline have no place in a document (an untrained model emits them).
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters other than tab and newline have no place in a document (an untrained model emits them),
+# nor has U+FFFD: byte-level decoders write it for bytes that are not UTF-8, e.g. a character whose first
+# bytes are the last tokens of the output and whose rest never came.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
+MAX_CHAR_TOKENS = 4  # a UTF-8 character is at most 4 bytes, so at most 4 byte-level tokens
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,38 @@ class TextDecoder:
         self._pieces: dict[int, str] = {}
 
     def piece(self, token_id: int) -> str:
+        """The token's text; "\ufffd" when it is only part of a character (see `pieces`)."""
         piece = self._pieces.get(token_id)
         if piece is None:
-            piece = CONTROL.sub("", self.tokenizer.decode([token_id], skip_special_tokens=True))
+            raw = self.tokenizer.decode([token_id], skip_special_tokens=True)
+            piece = "\ufffd" if "\ufffd" in raw else CONTROL.sub("", raw)
             self._pieces[token_id] = piece
         return piece
 
+    def pieces(self, token_ids: list[int]) -> list[str]:
+        """One piece per token. A character split over several byte-level tokens is given whole to its last
+        token (the ones before get ""); bytes that never make a character are dropped."""
+        out: list[str] = []
+        pending: list[int] = []  # tokens holding the first bytes of a character
+        for token in token_ids:
+            piece = self.piece(token)
+            if piece != "\ufffd" and not pending:
+                out.append(piece)
+                continue
+            pending.append(token)
+            joined = self.tokenizer.decode(pending, skip_special_tokens=True)
+            if "\ufffd" not in joined:
+                out += [""] * (len(pending) - 1) + [CONTROL.sub("", joined)]
+                pending = []
+            elif len(pending) >= MAX_CHAR_TOKENS:  # not a character: keep what decodes, drop the rest
+                out += [""] * (len(pending) - 1) + [CONTROL.sub("", joined)]
+                pending = []
+            else:
+                out.append("")  # its character may complete with the next token
+        return out
+
     def text(self, token_ids: list[int]) -> str:
-        """The text up to the first EOS."""
+        """The text up to the first EOS, without bytes that do not make a character."""
         for i, token in enumerate(token_ids):
             if token in self.eos:
                 token_ids = token_ids[:i]
@@ -114,22 +141,36 @@ class TextDecoder:
         return CONTROL.sub("", self.tokenizer.decode(token_ids, skip_special_tokens=True))
 
 
-def progress(snapshot, committed: list[int], decoder: TextDecoder) -> dict:
-    """A JobSnapshot as the server publishes it: the text so far and each position's piece and confidence.
+def progress(snapshot, committed: list[int], decoder: TextDecoder, num_canvases: int = 1) -> dict:
+    """A JobSnapshot as the server publishes it: the whole text so far (earlier canvases and this one), and
+    the pieces with a confidence: the earlier canvases' text as one piece of confidence 1, then each
+    position of this canvas. `progress` counts steps over the whole request: canvases done times steps per
+    canvas plus this canvas's step, over the budget's canvases (the model's EOS may end it sooner).
 
     Confidence is exp(-entropy) of the position's distribution: 1 when the model is certain, near 0 for a
     position still spread over many tokens (the editor shimmers those instead of showing a random word).
     """
     canvas = snapshot.token_ids
     ended = next((i for i, token in enumerate(canvas) if token in decoder.eos), len(canvas))
-    tokens = [
-        [decoder.piece(token) if i < ended else "", round(math.exp(-entropy), 3)]
-        for i, (token, entropy) in enumerate(zip(canvas, snapshot.entropy, strict=True))
+    earlier = decoder.text(committed)
+    # Pieces over the committed tail too, so a character cut at the canvas boundary lands whole on this side.
+    tail = committed[-(MAX_CHAR_TOKENS - 1) :]
+    pieces = decoder.pieces(tail + canvas[:ended])[len(tail) :]
+    tokens = [[earlier, 1.0]] if earlier else []
+    tokens += [
+        [pieces[i] if i < ended else "", round(math.exp(-entropy), 3)]
+        for i, entropy in enumerate(snapshot.entropy)
     ]
+    num_canvases = max(num_canvases, snapshot.canvas_index + 1)
     return {
         "step": snapshot.step,
         "max_steps": snapshot.max_steps,
         "canvas_index": snapshot.canvas_index,
+        "num_canvases": num_canvases,
+        "progress": {
+            "step": snapshot.canvas_index * snapshot.max_steps + snapshot.step,
+            "max_steps": num_canvases * snapshot.max_steps,
+        },
         "text": decoder.text(committed + canvas),
         "tokens": tokens,
         "stopped": snapshot.stopped,
@@ -138,12 +179,14 @@ def progress(snapshot, committed: list[int], decoder: TextDecoder) -> dict:
 
 
 def outcome(result, decoder: TextDecoder, timings: dict) -> dict:
-    """The final result: committed text, steps per canvas, tokens written, engine-side timings."""
+    """The final result: committed text, steps per canvas, tokens written, engine-side timings, and whether
+    the model ended it (`complete`: an EOS) rather than the budget (its last sentence may be cut)."""
     ids = result.token_ids
     tokens = next((i for i, token in enumerate(ids) if token in decoder.eos), len(ids))
     return {
         "status": result.status,
         "text": decoder.text(ids),
+        "complete": tokens < len(ids),
         "steps": list(result.steps),
         "tokens": tokens,
         "timings": timings,

@@ -85,6 +85,9 @@ class ServerConfig:
     redraft_doc_per_min: float = _opt(60.0, "redrafts per document per minute")
     redraft_doc_burst: int = _opt(10, "burst of redrafts per document above that rate")
     redraft_preview_hz: float = _opt(15.0, "live preview states published per second per document")
+    redraft_suggestion_ttl_s: float = _opt(
+        900.0, "seconds a suggestion waits for accept or reject before it expires"
+    )
 
     instance_id: str = field(default="", compare=False, metadata={"cli": False})
 
@@ -124,7 +127,7 @@ class ServerConfig:
             raise ValueError("--engine redis sends jobs to workers through Redis: set --redis-url too")
         if self.engine_device not in (None, "cpu", "cuda"):
             raise ValueError(f"engine_device must be cpu or cuda, not {self.engine_device!r}")
-        for name in ("redraft_user_per_min", "redraft_doc_per_min", "redraft_preview_hz"):
+        for name in ("redraft_user_per_min", "redraft_doc_per_min", "redraft_preview_hz", "redraft_suggestion_ttl_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.redraft_context_chars < 0:

@@ -4,6 +4,13 @@ Every collaborator's editor draws the live canvases from this state, so a previe
 document, on every server instance (awareness goes through the room's fan-out), without a side channel.
 Stock Yjs clients keep it in their awareness map and otherwise ignore it.
 
+The state is bounded: at most MAX_SHOWN redrafts (running ones first, then suggestions, then the recently
+finished, newest first within each) and MAX_STATE_BYTES of JSON, under the 64 KiB other instances accept. An
+entry holds the passage (up to `redraft_max_chars`), the text so far and the pieces of one canvas (the
+earlier canvases as one piece): about 2x the passage plus 16 bytes a canvas position (4 KiB for 256), so one
+paragraph's redraft takes some 5-10 KiB. Past the budget the pieces of all but the newest running redraft
+go first (their text still shows), then the lowest-ranked entries.
+
 Publishing is throttled with a trailing edge: at most `max_hz` states per second, and the newest state is
 always the last one sent. The state is renewed every 15 s like a browser's, because clients and servers
 forget an awareness state after 30 s without news.
@@ -20,6 +27,9 @@ from ..awareness import AwarenessEntry
 
 AI_USER = {"name": "Redraft AI", "color": "#7c3aed", "colorLight": "#7c3aed33", "ai": True}
 RENEW_S = 15.0
+MAX_SHOWN = 12
+MAX_STATE_BYTES = 60 * 1024
+_RANK = {"running": 0, "queued": 0, "suggested": 1, "conflict": 1}  # the rest (finished): 2
 
 
 class AiPeer:
@@ -62,8 +72,7 @@ class AiPeer:
         self._last_sent = self.clock()
         self._version += 1
         if self.redrafts:
-            state = {"user": AI_USER, "redrafts": [r.to_awareness() for r in self.redrafts.values()]}
-            state_json = json.dumps(state, ensure_ascii=False, separators=(",", ":"))
+            state_json = bounded_state(list(self.redrafts.values()))
             self._present = True
         else:
             state_json = "null"  # y-protocols: a null state with a newer clock removes the client
@@ -78,3 +87,25 @@ class AiPeer:
             if timer is not None:
                 timer.cancel()
         self._timer = self._renewal = None
+
+
+def bounded_state(redrafts: list) -> str:
+    """The AI peer's state JSON for these redrafts (in request order), within MAX_SHOWN and MAX_STATE_BYTES."""
+    ranked = sorted(reversed(redrafts), key=lambda r: _RANK.get(r.status, 2))[:MAX_SHOWN]
+    entries = [r.to_awareness() for r in ranked]
+
+    def encode() -> str:
+        return json.dumps({"user": AI_USER, "redrafts": entries}, ensure_ascii=False, separators=(",", ":"))
+
+    state_json = encode()
+    if len(state_json.encode()) > MAX_STATE_BYTES:
+        for entry in entries[1:]:
+            entry["tokens"] = []
+        state_json = encode()
+    while len(state_json.encode()) > MAX_STATE_BYTES and len(entries) > 1:
+        entries.pop()
+        state_json = encode()
+    if len(state_json.encode()) > MAX_STATE_BYTES:  # one huge passage: its text and pieces only
+        entries[0].update(original="", tokens=entries[0]["tokens"][-64:])
+        state_json = encode()
+    return state_json

@@ -1,4 +1,4 @@
-"""HTTP routes of the redraft API: request, status, accept, undo, cancel.
+"""HTTP routes of the redraft API: request, history, status, accept, undo, redo, cancel.
 
 Same token rules as the websocket (`?token=` or `Authorization: Bearer`); read-only grants may look but not
 request or change redrafts. Requests must be JSON and, from a browser, come from an allowed origin: a
@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from ..auth import AuthError, origin_allowed, verify_token
 from ..config import DOC_NAME_RULE, is_valid_doc_name
-from .service import RedraftError, RedraftService
+from .service import HISTORY_PAGE, MAX_HISTORY_PAGE, RedraftError, RedraftService, parse_person
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -83,17 +83,44 @@ async def _status(request: Request, service: RedraftService, doc: str, user_key:
     return JSONResponse(await service.view(doc, request.path_params["id"]))
 
 
+async def _history(request: Request, service: RedraftService, doc: str, user_key: str):
+    """`?limit=` (1..200, default 50) newest first; `?before=` (epoch s) pages back past a `created_at`."""
+    try:
+        limit = int(request.query_params.get("limit", HISTORY_PAGE))
+        before = request.query_params.get("before")
+        before = float(before) if before is not None else None
+    except ValueError as exc:
+        raise RedraftError(400, "bad_request", "limit must be an integer and before a number (epoch seconds)") from exc
+    if not 1 <= limit <= MAX_HISTORY_PAGE:
+        raise RedraftError(400, "bad_request", f"limit must be from 1 to {MAX_HISTORY_PAGE}")
+    return JSONResponse({"redrafts": await service.history(doc, limit, before)})
+
+
 def _command(action: str):
     async def handler(request: Request, service: RedraftService, doc: str, user_key: str):
-        return JSONResponse(await service.command(doc, request.path_params["id"], action))
+        return JSONResponse(await service.command(doc, request.path_params["id"], action, await _acting(request)))
 
     return handler
 
 
+async def _acting(request: Request) -> dict | None:
+    """Who acts, from an optional JSON body `{"by": {"name", "color"}}` (shown to others, e.g. `rejected_by`)."""
+    raw = await _read_body(request)
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise RedraftError(400, "bad_json", f"the body is not JSON: {exc}") from exc
+    return parse_person(body.get("by")) if isinstance(body, dict) else None
+
+
 routes = [
     Route("/api/docs/{doc}/redrafts", _route(_create, needs_edit=True), methods=["POST"]),
+    Route("/api/docs/{doc}/redrafts", _route(_history, needs_edit=False), methods=["GET"]),
     Route("/api/docs/{doc}/redrafts/{id}", _route(_status, needs_edit=False), methods=["GET"]),
     Route("/api/docs/{doc}/redrafts/{id}", _route(_command("cancel"), needs_edit=True), methods=["DELETE"]),
     Route("/api/docs/{doc}/redrafts/{id}/accept", _route(_command("accept"), needs_edit=True), methods=["POST"]),
     Route("/api/docs/{doc}/redrafts/{id}/undo", _route(_command("undo"), needs_edit=True), methods=["POST"]),
+    Route("/api/docs/{doc}/redrafts/{id}/redo", _route(_command("redo"), needs_edit=True), methods=["POST"]),
 ]

@@ -8,8 +8,14 @@ replica, so with Redis (`--redis-url`) the owner publishes each redraft's JSON v
 others to the owner, then waits for the answer on a one-off list (`BLPOP`): the owner runs the action
 exactly as if the request had reached it.
 
+A document's history is a sorted set `{prefix}:redrafts:{doc}` of redraft ids by creation time (newest
+HISTORY_KEEP kept, an hour after its last redraft): any replica lists it and reads the views. A view is
+republished whenever what it says changes (status, undo and redo availability, `rejected_by`...), so another
+replica's list is as fresh as the owner's last publish.
+
 An owner that has stopped has no subscriber: the command fails at once with 503 and the reason, and the
-redraft's last view (already in the document or not) stays readable.
+redraft's last view (already in the document or not) stays readable, and listed, for KEEP_S. What survives
+a restart of every replica: the views still in Redis (read-only); undo and redo need the owner's memory.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ from .record import Redraft
 log = logging.getLogger(__name__)
 
 KEEP_S = 3600  # how long a redraft's view stays readable from other replicas
+HISTORY_KEEP = 500  # redraft ids kept per document in its history set
+# What, when it changes, makes a view worth republishing (the step counter alone is not).
+SIGNATURE = ("status", "can_undo", "can_redo", "undo_blocked", "rejected_by", "passage_edited", "text", "error")
 ANSWER_TIMEOUT_S = 10.0  # an owner that is alive answers within milliseconds; an accept merges at most 8000 chars
 RETRY_S = 0.5
 
-# (doc, redraft id, action) -> (HTTP status, JSON body): RedraftService.run_command on the owner.
-CommandHandler = Callable[[str, str, str], Awaitable[tuple[int, dict]]]
+# (doc, redraft id, action, who acts) -> (HTTP status, JSON body): RedraftService.run_command on the owner.
+CommandHandler = Callable[[str, str, str, dict | None], Awaitable[tuple[int, dict]]]
 
 
 class OwnerUnreachable(Exception):
@@ -40,17 +49,23 @@ class OwnerUnreachable(Exception):
 
 
 class Directory(Protocol):
+    is_shared: bool  # other replicas read what this one records
+
     async def start(self, handler: CommandHandler) -> None: ...
 
-    def record(self, redraft: Redraft) -> None:
-        """Publishes the redraft's view if its status changed since the last one published."""
+    def record(self, redraft: Redraft, view: dict) -> None:
+        """Publishes the redraft's view (its JSON resource) if what it says changed since the last one."""
         ...
 
     async def lookup(self, redraft_id: str) -> dict | None:
         """{"owner", "doc", "view"} of a redraft another replica holds, or None."""
         ...
 
-    async def forward(self, owner: str, doc: str, redraft_id: str, action: str) -> tuple[int, dict]: ...
+    async def history(self, doc: str, limit: int, before: float | None) -> list[dict]:
+        """Views of the document's redrafts on every replica, newest first (this one's included)."""
+        ...
+
+    async def forward(self, owner: str, doc: str, redraft_id: str, action: str, by: dict | None = None) -> tuple[int, dict]: ...
 
     async def close(self) -> None: ...
 
@@ -58,16 +73,21 @@ class Directory(Protocol):
 class LocalDirectory:
     """One server process: every redraft is here."""
 
+    is_shared = False
+
     async def start(self, handler: CommandHandler) -> None:
         pass
 
-    def record(self, redraft: Redraft) -> None:
+    def record(self, redraft: Redraft, view: dict) -> None:
         pass
 
     async def lookup(self, redraft_id: str) -> dict | None:
         return None
 
-    async def forward(self, owner: str, doc: str, redraft_id: str, action: str) -> tuple[int, dict]:
+    async def history(self, doc: str, limit: int, before: float | None) -> list[dict]:
+        return []
+
+    async def forward(self, owner: str, doc: str, redraft_id: str, action: str, by: dict | None = None) -> tuple[int, dict]:
         raise OwnerUnreachable("no other server replica")
 
     async def close(self) -> None:
@@ -75,14 +95,16 @@ class LocalDirectory:
 
 
 class RedisDirectory:
+    is_shared = True  # other replicas read the views: republish what changes
+
     def __init__(self, redis_url: str, prefix: str, instance_id: str, answer_timeout_s: float = ANSWER_TIMEOUT_S):
         # Blocking reads (BLPOP, the subscription) hold their connection: no socket timeout, as in fanout.py.
         self.client = aioredis.from_url(redis_url, socket_timeout=None)
         self.prefix = prefix
         self.instance_id = instance_id
         self.answer_timeout_s = answer_timeout_s
-        self._published: dict[str, str] = {}  # id -> status last published
-        self._pending: dict[str, str] = {}  # id -> view JSON not yet written
+        self._published: dict[str, tuple] = {}  # id -> signature last published
+        self._pending: dict[str, tuple[str, float, str]] = {}  # id -> (doc, created, view JSON) not yet written
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._handlers: set[asyncio.Task] = set()
@@ -103,12 +125,16 @@ class RedisDirectory:
             asyncio.create_task(self._take_commands(), name="redraft-directory-commands"),
         ]
 
-    def record(self, redraft: Redraft) -> None:
-        if self._published.get(redraft.id) == redraft.status:
-            return  # steps change every few ms; other replicas need the status, text and timings
-        self._published[redraft.id] = redraft.status
-        view = {"owner": self.instance_id, "doc": redraft.doc, "view": redraft.to_json()}
-        self._pending[redraft.id] = json.dumps(view)
+    def _history_key(self, doc: str) -> str:
+        return f"{self.prefix}:redrafts:{doc}"
+
+    def record(self, redraft: Redraft, view: dict) -> None:
+        signature = tuple(json.dumps(view.get(name), sort_keys=True) for name in SIGNATURE)
+        if self._published.get(redraft.id) == signature:
+            return  # steps change every few ms; other replicas need the status, text, undo and timings
+        self._published[redraft.id] = signature
+        entry = {"owner": self.instance_id, "doc": redraft.doc, "view": view}
+        self._pending[redraft.id] = (redraft.doc, redraft.created, json.dumps(entry))
         self._wake.set()
 
     async def _write_views(self) -> None:
@@ -119,8 +145,12 @@ class RedisDirectory:
             pending, self._pending = self._pending, {}
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
-                    for redraft_id, view in pending.items():
-                        pipe.set(self._key(redraft_id), view, ex=KEEP_S)
+                    for redraft_id, (doc, created, entry) in pending.items():
+                        pipe.set(self._key(redraft_id), entry, ex=KEEP_S)
+                        history = self._history_key(doc)
+                        pipe.zadd(history, {redraft_id: created})
+                        pipe.zremrangebyrank(history, 0, -HISTORY_KEEP - 1)
+                        pipe.expire(history, KEEP_S)
                     await pipe.execute()
             except Exception as exc:  # Redis away: keep the newest views for the next try
                 log.warning("publishing redraft views failed, retrying: %s", exc)
@@ -134,9 +164,22 @@ class RedisDirectory:
         raw = await self.client.get(self._key(redraft_id))
         return json.loads(raw) if raw else None
 
-    async def forward(self, owner: str, doc: str, redraft_id: str, action: str) -> tuple[int, dict]:
+    async def history(self, doc: str, limit: int, before: float | None) -> list[dict]:
+        top = f"({before}" if before is not None else "+inf"
+        ids = await self.client.zrevrangebyscore(self._history_key(doc), top, "-inf", start=0, num=limit)
+        if not ids:
+            return []
+        views = []
+        for raw in await self.client.mget([self._key(i.decode()) for i in ids]):
+            if raw:  # a view outlived by its id: expired
+                entry = json.loads(raw)
+                if entry.get("doc") == doc:
+                    views.append(entry["view"])
+        return views
+
+    async def forward(self, owner: str, doc: str, redraft_id: str, action: str, by: dict | None = None) -> tuple[int, dict]:
         reply = f"{self.prefix}:redraft:reply:{uuid.uuid4().hex}"
-        message = json.dumps({"doc": doc, "id": redraft_id, "action": action, "reply": reply})
+        message = json.dumps({"doc": doc, "id": redraft_id, "action": action, "by": by, "reply": reply})
         if not await self.client.publish(self._channel(owner), message):
             raise OwnerUnreachable("the server that ran this redraft has stopped")
         answer = await self.client.blpop([reply], timeout=self.answer_timeout_s)
@@ -166,7 +209,9 @@ class RedisDirectory:
             log.warning("ignoring a malformed redraft command: %r", data[:200])
             return
         try:
-            status, body = await self._handler(str(command.get("doc")), str(command.get("id")), str(command.get("action")))
+            status, body = await self._handler(
+                str(command.get("doc")), str(command.get("id")), str(command.get("action")), command.get("by")
+            )
         except Exception as exc:  # a bug: the asker still gets an answer, not a timeout
             log.exception("a forwarded redraft command failed")
             status, body = 500, {"error": "internal", "detail": f"internal error: {exc}"}

@@ -24,6 +24,7 @@ from pycrdt import Doc, Text
 from ..room import TEXT_NAME
 
 WORDS = re.compile(r"\w+|\s+|[^\w\s]")
+INVALID_TEXT = re.compile(r"[\ud800-\udfff]")
 CHAR_REFINE_MAX = 200  # changed runs up to this many characters are re-diffed character by character
 # Unchanged runs shorter than this (characters) between two changes are folded into them: no chaff.
 MIN_WORD_RUN, MIN_CHAR_RUN = 2, 3
@@ -92,6 +93,14 @@ def passage_changed(fork: Fork, value: str) -> bool:
     return False
 
 
+def passage_gone(fork: Fork, value: str) -> bool:
+    """Whether every character of the fork's passage has been deleted from the text now (`value`)."""
+    kept = fork.end - fork.start
+    for start, end, _ in edits(fork.value, value):
+        kept -= max(0, min(end, fork.end) - max(start, fork.start))
+    return kept <= 0
+
+
 def edits(old: str, new: str) -> list[tuple[int, int, str]]:
     """(start, end, replacement) in `old`'s code points, in ascending order, that turn old into new."""
     if old == new:
@@ -144,13 +153,19 @@ def _char_edits(old: str, new: str, base: int) -> list[tuple[int, int, str]]:
     return [(base + i1, base + i2, new[j1:j2]) for tag, i1, i2, j1, j2 in _fold_chaff(ops, list(old), MIN_CHAR_RUN) if tag != "equal"]
 
 
-def merge_update(fork: Fork, result: str, doc_clients: set[int]) -> bytes:
-    """The update that turns the fork's passage into `result`, made by a fresh client on the fork.
+def merge_update(fork: Fork, result: str, doc_clients: set[int] = frozenset(), client_id: int | None = None) -> bytes:
+    """The update that turns the fork's passage into `result`, made by a fresh client on the fork (one
+    not in `doc_clients`, or `client_id`).
 
     Apply it to the live document: it carries only the AI's edits, positioned relative to the characters
-    of the request-time version, so it lands correctly whatever happened since.
+    of the request-time version, so it lands correctly whatever happened since. Refuses (ValueError) a
+    result that is not valid text: a lone surrogate, or U+FFFD the passage did not have (seams.clean
+    removes them from the model's output; this is the last guard).
     """
-    client_id = _fresh_client_id(doc_clients)
+    if INVALID_TEXT.search(result) or ("\ufffd" in result and "\ufffd" not in fork.passage):
+        raise ValueError("the redraft's text holds a lone surrogate or a replacement character")
+    if client_id is None:
+        client_id = fresh_client_id(set(doc_clients))
     doc = Doc(client_id=client_id)
     doc.apply_update(fork.snapshot)
     text = doc.get(TEXT_NAME, type=Text)
@@ -172,7 +187,7 @@ def merge_update(fork: Fork, result: str, doc_clients: set[int]) -> bytes:
     return doc.get_update(before)
 
 
-def _fresh_client_id(taken: set[int]) -> int:
+def fresh_client_id(taken: set[int]) -> int:
     # Yjs draws 32-bit client ids; a collision with a writer of this document would corrupt it.
     while True:
         candidate = secrets.randbits(32)

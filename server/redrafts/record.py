@@ -7,13 +7,24 @@ import time
 from dataclasses import dataclass, field
 
 from .merge import Fork
+from .revert import Change
 
-# queued -> running -> done (applied) | suggested -> done | rejected | conflict
-#                   -> failed | cancelled;   done -> undone
+
+@dataclass(frozen=True)
+class UndoState:
+    """Whether the redraft can be undone or redone now, and if not, why (a sentence a person can read)."""
+
+    can_undo: bool = False
+    can_redo: bool = False
+    blocked: str | None = None
+
+# queued -> running -> done (applied) | suggested -> done | rejected | conflict | expired
+#                   -> failed | cancelled;   done <-> undone (undo, redo)
 QUEUED, RUNNING, DONE, SUGGESTED, CONFLICT = "queued", "running", "done", "suggested", "conflict"
-FAILED, CANCELLED, REJECTED, UNDONE = "failed", "cancelled", "rejected", "undone"
+FAILED, CANCELLED, REJECTED, UNDONE, EXPIRED = "failed", "cancelled", "rejected", "undone", "expired"
 LIVE = (QUEUED, RUNNING)  # in the engine
-FINAL = (DONE, FAILED, CANCELLED, REJECTED, UNDONE)
+PENDING = (SUGGESTED, CONFLICT)  # waiting for a person
+FINAL = (DONE, FAILED, CANCELLED, REJECTED, UNDONE, EXPIRED)
 KINDS = ("rewrite", "fill", "continue")
 MODES = ("apply", "suggest")
 
@@ -35,7 +46,8 @@ class Redraft:
     step: int = 0
     max_steps: int = 0
     preview_text: str = ""
-    tokens: list = field(default_factory=list)  # [[piece, confidence], ...] of the current canvas
+    tokens: list = field(default_factory=list)  # [[piece, confidence], ...]: earlier canvases as one piece, then this one
+    progress: dict = field(default_factory=lambda: {"step": 0, "max_steps": 0})  # only goes up
     text: str | None = None  # the final result
     error: str | None = None
     engine_steps: list[int] = field(default_factory=list)
@@ -45,6 +57,11 @@ class Redraft:
     timings: dict = field(default_factory=dict)  # seconds: queue, prefill, denoise, merge, first_snapshot, total
     ended_at: float | None = None  # monotonic time it reached a status shown only briefly
     job: object | None = None  # the engine job while live
+    expires_at: float | None = None  # epoch seconds a suggestion expires at
+    rejected_by: dict | None = None  # {"name", "color"} of whoever rejected the suggestion
+    is_passage_edited: bool = False  # a pending suggestion's passage was edited since (it merges with the edits)
+    change: Change | None = None  # the last landed merge, undo or redo, and how to take it back
+    merge_client: int | None = None  # the Yjs client id its merge wrote with (names it as an author)
 
     @property
     def origin(self) -> str:
@@ -54,8 +71,8 @@ class Redraft:
     def original(self) -> str:
         return self.fork.passage
 
-    def to_json(self) -> dict:
-        """The HTTP resource."""
+    def to_json(self, undo: UndoState = UndoState()) -> dict:
+        """The HTTP resource; `undo` is what the service found about undo and redo now."""
         return {
             "id": self.id,
             "doc": self.doc,
@@ -73,6 +90,14 @@ class Redraft:
             "tokens": self.engine_tokens,
             "error": self.error,
             "created": self.created,
+            "created_at": self.created,
+            "expires_at": self.expires_at,
+            "rejected_by": self.rejected_by,
+            "passage_edited": self.is_passage_edited,
+            "progress": self.progress,
+            "can_undo": undo.can_undo,
+            "can_redo": undo.can_redo,
+            "undo_blocked": undo.blocked,
             "timings": {name: round(value * 1000, 3) for name, value in self.timings.items()},  # ms
         }
 
@@ -87,10 +112,15 @@ class Redraft:
             "anchors": {"start": _b64(self.anchors[0]), "end": _b64(self.anchors[1])},
             "step": self.step,
             "max_steps": self.max_steps,
+            "progress": self.progress,
             "text": self.text if self.text is not None else self.preview_text,
             "tokens": self.tokens if self.status in LIVE else [],
             "original": self.original,
             "error": self.error,
+            "created_at": self.created,
+            "expires_at": self.expires_at,
+            "rejected_by": self.rejected_by,
+            "passage_edited": self.is_passage_edited,
         }
 
 

@@ -7,11 +7,19 @@
 3. Merge (`apply` at once, `suggest` on accept): `merge.merge_update` turns the request-time passage into
    the result on the fork; its update is applied to the live replica inside a transaction with origin
    `redraft:{id}`, then stored and broadcast like any client's change: one change for everyone.
-4. Undo: an UndoManager scoped to that origin, made just before the merge, reverts only the redraft.
+4. Undo and redo (revert.py): each landed change keeps its inverse as text; any redraft whose own words
+   nobody has touched since can be taken back, in any order, and put back again. Each undo or redo is an
+   edit of the live document under the origin `redraft:{id}:undo` / `:redo`, stored and broadcast.
+5. A suggestion waits for accept or reject until `redraft_suggestion_ttl_s`, then expires. Others may edit
+   its passage meanwhile: the fork-based merge keeps their edits (it is a conflict only once the whole
+   passage is gone).
 
-Redrafts live in this server process (the one that took the request); with Redis, other replicas read their
-status and forward accept/undo/cancel here (directory.py). A document's live jobs are cancelled when its
-room is unloaded; suggestions wait (they merge into whatever replica is loaded then).
+Redrafts live in this server process (the one that took the request): its engine job, fork and undo
+history, in memory. A restart loses them (the document keeps every merged change; only the history list
+and undo/redo of earlier redrafts are gone). With Redis, the owner publishes each redraft's view and other
+replicas list, read and forward accept/undo/redo/cancel here (directory.py). A document's live jobs are
+cancelled when its room is unloaded; suggestions wait (they merge into whatever replica is loaded then),
+and undo/redo works across an unload (it works on text, not on the replica's items).
 """
 
 from __future__ import annotations
@@ -19,17 +27,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
+import json
 import logging
 import secrets
 import time
 from collections import OrderedDict, defaultdict
 
-from pycrdt import Assoc, UndoManager
+from pycrdt import Assoc
 
 from ..ratelimit import TokenBucket
 from ..room import Room
 from ..updates import decode_state_vector
-from . import merge
+from . import merge, revert, seams
 from .ai_peer import AiPeer
 from .backends import EngineBackend, EngineFailed, EngineRejected, EngineUnavailable
 from .directory import Directory, LocalDirectory, OwnerUnreachable
@@ -38,24 +48,30 @@ from .record import (
     CANCELLED,
     CONFLICT,
     DONE,
+    EXPIRED,
     FAILED,
     FINAL,
     KINDS,
     LIVE,
     MODES,
+    PENDING,
     QUEUED,
     REJECTED,
     RUNNING,
     SUGGESTED,
     UNDONE,
     Redraft,
+    UndoState,
 )
 
 log = logging.getLogger(__name__)
 
 SHOW_FINISHED_S = 8.0  # a finished redraft stays in awareness this long, so editors can flash it
 KEEP_RECORDS = 256  # finished redrafts kept per process for GET (oldest dropped first)
-UNDO_DEPTH = 16  # redrafts per document that can still be undone (each UndoManager observes the document)
+UNDO_DEPTH = 32  # redrafts per document that can still be undone or redone (each keeps a copy of the text)
+REPUBLISH_S = 1.0  # with Redis, undo states are republished this long after an edit (other replicas list them)
+HISTORY_PAGE = 50  # redrafts in one page of a document's history (at most MAX_HISTORY_PAGE)
+MAX_HISTORY_PAGE = 200
 
 
 class RedraftError(Exception):
@@ -76,9 +92,10 @@ class RedraftService:
         self.redrafts: OrderedDict[str, Redraft] = OrderedDict()
         self.peers: dict[str, AiPeer] = {}  # doc -> AI peer of its loaded room
         self._tasks: set[asyncio.Task] = set()
-        self._undo: dict[str, tuple[Room, UndoManager]] = {}  # id -> (room it merged into, its manager)
-        self._undo_order: defaultdict[str, list[str]] = defaultdict(list)  # doc -> ids, oldest first
-        self._watchers: dict[str, object] = {}  # doc -> text subscription while suggestions wait
+        self._undo_order: defaultdict[str, list[str]] = defaultdict(list)  # doc -> ids with a change, oldest first
+        self._undo_checks: dict[tuple, UndoState] = {}  # (id, change, text hash) -> what was found
+        self._watchers: dict[str, object] = {}  # doc -> text subscription while suggestions wait (or, shared, undo)
+        self._republish: dict[str, asyncio.TimerHandle] = {}  # doc -> pending republish of undo states
         self._user_buckets: dict[str, TokenBucket] = {}
         self._doc_buckets: dict[str, TokenBucket] = {}
         rooms.unload_listeners.append(self._on_unload)
@@ -191,12 +208,17 @@ class RedraftService:
             redraft.timings[name.removesuffix("_s")] = outcome["timings"].get(name, 0.0)
         redraft.engine_steps, redraft.engine_tokens = outcome["steps"], outcome["tokens"]
         self.metrics.redraft_generated(outcome["steps"], outcome["tokens"], outcome["timings"].get("denoise_s", 0.0))
-        text = _frame(redraft.kind, redraft.original, outcome["text"])
-        if redraft.kind == "rewrite" and not text.strip():
+        fork, written = redraft.fork, seams.clean(outcome["text"], redraft.original)
+        if not outcome.get("complete", True):  # the budget, not the model, ended it
+            written = seams.trim_unfinished(written)
+        text = seams.frame(redraft.kind, redraft.original, written, fork.value[: fork.start], fork.value[fork.end :])
+        if not text.strip():
             return self._end(redraft, FAILED, "the model returned no text; the passage was left as it was")
         redraft.text = text
         if redraft.mode == "suggest":
             redraft.status = SUGGESTED
+            redraft.expires_at = time.time() + self.config.redraft_suggestion_ttl_s
+            asyncio.get_running_loop().call_later(self.config.redraft_suggestion_ttl_s, self._expire, redraft)
             self._watch(redraft.doc)
             self._recheck(redraft.doc)
             self._show(redraft)
@@ -212,11 +234,13 @@ class RedraftService:
             redraft.status = RUNNING
             redraft.timings["first_snapshot"] = time.perf_counter() - redraft.started
             self.metrics.redraft_first_snapshot(redraft.timings["first_snapshot"])
-        if progress.get("retry"):  # a worker died: the job starts over on another one
+        if progress.get("retry"):  # a worker died: the job starts over on another one (progress holds)
             redraft.step, redraft.preview_text, redraft.tokens = 0, "", []
         else:
             redraft.step, redraft.max_steps = progress["step"], progress["max_steps"]
-            redraft.preview_text, redraft.tokens = progress["text"], progress["tokens"]
+            redraft.preview_text = seams.clean(progress["text"], redraft.original)
+            redraft.tokens = progress["tokens"]
+            redraft.progress = _overall(redraft.progress, progress)
         self._show(redraft)
 
     def _merge(self, redraft: Redraft) -> None:
@@ -225,27 +249,29 @@ class RedraftService:
             # Only a suggestion can outlive its room (accept re-acquires it first).
             return self._end(redraft, FAILED, "the document was closed before the redraft could land")
         started = time.perf_counter()
-        clients = set(decode_state_vector(room.doc.get_state()))
-        update = merge.merge_update(redraft.fork, redraft.text, clients)
+        client_id = merge.fresh_client_id(set(decode_state_vector(room.doc.get_state())))
+        update = merge.merge_update(redraft.fork, redraft.text, client_id=client_id)
         if room.size_bytes + len(update) > room.max_doc_bytes:
             return self._end(redraft, FAILED, f"the document would exceed {room.max_doc_bytes} bytes")
-        manager = UndoManager(scopes=[room.text], capture_timeout_millis=0)
-        manager.include_origin(redraft.origin)
 
         def apply() -> None:
             with room.doc.transaction(origin=redraft.origin):
                 room.doc.apply_update(update)
 
+        before = str(room.text)
         room.local_change(apply)
-        self._keep_undo(redraft, room, manager)
+        redraft.merge_client = client_id
+        self._keep_undo(redraft, revert.observed(before, str(room.text)))
         redraft.timings["merge"] = time.perf_counter() - started
         self._end(redraft, DONE)
 
     def _end(self, redraft: Redraft, status: str, error: str | None = None) -> None:
         redraft.status = status
-        if error is not None and status in (FAILED, CANCELLED):
+        if error is not None and status in (FAILED, CANCELLED, EXPIRED):
             redraft.error = error
         self._finish_timing(redraft)
+        if status in FINAL and redraft.fork.snapshot:  # nothing merges from the fork any more: free the copies
+            redraft.fork = dataclasses.replace(redraft.fork, snapshot=b"", value="")
         self.metrics.redraft_ended(status)
         self._show(redraft)
         self._unwatch_if_idle(redraft.doc)
@@ -255,7 +281,7 @@ class RedraftService:
 
     # --- suggestions: accept, conflicts ----------------------------------------------------------------
 
-    async def accept(self, doc: str, redraft_id: str) -> Redraft:
+    async def accept(self, doc: str, redraft_id: str, by: dict | None = None) -> Redraft:
         redraft = self.get(doc, redraft_id)
         if redraft.status == CONFLICT:
             raise RedraftError(409, "conflict", _conflict_detail())
@@ -273,8 +299,11 @@ class RedraftService:
         return redraft
 
     def _conflicts(self, room: Room, redraft: Redraft) -> bool:
-        """Whether the passage changed since the request: the suggestion's diff no longer shows the truth."""
-        return merge.passage_changed(redraft.fork, str(room.text))
+        """Whether the suggestion can no longer be merged: every character of its passage was deleted since.
+        Edits inside the passage are no conflict: the fork-based merge keeps them (they are flagged)."""
+        value = str(room.text)
+        redraft.is_passage_edited = merge.passage_changed(redraft.fork, value)
+        return redraft.is_passage_edited and merge.passage_gone(redraft.fork, value)
 
     def _watch(self, doc: str) -> None:
         room = self.rooms.rooms.get(doc)
@@ -290,14 +319,33 @@ class RedraftService:
         if room is None:
             return
         for redraft in self.redrafts.values():
-            if redraft.doc == doc and redraft.status == SUGGESTED and self._conflicts(room, redraft):
-                redraft.status = CONFLICT
-                self._show(redraft)
+            if redraft.doc == doc and redraft.status == SUGGESTED:
+                was_edited = redraft.is_passage_edited
+                if self._conflicts(room, redraft):
+                    redraft.status = CONFLICT
+                    self._show(redraft)
+                elif redraft.is_passage_edited != was_edited:
+                    self._show(redraft)
+        if self.directory.is_shared and doc not in self._republish:
+            # Others' typing may change whether a redraft can be undone: other replicas list the owner's view.
+            self._republish[doc] = asyncio.get_running_loop().call_later(REPUBLISH_S, self._republish_undo, doc)
         self._unwatch_if_idle(doc)
 
+    def _republish_undo(self, doc: str) -> None:
+        self._republish.pop(doc, None)
+        for redraft in list(self.redrafts.values()):
+            if redraft.doc == doc and redraft.status in (DONE, UNDONE):
+                self.directory.record(redraft, self.to_json(redraft))
+
+    def _expire(self, redraft: Redraft) -> None:
+        if redraft.status in PENDING:
+            self._end(redraft, EXPIRED, f"nobody accepted it within {self.config.redraft_suggestion_ttl_s:g} s")
+
     def _unwatch_if_idle(self, doc: str) -> None:
+        is_shared = self.directory.is_shared
         if doc in self._watchers and not any(
-            r.doc == doc and r.status == SUGGESTED for r in self.redrafts.values()
+            r.doc == doc and (r.status == SUGGESTED or (is_shared and r.change is not None))
+            for r in self.redrafts.values()
         ):
             room = self.rooms.rooms.get(doc)
             subscription = self._watchers.pop(doc)
@@ -306,23 +354,130 @@ class RedraftService:
 
     # --- undo, cancel, reject --------------------------------------------------------------------------
 
-    async def undo(self, doc: str, redraft_id: str) -> Redraft:
+    async def undo(self, doc: str, redraft_id: str, by: dict | None = None) -> Redraft:
         redraft = self.get(doc, redraft_id)
         if redraft.status != DONE:
             raise RedraftError(409, "not_applied", f"only an applied redraft can be undone; this one is {redraft.status}")
-        kept = self._undo.get(redraft_id)
-        room = self.rooms.rooms.get(doc)
-        if kept is None or kept[0] is not room:
-            raise RedraftError(
-                409, "undo_unavailable", "this redraft can no longer be undone (too old, or the document was reopened)"
-            )
-        manager = kept[1]
-        room.local_change(manager.undo)
-        self._drop_undo(redraft_id)
-        self._end(redraft, UNDONE)
+        return await self._take_back(redraft, UNDONE)
+
+    async def redo(self, doc: str, redraft_id: str, by: dict | None = None) -> Redraft:
+        redraft = self.get(doc, redraft_id)
+        if redraft.status != UNDONE:
+            raise RedraftError(409, "not_undone", f"only an undone redraft can be redone; this one is {redraft.status}")
+        return await self._take_back(redraft, DONE)
+
+    async def _take_back(self, redraft: Redraft, status: str) -> Redraft:
+        """Applies the inverse of the redraft's last change (undo after its merge or redo, redo after its
+        undo) to the text as it is now, or refuses with why."""
+        action = "undone" if status == UNDONE else "redone"
+        room = await self.rooms.acquire(redraft.doc)
+        try:
+            state = self._undo_state(room, redraft)
+            if state.blocked is not None:
+                raise RedraftError(409, f"cannot_{action[:-2]}", state.blocked)
+            value, change = str(room.text), redraft.change
+            assert change is not None and change.landed == value  # _undo_state rebased it onto the text now
+            edits = [(start, end, before) for start, end, before in change.inverse]
+            growth = sum(len(text.encode()) for _, _, text in edits)
+            if room.size_bytes + growth > room.max_doc_bytes:
+                raise RedraftError(409, "doc_too_large", f"the document would exceed {room.max_doc_bytes} bytes")
+
+            def apply() -> None:
+                with room.doc.transaction(origin=f"{redraft.origin}:{'undo' if status == UNDONE else 'redo'}"):
+                    for start, end, text in reversed(edits):
+                        at = len(value[:start].encode())
+                        if text:
+                            room.text.insert(at, text)
+                        if end > start:
+                            offset = at + len(text.encode())
+                            del room.text[offset : offset + len(value[start:end].encode())]
+
+            room.local_change(apply)
+            self._keep_undo(redraft, revert.changed(value, edits))
+            self._end(redraft, status)
+        finally:
+            self.rooms.release(room)
         return redraft
 
-    async def cancel(self, doc: str, redraft_id: str) -> Redraft:
+    def undo_state(self, redraft: Redraft) -> UndoState:
+        """Whether the redraft can be undone or redone now, judged on its loaded room's text."""
+        if redraft.status not in (DONE, UNDONE):
+            return UndoState()
+        room = self.rooms.rooms.get(redraft.doc)
+        if room is None or room.is_closed:  # nobody is in the document: nobody has changed it since it closed
+            return UndoState(can_undo=redraft.status == DONE and redraft.change is not None,
+                             can_redo=redraft.status == UNDONE and redraft.change is not None,
+                             blocked=None if redraft.change is not None else _too_old())
+        return self._undo_state(room, redraft)
+
+    def _undo_state(self, room: Room, redraft: Redraft) -> UndoState:
+        if redraft.change is None:
+            return UndoState(blocked=_too_old())
+        value = str(room.text)
+        key = (redraft.id, id(redraft.change), len(value), hash(value))
+        state = self._undo_checks.get(key)
+        if state is None:
+            found = revert.rebase(redraft.change, value)
+            if isinstance(found, revert.Change):
+                redraft.change = found  # later checks diff from here; changes rebased together share the text
+                state = UndoState(can_undo=redraft.status == DONE, can_redo=redraft.status == UNDONE)
+                key = (redraft.id, id(found), len(value), hash(value))
+            else:
+                state = UndoState(blocked=self._blocked(room, redraft, found, value))
+            if len(self._undo_checks) > 4096:
+                self._undo_checks.clear()
+            self._undo_checks[key] = state
+        return state
+
+    def _blocked(self, room: Room, redraft: Redraft, touched: revert.Touched, value: str) -> str:
+        """A sentence saying precisely why the redraft cannot be undone (or redone) now."""
+        doing = "undo" if redraft.status == DONE else "redo"
+        what = "this redraft wrote" if redraft.status == DONE else "its undo put back"
+        if touched.is_context_gone and not touched.num_words:
+            return f"the text around this redraft's change has since been deleted, so it cannot be {doing}ne"
+        words = f"{touched.num_words} of the words" if touched.num_words != 1 else "one of the words"
+        who = self._authors(room, touched.inserted, value)
+        later = [name for kind, name in who if kind == "redraft"]
+        if later:
+            return f"a later redraft asked by {later[0]} has since rewritten {words} {what}: undo that one first"
+        people = [name for kind, name in who if kind == "person"]
+        if len(people) == 1:
+            subject = people[0]
+        elif people:
+            subject = ", ".join(people[:-1]) + " and " + people[-1]
+        else:
+            subject = "someone"
+        return (f"{subject} has since edited {words} {what}; to {doing} it now would overwrite that, "
+                "so it can only be done by hand")
+
+    def _authors(self, room: Room, ranges, value: str) -> list[tuple[str, str]]:
+        """Who typed the text in these ranges of the text now: ("redraft", requester name) for a redraft's
+        merge, ("person", name) for a collaborator present in the document; others are left out."""
+        if not ranges:
+            return []
+        try:
+            layout = Layout(room.doc.get_update(), merge.TEXT_NAME, value)
+            clients = {layout._char_id(start)[0] for start, _ in ranges}
+        except merge.RangeError:
+            return []
+        found = []
+        for other in self.redrafts.values():
+            if other.doc == room.name and other.merge_client in clients:
+                found.append(("redraft", other.requester["name"]))
+        names = {}
+        states = getattr(room.awareness, "states", room.awareness)  # the room's AwarenessStates
+        for entry in states.snapshot():
+            if entry.client_id in clients:
+                try:
+                    user = json.loads(entry.state_json).get("user") or {}
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(user.get("name"), str) and user["name"]:
+                    names[entry.client_id] = user["name"][:64]
+        found += [("person", name) for name in dict.fromkeys(names.values())]
+        return found
+
+    async def cancel(self, doc: str, redraft_id: str, by: dict | None = None) -> Redraft:
         """Cancels a queued or running redraft, rejects a suggestion, dismisses a conflict."""
         redraft = self.get(doc, redraft_id)
         if redraft.status in LIVE:
@@ -331,7 +486,8 @@ class RedraftService:
             if redraft.job is not None:
                 redraft.job.cancel()
             self._show(redraft)
-        elif redraft.status in (SUGGESTED, CONFLICT):
+        elif redraft.status in PENDING:
+            redraft.rejected_by = by
             self._end(redraft, REJECTED)
         else:
             raise RedraftError(409, "finished", f"this redraft is already {redraft.status}")
@@ -348,36 +504,52 @@ class RedraftService:
         if peer is not None:
             peer.close()
         self._watchers.pop(doc, None)  # the room and its subscriptions are gone
-        for redraft_id in self._undo_order.pop(doc, []):
-            self._undo.pop(redraft_id, None)
 
     # --- any replica: status and commands ---------------------------------------------------------------
+
+    def to_json(self, redraft: Redraft) -> dict:
+        return redraft.to_json(self.undo_state(redraft))
 
     async def view(self, doc: str, redraft_id: str) -> dict:
         """The redraft's HTTP resource, from this process or, when another replica holds it, its last view."""
         if redraft_id in self.redrafts:
-            return self.get(doc, redraft_id).to_json()
+            return self.to_json(self.get(doc, redraft_id))
         return (await self._elsewhere(doc, redraft_id))["view"]
 
-    async def command(self, doc: str, redraft_id: str, action: str) -> dict:
-        """accept, undo or cancel, run here or by the replica that holds the redraft."""
+    async def history(self, doc: str, limit: int = HISTORY_PAGE, before: float | None = None) -> list[dict]:
+        """The document's redrafts, newest first: this process's, with undo and redo judged now, and those
+        other replicas hold, as their owners last published them (directory.py)."""
+        views = {
+            r.id: self.to_json(r)
+            for r in reversed(self.redrafts.values())
+            if r.doc == doc and (before is None or r.created < before)
+        }
+        try:
+            for view in await self.directory.history(doc, limit, before):
+                views.setdefault(view["id"], view)
+        except Exception as exc:  # Redis away: this replica's own still answer
+            log.warning("listing other replicas' redrafts failed: %s", exc)
+        return sorted(views.values(), key=lambda view: view["created_at"], reverse=True)[:limit]
+
+    async def command(self, doc: str, redraft_id: str, action: str, by: dict | None = None) -> dict:
+        """accept, undo, redo or cancel, run here or by the replica that holds the redraft."""
         if redraft_id in self.redrafts:
-            return (await COMMANDS[action](self, doc, redraft_id)).to_json()
+            return self.to_json(await COMMANDS[action](self, doc, redraft_id, by=by))
         where = await self._elsewhere(doc, redraft_id)
         try:
-            status, body = await self.directory.forward(where["owner"], doc, redraft_id, action)
+            status, body = await self.directory.forward(where["owner"], doc, redraft_id, action, by)
         except OwnerUnreachable as exc:
             raise RedraftError(503, "owner_unreachable", f"{exc}; the redraft cannot be changed any more") from exc
         if status != 200:
             raise RedraftError(status, body.get("error", "error"), body.get("detail", ""), body.get("retry_after_s"))
         return body
 
-    async def run_command(self, doc: str, redraft_id: str, action: str) -> tuple[int, dict]:
+    async def run_command(self, doc: str, redraft_id: str, action: str, by: dict | None = None) -> tuple[int, dict]:
         """A command another replica forwarded: answered as this process's HTTP API would."""
         if action not in COMMANDS:
             return 400, {"error": "bad_request", "detail": f"unknown redraft action {action!r}"}
         try:
-            return 200, (await COMMANDS[action](self, doc, redraft_id)).to_json()
+            return 200, self.to_json(await COMMANDS[action](self, doc, redraft_id, by=parse_person(by)))
         except RedraftError as exc:
             return exc.status, {"error": exc.code, "detail": exc.detail, "retry_after_s": exc.retry_after_s}
 
@@ -404,17 +576,20 @@ class RedraftService:
         for redraft_id in finished[: max(0, len(finished) - KEEP_RECORDS)]:
             del self.redrafts[redraft_id]
 
-    def _keep_undo(self, redraft: Redraft, room: Room, manager: UndoManager) -> None:
-        self._undo[redraft.id] = (room, manager)
+    def _keep_undo(self, redraft: Redraft, change: revert.Change) -> None:
+        """Keeps the change that the redraft's next undo or redo takes back; the oldest beyond UNDO_DEPTH
+        per document are forgotten (they say so)."""
+        redraft.change = change
+        if self.directory.is_shared:
+            self._watch(redraft.doc)
         order = self._undo_order[redraft.doc]
+        if redraft.id in order:
+            order.remove(redraft.id)
         order.append(redraft.id)
         while len(order) > UNDO_DEPTH:
-            self._drop_undo(order[0])
-
-    def _drop_undo(self, redraft_id: str) -> None:
-        kept = self._undo.pop(redraft_id, None)
-        if kept is not None:
-            self._undo_order[kept[0].name].remove(redraft_id)
+            dropped = self.redrafts.get(order.pop(0))
+            if dropped is not None:
+                dropped.change = None
 
     def _peer(self, room: Room) -> AiPeer:
         peer = self.peers.get(room.name)
@@ -425,7 +600,7 @@ class RedraftService:
     def _show(self, redraft: Redraft) -> None:
         """Publishes the redraft's state in its room's awareness (a finished one leaves after a while), and
         its status to the other replicas."""
-        self.directory.record(redraft)
+        self.directory.record(redraft, self.to_json(redraft))
         room = self.rooms.rooms.get(redraft.doc)
         if room is None or room.is_closed:
             return
@@ -452,12 +627,40 @@ class RedraftService:
                 redraft.job.cancel()
         for peer in self.peers.values():
             peer.close()
+        for timer in self._republish.values():
+            timer.cancel()
         await self.directory.close()
         await self.backend.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-COMMANDS = {"accept": RedraftService.accept, "undo": RedraftService.undo, "cancel": RedraftService.cancel}
+COMMANDS = {
+    "accept": RedraftService.accept,
+    "undo": RedraftService.undo,
+    "redo": RedraftService.redo,
+    "cancel": RedraftService.cancel,
+}
+
+
+def _too_old() -> str:
+    return (f"only the {UNDO_DEPTH} most recent redrafts of a document can be undone or redone, "
+            "and this one is older (or was made before the server restarted)")
+
+
+def _overall(shown: dict, progress: dict) -> dict:
+    """The redraft's progress over all its canvases, never lower than what was shown: the engine's own
+    (canvases done x steps per canvas + this step, over the estimate for all), or the canvas's step."""
+    overall = progress.get("progress") or {"step": progress["step"], "max_steps": progress["max_steps"]}
+    step, max_steps = int(overall["step"]), int(overall["max_steps"])
+    max_steps = max(max_steps, shown["max_steps"])
+    return {"step": min(max(step, shown["step"]), max_steps), "max_steps": max_steps}
+
+
+def parse_person(value) -> dict | None:
+    """{"name", "color"} of whoever acts, for display (not an identity), or None."""
+    if not isinstance(value, dict):
+        return None
+    return {"name": str(value.get("name") or "Someone")[:64], "color": str(value.get("color") or "#64748b")[:32]}
 
 
 def _unknown(doc: str, redraft_id: str) -> RedraftError:
@@ -539,21 +742,8 @@ def _b64decode(value, name: str) -> bytes:
         raise merge.RangeError(f"{name} is not valid base64") from exc
 
 
-def _frame(kind: str, passage: str, text: str) -> str:
-    """A rewrite keeps the passage's own leading and trailing whitespace (the model's is dropped), so a
-    redrafted paragraph does not glue itself to the next one."""
-    if kind != "rewrite":
-        return text
-    body = passage.strip()
-    if not body:
-        return text
-    lead = passage[: passage.index(body[0])]
-    trail = passage[len(lead) + len(body) :]
-    return lead + text.strip() + trail
-
-
 def _conflict_detail() -> str:
     return (
-        "the passage was edited after this suggestion was made, so its changes no longer match what is there; "
+        "the whole passage was deleted after this suggestion was made, so there is nothing left to put it in; "
         "reject it and ask again"
     )

@@ -131,12 +131,13 @@ def test_concurrent_edits_survive_the_merge_and_undo_removes_only_the_redraft(st
     b.wait_text(">> " + edited)
 
 
-def test_suggestions_wait_for_accept_and_conflict_when_the_passage_changes(start_server, node_peers):
+def test_suggestions_wait_for_accept_merge_with_edits_and_conflict_once_the_passage_is_gone(start_server, node_peers):
     server = start_engine_server(start_server)
     a, b = shared_doc(node_peers, server, "suggest")
     first = httpx.post(api(server, "suggest"), json={**passage_range(a), "mode": "suggest", "steps": 12, "seed": 5}).json()
     suggested = wait_status(server, "suggest", first["id"], ("suggested", "failed"))
     assert suggested["status"] == "suggested" and b.text == ORIGINAL  # nothing applied yet
+    assert suggested["expires_at"] > suggested["created_at"] and suggested["passage_edited"] is False
     accepted = httpx.post(api(server, "suggest", f"/{first['id']}/accept"))
     assert accepted.status_code == 200 and accepted.json()["status"] == "done"
     merged = ORIGINAL.replace(PASSAGE, suggested["text"])
@@ -146,14 +147,30 @@ def test_suggestions_wait_for_accept_and_conflict_when_the_passage_changes(start
     b.wait_text(ORIGINAL)
     second = httpx.post(api(server, "suggest"), json={**passage_range(a), "mode": "suggest", "steps": 12, "seed": 5}).json()
     assert wait_status(server, "suggest", second["id"], ("suggested", "conflict", "failed"))["status"] == "suggested"
-    b.insert(utf16(ORIGINAL[: ORIGINAL.index("over")]), "really ")  # the passage changes under the suggestion
-    wait_status(server, "suggest", second["id"], ("conflict",), timeout=10)
-    refused = httpx.post(api(server, "suggest", f"/{second['id']}/accept"))
+    # Someone edits inside the passage under the suggestion: it stays valid, says so, and the accept keeps the edit.
+    b.insert(utf16(ORIGINAL[: ORIGINAL.index("over")]), "really ")
+    edited = wait_until(lambda: (v := httpx.get(api(server, "suggest", f"/{second['id']}")).json())["passage_edited"] and v,
+                        10, "the suggestion to see the edit")
+    assert edited["status"] == "suggested"
+    accepted = httpx.post(api(server, "suggest", f"/{second['id']}/accept"))
+    assert accepted.status_code == 200 and accepted.json()["status"] == "done", accepted.text
+    wait_until(lambda: "really " in a.text and a.text.replace("really ", "", 1) == merged, 10, "the accept with the edit")
+    assert httpx.post(api(server, "suggest", f"/{second['id']}/undo")).status_code == 200
+    a.wait_text(ORIGINAL.replace("over", "really over", 1))
+
+    # Once the whole passage is deleted there is nothing to merge into: a conflict, which can be rejected.
+    third = httpx.post(api(server, "suggest"), json={**passage_range(a, a.text, PASSAGE.replace("over", "really over")),
+                                                     "mode": "suggest", "steps": 12, "seed": 5}).json()
+    assert wait_status(server, "suggest", third["id"], ("suggested", "failed"))["status"] == "suggested"
+    text = b.text
+    b.delete(utf16(text[: text.index("The passage")]), utf16(PASSAGE.replace("over", "really over")))
+    wait_status(server, "suggest", third["id"], ("conflict",), timeout=10)
+    refused = httpx.post(api(server, "suggest", f"/{third['id']}/accept"))
     assert refused.status_code == 409 and refused.json()["error"] == "conflict"
-    assert "edited after this suggestion" in refused.json()["detail"]
-    rejected = httpx.delete(api(server, "suggest", f"/{second['id']}"))
+    rejected = httpx.request("DELETE", api(server, "suggest", f"/{third['id']}"),
+                             json={"by": {"name": "bob", "color": "#00ff00"}})
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
-    assert "really over" in a.text and suggested["text"] not in a.text
+    assert rejected.json()["rejected_by"] == {"name": "bob", "color": "#00ff00"}
 
 
 def test_cancel_stops_a_running_redraft_without_touching_the_document(start_server, node_peers):
