@@ -183,7 +183,7 @@ def test_a_new_name_reaches_the_others_and_is_remembered(start_server, open_page
     page_a, page_b = open_page(doc_url), open_page(doc_url)
     wait_connected(page_a)
     wait_connected(page_b)
-    page_a.keyboard.press("Control+Alt+KeyN")
+    page_a.keyboard.press("Alt+Shift+KeyN")
     expect(page_a.get_by_role("textbox", name="Your name")).to_be_focused()
     page_a.get_by_role("textbox", name="Your name").fill("Katherine")
     page_a.keyboard.press("Enter")
