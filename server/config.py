@@ -57,6 +57,10 @@ class ServerConfig:
         1 << 20, "bytes of updates a document keeps while they wait for changes they depend on (a client's "
         "keystroke that overtook its own offline edits); beyond it such updates are refused (4509; it resyncs)"
     )
+    max_awareness_bytes: int = _opt(
+        4096, "largest awareness state (name, colours, cursor: some 300 bytes) a client may announce; larger ones "
+        "are dropped and counted, so a document holds at most this per connection"
+    )
     room_grace_s: float = _opt(30.0, "seconds a document stays loaded after its last client left")
     compact_min_bytes: int = _opt(
         256 << 10, "log bytes that trigger compaction (or the snapshot's size, when larger)"
@@ -121,6 +125,8 @@ class ServerConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.max_awareness_bytes < 256:
+            raise ValueError(f"max_awareness_bytes must be at least 256 (a name, colours and a cursor), not {self.max_awareness_bytes}")
         if self.max_messages_per_s <= 0:
             raise ValueError("max_messages_per_s must be positive")
         if self.engine == "redis" and not self.redis_url:

@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 class Listener(Protocol):
     def on_remote_update(self, update: bytes) -> None: ...
 
-    def on_remote_awareness(self, payload: bytes) -> None: ...
+    def on_remote_awareness(self, payload: bytes, sender: str) -> None:
+        """Awareness another instance (`sender`, its id) relayed."""
+        ...
 
     def on_awareness_query(self) -> None:
         """Another instance just loaded the document and asks who is present."""
@@ -196,7 +198,7 @@ class RedisFanout:
             kind, payload = body[:1], body[1:]
             try:
                 if kind == _AWARENESS_UPDATE:
-                    sub.listener.on_remote_awareness(payload)
+                    sub.listener.on_remote_awareness(payload, sender.decode(errors="replace"))
                 elif kind == _AWARENESS_QUERY:
                     sub.listener.on_awareness_query()
             except Exception:

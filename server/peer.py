@@ -45,7 +45,8 @@ class Peer:
         self.max_send_queue_bytes = max_send_queue_bytes
         self.bucket = bucket
         self.metrics = metrics
-        self.awareness_ids: set[int] = set()  # Yjs client ids this connection speaks for
+        self.awareness_id: int | None = None  # the one Yjs client id this connection speaks for (awareness_trust)
+        self.has_awareness_snapshot = False  # sent once the client has said who it is (Room._greet)
         self.sent_bytes = 0
         self.close_code: int | None = None
         self._queue: deque[bytes] = deque()

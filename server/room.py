@@ -15,13 +15,15 @@ import time
 
 from pycrdt import Doc, Text, merge_updates
 
-from .awareness import AwarenessEntry, AwarenessStates, decode_awareness_update, encode_awareness_update
+from .awareness import AwarenessEntry, encode_awareness_update
+from .awareness_trust import DEFAULT_MAX_STATE_BYTES, RoomAwareness, role_of
 from .fanout import Fanout
 from .metrics import Metrics
 from .peer import Peer
 from .protocol import (
     CLOSE_INVALID_UPDATE,
     CLOSE_MALFORMED,
+    CLOSE_PENDING_FULL,
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,
     SYNC_STEP1,
@@ -37,7 +39,18 @@ from .protocol import (
     encode_sync,
 )
 from .stores.base import Store
-from .updates import DeleteIndex, SurrogateIndex, brings_news, decode_state_vector, parse_update
+from .updates import (
+    DeleteIndex,
+    ParsedUpdate,
+    PendingUpdates,
+    SurrogateIndex,
+    advance_clocks,
+    brings_news,
+    first_missing,
+    growth_bytes,
+    parse_update,
+    split_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +68,8 @@ class Room:
         metrics: Metrics,
         max_doc_bytes: int,
         compact_min_bytes: int,
+        max_pending_bytes: int,
+        max_awareness_bytes: int = DEFAULT_MAX_STATE_BYTES,
     ):
         self.name = name
         self.store = store
@@ -62,14 +77,22 @@ class Room:
         self.metrics = metrics
         self.max_doc_bytes = max_doc_bytes
         self.compact_min_bytes = compact_min_bytes
+        self.max_pending_bytes = max_pending_bytes
         self.doc: Doc = Doc()
         self.text = self.doc.get(TEXT_NAME, type=Text)
         self.peers: dict[int, Peer] = {}
         self.holders = 0  # connections (joined or joining) keeping the room loaded
-        self.awareness = AwarenessStates()
+        self.awareness = RoomAwareness(max_awareness_bytes)
         self.surrogates = SurrogateIndex()
         self.deleted = DeleteIndex()
-        self.size_bytes = 0
+        self.clocks: dict[int, int] = {}  # the replica's state vector, kept up to date from what it integrates
+        self.pending = PendingUpdates()  # accepted updates yrs holds until what they need arrives
+        self.size_bytes = 0  # what the store holds: snapshot + log (+ what is on its way there)
+        # At most what a compaction would store now, the size the limit is on: measured, plus since then each
+        # integrated update and what its cuts of existing items may add.
+        self.compacted_bytes = 0
+        self.version = 0  # integrations so far: a measurement of compacted_bytes is good until this moves
+        self._measured_version = -1
         self._integrated: list[bytes] = []
         self.doc.observe(self._on_transaction)
         self._outbox: list[tuple[bytes, Peer | None]] = []
@@ -88,7 +111,8 @@ class Room:
             self.doc.apply_update(update)
         self._integrated.clear()
         state = self.doc.get_update()
-        self._index(state)
+        self._index(parse_update(state, strict=False))
+        self.compacted_bytes, self._measured_version = len(state), self.version
         self.size_bytes = self.snapshot_bytes = stored.size_bytes
         self.cursor = stored.cursor
         await self.fanout.subscribe(self.name, stored.cursor, self)
@@ -100,10 +124,13 @@ class Room:
     def _on_transaction(self, event) -> None:
         self._integrated.append(event.update)
 
-    def _index(self, update: bytes) -> None:
-        parsed = parse_update(update)
+    def _index(self, parsed: ParsedUpdate) -> None:
+        """Learns what the replica integrated (what yrs wrote, never a client's word)."""
         self.surrogates.add(parsed)
         self.deleted.add(parsed)
+        advance_clocks(self.clocks, parsed)
+        self.version += 1
+        self.pending.advance(parsed, self.clocks)
 
     def _apply(self, update: bytes) -> bytes | None:
         """Applies an update; returns what it integrated, or None when it brought nothing."""
@@ -118,7 +145,9 @@ class Room:
         if not news:
             return None
         integrated = news[0] if len(news) == 1 else merge_updates(*news)
-        self._index(integrated)
+        parsed = parse_update(integrated, strict=False)
+        self._index(parsed)
+        self.compacted_bytes += len(integrated) + split_bytes(parsed)
         return integrated
 
     # --- clients -------------------------------------------------------------------
@@ -126,19 +155,14 @@ class Room:
     def join(self, peer: Peer) -> None:
         self.peers[peer.id] = peer
         peer.send(encode_sync(SYNC_STEP1, self.doc.get_state()))
-        present = self.awareness.snapshot()
-        if present:
-            peer.send(encode_awareness(encode_awareness_update(present)))
+        # Who is here follows the client's first message after its sync step 1 (`_send_presence`).
 
     def leave(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
-        gone = self.awareness.removals(peer.awareness_ids)
+        # A client that vanished could not say goodbye: say it for it (its own id only), here and elsewhere.
+        gone = self.awareness.leave(peer)
         if gone:
-            # A client that vanished could not say goodbye: say it for it, here and elsewhere.
-            self.awareness.apply(gone)
-            encoded = encode_awareness_update(gone)
-            self._relay_awareness(encoded, origin=None)
-            self._spawn(self.fanout.publish_awareness(self.name, encoded))
+            self._share_awareness(gone, origin=None)
 
     def handle(self, peer: Peer, frame: bytes) -> None:
         """Handles one frame from a client. Never raises: bad input closes that client."""
@@ -153,7 +177,9 @@ class Room:
             elif isinstance(message, AwarenessMessage):
                 self._handle_awareness(peer, message.payload)
             elif isinstance(message, QueryAwarenessMessage):
-                peer.send(encode_awareness(encode_awareness_update(self.awareness.snapshot())))
+                self._send_presence(peer)
+            if not peer.has_awareness_snapshot and not (isinstance(message, SyncMessage) and message.kind == SYNC_STEP1):
+                self._send_presence(peer)
         except ProtocolError as exc:
             self.metrics.refused("malformed")
             peer.close(CLOSE_MALFORMED, f"malformed message: {exc}")
@@ -169,8 +195,7 @@ class Room:
         update = message.payload
         parsed = parse_update(update)
         if not peer.grant.can_edit:
-            state = decode_state_vector(self.doc.get_state())
-            if brings_news(parsed, state, self.deleted):
+            if brings_news(parsed, self.clocks, self.deleted):
                 self.metrics.refused("read_only")
                 peer.send(encode_permission_denied(READ_ONLY_REFUSAL))
             return
@@ -182,7 +207,16 @@ class Room:
                 "update splits a UTF-16 surrogate pair (an emoji) at client %d clock %d" % split,
             )
             return
-        if parsed.structs and self.size_bytes + len(update) > self.max_doc_bytes:
+        missing = first_missing(parsed, self.clocks)
+        if missing is not None and self.pending.num_bytes + len(update) > self.max_pending_bytes:
+            self.metrics.refused("pending_full")
+            peer.close(
+                CLOSE_PENDING_FULL,
+                "update needs client %d clock %d, which the server does not have: reconnect to resync" % missing,
+            )
+            return
+        growth = growth_bytes(parsed, self.clocks, self.deleted)
+        if growth and not self.fits(growth, update):
             self.metrics.refused("doc_too_large")
             peer.close(CLOSE_TOO_LARGE, f"document would exceed {self.max_doc_bytes} bytes")
             return
@@ -190,28 +224,79 @@ class Room:
             integrated = self._apply(update)
         except Exception as exc:  # yrs refused it: nothing was applied
             raise ProtocolError(f"update rejected by the CRDT ({exc})") from exc
+        if missing is not None:
+            missing = first_missing(parsed, self.clocks)
+            if missing is not None:
+                # yrs holds it until what it needs arrives: usually the same client's sync step 2, a moment
+                # later (a keystroke sent while its offline edits wait for the server's step 1).
+                self.pending.hold(len(update), parsed, missing)
         if integrated is not None:
             self.metrics.update_received(len(integrated))
             self._enqueue(integrated, peer)
 
-    def _handle_awareness(self, peer: Peer, payload: bytes) -> None:
-        entries = decode_awareness_update(payload)
-        news = self.awareness.apply(entries)
-        for entry in news:
-            if entry.is_removal:
-                peer.awareness_ids.discard(entry.client_id)
-            else:
-                peer.awareness_ids.add(entry.client_id)
-        if news:
-            encoded = encode_awareness_update(news)
-            self._relay_awareness(encoded, origin=peer)
-            self._spawn(self.fanout.publish_awareness(self.name, encoded))
+    def _send_presence(self, peer: Peer) -> None:
+        """Who is here, for a joining client. A stock client sends its own state right after its sync step 1,
+        so by its next message the server knows its id and leaves it out: someone holding that id while the
+        client was away would otherwise become the client's own state (y-protocols adopts a higher clock)."""
+        peer.has_awareness_snapshot = True
+        present = self.awareness.snapshot_for(peer)
+        if present:
+            peer.send(encode_awareness(encode_awareness_update(present)))
 
-    def _relay_awareness(self, payload: bytes, origin: Peer | None) -> None:
-        frame = encode_awareness(payload)
+    def _handle_awareness(self, peer: Peer, payload: bytes) -> None:
+        news, refused = self.awareness.from_client(peer, role_of(peer.grant.can_edit), payload)
+        self._count_refusals(refused)
+        if news:
+            self._share_awareness(news, origin=peer)
+
+    def _count_refusals(self, refused) -> None:
+        for reason, count in refused.items():
+            self.metrics.refusals.labels(reason).inc(count)
+
+    def _share_awareness(self, entries: list[AwarenessEntry], origin: Peer | None) -> None:
+        """To every client here but the origin, and to the other instances."""
+        self._relay_awareness(entries, origin)
+        self._spawn(self.fanout.publish_awareness(self.name, encode_awareness_update(entries)))
+
+    def _relay_awareness(self, entries: list[AwarenessEntry], origin: Peer | None) -> None:
+        frame = encode_awareness(encode_awareness_update(entries))
+        ids = {entry.client_id for entry in entries}
         for peer in list(self.peers.values()):
-            if peer is not origin:
+            if peer is origin:
+                continue
+            if peer.awareness_id in ids:  # never a client's own id (see `_send_presence`)
+                others = [entry for entry in entries if entry.client_id != peer.awareness_id]
+                if others:
+                    peer.send(encode_awareness(encode_awareness_update(others)))
+            else:
                 peer.send(frame)
+
+    def fits(self, growth: int, update: bytes | None = None) -> bool:
+        """Whether the document stays within max_doc_bytes after a change that adds at most `growth` bytes
+        (`update`, when given, is the change itself).
+
+        The limit is on the document as a compaction stores it, which is also what a joining client downloads:
+        every update counts, GC-only and delete-only ones too (issue 14: 683 KB GC-only updates grew a 100 KB
+        document to 5.2 MB and then refused every insert). The log appended on top of the snapshot is bounded
+        by compaction instead (it starts once the log outgrows the snapshot), so text typed and deleted again
+        never fills a document. The bound kept in compacted_bytes runs ahead of the truth (every possible cut
+        counts); when it says no, the document is measured (15 ms for 8 MB, once per change of it), and when
+        that says no too, the update is tried on a copy: exact, and paid only at the limit. A change that does
+        not grow the document always goes in, so a full document can be cleaned up.
+        """
+        if self.compacted_bytes + growth <= self.max_doc_bytes:
+            return True
+        if self._measured_version != self.version:
+            self.compacted_bytes, self._measured_version = len(self.doc.get_update()), self.version
+        if self.compacted_bytes + growth <= self.max_doc_bytes or update is None:
+            return self.compacted_bytes + growth <= self.max_doc_bytes
+        trial = Doc()
+        trial.apply_update(self.doc.get_update())
+        try:
+            trial.apply_update(update)
+        except Exception as exc:  # yrs refuses it: so would the replica
+            raise ProtocolError(f"update rejected by the CRDT ({exc})") from exc
+        return len(trial.get_update()) <= max(self.max_doc_bytes, self.compacted_bytes)
 
     # --- changes made by the server itself (redrafts) -----------------------------------------
 
@@ -228,11 +313,9 @@ class Room:
 
     def publish_awareness(self, entry: AwarenessEntry) -> None:
         """An awareness state of the server's own (the AI peer): to every client, here and on other instances."""
-        news = self.awareness.apply([entry])
+        news = self.awareness.from_server_peer(entry)
         if news:
-            encoded = encode_awareness_update(news)
-            self._relay_awareness(encoded, origin=None)
-            self._spawn(self.fanout.publish_awareness(self.name, encoded))
+            self._share_awareness(news, origin=None)
 
     # --- the write path ----------------------------------------------------------------
 
@@ -287,14 +370,20 @@ class Room:
         self._broadcast(integrated, None)
 
     def on_awareness_query(self) -> None:
-        present = self.awareness.snapshot()
+        present = self.awareness.authoritative()  # each instance answers for its own clients and peers
         if present:
             self._spawn(self.fanout.publish_awareness(self.name, encode_awareness_update(present)))
 
-    def on_remote_awareness(self, payload: bytes) -> None:
-        news = self.awareness.apply(decode_awareness_update(payload))
+    def on_remote_awareness(self, payload: bytes, sender: str) -> None:
+        try:
+            news, refused = self.awareness.from_remote(sender, payload)
+        except ProtocolError as exc:
+            log.warning("malformed awareness from instance %s for %s: %s", sender, self.name, exc)
+            self.metrics.refused("remote_awareness_malformed")
+            return
+        self._count_refusals(refused)
         if news:
-            self._relay_awareness(encode_awareness_update(news), origin=None)
+            self._relay_awareness(news, origin=None)
 
     # --- housekeeping ------------------------------------------------------------------
 
@@ -313,6 +402,7 @@ class Room:
         if not self.cursor:
             return  # nothing was ever stored
         snapshot = self.doc.get_update()
+        self.compacted_bytes, self._measured_version = len(snapshot), self.version
         upto = self.fanout.covered(self.name, self.cursor)
         log_bytes_before = self.log_bytes
         try:
@@ -323,7 +413,7 @@ class Room:
         # What was appended meanwhile stays in the log, on top of the new snapshot.
         self.snapshot_bytes = len(snapshot)
         self.log_bytes -= log_bytes_before
-        self.size_bytes = self.snapshot_bytes + self.log_bytes
+        self.size_bytes = self.snapshot_bytes + self.log_bytes + sum(len(u) for u, _ in self._outbox)
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections import defaultdict
 
+from .awareness_trust import DEFAULT_MAX_STATE_BYTES
 from .fanout import Fanout
 from .metrics import Metrics
 from .room import Room
@@ -28,6 +29,9 @@ class RoomManager:
         max_doc_bytes: int,
         compact_min_bytes: int,
         grace_s: float,
+        *,
+        max_pending_bytes: int,
+        max_awareness_bytes: int = DEFAULT_MAX_STATE_BYTES,
     ):
         self.store = store
         self.fanout = fanout
@@ -35,6 +39,8 @@ class RoomManager:
         self.max_doc_bytes = max_doc_bytes
         self.compact_min_bytes = compact_min_bytes
         self.grace_s = grace_s
+        self.max_pending_bytes = max_pending_bytes
+        self.max_awareness_bytes = max_awareness_bytes
         self.rooms: dict[str, Room] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._unload_timers: dict[str, asyncio.TimerHandle] = {}
@@ -58,6 +64,8 @@ class RoomManager:
                         self.metrics,
                         self.max_doc_bytes,
                         self.compact_min_bytes,
+                        self.max_pending_bytes,
+                        self.max_awareness_bytes,
                     )
                     await room.load()
                     self.rooms[name] = room

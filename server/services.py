@@ -54,6 +54,8 @@ class Services:
             max_doc_bytes=config.max_doc_bytes,
             compact_min_bytes=config.compact_min_bytes,
             grace_s=config.room_grace_s,
+            max_pending_bytes=config.max_pending_bytes,
+            max_awareness_bytes=config.max_awareness_bytes,
         )
         redrafts = RedraftService(config, rooms, _engine_backend(config), metrics, _directory(config, instance_id))
         return cls(config, instance_id, store, fanout, rooms, metrics, redrafts)

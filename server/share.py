@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .auth import ROLES, AuthError, Grant, mint_token, verify_token
+from .awareness_trust import AI_CLIENT_ID_MIN
 from .config import DOC_NAME_RULE, is_valid_doc_name
 from .services import Services
 
@@ -70,6 +71,9 @@ async def session(request: Request) -> JSONResponse:
         "role": grant.role,
         "secret": services.config.secret is not None,
         "engine": engine_status(services),
+        # Awareness ids from here up are the server's own peers (the AI): the only ones whose previews and
+        # suggestions the editor shows.
+        "ai_client_id_min": AI_CLIENT_ID_MIN,
     })
 
 

@@ -24,6 +24,7 @@ import secrets
 import time
 
 from ..awareness import AwarenessEntry
+from ..awareness_trust import AI_CLIENT_ID_MIN
 
 AI_USER = {"name": "Redraft AI", "color": "#7c3aed", "colorLight": "#7c3aed33", "ai": True}
 RENEW_S = 15.0
@@ -35,7 +36,8 @@ _RANK = {"running": 0, "queued": 0, "suggested": 1, "conflict": 1}  # the rest (
 class AiPeer:
     def __init__(self, room, max_hz: float, clock=time.monotonic):
         self.room = room
-        self.client_id = secrets.randbits(32)
+        # Reserved (no client may announce it), and apart from other instances' AI peers on the same document.
+        self.client_id = AI_CLIENT_ID_MIN + secrets.randbits(32)
         self.min_interval_s = 1.0 / max_hz
         self.clock = clock
         self.redrafts: dict[str, object] = {}  # id -> Redraft, in request order

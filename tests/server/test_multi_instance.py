@@ -149,7 +149,7 @@ def test_awareness_crosses_instances(instances, node_peers, py_clients):
     alice_id = str(alice.call("awareness")["clientId"])
 
     wait_until(lambda: _names(bob) == {"alice", "bob", "py"}, 10, "bob (on B) to see alice (on A)")
-    py.wait_awareness(lambda states: states.get(int(alice_id)) == {"user": {"name": "alice"}})
+    py.wait_awareness(lambda states: states.get(int(alice_id)) == {"user": {"name": "alice", "role": "editor"}})
     alice.call("set_awareness", field="cursor", value={"anchor": "x", "head": 7})
     wait_until(
         lambda: bob.call("awareness")["states"][alice_id].get("cursor") == {"anchor": "x", "head": 7},

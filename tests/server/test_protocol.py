@@ -2,7 +2,6 @@
 
 import pytest
 
-from server.awareness import AwarenessEntry, AwarenessStates, decode_awareness_update, encode_awareness_update
 from server.protocol import (
     SYNC_STEP1,
     SYNC_UPDATE,
@@ -57,33 +56,3 @@ def test_messages_round_trip():
 def test_malformed_frames_are_named(frame, error):
     with pytest.raises(ProtocolError, match=error):
         decode_message(frame)
-
-
-def test_awareness_round_trip_and_order():
-    entries = [AwarenessEntry(7, 1, '{"user":{"name":"Ada"}}'), AwarenessEntry(9, 4, "{}")]
-    assert decode_awareness_update(encode_awareness_update(entries)) == entries
-    states = AwarenessStates()
-    assert states.apply(entries) == entries
-    assert states.apply([AwarenessEntry(7, 1, '{"stale":true}')]) == []  # same clock, not a removal
-    newer = AwarenessEntry(7, 2, '{"user":{"name":"Ada L."}}')
-    assert states.apply([newer]) == [newer]
-    gone = states.removals({7, 12})
-    assert gone == [AwarenessEntry(7, 3, "null")]
-    states.apply(gone)
-    assert states.snapshot() == [entries[1]]
-
-
-def test_awareness_state_must_be_json():
-    bad = encode_awareness_update([AwarenessEntry(1, 1, "{not json")])
-    with pytest.raises(ProtocolError, match="not JSON"):
-        decode_awareness_update(bad)
-
-
-def test_awareness_forgets_states_nobody_renews():
-    now = [0.0]
-    states = AwarenessStates(clock=lambda: now[0])
-    states.apply([AwarenessEntry(1, 1, "{}"), AwarenessEntry(2, 1, "{}")])
-    now[0] = 20.0
-    states.apply([AwarenessEntry(2, 2, "{}")])
-    now[0] = 31.0
-    assert [entry.client_id for entry in states.snapshot()] == [2]
