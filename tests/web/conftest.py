@@ -97,6 +97,24 @@ def wait_editor_text(page: Page, expected: str) -> None:
         raise AssertionError(f"the editor shows {editor_text(page)!r}, not {expected!r}") from exc
 
 
+AI_USER = {"name": "Redraft AI", "color": "#7c3aed", "colorLight": "#7c3aed33", "ai": True}
+AI_CLIENT_ID_MIN = 2**32
+
+
+def show_ai(page: Page, redrafts: list, user: dict = AI_USER) -> None:
+    """The AI peer's awareness state as this page would receive it from the server: under an id of the range
+    the session reserves for the server's peers (read from the page, so it is whatever the server says)."""
+    page.wait_for_function("() => window.redraft.board.session !== null")
+    page.evaluate("""([state]) => {
+        const awareness = window.redraft.provider.awareness
+        const id = window.redraft.board.session.ai_client_id_min + 7
+        const had = awareness.states.has(id)
+        awareness.states.set(id, state)
+        awareness.meta.set(id, { clock: (awareness.meta.get(id)?.clock || 0) + 1, lastUpdated: Date.now() })
+        awareness.emit('change', [{ added: had ? [] : [id], updated: had ? [id] : [], removed: [] }, 'server'])
+    }""", [{"user": user, "redrafts": redrafts}])
+
+
 def screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{name}.png")

@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import Page, expect
 
 from server.auth import mint_token
-from tests.web.conftest import editor_text, screenshot, wait_connected, wait_editor_text
+from tests.web.conftest import AI_USER, editor_text, screenshot, show_ai, wait_connected, wait_editor_text
 
 SECRET = "a-test-secret-of-32-characters!!"
 
@@ -166,9 +166,14 @@ def test_presence_lists_people_and_the_ai_apart(start_server, open_page, node_pe
     peer.wait_synced()
     expect(page.locator("#presence .count")).to_have_text("2 people here")
     expect(page.locator("#presence .person-name")).to_have_text(["Ada"])
-    ai = node_peers(server.ws_url, "presence")
-    ai.wait_synced()
-    ai.call("set_awareness", field="user", value={"name": "Redraft AI", "color": "#7c3aed", "ai": True})
+    impostor = node_peers(server.ws_url, "presence")
+    impostor.wait_synced()
+    impostor.call("set_awareness", field="user", value=AI_USER)  # calling oneself the AI makes one a person
+    expect(page.locator("#presence .count")).to_have_text("3 people here")
+    expect(page.locator("#presence .person.is-ai")).to_have_count(0)
+    impostor.close()
+    expect(page.locator("#presence .count")).to_have_text("2 people here")
+    show_ai(page, [])  # the server's AI peer: the id the session reserves
     expect(page.locator("#presence .person.is-ai .person-name")).to_have_text("Redraft AI")
     expect(page.locator("#presence .count")).to_have_text("2 people here")  # the AI is not a person
     peer.proc.kill()  # no goodbye from the peer: the server must announce that its user left

@@ -17,23 +17,10 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.support.processes import wait_until
-from tests.web.conftest import editor_text, screenshot, wait_connected, wait_editor_text
+from tests.web.conftest import AI_CLIENT_ID_MIN, AI_USER, editor_text, screenshot, show_ai, wait_connected, wait_editor_text
 
-AI_USER = {"name": "Redraft AI", "color": "#7c3aed", "colorLight": "#7c3aed33", "ai": True}
-AI_CLIENT_ID_MIN = 2**32
 READY_SESSION = {"doc": "", "role": "edit", "secret": False, "engine": {"mode": "local", "status": "ready"},
                  "ai_client_id_min": AI_CLIENT_ID_MIN}
-
-
-def show_ai(page: Page, redrafts: list, user: dict = AI_USER) -> None:
-    """The AI peer's awareness state as this page would receive it from the server (a reserved client id)."""
-    page.evaluate("""([id, state]) => {
-        const awareness = window.redraft.provider.awareness
-        const had = awareness.states.has(id)
-        awareness.states.set(id, state)
-        awareness.meta.set(id, { clock: (awareness.meta.get(id)?.clock || 0) + 1, lastUpdated: Date.now() })
-        awareness.emit('change', [{ added: had ? [] : [id], updated: had ? [id] : [], removed: [] }, 'server'])
-    }""", [AI_CLIENT_ID_MIN + 7, {"user": user, "redrafts": redrafts}])
 
 
 def select(page: Page, anchor: int, head: int) -> None:
