@@ -122,11 +122,10 @@ class TextDecoder:
                 continue
             pending.append(token)
             joined = self.tokenizer.decode(pending, skip_special_tokens=True)
-            if "\ufffd" not in joined:
-                out += [""] * (len(pending) - 1) + [CONTROL.sub("", joined)]
-                pending = []
-            elif len(pending) >= MAX_CHAR_TOKENS:  # not a character: keep what decodes, drop the rest
-                out += [""] * (len(pending) - 1) + [CONTROL.sub("", joined)]
+            if "\ufffd" not in joined or len(pending) >= MAX_CHAR_TOKENS:
+                # A whole character (the earlier tokens of it already gave ""), or bytes that never make one:
+                # what decodes is kept, the rest dropped.
+                out.append(CONTROL.sub("", joined))
                 pending = []
             else:
                 out.append("")  # its character may complete with the next token
