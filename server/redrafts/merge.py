@@ -81,24 +81,22 @@ class Fork:
 
 def passage_changed(fork: Fork, value: str) -> bool:
     """Whether the text now (`value`) differs from the fork's inside the passage: a character of it
-    deleted or replaced, or text typed strictly inside it (typing at its edges does not count).
+    deleted or replaced, or text typed strictly inside it (typing at its edges does not count)."""
+    return passage_state(fork, value)[0]
 
-    Compares text rather than resolving the anchors: pycrdt 0.14 cannot resolve a sticky index on
-    characters an UndoManager restored (a Rust panic), and after an undone redraft those are common."""
+
+def passage_state(fork: Fork, value: str) -> tuple[bool, bool]:
+    """(edited, gone): whether the passage was edited since the fork (see passage_changed), and whether
+    every character of it has been deleted.
+
+    Compares text rather than resolving the anchors: pycrdt 0.14 cannot resolve a sticky index on some
+    restored characters (a Rust panic), and after an undone redraft those are common."""
+    is_edited, kept = False, fork.end - fork.start
     for start, end, _ in edits(fork.value, value):
-        if start < fork.end and end > fork.start:
-            return True
-        if start == end and fork.start < start < fork.end:
-            return True
-    return False
-
-
-def passage_gone(fork: Fork, value: str) -> bool:
-    """Whether every character of the fork's passage has been deleted from the text now (`value`)."""
-    kept = fork.end - fork.start
-    for start, end, _ in edits(fork.value, value):
+        if (start < fork.end and end > fork.start) or (start == end and fork.start < start < fork.end):
+            is_edited = True
         kept -= max(0, min(end, fork.end) - max(start, fork.start))
-    return kept <= 0
+    return is_edited, is_edited and kept <= 0
 
 
 def edits(old: str, new: str) -> list[tuple[int, int, str]]:

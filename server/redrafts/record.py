@@ -62,6 +62,7 @@ class Redraft:
     is_passage_edited: bool = False  # a pending suggestion's passage was edited since (it merges with the edits)
     change: Change | None = None  # the last landed merge, undo or redo, and how to take it back
     merge_client: int | None = None  # the Yjs client id its merge wrote with (names it as an author)
+    undo_checked: tuple | None = None  # (change, (status, text length, text hash), UndoState): the last check
 
     @property
     def origin(self) -> str:

@@ -93,7 +93,6 @@ class RedraftService:
         self.peers: dict[str, AiPeer] = {}  # doc -> AI peer of its loaded room
         self._tasks: set[asyncio.Task] = set()
         self._undo_order: defaultdict[str, list[str]] = defaultdict(list)  # doc -> ids with a change, oldest first
-        self._undo_checks: dict[tuple, UndoState] = {}  # (id, change, text hash) -> what was found
         self._watchers: dict[str, object] = {}  # doc -> text subscription while suggestions wait (or, shared, undo)
         self._republish: dict[str, asyncio.TimerHandle] = {}  # doc -> pending republish of undo states
         self._user_buckets: dict[str, TokenBucket] = {}
@@ -301,9 +300,8 @@ class RedraftService:
     def _conflicts(self, room: Room, redraft: Redraft) -> bool:
         """Whether the suggestion can no longer be merged: every character of its passage was deleted since.
         Edits inside the passage are no conflict: the fork-based merge keeps them (they are flagged)."""
-        value = str(room.text)
-        redraft.is_passage_edited = merge.passage_changed(redraft.fork, value)
-        return redraft.is_passage_edited and merge.passage_gone(redraft.fork, value)
+        redraft.is_passage_edited, is_gone = merge.passage_state(redraft.fork, str(room.text))
+        return is_gone
 
     def _watch(self, doc: str) -> None:
         room = self.rooms.rooms.get(doc)
@@ -414,19 +412,17 @@ class RedraftService:
         if redraft.change is None:
             return UndoState(blocked=_too_old())
         value = str(room.text)
-        key = (redraft.id, id(redraft.change), len(value), hash(value))
-        state = self._undo_checks.get(key)
-        if state is None:
-            found = revert.rebase(redraft.change, value)
-            if isinstance(found, revert.Change):
-                redraft.change = found  # later checks diff from here; changes rebased together share the text
-                state = UndoState(can_undo=redraft.status == DONE, can_redo=redraft.status == UNDONE)
-                key = (redraft.id, id(found), len(value), hash(value))
-            else:
-                state = UndoState(blocked=self._blocked(room, redraft, found, value))
-            if len(self._undo_checks) > 4096:
-                self._undo_checks.clear()
-            self._undo_checks[key] = state
+        seen = (redraft.status, len(value), hash(value))
+        checked = redraft.undo_checked
+        if checked is not None and checked[0] is redraft.change and checked[1] == seen:
+            return checked[2]
+        found = revert.rebase(redraft.change, value)
+        if isinstance(found, revert.Change):
+            redraft.change = found  # later checks diff from here; changes rebased together share the text
+            state = UndoState(can_undo=redraft.status == DONE, can_redo=redraft.status == UNDONE)
+        else:
+            state = UndoState(blocked=self._blocked(room, redraft, found, value))
+        redraft.undo_checked = (redraft.change, seen, state)
         return state
 
     def _blocked(self, room: Room, redraft: Redraft, touched: revert.Touched, value: str) -> str:
