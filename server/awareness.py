@@ -82,6 +82,11 @@ class AwarenessStates:
         known = self.present.get(client_id)
         return known.clock if known is not None else self.departed.get(client_id)
 
+    def is_fresh(self, client_id: int) -> bool:
+        """Whether the id is present and renewed within the last OUTDATED_S."""
+        at = self.updated_at.get(client_id)
+        return at is not None and at >= self.clock() - OUTDATED_S
+
     def is_echo(self, entry: AwarenessEntry) -> bool:
         """Whether the entry says nothing the server has not relayed already.
 
@@ -109,6 +114,14 @@ class AwarenessStates:
             self.present[entry.client_id] = stamped
             self.updated_at[entry.client_id] = self.clock()
         return stamped
+
+    def bump(self, client_id: int) -> AwarenessEntry:
+        """A present entry one clock on, remembered so: for a client that joins and may remember the id at
+        the current clock (y-websocket keeps the clocks of those it drops on disconnect, and would ignore
+        their unchanged states for 15 s after it reconnects). Others have an older clock, which is fine."""
+        known = self.present[client_id]
+        bumped = self.present[client_id] = AwarenessEntry(client_id, known.clock + 1, known.state_json)
+        return bumped
 
     def removal(self, client_id: int) -> AwarenessEntry | None:
         """The entry that tells everyone this client is gone (None when it is not present)."""

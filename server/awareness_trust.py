@@ -1,10 +1,11 @@
 """Who may say what in a room's awareness: one client id per connection, checked states, reserved server ids.
 
 A connection owns the first client id it announces a state for (a stock y-websocket
-client has exactly one) unless another live connection here owns it; it may speak
-for that id only, and leaving removes only that id. Ids from `AI_CLIENT_ID_MIN` up
-belong to the server's own peers (the AI), and no socket may announce one. Every client state is checked
-(`vet_client_state`) and the server stamps `user.role` from the connection's grant.
+client has exactly one) unless another live connection holds it, here or on another
+instance; it may speak for that id only, and leaving removes only that id. Ids from
+`AI_CLIENT_ID_MIN` up belong to the server's own peers (the AI), and no socket may
+announce one. Every client state is checked (`vet_client_state`) and the server
+stamps `user.role` from the connection's grant.
 
 Refused entries are dropped and counted (`redraft_refusals_total{reason="awareness_..."}`),
 never answered with a close: stock y-websocket clients send every state they receive
@@ -136,13 +137,14 @@ class RoomAwareness:
         self.owners: dict[int, object] = {}  # client id -> the live connection here that owns it
         self.server_peer_ids: set[int] = set()
         self.remote_owners: dict[int, str] = {}  # client id -> the instance whose state is shown
+        self.waiting: dict[int, tuple[object, AwarenessEntry]] = {}  # id -> a connection kept out of it, its state
 
     # --- a connection here -------------------------------------------------------------
 
     def from_client(self, conn, role: str, payload: bytes) -> tuple[list[AwarenessEntry], Counter]:
         """What a connection's awareness message changes (to relay) and what was refused, by reason.
 
-        `conn` is the connection (anything with an `awareness_id` attribute, None until it claims one).
+        `conn` is the connection: `awareness_id` (None until it claims one) and `has_awareness_snapshot`.
         """
         refused: Counter = Counter()
         if read_entry_count(payload) > len(self.states.present) + EXTRA_ENTRIES:
@@ -151,24 +153,36 @@ class RoomAwareness:
         news = []
         for entry in decode_awareness_update(payload):
             reason = self._judge(conn, entry)
-            if reason is None:
+            if reason in (None, "awareness_id_taken"):
                 try:
                     state_json = vet_client_state(entry.state_json, self.max_state_bytes, role)
                 except StateRefused as exc:
                     reason = exc.reason
                 else:
-                    self.owners[entry.client_id] = conn
-                    self.remote_owners.pop(entry.client_id, None)
-                    stamped = self.states.accept(AwarenessEntry(entry.client_id, entry.clock, state_json))
-                    if stamped is not None:
-                        news.append(stamped)
+                    vetted = AwarenessEntry(entry.client_id, entry.clock, state_json)
+                    if reason is None:
+                        news += self._own(conn, vetted)
+                    else:
+                        self.waiting[entry.client_id] = (conn, vetted)
             if reason:
                 refused[reason] += 1
         return news, refused
 
+    def _own(self, conn, entry: AwarenessEntry) -> list[AwarenessEntry]:
+        self.owners[entry.client_id] = conn
+        self.remote_owners.pop(entry.client_id, None)
+        stamped = self.states.accept(entry)
+        return [stamped] if stamped is not None else []
+
     def _judge(self, conn, entry: AwarenessEntry) -> str | None:
-        """None when the connection may say this; else the refusal's reason (`_ECHO`: not counted)."""
-        if self.states.is_echo(entry) and entry.client_id != conn.awareness_id:
+        """None when the connection may say this; else the refusal's reason (`_ECHO`: not counted).
+
+        A stock client sends its own state first thing, before it has been told who is here, so until then
+        nothing it says is an echo: a client coming back to an id someone took meanwhile (with a higher
+        clock) still claims it, and is kept out rather than adopting the other's state as its own.
+        """
+        if (entry.client_id != conn.awareness_id and self.states.is_echo(entry)
+                and (conn.awareness_id is not None or conn.has_awareness_snapshot)):
             return _ECHO
         if entry.client_id >= AI_CLIENT_ID_MIN:
             return "awareness_reserved_id"
@@ -178,27 +192,42 @@ class RoomAwareness:
             conn.awareness_id = entry.client_id  # its one id, for good
         if entry.client_id != conn.awareness_id:
             return "awareness_foreign_id"
-        if self.owners.get(entry.client_id, conn) is not conn:
+        owner = self.owners.get(entry.client_id)
+        if owner is not None and owner is not conn:
             return "awareness_id_taken"  # until its owner leaves; the stock client renews every 15 s
+        if owner is None and entry.client_id in self.remote_owners and self.states.is_fresh(entry.client_id):
+            # Shown for a client on another instance: a client that moved here is taken in once that
+            # instance says it left (or after 30 s without news from it, if it crashed).
+            return "awareness_id_taken"
         return None
 
     def leave(self, conn) -> list[AwarenessEntry]:
-        """The removal of the connection's own id, if it owned one that is present."""
+        """What the connection's leaving changes: the removal of its own id (or that id's next holder)."""
         client_id = conn.awareness_id
-        if client_id is None or self.owners.get(client_id) is not conn:
+        if client_id is None:
+            return []
+        if self.waiting.get(client_id, (None,))[0] is conn:
+            del self.waiting[client_id]
+        if self.owners.get(client_id) is not conn:
             return []
         del self.owners[client_id]
+        waiting = self.waiting.pop(client_id, None)
+        if waiting is not None:
+            # The client the id's holder kept out (one that came back while someone held its id) is shown
+            # at once, not at its next renewal 15 s on.
+            return self._own(*waiting)
         gone = self.states.removal(client_id)
         stamped = self.states.accept(gone) if gone is not None else None
         return [stamped] if stamped is not None else []
 
     def snapshot_for(self, conn) -> list[AwarenessEntry]:
-        """The present states for a connection: never its own id, which a stock client would adopt
-        as its local state if the clock were higher (someone holding the id while it was away)."""
+        """The present states for a joining connection, each one clock on (`AwarenessStates.bump`): never its
+        own id, which a stock client would adopt as its local state if the clock were higher (someone holding
+        the id while it was away)."""
         present = self.states.snapshot()
         for client_id in [c for c in self.remote_owners if c not in self.states.present]:
             del self.remote_owners[client_id]
-        return [entry for entry in present if entry.client_id != conn.awareness_id]
+        return [self.states.bump(entry.client_id) for entry in present if entry.client_id != conn.awareness_id]
 
     # --- the server's own peers and other instances ---------------------------------------------
 

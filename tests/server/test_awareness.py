@@ -31,8 +31,8 @@ def user(name="Ada", **fields) -> dict:
     return {"user": {"name": name, **fields}}
 
 
-def conn():
-    return SimpleNamespace(awareness_id=None)
+def conn(has_awareness_snapshot=False):
+    return SimpleNamespace(awareness_id=None, has_awareness_snapshot=has_awareness_snapshot)
 
 
 def relayed(entries) -> dict[int, tuple[int, dict | None]]:
@@ -153,7 +153,10 @@ def test_a_connection_speaks_for_the_first_id_it_announces_only():
     assert mallory.awareness_id == MALLORY and alice.awareness_id == ALICE
     # Mallory leaving removes Mallory, not Alice.
     assert relayed(room.leave(mallory)) == {MALLORY: (2, None)}
-    assert relayed(room.snapshot_for(conn())) == {ALICE: (3, {"user": {"name": "Alice", "role": "editor"}})}
+    # A joiner gets each state one clock on (it may be a client that remembers clock 3 from before it left).
+    assert relayed(room.snapshot_for(conn())) == {ALICE: (4, {"user": {"name": "Alice", "role": "editor"}})}
+    news, _ = room.from_client(alice, "editor", payload((ALICE, 4, user("Alice", cursor=1))))
+    assert [entry.clock for entry in news] == [5]  # above what the joiner was told
 
 
 def test_an_id_owned_by_a_live_connection_cannot_be_claimed_and_is_never_sent_back_to_its_claimant():
@@ -164,14 +167,14 @@ def test_an_id_owned_by_a_live_connection_cannot_be_claimed_and_is_never_sent_ba
     assert news == [] and refused == {"awareness_id_taken": 1}
     assert squatter.awareness_id == ALICE  # bound to it: it speaks for nothing else, and never hears it
     assert room.snapshot_for(squatter) == []
-    room.leave(alice)
-    news, refused = room.from_client(squatter, "viewer", payload((ALICE, 51, user("later"))))
-    assert relayed(news) == {ALICE: (51, {"user": {"name": "later", "role": "viewer"}})}
+    # When the holder leaves, the one kept out is shown at once, with what it last said.
+    assert relayed(room.leave(alice)) == {ALICE: (50, {"user": {"name": "EVIL", "role": "viewer"}})}
+    assert room.leave(squatter)[0].is_removal
 
 
 def test_echoes_of_relayed_states_are_dropped_without_counting():
     room = RoomAwareness(4096)
-    alice, bob = conn(), conn()
+    alice, bob = conn(), conn(has_awareness_snapshot=True)
     room.from_client(alice, "editor", payload((ALICE, 3, user("Alice"))))
     room.from_server_peer(AwarenessEntry(AI, 4, '{"user":{"name":"Redraft AI"},"redrafts":[]}'))
     # A stock client with no state of its own yet echoes what it was sent: that claims nothing.
@@ -212,3 +215,22 @@ def test_states_from_other_instances():
     assert relayed(room.from_remote("C", payload((BOB, 6, "null"))) [0]) == {BOB: (6, None)}
     # Asked who is here, an instance answers for its own clients only.
     assert [entry.client_id for entry in room.authoritative()] == [ALICE]
+
+
+def test_an_id_shown_for_another_instance_is_taken_until_that_instance_lets_go():
+    now = [0.0]
+    room = RoomAwareness(4096, clock=lambda: now[0])
+    room.from_remote("B", payload((BOB, 4, user("Bob", role="editor"))))
+    mallory, bob_here = conn(), conn()
+    assert room.from_client(mallory, "viewer", payload((BOB, 10**6, user("EVIL")))) == ([], {"awareness_id_taken": 1})
+    # Bob leaves B and comes here: taken in once B says he left...
+    room.from_remote("B", payload((BOB, 5, "null")))
+    news, _ = room.from_client(bob_here, "editor", payload((BOB, 4, user("Bob"))))
+    assert relayed(news) == {BOB: (6, {"user": {"name": "Bob", "role": "editor"}})}
+    # ...or, if B crashed, once its state is 30 s old.
+    room.from_remote("B", payload((ALICE, 1, user("Alice", role="editor"))))
+    alice_here = conn()
+    assert room.from_client(alice_here, "editor", payload((ALICE, 1, user("Alice"))))[0] == []
+    now[0] = 31.0
+    assert relayed(room.from_client(alice_here, "editor", payload((ALICE, 2, user("Alice"))))[0]) == {
+        ALICE: (2, {"user": {"name": "Alice", "role": "editor"}})}
