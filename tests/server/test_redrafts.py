@@ -3,6 +3,7 @@ Yjs clients, HTTP."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -26,9 +27,9 @@ def api(server, doc: str, path: str = "") -> str:
     return f"{server.http_url}/api/docs/{doc}/redrafts{path}"
 
 
-def wait_status(server, doc, redraft_id, statuses, timeout=60):
+def wait_status(server, doc, redraft_id, statuses, timeout=60, token=None):
     def done():
-        body = httpx.get(api(server, doc, f"/{redraft_id}")).json()
+        body = httpx.get(api(server, doc, f"/{redraft_id}"), params={"token": token} if token else None).json()
         return body if body["status"] in statuses else None
 
     return wait_until(done, timeout, f"redraft {redraft_id} to reach {statuses}", interval=0.05)
@@ -173,6 +174,63 @@ def test_suggestions_wait_for_accept_merge_with_edits_and_conflict_once_the_pass
     assert rejected.json()["rejected_by"] == {"name": "bob", "color": "#00ff00"}
 
 
+def test_the_history_for_readers_undo_of_an_older_redraft_redo_and_who_blocks_an_undo(start_server, node_peers):
+    server = start_engine_server(start_server, "--secret", SECRET)
+    edit, read = (mint_token(SECRET, "hist", role, None) for role in ("edit", "read"))
+    a = node_peers(server.ws_url, "hist", params={"token": edit}, name="alice")
+    b = node_peers(server.ws_url, "hist", params={"token": edit}, name="bob")
+    a.wait_synced()
+    b.wait_synced()
+    a.insert(0, ORIGINAL)
+    b.wait_text(ORIGINAL)
+
+    def ask(passage, who):
+        text = a.text
+        body = {**passage_range(a, text, passage), "steps": 12, "seed": 5, "requester": {"name": who, "color": "#123456"}}
+        response = httpx.post(api(server, "hist"), json=body, params={"token": edit})
+        assert response.status_code == 202, response.text
+        final = wait_status(server, "hist", response.json()["id"], ("done", "failed"), token=read)
+        assert final["status"] == "done", final
+        return final
+
+    first = ask(PASSAGE, "alice")
+    a.wait_text(ORIGINAL.replace(PASSAGE, first["text"]))
+    b.insert(0, "[bob] ")  # typing between the two redrafts
+    a.wait_text("[bob] " + ORIGINAL.replace(PASSAGE, first["text"]))
+    second = ask("Outro line.", "bob")
+    assert second["text"] != "Outro line."
+    both = "[bob] " + ORIGINAL.replace(PASSAGE, first["text"]).replace("Outro line.", second["text"])
+    a.wait_text(both)
+
+    listed = httpx.get(api(server, "hist"), params={"token": read})  # a read-only link sees the history
+    assert listed.status_code == 200, listed.text
+    redrafts = listed.json()["redrafts"]
+    assert [(r["id"], r["requester"]["name"], r["kind"], r["mode"], r["status"]) for r in redrafts] == [
+        (second["id"], "bob", "rewrite", "apply", "done"), (first["id"], "alice", "rewrite", "apply", "done")]
+    assert all(r["can_undo"] and not r["can_redo"] and r["undo_blocked"] is None for r in redrafts)
+    assert httpx.post(api(server, "hist", f"/{first['id']}/undo"), params={"token": read}).status_code == 403
+
+    undone = httpx.post(api(server, "hist", f"/{first['id']}/undo"), params={"token": edit})  # the older one
+    assert undone.status_code == 200 and undone.json()["status"] == "undone" and undone.json()["can_redo"]
+    b.wait_text("[bob] " + ORIGINAL.replace("Outro line.", second["text"]))
+    redone = httpx.post(api(server, "hist", f"/{first['id']}/redo"), params={"token": edit})
+    assert redone.status_code == 200 and redone.json()["status"] == "done"
+    b.wait_text(both)
+
+    # bob rewrites the second redraft's text by hand: undoing it would overwrite him, and says so.
+    text = b.text
+    at = utf16(text[: text.index(second["text"])])
+    b.delete(at, utf16(second["text"]))
+    b.insert(at, "Bob wrote this.")
+    a.wait_text(both.replace(second["text"], "Bob wrote this."))
+    refused = httpx.post(api(server, "hist", f"/{second['id']}/undo"), params={"token": edit})
+    assert refused.status_code == 409 and refused.json()["error"] == "cannot_undo", refused.text
+    assert re.fullmatch(r"bob has since edited (\d+ of the words|one of the words) this redraft wrote; to undo it "
+                        r"now would overwrite that, so it can only be done by hand", refused.json()["detail"])
+    view = httpx.get(api(server, "hist", f"/{second['id']}"), params={"token": read}).json()
+    assert not view["can_undo"] and view["undo_blocked"] == refused.json()["detail"]
+
+
 def test_cancel_stops_a_running_redraft_without_touching_the_document(start_server, node_peers):
     server = start_engine_server(start_server)
     a, _ = shared_doc(node_peers, server, "cancel")
@@ -296,10 +354,14 @@ def test_redis_engine_two_servers_and_a_worker_and_either_answers_for_a_redraft(
         first = final["id"]
         seen_by_two = wait_status(two, "shared", first, ("done",), timeout=10)
         assert (seen_by_two["text"], seen_by_two["steps"]) == (final["text"], final["steps"])
+        listed = httpx.get(api(two, "shared")).json()["redrafts"]  # the history lists the owner's redrafts too
+        assert [(r["id"], r["status"], r["can_undo"]) for r in listed] == [(first, "done", True)]
         undone = httpx.post(api(two, "shared", f"/{first}/undo"))
         assert undone.status_code == 200 and undone.json()["status"] == "undone", undone.text
         a.wait_text(ORIGINAL)
         b.wait_text(ORIGINAL)
+        wait_until(lambda: [(r["status"], r["can_redo"]) for r in httpx.get(api(two, "shared")).json()["redrafts"]]
+                   == [("undone", True)], 10, "the undo in the other replica's history")
         again = httpx.post(api(two, "shared", f"/{first}/undo"))  # the owner's refusal, forwarded as it was
         assert (again.status_code, again.json()["error"]) == (409, "not_applied")
         assert httpx.get(api(two, "shared", "/nope")).status_code == 404
@@ -315,6 +377,9 @@ def test_redis_engine_two_servers_and_a_worker_and_either_answers_for_a_redraft(
         assert accepted.status_code == 200 and accepted.json()["status"] == "done", accepted.text
         a.wait_text(ORIGINAL.replace(PASSAGE, suggested["text"]))
         b.wait_text(ORIGINAL.replace(PASSAGE, suggested["text"]))
+        for server in (one, two):  # each replica lists both, newest first, whichever holds them
+            listed = httpx.get(api(server, "shared")).json()["redrafts"]
+            assert [r["id"] for r in listed] == [second, first]
 
         # The owner gone: its redrafts can still be read, but no longer changed.
         two.stop()
