@@ -34,6 +34,7 @@ CLOSE_TOO_LARGE = 4413  # a message, or the document it would grow
 CLOSE_INVALID_UPDATE = 4422
 CLOSE_UNAVAILABLE = 4503  # the document is full, or its store cannot load it
 CLOSE_SLOW_CLIENT = 4508
+CLOSE_PENDING_FULL = 4509  # the update waits on changes the server lacks, and the document's budget for those is spent
 CLOSE_RATE_LIMITED = 4529  # too many messages, or connections from one address
 MAX_CLOSE_REASON = 120  # characters; RFC 6455 caps a close reason at 123 bytes
 

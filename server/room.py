@@ -46,10 +46,10 @@ from .updates import (
     SurrogateIndex,
     advance_clocks,
     brings_news,
+    extra_bytes,
     first_missing,
     growth_bytes,
     parse_update,
-    split_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class Room:
         integrated = news[0] if len(news) == 1 else merge_updates(*news)
         parsed = parse_update(integrated, strict=False)
         self._index(parsed)
-        self.compacted_bytes += len(integrated) + split_bytes(parsed)
+        self.compacted_bytes += len(integrated) + extra_bytes(parsed)
         return integrated
 
     # --- clients -------------------------------------------------------------------

@@ -97,6 +97,18 @@ const commands = {
   },
   disconnect () { provider.disconnect(); return {} },
   reconnect () { provider.connect(); return {} },
+  // Reconnects and types the moment the socket opens, before the server's sync step 1 can arrive: with
+  // edits made offline, that keystroke reaches the server ahead of the edits it depends on.
+  reconnect_typing ({ index, text: t }) {
+    const onStatus = ({ status }) => {
+      if (status !== 'connected') return
+      provider.off('status', onStatus)
+      text.insert(index, t)
+    }
+    provider.on('status', onStatus)
+    provider.connect()
+    return {}
+  },
   set_awareness ({ field, value }) { provider.awareness.setLocalStateField(field, value); return {} },
   awareness () {
     const states = {}

@@ -53,7 +53,7 @@ def typed(text_value: str) -> bytes:
 async def manager(tmp_path, grace_s=0.2):
     store = CountingStore(tmp_path / "rooms.sqlite3")
     await store.start()
-    return RoomManager(store, NullFanout(), Metrics(), 1 << 20, 1 << 20, grace_s), store
+    return RoomManager(store, NullFanout(), Metrics(), 1 << 20, 1 << 20, grace_s, max_pending_bytes=1 << 20), store
 
 
 @pytest.mark.anyio

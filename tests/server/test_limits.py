@@ -1,0 +1,351 @@
+"""Every per-document and per-client budget holds against frames an attacker writes by hand (issue 14).
+
+Updates here are built byte by byte (varuints, GC ranges, delete sets) or taken from a second pycrdt Doc
+and sent out of order; none goes through the server's own encoders. After each refusal the room still
+serves its well-behaved clients, and the document stays writable.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import sqlite3
+
+import httpx
+import pytest
+from pycrdt import Doc, Text
+from websockets.exceptions import ConnectionClosed
+
+from tests.support.node import NodePeer
+from tests.support.processes import RedisServer, ServerProcess, wait_until
+from tests.support.raw import close_of, open_raw, server_text
+
+MAX_DOC_BYTES = 100_000
+MAX_PENDING_BYTES = 20_000
+LIMITS = (
+    "--max-message-bytes", "65536",
+    "--max-doc-bytes", str(MAX_DOC_BYTES),
+    "--max-pending-bytes", str(MAX_PENDING_BYTES),
+    "--compact-min-bytes", "4096",
+)
+CLOSE_TOO_LARGE = 4413
+CLOSE_PENDING_FULL = 4509
+CLOSE_SLOW_CLIENT = 4508
+
+
+# --- frames, by hand -------------------------------------------------------------------------------------
+
+def varuint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def update_frame(update: bytes) -> bytes:
+    """y-websocket: messageSync (0), syncUpdate (2), the update as a byte string."""
+    return b"\x00\x02" + varuint(len(update)) + update
+
+
+def gc_only_update(first_client: int, num_clients: int) -> bytes:
+    """One GC range of length 1 at clock 0 for each of `num_clients` new clients, and an empty delete set."""
+    runs = b"".join(
+        varuint(1) + varuint(client) + varuint(0) + b"\x00" + varuint(1)
+        for client in range(first_client, first_client + num_clients)
+    )
+    return varuint(num_clients) + runs + varuint(0)
+
+
+def delete_only_update(client: int, ranges: list[tuple[int, int]]) -> bytes:
+    """No structs; a delete set of (clock, length) ranges of one client."""
+    body = b"".join(varuint(clock) + varuint(length) for clock, length in ranges)
+    return varuint(0) + varuint(1) + varuint(client) + varuint(len(ranges)) + body
+
+
+def dependent_update(size: int, seed: int) -> tuple[bytes, bytes]:
+    """(u1, u2) from a second Doc: u2 inserts after u1's text, so without u1 it waits (yrs keeps it pending).
+    u2 is `size` bytes long, give or take the length prefix."""
+    doc = Doc(client_id=random.Random(seed).randrange(1 << 20, 1 << 30))
+    text = doc.get("content", type=Text)
+    text.insert(0, "x")
+    u1 = doc.get_update()
+    before = doc.get_state()
+    text.insert(1, "y" * (size - 20))
+    u2 = doc.get_update(before)
+    return u1, u2
+
+
+def roundtrip(ws) -> None:
+    """Sends sync step 1 and waits for the server's step 2: everything sent before was handled."""
+    ws.send(b"\x00\x00" + varuint(1) + b"\x00")  # messageSync, syncStep1, a 1-byte empty state vector
+    while True:
+        frame = ws.recv(timeout=10)
+        if frame[:2] == b"\x00\x01":
+            return
+
+
+def vm_kib(pid: int, field: str) -> int:
+    """VmRSS (resident now) or VmHWM (the peak) of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"{field} missing from /proc/{pid}/status")
+
+
+def refusals(server, reason: str) -> float:
+    prefix = f'redraft_refusals_total{{reason="{reason}"}} '
+    for line in httpx.get(server.http_url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    return 0.0
+
+
+# --- servers ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def server(request, tmp_path_factory):
+    """A server with small budgets, on the embedded store and on Redis (where updates take the stream)."""
+    workdir = tmp_path_factory.mktemp(f"limits-{request.param}")
+    redis_server = RedisServer(workdir / "redis") if request.param == "redis" else None
+    proc = ServerProcess(workdir, redis_url=redis_server and redis_server.url, extra_args=LIMITS).start()
+    proc.kind = request.param
+    yield proc
+    proc.stop()
+    if redis_server is not None:
+        redis_server.stop()
+
+
+@pytest.fixture
+def room(server, request):
+    """Two Node Yjs clients on a fresh document; at the end both still edit and all replicas agree."""
+    doc = request.node.name.replace("[", "-").replace("]", "")[:100]
+    writer = NodePeer(server.ws_url, doc)
+    reader = NodePeer(server.ws_url, doc)
+    writer.wait_synced()
+    reader.wait_synced()
+    writer.insert(0, "before ")
+    reader.wait_text("before ")
+    yield doc, writer, reader
+    writer.insert(len(writer.text), "after")
+    reader.wait_text(writer.text)
+    reader.insert(0, "and ")
+    writer.wait_text(reader.text)
+    assert server_text(server.ws_url, doc) == writer.text == reader.text
+    writer.close()
+    reader.close()
+
+
+# --- item 5: every update counts against the document's size --------------------------------------------
+
+def test_gc_only_updates_count_against_the_document_size(server, room):
+    """Issue 14: GC-only updates were never counted; a 100 KB document grew to 5.2 MB and then refused every
+    insert. Each of these adds 3,000 new clients, each holding one GC range: 24 KB on the wire, 45 KB in the
+    document (whose encoding also lists every GC range among its deletions)."""
+    doc, _, _ = room
+    client = 1 << 27  # four-byte varuints
+    accepted = 0
+    with open_raw(server.ws_url, doc, max_size=None) as ws:
+        try:
+            for _ in range(5):
+                ws.send(update_frame(gc_only_update(client + accepted * 3_000, 3_000)))
+                roundtrip(ws)
+                accepted += 1
+        except ConnectionClosed as exc:
+            code, reason = exc.rcvd.code, exc.rcvd.reason
+    assert (accepted, code, reason) == (2, CLOSE_TOO_LARGE, f"document would exceed {MAX_DOC_BYTES} bytes")
+    # What a joining client downloads stays within the limit, and normal edits still fit (the room's checks).
+    with open_raw(server.ws_url, doc, max_size=None) as ws:
+        ws.send(b"\x00\x00" + varuint(1) + b"\x00")
+        while (frame := ws.recv(timeout=10))[:2] != b"\x00\x01":
+            pass
+    assert 2 * 3_000 * 15 < len(frame) <= MAX_DOC_BYTES
+
+
+def test_delete_only_updates_count_against_the_document_size(server, room):
+    """Deleting every other character cuts one item into thousands: the encoded document grows by far more
+    than the delete set's own bytes. The limit judges that growth, not the message's size."""
+    doc, writer, reader = room
+    attacker = Doc(client_id=(1 << 28) + 5)
+    text = attacker.get("content", type=Text)
+    text.insert(0, "ab" * 15_000)
+    with open_raw(server.ws_url, doc, max_size=None) as ws:
+        ws.send(update_frame(attacker.get_update()))
+        roundtrip(ws)
+        ranges = [(2 * i + 1, 1) for i in range(12_000)]  # 48 KB of delete set, 12,000 cuts
+        ws.send(update_frame(delete_only_update(attacker.client_id, ranges)))
+        code, _ = close_of(ws)
+    assert code == CLOSE_TOO_LARGE
+    # Nothing of it was applied; where the attacker's text sits beside "before " depends on the client ids.
+    full = wait_until(lambda: next((t for t in [reader.text] if len(t) == 30_007), None), 10, "the attacker's text")
+    assert "ab" * 15_000 in full
+    writer.wait_text(full)
+    # A change that shrinks a document always goes in: the text can be cleaned up in one range.
+    writer.delete(full.index("ab" * 15_000), 30_000)
+    reader.wait_text("before ")
+
+
+def test_text_typed_and_deleted_never_fills_a_document(server, room):
+    """The limit is on the document as compaction stores it: a log of text typed and deleted again does not
+    count, and once compacted the store holds about the document, not its history."""
+    doc, writer, reader = room
+    for round_ in range(6):  # 6 x 30 KB typed and deleted: 180 KB through a 100 KB document
+        writer.insert(0, str(round_) * 30_000)
+        reader.wait_text(str(round_) * 30_000 + "before ")
+        writer.delete(0, 30_000)
+        reader.wait_text("before ")
+    assert writer.events() == []
+    if server.kind == "sqlite":
+        def stored() -> int:
+            with sqlite3.connect(server.data_dir / "redraft.sqlite3") as db:
+                log = db.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM updates WHERE doc = ?", (doc,))
+                snapshot = db.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM snapshots WHERE doc = ?", (doc,))
+                return log.fetchone()[0] + snapshot.fetchone()[0]
+
+        # Compaction starts when the log outgrows the snapshot (or 4 KB here): what stays is small.
+        wait_until(lambda: stored() < 40_000, 10, "compaction to fold the log")
+
+
+# --- item 6: updates waiting on missing changes ---------------------------------------------------------
+
+def test_update_with_missing_dependency_waits_within_the_budget_and_lands_with_it(server, room):
+    doc, _, reader = room
+    u1, u2 = dependent_update(5_000, seed=1)
+    with open_raw(server.ws_url, doc) as ws:
+        ws.send(update_frame(u2))
+        roundtrip(ws)  # held, not refused: 5 KB is within the 20 KB budget
+        assert "y" not in server_text(server.ws_url, doc)
+        ws.send(update_frame(u1))
+        reader.wait_text("x" + "y" * 4_980 + "before ")
+
+
+def test_missing_dependencies_beyond_the_budget_are_refused_and_the_client_resyncs(server, room):
+    """An attacker fills the document's pending budget with an update whose origin never comes. A real Yjs
+    client whose keystroke then overtakes its own offline edits is refused with 4509, reconnects, and its
+    sync step 2 (everything it has) lands whole."""
+    doc, writer, reader = room
+    _, stuck = dependent_update(MAX_PENDING_BYTES - 10, seed=2)
+    with open_raw(server.ws_url, doc) as attacker:
+        attacker.send(update_frame(stuck))
+        roundtrip(attacker)
+        _, over = dependent_update(100, seed=3)
+        attacker.send(update_frame(over))
+        code, reason = close_of(attacker)
+    assert code == CLOSE_PENDING_FULL and "reconnect to resync" in reason
+
+    writer.disconnect()
+    writer.insert(0, "offline ")
+    seen = len(writer.events())
+    writer.call("reconnect_typing", index=0, text="typed ")
+    reader.wait_text("typed offline before ")
+    closes = [e["code"] for e in writer.events()[seen:] if e.get("type") == "close"]
+    assert closes == [CLOSE_PENDING_FULL]
+    assert refusals(server, "pending_full") >= 2
+
+
+def test_a_keystroke_that_overtakes_offline_edits_waits_for_them(server, room):
+    """The legitimate case the budget is for: the keystroke is held until the client's step 2 completes it."""
+    doc, writer, reader = room
+    writer.disconnect()
+    writer.insert(0, "offline ")
+    seen = len(writer.events())  # the disconnect's own close
+    writer.call("reconnect_typing", index=0, text="typed ")
+    reader.wait_text("typed offline before ")
+    assert writer.events()[seen:] == []
+
+
+def test_refused_pending_updates_leave_no_memory_behind(tmp_path):
+    """Issue 14: 100 updates of 900 KB whose origin does not exist took 90 MB a round and kept it."""
+    server = ServerProcess(tmp_path, extra_args=("--max-pending-bytes", "262144")).start()
+    try:
+        with open_raw(server.ws_url, "pending-flood") as ws:
+            ws.send(update_frame(dependent_update(1000, seed=9)[1]))
+            roundtrip(ws)  # warm: the room, the parser, a held update
+        before = vm_kib(server.proc.pid, "VmRSS")
+        for seed in range(60):  # 54 MB of updates that would all wait
+            with open_raw(server.ws_url, "pending-flood") as ws:
+                ws.send(update_frame(dependent_update(900_000, seed=100 + seed)[1]))
+                assert close_of(ws)[0] == CLOSE_PENDING_FULL
+        grown_mib = (vm_kib(server.proc.pid, "VmRSS") - before) / 1024
+        # Kept, they took 107 MiB (this test with --max-pending-bytes 10**12); refused, 3 MiB (two runs):
+        # the allocator keeping a few freed 900 KB receive buffers.
+        assert grown_mib < 20, f"RSS grew {grown_mib:.1f} MiB"
+        assert server_text(server.ws_url, "pending-flood") == ""
+    finally:
+        server.stop()
+
+
+# --- item 7: a slow reader's queue is bounded in bytes -----------------------------------------------------
+
+def open_unread(port: int, doc: str) -> socket.socket:
+    """A websocket handshake on a plain socket that the test then does not read: a client that never reads."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        f"GET /ws/{doc} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    return sock
+
+
+def last_close_code(sock: socket.socket) -> int | None:
+    """Reads what the server sent, frame by frame, up to its close frame; returns that frame's code."""
+    sock.settimeout(10)
+    received = bytearray()
+
+    def take(num: int) -> bytes:
+        while len(received) < num:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("the server hung up without a close frame")
+            received.extend(chunk)
+        taken = bytes(received[:num])
+        del received[:num]
+        return taken
+
+    while b"\r\n\r\n" not in received:
+        received.extend(sock.recv(4096))
+    del received[: received.index(b"\r\n\r\n") + 4]  # the handshake's answer
+    while True:
+        opcode, length = take(2)
+        length &= 0x7F
+        if length >= 126:
+            length = int.from_bytes(take(2 if length == 126 else 8), "big")
+        payload = take(length)
+        if opcode & 0x0F == 0x8:
+            return int.from_bytes(payload[:2], "big")
+
+
+def test_a_client_that_never_reads_is_cut_off_by_bytes_and_memory_stays_bounded(tmp_path):
+    """Issue 14: with 2,000 frames allowed, a client that never read held hundreds of MB before 4508."""
+    server = ServerProcess(tmp_path, extra_args=("--max-send-queue-bytes", str(2 << 20))).start()
+    try:
+        sender_doc = Doc(client_id=(1 << 28) + 7)
+        text = sender_doc.get("content", type=Text)
+        with open_raw(server.ws_url, "slow", max_size=None) as sender:
+            roundtrip(sender)
+            slow = open_unread(server.port, "slow")
+            for i in range(120):  # 108 MB broadcast to a client that reads none of it
+                if i == 30:
+                    settled = vm_kib(server.proc.pid, "VmRSS")
+                state = sender_doc.get_state()
+                text.insert(0, chr(ord("a") + i % 26) * 900_000)
+                sender.send(update_frame(sender_doc.get_update(state)))
+                state = sender_doc.get_state()
+                del text[0:900_000]  # keep the document (and its replica) small
+                sender.send(update_frame(sender_doc.get_update(state)))
+                roundtrip(sender)
+            grown_mib = (vm_kib(server.proc.pid, "VmRSS") - settled) / 1024
+            assert refusals(server, "slow_client") == 1
+        with slow:
+            assert last_close_code(slow) == CLOSE_SLOW_CLIENT
+        # Unbounded, the last 90 rounds' frames stay queued: RSS grew 92 MiB (one run of this test with
+        # --max-send-queue-bytes 10**12). Bounded, the slow client is gone by round 3 and its frames with it;
+        # what grows is the allocator's keeping of freed 900 KB buffers: 5-15 MiB over three runs.
+        assert grown_mib < 40, f"RSS grew {grown_mib:.1f} MiB"
+        assert server_text(server.ws_url, "slow") == ""
+    finally:
+        server.stop()
