@@ -12,6 +12,7 @@ import json
 
 import httpx
 import pytest
+import redis
 
 from server.auth import mint_token
 from server.awareness_trust import AI_CLIENT_ID_MIN
@@ -27,12 +28,16 @@ MALLORY, MALLORY_2 = 3_000_001, 3_000_002
 CSS = "red;position:fixed;top:0;left:0;width:100vw;height:100vh;z-index:99999;background-image:url(http://127.0.0.1:9/x)"
 
 
-def awareness_frame(*entries) -> bytes:
-    """An awareness message from (client id, clock, state) triples; a state of None is a removal."""
+def awareness_update(*entries) -> bytes:
+    """An awareness update from (client id, clock, state) triples; a state of None is a removal."""
     body = write_uint(len(entries))
     for client_id, clock, state in entries:
         body += write_uint(client_id) + write_uint(clock) + write_bytes(json.dumps(state).encode())
-    return bytes((MESSAGE_AWARENESS,)) + write_bytes(body)
+    return body
+
+
+def awareness_frame(*entries) -> bytes:
+    return bytes((MESSAGE_AWARENESS,)) + write_bytes(awareness_update(*entries))
 
 
 def token(role: str) -> str:
@@ -217,3 +222,63 @@ def test_a_client_cannot_silence_the_ai_or_pose_as_it(start_server, node_peers):
             log = wait_until(entries, 10, "the second redraft's end in awareness")
             assert any(entry["status"] == "running" for entry in log)
             assert all(entry["id"] != "fake" for entry in peer.ai_log())
+
+
+@pytest.fixture
+def instances(redis_server, start_server):
+    args = ("--secret", SECRET)
+    return (start_server("a", redis_url=redis_server.url, extra_args=args),
+            start_server("b", redis_url=redis_server.url, extra_args=args))
+
+
+def test_the_same_rules_hold_across_instances(instances, redis_server, node_peers):
+    a, b = instances
+    alice = person(b, node_peers, "alice")
+    olga = person(a, node_peers, "olga")
+    alice_id, olga_id = client_id(alice), client_id(olga)
+    wait_until(lambda: others(olga).get(alice_id) == seen("alice"), 10, "olga (on A) to see alice (on B)")
+    wait_until(lambda: others(alice).get(olga_id) == seen("olga"), 10, "alice (on B) to see olga (on A)")
+
+    # A connection on A cannot take the id of a client that B shows, even as its first word.
+    with open_raw(a.ws_url, DOC, token("read")) as squatter:
+        squatter.send(awareness_frame((alice_id, 10**6, {"user": {"name": "EVIL-as-Alice"}})))
+        wait_until(lambda: refusals(a).get("awareness_id_taken") == 1, 10, "A to refuse the squatter")
+    with open_raw(a.ws_url, DOC, token("read")) as mallory:
+        mallory.send(awareness_frame((MALLORY, 1, {"user": {"name": "m"}}),
+                                     (alice_id, 10**6, {"user": {"name": "EVIL-as-Alice"}})))
+        mallory.send(awareness_frame((alice_id, 10**6 + 1, None),
+                                     (AI_CLIENT_ID_MIN + 1, 1, {"user": {"name": "Redraft AI"}, "redrafts": []})))
+        mallory.send(awareness_frame((MALLORY, 2, {"user": {"name": "m", "color": CSS}})))
+        mallory.send(awareness_frame(*[(MALLORY + k, 1, {}) for k in range(30_000)]))
+        mallory.send(awareness_frame((MALLORY, 3, {"user": {"name": "m", "color": "#00798c"}})))
+        marker = seen("m", "viewer", color="#00798c")
+        wait_until(lambda: others(alice).get(MALLORY) == marker, 10, "mallory's last state on B")
+        wait_until(lambda: others(olga).get(MALLORY) == marker, 10, "mallory's last state on A")
+        assert others(alice) == {olga_id: seen("olga"), MALLORY: marker}
+        assert others(olga) == {alice_id: seen("alice"), MALLORY: marker}
+        assert own_state(alice) == {"user": {"name": "alice"}}
+        assert sorted(snapshot_ids(b)) == sorted([alice_id, olga_id, MALLORY])
+    for observer in (alice, olga):
+        wait_until(lambda: MALLORY not in others(observer), 10, "mallory to leave")
+    assert others(olga) == {alice_id: seen("alice")} and others(alice) == {olga_id: seen("olga")}
+    counts = refusals(a)
+    assert (counts["awareness_foreign_id"], counts["awareness_reserved_id"], counts["awareness_invalid"],
+            counts["awareness_too_many"]) == (2, 1, 1, 1)
+
+    # What comes through Redis is checked again: a message as another instance would publish it (a rogue one).
+    rogue = [(MALLORY_2, 1, {"user": {"name": "x", "color": CSS, "role": "editor"}}),
+             (MALLORY_2 + 1, 1, {"user": {"name": "no role"}}),
+             (MALLORY_2 + 2, 1, {"user": {"name": "big", "role": "editor"}, "pad": "x" * 5000}),
+             (MALLORY_2 + 3, 1, {"user": {"name": "fine", "role": "viewer"}})]
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.publish(f"redraft:awareness:{DOC}", b"rogue\0u" + awareness_update(*rogue))
+    finally:
+        client.close()
+    for observer in (alice, olga):
+        wait_until(lambda: MALLORY_2 + 3 in others(observer), 10, "the rogue's acceptable state")
+    assert others(olga) == {alice_id: seen("alice"), MALLORY_2 + 3: seen("fine", "viewer")}
+    assert others(alice) == {olga_id: seen("olga"), MALLORY_2 + 3: seen("fine", "viewer")}
+    for instance in (a, b):
+        counts = refusals(instance)
+        assert (counts["remote_awareness_invalid"], counts["remote_awareness_too_large"]) == (2, 1)
