@@ -85,9 +85,12 @@ class Scheduler:
         max_len: int,
         rng: str = "native",
         fixed_shapes: bool | None = None,
+        capture: bool | None = None,
     ):
-        """fixed_shapes: run steps through `StepGraphs` (captured in CUDA graphs on a GPU). Default: on
-        CUDA in bfloat16 with the native RNG, the combination that can be captured."""
+        """fixed_shapes: run steps through `StepGraphs`. Default: on CUDA in bfloat16 with the native RNG, the
+        combination that can be captured. capture: record those steps in CUDA graphs (default: on CUDA); off,
+        the same fixed-shape steps run eagerly, e.g. a float32 model whose expert loop reads group bounds on
+        the host, which a capture cannot do."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         args = model.args
@@ -105,8 +108,10 @@ class Scheduler:
             fixed_shapes = on_cuda and model.dtype == torch.bfloat16 and rng == "native"
         if fixed_shapes and rng != "native":
             raise ValueError("fixed shapes (CUDA graphs) need the native RNG: the reference one keeps generator state")
+        if capture is None:
+            capture = on_cuda
         self.graphs = (
-            StepGraphs(model, self.cache, self.state, self.noise, generation, capture=on_cuda) if fixed_shapes else None
+            StepGraphs(model, self.cache, self.state, self.noise, generation, capture) if fixed_shapes else None
         )
 
     # --- requests ------------------------------------------------------------------
