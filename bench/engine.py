@@ -4,6 +4,7 @@
     python bench/engine.py --device cuda   # GPU: the real 26B-A4B shapes, random bf16 weights
     python bench/engine.py --quantize none,fp8,nf4 --kernels off,on   # every weight format and kernel mode
     python bench/engine.py --breakdown     # also each part of the step alone (bench/engine_parts.py)
+    python bench/engine.py --kernels on --validate   # first: one step with the kernels against one without
 
 Random weights never stop early, so every canvas takes exactly `steps` decoder passes and
 tokens/s = batch x 256 / (prefill + steps x step time). On CUDA each batch size is measured
@@ -11,12 +12,15 @@ eager and with the step captured in a CUDA graph (engine/graphs.py); transformer
 runs last, at batch 1 and 16 steps, after the native model is freed. The step's achieved bandwidth
 (weight bytes / step time: every weight is read once per step) is given against the device's measured read
 ceiling. Speed is reported, never asserted. Prints a table last and writes JSON to --json (default
-$OUT/engine.json when $OUT is set).
+$OUT/engine.json when $OUT is set), rewritten after every row so that a run stopped by a time limit keeps
+what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import datetime
 import gc
 import json
@@ -96,6 +100,49 @@ def measure_native(loaded, batch: int, prompt_len: int, device: str, repeats: in
     return result
 
 
+def validate_kernels(loaded, batch: int, prompt_len: int, device: str, steps: int = 2) -> dict:
+    """The first denoising steps of a canvas with the kernels off and on, from the same state.
+
+    Step 1 starts from identical inputs; step 2 also runs the self-conditioning, on each mode's own step 1
+    (the two keep self_cond differently: processed logits without the kernels, their softmax with them).
+    Random weights give near-uniform logits, where a rounding difference flips an argmax more easily than with a
+    trained model: the agreement is reported beside the entropy difference, not asserted."""
+    model, args, generation = loaded.model, loaded.args, loaded.generation
+    L = args.canvas_length
+    prompts = [[3 + (7 * i + row) % (args.vocab_size - 3) for i in range(prompt_len)] for row in range(batch)]
+    cache = KVCache.allocate(args, batch, prompt_len, model.dtype, device)
+    enable_kernels(model, device, "off")
+    after: dict[str, list] = {}
+    with torch.no_grad():
+        prefill(model, cache, prompts)
+        state = new_state(generation, batch, L, [max(STEP_COUNTS)] * batch, args.vocab_size, device, model.dtype)
+        noise = make_noise("native", list(range(batch)), args.vocab_size, L, device)
+        start_canvases(state, noise, list(range(batch)), [prompt_len] * batch, device, first=True)
+        masks = decoder_masks(cache.lengths, prompt_len, L, args.sliding_window, prompt_len)
+        start = {field.name: getattr(state, field.name).clone() for field in dataclasses.fields(state)}
+        for mode in ("off", "on"):
+            enable_kernels(model, device, mode)
+            moving = copy.copy(state)
+            for name, value in start.items():  # the kernels write some fields in place: each mode starts equal
+                setattr(moving, name, value.clone())
+            after[mode] = []
+            for _ in range(steps):
+                denoise_step(model, cache, moving, noise, generation, masks, prompt_len, [True] * batch)
+                after[mode].append((moving.argmax.clone(), moving.canvas.clone(), moving.entropy.float().clone()))
+    enable_kernels(model, device, "off")
+    result = {"batch": batch}
+    for step, ((argmax_off, canvas_off, entropy_off), (argmax_on, canvas_on, entropy_on)) in enumerate(
+            zip(after["off"], after["on"], strict=True), start=1):
+        diff = (entropy_on - entropy_off).abs()
+        result[f"step{step}"] = {
+            "argmax_agree": float((argmax_on == argmax_off).float().mean()),
+            "canvas_agree": float((canvas_on == canvas_off).float().mean()),
+            "entropy_max_diff": float(diff.max()), "entropy_mean_diff": float(diff.mean()),
+            "entropy_mean": float(entropy_off.mean()),
+        }
+    return result
+
+
 def measure_scheduler(loaded, batches: list[int], prompt_len: int, device: str, steps: int = 16) -> list[dict]:
     """End to end through the continuous-batching scheduler (fixed shapes, CUDA graphs on a GPU):
     `batch` requests submitted together, from submission to the last result."""
@@ -166,6 +213,7 @@ def table(report: dict) -> str:
         cells += [f"{gbps:.0f}"] + ([f"{100 * gbps / ceiling:.0f}"] if ceiling else [])
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += parts_table(report["native"], ceiling)
+    lines += validation_table(report.get("validation", []))
     for row in report.get("scheduler", []):
         lines.append(f"scheduler end to end, {row['format']}, kernels {row['kernels']}, batch {row['batch']}, "
                      f"{row['steps']} steps: "
@@ -179,6 +227,23 @@ def table(report: dict) -> str:
         speedup = native_1["tok_s_%d" % ref["steps"]] / ref["tok_s"]
         lines.append(f"native batch 1 at {ref['steps']} steps: {speedup:.2f}x transformers")
     return "\n".join(lines)
+
+
+def validation_table(rows: list[dict]) -> list[str]:
+    """Kernels on against off, the first steps from the same state (--validate)."""
+    if not rows:
+        return []
+    lines = ["", "kernels on against off, the first steps of a canvas from the same state",
+             "| weights | batch | step | argmax agree | canvas agree | entropy max diff | entropy mean diff | "
+             "mean entropy |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for step in sorted(key for key in row if key.startswith("step")):
+            cell = row[step]
+            lines.append(f"| {row['format']} | {row['batch']} | {step.removeprefix('step')} | "
+                         f"{100 * cell['argmax_agree']:.2f}% | {100 * cell['canvas_agree']:.2f}% | "
+                         f"{cell['entropy_max_diff']:.2e} | {cell['entropy_mean_diff']:.2e} | "
+                         f"{cell['entropy_mean']:.3f} |")
+    return lines
 
 
 def parts_table(rows: list[dict], ceiling: float | None) -> list[str]:
@@ -213,6 +278,8 @@ def main() -> int:
     parser.add_argument("--kernels", default="off", help="kernel modes to time, comma-separated (off,on; on: CUDA)")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--breakdown", action="store_true", help="also time each part of the step alone")
+    parser.add_argument("--validate", action="store_true",
+                        help="before timing a format, compare one step with the kernels on against off")
     parser.add_argument("--json", type=Path, default=None)
     options = parser.parse_args()
     device = options.device
@@ -234,11 +301,23 @@ def main() -> int:
     }
     batches = [int(b) for b in options.batches.split(",")]
     report["scheduler"] = []
+    report["validation"] = []
+    out = options.json or (Path(os.environ["OUT"]) / "engine.json" if os.environ.get("OUT") else None)
+
+    def save() -> None:  # after every row: a run cut short by its time limit keeps what it measured
+        if out is not None:
+            out.write_text(json.dumps(report, indent=2))
     for fmt in options.quantize.split(","):
         started = time.perf_counter()
         loaded = load_model(name, device, dtype, quantize=fmt)
         report.setdefault("load_s", {})[fmt] = time.perf_counter() - started
         weights_gib = weight_bytes(loaded.model) / 2**30
+        if options.validate:
+            for batch in batches:
+                row = {"format": fmt, **validate_kernels(loaded, batch, prompt_len, device)}
+                report["validation"].append(row)
+                print(json.dumps(row), flush=True)
+                save()
         for mode in options.kernels.split(","):
             enable_kernels(loaded.model, device, mode)
             tags = {"format": fmt, "kernels": mode}
@@ -247,9 +326,11 @@ def main() -> int:
                        **measure_native(loaded, batch, prompt_len, device, options.repeats, options.breakdown)}
                 report["native"].append(row)
                 print(json.dumps(row), flush=True)
+                save()
             rows = [{**tags, **row} for row in measure_scheduler(loaded, batches, prompt_len, device)]
             report["scheduler"] += rows
             print(json.dumps(rows), flush=True)
+            save()
         del loaded  # one format's weights on the device at a time
         gc.collect()
         if device == "cuda":
@@ -257,9 +338,7 @@ def main() -> int:
     args = MODEL_PRESETS[name]
     if not options.no_reference:
         report["reference"] = measure_reference(name, args, device, dtype, prompt_len, steps=16)
-    out = options.json or (Path(os.environ["OUT"]) / "engine.json" if os.environ.get("OUT") else None)
-    if out is not None:
-        out.write_text(json.dumps(report, indent=2))
+        save()
     print(table(report))
     return 0
 

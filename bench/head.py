@@ -131,10 +131,10 @@ def main() -> int:
                 row["tuned_ms"] = ms
         report["rows"].append(row)
         print(json.dumps(row), flush=True)
-    if out is not None:
-        (out / "head-bench.json").write_text(json.dumps(report, indent=2))
-        if options.tune:
-            tuning.write("head", tuned, out)
+        if out is not None:  # after every row: a run stopped by its time limit keeps what it measured
+            (out / "head-bench.json").write_text(json.dumps(report, indent=2))
+            if options.tune:
+                tuning.write("head", tuned, out)
     print(f"# fused sampling head on {name}, bf16, V={VOCAB}, D={HIDDEN}, {report['date']}, "
           f"read ceiling {report['read_ceiling_gbps']:.0f} GB/s, default config {DEFAULT_CONFIG}")
     print("| batch | fused ms | reference ms | speed-up | TFLOP/s | GB/s | tuned ms | entropy max diff | argmax agree "

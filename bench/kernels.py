@@ -7,6 +7,7 @@ attention against the fp32 reference, replayed from a CUDA graph, timed against 
     python bench/kernels.py --tune     # also sweeps launch configurations; writes $OUT/moe.json and
                                        # $OUT/attention.json in the format of kernels/configs/*.json
                                        # (merge them there and commit)
+    python bench/kernels.py --only moe --tune --tune-seconds 45   # every default first, then sweep for 45 s
     python bench/kernels.py --only attention   # one kernel (moe or attention); JSON to kernels-NAME.json
     python -m pytest -q tests/kernels  # the CPU tests, here in bf16 on the GPU too
 
@@ -14,7 +15,8 @@ Shapes: 128 experts, hidden 2816, expert intermediate 704, top-8; tokens = batch
 At batch 1 all 128 experts are touched, so a layer reads every expert weight once: the time is bounded below
 by expert bytes / memory bandwidth (bf16 2 x 3 x 2816 x 704 x 128 = 1.52 GB per layer; FP8 half; NF4, with
 its absmax, 4.5 bits a weight: 0.43 GB). Writes
-JSON to $OUT/kernels.json when $OUT is set. Speed is reported, never asserted.
+JSON to $OUT/kernels.json when $OUT is set, rewritten after every row (a run stopped by its time limit keeps what
+it measured). Speed is reported, never asserted.
 
 Attention shapes: sliding layers 16 query heads over 8 kv heads of 256 in a 1024-slot window, global layers
 16 over 2 kv heads of 512 over the whole prefix; canvas 256, prefixes 512 and 2048 (rows of a batch of 4
@@ -27,8 +29,10 @@ import argparse
 import datetime
 import itertools
 import json
+import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -58,15 +62,22 @@ def timed_ms(fn, repeats: int = 20) -> float:
 
 
 # The sweep: row tiles for few to many pairs per expert, column and reduction tiles, warps. 24 configurations,
-# each compiled twice (gate/up, down) per weight format: a few minutes, inside one 10-minute device call.
+# each compiled twice (gate/up, down) per weight format: minutes for all six cases, so a session gives the sweep
+# a deadline (--tune-seconds) and takes the best found by then.
 SWEEP = {"BLOCK_M": (16, 32, 64), "BLOCK_N": (64, 128), "BLOCK_K": (64, 128), "num_warps": (4, 8), "num_stages": (3,)}
 
 
-def tune(x, module, weights, ids, scales) -> tuple[dict, float]:
-    """The fastest configuration of SWEEP for this input (ms), among those that compile and run."""
+def tune(x, module, weights, ids, scales, deadline: float = float("inf")) -> tuple[dict | None, float]:
+    """The fastest configuration of SWEEP for this input (ms), among those that compile and run, tried until
+    the deadline (time.monotonic()). Row tiles nearest the pairs per expert go first, so a sweep cut short
+    has tried the likely winners."""
     best, best_ms = None, float("inf")
-    for values in itertools.product(*SWEEP.values()):
-        config = dict(zip(SWEEP, values, strict=True))
+    per_expert = max(1.0, ids.numel() / EXPERTS)
+    configs = [dict(zip(SWEEP, values, strict=True)) for values in itertools.product(*SWEEP.values())]
+    configs.sort(key=lambda config: abs(math.log2(config["BLOCK_M"] / per_expert)))
+    for config in configs:
+        if time.monotonic() > deadline:
+            break
         try:
             ms = timed_ms(lambda c=config: fused_moe(x, module.gate_up_proj, module.down_proj, weights, ids, *scales,
                                                      config=c), repeats=5)
@@ -158,7 +169,7 @@ def tune_attention(args: tuple) -> tuple[dict | None, float]:
     return best, best_ms
 
 
-def bench_attention(report: dict, is_tuning: bool, out: Path | None) -> None:
+def bench_attention(report: dict, is_tuning: bool, out: Path | None, save) -> None:
     dtype = torch.bfloat16
     tuned = tuning.editable("attention")
     for layer, prefix, batch in itertools.product(ATTENTION_LAYERS, PREFIXES, (1, 4)):
@@ -181,10 +192,11 @@ def bench_attention(report: dict, is_tuning: bool, out: Path | None) -> None:
                 row["tuned_ms"] = tuned_ms
                 key = attention.config_key(heads, kv_heads, head_dim, dtype)
                 tuning.record(tuned, report["device"], key, batch, config)
+                if out is not None:
+                    tuning.write("attention", tuned, out)
         report["attention"].append(row)
         print(json.dumps(row), flush=True)
-    if out is not None and is_tuning:
-        tuning.write("attention", tuned, out)
+        save()
 
 
 def print_attention_table(report: dict, num_sms: int) -> None:
@@ -206,6 +218,8 @@ def main() -> int:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--tune", action="store_true", help="sweep launch configurations too")
     options.add_argument("--only", choices=("moe", "attention"), help="one kernel (default: both)")
+    options.add_argument("--tune-seconds", type=float, default=float("inf"),
+                         help="stop the MoE sweep after this long, keeping the best found so far")
     options = options.parse_args()
     if not torch.cuda.is_available():
         print("bench/kernels.py needs a CUDA device", file=sys.stderr)
@@ -214,13 +228,16 @@ def main() -> int:
     report = {"device": torch.cuda.get_device_name(), "date": datetime.date.today().isoformat(),
               "torch": torch.__version__, "rows": [], "attention": []}
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
+    name = f"kernels-{options.only}.json" if options.only else "kernels.json"
+
+    def save() -> None:
+        if out is not None:
+            (out / name).write_text(json.dumps(report, indent=2))
+
     if options.only != "moe":  # first: seconds, where the MoE sweep takes minutes
-        bench_attention(report, options.tune, out)
+        bench_attention(report, options.tune, out, save)
     if options.only != "attention":
-        bench_moe(report, options.tune, out)
-    if out is not None:
-        name = f"kernels-{options.only}.json" if options.only else "kernels.json"
-        (out / name).write_text(json.dumps(report, indent=2))
+        bench_moe(report, options.tune, out, save, time.monotonic() + options.tune_seconds)
     peak = torch.cuda.get_device_properties(0)
     if report["attention"]:
         print_attention_table(report, peak.multi_processor_count)
@@ -229,7 +246,9 @@ def main() -> int:
     return 0
 
 
-def bench_moe(report: dict, is_tuning: bool, out: Path | None) -> None:
+def bench_moe(report: dict, is_tuning: bool, out: Path | None, save, deadline: float) -> None:
+    """Every case at the default configuration first, then the sweep, batch 1 first, until the deadline: a
+    sweep cut short still leaves every default figure and the best configurations found."""
     device, dtype = "cuda", torch.bfloat16
     experts = Experts(EXPERTS, HIDDEN, INTER).to(device, dtype)
     with torch.no_grad():
@@ -243,7 +262,7 @@ def bench_moe(report: dict, is_tuning: bool, out: Path | None) -> None:
     router = Router(HIDDEN, EXPERTS, TOP_K, 1e-6).to(device, dtype)
     with torch.no_grad():
         router.proj.weight.normal_(0, 1.0)
-    tuned = tuning.editable("moe")
+    cases = []
     for batch in (1, 4):
         x = torch.randn(batch * CANVAS, HIDDEN, device=device, dtype=dtype)
         weights, ids = router(x)
@@ -259,14 +278,24 @@ def bench_moe(report: dict, is_tuning: bool, out: Path | None) -> None:
             row = {"batch": batch, "weights": name, "max_rel_error": error, "reference_ms": ref_ms,
                    "fused_ms": fused_ms, "weight_gb": weight_bytes / 1e9,
                    "fused_gb_per_s": weight_bytes / fused_ms / 1e6}
-            if is_tuning:
-                config, row["tuned_ms"] = tune(x, module, weights, ids, scales)
-                key = config_key(EXPERTS, HIDDEN, INTER, dtype, weight_format(module.gate_up_proj))
-                tuning.record(tuned, report["device"], key, ids.numel(), config)
             report["rows"].append(row)
+            cases.append((row, x, module, weights, ids, scales))
             print(json.dumps(row), flush=True)
-    if out is not None and is_tuning:
-        tuning.write("moe", tuned, out)
+            save()
+    if not is_tuning:
+        return
+    tuned = tuning.editable("moe")
+    for row, x, module, weights, ids, scales in cases:
+        config, tuned_ms = tune(x, module, weights, ids, scales, deadline)
+        if config is None:
+            break  # out of time
+        row["tuned_ms"], row["tuned_config"] = tuned_ms, config
+        key = config_key(EXPERTS, HIDDEN, INTER, torch.bfloat16, weight_format(module.gate_up_proj))
+        tuning.record(tuned, report["device"], key, ids.numel(), config)
+        print(json.dumps(row), flush=True)
+        save()
+        if out is not None:
+            tuning.write("moe", tuned, out)  # after every row: the session installs it before the engine step
 
 
 def print_moe_table(report: dict, num_sms: int) -> None:
