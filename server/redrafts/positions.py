@@ -153,15 +153,15 @@ class Layout:
         """`Y.encodeRelativePosition(Y.createRelativePositionFromTypeIndex(text, index, assoc))` for a code
         point index. AFTER at the very end would follow the end of the text as it grows: BEFORE there."""
         if assoc == Assoc.AFTER and index < len(self.value):
-            client, clock = self._char_id(index)
+            client, clock = self.char_id(index)
             return _encode_item(client, clock, 0)
         if index == 0:
             return _encode_type(self.name, -1)
-        client, clock = self._char_id(index - 1)
+        client, clock = self.char_id(index - 1)
         last_unit = 1 if ord(self.value[index - 1]) > 0xFFFF else 0  # Yjs names a pair's low surrogate here
         return _encode_item(client, clock + last_unit, -1)
 
-    def _char_id(self, index: int) -> tuple[int, int]:
+    def char_id(self, index: int) -> tuple[int, int]:
         """The item id of the character at a code point index.
 
         yrs, asked for the byte offset b of that character, walks whole blocks by their bytes and names

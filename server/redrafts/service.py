@@ -25,16 +25,11 @@ and undo/redo works across an unload (it works on text, not on the replica's ite
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
-import json
 import logging
 import secrets
 import time
-from collections import OrderedDict, defaultdict
-
-from pycrdt import Assoc
+from collections import OrderedDict
 
 from ..ratelimit import TokenBucket
 from ..room import Room
@@ -43,7 +38,7 @@ from . import merge, revert, seams
 from .ai_peer import AiPeer
 from .backends import EngineBackend, EngineFailed, EngineRejected, EngineUnavailable
 from .directory import Directory, LocalDirectory, OwnerUnreachable
-from .positions import Layout
+from .request import RedraftError, check_kind, parse_options, parse_person, place
 from .record import (
     CANCELLED,
     CONFLICT,
@@ -51,9 +46,7 @@ from .record import (
     EXPIRED,
     FAILED,
     FINAL,
-    KINDS,
     LIVE,
-    MODES,
     PENDING,
     QUEUED,
     REJECTED,
@@ -63,23 +56,15 @@ from .record import (
     Redraft,
     UndoState,
 )
+from .undo import UndoHistory, UndoRefused, too_old
 
 log = logging.getLogger(__name__)
 
 SHOW_FINISHED_S = 8.0  # a finished redraft stays in awareness this long, so editors can flash it
 KEEP_RECORDS = 256  # finished redrafts kept per process for GET (oldest dropped first)
-UNDO_DEPTH = 32  # redrafts per document that can still be undone or redone (each keeps a copy of the text)
 REPUBLISH_S = 1.0  # with Redis, undo states are republished this long after an edit (other replicas list them)
 HISTORY_PAGE = 50  # redrafts in one page of a document's history (at most MAX_HISTORY_PAGE)
 MAX_HISTORY_PAGE = 200
-
-
-class RedraftError(Exception):
-    """A refusal with an HTTP status and a machine-readable code."""
-
-    def __init__(self, status: int, code: str, detail: str, retry_after_s: float | None = None):
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.retry_after_s = status, code, detail, retry_after_s
 
 
 class RedraftService:
@@ -92,7 +77,7 @@ class RedraftService:
         self.redrafts: OrderedDict[str, Redraft] = OrderedDict()
         self.peers: dict[str, AiPeer] = {}  # doc -> AI peer of its loaded room
         self._tasks: set[asyncio.Task] = set()
-        self._undo_order: defaultdict[str, list[str]] = defaultdict(list)  # doc -> ids with a change, oldest first
+        self.undo_history = UndoHistory(self.redrafts)
         self._watchers: dict[str, object] = {}  # doc -> text subscription while suggestions wait (or, shared, undo)
         self._republish: dict[str, asyncio.TimerHandle] = {}  # doc -> pending republish of undo states
         self._user_buckets: dict[str, TokenBucket] = {}
@@ -107,7 +92,7 @@ class RedraftService:
     # --- request ---------------------------------------------------------------------------------------
 
     async def create(self, doc: str, body: dict, user_key: str) -> Redraft:
-        kind, mode, instruction, requester, steps, seed = _parse_options(body)
+        kind, mode, instruction, requester, steps, seed = parse_options(body)
         self._admit(doc, user_key)
         room = await self.rooms.acquire(doc)
         try:
@@ -115,10 +100,10 @@ class RedraftService:
                 raise RedraftError(404, "unknown_doc", f"document {doc!r} does not exist (it has never been edited)")
             # One state of the document for everything below: the live one moves on while a thread maps it.
             snapshot, value = room.doc.get_update(), str(room.text)
-            start, end, anchors = await asyncio.to_thread(_place, snapshot, value, body)
+            start, end, anchors = await asyncio.to_thread(place, snapshot, value, body)
             if kind is None:
                 kind = "rewrite" if end > start else "fill"
-            _check_kind(kind, value[start:end])
+            check_kind(kind, value[start:end])
             length = merge.utf16_length(value[start:end])
             if length > self.config.redraft_max_chars:
                 raise RedraftError(
@@ -260,7 +245,9 @@ class RedraftService:
         before = str(room.text)
         room.local_change(apply)
         redraft.merge_client = client_id
-        self._keep_undo(redraft, revert.observed(before, str(room.text)))
+        self.undo_history.keep(redraft, revert.observed(before, str(room.text)))
+        if self.directory.is_shared:
+            self._watch(redraft.doc)
         redraft.timings["merge"] = time.perf_counter() - started
         self._end(redraft, DONE)
 
@@ -365,113 +352,29 @@ class RedraftService:
         return await self._take_back(redraft, DONE)
 
     async def _take_back(self, redraft: Redraft, status: str) -> Redraft:
-        """Applies the inverse of the redraft's last change (undo after its merge or redo, redo after its
-        undo) to the text as it is now, or refuses with why."""
-        action = "undone" if status == UNDONE else "redone"
+        """Undo after its merge or redo, redo after its undo: on the text as it is now, or a 409 saying why."""
         room = await self.rooms.acquire(redraft.doc)
         try:
-            state = self._undo_state(room, redraft)
-            if state.blocked is not None:
-                raise RedraftError(409, f"cannot_{action[:-2]}", state.blocked)
-            value, change = str(room.text), redraft.change
-            assert change is not None and change.landed == value  # _undo_state rebased it onto the text now
-            edits = [(start, end, before) for start, end, before in change.inverse]
-            growth = sum(len(text.encode()) for _, _, text in edits)
-            if room.size_bytes + growth > room.max_doc_bytes:
-                raise RedraftError(409, "doc_too_large", f"the document would exceed {room.max_doc_bytes} bytes")
-
-            def apply() -> None:
-                with room.doc.transaction(origin=f"{redraft.origin}:{'undo' if status == UNDONE else 'redo'}"):
-                    for start, end, text in reversed(edits):
-                        at = len(value[:start].encode())
-                        if text:
-                            room.text.insert(at, text)
-                        if end > start:
-                            offset = at + len(text.encode())
-                            del room.text[offset : offset + len(value[start:end].encode())]
-
-            room.local_change(apply)
-            self._keep_undo(redraft, revert.changed(value, edits))
-            self._end(redraft, status)
+            self.undo_history.take_back(room, redraft)
+        except UndoRefused as exc:
+            raise RedraftError(409, exc.code, exc.detail) from exc
         finally:
             self.rooms.release(room)
+        self._end(redraft, status)
         return redraft
 
     def undo_state(self, redraft: Redraft) -> UndoState:
         """Whether the redraft can be undone or redone now, judged on its loaded room's text."""
-        if redraft.status not in (DONE, UNDONE):
-            return UndoState()
         room = self.rooms.rooms.get(redraft.doc)
-        if room is None or room.is_closed:  # nobody is in the document: nobody has changed it since it closed
+        if redraft.status in (DONE, UNDONE) and (room is None or room.is_closed):
+            # Nobody is in the document, so nobody changed it since it closed: the last answer stands.
+            checked = redraft.undo_checked
+            if checked is not None and checked[0] is redraft.change:
+                return checked[2]
             return UndoState(can_undo=redraft.status == DONE and redraft.change is not None,
                              can_redo=redraft.status == UNDONE and redraft.change is not None,
-                             blocked=None if redraft.change is not None else _too_old())
-        return self._undo_state(room, redraft)
-
-    def _undo_state(self, room: Room, redraft: Redraft) -> UndoState:
-        if redraft.change is None:
-            return UndoState(blocked=_too_old())
-        value = str(room.text)
-        seen = (redraft.status, len(value), hash(value))
-        checked = redraft.undo_checked
-        if checked is not None and checked[0] is redraft.change and checked[1] == seen:
-            return checked[2]
-        found = revert.rebase(redraft.change, value)
-        if isinstance(found, revert.Change):
-            redraft.change = found  # later checks diff from here; changes rebased together share the text
-            state = UndoState(can_undo=redraft.status == DONE, can_redo=redraft.status == UNDONE)
-        else:
-            state = UndoState(blocked=self._blocked(room, redraft, found, value))
-        redraft.undo_checked = (redraft.change, seen, state)
-        return state
-
-    def _blocked(self, room: Room, redraft: Redraft, touched: revert.Touched, value: str) -> str:
-        """A sentence saying precisely why the redraft cannot be undone (or redone) now."""
-        doing = "undo" if redraft.status == DONE else "redo"
-        what = "this redraft wrote" if redraft.status == DONE else "its undo put back"
-        if touched.is_context_gone and not touched.num_words:
-            return f"the text around this redraft's change has since been deleted, so it cannot be {doing}ne"
-        words = f"{touched.num_words} of the words" if touched.num_words != 1 else "one of the words"
-        who = self._authors(room, touched.inserted, value)
-        later = [name for kind, name in who if kind == "redraft"]
-        if later:
-            return f"a later redraft asked by {later[0]} has since rewritten {words} {what}: undo that one first"
-        people = [name for kind, name in who if kind == "person"]
-        if len(people) == 1:
-            subject = people[0]
-        elif people:
-            subject = ", ".join(people[:-1]) + " and " + people[-1]
-        else:
-            subject = "someone"
-        return (f"{subject} has since edited {words} {what}; to {doing} it now would overwrite that, "
-                "so it can only be done by hand")
-
-    def _authors(self, room: Room, ranges, value: str) -> list[tuple[str, str]]:
-        """Who typed the text in these ranges of the text now: ("redraft", requester name) for a redraft's
-        merge, ("person", name) for a collaborator present in the document; others are left out."""
-        if not ranges:
-            return []
-        try:
-            layout = Layout(room.doc.get_update(), merge.TEXT_NAME, value)
-            clients = {layout._char_id(start)[0] for start, _ in ranges}
-        except merge.RangeError:
-            return []
-        found = []
-        for other in self.redrafts.values():
-            if other.doc == room.name and other.merge_client in clients:
-                found.append(("redraft", other.requester["name"]))
-        names = {}
-        states = getattr(room.awareness, "states", room.awareness)  # the room's AwarenessStates
-        for entry in states.snapshot():
-            if entry.client_id in clients:
-                try:
-                    user = json.loads(entry.state_json).get("user") or {}
-                except (ValueError, AttributeError):
-                    continue
-                if isinstance(user.get("name"), str) and user["name"]:
-                    names[entry.client_id] = user["name"][:64]
-        found += [("person", name) for name in dict.fromkeys(names.values())]
-        return found
+                             blocked=None if redraft.change is not None else too_old())
+        return self.undo_history.state(room, redraft) if room is not None else UndoState()
 
     async def cancel(self, doc: str, redraft_id: str, by: dict | None = None) -> Redraft:
         """Cancels a queued or running redraft, rejects a suggestion, dismisses a conflict."""
@@ -572,21 +475,6 @@ class RedraftService:
         for redraft_id in finished[: max(0, len(finished) - KEEP_RECORDS)]:
             del self.redrafts[redraft_id]
 
-    def _keep_undo(self, redraft: Redraft, change: revert.Change) -> None:
-        """Keeps the change that the redraft's next undo or redo takes back; the oldest beyond UNDO_DEPTH
-        per document are forgotten (they say so)."""
-        redraft.change = change
-        if self.directory.is_shared:
-            self._watch(redraft.doc)
-        order = self._undo_order[redraft.doc]
-        if redraft.id in order:
-            order.remove(redraft.id)
-        order.append(redraft.id)
-        while len(order) > UNDO_DEPTH:
-            dropped = self.redrafts.get(order.pop(0))
-            if dropped is not None:
-                dropped.change = None
-
     def _peer(self, room: Room) -> AiPeer:
         peer = self.peers.get(room.name)
         if peer is None or peer.room is not room:
@@ -638,11 +526,6 @@ COMMANDS = {
 }
 
 
-def _too_old() -> str:
-    return (f"only the {UNDO_DEPTH} most recent redrafts of a document can be undone or redone, "
-            "and this one is older (or was made before the server restarted)")
-
-
 def _overall(shown: dict, progress: dict) -> dict:
     """The redraft's progress over all its canvases, never lower than what was shown: the engine's own
     (canvases done x steps per canvas + this step, over the estimate for all), or the canvas's step."""
@@ -652,90 +535,8 @@ def _overall(shown: dict, progress: dict) -> dict:
     return {"step": min(max(step, shown["step"]), max_steps), "max_steps": max_steps}
 
 
-def parse_person(value) -> dict | None:
-    """{"name", "color"} of whoever acts, for display (not an identity), or None."""
-    if not isinstance(value, dict):
-        return None
-    return {"name": str(value.get("name") or "Someone")[:64], "color": str(value.get("color") or "#64748b")[:32]}
-
-
 def _unknown(doc: str, redraft_id: str) -> RedraftError:
     return RedraftError(404, "unknown_redraft", f"no redraft {redraft_id!r} in document {doc!r}")
-
-
-# --- request parsing ---------------------------------------------------------------------------------------
-
-
-def _parse_options(body: dict):
-    if not isinstance(body, dict):
-        raise RedraftError(400, "bad_request", "the body must be a JSON object")
-    kind = body.get("kind")
-    if kind is not None and kind not in KINDS:
-        raise RedraftError(400, "bad_request", f"kind must be one of {', '.join(KINDS)}")
-    mode = body.get("mode", "apply")
-    if mode not in MODES:
-        raise RedraftError(400, "bad_request", f"mode must be one of {', '.join(MODES)}")
-    instruction = body.get("instruction") or ""
-    if not isinstance(instruction, str) or len(instruction) > 2000:
-        raise RedraftError(400, "bad_request", "instruction must be text of at most 2000 characters")
-    requester = body.get("requester") or {}
-    if not isinstance(requester, dict):
-        raise RedraftError(400, "bad_request", "requester must be an object with name and color")
-    requester = {
-        "name": str(requester.get("name") or "Someone")[:64],
-        "color": str(requester.get("color") or "#64748b")[:32],
-    }
-    steps, seed = body.get("steps"), body.get("seed")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 256):
-        raise RedraftError(400, "bad_request", "steps must be an integer from 1 to 256")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
-        raise RedraftError(400, "bad_request", "seed must be an integer from 0 to 2**63-1")
-    return kind, mode, instruction, requester, steps, seed
-
-
-def _place(snapshot: bytes, value: str, body: dict) -> tuple[int, int, tuple[bytes, bytes]]:
-    """The range a request names, and anchors pinned to the characters just outside it, which the redraft
-    never deletes: they still frame the passage after the merge, and frame what others type at its edges.
-    Runs on a worker thread, on a replica of the snapshot."""
-    try:
-        layout = Layout(snapshot, merge.TEXT_NAME, value)
-    except merge.RangeError as exc:
-        raise RedraftError(400, "bad_range", str(exc)) from exc
-    start, end = _resolve_range(layout, value, body)
-    return start, end, (layout.pin(start, Assoc.BEFORE), layout.pin(end, Assoc.AFTER))
-
-
-def _resolve_range(layout: Layout, value: str, body: dict) -> tuple[int, int]:
-    try:
-        if "start" in body or "end" in body:
-            start = layout.resolve(_b64decode(body.get("start"), "start"))
-            end = layout.resolve(_b64decode(body.get("end", body.get("start")), "end"))
-        elif "start_index" in body:
-            start = merge.utf16_to_index(value, body["start_index"])
-            end = merge.utf16_to_index(value, body.get("end_index", body["start_index"]))
-        else:
-            raise merge.RangeError("give the range as start/end (relative positions) or start_index/end_index")
-    except merge.RangeError as exc:
-        raise RedraftError(400, "bad_range", str(exc)) from exc
-    if end < start:
-        raise RedraftError(400, "bad_range", "the range is reversed: its end comes before its start")
-    return start, end
-
-
-def _check_kind(kind: str, passage: str) -> None:
-    if kind == "rewrite" and not passage.strip():
-        raise RedraftError(400, "bad_range", "a rewrite needs a passage: the range is empty or blank")
-    if kind in ("fill", "continue") and passage:
-        raise RedraftError(400, "bad_range", f"{kind} writes at a cursor: give an empty range")
-
-
-def _b64decode(value, name: str) -> bytes:
-    if not isinstance(value, str) or not value:
-        raise merge.RangeError(f"{name} must be a base64 relative position")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise merge.RangeError(f"{name} is not valid base64") from exc
 
 
 def _conflict_detail() -> str:
