@@ -8,6 +8,7 @@ import { EditorView, drawSelection, keymap, placeholder } from '@codemirror/view
 import { tags } from '@lezer/highlight'
 import * as Y from 'yjs'
 import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
+import { safeColor } from './trust.js'
 
 // Markdown as a writer sees it: the marks are quiet, the structure shows in the type itself.
 const proseHighlight = HighlightStyle.define([
@@ -43,7 +44,28 @@ const theme = EditorView.theme({
   '.cm-ySelectionCaret': { borderLeftWidth: '2px' }
 })
 
+const CURSOR_FALLBACK_COLOR = '#30bced' // y-codemirror.next's own default
+
+/**
+ * Defence in depth (the server refuses such states already): y-codemirror.next writes a remote user's
+ * `color` and `colorLight` into a `style` attribute as given, so each remote state's colours are made
+ * strict #rrggbb[aa] in place. This listener goes first, before the one yCollab adds, which redraws
+ * the cursors; and a state that arrives unsafe always differs from its sanitised predecessor, so it
+ * always raises the 'change' event that brings it here.
+ */
+function keepRemoteColorsSafe (awareness) {
+  const sanitise = (clientId) => {
+    const user = clientId !== awareness.clientID && awareness.getStates().get(clientId)?.user
+    if (!user || typeof user !== 'object') return
+    if ('color' in user && safeColor(user.color, null) === null) user.color = CURSOR_FALLBACK_COLOR
+    if ('colorLight' in user && safeColor(user.colorLight, null) === null) delete user.colorLight // y-codemirror tints color
+  }
+  awareness.getStates().forEach((_, clientId) => sanitise(clientId))
+  awareness.on('change', ({ added, updated }) => [...added, ...updated].forEach(sanitise))
+}
+
 export function createEditor ({ parent, ytext, awareness, extensions = [] }) {
+  keepRemoteColorsSafe(awareness)
   const editable = new Compartment()
   const undoManager = new Y.UndoManager(ytext)
   const readOnlyState = (isReadOnly) => [EditorState.readOnly.of(isReadOnly), EditorView.editable.of(true)]

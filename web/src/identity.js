@@ -1,6 +1,8 @@
 // Who this browser is to the others: a name and colour, kept across visits. Both are the user's
 // to change; a colour nobody chose gives way when someone who was here first already wears it.
 
+import { safeColor } from './trust.js'
+
 const STORAGE_KEY = 'redraft.user'
 // Every colour carries white text at >= 5:1 (WCAG AA): names on cursors and avatars stay readable.
 export const COLORS = ['#b4233c', '#9a5800', '#00707f', '#2e5c8a', '#6a4c93', '#1f7a6d', '#b24a1f', '#4d7a2e', '#c2185b']
@@ -24,7 +26,7 @@ export function localUser () {
   try {
     const stored = JSON.parse(window.localStorage.getItem(STORAGE_KEY))
     if (stored && typeof stored.name === 'string' && typeof stored.color === 'string') {
-      if (stored.colorChosen || COLORS.includes(stored.color)) return stored
+      if ((stored.colorChosen && safeColor(stored.color, null)) || COLORS.includes(stored.color)) return stored
       const recoloured = { ...stored, color: randomUser().color } // a colour of an older palette, too light for white text
       save(recoloured)
       return recoloured
