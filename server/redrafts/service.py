@@ -224,7 +224,7 @@ class RedraftService:
             redraft.step, redraft.max_steps = progress["step"], progress["max_steps"]
             redraft.preview_text = seams.clean(progress["text"], redraft.original)
             redraft.tokens = progress["tokens"]
-            redraft.progress = _overall(redraft.progress, progress)
+            redraft.progress = overall_progress(redraft.progress, progress)
         self._show(redraft)
 
     def _merge(self, redraft: Redraft) -> None:
@@ -526,7 +526,7 @@ COMMANDS = {
 }
 
 
-def _overall(shown: dict, progress: dict) -> dict:
+def overall_progress(shown: dict, progress: dict) -> dict:
     """The redraft's progress over all its canvases, never lower than what was shown: the engine's own
     (canvases done x steps per canvas + this step, over the estimate for all), or the canvas's step."""
     overall = progress.get("progress") or {"step": progress["step"], "max_steps": progress["max_steps"]}

@@ -5,13 +5,17 @@ outcomes are exact; the rooms, store, merge and AI peer are the real ones."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import anyio
 import pytest
 from pycrdt import Doc, Text
 
 from server.config import ServerConfig
-from server.redrafts.service import RedraftError
+from server.redrafts import merge
+from server.redrafts.ai_peer import MAX_SHOWN, MAX_STATE_BYTES, bounded_state
+from server.redrafts.record import Redraft
+from server.redrafts.service import RedraftError, overall_progress
 from server.services import Services
 
 
@@ -232,3 +236,32 @@ async def test_progress_only_goes_up_across_canvases_and_the_preview_holds_the_w
     entry = redraft.to_awareness()
     assert entry["progress"] == {"step": 12, "max_steps": 12} and entry["text"] == answer
     service.script.gate.set()
+
+
+def record(number: int, status: str, passage: str) -> Redraft:
+    return Redraft(id=f"r{number}", doc="doc", kind="rewrite", mode="apply", instruction="", requester={"name": "A"},
+                   user_key="k", anchors=(b"\x00", b"\x00"), fork=merge.Fork(b"", 0, len(passage), passage, passage),
+                   steps=None, seed=0, status=status, preview_text=passage, tokens=[["word ", 0.5]] * 256)
+
+
+def test_the_ai_peer_state_stays_bounded_and_keeps_the_newest_running_canvas():
+    passage = "A paragraph of some length. " * 100  # 2,800 characters
+    redrafts = [record(i, "running" if i % 2 else "suggested", passage) for i in range(30)]
+    state = json.loads(bounded_state(redrafts))
+    assert len(json.dumps(state, ensure_ascii=False, separators=(",", ":")).encode()) <= MAX_STATE_BYTES
+    shown = state["redrafts"]
+    assert 1 <= len(shown) <= MAX_SHOWN and shown[0]["id"] == "r29" and len(shown[0]["tokens"]) == 256
+    assert [entry["status"] for entry in shown] == sorted((e["status"] for e in shown), key=lambda s: s != "running")
+
+
+def test_progress_never_goes_back_even_from_an_old_worker_or_a_retry():
+    shown = {"step": 0, "max_steps": 0}
+    seen = []
+    for progress in [{"step": 3, "max_steps": 4}, {"step": 4, "max_steps": 4},
+                     {"step": 1, "max_steps": 4},  # an old worker's second canvas: no overall progress
+                     {"step": 5, "max_steps": 4, "progress": {"step": 6, "max_steps": 8}},
+                     {"step": 2, "max_steps": 4, "progress": {"step": 2, "max_steps": 8}}]:  # a retry starting over
+        shown = overall_progress(shown, progress)
+        seen.append(shown)
+    assert seen == [{"step": 3, "max_steps": 4}, {"step": 4, "max_steps": 4}, {"step": 4, "max_steps": 4},
+                    {"step": 6, "max_steps": 8}, {"step": 6, "max_steps": 8}]
