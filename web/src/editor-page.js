@@ -143,7 +143,7 @@ function redraftUndoKeys (getBoard) {
       { key: 'Mod-y', run: () => getBoard().redoJustUndone() }
     ])),
     EditorView.updateListener.of((update) => {
-      if (update.transactions.some((tr) => tr.docChanged && tr.annotation(Transaction.userEvent))) getBoard().justActed = null
+      if (update.transactions.some((tr) => tr.docChanged && tr.annotation(Transaction.userEvent))) getBoard().localEdits++
     })
   ]
 }
@@ -219,6 +219,7 @@ export function showEditor (name, token) {
   const share = setUpShare({ panel: $('share-panel'), api, doc: name })
   const history = setUpHistory({ panel: $('history-panel'), api, board, canEdit: () => role === 'edit' })
   board.onHistory = () => history.changed()
+  board.onLanded = () => editor.undoManager.stopCapturing()
   anchorPopover($('share-panel'), $('share-button'))
   anchorPopover($('help-panel'), $('help-button'))
   anchorPopover($('history-panel'), $('history-button'))
@@ -260,7 +261,7 @@ export function showEditor (name, token) {
 
   // For tests and the console: the document, its editor, and Yjs positions as the API takes them.
   window.redraft = {
-    doc, text: ytext, provider, view, board,
+    doc, text: ytext, provider, view, board, undoManager: editor.undoManager,
     relativePosition: (index) => board.relativePosition(index),
     absolutePosition: (encoded) => board.absolutePosition(encoded)
   }

@@ -44,11 +44,13 @@ export class RedraftBoard {
     this.entries = new Map() // id -> the AI peer's latest word on it
     this.canvases = new Map() // id -> the CanvasView on screen
     this.lastApplied = null
-    this.justActed = null // {id, action: 'applied' | 'undone'} until this page's user types: what Ctrl+Z / Ctrl+Shift+Z take back
+    this.justActed = null // {id, action: 'applied' | 'undone', edits}: what Ctrl+Z / Ctrl+Shift+Z take back
+    this.localEdits = 0 // this page's own edits so far: typing after a redraft landed makes Ctrl+Z about the typing again
     this.signature = ''
     this.frame = 0
     this.onActivity = () => {}
     this.onHistory = () => {} // a redraft of this document changed: the history panel reloads
+    this.onLanded = () => {} // one of ours landed or was taken back: typing after it is a new undo step
     awareness.on('change', ({ added, updated, removed }) => {
       const changed = [...added, ...updated, ...removed]
       if (changed.some((id) => id !== awareness.clientID)) this.schedule()
@@ -195,12 +197,15 @@ export class RedraftBoard {
     // An undo or redo this page asked for says so itself; a late poll or state must not undo it again.
     if (own.status !== null && (status === 'done' || status === 'undone') && RANK[own.status] >= RANK.done && !own.expecting) return
     const previous = own.status
+    // An undo or redo asked for counts from when it was asked: typing while its answer travels ends it too.
+    const edits = own.expecting ? own.editsAtRequest : this.localEdits
     own.status = status
     own.expecting = null
+    if (status === 'done' || status === 'undone') this.onLanded()
     const why = detail ? ` (${detail})` : ''
     if (status === 'done') {
       this.lastApplied = id
-      this.justActed = { id, action: 'applied' }
+      this.justActed = { id, action: 'applied', edits }
       const again = previous === 'undone'
       this.toasts.show(again ? 'Redraft put back in.' : 'Redraft applied.', {
         kind: 'success', key: 'redraft', timeoutMs: 0, actions: [{ label: 'Undo', run: () => this.undo(id), title: `Undo it (${keyLabel('Mod-KeyZ')} right away)` }]
@@ -213,7 +218,7 @@ export class RedraftBoard {
     } else if (status === 'failed') {
       this.toasts.show(`The redraft failed${why}. Nothing was changed.`, { kind: 'error', key: 'redraft' })
     } else if (status === 'undone') {
-      this.justActed = { id, action: 'undone' }
+      this.justActed = { id, action: 'undone', edits }
       this.toasts.show('The redraft was undone: the passage is back as it was.', {
         key: 'redraft', actions: [{ label: 'Redo', run: () => this.redo(id), title: `Put it back (${keyLabel('Mod-Shift-KeyZ')} right away)` }]
       })
@@ -244,7 +249,7 @@ export class RedraftBoard {
 
   expect (id, status) {
     const own = this.mine.get(id)
-    if (own) own.expecting = status
+    if (own) Object.assign(own, { expecting: status, editsAtRequest: this.localEdits })
   }
 
   async undo (id = this.lastApplied) {
@@ -265,7 +270,7 @@ export class RedraftBoard {
   /** Ctrl+Z right after this page's own redraft landed: take that back rather than one's last keystroke. */
   undoJustApplied () {
     const acted = this.justActed
-    if (!acted || acted.action !== 'applied') return false
+    if (!acted || acted.action !== 'applied' || acted.edits !== this.localEdits) return false
     this.justActed = null
     this.undo(acted.id)
     return true
@@ -273,7 +278,7 @@ export class RedraftBoard {
 
   redoJustUndone () {
     const acted = this.justActed
-    if (!acted || acted.action !== 'undone') return false
+    if (!acted || acted.action !== 'undone' || acted.edits !== this.localEdits) return false
     this.justActed = null
     this.redo(acted.id)
     return true
