@@ -94,7 +94,7 @@ class Room:
         self.version = 0  # integrations so far: a measurement of compacted_bytes is good until this moves
         self._measured_version = -1
         self._integrated: list[bytes] = []
-        self.doc.observe(self._on_transaction)
+        self._observer = self.doc.observe(self._on_transaction)
         self._outbox: list[tuple[bytes, Peer | None]] = []
         self._flusher: asyncio.Task | None = None
         self.cursor = ""  # log position of this room's last append
@@ -102,6 +102,7 @@ class Room:
         self.log_bytes = 0  # bytes appended on top of it
         self._compactor: asyncio.Task | None = None
         self.is_closed = False
+        self.is_written = False  # the document has content, stored or on its way: else unloading loses nothing
 
     # --- loading -------------------------------------------------------------------
 
@@ -115,6 +116,7 @@ class Room:
         self.compacted_bytes, self._measured_version = len(state), self.version
         self.size_bytes = self.snapshot_bytes = stored.size_bytes
         self.cursor = stored.cursor
+        self.is_written = bool(stored.updates)
         await self.fanout.subscribe(self.name, stored.cursor, self)
         # Presence announced on other instances before we loaded is not in any log.
         await self.fanout.query_awareness(self.name)
@@ -145,6 +147,7 @@ class Room:
         if not news:
             return None
         integrated = news[0] if len(news) == 1 else merge_updates(*news)
+        self.is_written = True
         parsed = parse_update(integrated, strict=False)
         self._index(parsed)
         self.compacted_bytes += len(integrated) + extra_bytes(parsed)
@@ -433,6 +436,9 @@ class Room:
         if self.log_bytes:
             await self._compact()
         await self.fanout.unsubscribe(self.name)
+        # yrs holds the observer, and through it this room and its replica, where Python's collector cannot
+        # see the cycle: every unloaded room stayed in memory (8.5 MiB a round of an 8 MB document).
+        self.doc.unobserve(self._observer)
 
 
 def _log_failure(task: asyncio.Task) -> None:

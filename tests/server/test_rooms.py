@@ -166,3 +166,50 @@ async def test_a_log_left_behind_is_folded_after_loading(tmp_path):
     assert str(replica.get("content", type=Text)) == "left by a crash"
     await rooms.close()
     await store.close()
+
+
+@pytest.mark.anyio
+async def test_an_unloaded_room_is_freed(tmp_path):
+    """yrs held the room's observer, and through it the room and its replica, out of the collector's sight:
+    every unload of an 8 MB document left 8.5 MiB behind (issue 14: 97 -> 169 MB over 7 rounds)."""
+    import gc
+    import weakref
+
+    rooms, store = await manager(tmp_path, grace_s=0.0)
+    with anyio.fail_after(5):
+        room = await rooms.acquire("doc")
+        received = []
+        peer = make_peer(received)
+        room.join(peer)
+        room.handle(peer, encode_sync(SYNC_UPDATE, typed("kept " * 1000)))
+        room.leave(peer)
+        await peer.stop()
+        rooms.release(room)
+        while "doc" in rooms.rooms:
+            await anyio.sleep(0.02)
+    freed, replica = weakref.ref(room), weakref.ref(room.doc)
+    del room, peer, received
+    gc.collect()
+    assert (freed(), replica()) == (None, None)
+    await rooms.close()
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_room_nobody_wrote_to_unloads_when_its_last_client_leaves(tmp_path):
+    """Opening 2,000 names of empty documents kept 2,000 rooms for the grace period (issue 14)."""
+    rooms, store = await manager(tmp_path, grace_s=30.0)
+    with anyio.fail_after(5):
+        for i in range(40):  # each load takes 50 ms here (CountingStore)
+            rooms.release(await rooms.acquire(f"empty-{i}"))
+        written = await rooms.acquire("written")
+        writer = make_peer([])
+        written.handle(writer, encode_sync(SYNC_UPDATE, typed("text")))
+        await writer.stop()
+        rooms.release(written)
+        while len(rooms.rooms) > 1:
+            await anyio.sleep(0.02)
+    assert list(rooms.rooms) == ["written"]  # a written one keeps its grace period
+    assert store.loads == 41
+    await rooms.close()
+    await store.close()
