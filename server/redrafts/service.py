@@ -269,12 +269,10 @@ class RedraftService:
 
     async def accept(self, doc: str, redraft_id: str, by: dict | None = None) -> Redraft:
         redraft = self.get(doc, redraft_id)
-        if redraft.status == CONFLICT:
-            raise RedraftError(409, "conflict", _conflict_detail())
-        if redraft.status != SUGGESTED:
-            raise RedraftError(409, "not_suggested", f"only a suggestion can be accepted; this one is {redraft.status}")
+        _check_acceptable(redraft)
         room = await self.rooms.acquire(doc)
         try:
+            _check_acceptable(redraft)  # again: another accept (or an expiry) may have run while the room loaded
             if self._conflicts(room, redraft):
                 redraft.status = CONFLICT
                 self._show(redraft)
@@ -340,21 +338,17 @@ class RedraftService:
     # --- undo, cancel, reject --------------------------------------------------------------------------
 
     async def undo(self, doc: str, redraft_id: str, by: dict | None = None) -> Redraft:
-        redraft = self.get(doc, redraft_id)
-        if redraft.status != DONE:
-            raise RedraftError(409, "not_applied", f"only an applied redraft can be undone; this one is {redraft.status}")
-        return await self._take_back(redraft, UNDONE)
+        return await self._take_back(self.get(doc, redraft_id), UNDONE)
 
     async def redo(self, doc: str, redraft_id: str, by: dict | None = None) -> Redraft:
-        redraft = self.get(doc, redraft_id)
-        if redraft.status != UNDONE:
-            raise RedraftError(409, "not_undone", f"only an undone redraft can be redone; this one is {redraft.status}")
-        return await self._take_back(redraft, DONE)
+        return await self._take_back(self.get(doc, redraft_id), DONE)
 
     async def _take_back(self, redraft: Redraft, status: str) -> Redraft:
         """Undo after its merge or redo, redo after its undo: on the text as it is now, or a 409 saying why."""
+        _check_reversible(redraft, status)
         room = await self.rooms.acquire(redraft.doc)
         try:
+            _check_reversible(redraft, status)  # again: a second click may have undone it while the room loaded
             self.undo_history.take_back(room, redraft)
         except UndoRefused as exc:
             raise RedraftError(409, exc.code, exc.detail) from exc
@@ -537,6 +531,21 @@ def overall_progress(shown: dict, progress: dict) -> dict:
 
 def _unknown(doc: str, redraft_id: str) -> RedraftError:
     return RedraftError(404, "unknown_redraft", f"no redraft {redraft_id!r} in document {doc!r}")
+
+
+def _check_acceptable(redraft: Redraft) -> None:
+    if redraft.status == CONFLICT:
+        raise RedraftError(409, "conflict", _conflict_detail())
+    if redraft.status != SUGGESTED:
+        raise RedraftError(409, "not_suggested", f"only a suggestion can be accepted; this one is {redraft.status}")
+
+
+def _check_reversible(redraft: Redraft, status: str) -> None:
+    """Undo (to UNDONE) needs an applied redraft, redo (to DONE) an undone one."""
+    if status == UNDONE and redraft.status != DONE:
+        raise RedraftError(409, "not_applied", f"only an applied redraft can be undone; this one is {redraft.status}")
+    if status == DONE and redraft.status != UNDONE:
+        raise RedraftError(409, "not_undone", f"only an undone redraft can be redone; this one is {redraft.status}")
 
 
 def _conflict_detail() -> str:

@@ -265,3 +265,30 @@ def test_progress_never_goes_back_even_from_an_old_worker_or_a_retry():
         seen.append(shown)
     assert seen == [{"step": 3, "max_steps": 4}, {"step": 4, "max_steps": 4}, {"step": 4, "max_steps": 4},
                     {"step": 6, "max_steps": 8}, {"step": 6, "max_steps": 8}]
+
+
+@pytest.mark.anyio
+async def test_two_undos_or_accepts_at_once_act_once_while_the_document_loads(tmp_path):
+    config = ServerConfig(data_dir=tmp_path, room_grace_s=0.01)
+    services = Services.build(config)
+    service = services.redrafts
+    service.script = services.redrafts.backend = ScriptedBackend()
+    await services.start()
+    try:
+        room = service.room = await services.rooms.acquire("doc")
+        room.local_change(lambda: room.text.insert(0, TEXT))
+        applied = await redraft(service, "The quick brown fox jumps.", "A swift red fox leaps high.")
+        suggested = await redraft(service, "Middle text here.", "Middle text there.", mode="suggest")
+        services.rooms.release(room)
+        with anyio.fail_after(5):
+            while "doc" in services.rooms.rooms:  # unloaded: each command below waits for the load
+                await asyncio.sleep(0.01)
+        for redraft_id, action in ((applied, "undo"), (suggested, "accept")):
+            results = await asyncio.gather(*(service.command("doc", redraft_id, action) for _ in range(2)),
+                                           return_exceptions=True)
+            assert sorted(type(r).__name__ for r in results) == ["RedraftError", "dict"], results
+        room = await services.rooms.acquire("doc")
+        assert str(room.text) == TEXT.replace("Middle text here.", "Middle text there.")
+        services.rooms.release(room)
+    finally:
+        await services.close()
