@@ -234,7 +234,10 @@ class RedraftService:
             return self._end(redraft, FAILED, "the document was closed before the redraft could land")
         started = time.perf_counter()
         client_id = merge.fresh_client_id(set(decode_state_vector(room.doc.get_state())))
-        update = merge.merge_update(redraft.fork, redraft.text, client_id=client_id)
+        try:
+            update = merge.merge_update(redraft.fork, redraft.text, client_id=client_id)
+        except ValueError as exc:  # not valid text: seams.clean should have caught it
+            return self._end(redraft, FAILED, f"the model's text could not be merged: {exc}")
         if room.size_bytes + len(update) > room.max_doc_bytes:
             return self._end(redraft, FAILED, f"the document would exceed {room.max_doc_bytes} bytes")
 
