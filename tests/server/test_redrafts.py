@@ -380,6 +380,14 @@ def test_redis_engine_two_servers_and_a_worker_and_either_answers_for_a_redraft(
         for server in (one, two):  # each replica lists both, newest first, whichever holds them
             listed = httpx.get(api(server, "shared")).json()["redrafts"]
             assert [r["id"] for r in listed] == [second, first]
+        # alice (on one) rewrites the suggestion's words by hand: two, its owner, republishes why it cannot be undone.
+        text = a.text
+        at = utf16(text[: text.index(suggested["text"])])
+        a.delete(at, utf16(suggested["text"]))
+        a.insert(at, "Replaced by hand.")
+        blocked = wait_until(lambda: httpx.get(api(one, "shared")).json()["redrafts"][0]["undo_blocked"], 10,
+                             "the owner's republished undo state")
+        assert blocked.startswith("alice has since edited")
 
         # The owner gone: its redrafts can still be read, but no longer changed.
         two.stop()
