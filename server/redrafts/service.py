@@ -191,6 +191,8 @@ class RedraftService:
         for name in ("queue_s", "prefill_s", "denoise_s"):
             redraft.timings[name.removesuffix("_s")] = outcome["timings"].get(name, 0.0)
         redraft.engine_steps, redraft.engine_tokens = outcome["steps"], outcome["tokens"]
+        if redraft.progress["max_steps"]:  # the model's EOS may end it before the budget's last canvas
+            redraft.progress = {"step": redraft.progress["max_steps"], "max_steps": redraft.progress["max_steps"]}
         self.metrics.redraft_generated(outcome["steps"], outcome["tokens"], outcome["timings"].get("denoise_s", 0.0))
         fork, written = redraft.fork, seams.clean(outcome["text"], redraft.original)
         if not outcome.get("complete", True):  # the budget, not the model, ended it
