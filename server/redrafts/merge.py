@@ -79,20 +79,15 @@ class Fork:
     value: str  # the whole text then, to tell later whether the passage was edited
 
 
-def passage_changed(fork: Fork, value: str) -> bool:
-    """Whether the text now (`value`) differs from the fork's inside the passage: a character of it
-    deleted or replaced, or text typed strictly inside it (typing at its edges does not count)."""
-    return passage_state(fork, value)[0]
-
-
-def passage_state(fork: Fork, value: str) -> tuple[bool, bool]:
-    """(edited, gone): whether the passage was edited since the fork (see passage_changed), and whether
-    every character of it has been deleted.
+def passage_state(fork: Fork, changes: list[tuple[int, int, str]]) -> tuple[bool, bool]:
+    """(edited, gone) for the edits made to the fork's text since (revert.diff(fork.value, now)): whether
+    a character of the passage was deleted or replaced, or text typed strictly inside it (typing at its
+    edges does not count), and whether every character of it has been deleted.
 
     Compares text rather than resolving the anchors: pycrdt 0.14 cannot resolve a sticky index on some
     restored characters (a Rust panic), and after an undone redraft those are common."""
     is_edited, kept = False, fork.end - fork.start
-    for start, end, _ in edits(fork.value, value):
+    for start, end, _ in changes:
         if (start < fork.end and end > fork.start) or (start == end and fork.start < start < fork.end):
             is_edited = True
         kept -= max(0, min(end, fork.end) - max(start, fork.start))

@@ -290,7 +290,8 @@ class RedraftService:
     def _conflicts(self, room: Room, redraft: Redraft) -> bool:
         """Whether the suggestion can no longer be merged: every character of its passage was deleted since.
         Edits inside the passage are no conflict: the fork-based merge keeps them (they are flagged)."""
-        redraft.is_passage_edited, is_gone = merge.passage_state(redraft.fork, str(room.text))
+        changes = revert.diff(redraft.fork.value, str(room.text))
+        redraft.is_passage_edited, is_gone = merge.passage_state(redraft.fork, changes)
         return is_gone
 
     def _watch(self, doc: str) -> None:
