@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from .config import DOC_NAME_RULE, ServerConfig, is_valid_doc_name
+from .hosts import HostCheck
 from .metrics import CONTENT_TYPE
 from .redrafts import api as redraft_api
 from .services import Services
@@ -82,4 +83,5 @@ def create_app(config: ServerConfig) -> Starlette:
     ]
     # The editor's bundle is some 650 KB of minified JavaScript: compressed, a first visit loads a third of it.
     # HTTP only: websocket frames pass through untouched.
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(GZipMiddleware, minimum_size=1024)])
+    middleware = [Middleware(HostCheck, config=config), Middleware(GZipMiddleware, minimum_size=1024)]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

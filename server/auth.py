@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 ROLES = ("edit", "read")
 ALL_DOCS = "*"
+MAX_EXP = 1 << 53  # seconds; exactly representable as a float, some 285 million years out
 
 
 class AuthError(Exception):
@@ -66,7 +67,10 @@ def verify_token(secret: str | None, token: str | None, doc: str, now: float | N
         role, token_doc, exp = claims["role"], claims["doc"], claims.get("exp")
     except (ValueError, KeyError, TypeError) as exc:
         raise AuthError("the token is malformed") from exc
-    if role not in ROLES:
+    if not isinstance(exp, (int, float, type(None))) or isinstance(exp, bool) or not -MAX_EXP <= (exp or 0) <= MAX_EXP:
+        # A string, a list or 10**400 (which float() cannot hold) is a malformed token, not a server error.
+        raise AuthError("the token is malformed: exp must be a time in seconds")
+    if not isinstance(role, str) or role not in ROLES:
         raise AuthError(f"the token's role {role!r} is unknown")
     if token_doc not in (doc, ALL_DOCS):
         raise AuthError(f"the token is for document {token_doc!r}, not {doc!r}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import importlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,6 +16,33 @@ from .auth import ROLES, mint_token
 from .config import ServerConfig
 
 log = logging.getLogger("redraft")
+TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+class RedactTokens(logging.Filter):
+    """Writes `?token=...` as `?token=REDACTED` in every log line: uvicorn's access log (and its websocket
+    lines) record the whole query, and a share token there is a working link for whoever reads the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact(arg) for arg in record.args)
+        record.msg = _redact(record.msg)
+        return True
+
+
+def _redact(value):
+    return TOKEN_IN_QUERY.sub(r"\1REDACTED", value) if isinstance(value, str) else value
+
+
+def _log_config() -> dict:
+    """uvicorn's logging configuration with the token filter on each of its handlers."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact_tokens": {"()": RedactTokens}}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact_tokens")
+    return config
 
 
 def _env(flag: str, default=None):
@@ -175,6 +204,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"redraft serve: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactTokens())
     if config.secret is None:
         log.warning(
             "no --secret: every document is open to anyone who can reach %s:%d, so only loopback is served",
@@ -187,6 +218,7 @@ def serve(args: argparse.Namespace) -> int:
         host=config.host,
         port=config.port,
         log_level=args.log_level,
+        log_config=_log_config(),
         # Headroom so the room closes with its own code and reason; uvicorn's 1009 only
         # guards memory against absurd frames.
         ws_max_size=4 * config.max_message_bytes,

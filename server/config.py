@@ -9,11 +9,13 @@ from pathlib import Path
 
 ENGINE_MODES = ("local", "redis", "off")
 DOC_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
-DOC_NAME_RULE = "document names are 1-128 characters of A-Z a-z 0-9 . _ -"
+DOC_NAME_RULE = "document names are 1-128 characters of A-Z a-z 0-9 . _ -, and not . or .."
 
 
 def is_valid_doc_name(name: str) -> bool:
-    return DOC_NAME.fullmatch(name) is not None
+    # "." and ".." would name the directory, or its parent, wherever a name becomes a path or a URL segment
+    # (/d/.. is normalised away by browsers and proxies before it reaches us).
+    return DOC_NAME.fullmatch(name) is not None and name not in (".", "..")
 
 
 def is_loopback(host: str) -> bool:
@@ -126,7 +128,9 @@ class ServerConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_awareness_bytes < 256:
-            raise ValueError(f"max_awareness_bytes must be at least 256 (a name, colours and a cursor), not {self.max_awareness_bytes}")
+            raise ValueError(
+                f"max_awareness_bytes must be at least 256 (a name, colours, a cursor), not {self.max_awareness_bytes}"
+            )
         if self.max_messages_per_s <= 0:
             raise ValueError("max_messages_per_s must be positive")
         if self.engine == "redis" and not self.redis_url:

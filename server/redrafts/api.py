@@ -7,7 +7,6 @@ cross-site form cannot trigger a redraft.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from starlette.requests import Request
@@ -48,7 +47,10 @@ def _route(handler, needs_edit: bool):
         if needs_edit and not grant.can_edit:
             return _error(403, "read_only", "read-only: this link can view the document but not ask for redrafts")
         service: RedraftService = services.redrafts
-        user_key = hashlib.sha256(token.encode()).hexdigest()[:16] if token else (request.client or ("?",))[0]
+        # The per-user rate is per client address: anyone holding a link can mint more (POST .../share), so a
+        # token is not a user, and keying by token let one person multiply the limit. The address is what
+        # the connection limits count too; people behind one NAT share it.
+        user_key = (request.client or ("?",))[0]
         try:
             return await handler(request, service, doc, user_key)
         except RedraftError as exc:
@@ -58,7 +60,7 @@ def _route(handler, needs_edit: bool):
 
 
 async def _create(request: Request, service: RedraftService, doc: str, user_key: str):
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":  # RFC 9110: no case
         raise RedraftError(415, "not_json", "send the request as application/json")
     raw = await _read_body(request)
     try:

@@ -21,7 +21,9 @@ def client_for(tmp_path):
     clients = []
 
     def make(secret: str | None) -> TestClient:
-        client = TestClient(create_app(ServerConfig(data_dir=tmp_path, secret=secret)))
+        # Without a secret only loopback Hosts are served (server/hosts.py), not TestClient's "testserver".
+        base_url = "http://testserver" if secret else "http://localhost"
+        client = TestClient(create_app(ServerConfig(data_dir=tmp_path, secret=secret)), base_url=base_url)
         client.__enter__()
         clients.append(client)
         return client
