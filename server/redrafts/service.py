@@ -386,7 +386,7 @@ class RedraftService:
                 redraft.job.cancel()
             self._show(redraft)
         elif redraft.status in PENDING:
-            redraft.rejected_by = by
+            redraft.rejected_by = by or parse_person({})  # {"name": "Someone"} when the client did not say
             self._end(redraft, REJECTED)
         else:
             raise RedraftError(409, "finished", f"this redraft is already {redraft.status}")
