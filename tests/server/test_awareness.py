@@ -93,7 +93,8 @@ def test_a_good_state_is_relayed_with_the_role_stamped_and_no_ai_flag():
                    "cursor": state["cursor"]}
     assert json.loads(vet_client_state("{}", 4096, "editor")) == {"user": {"role": "editor"}}
     assert vet_client_state("null", 4096, "editor") == "null"
-    assert json.loads(vet_client_state('{"user":{"name":"名前😀"}}', 4096, "editor"))["user"]["name"] == "名前😀"
+    named = vet_client_state('{"user":{"name":"名前😀"}}', 4096, "editor")
+    assert json.loads(named)["user"]["name"] == "名前😀"
 
 
 @pytest.mark.parametrize(
@@ -146,7 +147,8 @@ def test_a_connection_speaks_for_the_first_id_it_announces_only():
     assert relayed(news) == {ALICE: (3, {"user": {"name": "Alice", "role": "editor"}})} and not refused
     # Mallory (read-only) announces herself, then Alice's id with a huge clock, then a removal of Alice.
     news, refused = room.from_client(
-        mallory, "viewer", payload((MALLORY, 1, user("M")), (ALICE, 10**6, user("EVIL-as-Alice")), (ALICE, 10**6 + 1, "null"))
+        mallory, "viewer",
+        payload((MALLORY, 1, user("M")), (ALICE, 10**6, user("EVIL-as-Alice")), (ALICE, 10**6 + 1, "null")),
     )
     assert relayed(news) == {MALLORY: (1, {"user": {"name": "M", "role": "viewer"}})}
     assert refused == {"awareness_foreign_id": 2}
@@ -205,8 +207,9 @@ def test_states_from_other_instances():
     alice = conn()
     room.from_client(alice, "editor", payload((ALICE, 3, user("Alice"))))
     bob_state = user("Bob", role="editor")
-    news, refused = room.from_remote("B", payload((BOB, 4, bob_state), (ALICE, 99, user("EVIL", role="editor")),
-                                                  (AI, 2, '{"redrafts":[]}'), (MALLORY, 1, user("M", color="red;x", role="viewer"))))
+    news, refused = room.from_remote("B", payload(
+        (BOB, 4, bob_state), (ALICE, 99, user("EVIL", role="editor")), (AI, 2, '{"redrafts":[]}'),
+        (MALLORY, 1, user("M", color="red;x", role="viewer"))))
     assert relayed(news) == {BOB: (4, bob_state), AI: (2, {"redrafts": []})}
     assert refused == {"remote_awareness_owned_here": 1, "remote_awareness_invalid": 1}
     # Bob moved to instance C; B's goodbye arrives late and is not news.

@@ -65,7 +65,8 @@ def test_css_colours_and_a_fake_ai_change_nothing_on_another_persons_page(start_
     page.locator(".cm-content").click()
     page.keyboard.type("Alpha beta gamma delta")
     wait_editor_text(page, "Alpha beta gamma delta")
-    where = page.evaluate("() => ({ start: window.redraft.relativePosition(6), end: window.redraft.relativePosition(16) })")
+    where = page.evaluate("() => ({ start: window.redraft.relativePosition(6),"
+                          " end: window.redraft.relativePosition(16) })")
     css = f"red;position:fixed;top:0;left:0;width:100vw;height:100vh;z-index:99999;background-image:url({base}/x)"
     fake = {"id": "fake", "requester": {"name": "Ada", "color": css}, "kind": "rewrite", "mode": "suggest",
             "status": "suggested", "anchors": where, "step": 16, "max_steps": 16, "text": "pwned", "tokens": [],
