@@ -8,6 +8,7 @@ import { EditorView, drawSelection, keymap, placeholder } from '@codemirror/view
 import { tags } from '@lezer/highlight'
 import * as Y from 'yjs'
 import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
+import { remoteCursorTheme, remoteCursors } from './remote-cursors.js'
 import { safeColor } from './trust.js'
 
 // Markdown as a writer sees it: the marks are quiet, the structure shows in the type itself.
@@ -47,11 +48,11 @@ const theme = EditorView.theme({
 const CURSOR_FALLBACK_COLOR = '#30bced' // y-codemirror.next's own default
 
 /**
- * Defence in depth (the server refuses such states already): y-codemirror.next writes a remote user's
- * `color` and `colorLight` into a `style` attribute as given, so each remote state's colours are made
- * strict #rrggbb[aa] in place. This listener goes first, before the one yCollab adds, which redraws
- * the cursors; and a state that arrives unsafe always differs from its sanitised predecessor, so it
- * always raises the 'change' event that brings it here.
+ * Defence in depth (the server refuses such states already): y-codemirror.next wrote a remote user's
+ * `color` and `colorLight` into a `style` attribute as given, and any other reader of awareness might, so
+ * each remote state's colours are made strict #rrggbb[aa] in place. This listener is registered before
+ * the editor's plugins add theirs (the cursors redraw on 'change'); and a state that arrives unsafe always
+ * differs from its sanitised predecessor, so it always raises the 'change' event that brings it here.
  */
 function keepRemoteColorsSafe (awareness) {
   const sanitise = (clientId) => {
@@ -83,7 +84,10 @@ export function createEditor ({ parent, ytext, awareness, extensions = [] }) {
         EditorView.contentAttributes.of({ 'aria-label': 'Document text', spellcheck: 'true', autocapitalize: 'sentences' }),
         theme,
         editable.of(readOnlyState(false)),
-        yCollab(ytext, awareness, { undoManager }),
+        // Sync and undo from y-codemirror; the others' cursors from remote-cursors.js (fresh names, strict colours, viewers).
+        yCollab(ytext, null, { undoManager }),
+        remoteCursorTheme,
+        remoteCursors(ytext, awareness),
         ...extensions
       ]
     })
