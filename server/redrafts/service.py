@@ -308,6 +308,8 @@ class RedraftService:
         if room is None:
             return
         for redraft in self.redrafts.values():
+            # A conflict stays one: a passage typed again (or restored by a client's undo) is made of new
+            # characters, and the suggestion's edits are pinned to the deleted ones.
             if redraft.doc == doc and redraft.status == SUGGESTED:
                 was_edited = redraft.is_passage_edited
                 if self._conflicts(room, redraft):
