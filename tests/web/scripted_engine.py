@@ -28,11 +28,16 @@ class ScriptedJob:
     def _event(self, event: str, data: dict) -> None:
         self.engine.client.xadd(self.reply_key, {"event": event, "attempt": 1, "data": json.dumps(data)})
 
-    def progress(self, step: int, max_steps: int, tokens: list, canvas_index: int = 0, text: str | None = None) -> None:
-        """One denoising step's snapshot: `tokens` is [[piece, confidence], ...] of the current canvas."""
+    def progress(self, step: int, max_steps: int, tokens: list, canvas_index: int = 0, text: str | None = None,
+                 num_canvases: int = 1) -> None:
+        """One denoising step's snapshot as engine/redrafts.py makes it: `tokens` is [[piece, confidence], ...]
+        (earlier canvases' text as one piece first), `progress` counts steps over all canvases."""
         written = text if text is not None else "".join(piece for piece, _ in tokens)
-        self._event("progress", {"step": step, "max_steps": max_steps, "canvas_index": canvas_index, "text": written,
-                                 "tokens": tokens, "stopped": False, "finished": False})
+        self._event("progress", {
+            "step": step, "max_steps": max_steps, "canvas_index": canvas_index, "num_canvases": num_canvases,
+            "progress": {"step": canvas_index * max_steps + step, "max_steps": num_canvases * max_steps},
+            "text": written, "tokens": tokens, "stopped": False, "finished": False,
+        })
 
     def finish(self, text: str, steps: int = 12) -> None:
         """The outcome, and the job leaves the group's pending list, as a worker does."""

@@ -80,3 +80,47 @@ def test_typing_inside_a_paragraph_while_it_is_redrafted_reaches_everyone_and_su
     grace.keyboard.type(" More.")
     expect(grace.locator(".cm-content")).to_contain_text(TYPED.strip() + " More.")
     wait_editor_text(ada, editor_text(grace))
+
+
+def test_the_whole_canvas_shows_while_it_resolves_and_the_counter_only_goes_up(scripted_server, open_page):
+    server, engine = scripted_server()
+    url = f"{server.http_url}/d/long"
+    ada, grace = open_page(url), open_page(url)
+    wait_connected(ada)
+    wait_connected(grace)
+    long = "A long paragraph that takes two canvases to rewrite, with many words in it. " * 3
+    ada.locator(".cm-content").click()
+    ada.keyboard.type(long.strip())
+    wait_editor_text(grace, long.strip())
+    grace.evaluate("""() => {
+        window.seenSteps = []
+        new MutationObserver(() => {
+            const step = document.querySelector('.cm-redraft-canvas .cm-redraft-step')
+            if (step && window.seenSteps[window.seenSteps.length - 1] !== step.textContent) window.seenSteps.push(step.textContent)
+        }).observe(document.querySelector('.cm-content'), { childList: true, subtree: true, characterData: true })
+    }""")
+    place_caret(ada, 5)
+    ada.keyboard.press("Control+k")
+    ada.get_by_role("option", name="Rewrite clearer").click()
+    job = engine.next_job()
+    first = "The first canvas wrote this whole sentence."
+    second = [[" Then", 0.9], [" the", 0.8], ["", 0.1], [" second", 0.6]]
+    job.progress(6, 12, canvas_tokens(first, 0.6), canvas_index=0, text=first, num_canvases=2)
+    expect(grace.locator(".cm-redraft-step")).to_have_text(re.compile(r"step \d+/\d+"))
+    job.progress(12, 12, canvas_tokens(first, 1.0), canvas_index=0, text=first, num_canvases=2)
+    # The second canvas: the first one's text stays on screen before it, and the count goes on from there.
+    job.progress(3, 12, [[first, 1.0], *second], canvas_index=1, text=first + " Then the second", num_canvases=2)
+    canvas = grace.locator(".cm-redraft-canvas")
+    expect(canvas.locator(".cm-redraft-tokens")).to_contain_text(first + " Then the")
+    expect(canvas.locator(".cm-redraft-masked")).to_have_count(1)
+    job.progress(2, 12, [[first, 1.0], *second], canvas_index=1, text=first + " Then the second", num_canvases=2)  # a late one
+    job.progress(9, 12, [[first, 1.0], [" Then", 0.9], [" the", 0.9], [" second", 0.9], [" one.", 0.9]], canvas_index=1,
+                 text=first + " Then the second one.", num_canvases=2)
+    expect(canvas.locator(".cm-redraft-tokens")).to_contain_text(first + " Then the second one.")
+    job.finish(first + " Then the second one.")
+    expect(canvas).to_have_count(0)
+    seen = grace.evaluate("() => window.seenSteps")
+    steps = [re.fullmatch(r"step (\d+)/(\d+)", label) for label in seen]
+    fractions = [int(step[1]) / int(step[2]) for step in steps if step]  # before them: "waiting for the AI"
+    assert fractions == sorted(fractions) and len(fractions) >= 3, seen
+    wait_editor_text(grace, first + " Then the second one.")
