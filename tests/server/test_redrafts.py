@@ -208,6 +208,10 @@ def test_the_history_for_readers_undo_of_an_older_redraft_redo_and_who_blocks_an
     assert [(r["id"], r["requester"]["name"], r["kind"], r["mode"], r["status"]) for r in redrafts] == [
         (second["id"], "bob", "rewrite", "apply", "done"), (first["id"], "alice", "rewrite", "apply", "done")]
     assert all(r["can_undo"] and not r["can_redo"] and r["undo_blocked"] is None for r in redrafts)
+    page = httpx.get(api(server, "hist"), params={"token": read, "limit": 1}).json()["redrafts"]
+    older = httpx.get(api(server, "hist"), params={"token": read, "before": page[-1]["created_at"]}).json()["redrafts"]
+    assert [r["id"] for r in page + older] == [second["id"], first["id"]]
+    assert httpx.get(api(server, "hist"), params={"token": read, "limit": 0}).json()["error"] == "bad_request"
     assert httpx.post(api(server, "hist", f"/{first['id']}/undo"), params={"token": read}).status_code == 403
 
     undone = httpx.post(api(server, "hist", f"/{first['id']}/undo"), params={"token": edit})  # the older one
