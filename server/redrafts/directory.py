@@ -34,6 +34,7 @@ from .record import Redraft
 log = logging.getLogger(__name__)
 
 KEEP_S = 3600  # how long a redraft's view stays readable from other replicas
+OWNER_GONE = "the server that ran this redraft has stopped, so it can no longer be undone or redone"
 HISTORY_KEEP = 500  # redraft ids kept per document in its history set
 # What, when it changes, makes a view worth republishing (the step counter alone is not).
 SIGNATURE = ("status", "can_undo", "can_redo", "undo_blocked", "rejected_by", "passage_edited", "text", "error")
@@ -169,19 +170,24 @@ class RedisDirectory:
         ids = await self.client.zrevrangebyscore(self._history_key(doc), top, "-inf", start=0, num=limit)
         if not ids:
             return []
+        entries = [json.loads(raw) for raw in await self.client.mget([self._key(i.decode()) for i in ids]) if raw]
+        entries = [entry for entry in entries if entry.get("doc") == doc]  # (a view outlived by its id: expired)
+        owners = sorted({entry["owner"] for entry in entries} - {self.instance_id})
+        listening = dict(await self.client.pubsub_numsub(*[self._channel(o) for o in owners])) if owners else {}
         views = []
-        for raw in await self.client.mget([self._key(i.decode()) for i in ids]):
-            if raw:  # a view outlived by its id: expired
-                entry = json.loads(raw)
-                if entry.get("doc") == doc:
-                    views.append(entry["view"])
+        for entry in entries:
+            view = entry["view"]
+            if entry["owner"] != self.instance_id and not listening.get(self._channel(entry["owner"]).encode()):
+                if view.get("status") in ("done", "undone"):  # its owner has stopped: undo went with it
+                    view = {**view, "can_undo": False, "can_redo": False, "undo_blocked": OWNER_GONE}
+            views.append(view)
         return views
 
     async def forward(self, owner: str, doc: str, redraft_id: str, action: str, by: dict | None = None) -> tuple[int, dict]:
         reply = f"{self.prefix}:redraft:reply:{uuid.uuid4().hex}"
         message = json.dumps({"doc": doc, "id": redraft_id, "action": action, "by": by, "reply": reply})
         if not await self.client.publish(self._channel(owner), message):
-            raise OwnerUnreachable("the server that ran this redraft has stopped")
+            raise OwnerUnreachable("the server that ran this redraft has stopped")  # (OWNER_GONE's first words)
         answer = await self.client.blpop([reply], timeout=self.answer_timeout_s)
         if answer is None:
             raise OwnerUnreachable(f"the server that ran this redraft did not answer within {self.answer_timeout_s:g} s")

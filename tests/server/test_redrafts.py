@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from server.auth import mint_token
+from server.redrafts.directory import OWNER_GONE
 from tests.support.processes import wait_until
 
 SECRET = "s" * 32
@@ -397,6 +398,8 @@ def test_redis_engine_two_servers_and_a_worker_and_either_answers_for_a_redraft(
         two.stop()
         three = start_server("three", redis_url=redis_server.url, extra_args=("--engine", "redis"))
         assert httpx.get(api(three, "shared", f"/{second}")).json()["status"] == "done"
+        listed = {r["id"]: r for r in httpx.get(api(three, "shared")).json()["redrafts"]}
+        assert (listed[second]["can_undo"], listed[second]["undo_blocked"]) == (False, OWNER_GONE)
         gone = httpx.post(api(three, "shared", f"/{second}/undo"))
         assert (gone.status_code, gone.json()["error"]) == (503, "owner_unreachable"), gone.text
         assert "the server that ran this redraft has stopped" in gone.json()["detail"]
