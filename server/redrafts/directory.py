@@ -163,7 +163,10 @@ class RedisDirectory:
 
     async def lookup(self, redraft_id: str) -> dict | None:
         raw = await self.client.get(self._key(redraft_id))
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        entry = json.loads(raw)
+        return (await self._as_of_now([entry]))[0]
 
     async def history(self, doc: str, limit: int, before: float | None) -> list[dict]:
         top = f"({before}" if before is not None else "+inf"
@@ -172,16 +175,18 @@ class RedisDirectory:
             return []
         entries = [json.loads(raw) for raw in await self.client.mget([self._key(i.decode()) for i in ids]) if raw]
         entries = [entry for entry in entries if entry.get("doc") == doc]  # (a view outlived by its id: expired)
+        return [entry["view"] for entry in await self._as_of_now(entries)]
+
+    async def _as_of_now(self, entries: list[dict]) -> list[dict]:
+        """The entries with the views of stopped owners' redrafts saying they can no longer be undone."""
         owners = sorted({entry["owner"] for entry in entries} - {self.instance_id})
         listening = dict(await self.client.pubsub_numsub(*[self._channel(o) for o in owners])) if owners else {}
-        views = []
         for entry in entries:
             view = entry["view"]
             if entry["owner"] != self.instance_id and not listening.get(self._channel(entry["owner"]).encode()):
                 if view.get("status") in ("done", "undone"):  # its owner has stopped: undo went with it
-                    view = {**view, "can_undo": False, "can_redo": False, "undo_blocked": OWNER_GONE}
-            views.append(view)
-        return views
+                    entry["view"] = {**view, "can_undo": False, "can_redo": False, "undo_blocked": OWNER_GONE}
+        return entries
 
     async def forward(self, owner: str, doc: str, redraft_id: str, action: str, by: dict | None = None) -> tuple[int, dict]:
         reply = f"{self.prefix}:redraft:reply:{uuid.uuid4().hex}"

@@ -397,7 +397,8 @@ def test_redis_engine_two_servers_and_a_worker_and_either_answers_for_a_redraft(
         # The owner gone: its redrafts can still be read, but no longer changed.
         two.stop()
         three = start_server("three", redis_url=redis_server.url, extra_args=("--engine", "redis"))
-        assert httpx.get(api(three, "shared", f"/{second}")).json()["status"] == "done"
+        view = httpx.get(api(three, "shared", f"/{second}")).json()
+        assert (view["status"], view["can_undo"], view["undo_blocked"]) == ("done", False, OWNER_GONE)
         listed = {r["id"]: r for r in httpx.get(api(three, "shared")).json()["redrafts"]}
         assert (listed[second]["can_undo"], listed[second]["undo_blocked"]) == (False, OWNER_GONE)
         gone = httpx.post(api(three, "shared", f"/{second}/undo"))
