@@ -39,18 +39,8 @@ from .protocol import (
     encode_sync,
 )
 from .stores.base import Store
-from .updates import (
-    DeleteIndex,
-    ParsedUpdate,
-    PendingUpdates,
-    SurrogateIndex,
-    advance_clocks,
-    brings_news,
-    extra_bytes,
-    first_missing,
-    growth_bytes,
-    parse_update,
-)
+from .budgets import PendingUpdates, extra_bytes, first_missing, growth_bytes
+from .updates import DeleteIndex, ParsedUpdate, SurrogateIndex, advance_clocks, brings_news, parse_update
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,158 @@
+"""What an update would cost, decided before applying it: checked against what yrs then does.
+
+Updates are written byte by byte (lib0 varuints, Yjs v1 structs) so that they can be what no Yjs client
+makes: dependency cycles, gaps, deletions of clocks nobody wrote.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pycrdt import Doc, Text
+
+from server.budgets import PendingUpdates, first_missing, growth_bytes
+from server.updates import DeleteIndex, advance_clocks, decode_state_vector, parse_update
+
+A, B = 1_000_001, 2_000_002
+
+
+def varuint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def item(text: str, origin: tuple[int, int] | None = None, right: tuple[int, int] | None = None) -> bytes:
+    """A string item (content ref 4); without neighbours its parent is the root type "content"."""
+    info = 4 | (0x80 if origin else 0) | (0x40 if right else 0)
+    out = bytes([info])
+    for neighbour in (origin, right):
+        if neighbour:
+            out += varuint(neighbour[0]) + varuint(neighbour[1])
+    if not origin and not right:
+        out += varuint(1) + varuint(7) + b"content"
+    return out + varuint(len(text.encode())) + text.encode()
+
+
+def run(client: int, clock: int, *structs: bytes) -> bytes:
+    return varuint(len(structs)) + varuint(client) + varuint(clock) + b"".join(structs)
+
+
+def update(*runs: bytes, deletes: tuple[tuple[int, int, int], ...] = ()) -> bytes:
+    """Runs of structs, then a delete set of (client, clock, length) ranges, grouped by client as Yjs writes
+    it (yrs keeps only the last entry of a client that appears twice)."""
+    by_client: dict[int, list[tuple[int, int]]] = {}
+    for client, clock, length in deletes:
+        by_client.setdefault(client, []).append((clock, length))
+    ds = varuint(len(by_client)) + b"".join(
+        varuint(client) + varuint(len(ranges)) + b"".join(varuint(k) + varuint(n) for k, n in ranges)
+        for client, ranges in by_client.items()
+    )
+    return varuint(len(runs)) + b"".join(runs) + ds
+
+
+def integrated_whole(base: bytes, candidate: bytes) -> bool:
+    """Whether yrs integrates every clock of `candidate` (nothing of it left pending)."""
+    doc = Doc()
+    doc.get("content", type=Text)
+    doc.apply_update(base)
+    doc.apply_update(candidate)
+    state = decode_state_vector(doc.get_state())
+    parsed = parse_update(candidate)
+    return all(state.get(b.client, 0) >= b.clock + b.length for b in parsed.blocks) and all(
+        state.get(c, 0) >= k + n for c, k, n in parsed.deletions
+    )
+
+
+BASE = update(run(A, 0, item("hello")))  # A:0-4
+
+CASES = {
+    "typing after the text": (update(run(B, 0, item("!", origin=(A, 4)))), None),
+    "a gap in the client's own clocks": (update(run(A, 7, item("x", origin=(A, 4)))), (A, 6)),
+    "an origin nobody wrote": (update(run(B, 0, item("x", origin=(9, 3)))), (9, 3)),
+    "a right origin past the text": (update(run(B, 0, item("x", right=(A, 5)))), (A, 5)),
+    # B's item comes after A's in the encoding, yet A:5 needs it: both land, in yrs' order.
+    "a dependency later in the same update": (
+        update(run(A, 5, item("a", origin=(B, 0))), run(B, 0, item("b", origin=(A, 4)))),
+        None,
+    ),
+    "a cycle between two clients": (
+        update(run(A, 5, item("a", origin=(B, 0))), run(B, 0, item("b", origin=(A, 5)))),
+        (B, 0),
+    ),
+    "deleting what exists": (update(deletes=((A, 1, 2),)), None),
+    "deleting clocks nobody wrote": (update(deletes=((A, 3, 10),)), (A, 5)),
+}
+
+
+@pytest.mark.parametrize("candidate, missing", CASES.values(), ids=CASES.keys())
+def test_first_missing_agrees_with_yrs(candidate, missing):
+    clocks: dict[int, int] = {}
+    advance_clocks(clocks, parse_update(BASE))
+    found = first_missing(parse_update(candidate), clocks)
+    assert found == missing
+    assert integrated_whole(BASE, candidate) == (missing is None)
+
+
+def test_growth_counts_only_news():
+    """A reconnecting client's sync step 2 repeats the document and its deletions: only its keystroke counts."""
+    doc = Doc()
+    text = doc.get("content", type=Text)
+    text.insert(0, "hello world " * 500)
+    del text[0:6]
+    server_state = doc.get_update()
+    clocks: dict[int, int] = {}
+    deleted = DeleteIndex()
+    advance_clocks(clocks, parse_update(server_state))
+    deleted.add(parse_update(server_state))
+    before = doc.get_state()
+    text.insert(3, "!")
+    keystroke = doc.get_update(before)
+    step2 = doc.get_update()  # what a client that missed nothing would send back in full
+    assert growth_bytes(parse_update(step2), clocks, deleted) == growth_bytes(parse_update(keystroke), clocks, deleted)
+    # Its own bytes, the header of its client's run, and the two items it may cut (its neighbours).
+    assert 0 < growth_bytes(parse_update(keystroke), clocks, deleted) < len(keystroke) + 20 + 2 * 24
+
+
+def test_growth_bounds_what_a_gc_only_update_adds():
+    """8 bytes on the wire per GC-only client, 15 in the document's encoding (which lists GC ranges as
+    deletions): the charge is not below what yrs then stores."""
+    clients = range(1 << 27, (1 << 27) + 500)
+    gc_only = varuint(len(clients)) + b"".join(run(c, 0, b"\x00" + varuint(1)) for c in clients) + varuint(0)
+    doc = Doc()
+    doc.apply_update(gc_only)
+    stored = len(doc.get_update())
+    assert len(gc_only) < stored <= growth_bytes(parse_update(gc_only), {}, DeleteIndex())
+
+
+def test_deletions_that_cut_items_are_charged_for_the_cuts():
+    doc = Doc(client_id=A)
+    text = doc.get("content", type=Text)
+    text.insert(0, "ab" * 2_000)
+    state = doc.get_update()
+    clocks: dict[int, int] = {}
+    advance_clocks(clocks, parse_update(state))
+    cuts = update(deletes=tuple((A, 2 * i + 1, 1) for i in range(2_000)))
+    doc.apply_update(cuts)
+    grown = len(doc.get_update()) - len(state)
+    assert grown > 2 * len(cuts)  # the encoding grows far more than the delete set's own bytes
+    assert grown <= growth_bytes(parse_update(cuts), clocks, DeleteIndex())
+
+
+def test_pending_updates_are_let_go_when_what_they_wait_for_arrives():
+    pending = PendingUpdates()
+    clocks: dict[int, int] = {}
+    advance_clocks(clocks, parse_update(BASE))
+    waiting = parse_update(update(run(B, 0, item("x", origin=(A, 6)))))
+    pending.hold(100, waiting, first_missing(waiting, clocks))
+    unrelated = parse_update(update(run(B + 1, 0, item("y", origin=(A, 4)))))
+    advance_clocks(clocks, unrelated)
+    pending.advance(unrelated, clocks)
+    assert (pending.num_bytes, len(pending)) == (100, 1)
+    # What it waits for arrives: yrs integrates it from its pending store in the same transaction.
+    arrived = parse_update(update(run(A, 5, item("12", origin=(A, 4)))))
+    advance_clocks(clocks, arrived)
+    pending.advance(arrived, clocks)
+    assert (pending.num_bytes, len(pending)) == (0, 0)
