@@ -53,7 +53,7 @@ class ServerConfig:
     max_send_queue: int = _opt(2000, "frames queued for a slow client before it is disconnected (it resyncs)")
     max_send_queue_bytes: int = _opt(
         4 << 20, "bytes queued for a slow client before it is disconnected (4508; it resyncs): 200 slow clients "
-        "hold at most 800 MiB, and one frame larger than this (a big document's first sync) still goes out alone"
+        "hold at most 800 MiB, plus the one frame each that took it past (a large document's first sync)"
     )
     max_pending_bytes: int = _opt(
         1 << 20, "bytes of updates a document keeps while they wait for changes they depend on (a client's "

@@ -70,9 +70,10 @@ class Peer:
             self.close(CLOSE_SLOW_CLIENT, f"client fell {self.max_send_queue} messages behind")
             return
         # Frames count by bytes too: 2,000 frames of 1 MB would be 2 GB for one client that never reads
-        # (issue 14). A frame larger than the budget still goes out when nothing waits before it: a large
-        # document's first sync step 2 is one frame.
-        if self._queue and self.queued_bytes + len(frame) > self.max_send_queue_bytes:
+        # (issue 14). The check is on what already waits, so one frame may take the queue past the budget:
+        # a large document's sync step 2 is one frame, and a joiner in a busy room has a few small ones
+        # queued when it asks. A client holds at most the budget plus one frame.
+        if self.queued_bytes >= self.max_send_queue_bytes:
             self.metrics.refused("slow_client")
             self.close(CLOSE_SLOW_CLIENT, f"client fell {self.queued_bytes + len(frame)} bytes behind")
             return
