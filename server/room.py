@@ -355,11 +355,18 @@ class Room:
     # --- fan-out from other instances ----------------------------------------------------
 
     def on_remote_update(self, update: bytes) -> None:
+        held = self.pending.num_bytes
         integrated = self._apply(update)
         if integrated is None:
             return
-        self.size_bytes += len(integrated)
         self.metrics.update_received(len(integrated), source="remote")
+        if self.pending.num_bytes < held:
+            # It completed updates our own clients sent ahead of what they needed: yrs integrated them in
+            # the same transaction, and they are in no log yet. Stored with it (the remote part repeats
+            # harmlessly), or the other instances would never see them.
+            self._enqueue(integrated, None)
+            return
+        self.size_bytes += len(integrated)
         self._broadcast(integrated, None)
 
     def on_awareness_query(self) -> None:

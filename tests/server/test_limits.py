@@ -349,3 +349,32 @@ def test_a_client_that_never_reads_is_cut_off_by_bytes_and_memory_stays_bounded(
         assert server_text(server.ws_url, "slow") == ""
     finally:
         server.stop()
+
+
+# --- across instances: what waited here and was completed from elsewhere is stored here --------------------
+
+def test_an_update_held_on_one_instance_and_completed_from_another_reaches_every_instance(tmp_path):
+    """u2 waits on instance A for u1; u1 arrives at B and reaches A through the shared log. A's replica then
+    integrates u2, which only A has: A must store it, or B (and every later load) never sees it."""
+    redis_server = RedisServer(tmp_path / "redis")
+    a = ServerProcess(tmp_path / "a", redis_url=redis_server.url, extra_args=LIMITS).start()
+    b = ServerProcess(tmp_path / "b", redis_url=redis_server.url, extra_args=LIMITS).start()
+    try:
+        u1, u2 = dependent_update(2_000, seed=21)
+        with open_raw(a.ws_url, "across") as on_a, open_raw(b.ws_url, "across") as on_b:
+            on_a.send(update_frame(u2))
+            roundtrip(on_a)  # held on A
+            on_b.send(update_frame(u1))
+            roundtrip(on_b)
+        expected = "x" + "y" * 1_980
+        wait_until(lambda: server_text(b.ws_url, "across") == expected, 10, "u2 to reach instance B")
+        b.stop()
+        fresh = ServerProcess(tmp_path / "c", redis_url=redis_server.url, extra_args=LIMITS).start()
+        try:
+            assert server_text(fresh.ws_url, "across") == expected  # and it is in the store
+        finally:
+            fresh.stop()
+    finally:
+        a.stop()
+        b.stop()
+        redis_server.stop()
