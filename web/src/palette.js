@@ -71,19 +71,29 @@ export function createPalette ({ dialog, view, board, getBlocker }) {
     return [...free, ...PRESETS].map((option) => ({ ...option, range: targetFor(view.state, option.scope) }))
   }
 
-  /** Above or below the passage, whichever has more room, so the text it will rewrite stays in sight. */
+  /**
+   * Above or below the passage, whichever has room, so the text it will rewrite stays in sight; where
+   * neither has, the page first scrolls the passage up under the top bar to make room below it.
+   */
   function place () {
     const range = targetFor(view.state, 'passage') || [view.state.selection.main.head, view.state.selection.main.head]
-    const top = view.coordsAtPos(range[0], 1)
-    const bottom = view.coordsAtPos(range[1], -1)
     dialog.style.marginTop = ''
-    if (!top || !bottom) return
     const height = dialog.offsetHeight
-    const below = window.innerHeight - bottom.bottom
     const gap = 12
-    if (below >= height + gap) dialog.style.marginTop = `${Math.round(bottom.bottom + gap)}px`
-    else if (top.top >= height + gap) dialog.style.marginTop = `${Math.round(top.top - gap - height)}px`
-    else dialog.style.marginTop = `${Math.max(8, Math.round(window.innerHeight - height - 8))}px`
+    const measure = () => [view.coordsAtPos(range[0], 1), view.coordsAtPos(range[1], -1)]
+    let [top, bottom] = measure()
+    if (!top || !bottom) return
+    const barBottom = document.querySelector('.bar')?.getBoundingClientRect().bottom || 0
+    const fitsBelow = () => window.innerHeight - bottom.bottom >= height + gap
+    const fitsAbove = () => top.top - barBottom >= height + gap
+    const isOffScreen = top.top < barBottom || top.top > window.innerHeight
+    if (isOffScreen || (!fitsBelow() && !fitsAbove())) {
+      window.scrollBy(0, top.top - barBottom - gap) // the passage just under the bar, the room under it for the palette
+      ;[top, bottom] = measure()
+      if (!top || !bottom) return
+    }
+    const wanted = fitsBelow() ? bottom.bottom + gap : fitsAbove() ? top.top - gap - height : window.innerHeight - height - 8
+    dialog.style.marginTop = `${Math.round(Math.max(8, Math.min(wanted, window.innerHeight - height - 8)))}px`
   }
 
   function render () {
@@ -109,6 +119,7 @@ export function createPalette ({ dialog, view, board, getBlocker }) {
     note.textContent = blocker || ''
     runButton.disabled = Boolean(blocker) || !current || !current.range
     runButton.textContent = current && !current.free ? current.label : 'Redraft'
+    if (dialog.open) place() // the typed instruction adds an option: the palette grows, and must still clear the passage
   }
 
   function move (delta) {
