@@ -2,11 +2,18 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { EditorSelection, EditorState } from '../../web/node_modules/@codemirror/state/dist/index.js'
-import { tokenLook, stepLabel, UNRESOLVED_BELOW } from '../../web/src/canvas-view.js'
+import { progressOf, stepLabel, tokenLook, UNRESOLVED_BELOW, writtenBefore } from '../../web/src/canvas-view.js'
 import { describeConnection } from '../../web/src/connection.js'
-import { tokenize, wordDiff } from '../../web/src/diff.js'
+import { changedShare, tokenize, wordDiff } from '../../web/src/diff.js'
+import { askedFor, whenAsked } from '../../web/src/history.js'
+import { COLORS, freeColor } from '../../web/src/identity.js'
 import { targetFor } from '../../web/src/palette.js'
+import { panelLeft } from '../../web/src/popover.js'
 import { whenOpened } from '../../web/src/recent.js'
+import { movesOn } from '../../web/src/redrafts.js'
+import { caretLabel } from '../../web/src/remote-cursors.js'
+import { SHORTCUTS, keyLabel, matches } from '../../web/src/shortcuts.js'
+import { isAiPeer, safeColor } from '../../web/src/trust.js'
 
 const SEED = Number(process.env.UNITS_SEED || Date.now() % 2 ** 31)
 const where = (context) => `UNITS_SEED=${SEED} ${JSON.stringify(context)}` // every random failure names its seed
@@ -87,4 +94,79 @@ test('recent documents say when they were opened', () => {
   assert.equal(whenOpened(now - 5 * 60_000, now), '5 min ago')
   assert.equal(whenOpened(now - 3 * 3600_000, now), '3 h ago')
   assert.equal(whenOpened(now - 30 * 3600_000, now), 'yesterday')
+})
+
+const key = (code, mods = {}) => ({ code, ctrlKey: false, altKey: false, shiftKey: false, metaKey: false, getModifierState: () => false, ...mods })
+
+test('no shortcut is Ctrl+Alt+letter, and an AltGr keystroke never runs one', () => {
+  for (const mac of [false, true]) {
+    for (const [shortcut] of SHORTCUTS) {
+      assert.ok(!/Mod-Alt|Alt-Mod/.test(shortcut), shortcut)
+      const code = shortcut.split('-').pop()
+      // AltGr as Windows reports it (Ctrl+Alt), with or without Shift (Polish Ż is AltGr+Shift+Z).
+      for (const shiftKey of [false, true]) {
+        assert.equal(matches(shortcut, key(code, { ctrlKey: true, altKey: true, shiftKey }), false), false, shortcut)
+      }
+      assert.equal(matches(shortcut, key(code, { altKey: true, getModifierState: (name) => name === 'AltGraph' }), mac), false)
+    }
+  }
+  assert.equal(matches('Chord-KeyZ', key('KeyZ', { altKey: true, shiftKey: true }), false), true)
+  assert.equal(matches('Chord-KeyZ', key('KeyZ', { altKey: true, metaKey: true }), true), true) // ⌘⌥Z on a Mac
+  assert.equal(matches('Chord-KeyZ', key('KeyZ', { altKey: true, shiftKey: true }), true), false) // ⌥⇧Z types on a Mac
+  assert.equal(matches('Mod-Shift-Enter', key('Enter', { ctrlKey: true, shiftKey: true }), false), true)
+  assert.equal(keyLabel('Chord-KeyH', false), 'Alt+Shift+H')
+  assert.equal(keyLabel('Chord-KeyH', true), '⌘⌥H')
+  assert.equal(keyLabel('Mod-Shift-Enter', false), 'Ctrl+Shift+Enter')
+})
+
+test('only the id range the session reserves is the AI, and only strict colours pass', () => {
+  const session = { ai_client_id_min: 2 ** 32 }
+  assert.equal(isAiPeer(2 ** 32, { user: {} }, session), true)
+  assert.equal(isAiPeer(2 ** 32 - 1, { user: { name: 'Redraft AI', ai: true } }, session), false)
+  assert.equal(isAiPeer(2 ** 32 + 5, null, session), false)
+  assert.equal(isAiPeer(2 ** 32 + 5, { user: {} }, null), false) // no session yet: nobody
+  assert.equal(safeColor('#a1b2c3', 'x'), '#a1b2c3')
+  assert.equal(safeColor('#a1b2c3cc', 'x'), '#a1b2c3cc')
+  for (const bad of ['red', '#abc', 'url(x)', '#a1b2c3; background: url(x)', null, 7]) assert.equal(safeColor(bad, 'x'), 'x')
+})
+
+test('the canvas shows earlier canvases before the current one, and its counter never goes back', () => {
+  assert.equal(writtenBefore('First part. Second', [[' Second', 0.9]]), 'First part.')
+  assert.equal(writtenBefore('First part. Second', [['First part.', 1], [' Second', 0.9]]), '') // earlier ones as a piece
+  assert.equal(writtenBefore('', [[' x', 1]]), '')
+  assert.deepEqual(progressOf({ step: 3, max_steps: 12, progress: { step: 15, max_steps: 24 } }), [15, 24])
+  assert.deepEqual(progressOf({ step: 3, max_steps: 12 }), [3, 12])
+  assert.equal(stepLabel({ status: 'running' }, [15, 24]), 'step 15/24')
+})
+
+test('statuses move forward, except undo and redo between done and undone', () => {
+  assert.equal(movesOn(null, 'queued'), true)
+  assert.equal(movesOn('running', 'queued'), false)
+  assert.equal(movesOn('suggested', 'expired'), true)
+  assert.equal(movesOn('done', 'undone'), true)
+  assert.equal(movesOn('undone', 'done'), true)
+  assert.equal(movesOn('done', 'running'), false)
+  assert.equal(movesOn('done', 'bogus'), false)
+})
+
+test('a full rewrite is mostly change; a small edit is not', () => {
+  assert.ok(changedShare(wordDiff('The old plan was slow.', 'A faster plan replaced it entirely.')) > 0.5)
+  assert.ok(changedShare(wordDiff('Alpha beta gamma delta.', 'Alpha Beta gamma delta.')) < 0.5)
+  assert.equal(changedShare([]), 0)
+})
+
+test('panels stay on screen, colours avoid the worn ones, labels say who', () => {
+  assert.equal(panelLeft(380, 300, 390), 80)
+  assert.equal(panelLeft(120, 370, 390), 8) // the Help button far left on a phone: the panel starts on screen
+  assert.equal(panelLeft(1000, 400, 1100), 600)
+  assert.equal(freeColor([COLORS[0], COLORS[1]]), COLORS[2])
+  assert.equal(freeColor(COLORS.concat([COLORS[0]])), COLORS[1])
+  assert.equal(caretLabel({ name: 'Ada', role: 'viewer' }), 'Ada (viewing)')
+  assert.equal(caretLabel({ name: 'Ada', role: 'editor' }), 'Ada')
+  assert.equal(caretLabel({ name: 5 }), 'Anonymous')
+  const now = Date.UTC(2026, 11, 6, 1) / 1000
+  assert.equal(whenAsked(now - 30, now * 1000), 'just now')
+  assert.equal(whenAsked(now - 600, now * 1000), '10 min ago')
+  assert.equal(askedFor({ instruction: '  Make it formal ', kind: 'rewrite' }), '“Make it formal”')
+  assert.equal(askedFor({ instruction: '', kind: 'continue' }), 'Continue')
 })
