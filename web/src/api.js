@@ -55,9 +55,10 @@ export class DocumentApi {
   share (role) { return this.request('POST', '/share', { role }) }
   requestRedraft (params) { return this.request('POST', '/redrafts', params) }
   redraft (id) { return this.request('GET', `/redrafts/${encodeURIComponent(id)}`) }
-  accept (id) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/accept`) }
-  undo (id) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/undo`) }
-  redo (id) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/redo`) }
+  // `by` ({name, color}) is shown to the others: who accepted, rejected, undid or redid it.
+  accept (id, by) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/accept`, by ? { by } : undefined) }
+  undo (id, by) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/undo`, by ? { by } : undefined) }
+  redo (id, by) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/redo`, by ? { by } : undefined) }
   redrafts () { return this.request('GET', '/redrafts') }
-  cancel (id) { return this.request('DELETE', `/redrafts/${encodeURIComponent(id)}`) }
+  cancel (id, by) { return this.request('DELETE', `/redrafts/${encodeURIComponent(id)}`, by ? { by } : undefined) }
 }

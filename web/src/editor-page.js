@@ -144,6 +144,7 @@ function redraftUndoKeys (getBoard) {
     ])),
     EditorView.updateListener.of((update) => {
       if (update.transactions.some((tr) => tr.docChanged && tr.annotation(Transaction.userEvent))) getBoard().localEdits++
+      if (update.docChanged) getBoard().textChanged()
     })
   ]
 }

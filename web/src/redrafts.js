@@ -57,6 +57,13 @@ export class RedraftBoard {
     })
   }
 
+  /** The text changed here: a pending suggestion's diff is against the passage as it is now, so redraw it. */
+  textChanged () {
+    for (const redraft of this.entries.values()) {
+      if (redraft.status === 'suggested' || redraft.status === 'expired') return this.schedule()
+    }
+  }
+
   setSession (session) {
     this.session = session
     this.schedule()
@@ -255,14 +262,14 @@ export class RedraftBoard {
   async undo (id = this.lastApplied) {
     if (!id) return this.toasts.show('There is no AI redraft of yours to undo.')
     this.expect(id, 'undone')
-    const redraft = await this.act('undo the redraft', id, () => this.api.undo(id))
+    const redraft = await this.act('undo the redraft', id, () => this.api.undo(id, this.requester()))
     if (redraft && !redraft.status) this.note(id, 'undone')
     return redraft
   }
 
   async redo (id) {
     this.expect(id, 'done')
-    const redraft = await this.act('redo the redraft', id, () => this.api.redo(id))
+    const redraft = await this.act('redo the redraft', id, () => this.api.redo(id, this.requester()))
     if (redraft && !redraft.status) this.note(id, 'done')
     return redraft
   }
@@ -285,17 +292,17 @@ export class RedraftBoard {
   }
 
   async accept (id) {
-    const redraft = await this.act('accept the suggestion', id, () => this.api.accept(id))
+    const redraft = await this.act('accept the suggestion', id, () => this.api.accept(id, this.requester()))
     if (redraft && !(RANK[redraft.status] >= RANK.done)) this.follow(id, RANK.done)
   }
 
   async reject (id) {
     const own = this.mine.get(id)
     if (own) own.rejecting = true
-    await this.act('reject the suggestion', id, () => this.api.cancel(id))
+    await this.act('reject the suggestion', id, () => this.api.cancel(id, this.requester()))
   }
 
-  async cancel (id) { await this.act('stop the redraft', id, () => this.api.cancel(id)) }
+  async cancel (id) { await this.act('stop the redraft', id, () => this.api.cancel(id, this.requester())) }
 
   /** The same request again, on the same anchors; the suggestion it replaces is rejected. */
   async retry (id) {
@@ -303,7 +310,7 @@ export class RedraftBoard {
     if (!own) return this.toasts.show('Only the one who asked for this suggestion can retry it; accept or reject it instead.')
     own.rejecting = true
     const redraft = this.entries.get(id)
-    await this.api.cancel(id).catch(() => null) // already gone is fine
+    await this.api.cancel(id, this.requester()).catch(() => null) // already gone is fine
     const body = { ...own.body, seed: undefined }
     if (redraft && redraft.anchors) Object.assign(body, { start: redraft.anchors.start, end: redraft.anchors.end })
     await this.send(body)
