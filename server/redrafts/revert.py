@@ -12,8 +12,10 @@ words puts them back, and then this one can be undone too.
 This is deliberately not pycrdt's UndoManager: one manager per redraft observes every transaction of the
 document, and yrs 0.14 does not follow restored items (`redone`) when an older manager undoes: after
 undoing a later redraft that rewrote an earlier one's words, undoing the earlier one left those words
-behind (checked with pycrdt 0.14.13). Text positions have no such chain, and two alignments of equal
-strings give the same text.
+behind (checked with pycrdt 0.14.13). Text positions have no such chain. What they cannot tell is which of
+two equal runs is whose: "alpha" typed just before the "alpha" a redraft wrote may come back on the other
+side of the restored passage. Nothing is lost; the diff is a shortest edit script, so this takes text
+that repeats exactly at the edge.
 
 Cost: one copy of the document text per undoable change (shared between changes once rebased, see
 `rebase`), and a diff from the last rebase: common prefix and suffix first, then lines, words, characters.
@@ -30,6 +32,7 @@ from .merge import WORDS
 LINES = re.compile(r"[^\n]*\n|[^\n]+")
 WORD = re.compile(r"\w+")
 REFINE_MAX = 2000  # changed runs up to this many characters are re-diffed one level finer
+MYERS_STEPS = 400_000  # (N+M) x D of a shortest edit script, some 0.2 s of Python at most
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,99 @@ def observed(before: str, after: str) -> Change:
 
 
 def rebase(change: Change, now: str) -> Change | Touched:
-    """The change with its inverse moved onto the text `now`, or what others did that forbids taking it back."""
+    """The change with its inverse moved onto the text `now`, or what others did that forbids taking it back.
+
+    A diff is ambiguous where an edit borders equal characters ("xaaY" -> "xaY": which "a" went? "gamma!"
+    -> "gammagamma!": before or after the first "gamma"?). An alignment that leaves the change's text
+    untouched describes the same text now, and undoing along it overwrites nobody: so an insert or a
+    deletion that touches it is first slid along equal characters to where it does not (nearest first,
+    leftwards first: typing just before the redraft's text stays before it)."""
     if change.landed == now:
         return change
-    others = diff(change.landed, now)
+    ranges = [(start, end) for start, end, _ in change.inverse]
+    return _rebase(change, now, _slid(diff(change.landed, now), change.landed, ranges))
+
+
+def rebase_along(change: Change, now: str, edits: list[tuple[int, int, str]]) -> Change | Touched:
+    """`rebase` for edits known exactly (a transaction's delta, see `delta_edits`): no diff, no guessing."""
+    return _rebase(change, now, edits)
+
+
+def delta_edits(text: str, delta: list[dict]) -> tuple[list[tuple[int, int, str]], str]:
+    """A pycrdt text event's delta (retain and delete count UTF-8 bytes) as edits in `text`'s code points,
+    and the text after them."""
+    encoded = text.encode("utf-8", errors="surrogatepass")
+    is_ascii = len(encoded) == len(text)
+    edits, at_byte, at = [], 0, 0
+    for part in delta:
+        if "insert" in part:
+            inserted = part["insert"]
+            if isinstance(inserted, str):
+                edits.append((at, at, inserted))
+            continue
+        count = part.get("retain", part.get("delete", 0))
+        end = at + (count if is_ascii else len(encoded[at_byte : at_byte + count].decode("utf-8", errors="surrogatepass")))
+        if "delete" in part:
+            edits.append((at, end, ""))
+        at, at_byte = end, at_byte + count
+    return edits, changed(text, edits).landed
+
+
+def _slid(others: list[tuple[int, int, str]], old: str, ranges: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """The edits, with each pure insert or deletion that touches a range moved, one character at a time
+    along equal text, to an equivalent place that does not (left first, then right); a deletion that meets
+    another deletion joins it and goes on ("\\n \\n" deleted may come out as three deletions around the
+    range's first "\\n")."""
+    ops = list(others)
+    i = 0
+    while i < len(ops):
+        if any(_touches(ops[i], start, end) for start, end in ranges):
+            for step in (-1, 1):
+                moved = _slide(ops, i, old, ranges, step)
+                if moved is not None:
+                    ops, i = moved
+                    break
+        i += 1
+    return ops
+
+
+def _slide(ops: list, i: int, old: str, ranges, step: int) -> tuple[list, int] | None:
+    """ops with ops[i] slid in direction `step` until it touches no range, and its new index; None if it
+    cannot get there."""
+    ops = list(ops)
+    for _ in range(len(old) + 1):
+        o1, o2, text = ops[i]
+        low = ops[i - 1][1] if i else 0
+        high = ops[i + 1][0] if i + 1 < len(ops) else len(old)
+        if o1 == o2 and text:  # an insert: rotate it along the character it passes
+            if step < 0 and low < o1 and text[-1] == old[o1 - 1]:
+                ops[i] = (o1 - 1, o1 - 1, old[o1 - 1] + text[:-1])
+            elif step > 0 and o1 < high and text[0] == old[o1]:
+                ops[i] = (o1 + 1, o1 + 1, text[1:] + old[o1])
+            else:
+                return None
+        elif o2 > o1 and not text:  # a deletion: shift it along equal characters, joining one it meets
+            if step < 0 and o1 == low and i and ops[i - 1][2] == "" and ops[i - 1][0] < low:
+                ops[i - 1 : i + 1] = [(ops[i - 1][0], o2, "")]
+                i -= 1
+                continue
+            if step > 0 and o2 == high and i + 1 < len(ops) and ops[i + 1][2] == "" and ops[i + 1][1] > high:
+                ops[i : i + 2] = [(o1, ops[i + 1][1], "")]
+                continue
+            if step < 0 and low < o1 and old[o1 - 1] == old[o2 - 1]:
+                ops[i] = (o1 - 1, o2 - 1, "")
+            elif step > 0 and o2 < high and old[o1] == old[o2]:
+                ops[i] = (o1 + 1, o2 + 1, "")
+            else:
+                return None
+        else:
+            return None
+        if not any(_touches(ops[i], start, end) for start, end in ranges):
+            return ops, i
+    return None
+
+
+def _rebase(change: Change, now: str, others: list[tuple[int, int, str]]) -> Change | Touched:
     moved, touched_words, inserted, is_context_gone = [], 0, set(), False
     for start, end, before in change.inverse:
         hits = [op for op in others if _touches(op, start, end)]
@@ -80,10 +172,13 @@ def rebase(change: Change, now: str) -> Change | Touched:
             is_context_gone = True
         elif hits:
             touched_words += _words_touched(change.landed, start, end, hits)
-            inserted.update(_new_range(others, op) for op in hits if op[2])
+            # Who: what was typed in its place (an insert at its very edge too: a replacement is often a
+            # deletion of its words and an insert beside them).
+            inserted.update(_new_range(others, op) for op in others if op[2] and start <= op[0] <= end)
         if not hits:
             at = _moved(others, start)
             moved.append((at, at + end - start, before))
+            assert now[at : at + end - start] == change.landed[start:end], "a range moved onto other text"
     if touched_words or inserted or is_context_gone:
         ranges = tuple(sorted(r for r in inserted if r[1] > r[0]))
         return Touched(max(touched_words, 1 if ranges else 0), ranges, is_context_gone)
@@ -141,7 +236,7 @@ def diff(old: str, new: str) -> list[tuple[int, int, str]]:
     prefix = _longest(lambda n: old[:n] == new[:n], limit)
     suffix = _longest(lambda n: old[len(old) - n :] == new[len(new) - n :], limit - prefix)
     result: list[tuple[int, int, str]] = []
-    _diff_level(old[prefix : len(old) - suffix], new[prefix : len(new) - suffix], prefix, 0, result)
+    _diff_middle(old[prefix : len(old) - suffix], new[prefix : len(new) - suffix], prefix, 0, result)
     return result
 
 
@@ -156,6 +251,59 @@ def _longest(is_common, limit: int) -> int:
         else:
             high = mid - 1
     return low
+
+
+def _diff_middle(old: str, new: str, base: int, level: int, out: list) -> None:
+    """A shortest edit script (Myers) when it is cheap, so that an edit is one pure insert or deletion that
+    can slide; else lines, then words, then characters by difflib (which may split one insert in two)."""
+    found = _shortest(old, new)
+    if found is None:
+        _diff_level(old, new, base, level, out)
+    else:
+        out.extend((base + start, base + end, text) for start, end, text in found)
+
+
+def _shortest(old: str, new: str) -> list[tuple[int, int, str]] | None:
+    """Myers' O((N+M)D) shortest edit script, as runs of inserts and deletions; None past MYERS_STEPS work."""
+    n, m = len(old), len(new)
+    max_d = min(n + m, MYERS_STEPS // max(1, n + m))
+    v, trace = {1: 0}, []
+    for d in range(max_d + 1):
+        trace.append(dict(v))
+        for k in range(-d, d + 1, 2):
+            x = v[k + 1] if k == -d or (k != d and v[k - 1] < v[k + 1]) else v[k - 1] + 1
+            y = x - k
+            while x < n and y < m and old[x] == new[y]:
+                x, y = x + 1, y + 1
+            v[k] = x
+            if x >= n and y >= m:
+                return _script(trace, old, new)
+    return None
+
+
+def _script(trace: list[dict], old: str, new: str) -> list[tuple[int, int, str]]:
+    """The edits of a Myers trace, walked back from the end, merged into runs."""
+    x, y = len(old), len(new)
+    steps = []  # (old index, inserted char or None for a deletion), from the end
+    for d in range(len(trace) - 1, 0, -1):
+        v, k = trace[d], x - y
+        prev_k = k + 1 if k == -d or (k != d and v[k - 1] < v[k + 1]) else k - 1
+        prev_x = v[prev_k]
+        prev_y = prev_x - prev_k
+        x, y = prev_x, prev_y
+        steps.append((x, new[y] if prev_k == k + 1 else None))
+    edits: list[list] = []
+    for at, char in reversed(steps):
+        if char is None:
+            if edits and not edits[-1][2] and edits[-1][1] == at:
+                edits[-1][1] = at + 1
+            else:
+                edits.append([at, at + 1, ""])
+        elif edits and edits[-1][0] == edits[-1][1] == at:
+            edits[-1][2] += char
+        else:
+            edits.append([at, at, char])
+    return [tuple(edit) for edit in edits]
 
 
 def _diff_level(old: str, new: str, base: int, level: int, out: list) -> None:

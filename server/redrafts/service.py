@@ -250,7 +250,7 @@ class RedraftService:
         before = str(room.text)
         room.local_change(apply)
         redraft.merge_client = client_id
-        self.undo_history.keep(redraft, revert.observed(before, str(room.text)))
+        self.undo_history.keep(room, redraft, revert.observed(before, str(room.text)))
         if self.directory.is_shared:
             self._watch(redraft.doc)
         redraft.timings["merge"] = time.perf_counter() - started
@@ -405,6 +405,7 @@ class RedraftService:
         if peer is not None:
             peer.close()
         self._watchers.pop(doc, None)  # the room and its subscriptions are gone
+        self.undo_history.forget(doc)
 
     # --- any replica: status and commands ---------------------------------------------------------------
 

@@ -2,18 +2,24 @@
 (naming who changed its words), and the edit that takes it back (the text side is revert.py).
 
 Each redraft keeps the change its next undo or redo takes back (its merge, then its undo, its redo...).
-The UNDO_DEPTH most recent per document are kept; each holds a copy of the text it landed on, shared once
-rebased onto the same text, so a document of n characters costs at most UNDO_DEPTH x n here, and usually n.
+The UNDO_DEPTH most recent per document are kept. While the document is loaded its edits are followed as
+they happen (each transaction's delta moves every change along, exactly: no diff, no ambiguity), so the
+changes all stand on one shared copy of the text; a change that others' edits touched, or one kept from
+before the document was last loaded, is judged by a diff (revert.rebase) when asked. A document of n
+characters thus costs about n here, at most UNDO_DEPTH x n.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 
 from . import merge, revert
 from .positions import Layout
 from .record import DONE, UNDONE, Redraft, UndoState
+
+log = logging.getLogger(__name__)
 
 UNDO_DEPTH = 32
 
@@ -30,11 +36,14 @@ class UndoHistory:
     def __init__(self, records: dict[str, Redraft]):
         self.records = records  # the service's redrafts by id (later redrafts are named as authors)
         self.order: defaultdict[str, list[str]] = defaultdict(list)  # doc -> ids with a change, oldest first
+        self.texts: dict[str, str] = {}  # doc -> its text as of the last edit followed
+        self.followed: dict[str, tuple[object, object]] = {}  # doc -> (room, its text subscription)
 
-    def keep(self, redraft: Redraft, change: revert.Change) -> None:
+    def keep(self, room, redraft: Redraft, change: revert.Change) -> None:
         """Keeps the change the redraft's next undo or redo takes back; beyond UNDO_DEPTH per document the
         oldest are forgotten (and say so)."""
-        redraft.change = change
+        text = self.follow(room)
+        redraft.change = revert.Change(text, change.inverse) if text == change.landed else change
         order = self.order[redraft.doc]
         if redraft.id in order:
             order.remove(redraft.id)
@@ -44,6 +53,37 @@ class UndoHistory:
             if dropped is not None:
                 dropped.change = None
 
+    def follow(self, room) -> str:
+        """Follows the room's edits from now on (once per loaded room); returns its text as followed."""
+        followed = self.followed.get(room.name)
+        if followed is None or followed[0] is not room:
+            self.texts[room.name] = str(room.text)
+            subscription = room.text.observe(lambda event: self._on_edit(room.name, event))
+            self.followed[room.name] = (room, subscription)
+        return self.texts[room.name]
+
+    def forget(self, doc: str) -> None:
+        """The document's room was unloaded (its subscriptions went with it)."""
+        self.followed.pop(doc, None)
+        self.texts.pop(doc, None)
+
+    def _on_edit(self, doc: str, event) -> None:
+        """One transaction's edits: every change that stood on the text before it moves along exactly."""
+        try:
+            text = self.texts[doc]
+            edits, now = revert.delta_edits(text, event.delta)
+            for redraft_id in self.order.get(doc, ()):
+                redraft = self.records.get(redraft_id)
+                if redraft is not None and redraft.change is not None and redraft.change.landed is text:
+                    moved = revert.rebase_along(redraft.change, now, edits)
+                    if isinstance(moved, revert.Change):  # else it stays where it was, for `state` to explain
+                        redraft.change = moved
+            self.texts[doc] = now
+        except Exception:  # never break the transaction; `state` resynchronises from the text
+            log.exception("following the edits of %s failed", doc)
+            self.texts.pop(doc, None)
+            self.followed.pop(doc, None)
+
     def state(self, room, redraft: Redraft) -> UndoState:
         """Whether the redraft can be undone (done) or redone (undone) on the room's text now, and if not, why.
         The answer is kept on the record until the text or the change moves on."""
@@ -51,14 +91,18 @@ class UndoHistory:
             return UndoState()
         if redraft.change is None:
             return UndoState(blocked=too_old())
-        value = str(room.text)
+        value = self.follow(room)
+        if value != str(room.text):  # should not happen: every transaction's delta is followed
+            log.warning("the followed text of %s drifted from the document; following it afresh", room.name)
+            self.forget(room.name)
+            value = self.follow(room)
         seen = (redraft.status, len(value), hash(value))
         checked = redraft.undo_checked
         if checked is not None and checked[0] is redraft.change and checked[1] == seen:
             return checked[2]
-        found = revert.rebase(redraft.change, value)
+        found = redraft.change if redraft.change.landed is value else revert.rebase(redraft.change, value)
         if isinstance(found, revert.Change):
-            redraft.change = found  # later checks diff from here; changes rebased together share the text
+            redraft.change = revert.Change(value, found.inverse)  # on the followed text from now on
             state = UndoState(can_undo=redraft.status == DONE, can_redo=redraft.status == UNDONE)
         else:
             state = UndoState(blocked=self._blocked(room, redraft, found, value))
@@ -91,7 +135,7 @@ class UndoHistory:
                         del room.text[offset : offset + len(value[start:end].encode())]
 
         room.local_change(apply)
-        self.keep(redraft, revert.changed(value, edits))
+        self.keep(room, redraft, revert.changed(value, edits))
 
     def _blocked(self, room, redraft: Redraft, touched: revert.Touched, value: str) -> str:
         """A sentence saying precisely why the redraft cannot be undone (or redone) now."""

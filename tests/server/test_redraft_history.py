@@ -137,6 +137,9 @@ async def test_several_redrafts_undo_the_older_one_after_typing_redo_and_a_block
     type_text(room, str(room.text).index("Outro"), "More. ")
     assert str(room.text) == "Intro. A swift red fox leaps high. Grace typed. Middle text here. A tired hound naps. More. Outro."
 
+    # The document's edits were followed as they happened: both changes stand on the text as it is now.
+    followed = service.undo_history.texts["doc"]
+    assert followed == str(room.text) and all(service.redrafts[i].change.landed is followed for i in (first, second))
     listed = (await service.history("doc"))
     assert [r["id"] for r in listed] == [second, first]  # newest first
     assert listed[1]["requester"] == {"name": "Ada", "color": "#112233"} and listed[1]["instruction"] == "livelier"
