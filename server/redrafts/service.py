@@ -188,6 +188,10 @@ class RedraftService:
             redraft.job = None
         if outcome["status"] == "cancelled" or redraft.status == CANCELLED:
             return self._end(redraft, CANCELLED, redraft.error or "cancelled")
+        self._land(redraft, outcome)
+
+    def _land(self, redraft: Redraft, outcome: dict) -> None:
+        """The engine's outcome: cleaned and seamed text, merged at once or kept as a suggestion."""
         for name in ("queue_s", "prefill_s", "denoise_s"):
             redraft.timings[name.removesuffix("_s")] = outcome["timings"].get(name, 0.0)
         redraft.engine_steps, redraft.engine_tokens = outcome["steps"], outcome["tokens"]
