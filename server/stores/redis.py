@@ -15,10 +15,14 @@ from .base import StoredDoc
 FIELD_INSTANCE = b"i"
 FIELD_UPDATE = b"u"
 EMPTY_CURSOR = "0-0"
+LOG_KEEP_MS = 60_000  # how long a compacted entry stays for instances still reading the log
 
 # Replaces the snapshot only with a newer one, and trims the log up to it in the
 # same atomic step: a reader sees either the old snapshot and the full log, or
-# the new snapshot and the rest.
+# the new snapshot and the rest. Entries younger than ARGV[3] ms stay: the log is
+# also the fan-out, and trimming at the compacting instance's own position cut
+# entries another instance had not read yet (it never saw them; a load skips them,
+# the snapshot holds them).
 _REPLACE_SNAPSHOT = """
 local function parse(id)
   local ms, seq = string.match(id, "^(%d+)-(%d+)$")
@@ -31,7 +35,13 @@ if current then
   if cms > ms or (cms == ms and cseq >= seq) then return 0 end
 end
 redis.call('HSET', KEYS[1], 'data', ARGV[1], 'id', ARGV[2])
-redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d-%d', ms, seq + 1))
+local now = redis.call('TIME')
+local horizon = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
+if horizon <= ms then
+  redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d-0', horizon))
+else
+  redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d-%d', ms, seq + 1))
+end
 return 1
 """
 
@@ -87,7 +97,7 @@ class RedisStore:
         return ids[-1].decode()
 
     async def compact(self, doc: str, snapshot: bytes, upto: str) -> None:
-        await self._replace(keys=[self.snapshot_key(doc), self.log_key(doc)], args=[snapshot, upto])
+        await self._replace(keys=[self.snapshot_key(doc), self.log_key(doc)], args=[snapshot, upto, LOG_KEEP_MS])
 
     async def check(self) -> dict:
         await self.client.ping()

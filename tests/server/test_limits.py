@@ -378,3 +378,32 @@ def test_an_update_held_on_one_instance_and_completed_from_another_reaches_every
         a.stop()
         b.stop()
         redis_server.stop()
+
+
+def test_the_size_limit_counts_what_other_instances_wrote(tmp_path):
+    """B's room learns A's updates from the shared log; its bound on the document counts them too."""
+    redis_server = RedisServer(tmp_path / "redis")
+    a = ServerProcess(tmp_path / "a", redis_url=redis_server.url, extra_args=LIMITS).start()
+    b = ServerProcess(tmp_path / "b", redis_url=redis_server.url, extra_args=LIMITS).start()
+    try:
+        client = 1 << 27
+        with open_raw(b.ws_url, "shared-size", max_size=None) as on_b:
+            roundtrip(on_b)  # B's room is loaded (empty) before A writes
+            with open_raw(a.ws_url, "shared-size", max_size=None) as on_a:
+                for i in range(2):  # 90 KB of the 100 KB, written on A
+                    on_a.send(update_frame(gc_only_update(client + i * 3_000, 3_000)))
+                    roundtrip(on_a)
+
+            def step2_size() -> int:
+                on_b.send(b"\x00\x00" + varuint(1) + b"\x00")
+                while (frame := on_b.recv(timeout=10))[:2] != b"\x00\x01":
+                    pass
+                return len(frame)
+
+            wait_until(lambda: step2_size() > 6_000 * 15, 10, "A's updates to reach B")
+            on_b.send(update_frame(gc_only_update(client + 6_000, 3_000)))
+            assert close_of(on_b)[0] == CLOSE_TOO_LARGE
+    finally:
+        a.stop()
+        b.stop()
+        redis_server.stop()
