@@ -33,7 +33,8 @@ export function showPresence (awareness, list, { isAiBusy = false, session = nul
   const people = []
   const ai = []
   awareness.getStates().forEach((state, clientId) => {
-    if (!state || !state.user || typeof state.user !== 'object') return
+    // A client that never said who it is (a stock Yjs client, whose state the server stamps with a role only) is not listed.
+    if (!state || !state.user || typeof state.user !== 'object' || typeof state.user.name !== 'string') return
     if (isAiPeer(clientId, state, session)) ai.push(state.user)
     else people.push({ user: state.user, isSelf: clientId === awareness.clientID })
   })
