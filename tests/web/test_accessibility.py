@@ -123,3 +123,12 @@ def test_without_a_token_on_a_server_with_a_secret_the_page_says_the_link_gives_
     page.goto(f"{server.http_url}/d/anything?token={mint_token(SECRET, '*', 'edit', ttl_s=None)}")
     wait_connected(page)
     expect(notice).to_be_hidden()
+
+
+def test_axe_finds_nothing_on_a_read_only_link(start_server, open_page):
+    server = start_server(extra_args=("--secret", SECRET))
+    reader = open_page(f"{server.http_url}/d/minutes?token={mint_token(SECRET, 'minutes', 'read', ttl_s=None)}")
+    wait_connected(reader)
+    expect(reader.locator("#notice")).to_be_visible()
+    expect(reader.locator("main #notice")).to_have_count(1)  # the banner is inside a landmark
+    assert axe_violations(reader) == []

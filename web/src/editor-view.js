@@ -33,7 +33,7 @@ const theme = EditorView.theme({
   '.cm-scroller': { fontFamily: 'inherit', lineHeight: '1.7', overflow: 'visible' },
   '.cm-content': { padding: '0', caretColor: 'var(--ink)' },
   '.cm-line': { padding: '0' },
-  '.cm-placeholder': { color: 'var(--faint)' },
+  '.cm-placeholder': { color: 'var(--muted)' }, // --faint is 3:1 on paper; a placeholder is read too
   '.cm-cursor, .cm-dropCursor': { borderLeftColor: 'var(--ink)' },
   // The page's own colours, so a selection reads in the dark scheme too (CodeMirror's default is for light).
   '.cm-selectionBackground, &.cm-focused > .cm-scroller > .cm-selectionLayer .cm-selectionBackground': { background: 'var(--selection)' },
