@@ -16,8 +16,8 @@ from collections import defaultdict
 from .updates import Block, DeleteIndex, ParsedUpdate
 
 # What one split of an existing item can add to the document's encoding: a block header, an origin id of two
-# 64-bit varuints at most, and a content length. Deleting every other character of a 30 KB text cuts it into
-# 24,000 items: the encoded document grows some ten times more than the delete set's own 48 KB.
+# 64-bit varuints at most, and a content length. Deleting every other character of a 30 KB text (12,000
+# ranges, a 40 KB delete set) cut it into 24,000 items: its encoding grew from 30 KB to 233 KB (charged 664 KB).
 SPLIT_BYTES = 24
 # The counts of client runs and of delete-set clients at the head of the document's encoding, which grow too.
 UPDATE_HEADER_BYTES = 2 * 10
