@@ -79,19 +79,26 @@ class Fork:
     value: str  # the whole text then, to tell later whether the passage was edited
 
 
-def passage_state(fork: Fork, changes: list[tuple[int, int, str]]) -> tuple[bool, bool]:
-    """(edited, gone) for the edits made to the fork's text since (revert.diff(fork.value, now)): whether
-    a character of the passage was deleted or replaced, or text typed strictly inside it (typing at its
-    edges does not count), and whether every character of it has been deleted.
+def passage_state(fork: Fork, changes: list[tuple[int, int, str]], result: str | None = None) -> tuple[bool, bool]:
+    """(edited, clashing) for the edits made to the fork's text since (revert.diff(fork.value, now)):
+    whether a character of the passage was deleted or replaced, or text typed strictly inside it (typing
+    at its edges does not count); and whether the suggestion `result` can no longer be merged: every
+    character of the passage is gone, or others deleted or replaced characters that it rewrites too (both
+    rewrites would land side by side: "The tiredsleepy dog").
 
     Compares text rather than resolving the anchors: pycrdt 0.14 cannot resolve a sticky index on some
     restored characters (a Rust panic), and after an undone redraft those are common."""
-    is_edited, kept = False, fork.end - fork.start
+    rewritten = [] if result is None else [
+        (fork.start + start, fork.start + end) for start, end, _ in edits(fork.passage, result) if end > start
+    ]
+    is_edited, is_clashing, kept = False, False, fork.end - fork.start
     for start, end, _ in changes:
         if (start < fork.end and end > fork.start) or (start == end and fork.start < start < fork.end):
             is_edited = True
         kept -= max(0, min(end, fork.end) - max(start, fork.start))
-    return is_edited, is_edited and kept <= 0
+        if end > start and any(start < r_end and end > r_start for r_start, r_end in rewritten):
+            is_clashing = True
+    return is_edited, is_edited and (kept <= 0 or is_clashing)
 
 
 def edits(old: str, new: str) -> list[tuple[int, int, str]]:

@@ -292,11 +292,12 @@ class RedraftService:
         return redraft
 
     def _conflicts(self, room: Room, redraft: Redraft) -> bool:
-        """Whether the suggestion can no longer be merged: every character of its passage was deleted since.
-        Edits inside the passage are no conflict: the fork-based merge keeps them (they are flagged)."""
+        """Whether the suggestion can no longer be merged: its whole passage was deleted since, or the words
+        it rewrites were changed. Typing elsewhere in the passage is no conflict: the fork-based merge keeps
+        it (the suggestion says `passage_edited`)."""
         changes = revert.diff(redraft.fork.value, str(room.text))
-        redraft.is_passage_edited, is_gone = merge.passage_state(redraft.fork, changes)
-        return is_gone
+        redraft.is_passage_edited, is_clashing = merge.passage_state(redraft.fork, changes, redraft.text)
+        return is_clashing
 
     def _watch(self, doc: str) -> None:
         room = self.rooms.rooms.get(doc)
@@ -563,6 +564,6 @@ def _check_reversible(redraft: Redraft, status: str) -> None:
 
 def _conflict_detail() -> str:
     return (
-        "the whole passage was deleted after this suggestion was made, so there is nothing left to put it in; "
-        "reject it and ask again"
+        "after this suggestion was made, the words it rewrites were changed (or the whole passage deleted), "
+        "so it cannot be put in without overwriting that; reject it and ask again"
     )

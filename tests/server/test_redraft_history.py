@@ -204,6 +204,16 @@ async def test_suggestions_expire_and_accept_keeps_edits_inside_the_passage(serv
     assert accepted["status"] == "done"
     assert str(room.text) == TEXT.replace("The lazy dog sleeps now.", "The lazy hound really sleeps now.")
 
+    # Rewriting the very words a suggestion rewrites is a conflict: both would land side by side.
+    clash = await redraft(service, "Intro.", "Prologue.", mode="suggest")
+    type_text(room, 0, "Opening", delete=len("Intro"))
+    await asyncio.sleep(0.05)
+    view = await service.view("doc", clash)
+    assert view["status"] == "conflict" and view["passage_edited"]
+    with pytest.raises(RedraftError) as refused:
+        await service.command("doc", clash, "accept")
+    assert refused.value.status == 409 and "the words it rewrites were changed" in refused.value.detail
+
     expiring = await redraft(service, "Middle text here.", "Middle text there.", mode="suggest")
     view = await service.view("doc", expiring)
     assert view["status"] == "suggested" and view["expires_at"] - view["created_at"] == pytest.approx(0.5, abs=0.2)
