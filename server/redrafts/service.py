@@ -11,8 +11,8 @@
    nobody has touched since can be taken back, in any order, and put back again. Each undo or redo is an
    edit of the live document under the origin `redraft:{id}:undo` / `:redo`, stored and broadcast.
 5. A suggestion waits for accept or reject until `redraft_suggestion_ttl_s`, then expires. Others may edit
-   its passage meanwhile: the fork-based merge keeps their edits (it is a conflict only once the whole
-   passage is gone).
+   its passage meanwhile: the fork-based merge keeps their edits (it is a conflict once they change the
+   words it rewrites, or delete the whole passage).
 
 Redrafts live in this server process (the one that took the request): its engine job, fork and undo
 history, in memory. A restart loses them (the document keeps every merged change; only the history list
@@ -38,7 +38,6 @@ from . import merge, revert, seams
 from .ai_peer import AiPeer
 from .backends import EngineBackend, EngineFailed, EngineRejected, EngineUnavailable
 from .directory import Directory, LocalDirectory, OwnerUnreachable
-from .request import RedraftError, check_kind, parse_options, parse_person, place
 from .record import (
     CANCELLED,
     CONFLICT,
@@ -56,6 +55,7 @@ from .record import (
     Redraft,
     UndoState,
 )
+from .request import RedraftError, check_kind, parse_options, parse_person, place
 from .undo import UndoHistory, UndoRefused, too_old
 
 log = logging.getLogger(__name__)
