@@ -30,6 +30,9 @@ class Metrics:
             registry=r,
         )
         self.store_errors = Counter("redraft_store_errors", "Failed store appends", registry=r)
+        self.pending_bytes = Gauge(
+            "redraft_pending_bytes", "Bytes of updates held while they wait for changes they depend on", registry=r
+        )
         self.redraft_queue = Gauge("redraft_redrafts_live", "Redrafts waiting for or in the engine", registry=r)
         self.redrafts = Counter("redraft_redrafts", "Redrafts that ended, by final status", ["status"], registry=r)
         latency = (0.05, 0.1, 0.2, 0.33, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)

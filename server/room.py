@@ -122,7 +122,10 @@ class Room:
         self.deleted.add(parsed)
         advance_clocks(self.clocks, parsed)
         self.version += 1
+        held = self.pending.num_bytes
         self.pending.advance(parsed, self.clocks)
+        if self.pending.num_bytes != held:
+            self.metrics.pending_bytes.inc(self.pending.num_bytes - held)
 
     def _apply(self, update: bytes) -> bytes | None:
         """Applies an update; returns what it integrated, or None when it brought nothing."""
@@ -223,6 +226,7 @@ class Room:
                 # yrs holds it until what it needs arrives: usually the same client's sync step 2, a moment
                 # later (a keystroke sent while its offline edits wait for the server's step 1).
                 self.pending.hold(len(update), parsed, missing)
+                self.metrics.pending_bytes.inc(len(update))
         if integrated is not None:
             self.metrics.update_received(len(integrated))
             self._enqueue(integrated, peer)
@@ -433,6 +437,7 @@ class Room:
         if self.log_bytes:
             await self._compact()
         await self.fanout.unsubscribe(self.name)
+        self.metrics.pending_bytes.dec(self.pending.num_bytes)  # dropped with the replica
         # yrs holds the observer, and through it this room and its replica, where Python's collector cannot
         # see the cycle: every unloaded room stayed in memory (8.5 MiB a round of an 8 MB document).
         self.doc.unobserve(self._observer)

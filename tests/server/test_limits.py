@@ -95,6 +95,13 @@ def vm_kib(pid: int, field: str) -> int:
     raise AssertionError(f"{field} missing from /proc/{pid}/status")
 
 
+def gauge(server, name: str) -> float:
+    for line in httpx.get(server.http_url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
 def refusals(server, reason: str) -> float:
     prefix = f'redraft_refusals_total{{reason="{reason}"}} '
     for line in httpx.get(server.http_url + "/metrics", timeout=5).text.splitlines():
@@ -213,12 +220,15 @@ def test_text_typed_and_deleted_never_fills_a_document(server, room):
 def test_update_with_missing_dependency_waits_within_the_budget_and_lands_with_it(server, room):
     doc, _, reader = room
     u1, u2 = dependent_update(5_000, seed=1)
+    held_elsewhere = gauge(server, "redraft_pending_bytes")  # the gauge sums every document's
     with open_raw(server.ws_url, doc) as ws:
         ws.send(update_frame(u2))
         roundtrip(ws)  # held, not refused: 5 KB is within the 20 KB budget
         assert "y" not in server_text(server.ws_url, doc)
+        assert gauge(server, "redraft_pending_bytes") == held_elsewhere + len(u2)
         ws.send(update_frame(u1))
         reader.wait_text("x" + "y" * 4_980 + "before ")
+    assert gauge(server, "redraft_pending_bytes") == held_elsewhere
 
 
 def test_missing_dependencies_beyond_the_budget_are_refused_and_the_client_resyncs(server, room):
