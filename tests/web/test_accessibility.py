@@ -84,6 +84,8 @@ def test_at_phone_width_panels_open_on_screen_and_buttons_are_touch_targets(star
         expect(dialog).to_be_visible()
         box = dialog.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (panel, box)
+        if name == "History":
+            screenshot(page, "phone-history")
         page.keyboard.press("Escape")
         expect(dialog).to_be_hidden()
 

@@ -93,9 +93,11 @@ export class CanvasView {
     const [shownStep, shownMax] = this.shown
     if (max && (!shownMax || step / max >= shownStep / shownMax)) this.shown = [step, max]
     setText(this.step, stepLabel(redraft, this.shown))
+    // Queued, or a peer without tokens: what it wrote so far, else one shimmering placeholder (the passage
+    // itself is right above, so repeating it here would only read as a second copy).
     const tokens = Array.isArray(redraft.tokens) && redraft.tokens.length > 0
       ? redraft.tokens
-      : [[redraft.text || redraft.original || '', redraft.text ? 1 : 0.5]] // queued, or a peer without tokens
+      : [[typeof redraft.text === 'string' ? redraft.text : '', redraft.text ? 1 : 0]]
     setText(this.before, writtenBefore(redraft.text, redraft.tokens))
     for (let index = 0; index < tokens.length; index++) {
       let node = this.tokens[index]
@@ -105,7 +107,7 @@ export class CanvasView {
         this.body.append(node)
       }
       const token = Array.isArray(tokens[index]) ? tokens[index] : ['', 0]
-      const [kind, text, opacity] = redraft.status === 'queued' ? ['waiting', String(token[0]), 1] : tokenLook(token)
+      const [kind, text, opacity] = tokenLook(token)
       if (node.dataset.kind !== kind) { node.dataset.kind = kind; node.className = `cm-redraft-${kind}` }
       setText(node, String(text))
       const alpha = String(opacity)
