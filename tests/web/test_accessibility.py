@@ -61,6 +61,9 @@ def test_axe_finds_nothing_on_the_start_page_the_editor_the_palette_and_a_sugges
                                     {"name": "Grace", "color": "#b4233c"})])
     expect(page.locator(".cm-redraft-suggestion")).to_be_visible()
     assert axe_violations(page) == []
+    page.emulate_media(color_scheme="dark")  # the dark scheme has its own colours to check
+    assert axe_violations(page) == []
+    page.emulate_media(color_scheme="light")
     page.get_by_role("button", name="History").click()
     expect(page.get_by_role("dialog", name="Redraft history")).to_be_visible()
     assert axe_violations(page) == []
