@@ -156,6 +156,9 @@ def test_a_suggestion_shows_a_diff_that_follows_edits_and_expires(scripted_serve
     # The other one expires (the server was started with a 10 s lifetime): shown as expired, then gone.
     expect(page_b.locator('.cm-redraft-suggestion[data-status="expired"]')).to_contain_text("expired", timeout=25_000)
     expect(page_a.locator(".toast").last).to_contain_text("expired")
+    expired = page_a.locator('.cm-redraft-suggestion[data-status="expired"]')
+    expect(expired.get_by_role("button", name="Retry")).to_be_visible()  # Ada's own: she may ask again
+    expect(expired.get_by_role("button", name="Accept")).to_have_count(0)
     assert "A faster plan" not in editor_text(page_a)
 
 

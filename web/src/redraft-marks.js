@@ -122,12 +122,15 @@ class SuggestionWidget extends WidgetType {
       note.textContent = 'The passage was edited after the AI wrote this: accepting puts the AI’s changes in around those edits.'
       dom.append(note)
     }
-    if (this.canEdit && status === 'suggested') {
+    if (this.canEdit && (status === 'suggested' || this.mine)) {
       const actions = document.createElement('div')
       actions.className = 'cm-redraft-actions'
-      actions.append(
-        button('Accept', 'accept', () => this.board.accept(id), 'Accept this suggestion'),
-        button('Reject', 'reject', () => this.board.reject(id), 'Reject this suggestion'))
+      if (status === 'suggested') {
+        actions.append(
+          button('Accept', 'accept', () => this.board.accept(id), 'Accept this suggestion'),
+          button('Reject', 'reject', () => this.board.reject(id), 'Reject this suggestion'))
+      }
+      // An expired suggestion of one's own can be asked for again, on the passage as it is now.
       if (this.mine) actions.append(button('Retry', 'retry', () => this.board.retry(id), 'Ask again with the same instruction'))
       dom.append(actions)
     }
