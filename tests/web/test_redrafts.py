@@ -402,3 +402,27 @@ def test_with_the_engine_off_the_palette_says_so_and_help_lists_every_shortcut(s
     page.keyboard.press("Escape")
     expect(help_panel).to_be_hidden()
     assert editor_text(page) == "Some text."
+
+
+def test_a_suggestion_whose_words_someone_changed_says_it_no_longer_fits(scripted_server, open_page):
+    server, engine = scripted_server()
+    doc_url = f"{server.http_url}/d/conflict"
+    page_a, page_b = open_page(doc_url), open_page(doc_url)
+    wait_connected(page_a)
+    wait_connected(page_b)
+    page_a.locator(".cm-content").click()
+    page_a.keyboard.type("Alpha beta gamma delta.")
+    wait_editor_text(page_b, "Alpha beta gamma delta.")
+    ask(page_a, 6, 16, "warmer", mode="suggest")
+    engine.next_job().finish("Beta and gamma")
+    expect(page_b.locator(".cm-redraft-suggestion .cm-redraft-diff")).to_be_visible()
+    select(page_b, 6, 10)  # "beta": the very word the suggestion rewrites
+    page_b.keyboard.type("BETA")
+    wait_editor_text(page_a, "Alpha BETA gamma delta.")
+    stale = page_a.locator('.cm-redraft-suggestion[data-status="conflict"]')
+    expect(stale.locator(".cm-redraft-label")).to_contain_text("no longer fits")
+    expect(stale.get_by_role("button", name="Accept")).to_have_count(0)
+    expect(page_a.locator(".toast").last).to_contain_text("Your suggestion no longer fits")
+    stale.get_by_role("button", name="Reject").click()
+    expect(page_a.locator(".cm-redraft-suggestion")).to_have_count(0)
+    assert editor_text(page_a) == "Alpha BETA gamma delta."

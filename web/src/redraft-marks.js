@@ -98,7 +98,7 @@ class SuggestionWidget extends WidgetType {
     dom.style.setProperty('--who', requester.color)
     const label = document.createElement('span')
     label.className = 'cm-redraft-label'
-    label.textContent = status === 'expired' ? `Suggestion for ${requester.name} · expired` : `Suggestion for ${requester.name}`
+    label.textContent = `Suggestion for ${requester.name}` + (status === 'expired' ? ' · expired' : status === 'conflict' ? ' · no longer fits' : '')
     dom.append(label)
     const suggested = typeof this.redraft.text === 'string' ? this.redraft.text : ''
     const parts = wordDiff(this.current, suggested)
@@ -118,18 +118,19 @@ class SuggestionWidget extends WidgetType {
     if (status === 'expired') {
       note.textContent = 'This suggestion expired before anyone accepted it; the text stays as it is.'
       dom.append(note)
+    } else if (status === 'conflict') {
+      note.textContent = 'The words it rewrites were changed since (or the passage was deleted), so it cannot go in ' +
+        'without overwriting that. Reject it, or ask again.'
+      dom.append(note)
     } else if (this.redraft.passage_edited === true || (original !== null && original !== this.current)) {
       note.textContent = 'The passage was edited after the AI wrote this: accepting puts the AI’s changes in around those edits.'
       dom.append(note)
     }
-    if (this.canEdit && (status === 'suggested' || this.mine)) {
+    if (this.canEdit && (status === 'suggested' || status === 'conflict' || this.mine)) {
       const actions = document.createElement('div')
       actions.className = 'cm-redraft-actions'
-      if (status === 'suggested') {
-        actions.append(
-          button('Accept', 'accept', () => this.board.accept(id), 'Accept this suggestion'),
-          button('Reject', 'reject', () => this.board.reject(id), 'Reject this suggestion'))
-      }
+      if (status === 'suggested') actions.append(button('Accept', 'accept', () => this.board.accept(id), 'Accept this suggestion'))
+      if (status === 'suggested' || status === 'conflict') actions.append(button('Reject', 'reject', () => this.board.reject(id), 'Reject this suggestion'))
       // An expired suggestion of one's own can be asked for again, on the passage as it is now.
       if (this.mine) actions.append(button('Retry', 'retry', () => this.board.retry(id), 'Ask again with the same instruction'))
       dom.append(actions)
@@ -139,10 +140,10 @@ class SuggestionWidget extends WidgetType {
 }
 
 const APPLIED = Decoration.mark({ class: 'cm-redraft-applied' })
-const SHOWN_IN_PLACE = new Set(['queued', 'running', 'suggested', 'expired'])
+const SHOWN_IN_PLACE = new Set(['queued', 'running', 'suggested', 'expired', 'conflict'])
 
 function passageMark (redraft) {
-  const className = redraft.status === 'suggested' || redraft.status === 'expired' ? 'cm-redraft-pending' : 'cm-redraft-busy'
+  const className = redraft.status === 'queued' || redraft.status === 'running' ? 'cm-redraft-busy' : 'cm-redraft-pending'
   return Decoration.mark({ class: className, attributes: { style: `--who: ${requesterOf(redraft).color}`, 'data-redraft': String(redraft.id) } })
 }
 
@@ -154,7 +155,8 @@ export function buildMarks (placed, board, doc) {
   const ranges = []
   for (const { redraft, from, to } of placed) {
     const status = redraft.status
-    if (SHOWN_IN_PLACE.has(status)) {
+    // A conflict waits for a person only as a suggestion; an applied redraft that conflicted is over (its message says so).
+    if (SHOWN_IN_PLACE.has(status) && (status !== 'conflict' || redraft.mode === 'suggest')) {
       if (from < to) ranges.push(passageMark(redraft).range(from, to))
       const widget = status === 'queued' || status === 'running'
         ? new CanvasWidget(redraft.id, board)

@@ -60,7 +60,7 @@ export class RedraftBoard {
   /** The text changed here: a pending suggestion's diff is against the passage as it is now, so redraw it. */
   textChanged () {
     for (const redraft of this.entries.values()) {
-      if (redraft.status === 'suggested' || redraft.status === 'expired') return this.schedule()
+      if (['suggested', 'expired', 'conflict'].includes(redraft.status)) return this.schedule()
     }
   }
 
@@ -116,7 +116,7 @@ export class RedraftBoard {
     const signature = placed.map(({ redraft, from, to }) =>
       // Ownership is part of it: our POST may return after the AI peer already showed the redraft.
       `${redraft.id}:${redraft.status}:${from}:${to}:${this.mine.has(redraft.id)}` +
-        (redraft.status === 'suggested' || redraft.status === 'expired' ? `:${redraft.text}:${doc.sliceString(from, to)}` : '')
+        (['suggested', 'expired', 'conflict'].includes(redraft.status) ? `:${redraft.text}:${doc.sliceString(from, to)}:${redraft.passage_edited}` : '')
     ).join('|') + `|${this.canEdit}`
     if (signature !== this.signature) {
       const isNewSuggestion = placed.some(({ redraft }) => redraft.status === 'suggested' && !this.signature.includes(`${redraft.id}:suggested`))
@@ -219,6 +219,8 @@ export class RedraftBoard {
       })
     } else if (status === 'suggested') {
       this.toasts.show('Suggestion ready: accept or reject it under the passage.', { key: 'redraft' })
+    } else if (status === 'conflict' && previous === 'suggested') {
+      this.toasts.show('Your suggestion no longer fits: the words it rewrites were changed since. Reject it, or ask again.', { kind: 'error', key: 'redraft' })
     } else if (status === 'conflict') {
       this.toasts.show(`The passage changed too much while the AI was writing${why || ' (someone deleted or rewrote it)'}, ` +
         'so the redraft was not put in. Nothing was changed: select the passage and try again.', { kind: 'error', key: 'redraft' })
