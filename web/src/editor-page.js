@@ -160,6 +160,20 @@ function showNoAccess (screen, editor) {
   $('redraft-button').hidden = true
 }
 
+/** Editing, reading or no access, once the server said which: the editor, the banner and the buttons follow. */
+function showRole ({ screen, editor, board, role }) {
+  if (role === 'none') return showNoAccess(screen, editor)
+  const isReadOnly = role === 'read'
+  editor.setReadOnly(isReadOnly)
+  board.canEdit = !isReadOnly
+  board.schedule()
+  screen.dataset.role = role
+  $('readonly-badge').hidden = !isReadOnly
+  $('notice').hidden = !isReadOnly
+  $('notice').textContent = READ_ONLY_NOTE
+  $('redraft-button').hidden = isReadOnly
+}
+
 export function showEditor (name, token) {
   const screen = $('editor')
   screen.hidden = false
@@ -244,18 +258,7 @@ export function showEditor (name, token) {
   }, (error) => {
     // A refused token also closes the websocket with 4401; anything else, the websocket decides.
     role = error.status === 401 ? 'none' : 'edit'
-  }).then(() => {
-    if (role === 'none') return showNoAccess(screen, editor)
-    const isReadOnly = role === 'read'
-    editor.setReadOnly(isReadOnly)
-    board.canEdit = !isReadOnly
-    board.schedule()
-    screen.dataset.role = role
-    $('readonly-badge').hidden = !isReadOnly
-    $('notice').hidden = !isReadOnly
-    $('notice').textContent = READ_ONLY_NOTE
-    $('redraft-button').hidden = isReadOnly
-  })
+  }).then(() => showRole({ screen, editor, board, role }))
 
   installShortcuts(shortcutActions({ board, view, toasts, openPalette }))
   view.focus()
