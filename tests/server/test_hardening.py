@@ -8,15 +8,13 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import time
 
 import httpx
 import pytest
 
-from tests.server.test_limits import last_close_code
 from tests.support.processes import ServerProcess, wait_until
-from tests.support.raw import close_of, open_raw, server_text
+from tests.support.raw import close_of, last_close_code, open_raw, open_unread, server_text
 
 SECRET = "hardening-test-secret-0123456789"
 CLOSE_UNAUTHORIZED = 4401
@@ -29,15 +27,6 @@ def signed(claims_json: str) -> str:
     body = base64.urlsafe_b64encode(claims_json.encode()).rstrip(b"=").decode()
     signature = hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).digest()
     return body + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
-
-
-def raw_handshake(port: int, path: str, host: str) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    return sock
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +59,7 @@ def test_without_a_secret_only_loopback_hosts_are_served(open_server):
     assert httpx.get(url, headers={"Host": "evil.example:8000"}, timeout=5).status_code == 421
     for host in (f"127.0.0.1:{open_server.port}", f"localhost:{open_server.port}", "[::1]", "app.localhost"):
         assert httpx.get(url, headers={"Host": host}, timeout=5).status_code == 200, host
-    with raw_handshake(open_server.port, "/ws/d", "evil.example") as sock:
+    with open_unread(open_server.port, "d", host="evil.example") as sock:
         assert last_close_code(sock) == CLOSE_FORBIDDEN_ORIGIN
     assert server_text(open_server.ws_url, "d") == ""  # loopback still served
 
@@ -84,7 +73,7 @@ def test_with_a_secret_any_host_is_served(secured):
 
 @pytest.mark.parametrize("name", [".", ".."])
 def test_dot_names_are_refused(open_server, name):
-    with raw_handshake(open_server.port, f"/ws/{name}", f"127.0.0.1:{open_server.port}") as sock:
+    with open_unread(open_server.port, name) as sock:
         assert last_close_code(sock) == CLOSE_BAD_DOC_NAME
     encoded = name.replace(".", "%2E")  # unencoded, the client would fold the dots away
     response = httpx.get(f"{open_server.http_url}/api/docs/{encoded}/session", timeout=5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from pycrdt import Doc, Text
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -57,3 +59,45 @@ def server_text(ws_url: str, doc: str, token: str | None = None) -> str:
                     pos += 1
                 replica.apply_update(bytes(frame[pos + 1 :]))
                 return str(text)
+
+
+def open_unread(port: int, doc: str, host: str | None = None) -> socket.socket:
+    """A websocket handshake on a plain socket, written as is (any Host, any path) and then not read: also
+    a client that never reads."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        f"GET /ws/{doc} HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    return sock
+
+
+def last_close_code(sock: socket.socket) -> int | None:
+    """Reads what the server sent, frame by frame, up to its close frame; returns that frame's code."""
+    sock.settimeout(10)
+    received = bytearray()
+
+    def take(num: int) -> bytes:
+        while len(received) < num:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("the server hung up without a close frame")
+            received.extend(chunk)
+        taken = bytes(received[:num])
+        del received[:num]
+        return taken
+
+    while b"\r\n\r\n" not in received:
+        received.extend(sock.recv(4096))
+    del received[: received.index(b"\r\n\r\n") + 4]  # the handshake's answer
+    while True:
+        opcode, length = take(2)
+        length &= 0x7F
+        if length >= 126:
+            length = int.from_bytes(take(2 if length == 126 else 8), "big")
+        payload = take(length)
+        if opcode & 0x0F == 0x8:
+            return int.from_bytes(payload[:2], "big")
