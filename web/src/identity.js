@@ -4,8 +4,9 @@
 import { safeColor } from './trust.js'
 
 const STORAGE_KEY = 'redraft.user'
-// Every colour carries white text at >= 5:1 (WCAG AA): names on cursors and avatars stay readable.
-export const COLORS = ['#b4233c', '#9a5800', '#00707f', '#2e5c8a', '#6a4c93', '#1f7a6d', '#b24a1f', '#4d7a2e', '#c2185b']
+// Every colour carries white text at >= 5:1 (WCAG AA), so names on cursors and avatars stay readable, and
+// each is a hue of its own (crimson, orange, teal, blue, ochre, green, purple, magenta), apart from the AI's violet.
+export const COLORS = ['#b4233c', '#a84300', '#00707f', '#2e5c8a', '#7d5a00', '#4d7a2e', '#6a4c93', '#a3247a']
 export const MAX_NAME_LENGTH = 40
 
 function randomUser () {

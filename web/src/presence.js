@@ -4,7 +4,7 @@
 import { initials } from './identity.js'
 import { isAiPeer, safeColor } from './trust.js'
 
-const MAX_NAMES_SHOWN = 3 // beyond this the bar would crowd: initials only, names in the tooltip
+const MAX_NAMES_SHOWN = 2 // chips with names; beyond this the bar would crowd: initials only, names in the tooltip
 
 export function avatar (user, isAi = false) {
   const node = document.createElement('span')
@@ -39,9 +39,10 @@ export function showPresence (awareness, list, { isAiBusy = false, session = nul
     else people.push({ user: state.user, isSelf: clientId === awareness.clientID })
   })
   const others = people.filter(({ isSelf }) => !isSelf) // you are the button beside the list
-  list.classList.toggle('is-crowded', others.length > MAX_NAMES_SHOWN)
+  list.classList.toggle('is-crowded', others.length + Math.min(ai.length, 1) > MAX_NAMES_SHOWN)
   const chips = others.map(({ user }) => chip(user))
-  if (ai.length > 0) chips.push(chip(ai[0], { isAi: true, isBusy: isAiBusy })) // one AI, whichever server replica speaks for it
+  // One AI, whichever server replica speaks for it; first, so a crowded bar never clips it.
+  if (ai.length > 0) chips.unshift(chip(ai[0], { isAi: true, isBusy: isAiBusy }))
   const count = document.createElement('li')
   count.className = 'count'
   count.textContent = people.length === 1 ? '1 person here' : `${people.length} people here`
