@@ -121,7 +121,7 @@ class UndoHistory:
         assert change is not None and change.landed == value  # state() rebased it onto the text now
         edits = list(change.inverse)
         growth = sum(len(text.encode()) for _, _, text in edits)
-        if room.size_bytes + growth > room.max_doc_bytes:
+        if not room.fits(growth):  # the stored document's size, as for a client's update
             raise UndoRefused("doc_too_large", f"the document would exceed {room.max_doc_bytes} bytes")
 
         def apply() -> None:

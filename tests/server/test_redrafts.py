@@ -406,3 +406,19 @@ def test_redis_engine_two_servers_and_a_worker_and_either_answers_for_a_redraft(
         assert "the server that ran this redraft has stopped" in gone.json()["detail"]
     finally:
         worker.stop()
+
+
+def test_a_redraft_counts_against_the_stored_size_not_the_log(start_server, node_peers):
+    """Text typed and deleted again grows the log, not the stored document: a redraft still lands (the limit is
+    on what compaction stores, as for a client's update)."""
+    server = start_engine_server(start_server, "--max-doc-bytes", "6000", "--compact-min-bytes", "1000000")
+    a, b = shared_doc(node_peers, server, "roomy")
+    for _ in range(3):  # some 9 KB through the log, none of it left in the document
+        a.insert(0, "x" * 3000)
+        a.delete(0, 3000)
+    b.wait_text(ORIGINAL)
+    response = httpx.post(api(server, "roomy"), json={**passage_range(a), "steps": 12, "seed": 5})
+    assert response.status_code == 202, response.text
+    final = wait_status(server, "roomy", response.json()["id"], ("done", "failed"))
+    assert final["status"] == "done", final
+    b.wait_text(ORIGINAL.replace(PASSAGE, final["text"]))
