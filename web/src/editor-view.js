@@ -9,7 +9,6 @@ import { tags } from '@lezer/highlight'
 import * as Y from 'yjs'
 import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next'
 import { remoteCursorTheme, remoteCursors } from './remote-cursors.js'
-import { safeColor } from './trust.js'
 
 // Markdown as a writer sees it: the marks are quiet, the structure shows in the type itself.
 const proseHighlight = HighlightStyle.define([
@@ -45,28 +44,7 @@ const theme = EditorView.theme({
   '.cm-ySelectionCaret': { borderLeftWidth: '2px' }
 })
 
-const CURSOR_FALLBACK_COLOR = '#30bced' // y-codemirror.next's own default
-
-/**
- * Defence in depth (the server refuses such states already): y-codemirror.next wrote a remote user's
- * `color` and `colorLight` into a `style` attribute as given, and any other reader of awareness might, so
- * each remote state's colours are made strict #rrggbb[aa] in place. This listener is registered before
- * the editor's plugins add theirs (the cursors redraw on 'change'); and a state that arrives unsafe always
- * differs from its sanitised predecessor, so it always raises the 'change' event that brings it here.
- */
-function keepRemoteColorsSafe (awareness) {
-  const sanitise = (clientId) => {
-    const user = clientId !== awareness.clientID && awareness.getStates().get(clientId)?.user
-    if (!user || typeof user !== 'object') return
-    if ('color' in user && safeColor(user.color, null) === null) user.color = CURSOR_FALLBACK_COLOR
-    if ('colorLight' in user && safeColor(user.colorLight, null) === null) delete user.colorLight // y-codemirror tints color
-  }
-  awareness.getStates().forEach((_, clientId) => sanitise(clientId))
-  awareness.on('change', ({ added, updated }) => [...added, ...updated].forEach(sanitise))
-}
-
 export function createEditor ({ parent, ytext, awareness, extensions = [] }) {
-  keepRemoteColorsSafe(awareness)
   const editable = new Compartment()
   const undoManager = new Y.UndoManager(ytext)
   const readOnlyState = (isReadOnly) => [EditorState.readOnly.of(isReadOnly), EditorView.editable.of(true)]
@@ -84,7 +62,8 @@ export function createEditor ({ parent, ytext, awareness, extensions = [] }) {
         EditorView.contentAttributes.of({ 'aria-label': 'Document text', spellcheck: 'true', autocapitalize: 'sentences' }),
         theme,
         editable.of(readOnlyState(false)),
-        // Sync and undo from y-codemirror; the others' cursors from remote-cursors.js (fresh names, strict colours, viewers).
+        // Sync and undo from y-codemirror; the others' cursors from remote-cursors.js, which passes every colour
+        // through trust.js's safeColor before it reaches a style (fresh names, strict colours, viewers).
         yCollab(ytext, null, { undoManager }),
         remoteCursorTheme,
         remoteCursors(ytext, awareness),
