@@ -11,17 +11,9 @@ from pycrdt import Doc, Text
 
 from server.budgets import PendingUpdates, first_missing, growth_bytes
 from server.updates import DeleteIndex, advance_clocks, decode_state_vector, parse_update
+from tests.support.pyclient import write_uint  # the test side's own encoder, not the server's
 
 A, B = 1_000_001, 2_000_002
-
-
-def varuint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def item(text: str, origin: tuple[int, int] | None = None, right: tuple[int, int] | None = None) -> bytes:
@@ -30,14 +22,14 @@ def item(text: str, origin: tuple[int, int] | None = None, right: tuple[int, int
     out = bytes([info])
     for neighbour in (origin, right):
         if neighbour:
-            out += varuint(neighbour[0]) + varuint(neighbour[1])
+            out += write_uint(neighbour[0]) + write_uint(neighbour[1])
     if not origin and not right:
-        out += varuint(1) + varuint(7) + b"content"
-    return out + varuint(len(text.encode())) + text.encode()
+        out += write_uint(1) + write_uint(7) + b"content"
+    return out + write_uint(len(text.encode())) + text.encode()
 
 
 def run(client: int, clock: int, *structs: bytes) -> bytes:
-    return varuint(len(structs)) + varuint(client) + varuint(clock) + b"".join(structs)
+    return write_uint(len(structs)) + write_uint(client) + write_uint(clock) + b"".join(structs)
 
 
 def update(*runs: bytes, deletes: tuple[tuple[int, int, int], ...] = ()) -> bytes:
@@ -46,11 +38,11 @@ def update(*runs: bytes, deletes: tuple[tuple[int, int, int], ...] = ()) -> byte
     by_client: dict[int, list[tuple[int, int]]] = {}
     for client, clock, length in deletes:
         by_client.setdefault(client, []).append((clock, length))
-    ds = varuint(len(by_client)) + b"".join(
-        varuint(client) + varuint(len(ranges)) + b"".join(varuint(k) + varuint(n) for k, n in ranges)
+    ds = write_uint(len(by_client)) + b"".join(
+        write_uint(client) + write_uint(len(ranges)) + b"".join(write_uint(k) + write_uint(n) for k, n in ranges)
         for client, ranges in by_client.items()
     )
-    return varuint(len(runs)) + b"".join(runs) + ds
+    return write_uint(len(runs)) + b"".join(runs) + ds
 
 
 def integrated_whole(base: bytes, candidate: bytes) -> bool:
@@ -120,7 +112,7 @@ def test_growth_bounds_what_a_gc_only_update_adds():
     """8 bytes on the wire per GC-only client, 15 in the document's encoding (which lists GC ranges as
     deletions): the charge is not below what yrs then stores."""
     clients = range(1 << 27, (1 << 27) + 500)
-    gc_only = varuint(len(clients)) + b"".join(run(c, 0, b"\x00" + varuint(1)) for c in clients) + varuint(0)
+    gc_only = write_uint(len(clients)) + b"".join(run(c, 0, b"\x00" + write_uint(1)) for c in clients) + write_uint(0)
     doc = Doc()
     doc.apply_update(gc_only)
     stored = len(doc.get_update())

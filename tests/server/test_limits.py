@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.support.node import NodePeer
 from tests.support.processes import RedisServer, ServerProcess, wait_until
+from tests.support.pyclient import write_uint  # the test side's own encoder, not the server's
 from tests.support.raw import close_of, last_close_code, open_raw, open_unread, server_text
 
 MAX_DOC_BYTES = 100_000
@@ -34,33 +35,24 @@ CLOSE_SLOW_CLIENT = 4508
 
 # --- frames, by hand -------------------------------------------------------------------------------------
 
-def varuint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def update_frame(update: bytes) -> bytes:
     """y-websocket: messageSync (0), syncUpdate (2), the update as a byte string."""
-    return b"\x00\x02" + varuint(len(update)) + update
+    return b"\x00\x02" + write_uint(len(update)) + update
 
 
 def gc_only_update(first_client: int, num_clients: int) -> bytes:
     """One GC range of length 1 at clock 0 for each of `num_clients` new clients, and an empty delete set."""
     runs = b"".join(
-        varuint(1) + varuint(client) + varuint(0) + b"\x00" + varuint(1)
+        write_uint(1) + write_uint(client) + write_uint(0) + b"\x00" + write_uint(1)
         for client in range(first_client, first_client + num_clients)
     )
-    return varuint(num_clients) + runs + varuint(0)
+    return write_uint(num_clients) + runs + write_uint(0)
 
 
 def delete_only_update(client: int, ranges: list[tuple[int, int]]) -> bytes:
     """No structs; a delete set of (clock, length) ranges of one client."""
-    body = b"".join(varuint(clock) + varuint(length) for clock, length in ranges)
-    return varuint(0) + varuint(1) + varuint(client) + varuint(len(ranges)) + body
+    body = b"".join(write_uint(clock) + write_uint(length) for clock, length in ranges)
+    return write_uint(0) + write_uint(1) + write_uint(client) + write_uint(len(ranges)) + body
 
 
 def dependent_update(size: int, seed: int) -> tuple[bytes, bytes]:
@@ -78,7 +70,7 @@ def dependent_update(size: int, seed: int) -> tuple[bytes, bytes]:
 
 def roundtrip(ws) -> None:
     """Sends sync step 1 and waits for the server's step 2: everything sent before was handled."""
-    ws.send(b"\x00\x00" + varuint(1) + b"\x00")  # messageSync, syncStep1, a 1-byte empty state vector
+    ws.send(b"\x00\x00" + write_uint(1) + b"\x00")  # messageSync, syncStep1, a 1-byte empty state vector
     while True:
         frame = ws.recv(timeout=10)
         if frame[:2] == b"\x00\x01":
@@ -174,7 +166,7 @@ def test_gc_only_updates_count_against_the_document_size(server, room):
     assert (accepted, code, reason) == (2, CLOSE_TOO_LARGE, f"document would exceed {MAX_DOC_BYTES} bytes")
     # What a joining client downloads stays within the limit, and normal edits still fit (the room's checks).
     with open_raw(server.ws_url, doc, max_size=None) as ws:
-        ws.send(b"\x00\x00" + varuint(1) + b"\x00")
+        ws.send(b"\x00\x00" + write_uint(1) + b"\x00")
         while (frame := ws.recv(timeout=10))[:2] != b"\x00\x01":
             pass
     assert 2 * 3_000 * 15 < len(frame) <= MAX_DOC_BYTES
@@ -374,7 +366,7 @@ def test_the_size_limit_counts_what_other_instances_wrote(tmp_path):
                     roundtrip(on_a)
 
             def step2_size() -> int:
-                on_b.send(b"\x00\x00" + varuint(1) + b"\x00")
+                on_b.send(b"\x00\x00" + write_uint(1) + b"\x00")
                 while (frame := on_b.recv(timeout=10))[:2] != b"\x00\x01":
                     pass
                 return len(frame)
