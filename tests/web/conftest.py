@@ -97,6 +97,18 @@ def wait_editor_text(page: Page, expected: str) -> None:
         raise AssertionError(f"the editor shows {editor_text(page)!r}, not {expected!r}") from exc
 
 
+def two_writers(open_page, url: str, text: str = "") -> tuple[Page, Page]:
+    """Two people on one document, both connected; the first types `text` and the second has it."""
+    first, second = open_page(url), open_page(url)
+    wait_connected(first)
+    wait_connected(second)
+    if text:
+        first.locator(".cm-content").click()
+        first.keyboard.type(text)
+        wait_editor_text(second, text)
+    return first, second
+
+
 AI_USER = {"name": "Redraft AI", "color": "#7c3aed", "colorLight": "#7c3aed33", "ai": True}
 AI_CLIENT_ID_MIN = 2**32
 

@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 from server.auth import mint_token
 from tests.support.processes import ROOT
-from tests.web.conftest import screenshot, show_ai, wait_connected, wait_editor_text
+from tests.web.conftest import screenshot, show_ai, two_writers, wait_connected, wait_editor_text
 
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 SECRET = "a-test-secret-of-32-characters!!"
@@ -40,9 +40,7 @@ def test_axe_finds_nothing_on_the_start_page_the_editor_the_palette_and_a_sugges
     assert axe_violations(start) == []
 
     url = f"{server.http_url}/d/axe"
-    page, other = open_page(url), open_page(url)
-    wait_connected(page)
-    wait_connected(other)
+    page, other = two_writers(open_page, url)
     page.locator(".cm-content").click()
     text = "# Plan\n\nThe team ships on Monday and the support rota covers the first week."
     page.keyboard.type(text)

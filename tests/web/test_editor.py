@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import Page, expect
 
 from server.auth import mint_token
-from tests.web.conftest import AI_USER, editor_text, screenshot, show_ai, wait_connected, wait_editor_text
+from tests.web.conftest import AI_USER, editor_text, screenshot, show_ai, two_writers, wait_connected, wait_editor_text
 
 SECRET = "a-test-secret-of-32-characters!!"
 
@@ -38,9 +38,7 @@ def set_name(page: Page, name: str) -> None:
 def test_two_pages_converge_and_show_each_others_cursor(start_server, open_page, node_peers):
     server = start_server()
     doc_url = f"{server.http_url}/d/shared-notes"
-    page_a, page_b = open_page(doc_url), open_page(doc_url)
-    wait_connected(page_a)
-    wait_connected(page_b)
+    page_a, page_b = two_writers(open_page, doc_url)
     set_name(page_a, "Ada")
     set_name(page_b, "Grace")
     expect(page_a.locator("#presence .count")).to_have_text("2 people here")
@@ -95,12 +93,7 @@ def test_local_edit_keeps_a_concurrent_insert_in_place(start_server, open_page, 
 def test_offline_edits_on_both_sides_converge(start_server, open_page):
     server = start_server()
     doc_url = f"{server.http_url}/d/offline"
-    page_a, page_b = open_page(doc_url), open_page(doc_url)
-    wait_connected(page_a)
-    wait_connected(page_b)
-    page_a.locator(".cm-content").click()
-    page_a.keyboard.type("one two three")
-    wait_editor_text(page_b, "one two three")
+    page_a, page_b = two_writers(open_page, doc_url, "one two three")
 
     open_page.allow(r"WebSocket connection to .* failed: .*ERR_INTERNET_DISCONNECTED")  # its retries, while offline
     page_a.context.set_offline(True)
@@ -185,9 +178,7 @@ def test_presence_lists_people_and_the_ai_apart(start_server, open_page, node_pe
 def test_a_new_name_reaches_the_others_and_is_remembered(start_server, open_page):
     server = start_server()
     doc_url = f"{server.http_url}/d/names"
-    page_a, page_b = open_page(doc_url), open_page(doc_url)
-    wait_connected(page_a)
-    wait_connected(page_b)
+    page_a, page_b = two_writers(open_page, doc_url)
     page_a.keyboard.press("Alt+Shift+KeyN")
     expect(page_a.get_by_role("textbox", name="Your name")).to_be_focused()
     page_a.get_by_role("textbox", name="Your name").fill("Katherine")

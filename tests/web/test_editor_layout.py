@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.web.conftest import editor_text, screenshot, wait_connected, wait_editor_text
+from tests.web.conftest import editor_text, screenshot, two_writers, wait_connected, wait_editor_text
 
 FILLER = "\n\n".join(f"Paragraph {n} is here so that the document is longer than the window." for n in range(1, 16))
 
@@ -91,13 +91,8 @@ def test_nothing_covers_the_text_being_worked_on(scripted_server, open_page):
 def test_a_selected_passage_stays_selected_when_its_redraft_lands_and_is_undone(scripted_server, open_page):
     server, engine = scripted_server()
     url = f"{server.http_url}/d/select"
-    page, other = open_page(url), open_page(url)
-    wait_connected(page)
-    wait_connected(other)
     text = "Intro.\n\nThe slow old passage that everyone wanted rewritten.\n\nOutro."
-    page.locator(".cm-content").click()
-    page.keyboard.type(text)
-    wait_editor_text(other, text)
+    page, other = two_writers(open_page, url, text)
     start, end = text.index("The slow"), text.index("\n\nOutro")
     select(page, start, end)
     page.keyboard.press("Control+k")

@@ -9,7 +9,7 @@ import json
 from playwright.sync_api import expect
 
 from server.auth import mint_token
-from tests.web.conftest import wait_connected, wait_editor_text
+from tests.web.conftest import two_writers, wait_connected, wait_editor_text
 
 SECRET = "a-test-secret-of-32-characters!!"
 
@@ -17,12 +17,7 @@ SECRET = "a-test-secret-of-32-characters!!"
 def test_a_rename_and_a_chosen_colour_reach_the_others_cursor_at_once(start_server, open_page):
     server = start_server()
     url = f"{server.http_url}/d/people"
-    ada, grace = open_page(url), open_page(url)
-    wait_connected(ada)
-    wait_connected(grace)
-    ada.locator(".cm-content").click()
-    ada.keyboard.type("Some shared text.")
-    wait_editor_text(grace, "Some shared text.")
+    ada, grace = two_writers(open_page, url, "Some shared text.")
     old = ada.locator("#you-button .you-name").inner_text()
     expect(grace.locator(".cm-ySelectionInfo")).to_have_text(old)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.web.conftest import editor_text, screenshot, wait_connected, wait_editor_text
+from tests.web.conftest import editor_text, screenshot, two_writers, wait_editor_text
 
 P1 = "The first paragraph is slow to read."
 P2 = "The middle one stays as people write it."
@@ -32,12 +32,7 @@ def redraft(page: Page, engine, passage: str, instruction: str, result: str) -> 
 def test_undo_and_redo_of_several_redrafts_after_others_typed(scripted_server, open_page):
     server, engine = scripted_server()
     url = f"{server.http_url}/d/history"
-    ada, grace = open_page(url), open_page(url)
-    wait_connected(ada)
-    wait_connected(grace)
-    ada.locator(".cm-content").click()
-    ada.keyboard.type(TEXT)
-    wait_editor_text(grace, TEXT)
+    ada, grace = two_writers(open_page, url, TEXT)
 
     r1 = "The first paragraph reads quickly."
     r3 = "The note ends with this paragraph."
@@ -94,12 +89,7 @@ def test_undo_and_redo_of_several_redrafts_after_others_typed(scripted_server, o
 def test_ctrl_z_right_after_ones_own_redraft_undoes_it(scripted_server, open_page):
     server, engine = scripted_server()
     url = f"{server.http_url}/d/ctrl-z"
-    ada, grace = open_page(url), open_page(url)
-    wait_connected(ada)
-    wait_connected(grace)
-    ada.locator(".cm-content").click()
-    ada.keyboard.type(TEXT)
-    wait_editor_text(grace, TEXT)
+    ada, grace = two_writers(open_page, url, TEXT)
     r2 = "The middle one changes."
     redraft(ada, engine, P2, "Shorter", r2)
     after = TEXT.replace(P2, r2)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page
 
-from tests.web.conftest import editor_text, wait_connected, wait_editor_text
+from tests.web.conftest import editor_text, two_writers, wait_editor_text
 
 
 def run(page: Page, engine, option: str, at: tuple[int, int], output: str) -> dict:
@@ -27,12 +27,7 @@ def run(page: Page, engine, option: str, at: tuple[int, int], output: str) -> di
 def test_seams_and_invalid_text_from_the_model(scripted_server, open_page):
     server, engine = scripted_server()
     url = f"{server.http_url}/d/seams"
-    page, other = open_page(url), open_page(url)
-    wait_connected(page)
-    wait_connected(other)
-    page.locator(".cm-content").click()
-    page.keyboard.type("It needed to be.")
-    wait_editor_text(other, "It needed to be.")
+    page, other = two_writers(open_page, url, "It needed to be.")
 
     # Continue from the end of a sentence: a space, not "be.The".
     end = len("It needed to be.")

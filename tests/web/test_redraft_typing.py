@@ -8,7 +8,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.web.conftest import editor_text, screenshot, wait_connected, wait_editor_text
+from tests.web.conftest import editor_text, screenshot, two_writers, wait_connected, wait_editor_text
 
 PARAGRAPH = "The meeting moved to Thursday. Bring the draft budget and your questions."
 TYPED = " GRACE was typing here."
@@ -85,13 +85,8 @@ def test_typing_inside_a_paragraph_while_it_is_redrafted_reaches_everyone_and_su
 def test_the_whole_canvas_shows_while_it_resolves_and_the_counter_only_goes_up(scripted_server, open_page):
     server, engine = scripted_server()
     url = f"{server.http_url}/d/long"
-    ada, grace = open_page(url), open_page(url)
-    wait_connected(ada)
-    wait_connected(grace)
     long = "A long paragraph that takes two canvases to rewrite, with many words in it. " * 3
-    ada.locator(".cm-content").click()
-    ada.keyboard.type(long.strip())
-    wait_editor_text(grace, long.strip())
+    ada, grace = two_writers(open_page, url, long.strip())
     grace.evaluate("""() => {
         window.seenSteps = []
         new MutationObserver(() => {

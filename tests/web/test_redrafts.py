@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.support.processes import wait_until
-from tests.web.conftest import AI_CLIENT_ID_MIN, AI_USER, editor_text, screenshot, show_ai, wait_connected, wait_editor_text
+from tests.web.conftest import AI_CLIENT_ID_MIN, AI_USER, editor_text, screenshot, show_ai, two_writers, wait_connected, wait_editor_text
 
 READY_SESSION = {"doc": "", "role": "edit", "secret": False, "engine": {"mode": "local", "status": "ready"},
                  "ai_client_id_min": AI_CLIENT_ID_MIN}
@@ -56,12 +56,7 @@ def ask(page: Page, start: int, end: int, instruction: str, mode: str = "apply")
 def test_everyone_sees_the_live_canvas_from_the_ai_peer(scripted_server, open_page, node_peers):
     server, engine = scripted_server()
     doc_url = f"{server.http_url}/d/canvas"
-    page_a, page_b = open_page(doc_url), open_page(doc_url)
-    wait_connected(page_a)
-    wait_connected(page_b)
-    page_a.locator(".cm-content").click()
-    page_a.keyboard.type("Alpha beta gamma delta.")
-    wait_editor_text(page_b, "Alpha beta gamma delta.")
+    page_a, page_b = two_writers(open_page, doc_url, "Alpha beta gamma delta.")
     # A client that calls itself the AI is not believed: nothing it publishes is drawn.
     impostor = node_peers(server.ws_url, "canvas")
     impostor.wait_synced()
@@ -113,13 +108,8 @@ def test_everyone_sees_the_live_canvas_from_the_ai_peer(scripted_server, open_pa
 def test_a_suggestion_shows_a_diff_that_follows_edits_and_expires(scripted_server, open_page):
     server, engine = scripted_server("--redraft-suggestion-ttl-s", "10")
     doc_url = f"{server.http_url}/d/suggest"
-    page_a, page_b = open_page(doc_url), open_page(doc_url)
-    wait_connected(page_a)
-    wait_connected(page_b)
     text = "Alpha beta gamma delta.\n\nThe old plan was slow and nobody liked it much."
-    page_a.locator(".cm-content").click()
-    page_a.keyboard.type(text)
-    wait_editor_text(page_b, text)
+    page_a, page_b = two_writers(open_page, doc_url, text)
 
     # A small edit: an inline diff under the passage, which stays editable.
     ask(page_a, 6, 16, "warmer", mode="suggest")
@@ -332,9 +322,7 @@ def test_a_real_redraft_is_seen_live_by_the_other_page_and_undone(start_server, 
     wait_until(lambda: httpx.get(f"{server.http_url}/healthz").json()["engine"]["status"] == "ready", 60,
                "the model to load")
     doc_url = f"{server.http_url}/d/real"
-    page_a, page_b = open_page(doc_url), open_page(doc_url)
-    wait_connected(page_a)
-    wait_connected(page_b)
+    page_a, page_b = two_writers(open_page, doc_url)
     page_a.locator(".cm-content").click()
     original = "The meeting moved to Thursday. Bring the draft budget and your questions."
     page_a.keyboard.type(original)
@@ -407,12 +395,7 @@ def test_with_the_engine_off_the_palette_says_so_and_help_lists_every_shortcut(s
 def test_a_suggestion_whose_words_someone_changed_says_it_no_longer_fits(scripted_server, open_page):
     server, engine = scripted_server()
     doc_url = f"{server.http_url}/d/conflict"
-    page_a, page_b = open_page(doc_url), open_page(doc_url)
-    wait_connected(page_a)
-    wait_connected(page_b)
-    page_a.locator(".cm-content").click()
-    page_a.keyboard.type("Alpha beta gamma delta.")
-    wait_editor_text(page_b, "Alpha beta gamma delta.")
+    page_a, page_b = two_writers(open_page, doc_url, "Alpha beta gamma delta.")
     ask(page_a, 6, 16, "warmer", mode="suggest")
     engine.next_job().finish("Beta and gamma")
     expect(page_b.locator(".cm-redraft-suggestion .cm-redraft-diff")).to_be_visible()
