@@ -44,7 +44,7 @@ from engine.cache import decoder_masks  # noqa: E402
 from engine.layers import Experts, Router  # noqa: E402
 from engine.quantize import Fp8Experts, Nf4Experts  # noqa: E402
 from kernels import attention, tuning  # noqa: E402
-from kernels.moe import config_key, fused_moe, weight_format  # noqa: E402
+from kernels.moe import config_key, fused_moe, row_tile, weight_format  # noqa: E402
 
 EXPERTS, HIDDEN, INTER, TOP_K, CANVAS = 128, 2816, 704, 8, 256
 
@@ -61,20 +61,21 @@ def timed_ms(fn, repeats: int = 20) -> float:
     return start.elapsed_time(end) / repeats
 
 
-# The sweep: row tiles for few to many pairs per expert, column and reduction tiles, warps. 24 configurations,
+# The sweep: row tiles for few to many pairs per expert, column and reduction tiles, warps. 32 configurations,
 # each compiled twice (gate/up, down) per weight format: minutes for all six cases, so a session gives the sweep
 # a deadline (--tune-seconds) and takes the best found by then.
-SWEEP = {"BLOCK_M": (16, 32, 64), "BLOCK_N": (64, 128), "BLOCK_K": (64, 128), "num_warps": (4, 8), "num_stages": (3,)}
+SWEEP = {"BLOCK_M": (16, 32, 64, 128), "BLOCK_N": (64, 128), "BLOCK_K": (64, 128), "num_warps": (4, 8),
+         "num_stages": (3,)}
 
 
 def tune(x, module, weights, ids, scales, deadline: float = float("inf")) -> tuple[dict | None, float]:
     """The fastest configuration of SWEEP for this input (ms), among those that compile and run, tried until
-    the deadline (time.monotonic()). Row tiles nearest the pairs per expert go first, so a sweep cut short
-    has tried the likely winners."""
+    the deadline (time.monotonic()). Row tiles nearest the default's (moe.row_tile: twice the pairs per expert)
+    go first, so a sweep cut short has tried the likely winners."""
     best, best_ms = None, float("inf")
-    per_expert = max(1.0, ids.numel() / EXPERTS)
+    default_rows = row_tile(ids.numel(), EXPERTS)
     configs = [dict(zip(SWEEP, values, strict=True)) for values in itertools.product(*SWEEP.values())]
-    configs.sort(key=lambda config: abs(math.log2(config["BLOCK_M"] / per_expert)))
+    configs.sort(key=lambda config: abs(math.log2(config["BLOCK_M"] / default_rows)))
     for config in configs:
         if time.monotonic() > deadline:
             break

@@ -29,8 +29,8 @@ and the level times its block's absmax, rounded to the activation dtype, is the 
 same value, computed the same way, as the reference's dequantized copy, which never exists here. The absmax
 varies along the reduction, so unlike FP8's it cannot wait for the accumulator; BLOCK_K is a multiple of
 the 64-weight block, so a tile holds whole blocks and loads one absmax per block and row. Compiled for
-sm_90 (without a GPU, through Triton's ptxas), the gate/up launch takes 71 KB of shared memory at the
-default tiles (BLOCK_K 64, 3 stages; bf16 weights take 8 KB): the software pipeliner stages the codebook
+sm_90 (without a GPU, through Triton's ptxas), the gate/up launch takes 89 KB of shared memory at a
+canvas's tiles (32 x 64 x 64, 3 stages; bf16 weights take 40 KB): the software pipeliner stages the codebook
 lookups too. Its speed on a GPU is not measured yet.
 
 Tested against the reference on CPU through TRITON_INTERPRET=1 (float32 and float16; the interpreter's bf16
@@ -45,10 +45,20 @@ import triton.language as tl
 
 from kernels import tuning
 
-# Launch configuration when kernels/configs/moe.json has none for this device and shape: small row tiles,
-# as a canvas step gives each expert a few to a few hundred pairs; 8 warps, as at 4 the FP8 gate/up launch
-# spills (sm_90, tests/kernels/offline_compile.py).
+# Launch configuration when kernels/configs/moe.json has none for this device and shape, its BLOCK_M chosen by
+# `row_tile` from the pairs per expert; 8 warps, as at 4 the FP8 gate/up launch spills (sm_90,
+# tests/kernels/offline_compile.py).
 DEFAULT_CONFIG = {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3}
+# Every row tile of an expert reads that expert's whole weight slice again. A canvas routes 256 x batch tokens
+# to 8 of 128 experts: an expert's pairs are Binomial(256 x batch, 1/16), 16 x batch on average. With 16-row
+# tiles that is 1.43 tiles per expert at batch 1 and 4.47 at batch 4 (the expectation of ceil(pairs / 16));
+# with tiles twice the mean, 1.00 and 1.00 (32 and 128 rows): the padding rows cost tensor-core time, which a
+# step has to spare, the re-reads L2 traffic, which it has not (bf16: 45.6 GB of expert weights a step).
+MAX_ROW_TILE = 128
+# NF4 tiles of 64 rows and more take 2 stages: the pipeliner stages the codebook lookups too, and at 3 the
+# gate/up launch of a batch-4 step needs 113 KB of shared memory, past Ada's 99 KB (65 KB at 2;
+# tests/kernels/offline_compile.py). A tuned entry may give Hopper its third stage back.
+NF4_WIDE_STAGES = 2
 NF4_BLOCK = 64  # NF4 weights per absmax: engine/quantize.py's (bitsandbytes' blocksize=64)
 
 
@@ -71,6 +81,20 @@ def tuned_config(device: torch.device, num_experts: int, hidden: int, inter: int
     kernels/configs/moe.json (kernels/tuning.py), sized by token-expert pairs, written by
     `bench/kernels.py --tune`."""
     return tuning.tuned("moe", device, config_key(num_experts, hidden, inter, dtype, weight_dtype), num_pairs)
+
+
+def row_tile(num_pairs: int, num_experts: int) -> int:
+    """BLOCK_M for this many token-expert pairs: the power of two at least twice the pairs per expert, 16 to
+    MAX_ROW_TILE (16 up to 8 pairs per expert, 32 up to 16: a batch-1 canvas, 128 from 33: batch 4)."""
+    per_expert = -(-num_pairs // num_experts)
+    return min(MAX_ROW_TILE, max(16, triton.next_power_of_2(2 * per_expert)))
+
+
+def default_config(num_pairs: int, num_experts: int, nf4: bool) -> dict:
+    """DEFAULT_CONFIG with the row tile for this many pairs (and NF4's stages at wide tiles)."""
+    block_m = row_tile(num_pairs, num_experts)
+    stages = NF4_WIDE_STAGES if nf4 and block_m >= 64 else DEFAULT_CONFIG["num_stages"]
+    return {**DEFAULT_CONFIG, "BLOCK_M": block_m, "num_stages": stages}
 
 
 def pair_bound(num_pairs: int, num_experts: int, block_m: int) -> int:
@@ -299,14 +323,15 @@ def fused_moe(
     inter = double_inter // 2
     nf4 = gate_up.dtype == torch.uint8
     qblock = _check_weights(hidden, gate_up, down, gate_up_scale, down_scale, codebook)
-    config = {**DEFAULT_CONFIG, **(config or tuned_config(x.device, num_experts, hidden, inter, x.dtype,
-                                                          weight_format(gate_up), num_tokens * top_k))}
+    num_pairs = num_tokens * top_k
+    config = {**default_config(num_pairs, num_experts, nf4),
+              **(config or tuned_config(x.device, num_experts, hidden, inter, x.dtype, weight_format(gate_up),
+                                        num_pairs))}
     block_m, block_n, block_k = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
     if nf4 and block_k % qblock:
         raise ValueError(f"BLOCK_K must be a multiple of the NF4 block ({qblock} weights) with NF4 weights, "
                          f"got {block_k}")
     launch = {"num_warps": config["num_warps"], "num_stages": config["num_stages"]}
-    num_pairs = num_tokens * top_k
     sorted_ids, tile_experts, num_padded = align_fused(experts, num_experts, block_m)
     tiles = sorted_ids.numel() // block_m
     x = x.contiguous()

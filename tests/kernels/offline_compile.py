@@ -32,21 +32,35 @@ ARCHITECTURES = {90: 227 * 1024, 89: 99 * 1024, 80: 163 * 1024}
 
 def compile_for(capability: int, kernel, args: dict, num_warps: int = 4, num_stages: int = 3):
     """args: every parameter by name: a torch dtype for a pointer, an int or float for a scalar, anything for a
-    constexpr (its value)."""
+    constexpr (its value).
+
+    Specialised as a real launch specialises (triton/runtime/jit.py): a pointer aligned to 16 bytes (torch's
+    allocations are) and an integer divisible by 16 carry tt.divisibility 16, an integer equal to 1 becomes a
+    constant. Those decide whether loads vectorise and the pipeliner stages them, so a variant should pass the
+    strides and sizes its launch really passes."""
     import triton
-    from triton.backends.compiler import GPUTarget
+    from triton._C.libtriton import native_specialize_impl
+    from triton.backends.compiler import BaseBackend, GPUTarget
     from triton.compiler import ASTSource
 
-    signature, constants = {}, {}
+    signature, constants, attrs = {}, {}, {}
     for index, name in enumerate(kernel.arg_names):
         value = args[name]
         if index in kernel.constexprs:
             signature[name], constants[name] = "constexpr", value
         elif isinstance(value, torch.dtype):
             signature[name] = POINTER[value]
+            attrs[(index,)] = BaseBackend.parse_attr("D")
+        elif isinstance(value, float):
+            signature[name] = "fp32"
         else:
-            signature[name] = "fp32" if isinstance(value, float) else "i32"
-    source = ASTSource(kernel, signature, constants)
+            kind, spec = native_specialize_impl(BaseBackend, value, False, True, True)
+            if kind == "constexpr":
+                signature[name], constants[name] = "constexpr", spec
+            else:
+                signature[name] = kind
+                attrs[(index,)] = BaseBackend.parse_attr(spec)
+    source = ASTSource(kernel, signature, constants, attrs)
     return triton.compile(source, target=GPUTarget("cuda", capability, 32),
                           options={"num_warps": num_warps, "num_stages": num_stages})
 
@@ -197,16 +211,17 @@ def sampler_variants():
 def moe_variants():
     from kernels.moe import (
         ALIGN_CHUNK,
-        DEFAULT_CONFIG,
-        NF4_BLOCK,
         _align_counts,
         _align_scatter,
         _grouped_gemm,
         _top_k_sum_kernel,
+        default_config,
         pair_bound,
+        row_tile,
     )
 
-    pairs, bins, block_m = CANVAS * TOP_K, 256, DEFAULT_CONFIG["BLOCK_M"]
+    pairs, bins = CANVAS * TOP_K, 256
+    block_m = row_tile(pairs, EXPERTS)
     bound = pair_bound(pairs, EXPERTS, block_m)
     yield "moe align counts", _align_counts, {
         "ids_ptr": torch.int64, "chunk_prefix_ptr": torch.int32, "group_starts_ptr": torch.int32,
@@ -223,28 +238,55 @@ def moe_variants():
 
     yield "moe top-k sum", _top_k_sum_kernel, {"pairs_ptr": torch.float32, "out_ptr": torch.bfloat16, "hidden": HIDDEN,
                                                "top_k": TOP_K, "BLOCK": 1024}, 4, 3
+    for batch in (1, 4):  # the row tile moe.row_tile picks for a canvas and for four
+        pairs = batch * CANVAS * TOP_K
+        for weights in ("bf16", "fp8", "nf4"):
+            config = default_config(pairs, EXPERTS, weights == "nf4")
+            for gated in (True, False):
+                n_out, k_in = (INTER, HIDDEN) if gated else (HIDDEN, INTER)
+                args = gemm_args(weights, n_out * (2 if gated else 1), k_in, EXPERTS, config)
+                args.update({"num_pairs": pairs, "n_out": n_out, "stride_am": k_in, "stride_cm": n_out,
+                             "c_ptr": torch.bfloat16 if gated else torch.float32, "top_k": TOP_K,
+                             "A_BY_TOKEN": gated, "GATED": gated, "ROUTED": not gated, "DENSE": False})
+                yield f"moe {weights} {'gate/up' if gated else 'down'} batch {batch}", _grouped_gemm, args, \
+                    config["num_warps"], config["num_stages"]
+
+
+def linear_variants():
+    """kernels/linear.py at a canvas (256 rows): a sliding layer's stacked q/k/v, and a dense MLP's gate and up
+    with the GELU gate."""
+    from kernels.moe import DEFAULT_CONFIG, _grouped_gemm
+
     config = DEFAULT_CONFIG
-    for weights, weight_dtype in (("bf16", torch.bfloat16), ("fp8", torch.float8_e4m3fn), ("nf4", torch.uint8)):
-        for gated in (True, False):
-            args = {
-                "a_ptr": torch.bfloat16, "w_ptr": weight_dtype, "scale_ptr": torch.float32, "code_ptr": torch.float32,
-                "c_ptr": torch.bfloat16 if gated else torch.float32, "routing_ptr": torch.float32,
-                "sorted_ids_ptr": torch.int32, "tile_experts_ptr": torch.int32, "num_padded_ptr": torch.int32,
-                "num_pairs": CANVAS * TOP_K, "n_out": INTER if gated else HIDDEN, "k_in": HIDDEN if gated else INTER,
-                **{f"stride_{s}": 1000 for s in ("am", "we", "wn", "wk", "se", "sn", "sk", "cm")},
-                "top_k": TOP_K, "A_BY_TOKEN": gated, "GATED": gated, "SCALED": weights == "fp8",
-                "NF4": weights == "nf4", "QBLOCK": NF4_BLOCK if weights == "nf4" else 1, "ROUTED": not gated,
-                "PRECISION": "tf32", "BLOCK_M": config["BLOCK_M"], "BLOCK_N": config["BLOCK_N"],
-                "BLOCK_K": config["BLOCK_K"],
-            }
-            yield f"moe {weights} {'gate/up' if gated else 'down'}", _grouped_gemm, {**args, "DENSE": False}, \
-                config["num_warps"], config["num_stages"]
-        if weights != "bf16":  # kernels/linear.py: a q_proj of a sliding layer with these weights
-            dense = {**args, "n_out": 16 * 256, "k_in": HIDDEN, "top_k": 1, "A_BY_TOKEN": True, "GATED": False,
-                     "ROUTED": False, "c_ptr": torch.bfloat16, "DENSE": True}
-            yield f"linear {weights}", _grouped_gemm, dense, config["num_warps"], config["num_stages"]
-            gated = {**dense, "n_out": DENSE_INTER, "GATED": True}  # a dense MLP's gate and up with the GELU gate
-            yield f"linear {weights} gated", _grouped_gemm, gated, config["num_warps"], config["num_stages"]
+    for weights in ("fp8", "nf4"):
+        for name, n_out, gated in (("", (16 + 2 * 8) * 256, False), (" gated", DENSE_INTER, True)):
+            args = gemm_args(weights, n_out * (2 if gated else 1), HIDDEN, 0, config)
+            args.update({"num_pairs": CANVAS, "n_out": n_out, "stride_am": HIDDEN, "stride_cm": n_out,
+                         "c_ptr": torch.bfloat16, "top_k": 1, "A_BY_TOKEN": True, "GATED": gated, "ROUTED": False,
+                         "DENSE": True})
+            yield f"linear {weights}{name}", _grouped_gemm, args, config["num_warps"], config["num_stages"]
+
+
+def gemm_args(weights: str, rows: int, k_in: int, num_experts: int, config: dict) -> dict:
+    """_grouped_gemm's weight arguments with the strides a launch passes: weights [E, rows, k_in] (or one matrix,
+    num_experts 0) as stored in bf16, FP8 with a scale per row, or NF4 codes with an absmax per block."""
+    from kernels.moe import NF4_BLOCK
+
+    blocks = -(-k_in // NF4_BLOCK)
+    row_width = {"bf16": k_in, "fp8": k_in, "nf4": blocks * NF4_BLOCK // 2}[weights]
+    scale_strides = {"bf16": (0, 0, 0), "fp8": (rows, 1, 0), "nf4": (rows * blocks, blocks, 1)}[weights]
+    weight_dtype = {"bf16": torch.bfloat16, "fp8": torch.float8_e4m3fn, "nf4": torch.uint8}[weights]
+    return {
+        "a_ptr": torch.bfloat16, "w_ptr": weight_dtype, "scale_ptr": torch.float32, "code_ptr": torch.float32,
+        "routing_ptr": torch.float32, "sorted_ids_ptr": torch.int32, "tile_experts_ptr": torch.int32,
+        "num_padded_ptr": torch.int32, "k_in": k_in,
+        "stride_we": rows * row_width if num_experts else 0, "stride_wn": row_width, "stride_wk": 1,
+        **dict(zip(("stride_se", "stride_sn", "stride_sk"),
+                   scale_strides if num_experts else (0, *scale_strides[1:]), strict=True)),
+        "SCALED": weights == "fp8", "NF4": weights == "nf4", "QBLOCK": NF4_BLOCK if weights == "nf4" else 1,
+        "PRECISION": "tf32", "BLOCK_M": config["BLOCK_M"], "BLOCK_N": config["BLOCK_N"],
+        "BLOCK_K": config["BLOCK_K"],
+    }
 
 
 def gelu_mul_variants():
@@ -260,7 +302,8 @@ def main() -> int:
         return 2
     for capability in ARCHITECTURES:
         for variants in (head_variants, attention_variants, norm_variants, router_variants, noise_variants,
-                         rope_variants, sampler_variants, moe_variants, gelu_mul_variants):
+                         rope_variants, sampler_variants, moe_variants, linear_variants,
+                         gelu_mul_variants):
             for name, kernel, args, num_warps, num_stages in variants():
                 row = {"arch": capability, "kernel": name}
                 try:

@@ -10,7 +10,8 @@ import torch
 from engine.layers import Experts, Router
 from engine.quantize import NF4_BLOCK, Fp8Experts, Nf4Experts
 from kernels.moe import NF4_BLOCK as KERNEL_NF4_BLOCK
-from kernels.moe import align, align_fused, config_key, fused_moe, top_k_sum
+from kernels import moe
+from kernels.moe import align, align_fused, config_key, fused_moe, row_tile, top_k_sum
 from kernels.tuning import lookup
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -53,8 +54,8 @@ def experts_module(num_experts: int, hidden: int, inter: int, dtype, seed: int) 
 
 
 
-# (tokens, hidden, intermediate, experts, top_k): hidden and intermediate off the 64-wide tiles, a token
-# count under, at and over the 16-row tile, experts that get no token, one token.
+# (tokens, hidden, intermediate, experts, top_k): hidden and intermediate off the 64-wide tiles, pairs per
+# expert under, at and over a 16-row tile (row_tile picks 16 or 32), experts that get no token, one token.
 SHAPES = [(1, 40, 24, 4, 2), (7, 72, 40, 8, 3), (16, 48, 88, 5, 2), (37, 96, 56, 16, 4)]
 # Float32: both sides accumulate in float32 in another order. Float16: the intermediate is rounded to
 # float16 on both sides at different points (relative error 2^-11 per rounding); both bounds are a few
@@ -90,6 +91,66 @@ def test_fp8_weights_match_the_dequantized_reference(shape, dtype, poisoned):
     got = fused_moe(x, fp8.gate_up_proj, fp8.down_proj, weights, experts, fp8.gate_up_scale, fp8.down_scale).float()
     assert fp8.gate_up_proj.dtype == torch.float8_e4m3fn  # read as stored, one byte per weight
     assert (got - want).abs().max() <= TOLERANCE[dtype] * want.abs().max()
+
+
+def test_the_row_tile_is_twice_the_pairs_per_expert():
+    # a canvas routes 2048 pairs to 128 experts (16 each): 32 rows; four canvases (64 each): 128, the cap
+    assert [row_tile(256 * batch * 8, 128) for batch in (1, 2, 4, 8)] == [32, 64, 128, 128]
+    assert [row_tile(pairs, 16) for pairs in (1, 128, 129, 256, 257, 512, 513)] == [16, 16, 32, 32, 64, 64, 128]
+
+
+# (tokens, hidden, intermediate, experts, top_k) with the pairs per expert of a canvas (15: 32-row tiles) and of
+# two and four (27, 65: 64 and 128 rows), hidden and intermediate off every tile
+BATCH_SHAPES = [(60, 72, 40, 16, 4), (70, 56, 88, 8, 3), (130, 72, 40, 8, 4)]
+
+
+@pytest.mark.parametrize("shape", BATCH_SHAPES)
+def test_wide_row_tiles_match_the_reference_experts(shape, poisoned, monkeypatch):
+    tokens, hidden, inter, num_experts, top_k = shape
+    dtype = torch.float16  # float32 runs the same tiles; float16 adds the intermediate's rounding
+    blocks = []
+    monkeypatch.setattr(moe, "align_fused", lambda *args: blocks.append(args[2]) or align_fused(*args))
+    x, weights, experts = routed(tokens, hidden, num_experts, top_k, dtype, seed=3 * sum(shape))
+    module = experts_module(num_experts, hidden, inter, dtype, seed=3 * sum(shape)).to(DEVICE)
+    x, weights, experts = x.to(DEVICE), weights.to(DEVICE), experts.to(DEVICE)
+    want = module(x, weights, experts).float()
+    got = fused_moe(x, module.gate_up_proj, module.down_proj, weights, experts).float()
+    assert blocks == [row_tile(tokens * top_k, num_experts)] and blocks[0] >= 32
+    assert not torch.isnan(got).any()
+    assert (got - want).abs().max() <= TOLERANCE[dtype] * want.abs().max()
+
+
+@pytest.mark.parametrize("quantized", ["fp8", "nf4"])
+def test_wide_row_tiles_read_quantized_experts(quantized, poisoned):
+    tokens, hidden, inter, num_experts, top_k = BATCH_SHAPES[2]  # 128-row tiles
+    x, weights, experts = routed(tokens, hidden, num_experts, top_k, torch.float32, seed=41)
+    full = experts_module(num_experts, hidden, inter, torch.float32, seed=41)
+    if quantized == "nf4":
+        module = nf4_experts(full)
+    else:
+        module = Fp8Experts(num_experts, hidden, inter)
+        for name in ("gate_up_proj", "down_proj"):
+            module.load(name, getattr(full, name).detach())
+        module = module.to(DEVICE)
+    x, weights, experts = x.to(DEVICE), weights.to(DEVICE), experts.to(DEVICE)
+    want = module(x, weights, experts)
+    gate_up, down, *scales = module.stored_weights()
+    got = fused_moe(x, gate_up, down, weights, experts, *scales)
+    assert (got - want).abs().max() <= TOLERANCE[torch.float32] * want.abs().max()
+
+
+def test_a_tuned_row_tile_wins_and_the_align_pads_to_it(monkeypatch, poisoned):
+    tokens, hidden, inter, num_experts, top_k = BATCH_SHAPES[2]
+    blocks = []
+    monkeypatch.setattr(moe, "align_fused", lambda *args: blocks.append(args[2]) or align_fused(*args))
+    monkeypatch.setattr(moe, "tuned_config", lambda *args: {"BLOCK_M": 16})
+    x, weights, experts = routed(tokens, hidden, num_experts, top_k, torch.float32, seed=13)
+    module = experts_module(num_experts, hidden, inter, torch.float32, seed=13).to(DEVICE)
+    x, weights, experts = x.to(DEVICE), weights.to(DEVICE), experts.to(DEVICE)
+    got = fused_moe(x, module.gate_up_proj, module.down_proj, weights, experts)
+    want = module(x, weights, experts)
+    assert blocks == [16]
+    assert (got - want).abs().max() <= TOLERANCE[torch.float32] * want.abs().max()
 
 
 def nf4_experts(full: Experts) -> Nf4Experts:

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = {"head", "head draw", "head normalize", "attention sliding", "attention global",
             "norm 2816", "norm 2816 unscaled", "norm 256", "norm 512 unscaled", "norm+rope 256", "norm+rope 512",
             "ffn out", "qkv sliding", "qkv global", "attn residual", "router", "noise", "rope", "sampler advance",
-            "linear fp8", "linear nf4", "linear fp8 gated", "linear nf4 gated", "gelu mul", "moe align counts",
-            "moe align scatter", "moe top-k sum",
-            *(f"moe {w} {p}" for w in ("bf16", "fp8", "nf4") for p in ("gate/up", "down"))}
+            "gelu mul", "moe align counts", "moe align scatter", "moe top-k sum",
+            "linear fp8", "linear nf4", "linear fp8 gated", "linear nf4 gated",
+            *(f"moe {w} {p} batch {b}" for w in ("bf16", "fp8", "nf4") for p in ("gate/up", "down") for b in (1, 4))}
 
 
 def test_every_kernel_compiles_for_each_gpu_within_its_shared_memory_and_registers():
