@@ -1,8 +1,8 @@
 """FP8 and NF4 linears in one launch: the attention and dense-MLP projections read their weights as stored.
 
 Without it, engine/quantize.py's Fp8Linear and Nf4Linear dequantize their whole weight to the activation
-dtype on every call and hand it to F.linear: for the 26B-A4B's 2.2B attention and dense-MLP weights that is
-4.4 GB of bf16 written and read again every step (about 3 ms of an H100's bandwidth, against an 8 ms goal
+dtype on every call and hand it to F.linear: for the 26B-A4B's 1.65B attention and dense-MLP weights that
+is 3.3 GB of bf16 written and read again every step (about 2 ms of an H100's bandwidth, against an 8 ms goal
 for FP8), and NF4's dequantisation is a dozen more kernels a projection. This is kernels/moe.py's grouped
 GEMM with its routing switched off (DENSE): the same in-register FP8 upcast with the per-row scale on the
 accumulator, or NF4 unpacking through the codebook, over one weight matrix. Its reference is those modules'
@@ -21,21 +21,55 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels.moe import DEFAULT_CONFIG, NF4_BLOCK, _grouped_gemm, gelu_tanh
+from kernels import tuning
+from kernels.moe import NF4_BLOCK, NF4_WIDE_STAGES, _grouped_gemm, gelu_tanh
+
+# Every row tile reads the whole weight again (from L2 at best): with the experts' 16 x 64 tiles a batch-1
+# canvas (256 rows) read the 1.65 GB of FP8 attention and dense-MLP weights 16 times, 26 GB of L2 traffic a
+# step, 105 GB at batch 4. 64 rows up to a canvas keep four reads (6.6 GB), 128 rows past it eight at batch 4
+# (13 GB); 128 columns and 8 warps (88 to 288 programs on 132 SMs at batch 1 for the 2816- to 9216-wide
+# projections). A gated launch keeps two accumulators: 64 columns (132 programs for the dense MLP's 2112 at
+# batch 1; at 128 columns and 128 rows a thread needs 241 registers with FP8 weights, 255 with NF4: sm_90,
+# tests/kernels/offline_compile.py). NF4 takes 2 stages, as the experts' wide tiles do (kernels/moe.py
+# NF4_WIDE_STAGES: at 3 a batch-4 launch needs 105 to 113 KB of shared memory, Ada has 99). Tuned entries in
+# kernels/configs/linear.json win.
+DEFAULT_CONFIG = {"BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3}
+CANVAS_ROWS = 256  # one canvas: up to here 64-row tiles, past it 128
+
+
+def row_tile(num_rows: int) -> int:
+    """BLOCK_M for this many rows: the power of two that holds them, 16 to 64 up to a canvas, 128 beyond."""
+    return 128 if num_rows > CANVAS_ROWS else max(16, min(64, triton.next_power_of_2(num_rows)))
+
+
+def default_config(num_rows: int, gated: bool, nf4: bool) -> dict:
+    block_m = row_tile(num_rows)
+    return {**DEFAULT_CONFIG, "BLOCK_M": block_m, **({"BLOCK_N": 64} if gated else {}),
+            **({"num_stages": NF4_WIDE_STAGES} if nf4 else {})}
+
+
+def config_key(out_features: int, in_features: int, dtype: torch.dtype, weight_format: torch.dtype | str,
+               gated: bool) -> str:
+    """How kernels/configs/linear.json names a projection (sizes there: rows): output (the gated result's)
+    and input features, activation and weight dtypes (NF4: "nf4"), and whether the GELU gate is fused."""
+    return (f"N={out_features},K={in_features},{tuning.dtype_name(dtype)},{tuning.dtype_name(weight_format)}"
+            f"{',gated' if gated else ''}")
 
 
 def quantized_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, codebook: torch.Tensor | None,
                      in_features: int, config: dict | None = None, gated: bool = False) -> torch.Tensor:
     """x [..., in_features] -> [..., out]: weight e4m3 [out, in] with per-row scale [out], or NF4 codes
     [out, 32 x blocks] uint8 with absmax [out, blocks] and the 16-entry codebook (engine/quantize.py).
-    gated: the weight's rows are gate's then up's, and the result gelu_tanh(gate) * up, [..., out / 2]."""
-    config = {**DEFAULT_CONFIG, **(config or {})}
-    block_m, block_n, block_k = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
+    gated: the weight's rows are gate's then up's, and the result gelu_tanh(gate) * up, [..., out / 2].
+    config: launch settings over `default_config` (else kernels/configs/linear.json's for this shape)."""
     nf4 = weight.dtype == torch.uint8
-    if nf4 and block_k % NF4_BLOCK:
-        raise ValueError(f"BLOCK_K must be a multiple of the NF4 block ({NF4_BLOCK}) with NF4 weights, got {block_k}")
     rows = x.reshape(-1, in_features).contiguous()
     num_rows, out_features = rows.shape[0], weight.shape[0] // 2 if gated else weight.shape[0]
+    key = config_key(out_features, in_features, x.dtype, "nf4" if nf4 else weight.dtype, gated)
+    config = {**default_config(num_rows, gated, nf4), **(config or tuning.tuned("linear", x.device, key, num_rows))}
+    block_m, block_n, block_k = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
+    if nf4 and block_k % NF4_BLOCK:
+        raise ValueError(f"BLOCK_K must be a multiple of the NF4 block ({NF4_BLOCK}) with NF4 weights, got {block_k}")
     out = torch.empty(num_rows, out_features, dtype=x.dtype, device=x.device)
     absmax_strides = (scale.stride(0), scale.stride(1)) if nf4 else (scale.stride(0), 0)
     _grouped_gemm[(triton.cdiv(num_rows, block_m), triton.cdiv(out_features, block_n))](

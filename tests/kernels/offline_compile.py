@@ -253,18 +253,22 @@ def moe_variants():
 
 
 def linear_variants():
-    """kernels/linear.py at a canvas (256 rows): a sliding layer's stacked q/k/v, and a dense MLP's gate and up
-    with the GELU gate."""
-    from kernels.moe import DEFAULT_CONFIG, _grouped_gemm
+    """kernels/linear.py at a canvas (256 rows) and four (1024): a sliding layer's stacked q/k/v, and a dense
+    MLP's gate and up with the GELU gate."""
+    from kernels.linear import default_config
+    from kernels.moe import _grouped_gemm
 
-    config = DEFAULT_CONFIG
     for weights in ("fp8", "nf4"):
-        for name, n_out, gated in (("", (16 + 2 * 8) * 256, False), (" gated", DENSE_INTER, True)):
-            args = gemm_args(weights, n_out * (2 if gated else 1), HIDDEN, 0, config)
-            args.update({"num_pairs": CANVAS, "n_out": n_out, "stride_am": HIDDEN, "stride_cm": n_out,
-                         "c_ptr": torch.bfloat16, "top_k": 1, "A_BY_TOKEN": True, "GATED": gated, "ROUTED": False,
-                         "DENSE": True})
-            yield f"linear {weights}{name}", _grouped_gemm, args, config["num_warps"], config["num_stages"]
+        for batch in (1, 4):
+            rows = batch * CANVAS
+            for name, n_out, gated in (("", (16 + 2 * 8) * 256, False), (" gated", DENSE_INTER, True)):
+                config = default_config(rows, gated, weights == "nf4")
+                args = gemm_args(weights, n_out * (2 if gated else 1), HIDDEN, 0, config)
+                args.update({"num_pairs": rows, "n_out": n_out, "stride_am": HIDDEN, "stride_cm": n_out,
+                             "c_ptr": torch.bfloat16, "top_k": 1, "A_BY_TOKEN": True, "GATED": gated,
+                             "ROUTED": False, "DENSE": True})
+                yield f"linear {weights}{name} batch {batch}", _grouped_gemm, args, config["num_warps"], \
+                    config["num_stages"]
 
 
 def gemm_args(weights: str, rows: int, k_in: int, num_experts: int, config: dict) -> dict:

@@ -19,7 +19,7 @@ VARIANTS = {"head", "head draw", "head normalize", "attention sliding", "attenti
             "norm 2816", "norm 2816 unscaled", "norm 256", "norm 512 unscaled", "norm+rope 256", "norm+rope 512",
             "ffn out", "qkv sliding", "qkv global", "attn residual", "router", "noise", "rope", "sampler advance",
             "gelu mul", "moe align counts", "moe align scatter", "moe top-k sum",
-            "linear fp8", "linear nf4", "linear fp8 gated", "linear nf4 gated",
+            *(f"linear {w}{g} batch {b}" for w in ("fp8", "nf4") for g in ("", " gated") for b in (1, 4)),
             *(f"moe {w} {p} batch {b}" for w in ("bf16", "fp8", "nf4") for p in ("gate/up", "down") for b in (1, 4))}
 
 
