@@ -82,7 +82,14 @@ def registers_and_spills(compiled) -> tuple[int, int]:
 
 
 def head_variants():
-    from kernels.head import DEFAULT_CONFIG, DRAW_CONFIG, _draw_kernel, _head_kernel, _normalize_kernel
+    from kernels.head import (
+        DEFAULT_CONFIG,
+        DRAW_CONFIG,
+        NORMALIZE_TILES,
+        _draw_kernel,
+        _head_kernel,
+        _normalize_kernel,
+    )
 
     config = DEFAULT_CONFIG
     blocks = {"BLOCK_N": config["BLOCK_N"], "BLOCK_V": config["BLOCK_V"], "BLOCK_D": config["BLOCK_D"]}
@@ -104,7 +111,7 @@ def head_variants():
     }, DRAW_CONFIG["num_warps"], 3
     yield "head normalize", _normalize_kernel, {
         "probs_ptr": bf16, "tile_max_ptr": f32, "lse_ptr": f32, "vocab": VOCAB, "num_tiles": tiles,
-        "stride_p": VOCAB, "BLOCK_V": config["BLOCK_V"],
+        "stride_p": VOCAB, "BLOCK_V": config["BLOCK_V"], "TILES": NORMALIZE_TILES,
     }, 4, 3
 
 

@@ -14,7 +14,8 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16] + ([torch.bfloat16] if DEVICE == "cuda" else [])
 
 # (positions, hidden, vocabulary, config): positions under, at and over the row tile; vocabularies that end
-# mid-tile, that give some splits no tile at all, and a single tile; hidden sizes off the D tile.
+# mid-tile, that give some splits no tile at all, and a single tile; hidden sizes off the D tile; 35 tiles,
+# which the softmax's rescaling (head.NORMALIZE_TILES a program) takes in a full chunk and a part-filled one.
 SMALL = {"BLOCK_N": 16, "BLOCK_V": 32, "BLOCK_D": 16, "SPLITS": 4, "num_warps": 4, "num_stages": 1}
 SHAPES = [
     (5, 24, 100, SMALL),
@@ -22,6 +23,7 @@ SHAPES = [
     (37, 48, 333, {**SMALL, "SPLITS": 3}),
     (20, 16, 70, {**SMALL, "SPLITS": 8}),  # 3 tiles over 8 requested splits
     (3, 32, 31, {**SMALL, "SPLITS": 1}),
+    (6, 24, 1100, SMALL),
 ]
 # Entropy (nats) and self-conditioning probabilities. Float32: logits summed in another order and the
 # tanh written through a sigmoid differ from torch by ~1e-6 in absolute value, so 2e-5 nats is far above
