@@ -14,8 +14,12 @@ a dequantized bf16 copy of every expert's weights per step. Here, as in vLLM's f
 2. One launch for gate/up: each program owns BLOCK_M pairs of one expert and BLOCK_N columns of the
    intermediate, accumulates the gate and the up product side by side in fp32, and stores only
    gelu_tanh(gate) * up, [pairs, I].
-3. One launch for down: [pairs, I] x down[e]^T, times the pair's routing weight, stored per pair in fp32;
-   then one more sums each token's top-k pairs in fp32 and casts the sum, as the reference does in two.
+3. One launch for down: [pairs, I] x down[e]^T, times the pair's routing weight, stored per pair in the
+   activation dtype; then one more sums each token's top-k pairs in fp32 and casts the sum, as the reference
+   does in two. The reference rounds each pair to that dtype too (its grouped GEMM's output, before the fp32
+   product with the routing weight); here the rounding comes after that product, which is exact to fp32, so
+   a pair carries one rounding either way, and the [pairs, D] intermediate is half the bytes of fp32 (bf16:
+   2 x 23 MB written and read per layer at batch 1).
 
 FP8 weights (e4m3 with a float32 scale per output row) are read as stored, one byte per weight, upcast in
 registers, and the scale multiplies the fp32 accumulator: (x W^T) * s = x (W s)^T exactly in real
@@ -347,7 +351,7 @@ def fused_moe(
         x.stride(0), *gate_up.stride(), *_scale_strides(gate_up_scale), hidden_pairs.stride(0),
         A_BY_TOKEN=True, GATED=True, ROUTED=False, **flags,
     )
-    out_pairs = torch.empty(num_pairs, hidden, dtype=torch.float32, device=x.device)
+    out_pairs = torch.empty(num_pairs, hidden, dtype=x.dtype, device=x.device)
     routing = weights.reshape(-1).to(torch.float32).contiguous()
     _grouped_gemm[(tiles, triton.cdiv(hidden, block_n))](
         hidden_pairs, down, *_scales(down_scale, codebook, x), out_pairs, routing,
@@ -366,13 +370,13 @@ def _top_k_sum_kernel(pairs_ptr, out_ptr, hidden: tl.constexpr, top_k: tl.conste
     ok = cols < hidden
     total = tl.zeros((BLOCK,), tl.float32)
     for k in range(top_k):
-        total += tl.load(pairs_ptr + (token * top_k + k) * hidden + cols, mask=ok, other=0.0)
+        total += tl.load(pairs_ptr + (token * top_k + k) * hidden + cols, mask=ok, other=0.0).to(tl.float32)
     tl.store(out_ptr + token * hidden + cols, total.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 def top_k_sum(pairs: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[T, K, D] float32 -> their sum over K in float32, cast to dtype, [T, D]: one launch where torch takes
-    two (the sum, the cast)."""
+    """[T, K, D] (float32, or the activation dtype) -> their sum over K in float32, cast to dtype, [T, D]: one
+    launch where torch takes two (the sum, the cast)."""
     num_tokens, top_k, hidden = pairs.shape
     pairs = pairs.contiguous()
     out = torch.empty(num_tokens, hidden, dtype=dtype, device=pairs.device)

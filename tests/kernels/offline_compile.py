@@ -243,7 +243,7 @@ def moe_variants():
         "BINS": bins,
     }, 4, 3
 
-    yield "moe top-k sum", _top_k_sum_kernel, {"pairs_ptr": torch.float32, "out_ptr": torch.bfloat16, "hidden": HIDDEN,
+    yield "moe top-k sum", _top_k_sum_kernel, {"pairs_ptr": torch.bfloat16, "out_ptr": torch.bfloat16, "hidden": HIDDEN,
                                                "top_k": TOP_K, "BLOCK": 1024}, 4, 3
     for batch in (1, 4):  # the row tile moe.row_tile picks for a canvas and for four
         pairs = batch * CANVAS * TOP_K
@@ -253,7 +253,7 @@ def moe_variants():
                 n_out, k_in = (INTER, HIDDEN) if gated else (HIDDEN, INTER)
                 args = gemm_args(weights, n_out * (2 if gated else 1), k_in, EXPERTS, config)
                 args.update({"num_pairs": pairs, "n_out": n_out, "stride_am": k_in, "stride_cm": n_out,
-                             "c_ptr": torch.bfloat16 if gated else torch.float32, "top_k": TOP_K,
+                             "c_ptr": torch.bfloat16, "top_k": TOP_K,
                              "A_BY_TOKEN": gated, "GATED": gated, "ROUTED": not gated, "DENSE": False})
                 yield f"moe {weights} {'gate/up' if gated else 'down'} batch {batch}", _grouped_gemm, args, \
                     config["num_warps"], config["num_stages"]

@@ -57,8 +57,9 @@ def experts_module(num_experts: int, hidden: int, inter: int, dtype, seed: int) 
 # (tokens, hidden, intermediate, experts, top_k): hidden and intermediate off the 64-wide tiles, pairs per
 # expert under, at and over a 16-row tile (row_tile picks 16 or 32), experts that get no token, one token.
 SHAPES = [(1, 40, 24, 4, 2), (7, 72, 40, 8, 3), (16, 48, 88, 5, 2), (37, 96, 56, 16, 4)]
-# Float32: both sides accumulate in float32 in another order. Float16: the intermediate is rounded to
-# float16 on both sides at different points (relative error 2^-11 per rounding); both bounds are a few
+# Float32: both sides accumulate in float32 in another order. Float16: the intermediate and each pair's
+# output are rounded to float16 on both sides, at different points (the pair before the routing weight in
+# the reference, after it here; relative error 2^-11 per rounding); both bounds are a few
 # hundred times tighter than a missing pair, a wrong expert or a dropped scale would be.
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
@@ -228,10 +229,12 @@ def test_the_fused_align_equals_the_reference(tokens, num_experts, top_k, block_
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1, 16), (5, 8, 2816), (3, 2, 1500)])
-def test_top_k_sum_adds_each_tokens_pairs_in_order_then_casts(shape, dtype, poisoned):
+@pytest.mark.parametrize("pairs_in_dtype", [False, True])  # fused_moe stores them in the activation dtype
+def test_top_k_sum_adds_each_tokens_pairs_in_order_then_casts(shape, dtype, pairs_in_dtype, poisoned):
     pairs = torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape))).to(DEVICE)
-    in_order = pairs[:, 0].clone()
+    pairs = pairs.to(dtype) if pairs_in_dtype else pairs
+    in_order = pairs[:, 0].to(torch.float32, copy=True)
     for k in range(1, shape[1]):  # the kernel's order: float32 sums, rounded the same way at each addition
-        in_order += pairs[:, k]
+        in_order += pairs[:, k].float()
     got = top_k_sum(pairs, dtype)
     assert got.dtype == dtype and torch.equal(got, in_order.to(dtype))
