@@ -8,9 +8,9 @@ a dequantized bf16 copy of every expert's weights per step. Here, as in vLLM's f
 1. `align`: the pairs sorted by expert, each expert's group padded to a multiple of the tile height
    BLOCK_M (padding rows point past the last pair), and the expert of every tile, sized by a static bound
    (pairs + experts x (BLOCK_M - 1)), so nothing waits on the host and a CUDA graph holds it. `align` does it
-   in some twenty small torch ops (the reference); `align_fused` in two launches: one program counts each
-   chunk of pairs per expert (a histogram) and lays out the groups and tiles, then a program per chunk places
-   its pairs, stable within each expert, so both give the same tensors.
+   in some twenty small torch ops (the reference); `align_fused` in two launches of a program per chunk of
+   pairs: each counts its chunk per expert (a histogram), then each sums the counts of the chunks before it,
+   lays out the groups and places its pairs, stable within each expert, so both give the same tensors.
 2. One launch for gate/up: each program owns BLOCK_M pairs of one expert and BLOCK_N columns of the
    intermediate, accumulates the gate and the up product side by side in fp32, and stores only
    gelu_tanh(gate) * up, [pairs, I].
@@ -130,63 +130,81 @@ def align(experts: torch.Tensor, num_experts: int, block_m: int) -> tuple[torch.
 
 
 ALIGN_CHUNK = 64  # pairs a program of _align_scatter places: a [64, experts] one-hot in registers
+PREFIX_ROWS = 16  # chunks' counts _align_scatter sums at a time: [16, bins] int32, 32 registers a thread
+TILE_BLOCK = 16  # tiles whose expert _align_scatter finds at a time: a [16, bins] comparison
+FILL_BLOCK = 256  # padding slots _align_counts fills at a time
 
 
 @triton.jit
 def _align_counts(
-    ids_ptr, chunk_prefix_ptr, group_starts_ptr, tile_experts_ptr, num_padded_ptr, sorted_ids_ptr,
-    num_pairs, num_chunks, num_tiles, bound,
-    num_experts: tl.constexpr, BLOCK_M: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr,
-    TILE_BLOCK: tl.constexpr, FILL_BLOCK: tl.constexpr,
+    ids_ptr, chunk_counts_ptr, sorted_ids_ptr, num_pairs, bound, slots_per_program,
+    num_experts: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr, FILL_BLOCK: tl.constexpr,
 ):
-    """One program: per chunk of pairs, each expert's count in the chunks before it; each expert's group
-    start, padded to whole tiles; the expert of every tile; the padded count; sorted ids filled with padding."""
-    bins = tl.arange(0, BINS)
-    running = tl.zeros((BINS,), tl.int32)
-    for chunk in range(num_chunks):
-        offsets = chunk * CHUNK + tl.arange(0, CHUNK)
-        ids = tl.load(ids_ptr + offsets, mask=offsets < num_pairs, other=num_experts).to(tl.int32)
-        tl.store(chunk_prefix_ptr + chunk * BINS + bins, running)
-        running += tl.histogram(ids, BINS)  # past-the-end pairs land in bin num_experts, never read
-    counts = tl.where(bins < num_experts, running, 0)
-    padded = (counts + BLOCK_M - 1) // BLOCK_M * BLOCK_M
-    ends = tl.cumsum(padded, axis=0)
-    tl.store(group_starts_ptr + bins, ends - padded, mask=bins < num_experts)
-    tl.store(num_padded_ptr, tl.sum(padded, axis=0))
-    # the expert of tile t: how many experts' padded groups end at or before its first row (align's
-    # searchsorted(right=True)); experts past the last hold no rows and end where it does
-    ends_or_never = tl.where(bins < num_experts, ends, 2147483647)
-    for first in range(0, num_tiles, TILE_BLOCK):
-        tiles = first + tl.arange(0, TILE_BLOCK)
-        expert = tl.sum((ends_or_never[None, :] <= (tiles * BLOCK_M)[:, None]).to(tl.int32), axis=1)
-        tl.store(tile_experts_ptr + tiles, expert, mask=tiles < num_tiles)
-    for first in range(0, bound, FILL_BLOCK):
-        slots = first + tl.arange(0, FILL_BLOCK)
-        tl.store(sorted_ids_ptr + slots, tl.zeros((FILL_BLOCK,), tl.int32) + num_pairs, mask=slots < bound)
+    """A program per chunk of pairs: its count of each expert, and its share of the sorted ids filled with
+    padding (the scatter writes the real ones over it)."""
+    chunk = tl.program_id(0)
+    offsets = chunk * CHUNK + tl.arange(0, CHUNK)
+    ids = tl.load(ids_ptr + offsets, mask=offsets < num_pairs, other=num_experts).to(tl.int32)
+    # past-the-end pairs land in bin num_experts, never read
+    tl.store(chunk_counts_ptr + chunk * BINS + tl.arange(0, BINS), tl.histogram(ids, BINS))
+    first = chunk * slots_per_program
+    for start in range(first, first + slots_per_program, FILL_BLOCK):
+        slots = start + tl.arange(0, FILL_BLOCK)
+        ok = (slots < first + slots_per_program) & (slots < bound)
+        tl.store(sorted_ids_ptr + slots, tl.zeros((FILL_BLOCK,), tl.int32) + num_pairs, mask=ok)
 
 
 @triton.jit
 def _align_scatter(
-    ids_ptr, chunk_prefix_ptr, group_starts_ptr, sorted_ids_ptr, num_pairs,
-    num_experts: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr,
+    ids_ptr, chunk_counts_ptr, sorted_ids_ptr, tile_experts_ptr, num_padded_ptr,
+    num_pairs, num_chunks, num_tiles, tiles_per_program,
+    num_experts: tl.constexpr, BLOCK_M: tl.constexpr, CHUNK: tl.constexpr, BINS: tl.constexpr,
+    PREFIX_ROWS: tl.constexpr, TILE_BLOCK: tl.constexpr,
 ):
-    """A program per chunk: each pair goes to its expert's group start + the same expert's pairs in earlier
-    chunks + those before it in this chunk, so pairs keep their order within an expert (align's stable sort)."""
+    """A program per chunk: from every chunk's counts, each expert's total and its count in the chunks before
+    this one; the groups padded to whole tiles; each pair to its expert's group start + the same expert's
+    pairs in earlier chunks + those before it in this chunk, so pairs keep their order within an expert
+    (align's stable sort); and its share of the tiles' experts. Program 0 writes the padded count."""
     chunk = tl.program_id(0)
+    bins = tl.arange(0, BINS)
+    total = tl.zeros((BINS,), tl.int32)
+    before = tl.zeros((BINS,), tl.int32)
+    for first in range(0, num_chunks, PREFIX_ROWS):
+        rows = first + tl.arange(0, PREFIX_ROWS)
+        counts = tl.load(chunk_counts_ptr + rows[:, None] * BINS + bins[None, :], mask=(rows < num_chunks)[:, None],
+                         other=0)
+        total += tl.sum(counts, axis=0)
+        before += tl.sum(tl.where((rows < chunk)[:, None], counts, 0), axis=0)
+    counts = tl.where(bins < num_experts, total, 0)
+    padded = (counts + BLOCK_M - 1) // BLOCK_M * BLOCK_M
+    ends = tl.cumsum(padded, axis=0)
+    if chunk == 0:
+        tl.store(num_padded_ptr, tl.sum(padded, axis=0))
+
     offsets = chunk * CHUNK + tl.arange(0, CHUNK)
     real = offsets < num_pairs
     ids = tl.load(ids_ptr + offsets, mask=real, other=num_experts).to(tl.int32)
-    bins = tl.arange(0, BINS)
     onehot = (ids[:, None] == bins[None, :]).to(tl.int32)  # [CHUNK, BINS]
     before_in_chunk = tl.sum((tl.cumsum(onehot, axis=0) - onehot) * onehot, axis=1)
-    base = tl.load(chunk_prefix_ptr + chunk * BINS + bins) + tl.load(group_starts_ptr + bins,
-                                                                    mask=bins < num_experts, other=0)
+    base = before + ends - padded  # group starts, plus this expert's pairs in earlier chunks
     destination = tl.sum(onehot * base[None, :], axis=1) + before_in_chunk
     tl.store(sorted_ids_ptr + destination, offsets.to(tl.int32), mask=real)
 
+    # the expert of tile t: how many experts' padded groups end at or before its first row (align's
+    # searchsorted(right=True)); experts past the last hold no rows and end where it does
+    ends_or_never = tl.where(bins < num_experts, ends, 2147483647)
+    first_tile = chunk * tiles_per_program
+    for start in range(first_tile, first_tile + tiles_per_program, TILE_BLOCK):
+        tiles = start + tl.arange(0, TILE_BLOCK)
+        expert = tl.sum((ends_or_never[None, :] <= (tiles * BLOCK_M)[:, None]).to(tl.int32), axis=1)
+        tl.store(tile_experts_ptr + tiles, expert, mask=(tiles < first_tile + tiles_per_program) & (tiles < num_tiles))
+
 
 def align_fused(experts: torch.Tensor, num_experts: int, block_m: int):
-    """`align`'s three tensors in two launches instead of some twenty small torch ops."""
+    """`align`'s three tensors in two launches instead of some twenty small torch ops, both a program per
+    chunk of pairs: counting (the histograms, the padding), then placing (the prefix over the chunks' counts,
+    the pairs, the tiles' experts). One program walking the chunks serially took 32 to 128 dependent steps
+    a layer (batch 1 to 4); here the longest walk is the prefix's, 2 to 8 steps of 16 chunks."""
     flat = experts.reshape(-1)
     num_pairs = flat.numel()
     bound = pair_bound(num_pairs, num_experts, block_m)
@@ -194,19 +212,18 @@ def align_fused(experts: torch.Tensor, num_experts: int, block_m: int):
     num_chunks = triton.cdiv(num_pairs, ALIGN_CHUNK)
     bins = triton.next_power_of_2(num_experts + 1)  # one spare bin for the padding of the last chunk
     device = flat.device
-    chunk_prefix = torch.empty(num_chunks, bins, dtype=torch.int32, device=device)
-    group_starts = torch.empty(num_experts, dtype=torch.int32, device=device)
+    chunk_counts = torch.empty(num_chunks, bins, dtype=torch.int32, device=device)
     sorted_ids = torch.empty(bound, dtype=torch.int32, device=device)
     tile_experts = torch.empty(num_tiles, dtype=torch.int32, device=device)
     num_padded = torch.empty(1, dtype=torch.int32, device=device)
     flat = flat.contiguous()
-    _align_counts[(1,)](
-        flat, chunk_prefix, group_starts, tile_experts, num_padded, sorted_ids, num_pairs, num_chunks, num_tiles,
-        bound, num_experts=num_experts, BLOCK_M=block_m, CHUNK=ALIGN_CHUNK, BINS=bins, TILE_BLOCK=64,
-        FILL_BLOCK=1024,
+    _align_counts[(num_chunks,)](flat, chunk_counts, sorted_ids, num_pairs, bound, triton.cdiv(bound, num_chunks),
+                                 num_experts=num_experts, CHUNK=ALIGN_CHUNK, BINS=bins, FILL_BLOCK=FILL_BLOCK)
+    _align_scatter[(num_chunks,)](
+        flat, chunk_counts, sorted_ids, tile_experts, num_padded, num_pairs, num_chunks, num_tiles,
+        triton.cdiv(num_tiles, num_chunks), num_experts=num_experts, BLOCK_M=block_m, CHUNK=ALIGN_CHUNK, BINS=bins,
+        PREFIX_ROWS=PREFIX_ROWS, TILE_BLOCK=TILE_BLOCK,
     )
-    _align_scatter[(num_chunks,)](flat, chunk_prefix, group_starts, sorted_ids, num_pairs,
-                                  num_experts=num_experts, CHUNK=ALIGN_CHUNK, BINS=bins)
     return sorted_ids, tile_experts, num_padded
 
 

@@ -218,6 +218,9 @@ def sampler_variants():
 def moe_variants():
     from kernels.moe import (
         ALIGN_CHUNK,
+        FILL_BLOCK,
+        PREFIX_ROWS,
+        TILE_BLOCK,
         _align_counts,
         _align_scatter,
         _grouped_gemm,
@@ -230,17 +233,17 @@ def moe_variants():
     pairs, bins = CANVAS * TOP_K, 256
     block_m = row_tile(pairs, EXPERTS)
     bound = pair_bound(pairs, EXPERTS, block_m)
+    chunks, tiles = pairs // ALIGN_CHUNK, bound // block_m
     yield "moe align counts", _align_counts, {
-        "ids_ptr": torch.int64, "chunk_prefix_ptr": torch.int32, "group_starts_ptr": torch.int32,
-        "tile_experts_ptr": torch.int32, "num_padded_ptr": torch.int32, "sorted_ids_ptr": torch.int32,
-        "num_pairs": pairs, "num_chunks": pairs // ALIGN_CHUNK, "num_tiles": bound // block_m, "bound": bound,
-        "num_experts": EXPERTS, "BLOCK_M": block_m, "CHUNK": ALIGN_CHUNK, "BINS": bins, "TILE_BLOCK": 64,
-        "FILL_BLOCK": 1024,
+        "ids_ptr": torch.int64, "chunk_counts_ptr": torch.int32, "sorted_ids_ptr": torch.int32, "num_pairs": pairs,
+        "bound": bound, "slots_per_program": -(-bound // chunks), "num_experts": EXPERTS, "CHUNK": ALIGN_CHUNK,
+        "BINS": bins, "FILL_BLOCK": FILL_BLOCK,
     }, 4, 3
     yield "moe align scatter", _align_scatter, {
-        "ids_ptr": torch.int64, "chunk_prefix_ptr": torch.int32, "group_starts_ptr": torch.int32,
-        "sorted_ids_ptr": torch.int32, "num_pairs": pairs, "num_experts": EXPERTS, "CHUNK": ALIGN_CHUNK,
-        "BINS": bins,
+        "ids_ptr": torch.int64, "chunk_counts_ptr": torch.int32, "sorted_ids_ptr": torch.int32,
+        "tile_experts_ptr": torch.int32, "num_padded_ptr": torch.int32, "num_pairs": pairs, "num_chunks": chunks,
+        "num_tiles": tiles, "tiles_per_program": -(-tiles // chunks), "num_experts": EXPERTS, "BLOCK_M": block_m,
+        "CHUNK": ALIGN_CHUNK, "BINS": bins, "PREFIX_ROWS": PREFIX_ROWS, "TILE_BLOCK": TILE_BLOCK,
     }, 4, 3
 
     yield "moe top-k sum", _top_k_sum_kernel, {"pairs_ptr": torch.bfloat16, "out_ptr": torch.bfloat16, "hidden": HIDDEN,

@@ -214,8 +214,10 @@ def test_tuned_configs_are_found_by_device_shape_and_pair_count():
     assert config_key(128, 2816, 704, torch.bfloat16, "nf4") == "E=128,D=2816,I=704,bfloat16,nf4"
 
 
+# one chunk of pairs to 128 (four canvases: 8 prefix steps of 16 chunks), 19 chunks (a part-filled step)
 @pytest.mark.parametrize("tokens, num_experts, top_k, block_m", [(1, 4, 2, 16), (37, 8, 3, 16), (256, 128, 8, 16),
-                                                                 (200, 16, 4, 32), (5, 128, 8, 64)])
+                                                                 (200, 16, 4, 32), (5, 128, 8, 64), (300, 16, 4, 64),
+                                                                 (256, 128, 8, 32), (1024, 128, 8, 128)])
 def test_the_fused_align_equals_the_reference(tokens, num_experts, top_k, block_m, poisoned):
     generator = torch.Generator().manual_seed(tokens + num_experts)
     # top-k experts are distinct per token; skewed so some experts get many pairs and some none
