@@ -9,6 +9,8 @@ attention against the fp32 reference, replayed from a CUDA graph, timed against 
                                        # (merge them there and commit)
     python bench/kernels.py --only moe --tune --tune-seconds 45   # every default first, then sweep for 45 s
     python bench/kernels.py --only attention   # one kernel (moe or attention); JSON to kernels-NAME.json
+    python bench/kernels.py --only linear --tune --tune-seconds 60   # the FP8/NF4 projections (only when
+                                       # asked); --tune writes $OUT/linear.json
     python -m pytest -q tests/kernels  # the CPU tests, here in bf16 on the GPU too
 
 Shapes: 128 experts, hidden 2816, expert intermediate 704, top-8; tokens = batch x 256 canvas positions.
@@ -41,9 +43,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.cache import decoder_masks  # noqa: E402
-from engine.layers import Experts, Router  # noqa: E402
-from engine.quantize import Fp8Experts, Nf4Experts  # noqa: E402
-from kernels import attention, tuning  # noqa: E402
+from engine.layers import Experts, Router, gelu_tanh  # noqa: E402
+from engine.quantize import Fp8Experts, Fp8Linear, Nf4Experts, Nf4Linear, linear_weights  # noqa: E402
+from kernels import attention, linear, tuning  # noqa: E402
 from kernels.moe import config_key, fused_moe, row_tile, weight_format  # noqa: E402
 
 EXPERTS, HIDDEN, INTER, TOP_K, CANVAS = 128, 2816, 704, 8, 256
@@ -215,19 +217,94 @@ def print_attention_table(report: dict, num_sms: int) -> None:
               f"{row['tflops']:.0f} | {tuned_ms} |")
 
 
+# The FP8/NF4 projections of a step (kernels/linear.py): (output features, input features, GELU-gated), the
+# stacked q/k/v of a sliding and a global layer, their o_proj, the dense MLP's gate/up and down.
+LINEAR_SHAPES = {"qkv sliding": (8192, HIDDEN, False), "qkv global": (9216, HIDDEN, False),
+                 "o sliding": (HIDDEN, 4096, False), "o global": (HIDDEN, 8192, False),
+                 "mlp gate/up": (2112, HIDDEN, True), "mlp down": (HIDDEN, 2112, False)}
+# 32 configurations around linear.default_config; each checked against the reference before it is timed
+LINEAR_SWEEP = {"BLOCK_M": (64, 128), "BLOCK_N": (64, 128), "BLOCK_K": (64, 128), "num_warps": (4, 8),
+                "num_stages": (2, 3)}
+
+
+def bench_linear(report: dict, is_tuning: bool, out: Path | None, save, deadline: float) -> None:
+    """Each projection at batch 1 and 4 with FP8 and NF4 weights: the error against the dequantized reference,
+    the reference's and the kernel's time; with --tune the sweep until the deadline, batch 1 first."""
+    dtype, tuned = torch.bfloat16, tuning.editable("linear")
+    cases = []
+    for batch, fmt, (name, (out_features, in_features, gated)) in itertools.product(
+            (1, 4), ("fp8", "nf4"), LINEAR_SHAPES.items()):
+        module = (Fp8Linear if fmt == "fp8" else Nf4Linear)(in_features, out_features * (1 + gated), device="cuda")
+        module.load(torch.randn(out_features * (1 + gated), in_features, device="cuda") * in_features**-0.5)
+        x = torch.randn(batch * CANVAS, in_features, device="cuda", dtype=dtype)
+
+        def reference(m=module, x=x, gated=gated):
+            y = m(x)  # the dequantizing path: fused is None here
+            return gelu_tanh(y[:, : y.shape[1] // 2]) * y[:, y.shape[1] // 2:] if gated else y
+
+        def fused(config=None, m=module, x=x, gated=gated):
+            return linear.quantized_linear(x, *linear_weights(m), m.in_features, config=config, gated=gated)
+
+        want = reference().float()
+        row = {"batch": batch, "weights": fmt, "projection": name,
+               "max_rel_error": float((fused().float() - want).abs().max() / want.abs().max()),
+               "reference_ms": timed_ms(reference), "fused_ms": timed_ms(fused)}
+        report["linear"].append(row)
+        weight_format = module.weight.dtype if fmt == "fp8" else "nf4"  # as quantized_linear names it
+        cases.append((row, fused, want, linear.config_key(out_features, in_features, dtype, weight_format, gated)))
+        print(json.dumps(row), flush=True)
+        save()
+    if not is_tuning:
+        return
+    configs = [dict(zip(LINEAR_SWEEP, values, strict=True)) for values in itertools.product(*LINEAR_SWEEP.values())]
+    for row, fused, want, key in cases:
+        best, best_ms = None, float("inf")
+        for config in configs:
+            if time.monotonic() > deadline:
+                break
+            try:
+                error = float((fused(config).float() - want).abs().max() / want.abs().max())
+                if error > 2 * row["max_rel_error"] + 1e-2:  # a tile that computes something else
+                    continue
+                ms = timed_ms(lambda c=config, f=fused: f(c), repeats=5)
+            except Exception:  # out of shared memory for this tile, say: not a candidate
+                continue
+            if ms < best_ms:
+                best, best_ms = config, ms
+        if best is None:
+            break  # out of time
+        row["tuned_ms"], row["tuned_config"] = best_ms, best
+        tuning.record(tuned, report["device"], key, row["batch"] * CANVAS, best)
+        print(json.dumps(row), flush=True)
+        save()
+        if out is not None:
+            tuning.write("linear", tuned, out)
+
+
+def print_linear_table(report: dict, num_sms: int) -> None:
+    print(f"# FP8/NF4 projections, {report['device']} ({num_sms} SMs), {report['date']}")
+    print("| batch | weights | projection | max rel. error | reference ms | fused ms | tuned ms |")
+    print("|---|---|---|---|---|---|---|")
+    for row in report["linear"]:
+        tuned_ms = f"{row['tuned_ms']:.3f}" if "tuned_ms" in row else ""
+        print(f"| {row['batch']} | {row['weights']} | {row['projection']} | {row['max_rel_error']:.1e} | "
+              f"{row['reference_ms']:.3f} | {row['fused_ms']:.3f} | {tuned_ms} |")
+
+
 def main() -> int:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--tune", action="store_true", help="sweep launch configurations too")
-    options.add_argument("--only", choices=("moe", "attention"), help="one kernel (default: both)")
+    options.add_argument("--only", choices=("moe", "attention", "linear"),
+                         help="one kernel (default: attention and moe; linear only when named)")
     options.add_argument("--tune-seconds", type=float, default=float("inf"),
-                         help="stop the MoE sweep after this long, keeping the best found so far")
+                         help="stop the MoE (or linear) sweep after this long, keeping the best found so far")
     options = options.parse_args()
     if not torch.cuda.is_available():
         print("bench/kernels.py needs a CUDA device", file=sys.stderr)
         return 2
     torch.manual_seed(0)
     report = {"device": torch.cuda.get_device_name(), "date": datetime.date.today().isoformat(),
-              "torch": torch.__version__, "rows": [], "attention": []}
+              "torch": torch.__version__, "rows": [], "attention": [], "linear": []}
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
     name = f"kernels-{options.only}.json" if options.only else "kernels.json"
 
@@ -235,15 +312,19 @@ def main() -> int:
         if out is not None:
             (out / name).write_text(json.dumps(report, indent=2))
 
-    if options.only != "moe":  # first: seconds, where the MoE sweep takes minutes
+    if options.only == "linear":
+        bench_linear(report, options.tune, out, save, time.monotonic() + options.tune_seconds)
+    if options.only in (None, "attention"):  # first: seconds, where the MoE sweep takes minutes
         bench_attention(report, options.tune, out, save)
-    if options.only != "attention":
+    if options.only in (None, "moe"):
         bench_moe(report, options.tune, out, save, time.monotonic() + options.tune_seconds)
     peak = torch.cuda.get_device_properties(0)
     if report["attention"]:
         print_attention_table(report, peak.multi_processor_count)
     if report["rows"]:
         print_moe_table(report, peak.multi_processor_count)
+    if report["linear"]:
+        print_linear_table(report, peak.multi_processor_count)
     return 0
 
 
