@@ -58,11 +58,14 @@ def test_undo_and_redo_of_several_redrafts_after_others_typed(scripted_server, o
     expect(items.nth(1)).to_contain_text(name_a)
     expect(items.nth(1)).to_contain_text("“Make it quicker”")
     expect(items.nth(1)).to_contain_text("just now")
+    # The keyboard lands in the panel, on the newest redraft's Undo.
+    expect(items.nth(0).get_by_role("button", name="Undo")).to_be_focused()
     screenshot(ada, "history")
 
     # Undo the older one (Ada's), by keyboard: the newer one and Grace's typing stay.
     undo_first = items.nth(1).get_by_role("button", name="Undo")
-    undo_first.focus()
+    ada.keyboard.press("Tab")
+    expect(undo_first).to_be_focused()
     ada.keyboard.press("Enter")
     expected = f"{P1}\n\n{P2} Grace adds this.\n\n{r3}"
     wait_editor_text(ada, expected)

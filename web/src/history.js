@@ -88,7 +88,15 @@ export function setUpHistory ({ panel, api, board, canEdit }) {
     return loading
   }
 
-  panel.addEventListener('toggle', (event) => { if (event.newState === 'open') reload() })
+  panel.addEventListener('toggle', async (event) => {
+    if (event.newState !== 'open') return
+    await reload()
+    // Into the panel, as a dialog opened from the keyboard should: the newest redraft's Undo or Redo, else the
+    // panel itself (its list is read by Tab from there). A click elsewhere meanwhile closed it: nothing to do.
+    if (panel.matches(':popover-open') && !panel.contains(document.activeElement)) {
+      (list.querySelector('.history-action') || panel).focus()
+    }
+  })
   return {
     changed () { if (panel.matches(':popover-open')) reload() },
     reload
