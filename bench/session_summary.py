@@ -64,8 +64,8 @@ def engine(work: Path) -> list[str]:
         peak = row.get("peak_gib")
         over = row["batch"] == 4 and peak and peak > PEAK_GIB_GOAL
         peak_cell = (f"{peak:.1f}" + (f" (goal <= {PEAK_GIB_GOAL:.1f})" if over else "")) if peak else ""
-        lines.append(f"| {row['run']} | {row['format']} | {row['kernels']} | {row['batch']} | {ms:.1f} | {row['tok_s_16']:.0f} | "
-                     f"{goal_cell} | {peak_cell} |")
+        lines.append(f"| {row['run']} | {row['format']} | {row['kernels']} | {row['batch']} | {ms:.1f} | "
+                     f"{row['tok_s_16']:.0f} | {goal_cell} | {peak_cell} |")
     for row in scheduler:
         lines.append(f"scheduler end to end, {row['format']}, kernels {row['kernels']}, batch {row['batch']}: "
                      f"{row['seconds'] * 1e3:.0f} ms = {row['tok_s']:.0f} tok/s")
@@ -93,8 +93,15 @@ def kernels(work: Path) -> list[str]:
         if "fused_ms" in row:
             lines.append(f"attention, {row['layer']}, prefix {row['prefix']}, batch {row['batch']}: "
                          f"{row['fused_ms']:.3f} ms fused, {row['reference_ms']:.3f} ms reference")
-    if (work / "installed-moe.json").exists():
-        lines.append("the MoE sweep's table was installed before the engine step (kernels/configs/moe.json)")
+    for row in (load(work, "kernels-linear.json") or {}).get("linear", []):
+        tuned = f", tuned {row['tuned_ms']:.3f} ms" if "tuned_ms" in row else ""
+        lines.append(f"projection {row['projection']}, {row['weights']}, batch {row['batch']}: "
+                     f"{row['fused_ms']:.3f} ms fused, {row['reference_ms']:.3f} ms reference{tuned}, "
+                     f"max rel error {row['max_rel_error']:.1e}")
+    for kernel in ("moe", "linear"):
+        if (work / f"installed-{kernel}.json").exists():
+            lines.append(f"the {kernel} sweep's table was installed before the engine step "
+                         f"(kernels/configs/{kernel}.json)")
     return lines or ["kernels: not measured"]
 
 
