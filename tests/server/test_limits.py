@@ -282,8 +282,9 @@ def test_refused_pending_updates_leave_no_memory_behind(tmp_path):
                     assert close_of(ws)[0] == CLOSE_PENDING_FULL
             grown_mib = (vm_kib(server.proc.pid, "VmRSS") - before) / 1024
             assert server_text(server.ws_url, "pending-flood") == ""
-        # Kept, they took 104 MiB (this test with --max-pending-bytes 10**12); refused, 1.2 MiB.
-        assert grown_mib < 10, f"RSS grew {grown_mib:.1f} MiB"
+        # Kept, they took 104 MiB (this test with --max-pending-bytes 10**12); refused, 1.2 MiB idle and up to
+        # 12 MiB with the other core busy (allocator noise under load): the bound sits at a quarter of the leak.
+        assert grown_mib < 25, f"RSS grew {grown_mib:.1f} MiB"
     finally:
         server.stop()
 
@@ -315,8 +316,9 @@ def test_a_client_that_never_reads_is_cut_off_by_bytes_and_memory_stays_bounded(
             assert last_close_code(slow) == CLOSE_SLOW_CLIENT
         # Unbounded, the last 90 of 120 rounds' frames stayed queued: RSS grew 77 MiB (this test with
         # --max-send-queue-bytes 10**12 and 120 rounds). Bounded, the slow client is gone by round 3 and its
-        # frames with it: -0.8 to +1.7 MiB over three runs.
-        assert grown_mib < 10, f"RSS grew {grown_mib:.1f} MiB"
+        # frames with it: -0.8 to +1.7 MiB over three idle runs, 12 MiB once with the other core busy. The 60
+        # rounds measured would queue some 51 MiB unbounded: the bound sits at half of that.
+        assert grown_mib < 25, f"RSS grew {grown_mib:.1f} MiB"
         assert server_text(server.ws_url, "slow") == ""
     finally:
         server.stop()
