@@ -138,9 +138,9 @@ function engineOffReason (session) {
 function redraftUndoKeys (getBoard) {
   return [
     Prec.highest(keymap.of([
-      { key: 'Mod-z', run: () => getBoard().undoJustApplied() },
-      { key: 'Mod-Shift-z', run: () => getBoard().redoJustUndone() },
-      { key: 'Mod-y', run: () => getBoard().redoJustUndone() }
+      { key: 'Mod-z', run: () => getBoard().reverseJustActed('applied') },
+      { key: 'Mod-Shift-z', run: () => getBoard().reverseJustActed('undone') },
+      { key: 'Mod-y', run: () => getBoard().reverseJustActed('undone') }
     ])),
     EditorView.updateListener.of((update) => {
       if (update.transactions.some((tr) => tr.docChanged && tr.annotation(Transaction.userEvent))) getBoard().localEdits++

@@ -276,20 +276,17 @@ export class RedraftBoard {
     return redraft
   }
 
-  /** Ctrl+Z right after this page's own redraft landed: take that back rather than one's last keystroke. */
-  undoJustApplied () {
+  /**
+   * Ctrl+Z right after this page's own redraft landed (`action` 'applied'), or Ctrl+Shift+Z right after it was
+   * undone ('undone'): undo or redo that redraft rather than one's last keystroke. False when the key is the
+   * editor's again (something else happened since, or one typed).
+   */
+  reverseJustActed (action) {
     const acted = this.justActed
-    if (!acted || acted.action !== 'applied' || acted.edits !== this.localEdits) return false
+    if (!acted || acted.action !== action || acted.edits !== this.localEdits) return false
     this.justActed = null
-    this.undo(acted.id)
-    return true
-  }
-
-  redoJustUndone () {
-    const acted = this.justActed
-    if (!acted || acted.action !== 'undone' || acted.edits !== this.localEdits) return false
-    this.justActed = null
-    this.redo(acted.id)
+    if (action === 'applied') this.undo(acted.id)
+    else this.redo(acted.id)
     return true
   }
 
