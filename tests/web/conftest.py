@@ -8,6 +8,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from server.auth import mint_token
 from tests.support.processes import ROOT, wait_until
 from tests.web.scripted_engine import ScriptedEngine
 
@@ -97,9 +98,10 @@ def wait_editor_text(page: Page, expected: str) -> None:
         raise AssertionError(f"the editor shows {editor_text(page)!r}, not {expected!r}") from exc
 
 
-def two_writers(open_page, url: str, text: str = "") -> tuple[Page, Page]:
-    """Two people on one document, both connected; the first types `text` and the second has it."""
-    first, second = open_page(url), open_page(url)
+def two_pages(open_page, first_url: str, second_url: str, text: str = "") -> tuple[Page, Page]:
+    """Two people on one document through these addresses, both connected; the first types `text` and the
+    second has it."""
+    first, second = open_page(first_url), open_page(second_url)
     wait_connected(first)
     wait_connected(second)
     if text:
@@ -107,6 +109,16 @@ def two_writers(open_page, url: str, text: str = "") -> tuple[Page, Page]:
         first.keyboard.type(text)
         wait_editor_text(second, text)
     return first, second
+
+
+def two_writers(open_page, url: str, text: str = "") -> tuple[Page, Page]:
+    """Two people with the same link; the first types `text` and the second has it."""
+    return two_pages(open_page, url, url, text)
+
+
+def share_link(http_url: str, secret: str, doc: str, role: str) -> str:
+    """The editor's address for `doc` with a share token of `role` (edit or read), as the Share button makes."""
+    return f"{http_url}/d/{doc}?token={mint_token(secret, doc, role, ttl_s=None)}"
 
 
 AI_USER = {"name": "Redraft AI", "color": "#7c3aed", "colorLight": "#7c3aed33", "ai": True}

@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import expect
 
 from server.auth import mint_token, verify_token
-from tests.web.conftest import editor_text, screenshot, wait_connected, wait_editor_text
+from tests.web.conftest import editor_text, screenshot, share_link, two_pages, wait_connected, wait_editor_text
 
 SECRET = "a-test-secret-of-32-characters!!"
 
@@ -49,13 +49,8 @@ def test_start_page_opens_documents_and_keeps_the_token(start_server, open_page)
 
 def test_a_read_only_link_shows_the_text_but_takes_no_typing(start_server, open_page):
     server = start_server(extra_args=("--secret", SECRET))
-    writer = open_page(f"{server.http_url}/d/minutes?token={mint_token(SECRET, 'minutes', 'edit', ttl_s=None)}")
-    reader = open_page(f"{server.http_url}/d/minutes?token={mint_token(SECRET, 'minutes', 'read', ttl_s=None)}")
-    wait_connected(writer)
-    wait_connected(reader)
-    writer.locator(".cm-content").click()
-    writer.keyboard.type("Decisions: ship it.")
-    wait_editor_text(reader, "Decisions: ship it.")
+    writer, reader = two_pages(open_page, share_link(server.http_url, SECRET, "minutes", "edit"),
+                               share_link(server.http_url, SECRET, "minutes", "read"), "Decisions: ship it.")
 
     expect(reader.locator("#readonly-badge")).to_have_text("Read-only link")
     notice = reader.locator("#notice")

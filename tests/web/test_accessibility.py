@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 from server.auth import mint_token
 from tests.support.processes import ROOT
-from tests.web.conftest import screenshot, show_ai, two_writers, wait_connected, wait_editor_text
+from tests.web.conftest import screenshot, share_link, show_ai, two_writers, wait_connected
 
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 SECRET = "a-test-secret-of-32-characters!!"
@@ -40,11 +40,8 @@ def test_axe_finds_nothing_on_the_start_page_the_editor_the_palette_and_a_sugges
     assert axe_violations(start) == []
 
     url = f"{server.http_url}/d/axe"
-    page, other = two_writers(open_page, url)
-    page.locator(".cm-content").click()
     text = "# Plan\n\nThe team ships on Monday and the support rota covers the first week."
-    page.keyboard.type(text)
-    wait_editor_text(other, text)
+    page, other = two_writers(open_page, url, text)
     other.evaluate("() => { window.redraft.view.focus(); window.redraft.view.dispatch({ selection: { anchor: 12 } }) }")
     expect(page.locator(".cm-ySelectionInfo")).to_be_visible()
     assert axe_violations(page) == []
@@ -130,7 +127,7 @@ def test_without_a_token_on_a_server_with_a_secret_the_page_says_the_link_gives_
 
 def test_axe_finds_nothing_on_a_read_only_link(start_server, open_page):
     server = start_server(extra_args=("--secret", SECRET))
-    reader = open_page(f"{server.http_url}/d/minutes?token={mint_token(SECRET, 'minutes', 'read', ttl_s=None)}")
+    reader = open_page(share_link(server.http_url, SECRET, "minutes", "read"))
     wait_connected(reader)
     expect(reader.locator("#notice")).to_be_visible()
     expect(reader.locator("main #notice")).to_have_count(1)  # the banner is inside a landmark

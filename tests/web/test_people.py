@@ -8,8 +8,7 @@ import json
 
 from playwright.sync_api import expect
 
-from server.auth import mint_token
-from tests.web.conftest import two_writers, wait_connected, wait_editor_text
+from tests.web.conftest import share_link, two_pages, two_writers, wait_connected
 
 SECRET = "a-test-secret-of-32-characters!!"
 
@@ -59,13 +58,8 @@ def test_two_people_with_the_same_colour_end_up_with_two(start_server, open_page
 
 def test_a_read_only_viewer_shows_as_a_viewer(start_server, open_page):
     server = start_server(extra_args=("--secret", SECRET))
-    writer = open_page(f"{server.http_url}/d/minutes?token={mint_token(SECRET, 'minutes', 'edit', ttl_s=None)}")
-    reader = open_page(f"{server.http_url}/d/minutes?token={mint_token(SECRET, 'minutes', 'read', ttl_s=None)}")
-    wait_connected(writer)
-    wait_connected(reader)
-    writer.locator(".cm-content").click()
-    writer.keyboard.type("Decisions: ship it.")
-    wait_editor_text(reader, "Decisions: ship it.")
+    writer, reader = two_pages(open_page, share_link(server.http_url, SECRET, "minutes", "edit"),
+                               share_link(server.http_url, SECRET, "minutes", "read"), "Decisions: ship it.")
     reader.locator(".cm-content").click()
     viewer = writer.locator("#presence .person.is-viewer")
     expect(viewer).to_have_count(1)

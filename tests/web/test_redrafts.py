@@ -322,11 +322,8 @@ def test_a_real_redraft_is_seen_live_by_the_other_page_and_undone(start_server, 
     wait_until(lambda: httpx.get(f"{server.http_url}/healthz").json()["engine"]["status"] == "ready", 60,
                "the model to load")
     doc_url = f"{server.http_url}/d/real"
-    page_a, page_b = two_writers(open_page, doc_url)
-    page_a.locator(".cm-content").click()
     original = "The meeting moved to Thursday. Bring the draft budget and your questions."
-    page_a.keyboard.type(original)
-    wait_editor_text(page_b, original)
+    page_a, page_b = two_writers(open_page, doc_url, original)
     # A redraft of the small model takes about a second: B records every canvas it draws.
     page_b.evaluate("""() => {
         window.seenCanvases = []
