@@ -77,7 +77,6 @@ class Room:
         self.deleted = DeleteIndex()
         self.clocks: dict[int, int] = {}  # the replica's state vector, kept up to date from what it integrates
         self.pending = PendingUpdates()  # accepted updates yrs holds until what they need arrives
-        self.size_bytes = 0  # what the store holds: snapshot + log (+ what is on its way there)
         # At most what a compaction would store now, the size the limit is on: measured, plus since then each
         # integrated update and what its cuts of existing items may add.
         self.compacted_bytes = 0
@@ -104,7 +103,7 @@ class Room:
         state = self.doc.get_update()
         self._index(parse_update(state, strict=False))
         self.compacted_bytes, self._measured_version = len(state), self.version
-        self.size_bytes = self.snapshot_bytes = stored.size_bytes
+        self.snapshot_bytes = stored.size_bytes
         self.cursor = stored.cursor
         self.is_written = bool(stored.updates)
         await self.fanout.subscribe(self.name, stored.cursor, self)
@@ -283,12 +282,14 @@ class Room:
         """
         if self.compacted_bytes + growth <= self.max_doc_bytes:
             return True
+        state = None
         if self._measured_version != self.version:
-            self.compacted_bytes, self._measured_version = len(self.doc.get_update()), self.version
+            state = self.doc.get_update()
+            self.compacted_bytes, self._measured_version = len(state), self.version
         if self.compacted_bytes + growth <= self.max_doc_bytes or update is None:
             return self.compacted_bytes + growth <= self.max_doc_bytes
         trial = Doc()
-        trial.apply_update(self.doc.get_update())
+        trial.apply_update(state if state is not None else self.doc.get_update())  # encoded once at the limit
         try:
             trial.apply_update(update)
         except Exception as exc:  # yrs refuses it: so would the replica
@@ -317,7 +318,6 @@ class Room:
     # --- the write path ----------------------------------------------------------------
 
     def _enqueue(self, update: bytes, origin: Peer | None) -> None:
-        self.size_bytes += len(update)
         self._outbox.append((update, origin))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -370,7 +370,6 @@ class Room:
             # harmlessly), or the other instances would never see them.
             self._enqueue(integrated, None)
             return
-        self.size_bytes += len(integrated)
         self._broadcast(integrated, None)
 
     def on_awareness_query(self) -> None:
@@ -417,7 +416,6 @@ class Room:
         # What was appended meanwhile stays in the log, on top of the new snapshot.
         self.snapshot_bytes = len(snapshot)
         self.log_bytes -= log_bytes_before
-        self.size_bytes = self.snapshot_bytes + self.log_bytes + sum(len(u) for u, _ in self._outbox)
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -244,7 +244,7 @@ class RedraftService:
             update = merge.merge_update(redraft.fork, redraft.text, client_id=client_id)
         except ValueError as exc:  # not valid text: seams.clean should have caught it
             return self._end(redraft, FAILED, f"the model's text could not be merged: {exc}")
-        # room.size_bytes counts the log too, which compaction folds away: the limit is on the stored document
+        # the limit is on the stored document (the log, which compaction folds away, does not count)
         if not room.fits(len(update), update):
             return self._end(redraft, FAILED, f"the document would exceed {room.max_doc_bytes} bytes")
 
