@@ -46,7 +46,7 @@ class Peer:
         self.bucket = bucket
         self.metrics = metrics
         self.awareness_id: int | None = None  # the one Yjs client id this connection speaks for (awareness_trust)
-        self.has_awareness_snapshot = False  # sent once the client has said who it is (Room._greet)
+        self.has_awareness_snapshot = False  # sent once the client has said who it is (Room._send_presence)
         self.sent_bytes = 0
         self.close_code: int | None = None
         self._queue: deque[bytes] = deque()
