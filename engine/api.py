@@ -140,16 +140,24 @@ class Engine:
         parsed = redrafts.RedraftSpec.from_dict(spec)
         request = redrafts.build_request(parsed, self.tokenizer, self.loaded.args, self.scheduler.max_len)
         decoder, limit, canvas = self._decoder, redrafts.OutputLimit.of(parsed), self.loaded.args.canvas_length
+        stopped_early = threading.Event()
 
         def on_snapshot(job, snapshot):
             # The scheduler appends a canvas to the result before it publishes the step that stopped it: only
             # the canvases before this one are earlier text (else the stopping step shows its canvas twice).
             earlier = job.result.token_ids[: snapshot.canvas_index * canvas]
+            if limit.stop and snapshot.stopped and not snapshot.finished:
+                if limit.final(decoder.text(limit.ids(earlier + snapshot.token_ids)))[1]:
+                    # A stop string in a decided canvas ends the answer: the canvases after it would be cut away.
+                    stopped_early.set()
+                    job.is_cancelled = True
             return redrafts.progress(snapshot, earlier, decoder, job.budget[0], limit)
 
         def on_done(job, outcome):
             if isinstance(outcome, BaseException):
                 return outcome
+            if stopped_early.is_set():
+                outcome.status = "done"
             return redrafts.outcome(outcome, decoder, job.timings(), len(request.prompt_ids), limit)
 
         return self.submit(request, on_snapshot, on_done)

@@ -167,3 +167,22 @@ async def test_the_engine_commits_each_canvas_once_and_cuts_the_result_at_max_to
                      (2, "a" * 3 * canvas, "a" * 40)]
     assert {k: result[k] for k in ("text", "tokens", "finish_reason", "prompt_tokens")} == {
         "text": "a" * 40, "tokens": 40, "finish_reason": "length", "prompt_tokens": len("say a") + 1}
+
+
+@pytest.mark.anyio
+async def test_a_stop_string_in_a_decided_canvas_spares_the_canvases_after_it(checkpoint):
+    from engine.api import Engine, EngineConfig
+
+    letter = ids(b"a")[0]
+    engine = await Engine.load(EngineConfig(model=str(checkpoint(TinySpec(confident_token=letter))), device="cpu"))
+    try:
+        with anyio.fail_after(60):
+            # Three canvases of 16 reserved; "a" * 20 first shows in the second.
+            generation = engine.redraft({"id": "x", "kind": "complete", "prompt": "a", "max_tokens": 48,
+                                         "stop": ["a" * 20]})
+            committed = [p["committed"] async for p in generation]
+            result = await generation.result()
+    finally:
+        await engine.close()
+    assert set(committed) == {""}  # the stop string's start is held back until it turns out to be one
+    assert (result["status"], result["text"], result["finish_reason"], len(result["steps"])) == ("done", "", "stop", 2)

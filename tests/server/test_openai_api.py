@@ -166,9 +166,10 @@ def test_a_client_that_leaves_cancels_its_job(server):
 
 def test_with_a_secret_only_an_engine_token_opens_the_api_and_the_rate_limit_holds(tmp_path_factory):
     server = start(tmp_path_factory, "secured", "--secret", SECRET, "--redraft-user-burst", "2",
-                   "--redraft-user-per-min", "1")
+                   "--redraft-user-per-min", "1", "--openai-model-name", "house-model")
     try:
         engine_token = mint_engine_token(SECRET, None)
+        assert [model.id for model in client(server, engine_token).models.list().data] == ["house-model"]
         with pytest.raises(openai.AuthenticationError, match="signature is not valid"):
             client(server, "sk-wrong").models.list()
         with pytest.raises(openai.AuthenticationError, match="document share token"):
@@ -176,8 +177,8 @@ def test_with_a_secret_only_an_engine_token_opens_the_api_and_the_rate_limit_hol
         session = httpx.get(server.http_url + "/api/docs/notes/session", params={"token": engine_token})
         assert session.status_code == 401 and "engine token" in session.json()["detail"]
         api = client(server, engine_token)
-        for _ in range(2):  # the burst
-            assert api.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=8).choices
+        for model in ("house-model", MODEL):  # the burst; the model's own name is still understood
+            assert api.chat.completions.create(model=model, messages=HELLO, max_tokens=8).choices
         with pytest.raises(openai.RateLimitError, match="at most 1 a minute") as caught:
             api.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=8)
         assert int(caught.value.response.headers["retry-after"]) >= 1
