@@ -5,11 +5,16 @@ client that leaves cancelling its job."""
 
 from __future__ import annotations
 
+import json
+
+import anyio
 import httpx
 import openai
 import pytest
 
 from server.auth import mint_engine_token, mint_token
+from server.openai_stream import Reply
+from server.redrafts.backends import EngineFailed
 from tests.support.processes import ServerProcess, wait_until
 
 SECRET = "e" * 32
@@ -203,3 +208,42 @@ def test_the_api_can_be_turned_off(tmp_path_factory):
         assert "openai_api" not in health(server)
     finally:
         server.stop()
+
+
+class ScriptedJob:
+    """A job that has run: its progress dicts, then its outcome or its failure. For the paths a healthy engine on
+    a CPU cannot be made to take (a GPU out of memory mid-answer, a Redis worker's retry writing other text)."""
+
+    def __init__(self, committed: list[str], outcome: dict | None = None, failure: str | None = None):
+        self.committed, self.outcome, self.failure = committed, outcome, failure
+
+    async def __aiter__(self):
+        for text in self.committed:
+            yield {"committed": text}
+
+    async def result(self) -> dict:
+        if self.failure is not None:
+            raise EngineFailed(self.failure)
+        return self.outcome
+
+
+def stream_events(job: ScriptedJob) -> list:
+    async def collect():
+        return [event async for event in Reply("chat", MODEL).events(job)]
+
+    events = b"".join(anyio.run(collect)).split(b"\n\n")
+    assert events[-1] == b""
+    return [json.loads(event.removeprefix(b"data: ")) if event != b"data: [DONE]" else "[DONE]" for event in events[:-1]]
+
+
+def test_a_stream_sends_what_is_decided_then_the_rest_and_fails_with_an_error_event():
+    done = {"status": "done", "text": "Hello world!", "finish_reason": "stop", "tokens": 3, "prompt_tokens": 2}
+    events = stream_events(ScriptedJob(["", "Hello ", "Hello ", "Hello world"], done))
+    assert [e if e == "[DONE]" else (e["choices"][0]["delta"], e["choices"][0]["finish_reason"]) for e in events] == [
+        ({"role": "assistant", "content": ""}, None), ({"content": "Hello "}, None), ({"content": "world"}, None),
+        ({"content": "!"}, None), ({}, "stop"), "[DONE]"]
+    failed = stream_events(ScriptedJob(["Hello "], failure="CUDA out of memory"))
+    assert failed[-1] == {"error": {"message": "the engine failed: CUDA out of memory", "type": "server_error",
+                                    "param": None, "code": "engine_failed"}}
+    changed = stream_events(ScriptedJob(["Hello "], {**done, "text": "Goodbye"}))
+    assert changed[-1]["error"]["message"].startswith("the answer changed after part of it was sent")
