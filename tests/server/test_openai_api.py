@@ -15,7 +15,7 @@ import pytest
 from server.auth import mint_engine_token, mint_token
 from server.openai_stream import Reply
 from server.redrafts.backends import EngineFailed
-from tests.support.processes import ServerProcess, wait_until
+from tests.support.processes import RedisServer, RedraftWorker, ServerProcess, wait_until
 
 SECRET = "e" * 32
 MODEL = "redraft-small"
@@ -247,3 +247,24 @@ def test_a_stream_sends_what_is_decided_then_the_rest_and_fails_with_an_error_ev
                                     "param": None, "code": "engine_failed"}}
     changed = stream_events(ScriptedJob(["Hello "], {**done, "text": "Goodbye"}))
     assert changed[-1]["error"]["message"].startswith("the answer changed after part of it was sent")
+
+
+def test_the_api_serves_through_redis_workers_with_the_same_answer(server, tmp_path_factory):
+    """`--engine redis`: the chat spec travels through Redis to a real worker, whose engine (one thread, the native
+    RNG) writes what the in-process one does for the same seed."""
+    redis_server = RedisServer(tmp_path_factory.mktemp("redis"))
+    worker = RedraftWorker(redis_server.url, tmp_path_factory.mktemp("worker"))
+    front = None
+    try:
+        worker.start()
+        front = ServerProcess(tmp_path_factory.mktemp("front"), redis_url=redis_server.url,
+                              extra_args=("--engine", "redis", *OPEN_ARGS)).start()
+        wait_until(lambda: health(front)["engine"]["status"] == "ready", 30, "the server to see the worker")
+        request = {"model": MODEL, "messages": HELLO, "seed": 2, "max_tokens": 64}
+        local = client(server).chat.completions.create(**request).choices[0].message.content
+        chunks = client(front).chat.completions.create(**request, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == local
+    finally:
+        for process in (front, worker, redis_server):
+            if process is not None:
+                process.stop()
