@@ -105,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def _token_parser(sub) -> None:
     p = sub.add_parser("token", help="print a share token (--doc) or an engine token for the /v1 API (--engine)")
     _add(p, "doc", None, help="document name, or * for every document")
+    # No REDRAFT_ENGINE here: that variable is `serve --engine`'s mode, set in every compose service's environment.
     p.add_argument("--engine", action="store_true", help="a token for the OpenAI-compatible API; it opens no document")
     _add(p, "role", "edit", choices=ROLES)
     _add(p, "secret", None, help="the server's secret")

@@ -12,7 +12,9 @@ import httpx
 import openai
 import pytest
 
-from server.auth import mint_engine_token, mint_token
+from server.auth import mint_engine_token, mint_token, verify_engine_token
+from server.cli import main as cli_main
+from server.config import ServerConfig
 from server.openai_stream import Reply
 from server.redrafts.backends import EngineFailed
 from tests.support.processes import RedisServer, RedraftWorker, ServerProcess, wait_until
@@ -268,3 +270,20 @@ def test_the_api_serves_through_redis_workers_with_the_same_answer(server, tmp_p
         for process in (front, worker, redis_server):
             if process is not None:
                 process.stop()
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"openai_api": "maybe"}, "openai_api must be on or off, not 'maybe'"),
+    ({"openai_model_name": " "}, "openai_model_name must not be blank"),
+    ({"openai_max_body_bytes": 100}, "openai_max_body_bytes must be at least 1024, not 100"),
+])
+def test_bad_api_settings_are_refused_with_the_field_named(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ServerConfig(**fields)
+
+
+def test_redraft_token_mints_an_engine_token_or_a_share_token_never_both(capsys):
+    assert cli_main(["token", "--engine", "--secret", SECRET]) == 0
+    verify_engine_token(SECRET, capsys.readouterr().out.strip())
+    assert cli_main(["token", "--engine", "--doc", "notes", "--secret", SECRET]) == 2
+    assert "give either --doc NAME (a share token) or --engine" in capsys.readouterr().err
