@@ -139,15 +139,26 @@ class Engine:
 
         parsed = redrafts.RedraftSpec.from_dict(spec)
         request = redrafts.build_request(parsed, self.tokenizer, self.loaded.args, self.scheduler.max_len)
-        decoder = self._decoder
+        decoder, limit, canvas = self._decoder, redrafts.OutputLimit.of(parsed), self.loaded.args.canvas_length
+        stopped_early = threading.Event()
 
         def on_snapshot(job, snapshot):
-            return redrafts.progress(snapshot, job.result.token_ids, decoder, job.budget[0])
+            # The scheduler appends a canvas to the result before it publishes the step that stopped it: only
+            # the canvases before this one are earlier text (else the stopping step shows its canvas twice).
+            earlier = job.result.token_ids[: snapshot.canvas_index * canvas]
+            if limit.stop and snapshot.stopped and not snapshot.finished:
+                if limit.final(decoder.text(limit.ids(earlier + snapshot.token_ids)))[1]:
+                    # A stop string in a decided canvas ends the answer: the canvases after it would be cut away.
+                    stopped_early.set()
+                    job.is_cancelled = True
+            return redrafts.progress(snapshot, earlier, decoder, job.budget[0], limit)
 
         def on_done(job, outcome):
             if isinstance(outcome, BaseException):
                 return outcome
-            return redrafts.outcome(outcome, decoder, job.timings())
+            if stopped_early.is_set():
+                outcome.status = "done"
+            return redrafts.outcome(outcome, decoder, job.timings(), len(request.prompt_ids), limit)
 
         return self.submit(request, on_snapshot, on_done)
 
@@ -170,6 +181,8 @@ class Engine:
             "running": self.scheduler.num_running,
             "waiting": self.queue_length,
             "max_batch": self.config.max_batch,
+            "context": self.scheduler.max_len,  # prompt + output tokens one request may use
+            "canvas_length": self.loaded.args.canvas_length,  # output is reserved in whole canvases
         }
 
     def _run(self) -> None:

@@ -5,9 +5,13 @@ surrounding text; the engine builds the prompt with its own tokenizer and contex
 step's canvas into text pieces with a confidence per position. The in-process engine (`engine.api`) and the
 Redis worker (`engine.worker`) share this module, so both placements speak the same dicts.
 
+Besides the editor's kinds (rewrite, fill, continue: engine/prompts.py builds their prompt), two kinds serve
+the OpenAI-compatible API: `chat` (messages through the chat template) and `complete` (raw text). Any kind may
+set `max_tokens` (the output is cut there) and `stop` strings (the output is cut before the first one).
+
 Sizing: a rewrite gets room for half again the passage's length (rounded up to whole canvases), so an
-"expand" instruction has space and the model's EOS ends shorter answers early; fill and continue get one
-canvas unless the request asks for more.
+"expand" instruction has space and the model's EOS ends shorter answers early; the other kinds get one
+canvas unless the request asks for more (`max_canvases`, or `max_tokens` rounded up to whole canvases).
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from dataclasses import dataclass
 
 from engine.errors import RequestError
 from engine.generate import Request
-from engine.prompts import REQUEST_KINDS, PromptTooLongError, RedraftPrompt, encode_prompt, prompt_budget
+from engine.prompts import (
+    REQUEST_KINDS,
+    PromptTooLongError,
+    RedraftPrompt,
+    encode_messages,
+    encode_prompt,
+    prompt_budget,
+)
 
 MAX_CANVASES = 4  # a redraft is a passage, not a chapter
 REWRITE_ROOM = 1.5  # output room as a multiple of the passage's tokens
@@ -27,6 +38,10 @@ REWRITE_ROOM = 1.5  # output room as a multiple of the passage's tokens
 # bytes are the last tokens of the output and whose rest never came.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
 MAX_CHAR_TOKENS = 4  # a UTF-8 character is at most 4 bytes, so at most 4 byte-level tokens
+API_KINDS = ("chat", "complete")
+SPEC_KINDS = (*REQUEST_KINDS, *API_KINDS)
+CHAT_ROLES = ("system", "user", "assistant")
+MAX_STOPS = 4  # OpenAI's limit on `stop`
 
 
 @dataclass(frozen=True)
@@ -34,7 +49,7 @@ class RedraftSpec:
     """One redraft as the server asks for it."""
 
     id: str
-    kind: str  # rewrite | fill | continue
+    kind: str  # SPEC_KINDS: rewrite | fill | continue | chat | complete
     passage: str = ""
     instruction: str = ""
     before: str = ""
@@ -42,6 +57,10 @@ class RedraftSpec:
     steps: int | None = None  # denoising steps per canvas; default: the checkpoint's
     seed: int = 0
     max_canvases: int | None = None
+    messages: list | None = None  # chat: [{"role": CHAT_ROLES, "content": str}, ...]
+    prompt: str = ""  # complete: raw text, no chat template
+    max_tokens: int | None = None  # output cut at this many tokens; its canvases are reserved
+    stop: list | None = None  # up to MAX_STOPS strings; the output ends before the first one
 
     @classmethod
     def from_dict(cls, data: dict) -> "RedraftSpec":
@@ -50,12 +69,16 @@ class RedraftSpec:
             spec = cls(**known)
         except TypeError as exc:
             raise RequestError(f"bad redraft spec: {exc}") from exc
-        if spec.kind not in REQUEST_KINDS:
-            raise RequestError(f"kind must be one of {', '.join(REQUEST_KINDS)}, not {spec.kind!r}")
-        for name in ("passage", "instruction", "before", "after"):
+        if spec.kind not in SPEC_KINDS:
+            raise RequestError(f"kind must be one of {', '.join(SPEC_KINDS)}, not {spec.kind!r}")
+        for name in ("passage", "instruction", "before", "after", "prompt"):
             if not isinstance(getattr(spec, name), str):
                 raise RequestError(f"{name} must be text")
-        for name in ("steps", "max_canvases"):
+        if spec.kind == "chat":
+            _check_messages(spec.messages)
+        if spec.stop is not None:
+            _check_stop(spec.stop)
+        for name in ("steps", "max_canvases", "max_tokens"):
             value = getattr(spec, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise RequestError(f"{name} must be a positive integer, not {value!r}")
@@ -67,30 +90,115 @@ class RedraftSpec:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+def _check_messages(messages) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("a chat needs messages: a non-empty list of {role, content}")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or set(message) != {"role", "content"}:
+            raise RequestError(f"messages[{i}] must be an object with exactly role and content")
+        if message["role"] not in CHAT_ROLES:
+            raise RequestError(f"messages[{i}].role must be one of {', '.join(CHAT_ROLES)}, not {message['role']!r}")
+        if not isinstance(message["content"], str):
+            raise RequestError(f"messages[{i}].content must be text")
+
+
+def _check_stop(stop) -> None:
+    if not isinstance(stop, list) or len(stop) > MAX_STOPS:
+        raise RequestError(f"stop must be a list of at most {MAX_STOPS} strings")
+    if not all(isinstance(text, str) and text for text in stop):
+        raise RequestError("each stop string must be non-empty text")
+
+
+@dataclass(frozen=True)
+class OutputLimit:
+    """Where the output ends besides the model's EOS: after max_tokens tokens, before the first stop string."""
+
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, spec: RedraftSpec) -> "OutputLimit":
+        return cls(spec.max_tokens, tuple(spec.stop or ()))
+
+    def ids(self, token_ids: list[int]) -> list[int]:
+        return token_ids if self.max_tokens is None else token_ids[: self.max_tokens]
+
+    def final(self, text: str) -> tuple[str, bool]:
+        """The text cut before the earliest stop string, and whether one was found."""
+        found = [i for i in (text.find(stop) for stop in self.stop) if i >= 0]
+        return (text[: min(found)], True) if found else (text, False)
+
+    def settled(self, text: str) -> str:
+        """The part of a text still growing that no later text can cut: it ends before the earliest stop
+        string, whole or begun at the end (the next canvas may complete "en" into "end")."""
+        cut = len(text)
+        for stop in self.stop:
+            found = text.find(stop)
+            if found >= 0:
+                cut = min(cut, found)
+            for start in range(max(0, len(text) - len(stop) + 1), len(text)):
+                if stop.startswith(text[start:]):
+                    cut = min(cut, start)
+                    break
+        return text[:cut]
+
+
+NO_LIMIT = OutputLimit()
+
+
 def build_request(spec: RedraftSpec, tokenizer, args, max_len: int) -> Request:
     """Prompt ids within the context the cache affords, and the output budget. Raises RequestError."""
     if tokenizer is None:
         raise RequestError("this model has no tokenizer: it cannot take text redrafts")
     canvas = args.canvas_length
-    if spec.max_canvases is not None:
-        canvases = spec.max_canvases
-    elif spec.kind == "rewrite":
-        passage_tokens = len(tokenizer.encode(spec.passage, add_special_tokens=False))
-        canvases = math.ceil(passage_tokens * REWRITE_ROOM / canvas)
-    else:
-        canvases = 1
-    canvases = max(1, min(canvases, MAX_CANVASES))
+    canvases = _num_canvases(spec, tokenizer, canvas)
     max_new_tokens = canvases * canvas
     context = min(args.max_context, max_len)
     budget = context - max_new_tokens
     if budget < 1:
-        raise RequestError(f"{canvases} canvas(es) of {canvas} tokens leave no room for a prompt in {context}")
+        raise RequestError(
+            f"{canvases} canvas(es) of {canvas} tokens leave no room for a prompt in the context of {context} tokens"
+        )
+    if spec.kind in API_KINDS:
+        # No trimming here: the caller wrote the whole prompt, and a cut one would answer another question.
+        prompt_ids = _api_prompt_ids(spec, tokenizer)
+        if len(prompt_ids) > budget:
+            raise RequestError(
+                f"the prompt is {len(prompt_ids)} tokens; with {max_new_tokens} tokens of output ({canvases} "
+                f"canvas(es) of {canvas}) the context of {context} tokens leaves room for {budget}"
+            )
+        return Request(prompt_ids, seed=spec.seed % 2**63, max_new_tokens=max_new_tokens, max_denoising_steps=spec.steps)
     try:
         prompt = RedraftPrompt(spec.kind, spec.passage, spec.instruction, spec.before, spec.after)
         prompt_ids = encode_prompt(tokenizer, prompt, min(budget, prompt_budget(args, max_new_tokens)))
     except (PromptTooLongError, ValueError) as exc:
         raise RequestError(str(exc)) from exc
     return Request(prompt_ids, seed=spec.seed % 2**63, max_new_tokens=max_new_tokens, max_denoising_steps=spec.steps)
+
+
+def _num_canvases(spec: RedraftSpec, tokenizer, canvas: int) -> int:
+    """The canvases to reserve: asked for, or room for max_tokens, or sized by the kind. The editor's kinds stay
+    within MAX_CANVASES; the API's are bounded by the context alone (a caller may want a long answer)."""
+    if spec.max_canvases is not None:
+        canvases = spec.max_canvases
+    elif spec.max_tokens is not None:
+        canvases = math.ceil(spec.max_tokens / canvas)
+    elif spec.kind == "rewrite":
+        passage_tokens = len(tokenizer.encode(spec.passage, add_special_tokens=False))
+        canvases = math.ceil(passage_tokens * REWRITE_ROOM / canvas)
+    else:
+        canvases = 1
+    return max(1, canvases if spec.kind in API_KINDS else min(canvases, MAX_CANVASES))
+
+
+def _api_prompt_ids(spec: RedraftSpec, tokenizer) -> list[int]:
+    if spec.kind == "chat":
+        return encode_messages(tokenizer, spec.messages)
+    # Raw text with the tokenizer's own specials (<bos>), as vLLM's /v1/completions encodes a prompt.
+    ids = tokenizer.encode(spec.prompt, add_special_tokens=True)
+    if not ids:
+        raise RequestError("the prompt is empty: the encoder needs at least one token")
+    return ids
 
 
 class TextDecoder:
@@ -140,11 +248,17 @@ class TextDecoder:
         return CONTROL.sub("", self.tokenizer.decode(token_ids, skip_special_tokens=True))
 
 
-def progress(snapshot, committed: list[int], decoder: TextDecoder, num_canvases: int = 1) -> dict:
+def progress(
+    snapshot, committed: list[int], decoder: TextDecoder, num_canvases: int = 1, limit: OutputLimit = NO_LIMIT
+) -> dict:
     """A JobSnapshot as the server publishes it: the whole text so far (earlier canvases and this one), and
     the pieces with a confidence: the earlier canvases' text as one piece of confidence 1, then each
     position of this canvas. `progress` counts steps over the whole request: canvases done times steps per
     canvas plus this canvas's step, over the budget's canvases (the model's EOS may end it sooner).
+
+    committed: the ids of the canvases before this one. `committed` in the dict is the text already decided,
+    those canvases and this one once it stopped, within the limit: each is a prefix of the next and of the
+    final text, so a stream can send what it adds.
 
     Confidence is exp(-entropy) of the position's distribution: 1 when the model is certain, near 0 for a
     position still spread over many tokens (the editor shimmers those instead of showing a random word).
@@ -161,6 +275,7 @@ def progress(snapshot, committed: list[int], decoder: TextDecoder, num_canvases:
         for i, entropy in enumerate(snapshot.entropy)
     ]
     num_canvases = max(num_canvases, snapshot.canvas_index + 1)
+    decided = committed + canvas if snapshot.stopped else committed
     return {
         "step": snapshot.step,
         "max_steps": snapshot.max_steps,
@@ -171,22 +286,42 @@ def progress(snapshot, committed: list[int], decoder: TextDecoder, num_canvases:
             "max_steps": num_canvases * snapshot.max_steps,
         },
         "text": decoder.text(committed + canvas),
+        "committed": limit.settled(decoder.text(limit.ids(decided))),
         "tokens": tokens,
         "stopped": snapshot.stopped,
         "finished": snapshot.finished,
     }
 
 
-def outcome(result, decoder: TextDecoder, timings: dict) -> dict:
+def outcome(
+    result, decoder: TextDecoder, timings: dict, prompt_tokens: int = 0, limit: OutputLimit = NO_LIMIT
+) -> dict:
     """The final result: committed text, steps per canvas, tokens written, engine-side timings, and whether
-    the model ended it (`complete`: an EOS) rather than the budget (its last sentence may be cut)."""
-    ids = result.token_ids
+    the model ended it (`complete`: an EOS or a stop string) rather than the budget (its last sentence may be
+    cut). `finish_reason` says the same in OpenAI's words."""
+    ids = limit.ids(result.token_ids)
     tokens = next((i for i, token in enumerate(ids) if token in decoder.eos), len(ids))
+    text, is_stopped = limit.final(decoder.text(ids))
+    if is_stopped:
+        tokens = _tokens_in(decoder, ids[:tokens], len(text))
+    complete = is_stopped or tokens < len(ids)
     return {
         "status": result.status,
-        "text": decoder.text(ids),
-        "complete": tokens < len(ids),
+        "text": text,
+        "complete": complete,
+        "finish_reason": "stop" if complete else "length",
         "steps": list(result.steps),
         "tokens": tokens,
+        "prompt_tokens": prompt_tokens,
         "timings": timings,
     }
+
+
+def _tokens_in(decoder: TextDecoder, token_ids: list[int], num_chars: int) -> int:
+    """How many tokens write the first num_chars characters of their text (the one a stop string cuts counts)."""
+    written = 0
+    for count, piece in enumerate(decoder.pieces(token_ids)):
+        if written >= num_chars:
+            return count
+        written += len(piece)
+    return len(token_ids)

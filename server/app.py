@@ -1,4 +1,4 @@
-"""The ASGI application: routes for the editor, the websocket, health and metrics."""
+"""The ASGI application: routes for the editor, the websocket, health, metrics and the /v1 engine API."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from .config import DOC_NAME_RULE, ServerConfig, is_valid_doc_name
 from .hosts import HostCheck
 from .metrics import CONTENT_TYPE
+from .openai_api import OpenAIApi
 from .redrafts import api as redraft_api
 from .services import Services
 from .share import session, share
@@ -46,6 +47,9 @@ async def healthz(request: Request) -> JSONResponse:
         "rooms": len(services.rooms.rooms),
         "engine": services.redrafts.backend.status(),
     }
+    openai_api: OpenAIApi | None = request.app.state.openai_api
+    if openai_api is not None:
+        body["openai_api"] = openai_api.stats()
     try:
         body["store"] = {"status": "ok", **await services.store.check()}
     except Exception as exc:
@@ -70,6 +74,7 @@ def create_app(config: ServerConfig) -> Starlette:
             await services.close()
 
     assets = config.web_dir / "assets"
+    openai_api = OpenAIApi() if config.openai_api == "on" else None
     routes = [
         Route("/", editor_page),
         Route("/d/{doc}", editor_page),
@@ -79,9 +84,12 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/api/docs/{doc}/share", share, methods=["POST"]),
         WebSocketRoute("/ws/{doc}", websocket_endpoint),
         *redraft_api.routes,
+        *(openai_api.routes if openai_api is not None else ()),
         Mount("/assets", StaticFiles(directory=assets, check_dir=False), name="assets"),
     ]
     # The editor's bundle is some 650 KB of minified JavaScript: compressed, a first visit loads a third of it.
     # HTTP only: websocket frames pass through untouched.
     middleware = [Middleware(HostCheck, config=config), Middleware(GZipMiddleware, minimum_size=1024)]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app.state.openai_api = openai_api
+    return app

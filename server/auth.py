@@ -1,4 +1,9 @@
-"""Share tokens: a signed, expiring grant of one role on one document (or all, "*")."""
+"""Tokens: a signed, expiring grant of one role on one document (or all, "*"), or of the engine's API.
+
+Both kinds are signed with the server's secret and neither opens what the other does: a share link handed to
+a collaborator must not let them spend the GPU through /v1, and an engine token given to a script must not
+open documents.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from dataclasses import dataclass
 
 ROLES = ("edit", "read")
 ALL_DOCS = "*"
+ENGINE_SCOPE = "engine"  # the `scope` claim of an engine token (document tokens have none)
 MAX_EXP = 1 << 53  # seconds; exactly representable as a float, some 285 million years out
 
 
@@ -46,7 +52,15 @@ def _sign(secret: str, body: str) -> str:
 def mint_token(secret: str, doc: str, role: str, ttl_s: float | None, now: float | None = None) -> str:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    claims: dict = {"doc": doc, "role": role}
+    return _mint(secret, {"doc": doc, "role": role}, ttl_s, now)
+
+
+def mint_engine_token(secret: str, ttl_s: float | None, now: float | None = None) -> str:
+    """A token for the OpenAI-compatible API (/v1): it opens no document."""
+    return _mint(secret, {"scope": ENGINE_SCOPE}, ttl_s, now)
+
+
+def _mint(secret: str, claims: dict, ttl_s: float | None, now: float | None) -> str:
     if ttl_s is not None:
         claims["exp"] = int((time.time() if now is None else now) + ttl_s)
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
@@ -59,24 +73,54 @@ def verify_token(secret: str | None, token: str | None, doc: str, now: float | N
         return OPEN_GRANT
     if not token:
         raise AuthError("this server needs a share token: add ?token=... to the address")
+    claims = _claims(secret, token)
+    if claims.get("scope") == ENGINE_SCOPE:
+        raise AuthError("this is an engine token: it opens the /v1 API, not documents")
+    try:
+        role, token_doc, exp = claims["role"], claims["doc"], claims.get("exp")
+    except KeyError as exc:
+        raise AuthError("the token is malformed") from exc
+    if not isinstance(role, str) or role not in ROLES:
+        raise AuthError(f"the token's role {role!r} is unknown")
+    if token_doc not in (doc, ALL_DOCS):
+        raise AuthError(f"the token is for document {token_doc!r}, not {doc!r}")
+    _check_expiry(exp, now)
+    return Grant(role, None if exp is None else float(exp))
+
+
+def verify_engine_token(secret: str | None, token: str | None, now: float | None = None) -> None:
+    """Raises AuthError unless the token is an engine token; without a secret every client may use the API."""
+    if secret is None:
+        return
+    if not token:
+        raise AuthError("this server needs an engine token: send Authorization: Bearer <token> (redraft token --engine)")
+    claims = _claims(secret, token)
+    if claims.get("scope") != ENGINE_SCOPE:
+        raise AuthError("this is a document share token; the /v1 API needs an engine token (redraft token --engine)")
+    _check_expiry(claims.get("exp"), now)
+
+
+def _claims(secret: str, token: str) -> dict:
+    """The signed claims, with a valid `exp` (or none); raises AuthError."""
     body, _, signature = token.partition(".")
     if not hmac.compare_digest(signature.encode(), _sign(secret, body).encode()):
         raise AuthError("the token's signature is not valid for this server")
     try:
         claims = json.loads(_unb64(body))
-        role, token_doc, exp = claims["role"], claims["doc"], claims.get("exp")
-    except (ValueError, KeyError, TypeError) as exc:
+    except ValueError as exc:
         raise AuthError("the token is malformed") from exc
+    if not isinstance(claims, dict):
+        raise AuthError("the token is malformed")
+    exp = claims.get("exp")
     if not isinstance(exp, (int, float, type(None))) or isinstance(exp, bool) or not -MAX_EXP <= (exp or 0) <= MAX_EXP:
         # A string, a list or 10**400 (which float() cannot hold) is a malformed token, not a server error.
         raise AuthError("the token is malformed: exp must be a time in seconds")
-    if not isinstance(role, str) or role not in ROLES:
-        raise AuthError(f"the token's role {role!r} is unknown")
-    if token_doc not in (doc, ALL_DOCS):
-        raise AuthError(f"the token is for document {token_doc!r}, not {doc!r}")
+    return claims
+
+
+def _check_expiry(exp: float | None, now: float | None) -> None:
     if exp is not None and exp <= (time.time() if now is None else now):
         raise AuthError("the token has expired")
-    return Grant(role, None if exp is None else float(exp))
 
 
 def origin_allowed(headers, allowed: tuple[str, ...]) -> bool:

@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from .auth import ROLES, mint_token
+from .auth import ROLES, mint_engine_token, mint_token
 from .config import ServerConfig
 
 log = logging.getLogger("redraft")
@@ -103,8 +103,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def _token_parser(sub) -> None:
-    p = sub.add_parser("token", help="print a share token")
-    _add(p, "doc", None, required=_env("doc") is None, help="document name, or * for every document")
+    p = sub.add_parser("token", help="print a share token (--doc) or an engine token for the /v1 API (--engine)")
+    _add(p, "doc", None, help="document name, or * for every document")
+    # No REDRAFT_ENGINE here: that variable is `serve --engine`'s mode, set in every compose service's environment.
+    p.add_argument("--engine", action="store_true", help="a token for the OpenAI-compatible API; it opens no document")
     _add(p, "role", "edit", choices=ROLES)
     _add(p, "secret", None, help="the server's secret")
     _add(p, "ttl", None, type=float, help="seconds until the token expires (default: never)")
@@ -233,8 +235,14 @@ def token(args: argparse.Namespace) -> int:
     if not args.secret:
         print("redraft token: --secret (or REDRAFT_SECRET) is required", file=sys.stderr)
         return 2
+    if (args.doc is None) == (not args.engine):  # REDRAFT_DOC in the environment counts as --doc
+        print("redraft token: give either --doc NAME (a share token) or --engine (a /v1 API token)", file=sys.stderr)
+        return 2
     try:
-        print(mint_token(args.secret, args.doc, args.role, args.ttl))
+        if args.engine:
+            print(mint_engine_token(args.secret, args.ttl))
+        else:
+            print(mint_token(args.secret, args.doc, args.role, args.ttl))
     except ValueError as exc:
         print(f"redraft token: {exc}", file=sys.stderr)
         return 2

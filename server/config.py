@@ -95,6 +95,16 @@ class ServerConfig:
         900.0, "seconds a suggestion waits for accept or reject before it expires"
     )
 
+    # The OpenAI-compatible API over this server's engine (server/openai_api.py)
+    openai_api: str = _opt(
+        "on", "serve /v1/models, /v1/chat/completions and /v1/completions over the engine (with --secret they "
+        "take an engine token: redraft token --engine)", choices=("on", "off")
+    )
+    openai_model_name: str | None = _opt(
+        None, "model id the /v1 API lists and accepts (default: the engine's model, e.g. redraft-small)"
+    )
+    openai_max_body_bytes: int = _opt(1 << 20, "largest /v1 request body (messages and all)")
+
     instance_id: str = field(default="", compare=False, metadata={"cli": False})
 
     def __post_init__(self) -> None:
@@ -146,3 +156,9 @@ class ServerConfig:
             raise ValueError("room_grace_s must not be negative")
         if self.redis_prefix and not DOC_NAME.fullmatch(self.redis_prefix):
             raise ValueError("redis_prefix may only hold [A-Za-z0-9._-]")
+        if self.openai_api not in ("on", "off"):
+            raise ValueError(f"openai_api must be on or off, not {self.openai_api!r}")
+        if self.openai_model_name is not None and not self.openai_model_name.strip():
+            raise ValueError("openai_model_name must not be blank")
+        if self.openai_max_body_bytes < 1024:
+            raise ValueError(f"openai_max_body_bytes must be at least 1024, not {self.openai_max_body_bytes}")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from server.auth import AuthError, Grant, mint_token, verify_token
+from server.auth import AuthError, Grant, mint_engine_token, mint_token, verify_engine_token, verify_token
 
 SECRET = "a-test-secret-of-32-characters!!"
 
@@ -44,3 +44,19 @@ def test_tampered_claims_fail():
 def test_unknown_role_is_refused_at_mint():
     with pytest.raises(ValueError, match="role must be one of edit, read"):
         mint_token(SECRET, "notes", "admin", None)
+
+
+def test_engine_tokens_open_the_api_and_no_document_and_share_tokens_the_reverse():
+    engine = mint_engine_token(SECRET, ttl_s=60, now=1000)
+    assert verify_engine_token(SECRET, engine, now=1059) is None
+    with pytest.raises(AuthError, match="expired"):
+        verify_engine_token(SECRET, engine, now=1060)
+    with pytest.raises(AuthError, match="this is an engine token: it opens the /v1 API, not documents"):
+        verify_token(SECRET, engine, "notes", now=1000)
+    with pytest.raises(AuthError, match="this is a document share token; the /v1 API needs an engine token"):
+        verify_engine_token(SECRET, mint_token(SECRET, "*", "edit", None))
+    with pytest.raises(AuthError, match="signature is not valid"):
+        verify_engine_token(SECRET, mint_engine_token("another-secret-0123456789", None))
+    with pytest.raises(AuthError, match="needs an engine token"):
+        verify_engine_token(SECRET, None)
+    verify_engine_token(None, None)  # without a secret (loopback only) the API is open, like the documents
