@@ -16,10 +16,22 @@ from dataclasses import dataclass
 from engine.cli import add_generate_arguments, run_generate
 from engine.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
+from engine.remote_config import RemoteConfig  # torch-free, as is engine.remote (httpx): --engine openai
 
-__all__ = ["Engine", "EngineConfig", "Generation", "RequestError", "add_generate_arguments", "run_generate"]
+__all__ = [
+    "Engine", "EngineConfig", "Generation", "RemoteConfig", "RemoteEngine", "RequestError", "add_generate_arguments",
+    "run_generate",
+]
 
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str):
+    if name == "RemoteEngine":  # httpx is imported only by whoever uses the remote engine
+        from engine.remote import RemoteEngine
+
+        return RemoteEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
