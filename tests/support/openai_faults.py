@@ -43,6 +43,7 @@ class FaultServer:
         self.models: list[dict] = [{"id": MODEL, "object": "model", "owned_by": "tests", "max_model_len": 2048}]
         self.status_code, self.error_message = 500, "the GPU caught fire"
         self.delay_s = 5.0
+        self.chunk_delay_s = 0.0  # between two chunks of a well-behaved stream (so that previews show)
         self.requests: list[dict] = []  # {"path", "headers", "body"} of each request, in order
         self.in_flight = 0
         self.max_in_flight = 0
@@ -51,11 +52,15 @@ class FaultServer:
         self._lock = threading.Lock()
         self._is_stopped = False
         self._connections: set = set()  # open sockets, closed by stop() like a server that went away
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
+        # bound at start(): until then the port refuses connections, like a server that is not up yet
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self), bind_and_activate=False)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="openai-faults", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="openai-faults", daemon=True)
 
     def start(self) -> "FaultServer":
+        self._server.server_bind()
+        self._server.server_activate()
         self._thread.start()
         return self
 
@@ -64,7 +69,8 @@ class FaultServer:
         if self._is_stopped:
             return
         self._is_stopped = True
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which never ran otherwise
+            self._server.shutdown()
         self._server.server_close()
         with self._lock:
             for connection in self._connections:
@@ -72,7 +78,8 @@ class FaultServer:
                     connection.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        self._thread.join(5)
+        if self._thread.ident is not None:
+            self._thread.join(5)
 
     def __enter__(self) -> "FaultServer":
         return self.start()
@@ -146,6 +153,7 @@ def _handler(faults: FaultServer):
                 if mode in ("ok", "length", "slow_headers"):
                     for piece in pieces:
                         self._event(_chunk(piece, is_chat))
+                        time.sleep(faults.chunk_delay_s)
                     self._event(_chunk("", is_chat, finish="length" if mode == "length" else "stop"))
                     self._event({**_chunk("", is_chat), "choices": [], "usage": _usage(body, len(pieces))})
                     self._send(b"data: [DONE]\n\n")
