@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from engine.cli import add_generate_arguments, run_generate
 from engine.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
-from engine.remote_config import RemoteConfig  # torch-free, as is engine.remote (httpx): --engine openai
+from engine.remote import RemoteConfig, RemoteEngine  # --engine openai; torch-free (httpx)
 
 __all__ = [
     "Engine", "EngineConfig", "Generation", "RemoteConfig", "RemoteEngine", "RequestError", "add_generate_arguments",
@@ -24,14 +24,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def __getattr__(name: str):
-    if name == "RemoteEngine":  # httpx is imported only by whoever uses the remote engine
-        from engine.remote import RemoteEngine
-
-        return RemoteEngine
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

@@ -367,8 +367,26 @@ async def test_cancel_closes_the_stream(faults):
         await engine.close()
 
 
-def test_the_remote_engine_imports_no_torch():
+def test_the_remote_engine_and_the_worker_import_no_torch():
     import subprocess
 
-    code = "import sys, engine.api; engine.api.RemoteEngine; assert 'torch' not in sys.modules, 'torch imported'"
+    # torch made unimportable: a CPU-only node without the engine extra drives a remote engine
+    code = "import sys; sys.modules['torch'] = None; import engine.api, engine.worker; engine.api.RemoteEngine"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_worker_flags_make_a_remote_config(monkeypatch, tmp_path):
+    from engine.worker_config import config_from_args
+    from server.cli import build_parser
+
+    monkeypatch.setenv("REDRAFT_ENGINE_API_KEY", "sk-env")
+    args = ["worker", "--redis-url", "redis://x", "--engine", "openai", "--engine-url", "http://gpu:8000/v1",
+            "--engine-context", "8192", "--engine-max-concurrency", "6", "--engine-timeout", "9"]
+    config = config_from_args(build_parser().parse_args(args))
+    assert config.remote == RemoteConfig("http://gpu:8000/v1", None, 8192, 9.0, 6, "sk-env")
+    assert (config.engine, config.max_batch) == ("openai", 6)  # one job is one request upstream
+    assert config_from_args(build_parser().parse_args(args[:3])).remote is None  # --engine local: none
+    with pytest.raises(ValueError, match="--engine openai takes redrafts to an OpenAI-compatible server: set --engine-url"):
+        config_from_args(build_parser().parse_args([*args[:5]]))
+    with pytest.raises(ValueError, match="--engine-max-concurrency: cannot read 'many'"):
+        config_from_args(build_parser().parse_args([*args, "--engine-max-concurrency", "many"]))

@@ -142,14 +142,14 @@ def _handler(faults: FaultServer):
                 self._json(faults.status_code, {"error": {"message": faults.error_message, "type": "server_error",
                                                           "code": faults.status_code}})
                 return
-            if mode == "slow_headers":
-                time.sleep(faults.delay_s)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
             pieces = faults.reply
             try:
+                if mode == "slow_headers":
+                    time.sleep(faults.delay_s)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
                 if mode in ("ok", "length", "slow_headers"):
                     for piece in pieces:
                         self._event(_chunk(piece, is_chat))
