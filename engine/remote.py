@@ -235,7 +235,9 @@ class RemoteGeneration:
                         "finish_reason and no [DONE])"
                     )
             if is_done and self.finish_reason is None and self.usage is None and not self.num_tokens:
-                raise RemoteError("the engine server ended the stream without an answer ([DONE] with nothing before it)")
+                raise RemoteError(
+                    "the engine server ended the stream without an answer ([DONE] with nothing before it)"
+                )
         self._timings["denoise_s"] = time.perf_counter() - started - self._timings["prefill_s"]
 
     def _cut_at_stop(self) -> bool:
@@ -269,16 +271,17 @@ class RemoteGeneration:
         usage = self.usage or {}
         tokens = usage.get("completion_tokens")
         prompt_tokens = usage.get("prompt_tokens")
-        finish = "length" if self.finish_reason == "length" else "stop"  # content_filter, tool_calls: it ended
+        # The model ended it (stop; content_filter and the like end it too), or the budget or a cancel did.
+        complete = status == "done" and self.finish_reason != "length"
         return {
             "status": status,
             "text": self.text,
-            "complete": status == "done" and finish == "stop",
+            "complete": complete,
             "steps": [],  # no denoising steps: a left-to-right model
             "tokens": tokens if isinstance(tokens, int) else self.num_tokens,
             "timings": dict(self._timings),
             "prompt_tokens": prompt_tokens if isinstance(prompt_tokens, int) else self.request.prompt_tokens,
-            "finish_reason": finish if status == "done" else "stop",
+            "finish_reason": "stop" if complete else "length",  # as the local engine's: "stop" exactly when complete
         }
 
     def _settle(self, outcome) -> None:
@@ -309,7 +312,9 @@ class RemoteEngine:
         client = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(config.timeout_s, pool=None),  # the semaphore, not the pool, queues requests
-            limits=httpx.Limits(max_connections=config.max_concurrency + 1, max_keepalive_connections=config.max_concurrency),
+            limits=httpx.Limits(
+                max_connections=config.max_concurrency + 1, max_keepalive_connections=config.max_concurrency
+            ),
         )
         try:
             model, context = await _choose_model(client, config)
@@ -364,16 +369,19 @@ async def _choose_model(client: httpx.AsyncClient, config: RemoteConfig) -> tupl
         raise connection_error(exc, config.base_url, config.timeout_s) from None
     except (ValueError, AttributeError):
         raise RemoteError(f"{url} did not answer with OpenAI's model list ({{\"data\": [...]}})") from None
-    models = {entry["id"]: entry for entry in listed or [] if isinstance(entry, dict) and isinstance(entry.get("id"), str)}
+    models = {
+        entry["id"]: entry for entry in listed or [] if isinstance(entry, dict) and isinstance(entry.get("id"), str)
+    }
+    names = ", ".join(models) or "none"
     if config.model is not None:
         if config.model not in models:
-            raise RemoteError(f"the engine server has no model {config.model!r}; it lists: {', '.join(models) or 'none'}")
+            raise RemoteError(f"the engine server has no model {config.model!r}; it lists: {names}")
         model = config.model
     elif len(models) == 1:
         (model,) = models
     else:
         raise RemoteError(
-            f"the engine server lists {len(models)} models ({', '.join(models) or 'none'}): choose one with --engine-model"
+            f"the engine server lists {len(models)} models ({names}): choose one with --engine-model"
         )
     if config.context is not None:
         return model, config.context

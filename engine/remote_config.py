@@ -26,7 +26,9 @@ class RemoteConfig:
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {self.url!r}")
+            raise ValueError(
+                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {self.url!r}"
+            )
         if self.context is not None and self.context < 64:
             raise ValueError(f"engine_context must be at least 64 tokens, not {self.context}")
         if self.timeout_s <= 0:

@@ -30,7 +30,9 @@ def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 def connection_error(exc: httpx.HTTPError, base_url: str, timeout_s: float) -> RemoteError:
     """httpx's transport errors, as a user reads them."""
     if isinstance(exc, httpx.ConnectTimeout):
-        return RemoteError(f"could not connect to the engine server at {base_url} within {timeout_s:g} s (--engine-timeout)")
+        return RemoteError(
+            f"could not connect to the engine server at {base_url} within {timeout_s:g} s (--engine-timeout)"
+        )
     if isinstance(exc, httpx.ConnectError):
         return RemoteError(f"cannot connect to the engine server at {base_url}: {_os_reason(exc)}")
     if isinstance(exc, httpx.TimeoutException):

@@ -118,7 +118,8 @@ FLAGS: tuple[tuple[str, str, str | None], ...] = (
     ("engine-model", "for --engine openai: the model to ask for (default: the only one it lists)", None),
     ("engine-context", "for --engine openai: the model's context in tokens (default: what /v1/models says, else 4096)",
      None),
-    ("engine-timeout", "for --engine openai: seconds to connect, and between two streamed chunks", str(DEFAULT_TIMEOUT_S)),
+    ("engine-timeout", "for --engine openai: seconds to connect, and between two streamed chunks",
+     str(DEFAULT_TIMEOUT_S)),
     ("engine-max-concurrency", "for --engine openai: jobs this worker takes at once, each one request upstream "
      "(instead of --max-batch)", str(DEFAULT_MAX_CONCURRENCY)),
     ("engine-api-key-file", "for --engine openai: a file whose first line is the API key (or set "

@@ -155,9 +155,13 @@ class ServerConfig:
         if self.engine == "openai" and not self.engine_url:
             raise ValueError("--engine openai sends redrafts to an OpenAI-compatible server: set --engine-url too")
         if self.engine_url is not None and not self.engine_url.startswith(("http://", "https://")):
-            raise ValueError(f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {self.engine_url!r}")
+            raise ValueError(
+                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {self.engine_url!r}"
+            )
         if self.engine_context != 0 and self.engine_context < 64:
-            raise ValueError(f"engine_context must be 0 (ask the server) or at least 64 tokens, not {self.engine_context}")
+            raise ValueError(
+                f"engine_context must be 0 (ask the server) or at least 64 tokens, not {self.engine_context}"
+            )
         if self.engine_timeout <= 0:
             raise ValueError(f"engine_timeout must be positive, not {self.engine_timeout}")
         if self.engine_api_key_file is not None and not Path(self.engine_api_key_file).is_file():

@@ -91,9 +91,9 @@ def _engine_backend(config: ServerConfig) -> EngineBackend:
         return LocalBackend({"model": config.model, "device": config.engine_device, "max_batch": config.engine_max_batch,
                              "quantize": config.engine_quantize, "kernels": config.engine_kernels})
     if config.engine == "openai":
-        return OpenAIBackend({"url": config.engine_url, "model": config.engine_model, "context": config.engine_context or None,
-                              "timeout_s": config.engine_timeout, "max_concurrency": config.engine_max_concurrency},
-                             config.engine_api_key_file)
+        remote = {"url": config.engine_url, "model": config.engine_model, "context": config.engine_context or None,
+                  "timeout_s": config.engine_timeout, "max_concurrency": config.engine_max_concurrency}
+        return OpenAIBackend(remote, config.engine_api_key_file)
     if config.engine == "redis":
         from .redrafts.redis_backend import RedisBackend
 

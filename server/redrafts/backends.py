@@ -187,7 +187,8 @@ class OpenAIBackend(LocalBackend):
     def status(self) -> dict:
         if self.engine is None and self.is_retrying:
             detail = f"{self.error} (trying again)"
-            return {"mode": self.mode, "status": "unavailable", "model": self.engine_config.get("model"), "detail": detail}
+            model = self.engine_config.get("model")
+            return {"mode": self.mode, "status": "unavailable", "model": model, "detail": detail}
         return super().status()
 
 

@@ -86,7 +86,7 @@ async def test_a_rewrite_streams_progress_and_ends_with_the_outcome(faults):
                        "finish_reason": "stop"}
     body = request["body"]
     assert request["path"] == "/v1/chat/completions"
-    assert body["messages"] == build_messages(RedraftPrompt("rewrite", "Make this better."))  # the local engine's prompt
+    assert body["messages"] == build_messages(RedraftPrompt("rewrite", "Make this better."))  # the local engine's
     assert (body["model"], body["stream"], body["max_tokens"], body["seed"]) == (MODEL, True, 256, 7)
     assert body["stream_options"] == {"include_usage": True}
     assert "Authorization" not in request["headers"]
@@ -109,7 +109,8 @@ async def test_chat_and_complete_kinds_pass_through_with_max_tokens_and_stop(fau
     engine = await load(faults)
     try:
         messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-        progress, outcome = await run(engine, {"kind": "chat", "messages": messages, "max_tokens": 5, "stop": [" STOP"]})
+        chat = {"kind": "chat", "messages": messages, "max_tokens": 5, "stop": [" STOP"]}
+        progress, outcome = await run(engine, chat)
         _, completed = await run(engine, {"kind": "complete", "prompt": "Once upon", "max_tokens": 9})
     finally:
         await engine.close()
@@ -255,7 +256,8 @@ async def test_refused_connection_mid_life(faults):
         with anyio.fail_after(10):
             generation = engine.redraft(REWRITE)
             assert [p async for p in generation] == []
-            with pytest.raises(RemoteError, match=f"^cannot connect to the engine server at {faults.url}: connection refused$"):
+            refused = f"^cannot connect to the engine server at {faults.url}: connection refused$"
+            with pytest.raises(RemoteError, match=refused):
                 await generation.result()
     finally:
         await engine.close()
@@ -302,7 +304,8 @@ async def test_a_wrong_key_during_a_redraft(faults):
     (400, "This model's maximum context length is 2048 tokens. However, you requested 3000 tokens.",
      "the engine server answered 400 Bad Request: This model's maximum context length is 2048 tokens. However, you "
      "requested 3000 tokens. (code 400)"),
-    (500, "the GPU caught fire", "the engine server answered 500 Internal Server Error: the GPU caught fire (code 500)"),
+    (500, "the GPU caught fire",
+     "the engine server answered 500 Internal Server Error: the GPU caught fire (code 500)"),
     (503, "model is loading", "the engine server answered 503 Service Unavailable: model is loading (code 503)"),
 ])
 async def test_an_error_status_carries_the_servers_message(faults, status, upstream, expected):
@@ -359,7 +362,8 @@ async def test_cancel_closes_the_stream(faults):
         with anyio.fail_after(5):
             outcome = await generation.result()
             assert [p async for p in generation] == []
-        assert (outcome["status"], outcome["text"], outcome["complete"]) == ("cancelled", "A ", False)
+        assert (outcome["status"], outcome["text"], outcome["complete"], outcome["finish_reason"]) == (
+            "cancelled", "A ", False, "length")
         # the server's next keep-alive write finds the connection closed (it writes every 50 ms)
         assert await anyio.to_thread.run_sync(faults.disconnected.wait, 5)
         assert engine.status()["running"] == 0
@@ -386,7 +390,7 @@ def test_worker_flags_make_a_remote_config(monkeypatch, tmp_path):
     assert config.remote == RemoteConfig("http://gpu:8000/v1", None, 8192, 9.0, 6, "sk-env")
     assert (config.engine, config.max_batch) == ("openai", 6)  # one job is one request upstream
     assert config_from_args(build_parser().parse_args(args[:3])).remote is None  # --engine local: none
-    with pytest.raises(ValueError, match="--engine openai takes redrafts to an OpenAI-compatible server: set --engine-url"):
+    with pytest.raises(ValueError, match="--engine openai takes redrafts to an OpenAI-compatible server: set"):
         config_from_args(build_parser().parse_args([*args[:5]]))
     with pytest.raises(ValueError, match="--engine-max-concurrency: cannot read 'many'"):
         config_from_args(build_parser().parse_args([*args, "--engine-max-concurrency", "many"]))
