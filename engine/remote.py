@@ -200,7 +200,7 @@ class RemoteGeneration:
         except RemoteError as exc:
             self._settle(exc)
         except httpx.HTTPError as exc:
-            self._settle(connection_error(exc, self.engine.config.base_url, self.engine.config.timeout_s))
+            self._settle(connection_error(exc, self.engine.config.shown_url, self.engine.config.timeout_s))
         except Exception as exc:  # a bug here must still end the redraft, with something to read
             log.exception("remote redraft failed")
             self._settle(RemoteError(f"the remote engine failed: {type(exc).__name__}: {exc}"))
@@ -340,7 +340,7 @@ class RemoteEngine:
         waiting = self.queue_length
         return {
             "model": self.model,
-            "url": self.config.base_url,
+            "url": self.config.shown_url,
             "context": self.context,
             "running": len(self._generations) - waiting,
             "waiting": waiting,
@@ -359,20 +359,24 @@ class RemoteEngine:
 
 
 async def _choose_model(client: httpx.AsyncClient, config: RemoteConfig) -> tuple[str, int]:
-    url = config.base_url + "/models"
     try:
-        response = await client.get(url)
+        response = await client.get(config.base_url + "/models")
+        if response.status_code == 404 and not config.base_url.endswith("/v1"):
+            raise RemoteError(f"{config.shown_url}/models is not found (404): the URL is the API's base, usually "
+                              "ending in /v1 (e.g. http://host:8000/v1)")
         if response.status_code != 200:
             raise await status_error(response, config.api_key is not None)
         listed = response.json().get("data")
     except httpx.HTTPError as exc:
-        raise connection_error(exc, config.base_url, config.timeout_s) from None
+        raise connection_error(exc, config.shown_url, config.timeout_s) from None
     except (ValueError, AttributeError):
-        raise RemoteError(f"{url} did not answer with OpenAI's model list ({{\"data\": [...]}})") from None
+        raise RemoteError(f"{config.shown_url}/models did not answer with a model list ({{\"data\": [...]}})") from None
     models = {
         entry["id"]: entry for entry in listed or [] if isinstance(entry, dict) and isinstance(entry.get("id"), str)
     }
-    names = ", ".join(models) or "none"
+    if not models:
+        raise RemoteError(f"{config.shown_url}/models lists no model: is a model loaded, and is the URL the API's /v1?")
+    names = ", ".join(models)
     if config.model is not None:
         if config.model not in models:
             raise RemoteError(f"the engine server has no model {config.model!r}; it lists: {names}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 API_KEY_ENV = "REDRAFT_ENGINE_API_KEY"
 DEFAULT_TIMEOUT_S = 60.0  # a big model's prefill of a long prompt comes before its first chunk
@@ -41,6 +42,16 @@ class RemoteConfig:
     @property
     def base_url(self) -> str:
         return self.url.rstrip("/")
+
+    @property
+    def shown_url(self) -> str:
+        """base_url for messages, /healthz and logs: without a user:password@ a gateway's URL may carry."""
+        parts = urlsplit(self.base_url)
+        if parts.username is None and parts.password is None:
+            return self.base_url
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
 
 
 def read_api_key(api_key_file: str | Path | None) -> str | None:

@@ -249,6 +249,33 @@ async def test_refused_connection():
 
 
 @pytest.mark.anyio
+async def test_a_password_in_the_url_is_never_shown():
+    port = free_port()
+    config = RemoteConfig(f"http://user:hunter2@127.0.0.1:{port}/v1/", timeout_s=2.0)
+    assert (config.base_url, config.shown_url) == (f"http://user:hunter2@127.0.0.1:{port}/v1", f"http://127.0.0.1:{port}/v1")
+    with pytest.raises(RemoteError) as raised:
+        await RemoteEngine.load(config)
+    assert str(raised.value) == f"cannot connect to the engine server at http://127.0.0.1:{port}/v1: connection refused"
+
+
+@pytest.mark.anyio
+async def test_a_server_that_is_not_openai_compatible(faults):
+    faults.models = {"unexpected": "shape"}
+    with pytest.raises(RemoteError) as raised:
+        await load(faults)
+    assert str(raised.value) == f"{faults.url}/models lists no model: is a model loaded, and is the URL the API's /v1?"
+
+
+@pytest.mark.anyio
+async def test_a_url_without_v1_gets_a_hint(faults):
+    base = faults.url.removesuffix("/v1")
+    with pytest.raises(RemoteError) as raised:
+        await RemoteEngine.load(RemoteConfig(base, timeout_s=2.0))
+    assert str(raised.value) == (f"{base}/models is not found (404): the URL is the API's base, usually ending in /v1 "
+                                 "(e.g. http://host:8000/v1)")
+
+
+@pytest.mark.anyio
 async def test_refused_connection_mid_life(faults):
     engine = await load(faults)
     faults.stop()  # the server went away after the engine loaded
