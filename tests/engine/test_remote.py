@@ -155,19 +155,20 @@ async def test_requests_beyond_max_concurrency_wait_in_order(faults):
     faults.mode = "hang"
     engine = await load(faults, max_concurrency=1)
     try:
-        first, second = engine.redraft(REWRITE), engine.redraft({**REWRITE, "passage": "Second."})
+        first, *waiting = [engine.redraft({**REWRITE, "passage": f"Passage {n}."}) for n in range(1, 4)]
         with anyio.fail_after(5):
             await first.__anext__()  # the first is streaming...
-        assert (engine.queue_length, engine.status()["running"], engine.status()["waiting"]) == (1, 1, 1)
-        assert len(faults.requests) == 1  # ...and the second was not sent
+        assert (engine.queue_length, engine.status()["running"], engine.status()["waiting"]) == (2, 1, 2)
+        assert len(faults.requests) == 1  # ...and the others were not sent
         faults.mode = "ok"
         first.cancel()
         with anyio.fail_after(5):
             assert (await first.result())["status"] == "cancelled"
-            assert (await second.result())["status"] == "done"
+            assert [(await generation.result())["status"] for generation in waiting] == ["done", "done"]
     finally:
         await engine.close()
-    assert len(faults.requests) == 2
+    sent = [request["body"]["messages"][0]["content"] for request in faults.requests]
+    assert [next(n for n in (1, 2, 3) if f"Passage {n}." in prompt) for prompt in sent] == [1, 2, 3]
 
 
 # --- models and context ---------------------------------------------------------------------------------
