@@ -23,10 +23,10 @@ import httpx
 
 from engine.errors import RequestError
 from engine.prompts import REQUEST_KINDS, PromptTooLongError, RedraftPrompt, build_messages, fit_prompt
-from engine.remote_config import RemoteConfig
+from engine.remote_config import RemoteConfig, read_api_key
 from engine.remote_stream import DONE, RemoteError, connection_error, events, parse_chunk, status_error
 
-__all__ = ["RemoteConfig", "RemoteEngine", "RemoteError", "RemoteGeneration"]
+__all__ = ["RemoteConfig", "RemoteEngine", "RemoteError", "RemoteGeneration", "read_api_key"]
 
 log = logging.getLogger(__name__)
 

@@ -159,8 +159,7 @@ class OpenAIBackend(LocalBackend):
         self.is_retrying = False
 
     async def _load(self) -> None:
-        from engine.api import RemoteConfig, RemoteEngine
-        from engine.remote_config import read_api_key
+        from engine.api import RemoteConfig, RemoteEngine, read_api_key
 
         try:
             config = RemoteConfig(**self.engine_config, api_key=read_api_key(self.api_key_file))
