@@ -37,13 +37,13 @@ FALLBACK_CONTEXT = 4096  # when neither --engine-context nor /v1/models says (ll
 BLOCK_TOKENS, MAX_BLOCKS, REWRITE_ROOM = 256, 4, 1.5
 MAX_STOP = 4  # stop strings, as OpenAI's API allows
 CHAT_ROLES = ("system", "user", "assistant")
-# We do not have the remote model's tokenizer, so prompt tokens are estimated from UTF-8 bytes, erring
-# high: trimming a little too much context costs less than a request the server refuses as too long. Big
-# vocabularies (Llama 3, Gemma: 128k-256k) take some 4 bytes of English a token and 2-3 of CJK; the shipped
-# redraft-small's small vocabulary measured 2.85 bytes/token on the README, 1.98 on Python code, 1.57 on
-# German. Two bytes a token overestimates all of these; only long digit runs of a per-digit tokenizer
-# come out lower.
-BYTES_PER_TOKEN = 2
+# We do not have the remote model's tokenizer, so prompt tokens are estimated from UTF-8 bytes, erring high:
+# trimming more context than needed costs less than a request the server refuses as too long. The shipped
+# redraft-small's small vocabulary measured 2.85 bytes a token on the README, 1.98 on Python code and 1.57 on
+# German (1.0 on Japanese: byte by byte); the large vocabularies of the models people serve (Llama 3, Gemma:
+# 128k-262k tokens) pack more bytes into a token than that. 1.5 is below all of these but text tokenized
+# byte by byte, where the server's own "context length" message ends the redraft.
+BYTES_PER_TOKEN = 1.5
 MESSAGE_OVERHEAD, TEMPLATE_OVERHEAD = 8, 32  # role markers around each message; BOS and the opened model turn
 
 
