@@ -7,12 +7,15 @@ well-behaved stream merges, shows the streaming preview in the AI peer's state, 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import pytest
 
 from server.config import ServerConfig
 from tests.support.openai_faults import MODEL, FaultServer
-from tests.support.processes import RedraftWorker, wait_until
+from tests.support.processes import ROOT, RedraftWorker, free_port, wait_until
 
 ORIGINAL = "Intro line. The passage 😀 to be redrafted, over here. Outro line."
 PASSAGE = "The passage 😀 to be redrafted, over here."
@@ -213,3 +216,15 @@ def test_a_worker_serves_the_queue_through_the_engine_server(tmp_path, redis_ser
                                         "was encountered (code 500)"), failed
     finally:
         worker.stop()
+
+
+def test_a_worker_that_cannot_reach_the_engine_server_says_why_and_exits(redis_server):
+    port = free_port()  # nothing listens there
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "worker", "--redis-url", redis_server.url, "--engine", "openai",
+         "--engine-url", f"http://127.0.0.1:{port}/v1", "--engine-timeout", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    refused = f"cannot connect to the engine server at http://127.0.0.1:{port}/v1: connection refused"
+    assert f"the worker cannot serve: {refused}" in result.stderr
