@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from engine.cli import add_generate_arguments, run_generate
 from engine.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
+from engine.remote import RemoteConfig, RemoteEngine, read_api_key  # --engine openai; torch-free (httpx)
 
-__all__ = ["Engine", "EngineConfig", "Generation", "RequestError", "add_generate_arguments", "run_generate"]
+__all__ = [
+    "Engine", "EngineConfig", "Generation", "RemoteConfig", "RemoteEngine", "RequestError", "add_generate_arguments",
+    "read_api_key", "run_generate",
+]
 
 log = logging.getLogger(__name__)
 

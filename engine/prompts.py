@@ -1,5 +1,8 @@
 """Redraft requests (rewrite, fill, continue) -> chat messages -> prompt ids, within the context budget.
 
+The trimming (`fit_prompt`) counts through a `TokenCounter`: the tokenizer itself for the local engine, an
+estimate for a remote server whose tokenizer we do not have (engine/remote.py).
+
 The surrounding document is context, not a must: when the prompt would not leave room for the requested
 canvases, the text before the passage is cut from its start and the text after it from its end (the parts
 nearest the passage survive). The instruction and the passage itself are never cut: if they alone do not
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from engine.config import ModelArgs
 
@@ -70,28 +74,59 @@ def prompt_budget(args: ModelArgs, max_new_tokens: int) -> int:
     return args.max_context - math.ceil(max_new_tokens / args.canvas_length) * args.canvas_length
 
 
+class TokenCounter(Protocol):
+    """Counts prompt tokens: the exact tokenizer (TokenizerCounter) or a remote server's estimate."""
+
+    def messages(self, messages: list[dict[str, str]]) -> int: ...
+
+    def text(self, text: str) -> int: ...
+
+
+class TokenizerCounter:
+    """Exact counts through a tokenizer and its chat template; keeps the last prompt's ids for encode_prompt."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.last: tuple[list[dict[str, str]], list[int]] | None = None
+
+    def encode(self, messages: list[dict[str, str]]) -> list[int]:
+        if self.last is None or self.last[0] != messages:
+            self.last = (messages, encode_messages(self.tokenizer, messages))
+        return self.last[1]
+
+    def messages(self, messages: list[dict[str, str]]) -> int:
+        return len(self.encode(messages))
+
+    def text(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False)) if text else 0
+
+
 def encode_prompt(tokenizer, prompt: RedraftPrompt, max_prompt_tokens: int) -> list[int]:
     """Prompt ids of at most max_prompt_tokens, trimming the surrounding text if needed."""
-    ids = encode_messages(tokenizer, build_messages(prompt))
-    if len(ids) <= max_prompt_tokens:
-        return ids
+    counter = TokenizerCounter(tokenizer)
+    return counter.encode(build_messages(fit_prompt(counter, prompt, max_prompt_tokens)))
+
+
+def fit_prompt(counter: TokenCounter, prompt: RedraftPrompt, max_prompt_tokens: int) -> RedraftPrompt:
+    """The prompt with its surrounding text trimmed until counter says it takes at most max_prompt_tokens."""
+    if counter.messages(build_messages(prompt)) <= max_prompt_tokens:
+        return prompt
     core = RedraftPrompt(prompt.kind, prompt.passage, prompt.instruction)
-    spare = max_prompt_tokens - len(encode_messages(tokenizer, build_messages(core)))
+    spare = max_prompt_tokens - counter.messages(build_messages(core))
     if spare < 0:
         raise PromptTooLongError(
             f"the instruction and passage need {max_prompt_tokens - spare} prompt tokens, the budget is "
             f"{max_prompt_tokens} (context minus the requested output)"
         )
     # Share the spare tokens between the two sides; a side that needs less hands the rest to the other.
-    before_need, after_need = _count(tokenizer, prompt.before), _count(tokenizer, prompt.after)
+    before_need, after_need = counter.text(prompt.before), counter.text(prompt.after)
     before_share = min(before_need, max(spare // 2, spare - after_need))
-    before_keep = _keep(tokenizer, prompt.before, before_share, from_end=True)
-    after_keep = _keep(tokenizer, prompt.after, spare - _count(tokenizer, before_keep), from_end=False)
+    before_keep = _keep(counter, prompt.before, before_share, from_end=True)
+    after_keep = _keep(counter, prompt.after, spare - counter.text(before_keep), from_end=False)
     while True:  # tokens can merge differently at the cut: shave until the whole prompt fits
         trimmed = RedraftPrompt(prompt.kind, prompt.passage, prompt.instruction, before_keep, after_keep)
-        ids = encode_messages(tokenizer, build_messages(trimmed))
-        if len(ids) <= max_prompt_tokens:
-            return ids
+        if counter.messages(build_messages(trimmed)) <= max_prompt_tokens:
+            return trimmed
         if len(before_keep) >= len(after_keep):
             before_keep = before_keep[1:]
         else:
@@ -110,11 +145,7 @@ def _block(label: str, text: str) -> str:
     return f"{label}:\n<<<\n{text}\n>>>"
 
 
-def _count(tokenizer, text: str) -> int:
-    return len(tokenizer.encode(text, add_special_tokens=False)) if text else 0
-
-
-def _keep(tokenizer, text: str, budget: int, from_end: bool) -> str:
+def _keep(counter: TokenCounter, text: str, budget: int, from_end: bool) -> str:
     """The longest suffix (from_end) or prefix of text whose token count is within budget (binary search)."""
     if budget <= 0 or not text:
         return ""
@@ -122,7 +153,7 @@ def _keep(tokenizer, text: str, budget: int, from_end: bool) -> str:
     while low < high:
         mid = (low + high + 1) // 2
         piece = text[len(text) - mid :] if from_end else text[:mid]
-        if _count(tokenizer, piece) <= budget:
+        if counter.text(piece) <= budget:
             low = mid
         else:
             high = mid - 1

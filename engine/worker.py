@@ -1,5 +1,8 @@
 """`redraft worker`: a GPU engine worker that takes redraft jobs from a Redis stream and streams snapshots back.
 
+With `--engine openai` the jobs go to an OpenAI-compatible server instead (engine/remote.py, torch-free), so
+several Redraft servers share one remote engine with the queue's order and fairness.
+
 Several server replicas share one or more workers through Redis's own primitives, nothing home-made:
 
 - jobs: stream `{prefix}:engine:jobs`, consumer group `workers`; an entry holds `id`, `spec` (JSON of
@@ -122,6 +125,8 @@ class Worker:
         from engine.api import Engine, EngineConfig
 
         config = self.config
+        if config.engine == "openai":
+            return await self._connect()
         try:
             self.engine = await Engine.load(
                 EngineConfig(model=config.model, device=config.device, dtype=config.dtype, quantize=config.quantize,
@@ -132,6 +137,18 @@ class Worker:
                 pass
             await generation.result()
         except Exception as exc:  # a missing checkpoint, no tokenizer, out of memory...
+            log.error("the worker cannot serve: %s", describe(exc))
+            return False
+        return True
+
+    async def _connect(self) -> bool:
+        """--engine openai: no warm-up redraft (nothing here compiles or allocates); /v1/models answering,
+        with a model to use, is the check."""
+        from engine.api import RemoteEngine
+
+        try:
+            self.engine = await RemoteEngine.load(self.config.remote)
+        except Exception as exc:  # unreachable, a refused key, no model to choose
             log.error("the worker cannot serve: %s", describe(exc))
             return False
         return True

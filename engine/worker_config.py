@@ -1,6 +1,6 @@
 """The `redraft worker` configuration: one frozen dataclass, its flags, and the Redis key names.
 
-Cheap to import (no torch, no redis): the server's command line adds these flags to its own parser.
+Cheap to import (no torch, no redis, no httpx): the server's command line adds these flags to its own parser.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import socket
 from dataclasses import dataclass, field
 
 from engine.config import DEFAULT_MODEL, QUANTIZE_FORMATS, check_engine_options
+from engine.remote_config import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S, RemoteConfig, read_api_key
 
+WORKER_ENGINES = ("local", "openai")
 KEY_PART = re.compile(r"[A-Za-z0-9._-]{1,128}")  # the prefix and the name become parts of Redis keys
 
 
@@ -35,10 +37,16 @@ class WorkerConfig:
     reply_ttl_s: float = 600.0  # abandoned reply streams vanish; older queued jobs are dropped
     reply_maxlen: int = 256  # progress is a whole state each time: a reader that lags loses nothing
     cancel_poll_s: float = 0.1
+    engine: str = "local"  # WORKER_ENGINES: the model here, or an OpenAI-compatible server (`remote`)
+    remote: RemoteConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.redis_url:
             raise ValueError("redis_url is required (--redis-url or REDRAFT_REDIS_URL): jobs come through Redis")
+        if self.engine not in WORKER_ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(WORKER_ENGINES)}, not {self.engine!r}")
+        if self.engine == "openai" and self.remote is None:
+            raise ValueError("--engine openai takes redrafts to an OpenAI-compatible server: set --engine-url too")
         check_engine_options(self.device, self.dtype, self.quantize, self.kernels)
         for name in ("max_batch", "max_deliveries", "reply_maxlen"):
             if getattr(self, name) < 1:
@@ -104,6 +112,18 @@ FLAGS: tuple[tuple[str, str, str | None], ...] = (
      str(_DEFAULTS["max_deliveries"].default)),
     ("drain-timeout", "seconds jobs in flight may finish after SIGTERM before they are handed back",
      str(_DEFAULTS["drain_s"].default)),
+    ("engine", "local: the model on this machine; openai: an OpenAI-compatible server, so that several servers "
+     "share it through the queue", "local"),
+    ("engine-url", "for --engine openai: the server's OpenAI-compatible base URL, e.g. http://gpu-box:8000/v1", None),
+    ("engine-model", "for --engine openai: the model to ask for (default: the only one it lists)", None),
+    ("engine-context", "for --engine openai: the model's context in tokens (default: what /v1/models says, else 4096)",
+     None),
+    ("engine-timeout", "for --engine openai: seconds to connect, and between two streamed chunks",
+     str(DEFAULT_TIMEOUT_S)),
+    ("engine-max-concurrency", "for --engine openai: jobs this worker takes at once, each one request upstream "
+     "(instead of --max-batch)", str(DEFAULT_MAX_CONCURRENCY)),
+    ("engine-api-key-file", "for --engine openai: a file whose first line is the API key (or set "
+     "REDRAFT_ENGINE_API_KEY)", None),
 )
 
 
@@ -129,9 +149,25 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         values["name"] = args.name
     for flag, name, parse in (("max-batch", "max_batch", int), ("claim-timeout", "claim_timeout_s", float),
                               ("max-deliveries", "max_deliveries", int), ("drain-timeout", "drain_s", float)):
-        raw = getattr(args, flag.replace("-", "_"))
-        try:
-            values[name] = parse(raw)
-        except ValueError:
-            raise ValueError(f"--{flag}: cannot read {raw!r}") from None
+        values[name] = _parse(args, flag, parse)
+    values["engine"] = args.engine
+    if args.engine == "openai" and args.engine_url:
+        values["remote"] = RemoteConfig(
+            args.engine_url, model=args.engine_model or None,
+            context=_parse(args, "engine-context", int) if args.engine_context else None,
+            timeout_s=_parse(args, "engine-timeout", float),
+            max_concurrency=_parse(args, "engine-max-concurrency", int),
+            api_key=read_api_key(args.engine_api_key_file),
+        )
+        # One job is one request upstream: the server's own batching decides the rest, and a job this worker
+        # took but cannot send yet would wait here rather than go to a worker with a free slot.
+        values["max_batch"] = values["remote"].max_concurrency
     return WorkerConfig(**values)
+
+
+def _parse(args: argparse.Namespace, flag: str, parse):
+    raw = getattr(args, flag.replace("-", "_"))
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ValueError(f"--{flag}: cannot read {raw!r}") from None

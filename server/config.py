@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ENGINE_MODES = ("local", "redis", "off")
+ENGINE_MODES = ("local", "redis", "openai", "off")
 DOC_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 DOC_NAME_RULE = "document names are 1-128 characters of A-Z a-z 0-9 . _ -, and not . or .."
 
@@ -81,6 +81,22 @@ class ServerConfig:
     engine_kernels: str = _opt(  # engine.config.KERNEL_MODES
         "off", "the fused Triton kernels for --engine local (CUDA)", choices=("off", "on")
     )
+    # --engine openai: an OpenAI-compatible server (vLLM, llama.cpp, Ollama, a gateway). Its API key comes from
+    # REDRAFT_ENGINE_API_KEY or --engine-api-key-file, never from a flag's value, which `ps` shows to everyone.
+    engine_url: str | None = _opt(
+        None, "for --engine openai: the server's OpenAI-compatible base URL, e.g. http://gpu-box:8000/v1"
+    )
+    engine_model: str | None = _opt(None, "for --engine openai: the model to ask for (default: the only one it lists)")
+    engine_context: int = _opt(
+        0, "for --engine openai: the model's context in tokens (0: what /v1/models says, else 4096)"
+    )
+    engine_timeout: float = _opt(60.0, "for --engine openai: seconds to connect, and between two streamed chunks")
+    engine_max_concurrency: int = _opt(
+        4, "for --engine openai: requests in flight to the server at once; the rest wait in order"
+    )
+    engine_api_key_file: str | None = _opt(
+        None, "for --engine openai: a file whose first line is the API key (or set REDRAFT_ENGINE_API_KEY)"
+    )
     redraft_queue_max: int = _opt(32, "redrafts waiting or running at once on this server; more get 429")
     redraft_max_chars: int = _opt(8000, "longest range a redraft may rewrite (UTF-16 units)")
     redraft_context_chars: int = _opt(
@@ -130,6 +146,7 @@ class ServerConfig:
             "max_pending_bytes",
             "compact_min_bytes",
             "engine_max_batch",
+            "engine_max_concurrency",
             "redraft_queue_max",
             "redraft_max_chars",
             "redraft_user_burst",
@@ -145,6 +162,20 @@ class ServerConfig:
             raise ValueError("max_messages_per_s must be positive")
         if self.engine == "redis" and not self.redis_url:
             raise ValueError("--engine redis sends jobs to workers through Redis: set --redis-url too")
+        if self.engine == "openai" and not self.engine_url:
+            raise ValueError("--engine openai sends redrafts to an OpenAI-compatible server: set --engine-url too")
+        if self.engine_url is not None and not self.engine_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {self.engine_url!r}"
+            )
+        if self.engine_context != 0 and self.engine_context < 64:
+            raise ValueError(
+                f"engine_context must be 0 (ask the server) or at least 64 tokens, not {self.engine_context}"
+            )
+        if self.engine_timeout <= 0:
+            raise ValueError(f"engine_timeout must be positive, not {self.engine_timeout}")
+        if self.engine_api_key_file is not None and not Path(self.engine_api_key_file).is_file():
+            raise ValueError(f"engine_api_key_file: {self.engine_api_key_file!r} is not a file")
         if self.engine_device not in (None, "cpu", "cuda"):
             raise ValueError(f"engine_device must be cpu or cuda, not {self.engine_device!r}")
         for name in ("redraft_user_per_min", "redraft_doc_per_min", "redraft_preview_hz", "redraft_suggestion_ttl_s"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from .config import ServerConfig
 from .fanout import Fanout, NullFanout
 from .metrics import Metrics
-from .redrafts.backends import EngineBackend, LocalBackend, OffBackend
+from .redrafts.backends import EngineBackend, LocalBackend, OffBackend, OpenAIBackend
 from .redrafts.directory import Directory, LocalDirectory
 from .redrafts.service import RedraftService
 from .rooms import RoomManager
@@ -90,6 +90,10 @@ def _engine_backend(config: ServerConfig) -> EngineBackend:
     if config.engine == "local":
         return LocalBackend({"model": config.model, "device": config.engine_device, "max_batch": config.engine_max_batch,
                              "quantize": config.engine_quantize, "kernels": config.engine_kernels})
+    if config.engine == "openai":
+        remote = {"url": config.engine_url, "model": config.engine_model, "context": config.engine_context or None,
+                  "timeout_s": config.engine_timeout, "max_concurrency": config.engine_max_concurrency}
+        return OpenAIBackend(remote, config.engine_api_key_file)
     if config.engine == "redis":
         from .redrafts.redis_backend import RedisBackend
 

@@ -1,8 +1,10 @@
-"""Where redrafts run: nowhere (`off`), in this process (`local`), or on GPU workers over Redis (`redis`).
+"""Where redrafts run: nowhere (`off`), in this process (`local`), on GPU workers over Redis (`redis`), or on an
+OpenAI-compatible server (`openai`).
 
 A backend takes a redraft spec (a JSON-able dict, see engine/redrafts.py) and gives back a job: an async
 iterator of progress dicts, an awaitable outcome dict, and a way to cancel. The server knows nothing else
-about the engine; `local` imports `engine.api` lazily so that a server with `--engine off` never needs torch.
+about the engine; `local` imports `engine.api` lazily so that a server with `--engine off` never needs torch
+(nor does `openai`: engine.remote is torch-free).
 """
 
 from __future__ import annotations
@@ -142,6 +144,51 @@ class LocalBackend:
             raise EngineRejected(str(exc)) from exc
         except RuntimeError as exc:  # shutting down
             raise EngineUnavailable(str(exc)) from exc
+
+
+class OpenAIBackend(LocalBackend):
+    """An OpenAI-compatible server as the engine (engine.remote). It connects in the background and keeps
+    trying while the server cannot be reached or refuses, so that the two may start in any order (compose)."""
+
+    mode = "openai"
+    RETRY_S = (1.0, 30.0)  # first and longest wait between two tries (doubling)
+
+    def __init__(self, engine_config: dict, api_key_file: str | None = None):
+        super().__init__(engine_config)  # fields of engine.api.RemoteConfig, but the key
+        self.api_key_file = api_key_file
+        self.is_retrying = False
+
+    async def _load(self) -> None:
+        from engine.api import RemoteConfig, RemoteEngine, read_api_key
+
+        try:
+            config = RemoteConfig(**self.engine_config, api_key=read_api_key(self.api_key_file))
+        except ValueError as exc:  # a bad setting: trying again will not help
+            self.error = str(exc)
+            log.error("the engine server cannot be used: %s", self.error)
+            return
+        wait = self.RETRY_S[0]
+        while True:
+            try:
+                self.engine = await RemoteEngine.load(config)
+            except Exception as exc:  # RemoteError: unreachable, a refused key, no model to choose
+                detail = _describe(exc)
+                if detail != self.error:
+                    log.error("the engine server cannot be used (trying again): %s", detail)
+                self.error, self.is_retrying = detail, True
+                await asyncio.sleep(wait)
+                wait = min(2 * wait, self.RETRY_S[1])
+                continue
+            self.error, self.is_retrying = None, False
+            log.info("engine server ready: %s", self.engine.status())
+            return
+
+    def status(self) -> dict:
+        if self.engine is None and self.is_retrying:
+            detail = f"{self.error} (trying again)"
+            model = self.engine_config.get("model")
+            return {"mode": self.mode, "status": "unavailable", "model": model, "detail": detail}
+        return super().status()
 
 
 def _describe(exc: BaseException) -> str:

@@ -195,7 +195,8 @@ class RedraftService:
         for name in ("queue_s", "prefill_s", "denoise_s"):
             redraft.timings[name.removesuffix("_s")] = outcome["timings"].get(name, 0.0)
         redraft.engine_steps, redraft.engine_tokens = outcome["steps"], outcome["tokens"]
-        if redraft.progress["max_steps"]:  # the model's EOS may end it before the budget's last canvas
+        # the model's EOS may end it before the budget's last canvas (a streaming model counts tokens: they stand)
+        if redraft.progress["max_steps"] and not redraft.progress.get("streaming"):
             redraft.progress = {"step": redraft.progress["max_steps"], "max_steps": redraft.progress["max_steps"]}
         self.metrics.redraft_generated(outcome["steps"], outcome["tokens"], outcome["timings"].get("denoise_s", 0.0))
         fork, written = redraft.fork, seams.clean(outcome["text"], redraft.original)
@@ -537,11 +538,15 @@ COMMANDS = {
 
 def overall_progress(shown: dict, progress: dict) -> dict:
     """The redraft's progress over all its canvases, never lower than what was shown: the engine's own
-    (canvases done x steps per canvas + this step, over the estimate for all), or the canvas's step."""
+    (canvases done x steps per canvas + this step, over the estimate for all), or the canvas's step; for a
+    streaming model, tokens written over max_tokens, with `streaming: true`."""
     overall = progress.get("progress") or {"step": progress["step"], "max_steps": progress["max_steps"]}
     step, max_steps = int(overall["step"]), int(overall["max_steps"])
     max_steps = max(max_steps, shown["max_steps"])
-    return {"step": min(max(step, shown["step"]), max_steps), "max_steps": max_steps}
+    merged = {"step": min(max(step, shown["step"]), max_steps), "max_steps": max_steps}
+    if progress.get("streaming") is True:  # a left-to-right remote model: the editor counts tokens, not steps
+        merged["streaming"] = True
+    return merged
 
 
 def _unknown(doc: str, redraft_id: str) -> RedraftError:

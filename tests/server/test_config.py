@@ -44,7 +44,7 @@ def test_bad_values_name_the_flag(monkeypatch):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"engine": "gpu"}, "engine must be one of local, redis, off"),
+        ({"engine": "gpu"}, "engine must be one of local, redis, openai, off"),
         ({"host": "0.0.0.0"}, "not a loopback address"),
         ({"secret": "short"}, "at least 16 characters"),
         ({"port": 0}, "port must be 1..65535"),

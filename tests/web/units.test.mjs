@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { EditorSelection, EditorState } from '../../web/node_modules/@codemirror/state/dist/index.js'
-import { progressOf, stepLabel, tokenLook, UNRESOLVED_BELOW, writtenBefore } from '../../web/src/canvas-view.js'
+import { isStreaming, progressOf, stepLabel, tokenLook, UNRESOLVED_BELOW, writtenBefore } from '../../web/src/canvas-view.js'
 import { describeConnection } from '../../web/src/connection.js'
 import { changedShare, tokenize, wordDiff } from '../../web/src/diff.js'
 import { askedFor, whenAsked } from '../../web/src/history.js'
@@ -169,4 +169,14 @@ test('panels stay on screen, colours avoid the worn ones, labels say who', () =>
   assert.equal(whenAsked(now - 600, now * 1000), '10 min ago')
   assert.equal(askedFor({ instruction: '  Make it formal ', kind: 'rewrite' }), '“Make it formal”')
   assert.equal(askedFor({ instruction: '', kind: 'continue' }), 'Continue')
+})
+
+test('a streaming (left-to-right) redraft counts tokens instead of denoising steps', () => {
+  const streaming = { status: 'running', progress: { step: 37, max_steps: 256, streaming: true } }
+  assert.equal(isStreaming(streaming), true)
+  assert.equal(stepLabel(streaming), 'writing left to right · 37 tokens')
+  assert.equal(stepLabel({ ...streaming, progress: { step: 1, max_steps: 256, streaming: true } }), 'writing left to right · 1 token')
+  assert.equal(stepLabel({ ...streaming, status: 'queued' }), 'waiting for the AI')
+  assert.equal(isStreaming({ status: 'running', progress: { step: 3, max_steps: 48, streaming: 'yes' } }), false)
+  assert.equal(stepLabel({ status: 'running', progress: { step: 3, max_steps: 48 } }), 'step 3/48')
 })

@@ -24,8 +24,15 @@ export function progressOf (redraft) {
   return [Number(progress.step) || 0, Number(progress.max_steps) || 0]
 }
 
+/** Whether a left-to-right remote model writes it (--engine openai): its text fills from the left. */
+export function isStreaming (redraft) {
+  return Boolean(redraft.progress && typeof redraft.progress === 'object' && redraft.progress.streaming === true)
+}
+
 export function stepLabel (redraft, [step, max] = progressOf(redraft)) {
   if (redraft.status === 'queued') return 'waiting for the AI'
+  // No denoising steps to count: the model writes token after token, and what it wrote is final.
+  if (isStreaming(redraft)) return `writing left to right · ${step} ${step === 1 ? 'token' : 'tokens'}`
   if (!max) return 'starting'
   return `step ${Math.min(step, max)}/${max}`
 }

@@ -1,0 +1,399 @@
+"""`--engine openai`: redrafts from any OpenAI-compatible server (vLLM, llama.cpp, Ollama, a gateway).
+
+`RemoteEngine` has `engine.api.Engine`'s text interface (`load`, `redraft(spec)` -> a generation of
+progress dicts and an outcome dict, `status`, `queue_length`, `close`), so the server's backends and the
+Redis worker use it as they use the local engine. Torch-free: a CPU-only node can drive a remote GPU.
+
+The redraft kinds go through the same task prompts as the local engine (engine.prompts.build_messages),
+trimmed to the remote model's context; `chat` passes the messages as they are and `complete` the raw prompt
+to `/v1/completions`. Answers are streamed: each chunk is a progress dict with `streaming: true` (the model
+writes left to right, so what it wrote is final: `committed` is all of it). Requests in flight upstream
+are capped at `max_concurrency`; the rest wait in order (asyncio.Semaphore wakes its waiters FIFO).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from engine.errors import RequestError
+from engine.prompts import REQUEST_KINDS, PromptTooLongError, RedraftPrompt, build_messages, fit_prompt
+from engine.remote_config import RemoteConfig, read_api_key
+from engine.remote_stream import DONE, RemoteError, connection_error, events, parse_chunk, status_error
+
+__all__ = ["RemoteConfig", "RemoteEngine", "RemoteError", "RemoteGeneration", "read_api_key"]
+
+log = logging.getLogger(__name__)
+
+FALLBACK_CONTEXT = 4096  # when neither --engine-context nor /v1/models says (llama.cpp's default n_ctx)
+# The output room of the redraft kinds, as engine/redrafts.py sizes the local engine's canvases (that module
+# imports torch, so the numbers are repeated here): a rewrite gets half again the passage, in whole
+# 256-token blocks, fill and continue one block, at most four.
+BLOCK_TOKENS, MAX_BLOCKS, REWRITE_ROOM = 256, 4, 1.5
+MAX_STOP = 4  # stop strings, as OpenAI's API allows
+CHAT_ROLES = ("system", "user", "assistant")
+# We do not have the remote model's tokenizer, so prompt tokens are estimated from UTF-8 bytes, erring high:
+# trimming more context than needed costs less than a request the server refuses as too long. The shipped
+# redraft-small's small vocabulary measured 2.85 bytes a token on the README, 1.98 on Python code and 1.57 on
+# German (1.0 on Japanese: byte by byte); the large vocabularies of the models people serve (Llama 3, Gemma:
+# 128k-262k tokens) pack more bytes into a token than that. 1.5 is below all of these but text tokenized
+# byte by byte, where the server's own "context length" message ends the redraft.
+BYTES_PER_TOKEN = 1.5
+MESSAGE_OVERHEAD, TEMPLATE_OVERHEAD = 8, 32  # role markers around each message; BOS and the opened model turn
+
+
+class ByteEstimate:
+    """engine.prompts.TokenCounter for a model whose tokenizer we do not have (see BYTES_PER_TOKEN)."""
+
+    def text(self, text: str) -> int:
+        return math.ceil(len(text.encode()) / BYTES_PER_TOKEN)
+
+    def messages(self, messages: list[dict[str, str]]) -> int:
+        return TEMPLATE_OVERHEAD + sum(MESSAGE_OVERHEAD + self.text(m["content"]) for m in messages)
+
+
+@dataclass(frozen=True)
+class RemoteRequest:
+    """One request to the server: path under the base URL, JSON body, and what we know of its size."""
+
+    path: str  # /chat/completions or /completions
+    body: dict
+    prompt_tokens: int  # estimated; the server's usage replaces it when it sends one
+    max_tokens: int | None  # None: the server's default
+    stop: tuple[str, ...] = ()
+
+    @property
+    def is_chat(self) -> bool:
+        return self.path == "/chat/completions"
+
+
+def build_request(spec: dict, model: str, context: int) -> RemoteRequest:
+    """A spec (engine/redrafts.py's kinds plus chat and complete) -> the request. Raises RequestError."""
+    if not isinstance(spec, dict):
+        raise RequestError("a redraft spec is a JSON object")
+    kind = spec.get("kind")
+    max_tokens, stop = _max_tokens(spec), _stop(spec)
+    estimate = ByteEstimate()
+    if kind == "chat":
+        messages = _messages(spec.get("messages"))
+        path, payload, prompt_tokens = "/chat/completions", {"messages": messages}, estimate.messages(messages)
+    elif kind == "complete":
+        prompt = spec.get("prompt")
+        if not isinstance(prompt, str):
+            raise RequestError("prompt must be text")
+        path, payload, prompt_tokens = "/completions", {"prompt": prompt}, estimate.text(prompt)
+    elif kind in REQUEST_KINDS:
+        if max_tokens is None:
+            max_tokens = _redraft_room(spec, kind, estimate)
+        max_tokens = min(max_tokens, context // 2)  # a small context still leaves the prompt half of it
+        messages = _redraft_messages(spec, kind, context - max_tokens, estimate)
+        path, payload, prompt_tokens = "/chat/completions", {"messages": messages}, estimate.messages(messages)
+    else:
+        raise RequestError(f"kind must be one of {', '.join((*REQUEST_KINDS, 'chat', 'complete'))}, not {kind!r}")
+    body = {"model": model, **payload, "stream": True, "stream_options": {"include_usage": True}}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if stop:
+        body["stop"] = list(stop)
+    seed = spec.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        body["seed"] = seed % 2**31  # vLLM and llama.cpp honour it; others ignore it
+    return RemoteRequest(path, body, prompt_tokens, max_tokens, stop)
+
+
+def _redraft_room(spec: dict, kind: str, estimate: ByteEstimate) -> int:
+    blocks = spec.get("max_canvases")
+    if blocks is None:
+        passage = spec.get("passage", "")
+        blocks = math.ceil(estimate.text(passage if isinstance(passage, str) else "") * REWRITE_ROOM / BLOCK_TOKENS)
+        blocks = blocks if kind == "rewrite" else 1
+    elif not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 1:
+        raise RequestError(f"max_canvases must be a positive integer, not {blocks!r}")
+    return max(1, min(blocks, MAX_BLOCKS)) * BLOCK_TOKENS
+
+
+def _redraft_messages(spec: dict, kind: str, budget: int, estimate: ByteEstimate) -> list[dict[str, str]]:
+    texts = {name: spec.get(name, "") for name in ("passage", "instruction", "before", "after")}
+    for name, value in texts.items():
+        if not isinstance(value, str):
+            raise RequestError(f"{name} must be text")
+    try:
+        prompt = RedraftPrompt(kind, texts["passage"], texts["instruction"], texts["before"], texts["after"])
+        return build_messages(fit_prompt(estimate, prompt, budget))
+    except (PromptTooLongError, ValueError) as exc:
+        raise RequestError(str(exc)) from exc
+
+
+def _messages(messages) -> list[dict[str, str]]:
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages must be a non-empty list of {role, content}")
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in CHAT_ROLES:
+            raise RequestError(f"each message needs a role among {', '.join(CHAT_ROLES)}")
+        if not isinstance(message.get("content"), str):
+            raise RequestError("each message's content must be text")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _max_tokens(spec: dict) -> int | None:
+    value = spec.get("max_tokens")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise RequestError(f"max_tokens must be a positive integer, not {value!r}")
+    return value
+
+
+def _stop(spec: dict) -> tuple[str, ...]:
+    stop = spec.get("stop") or ()
+    stop = (stop,) if isinstance(stop, str) else stop
+    if not isinstance(stop, list | tuple) or len(stop) > MAX_STOP or not all(isinstance(s, str) and s for s in stop):
+        raise RequestError(f"stop must be a list of at most {MAX_STOP} non-empty strings")
+    return tuple(stop)
+
+
+class RemoteGeneration:
+    """One request in flight: iterate it for progress dicts, await `result()`, or `cancel()` it (closes the
+    stream; the outcome is then `cancelled`). A failure raises RemoteError from `result()`."""
+
+    def __init__(self, engine: "RemoteEngine", request: RemoteRequest):
+        self.engine = engine
+        self.request = request
+        self.text = ""
+        self.num_tokens = 0  # content chunks so far (one token each on vLLM and llama.cpp), until usage says
+        self.usage: dict | None = None
+        self.finish_reason: str | None = None
+        self.is_waiting = True
+        self._submitted = time.perf_counter()
+        self._timings = {"queue_s": 0.0, "prefill_s": 0.0, "denoise_s": 0.0}
+        self._progress: asyncio.Queue = asyncio.Queue()
+        self._outcome: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="remote-redraft")
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> dict:
+        progress = await self._progress.get()
+        if progress is None:
+            raise StopAsyncIteration
+        return progress
+
+    async def result(self) -> dict:
+        return await self._outcome
+
+    async def _run(self) -> None:
+        try:
+            async with self.engine._slots:
+                self.is_waiting = False
+                self._timings["queue_s"] = time.perf_counter() - self._submitted
+                await self._stream()
+            self._settle(self._outcome_dict("done"))
+        except asyncio.CancelledError:  # cancel() or the engine closing: the stream is closed by now
+            self._settle(self._outcome_dict("cancelled"))
+        except RemoteError as exc:
+            self._settle(exc)
+        except httpx.HTTPError as exc:
+            self._settle(connection_error(exc, self.engine.config.shown_url, self.engine.config.timeout_s))
+        except Exception as exc:  # a bug here must still end the redraft, with something to read
+            log.exception("remote redraft failed")
+            self._settle(RemoteError(f"the remote engine failed: {type(exc).__name__}: {exc}"))
+
+    async def _stream(self) -> None:
+        engine, request = self.engine, self.request
+        started = time.perf_counter()
+        async with engine.client.stream("POST", engine.config.base_url + request.path, json=request.body) as response:
+            if response.status_code != 200:
+                raise await status_error(response, engine.config.api_key is not None)
+            is_done = False
+            async for event, data in events(response.aiter_lines()):
+                chunk = parse_chunk(event, data, request.is_chat)
+                if chunk is DONE:
+                    is_done = True
+                    break
+                if chunk.usage is not None:
+                    self.usage = chunk.usage
+                self.finish_reason = chunk.finish_reason or self.finish_reason
+                if chunk.text:
+                    if not self.num_tokens:
+                        self._timings["prefill_s"] = time.perf_counter() - started
+                    self.num_tokens += 1
+                    self.text += chunk.text
+                    if self._cut_at_stop():
+                        break
+                    self._progress.put_nowait(self._progress_dict())
+            else:
+                if self.finish_reason is None:
+                    raise RemoteError(
+                        "the engine server's stream ended before its answer was finished (truncated: no "
+                        "finish_reason and no [DONE])"
+                    )
+            if is_done and self.finish_reason is None and self.usage is None and not self.num_tokens:
+                raise RemoteError(
+                    "the engine server ended the stream without an answer ([DONE] with nothing before it)"
+                )
+        self._timings["denoise_s"] = time.perf_counter() - started - self._timings["prefill_s"]
+
+    def _cut_at_stop(self) -> bool:
+        """Cuts the text before the first stop string (a server that ignores `stop` still stops here)."""
+        cuts = [at for at in (self.text.find(s) for s in self.request.stop) if at >= 0]
+        if not cuts:
+            return False
+        self.text, self.finish_reason = self.text[: min(cuts)], "stop"
+        self._progress.put_nowait(self._progress_dict())
+        return True
+
+    def _progress_dict(self) -> dict:
+        """Engine.redraft's progress dict: a left-to-right model's text is final as it comes, so it is one
+        piece of confidence 1, `committed` is all of it, and the steps count tokens against max_tokens."""
+        budget = max(self.request.max_tokens or 0, self.num_tokens)
+        return {
+            "step": self.num_tokens,
+            "max_steps": budget,
+            "canvas_index": 0,
+            "num_canvases": 1,
+            "progress": {"step": self.num_tokens, "max_steps": budget},
+            "text": self.text,
+            "tokens": [[self.text, 1.0]] if self.text else [],
+            "stopped": False,
+            "finished": False,
+            "committed": self.text,
+            "streaming": True,
+        }
+
+    def _outcome_dict(self, status: str) -> dict:
+        usage = self.usage or {}
+        tokens = usage.get("completion_tokens")
+        prompt_tokens = usage.get("prompt_tokens")
+        # The model ended it (stop; content_filter and the like end it too), or the budget or a cancel did.
+        complete = status == "done" and self.finish_reason != "length"
+        return {
+            "status": status,
+            "text": self.text,
+            "complete": complete,
+            "steps": [],  # no denoising steps: a left-to-right model
+            "tokens": tokens if isinstance(tokens, int) else self.num_tokens,
+            "timings": dict(self._timings),
+            "prompt_tokens": prompt_tokens if isinstance(prompt_tokens, int) else self.request.prompt_tokens,
+            "finish_reason": "stop" if complete else "length",  # as the local engine's: "stop" exactly when complete
+        }
+
+    def _settle(self, outcome) -> None:
+        if not self._outcome.done():
+            if isinstance(outcome, BaseException):
+                self._outcome.set_exception(outcome)
+            else:
+                self._outcome.set_result(outcome)
+        self._progress.put_nowait(None)
+
+
+class RemoteEngine:
+    """An OpenAI-compatible server as the engine. `load` asks /v1/models for the model and its context."""
+
+    def __init__(self, config: RemoteConfig, client: httpx.AsyncClient, model: str, context: int):
+        self.config = config
+        self.client = client
+        self.model = model
+        self.context = context
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._generations: set[RemoteGeneration] = set()
+        self._closing = False
+
+    @classmethod
+    async def load(cls, config: RemoteConfig) -> "RemoteEngine":
+        """Raises RemoteError (unreachable, refused key, no model to choose) with a message for the user."""
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout_s, pool=None),  # the semaphore, not the pool, queues requests
+            limits=httpx.Limits(
+                max_connections=config.max_concurrency + 1, max_keepalive_connections=config.max_concurrency
+            ),
+        )
+        try:
+            model, context = await _choose_model(client, config)
+        except BaseException:
+            await client.aclose()
+            raise
+        return cls(config, client, model, context)
+
+    def redraft(self, spec: dict) -> RemoteGeneration:
+        """Starts the request; raises RequestError at once (nothing sent) when the spec cannot run."""
+        if self._closing:
+            raise RuntimeError("the engine is shutting down")
+        generation = RemoteGeneration(self, build_request(spec, self.model, self.context))
+        self._generations.add(generation)
+        generation._task.add_done_callback(lambda _: self._generations.discard(generation))
+        return generation
+
+    @property
+    def queue_length(self) -> int:
+        return sum(generation.is_waiting for generation in self._generations)
+
+    def status(self) -> dict:
+        waiting = self.queue_length
+        return {
+            "model": self.model,
+            "url": self.config.shown_url,
+            "context": self.context,
+            "running": len(self._generations) - waiting,
+            "waiting": waiting,
+            "max_concurrency": self.config.max_concurrency,
+            "streaming": True,
+        }
+
+    async def close(self) -> None:
+        """Cancels what is in flight (closing each stream) and the connections."""
+        self._closing = True
+        tasks = [generation._task for generation in self._generations]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.aclose()
+
+
+async def _choose_model(client: httpx.AsyncClient, config: RemoteConfig) -> tuple[str, int]:
+    try:
+        response = await client.get(config.base_url + "/models")
+        if response.status_code == 404 and not config.base_url.endswith("/v1"):
+            raise RemoteError(f"{config.shown_url}/models is not found (404): the URL is the API's base, usually "
+                              "ending in /v1 (e.g. http://host:8000/v1)")
+        if response.status_code != 200:
+            raise await status_error(response, config.api_key is not None)
+        listed = response.json().get("data")
+    except httpx.HTTPError as exc:
+        raise connection_error(exc, config.shown_url, config.timeout_s) from None
+    except (ValueError, AttributeError):
+        raise RemoteError(f"{config.shown_url}/models did not answer with a model list ({{\"data\": [...]}})") from None
+    models = {
+        entry["id"]: entry for entry in listed or [] if isinstance(entry, dict) and isinstance(entry.get("id"), str)
+    }
+    if not models:
+        raise RemoteError(f"{config.shown_url}/models lists no model: is a model loaded, and is the URL the API's /v1?")
+    names = ", ".join(models)
+    if config.model is not None:
+        if config.model not in models:
+            raise RemoteError(f"the engine server has no model {config.model!r}; it lists: {names}")
+        model = config.model
+    elif len(models) == 1:
+        (model,) = models
+    else:
+        raise RemoteError(
+            f"the engine server lists {len(models)} models ({names}): choose one with --engine-model"
+        )
+    if config.context is not None:
+        return model, config.context
+    entry = models[model]
+    for name in ("max_model_len", "context_length"):  # vLLM's field; OpenRouter's, LiteLLM's
+        value = entry.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return model, value
+    log.warning("the engine server does not say %s's context; assuming %d tokens (set --engine-context)",
+                model, FALLBACK_CONTEXT)
+    return model, FALLBACK_CONTEXT

@@ -1,0 +1,72 @@
+"""The `--engine openai` settings: one frozen dataclass, and where its API key comes from.
+
+Cheap to import (no httpx, no torch): the worker's command line builds it. The key is read from the
+environment or a file, never from a flag, so that it does not show in `ps` or in a shell's history.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+API_KEY_ENV = "REDRAFT_ENGINE_API_KEY"
+DEFAULT_TIMEOUT_S = 60.0  # a big model's prefill of a long prompt comes before its first chunk
+DEFAULT_MAX_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    url: str  # base URL of the OpenAI-compatible API, e.g. http://gpu-box:8000/v1 (as the openai client takes)
+    model: str | None = None  # default: the only model the server lists
+    context: int | None = None  # prompt + output tokens; default: what /v1/models says, else FALLBACK_CONTEXT
+    timeout_s: float = DEFAULT_TIMEOUT_S  # to connect, and between two chunks of a stream
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY  # requests in flight upstream; the rest wait in order
+    api_key: str | None = field(default=None, repr=False)  # never logged
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {self.url!r}"
+            )
+        if self.context is not None and self.context < 64:
+            raise ValueError(f"engine_context must be at least 64 tokens, not {self.context}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"engine_timeout must be positive, not {self.timeout_s}")
+        if self.max_concurrency < 1:
+            raise ValueError(f"engine_max_concurrency must be at least 1, not {self.max_concurrency}")
+        if self.model is not None and not self.model.strip():
+            raise ValueError("engine_model must not be empty (leave it out to use the server's only model)")
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rstrip("/")
+
+    @property
+    def shown_url(self) -> str:
+        """base_url for messages, /healthz and logs: without a user:password@ a gateway's URL may carry."""
+        parts = urlsplit(self.base_url)
+        if parts.username is None and parts.password is None:
+            return self.base_url
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+
+
+def read_api_key(api_key_file: str | Path | None) -> str | None:
+    """REDRAFT_ENGINE_API_KEY, else the first line of api_key_file, else None. Raises ValueError naming
+    the file when it cannot be read."""
+    key = os.environ.get(API_KEY_ENV)
+    if key:
+        return key.strip()
+    if not api_key_file:
+        return None
+    try:
+        lines = Path(api_key_file).read_text().splitlines()
+    except OSError as exc:
+        raise ValueError(f"engine_api_key_file: cannot read {str(api_key_file)!r} ({exc.strerror})") from None
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise ValueError(f"engine_api_key_file: {str(api_key_file)!r} is empty")
+    return key
