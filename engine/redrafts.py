@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass
 
 from engine.errors import RequestError
-from engine.generate import Request
 from engine.prompts import (
     REQUEST_KINDS,
     PromptTooLongError,
@@ -146,8 +145,11 @@ class OutputLimit:
 NO_LIMIT = OutputLimit()
 
 
-def build_request(spec: RedraftSpec, tokenizer, args, max_len: int) -> Request:
-    """Prompt ids within the context the cache affords, and the output budget. Raises RequestError."""
+def build_request(spec: RedraftSpec, tokenizer, args, max_len: int):
+    """Prompt ids within the context the cache affords, and the output budget (an engine.generate.Request).
+    Raises RequestError."""
+    from engine.generate import Request  # torch: the spec checks above serve the torch-free remote engine too
+
     if tokenizer is None:
         raise RequestError("this model has no tokenizer: it cannot take text redrafts")
     canvas = args.canvas_length

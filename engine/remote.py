@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import httpx
 
 from engine.errors import RequestError
-from engine.prompts import REQUEST_KINDS, PromptTooLongError, RedraftPrompt, build_messages, fit_prompt
+from engine.prompts import PromptTooLongError, RedraftPrompt, build_messages, fit_prompt
+from engine.redrafts import MAX_CANVASES, REWRITE_ROOM, OutputLimit, RedraftSpec
 from engine.remote_config import RemoteConfig, read_api_key
 from engine.remote_stream import DONE, RemoteError, connection_error, events, parse_chunk, status_error
 
@@ -31,12 +32,9 @@ __all__ = ["RemoteConfig", "RemoteEngine", "RemoteError", "RemoteGeneration", "r
 log = logging.getLogger(__name__)
 
 FALLBACK_CONTEXT = 4096  # when neither --engine-context nor /v1/models says (llama.cpp's default n_ctx)
-# The output room of the redraft kinds, as engine/redrafts.py sizes the local engine's canvases (that module
-# imports torch, so the numbers are repeated here): a rewrite gets half again the passage, in whole
-# 256-token blocks, fill and continue one block, at most four.
-BLOCK_TOKENS, MAX_BLOCKS, REWRITE_ROOM = 256, 4, 1.5
-MAX_STOP = 4  # stop strings, as OpenAI's API allows
-CHAT_ROLES = ("system", "user", "assistant")
+# The output room of the redraft kinds, sized as engine/redrafts.py sizes the local engine's canvases: a
+# rewrite gets half again the passage, in whole blocks of DiffusionGemma's canvas, fill and continue one.
+BLOCK_TOKENS = 256
 # We do not have the remote model's tokenizer, so prompt tokens are estimated from UTF-8 bytes, erring high:
 # trimming more context than needed costs less than a request the server refuses as too long. The shipped
 # redraft-small's small vocabulary measured 2.85 bytes a token on the README, 1.98 on Python code and 1.57 on
@@ -65,7 +63,7 @@ class RemoteRequest:
     body: dict
     prompt_tokens: int  # estimated; the server's usage replaces it when it sends one
     max_tokens: int | None  # None: the server's default
-    stop: tuple[str, ...] = ()
+    limit: OutputLimit  # the stop strings, applied here too: a server may ignore them
 
     @property
     def is_chat(self) -> bool:
@@ -73,86 +71,48 @@ class RemoteRequest:
 
 
 def build_request(spec: dict, model: str, context: int) -> RemoteRequest:
-    """A spec (engine/redrafts.py's kinds plus chat and complete) -> the request. Raises RequestError."""
+    """A spec (engine/redrafts.py's kinds, checked by its RedraftSpec) -> the request. Raises RequestError."""
     if not isinstance(spec, dict):
         raise RequestError("a redraft spec is a JSON object")
-    kind = spec.get("kind")
-    max_tokens, stop = _max_tokens(spec), _stop(spec)
-    estimate = ByteEstimate()
-    if kind == "chat":
-        messages = _messages(spec.get("messages"))
+    parsed = RedraftSpec.from_dict(spec)
+    max_tokens, estimate = parsed.max_tokens, ByteEstimate()
+    if parsed.kind == "chat":
+        messages = parsed.messages
         path, payload, prompt_tokens = "/chat/completions", {"messages": messages}, estimate.messages(messages)
-    elif kind == "complete":
-        prompt = spec.get("prompt")
-        if not isinstance(prompt, str):
-            raise RequestError("prompt must be text")
-        path, payload, prompt_tokens = "/completions", {"prompt": prompt}, estimate.text(prompt)
-    elif kind in REQUEST_KINDS:
-        if max_tokens is None:
-            max_tokens = _redraft_room(spec, kind, estimate)
-        max_tokens = min(max_tokens, context // 2)  # a small context still leaves the prompt half of it
-        messages = _redraft_messages(spec, kind, context - max_tokens, estimate)
-        path, payload, prompt_tokens = "/chat/completions", {"messages": messages}, estimate.messages(messages)
+    elif parsed.kind == "complete":
+        path, payload, prompt_tokens = "/completions", {"prompt": parsed.prompt}, estimate.text(parsed.prompt)
     else:
-        raise RequestError(f"kind must be one of {', '.join((*REQUEST_KINDS, 'chat', 'complete'))}, not {kind!r}")
+        if max_tokens is None:
+            max_tokens = _redraft_room(parsed, estimate)
+        max_tokens = min(max_tokens, context // 2)  # a small context still leaves the prompt half of it
+        messages = _redraft_messages(parsed, context - max_tokens, estimate)
+        path, payload, prompt_tokens = "/chat/completions", {"messages": messages}, estimate.messages(messages)
     body = {"model": model, **payload, "stream": True, "stream_options": {"include_usage": True}}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
-    if stop:
-        body["stop"] = list(stop)
-    seed = spec.get("seed")
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        body["seed"] = seed % 2**31  # vLLM and llama.cpp honour it; others ignore it
-    return RemoteRequest(path, body, prompt_tokens, max_tokens, stop)
+    if parsed.stop:
+        body["stop"] = list(parsed.stop)
+    if "seed" in spec:
+        body["seed"] = parsed.seed % 2**31  # vLLM and llama.cpp honour it; others ignore it
+    return RemoteRequest(path, body, prompt_tokens, max_tokens, OutputLimit.of(parsed))
 
 
-def _redraft_room(spec: dict, kind: str, estimate: ByteEstimate) -> int:
-    blocks = spec.get("max_canvases")
-    if blocks is None:
-        passage = spec.get("passage", "")
-        blocks = math.ceil(estimate.text(passage if isinstance(passage, str) else "") * REWRITE_ROOM / BLOCK_TOKENS)
-        blocks = blocks if kind == "rewrite" else 1
-    elif not isinstance(blocks, int) or isinstance(blocks, bool) or blocks < 1:
-        raise RequestError(f"max_canvases must be a positive integer, not {blocks!r}")
-    return max(1, min(blocks, MAX_BLOCKS)) * BLOCK_TOKENS
+def _redraft_room(spec: RedraftSpec, estimate: ByteEstimate) -> int:
+    if spec.max_canvases is not None:
+        blocks = spec.max_canvases
+    elif spec.kind == "rewrite":
+        blocks = math.ceil(estimate.text(spec.passage) * REWRITE_ROOM / BLOCK_TOKENS)
+    else:
+        blocks = 1
+    return max(1, min(blocks, MAX_CANVASES)) * BLOCK_TOKENS
 
 
-def _redraft_messages(spec: dict, kind: str, budget: int, estimate: ByteEstimate) -> list[dict[str, str]]:
-    texts = {name: spec.get(name, "") for name in ("passage", "instruction", "before", "after")}
-    for name, value in texts.items():
-        if not isinstance(value, str):
-            raise RequestError(f"{name} must be text")
+def _redraft_messages(spec: RedraftSpec, budget: int, estimate: ByteEstimate) -> list[dict[str, str]]:
     try:
-        prompt = RedraftPrompt(kind, texts["passage"], texts["instruction"], texts["before"], texts["after"])
+        prompt = RedraftPrompt(spec.kind, spec.passage, spec.instruction, spec.before, spec.after)
         return build_messages(fit_prompt(estimate, prompt, budget))
     except (PromptTooLongError, ValueError) as exc:
         raise RequestError(str(exc)) from exc
-
-
-def _messages(messages) -> list[dict[str, str]]:
-    if not isinstance(messages, list) or not messages:
-        raise RequestError("messages must be a non-empty list of {role, content}")
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in CHAT_ROLES:
-            raise RequestError(f"each message needs a role among {', '.join(CHAT_ROLES)}")
-        if not isinstance(message.get("content"), str):
-            raise RequestError("each message's content must be text")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
-
-
-def _max_tokens(spec: dict) -> int | None:
-    value = spec.get("max_tokens")
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise RequestError(f"max_tokens must be a positive integer, not {value!r}")
-    return value
-
-
-def _stop(spec: dict) -> tuple[str, ...]:
-    stop = spec.get("stop") or ()
-    stop = (stop,) if isinstance(stop, str) else stop
-    if not isinstance(stop, list | tuple) or len(stop) > MAX_STOP or not all(isinstance(s, str) and s for s in stop):
-        raise RequestError(f"stop must be a list of at most {MAX_STOP} non-empty strings")
-    return tuple(stop)
 
 
 class RemoteGeneration:
@@ -242,16 +202,16 @@ class RemoteGeneration:
 
     def _cut_at_stop(self) -> bool:
         """Cuts the text before the first stop string (a server that ignores `stop` still stops here)."""
-        cuts = [at for at in (self.text.find(s) for s in self.request.stop) if at >= 0]
-        if not cuts:
-            return False
-        self.text, self.finish_reason = self.text[: min(cuts)], "stop"
-        self._progress.put_nowait(self._progress_dict())
-        return True
+        self.text, found = self.request.limit.final(self.text)
+        if found:
+            self.finish_reason = "stop"
+            self._progress.put_nowait(self._progress_dict())
+        return found
 
     def _progress_dict(self) -> dict:
         """Engine.redraft's progress dict: a left-to-right model's text is final as it comes, so it is one
-        piece of confidence 1, `committed` is all of it, and the steps count tokens against max_tokens."""
+        piece of confidence 1, `committed` is all of it but a stop string's possible beginning at its end, and
+        the steps count tokens against max_tokens."""
         budget = max(self.request.max_tokens or 0, self.num_tokens)
         return {
             "step": self.num_tokens,
@@ -263,7 +223,7 @@ class RemoteGeneration:
             "tokens": [[self.text, 1.0]] if self.text else [],
             "stopped": False,
             "finished": False,
-            "committed": self.text,
+            "committed": self.request.limit.settled(self.text),
             "streaming": True,
         }
 

@@ -109,9 +109,9 @@ async def test_chat_and_complete_kinds_pass_through_with_max_tokens_and_stop(fau
     engine = await load(faults)
     try:
         messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-        chat = {"kind": "chat", "messages": messages, "max_tokens": 5, "stop": [" STOP"]}
+        chat = {"id": "c1", "kind": "chat", "messages": messages, "max_tokens": 5, "stop": [" STOP"]}
         progress, outcome = await run(engine, chat)
-        _, completed = await run(engine, {"kind": "complete", "prompt": "Once upon", "max_tokens": 9})
+        _, completed = await run(engine, {"id": "c2", "kind": "complete", "prompt": "Once upon", "max_tokens": 9})
     finally:
         await engine.close()
     # the server ignored `stop` (it sent " STOP never"): the text is cut before it all the same
@@ -232,8 +232,8 @@ def test_the_estimate_errs_high_on_english_and_code_and_trims_within_budget():
     "spec, message",
     [
         ({"kind": "summarise"}, "kind must be one of rewrite, fill, continue, chat, complete, not 'summarise'"),
-        ({"kind": "chat", "messages": []}, "messages must be a non-empty list"),
-        ({"kind": "chat", "messages": [{"role": "tool", "content": "x"}]}, "role among system, user, assistant"),
+        ({"kind": "chat", "messages": []}, "messages: a non-empty list"),
+        ({"kind": "chat", "messages": [{"role": "tool", "content": "x"}]}, "role must be one of system, user, assistant"),
         ({"kind": "complete", "prompt": 3}, "prompt must be text"),
         ({"kind": "complete", "prompt": "x", "max_tokens": 0}, "max_tokens must be a positive integer"),
         ({"kind": "complete", "prompt": "x", "stop": ["a"] * 5}, "stop must be a list of at most 4"),
@@ -242,7 +242,7 @@ def test_the_estimate_errs_high_on_english_and_code_and_trims_within_budget():
 )
 def test_bad_specs_are_refused_before_anything_is_sent(spec, message):
     with pytest.raises(RequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        build_request(spec, MODEL, 1024)
+        build_request({"id": "bad", **spec}, MODEL, 1024)
 
 
 # --- every failure mode ---------------------------------------------------------------------------------
