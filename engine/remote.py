@@ -70,8 +70,11 @@ class RemoteRequest:
         return self.path == "/chat/completions"
 
 
-def build_request(spec: dict, model: str, context: int) -> RemoteRequest:
-    """A spec (engine/redrafts.py's kinds, checked by its RedraftSpec) -> the request. Raises RequestError."""
+def build_request(spec: dict, model: str, context: int, is_redraft: bool = False) -> RemoteRequest:
+    """A spec (engine/redrafts.py's kinds, checked by its RedraftSpec) -> the request. Raises RequestError.
+    `is_redraft`: the server is another Redraft (its /v1/models says owned_by "redraft"), which takes the
+    denoising steps as the `redraft_steps` extension; other servers are never sent it (OpenAI refuses unknown
+    fields)."""
     if not isinstance(spec, dict):
         raise RequestError("a redraft spec is a JSON object")
     parsed = RedraftSpec.from_dict(spec)
@@ -94,6 +97,8 @@ def build_request(spec: dict, model: str, context: int) -> RemoteRequest:
         body["stop"] = list(parsed.stop)
     if "seed" in spec:
         body["seed"] = parsed.seed % 2**31  # vLLM and llama.cpp honour it; others ignore it
+    if is_redraft and parsed.steps is not None:
+        body["redraft_steps"] = parsed.steps
     return RemoteRequest(path, body, prompt_tokens, max_tokens, OutputLimit.of(parsed))
 
 
@@ -256,11 +261,13 @@ class RemoteGeneration:
 class RemoteEngine:
     """An OpenAI-compatible server as the engine. `load` asks /v1/models for the model and its context."""
 
-    def __init__(self, config: RemoteConfig, client: httpx.AsyncClient, model: str, context: int):
+    def __init__(self, config: RemoteConfig, client: httpx.AsyncClient, model: str, context: int,
+                 is_redraft: bool = False):
         self.config = config
         self.client = client
         self.model = model
         self.context = context
+        self.is_redraft = is_redraft  # another Redraft server: it takes the denoising steps too
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._generations: set[RemoteGeneration] = set()
         self._closing = False
@@ -277,17 +284,17 @@ class RemoteEngine:
             ),
         )
         try:
-            model, context = await _choose_model(client, config)
+            model, context, is_redraft = await _choose_model(client, config)
         except BaseException:
             await client.aclose()
             raise
-        return cls(config, client, model, context)
+        return cls(config, client, model, context, is_redraft)
 
     def redraft(self, spec: dict) -> RemoteGeneration:
         """Starts the request; raises RequestError at once (nothing sent) when the spec cannot run."""
         if self._closing:
             raise RuntimeError("the engine is shutting down")
-        generation = RemoteGeneration(self, build_request(spec, self.model, self.context))
+        generation = RemoteGeneration(self, build_request(spec, self.model, self.context, self.is_redraft))
         self._generations.add(generation)
         generation._task.add_done_callback(lambda _: self._generations.discard(generation))
         return generation
@@ -318,7 +325,8 @@ class RemoteEngine:
         await self.client.aclose()
 
 
-async def _choose_model(client: httpx.AsyncClient, config: RemoteConfig) -> tuple[str, int]:
+async def _choose_model(client: httpx.AsyncClient, config: RemoteConfig) -> tuple[str, int, bool]:
+    """The model, its context, and whether the server is another Redraft."""
     try:
         response = await client.get(config.base_url + "/models")
         if response.status_code == 404 and not config.base_url.endswith("/v1"):
@@ -347,13 +355,14 @@ async def _choose_model(client: httpx.AsyncClient, config: RemoteConfig) -> tupl
         raise RemoteError(
             f"the engine server lists {len(models)} models ({names}): choose one with --engine-model"
         )
-    if config.context is not None:
-        return model, config.context
     entry = models[model]
+    is_redraft = entry.get("owned_by") == "redraft"
+    if config.context is not None:
+        return model, config.context, is_redraft
     for name in ("max_model_len", "context_length"):  # vLLM's field; OpenRouter's, LiteLLM's
         value = entry.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return model, value
+            return model, value, is_redraft
     log.warning("the engine server does not say %s's context; assuming %d tokens (set --engine-context)",
                 model, FALLBACK_CONTEXT)
-    return model, FALLBACK_CONTEXT
+    return model, FALLBACK_CONTEXT, is_redraft

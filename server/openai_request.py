@@ -5,7 +5,9 @@ bad one is named in the error (OpenAI's `param`); fields this API does not know 
 clients send some that servers skip (`user`, `metadata`, ...). Sampling knobs that mean nothing to a
 diffusion sampler are accepted when well-formed and then ignored, each said below; a feature that would
 change the answer's meaning and that the engine cannot give (logprobs, several choices, echo) is refused
-rather than silently dropped.
+rather than silently dropped. Two extensions, which stock clients never send: `redraft_snapshots` (true:
+the denoising snapshots ride on extra stream chunks) and `redraft_steps` (denoising steps per canvas, 1-256,
+as the editor's quality setting; another Redraft's `--engine openai` sends it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ CHAT_ROLES = ("system", "user", "assistant")  # engine.redrafts.CHAT_ROLES: the 
 DEVELOPER = "developer"  # OpenAI's newer name for the system role; the chat template knows only "system"
 MAX_STOPS = 4
 MAX_SEED = 2**63
+MAX_STEPS = 256  # as the redraft API's `steps` (server/redrafts/request.py)
 
 
 class BadRequest(ValueError):
@@ -111,6 +114,11 @@ def _request(body: dict, spec: dict, max_tokens: int | None) -> ApiRequest:
     spec = {**spec, "max_tokens": max_tokens, "stop": _stop(body.get("stop"))}
     if seed is not None:
         spec["seed"] = seed
+    steps = body.get("redraft_steps")
+    if steps is not None:
+        if not (_is_int(steps) and 1 <= steps <= MAX_STEPS):
+            raise BadRequest(f"redraft_steps must be an integer from 1 to {MAX_STEPS}, not {steps!r}", "redraft_steps")
+        spec["steps"] = steps
     return ApiRequest(body["model"], spec, is_stream, include_usage, body.get("redraft_snapshots") is True)
 
 

@@ -104,6 +104,24 @@ async def test_finish_reason_length_is_an_incomplete_answer(faults):
 
 
 @pytest.mark.anyio
+async def test_the_steps_go_only_to_another_redraft_server(faults):
+    engine = await load(faults)
+    try:
+        await run(engine, {**REWRITE, "steps": 12})
+        faults.models[0]["owned_by"] = "redraft"  # what a Redraft server's /v1/models says
+        other = await load(faults)
+        try:
+            await run(other, {**REWRITE, "steps": 12})
+            await run(other, REWRITE)
+        finally:
+            await other.close()
+    finally:
+        await engine.close()
+    stock, redraft, unset = (request["body"] for request in faults.requests if request["path"] != "/v1/models")
+    assert "redraft_steps" not in stock and redraft["redraft_steps"] == 12 and "redraft_steps" not in unset
+
+
+@pytest.mark.anyio
 async def test_chat_and_complete_kinds_pass_through_with_max_tokens_and_stop(faults):
     faults.reply = ["Hello", " there", " STOP", " never"]
     engine = await load(faults)

@@ -112,6 +112,11 @@ def test_denoising_snapshots_ride_on_extra_chunks_only_when_asked(server):
     assert all(1 <= s["step"] <= s["max_steps"] and isinstance(s["text"], str) for s in snapshots)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert snapshots[-1]["text"].startswith(text)  # the last snapshot is the canvas the answer was cut from
+    # the steps extension sets the denoising steps per canvas, as the editor's quality setting does
+    stream = client(server).chat.completions.create(
+        model=MODEL, messages=HELLO, seed=2, max_tokens=64, stream=True,
+        extra_body={"redraft_snapshots": True, "redraft_steps": 3})
+    assert {c.model_extra["redraft"]["max_steps"] for c in stream if not c.choices} == {3}
 
 
 @pytest.mark.parametrize("fields, param, message", [
@@ -127,6 +132,7 @@ def test_denoising_snapshots_ride_on_extra_chunks_only_when_asked(server):
     ({"logprobs": True}, "logprobs", "logprobs are not supported"),
     ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed when stream is true"),
     ({"seed": "x"}, "seed", "seed must be a 64-bit integer"),
+    ({"extra_body": {"redraft_steps": 0}}, "redraft_steps", "redraft_steps must be an integer from 1 to 256"),
     ({"messages": [{"role": "user", "content": "word " * 1500}]}, None, "the context of 1024 tokens"),
 ])
 def test_bad_fields_are_refused_with_the_field_named(server, fields, param, message):
