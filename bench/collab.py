@@ -29,6 +29,10 @@ reported as "≥".
     .venv/bin/python bench/collab.py                 # 1.5-2 minutes on a quiet machine
     .venv/bin/python bench/collab.py --quick         # about 30 s
     .venv/bin/python bench/collab.py --servers redraft --same-doc --ramp 160,160,160 --json out.json
+    .venv/bin/python bench/collab.py --servers redraft --history on,off   # what version history costs
+
+Redraft records version history (`serve --history on`, its default) unless --history off; with --history
+on,off it runs twice, "redraft" with history and "redraft-off" without, and the report compares their p99.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from pathlib import Path
 
 from collab_config import GOAL_P99_MS, NOISY_CPU, BenchConfig, step_holds
 from collab_load import Session, StepResult, self_check, wait_for_quiet
-from collab_report import format_step, machine_info, print_report, summarize, versions
+from collab_report import NAME_WIDTH, format_step, machine_info, print_report, summarize, versions
 from collab_servers import ServerProcess, start_server
 
 
@@ -118,7 +122,7 @@ async def _run_step(
             session = await documents.open()
         except (OSError, RuntimeError) as exc:  # the server refused or dropped the clients
             step = StepResult.failed(config.num_clients, rate, f"connect: {exc}")
-            print(f"{documents.server.name:8} {step.error}", file=sys.stderr, flush=True)
+            print(f"{documents.server.name:{NAME_WIDTH}} {step.error}", file=sys.stderr, flush=True)
             return step
         try:
             step = await session.run_step(rate, config.warmup_s, duration, config.drain_s)
@@ -156,6 +160,8 @@ def parse_args(argv=None) -> tuple[BenchConfig, argparse.Namespace]:
     p.add_argument("--p99-limit-ms", type=float, default=50.0, help="p99 above this: the step does not hold")
     p.add_argument("--retries", type=int, default=1, help="reruns of a step that failed on a busy machine")
     p.add_argument("--quiet-wait", type=float, default=5.0, help="seconds to wait for a quiet machine per step")
+    p.add_argument("--history", default="on",
+                   help="Redraft's --history: on, off, or on,off to run it twice (the second as redraft-off)")
     p.add_argument("--same-doc", action="store_true",
                    help="run every step on one document that keeps growing (default: a fresh one per step)")
     p.add_argument("--quick", action="store_true", help="short steps and a coarse ramp (about 30 s)")
@@ -179,6 +185,7 @@ def parse_args(argv=None) -> tuple[BenchConfig, argparse.Namespace]:
         num_retries=args.retries,
         is_same_doc=args.same_doc,
         quiet_wait_s=args.quiet_wait,
+        history=tuple(mode.strip() for mode in args.history.split(",") if mode.strip()),
     )
     return config, args
 
@@ -200,9 +207,9 @@ def _json_safe(value):
 
 async def run(config: BenchConfig) -> dict[str, list[StepResult]]:
     results = {}
-    for name in config.servers:
-        async with start_server(name) as server:
-            results[name] = await bench_server(server, config)
+    for name, history, label in config.runs():
+        async with start_server(name, history, label) as server:
+            results[label] = await bench_server(server, config)
     return results
 
 

@@ -11,6 +11,7 @@ GOAL_SPEEDUP = 1.5  # sustained rate goal against the baseline
 NOISY_CPU = 0.25  # cores other processes used during a step: above this its numbers are suspect
 MAX_RATE_PER_CLIENT = 200  # Redraft closes a connection sending more messages/s (max_messages_per_s)
 SERVERS = ("redraft", "baseline")
+HISTORY_MODES = ("on", "off")  # Redraft's --history: record version history, or not
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,15 @@ class BenchConfig:
     num_retries: int
     quiet_wait_s: float
     is_same_doc: bool
+    history: tuple[str, ...] = ("on",)  # Redraft runs once per mode: "on,off" measures what history costs
 
     def __post_init__(self) -> None:
         for name in self.servers:
             if name not in SERVERS:
                 raise ValueError(f"servers must be among {', '.join(SERVERS)}, not {name!r}")
+        modes = self.history
+        if not modes or len(set(modes)) != len(modes) or not set(modes) <= set(HISTORY_MODES):
+            raise ValueError(f"history must be on, off or on,off, not {','.join(self.history)!r}")
         if self.num_clients < 2:
             raise ValueError("clients must be at least 2 (someone has to receive)")
         if not 1 <= self.num_recorders <= self.num_clients:
@@ -45,6 +50,19 @@ class BenchConfig:
             raise ValueError("retries and quiet-wait must not be negative")
         if min(self.duration_s, self.step_duration_s) <= 0 or min(self.warmup_s, self.drain_s) < 0:
             raise ValueError("durations must be positive and warmup/drain not negative")
+
+    def runs(self) -> list[tuple[str, str, str]]:
+        """(server, history mode, label) for each server process the bench starts, in order. Redraft is
+        "redraft" when it runs once (the header says its mode); with both modes, history off is "redraft-off"."""
+        runs = []
+        for name in self.servers:
+            if name != "redraft":
+                runs.append((name, "on", name))
+                continue
+            for mode in self.history:
+                is_plain = len(self.history) == 1 or mode == "on"
+                runs.append((name, mode, name if is_plain else f"{name}-off"))
+        return runs
 
     @property
     def top_rate(self) -> float:

@@ -9,6 +9,7 @@ from pathlib import Path
 from collab_config import GOAL_P99_MS, GOAL_SPEEDUP, NOISY_CPU, BenchConfig, step_holds
 from collab_load import StepResult
 
+NAME_WIDTH = 11  # "redraft-off": Redraft with --history off, beside "redraft" (history on)
 # (header, width, cell) for each column after the server name
 COLUMNS = (
     ("clients", 7, lambda s: f"{s.clients}"),
@@ -57,14 +58,14 @@ def versions() -> dict:
 
 
 def table_header() -> str:
-    return f"{'server':8} " + " ".join(f"{title:>{width}}" for title, width, _ in COLUMNS) + "  holds"
+    return f"{'server':{NAME_WIDTH}} " + " ".join(f"{title:>{width}}" for title, width, _ in COLUMNS) + "  holds"
 
 
 def format_step(name: str, step: StepResult, holds: bool | None = None) -> str:
     verdict = "" if holds is None else ("yes" if holds else "NO")
     if step.attempts > 1:
         verdict += f" ({step.attempts} runs)"
-    return f"{name:8} " + " ".join(f"{cell(step):>{width}}" for _, width, cell in COLUMNS) + f"  {verdict}"
+    return f"{name:{NAME_WIDTH}} " + " ".join(f"{cell(step):>{width}}" for _, width, cell in COLUMNS) + f"  {verdict}"
 
 
 def sustained_rate(steps: list[StepResult], config: BenchConfig) -> float:
@@ -87,6 +88,11 @@ def summarize(results: dict[str, list[StepResult]], config: BenchConfig) -> dict
     if "redraft" in sustained and sustained.get("baseline", 0) > 0 and not at_ceiling["baseline"]:
         summary["speedup"] = sustained["redraft"] / sustained["baseline"]
         summary["speedup_met"] = summary["speedup"] >= GOAL_SPEEDUP
+    if "redraft" in results and "redraft-off" in results:
+        # The write path's cost of version history: the same goal step with --history on and off.
+        off = results["redraft-off"][0]
+        summary["history_off_goal_p99_ms"] = off.p99_ms
+        summary["history_p99_delta_ms"] = results["redraft"][0].p99_ms - off.p99_ms
     summary["generator_saturated_steps"] = _steps_where(
         results, lambda s: s.loadgen_cpu > 0.9 or s.loop_lag_p99_ms > 5.0
     )
@@ -101,15 +107,16 @@ def _steps_where(results: dict[str, list[StepResult]], predicate) -> list[str]:
 def print_report(results: dict[str, list[StepResult]], summary: dict, config: BenchConfig, header: dict) -> None:
     machine = header["machine"]
     documents = "one growing document" if config.is_same_doc else "a fresh document per step"
+    history = "redraft-off: --history off" if len(config.history) > 1 else f"history {config.history[0]}"
     print(f"\ncollab bench {header['date']}  {machine['cpu']} ×{machine['nproc']}  Python {machine['python']}  "
-          f"loop={header['loop']}  {documents}")
+          f"loop={header['loop']}  {documents}  {history}")
     print(LEGEND.format(recorders=config.num_recorders, limit=config.p99_limit_ms))
     print(table_header())
     for name, steps in results.items():
         for step in steps:
             print(format_step(name, step, step_holds(step, config)))
             if step.error:
-                print(f"{'':8} {step.error}")
+                print(f"{'':{NAME_WIDTH}} {step.error}")
     print()
     _print_verdicts(summary, config)
 
@@ -132,6 +139,9 @@ def _print_verdicts(summary: dict, config: BenchConfig) -> None:
         met = "met" if summary["goal_p99_met"] else "NOT met"
         goal = f"goal {config.num_clients} clients × {config.rate:g}/s"
         print(f"{goal}: redraft p99 {summary['goal_p99_ms']:.2f} ms (goal < {GOAL_P99_MS:g} ms: {met})")
+    if "history_off_goal_p99_ms" in summary:
+        print(f"version history's cost at the goal step: p99 {summary['goal_p99_ms']:.2f} ms with it, "
+              f"{summary['history_off_goal_p99_ms']:.2f} ms without ({summary['history_p99_delta_ms']:+.2f} ms)")
     if summary["generator_saturated_steps"]:
         print("note: the load generator was near saturation (cpu > 0.9 or loop lag p99 > 5 ms) at "
               + ", ".join(summary["generator_saturated_steps"]) + "; those latencies include its own delay")

@@ -23,10 +23,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def command(name: str, port: int, data_dir: Path) -> list[str]:
+def command(name: str, port: int, data_dir: Path, history: str = "on") -> list[str]:
     if name == "redraft":
         return [sys.executable, "-m", "server", "serve", "--port", str(port),
-                "--data-dir", str(data_dir), "--log-level", "warning"]  # fmt: skip
+                "--data-dir", str(data_dir), "--log-level", "warning", "--history", history]  # fmt: skip
     if name == "baseline":
         return [sys.executable, str(REPO / "bench" / "baseline_server.py"), "--port", str(port)]
     raise ValueError(f"unknown server {name!r}")
@@ -34,7 +34,7 @@ def command(name: str, port: int, data_dir: Path) -> list[str]:
 
 class ServerProcess:
     def __init__(self, name: str, port: int, process: subprocess.Popen, log_path: Path):
-        self.name = name
+        self.name = name  # the label in the report: "redraft", "baseline", or "redraft-off" (history off)
         self.port = port
         self.process = process
         self.log_path = log_path
@@ -77,15 +77,17 @@ class ServerProcess:
 
 
 @contextlib.asynccontextmanager
-async def start_server(name: str):
-    with tempfile.TemporaryDirectory(prefix=f"collab-{name}-") as tmp:
+async def start_server(name: str, history: str = "on", label: str | None = None):
+    """Starts `name`; Redraft records version history unless `history` is "off" (`label` names the run)."""
+    label = label or name
+    with tempfile.TemporaryDirectory(prefix=f"collab-{label}-") as tmp:
         port = free_port()
         log_path = Path(tmp) / "server.log"
         with open(log_path, "w") as log:
             process = subprocess.Popen(
-                command(name, port, Path(tmp) / "data"), cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+                command(name, port, Path(tmp) / "data", history), cwd=REPO, stdout=log, stderr=subprocess.STDOUT
             )
-        server = ServerProcess(name, port, process, log_path)
+        server = ServerProcess(label, port, process, log_path)
         try:
             await server.wait_ready()
             yield server
@@ -93,4 +95,4 @@ async def start_server(name: str):
             server.stop()
             errors = [line for line in log_path.read_text(errors="replace").splitlines() if "ERROR" in line]
             if errors:
-                print(f"{name} logged {len(errors)} errors, the first: {errors[0]}", file=sys.stderr)
+                print(f"{label} logged {len(errors)} errors, the first: {errors[0]}", file=sys.stderr)
