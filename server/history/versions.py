@@ -57,7 +57,7 @@ class Version:
 
 
 def author_json(author) -> dict:
-    return {"name": author.name, "color": author.color, "verified": author.verified, "kind": author.kind}
+    return author.to_json()
 
 
 def joins(earlier, later, pause_s: float) -> bool:
