@@ -123,6 +123,10 @@ class ServerConfig:
 
     instance_id: str = field(default="", compare=False, metadata={"cli": False})
 
+    history_pause_s: float = _opt(
+        60.0, "a pause in one person's typing longer than this (seconds) starts a new version in the history"
+    )
+
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_MODES:
             raise ValueError(f"engine must be one of {', '.join(ENGINE_MODES)}, not {self.engine!r}")
@@ -193,3 +197,5 @@ class ServerConfig:
             raise ValueError("openai_model_name must not be blank")
         if self.openai_max_body_bytes < 1024:
             raise ValueError(f"openai_max_body_bytes must be at least 1024, not {self.openai_max_body_bytes}")
+        if not 0 < self.history_pause_s <= 86400:
+            raise ValueError(f"history_pause_s must be more than 0 and at most 86400 (a day), not {self.history_pause_s}")
