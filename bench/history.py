@@ -1,0 +1,437 @@
+"""Version history at scale: listing, rebuilding and storing a 100,000-edit document (reported, never asserted).
+
+Three people type one document in turns over 60 days of a fake clock: sessions of keystrokes, backspaces and
+pasted words at a cursor, split by pauses of minutes to hours. Each edit is one store append carrying its
+history entry (what the room does for a keystroke that arrives alone: one flushed batch, one entry), with log
+compaction and checkpoints running in between as the server runs them. No server and no network: this measures
+the store and the history code (`server/history`), in process; the write path's latency with history on
+against off is bench/collab.py's (`--history on,off`).
+
+Per store (SQLite in a temporary directory, and Redis on a throwaway redis-server):
+- the time to list the first page of versions (the API's default 50, newest first) and every version (paged
+  as the API pages, 200 at a time), and to rebuild the text of the oldest, middle and newest version (nearest
+  checkpoint + replay). Every rebuilt text is checked against the text the document had then.
+- storage per 1,000 edits: the same edits with history off (log + snapshot only), with history on keeping
+  everything, and after retention (keep all 7 days, hourly up to 30, daily beyond) with "now" just after the
+  last edit, so the 60 days cover all three bands.
+
+    python -m bench.history                                  # 100,000 edits, both stores
+    python -m bench.history --edits 2000 --stores sqlite      # a quick look
+    python -m bench.history --json $OUT/history.json         # also write the results (JSON)
+
+The table comes last; the JSON file (default `$OUT/history.json` when $OUT is set) holds every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this tree's server package, also when run as a script from elsewhere
+
+from pycrdt import Doc, Text  # noqa: E402
+
+from server.history.entry import Author, Change, HistoryEntry, Origin  # noqa: E402
+
+DOC = "history-bench"
+TEXT_NAME = "content"
+AUTHORS = (Author("Ada", "#d94f3d"), Author("Grace", "#3d7dd9"), Author("Linus", "#3da35d"))
+DAY_S = 86_400.0
+PAUSE_S = 60.0  # the server's default --history-pause-s: a longer pause starts a new version
+FIRST_PAGE = 50  # the versions API's default page
+MAX_PAGE = 200  # and its largest
+COMPACT_MIN_BYTES = 256 << 10  # the server's default --compact-min-bytes
+KEEP_ALL_DAYS, HOURLY_DAYS = 7, 30  # the server's retention defaults
+LETTERS = "etaoinshrdlucmfwypvbgkqjxz"
+
+
+@dataclass(frozen=True)
+class Edit:
+    author: int  # index into AUTHORS
+    at: float  # unix seconds on the fake clock
+    update: bytes  # the Yjs update the author's client sent
+
+
+class Typists:
+    """Three clients, each with its own replica, typing in turns; every edit reaches the others at once.
+
+    A session: one author puts the cursor somewhere and types there, mostly single letters, some backspaces
+    and pasted words, a keystroke every 0.1-0.6 s and now and then a pause longer than the version pause.
+    Sessions are spread evenly over `days`, so the last edit lands `days` after the first."""
+
+    def __init__(self, num_edits: int, days: float, seed: int, start: float):
+        self.rng = random.Random(seed)
+        self.num_edits = num_edits
+        self.replicas = [Doc(client_id=1000 + i) for i in range(len(AUTHORS))]
+        self.texts = [replica.get(TEXT_NAME, type=Text) for replica in self.replicas]
+        # What a client sends is its transaction's update (y-websocket's doc.on("update")), not a diff against a
+        # state vector: that one repeats the whole delete set every time (490 bytes a keystroke at 3,000 edits).
+        self.sent: list[bytes] = []
+        self._observers = [replica.observe(lambda event: self.sent.append(event.update)) for replica in self.replicas]
+        self.session_len = max(20, min(400, num_edits // 50))  # about 50 sessions at any size
+        num_sessions = max(1, num_edits // self.session_len)
+        self.session_gap_s = days * DAY_S / num_sessions
+        self.now = start
+
+    def edits(self):
+        made = 0
+        while made < self.num_edits:
+            author = self.rng.randrange(len(AUTHORS))
+            text = self.texts[author]
+            cursor = self.rng.randint(0, len(text))
+            for _ in range(min(self.num_edits - made, self.rng.randint(1, 2 * self.session_len))):
+                self.now += self.rng.uniform(0.1, 0.6) if self.rng.random() > 0.01 else self.rng.uniform(61, 600)
+                update, cursor = self._keystroke(author, cursor)
+                made += 1
+                yield Edit(author, self.now, update)
+            self.now += self.rng.uniform(0.5, 1.5) * self.session_gap_s
+
+    def _keystroke(self, author: int, cursor: int) -> tuple[bytes, int]:
+        text = self.texts[author]
+        self.sent.clear()
+        roll = self.rng.random()
+        if roll < 0.1 and cursor > 0:  # backspace
+            del text[cursor - 1 : cursor]
+            cursor -= 1
+        elif roll < 0.15:  # a pasted word
+            word = "".join(self.rng.choice(LETTERS) for _ in range(self.rng.randint(3, 12))) + " "
+            text.insert(cursor, word)
+            cursor += len(word)
+        else:
+            text.insert(cursor, self.rng.choice(LETTERS) if self.rng.random() > 0.18 else " ")
+            cursor += 1
+        (update,) = self.sent  # one transaction, one update
+        for i, other in enumerate(self.replicas):
+            if i != author:
+                other.apply_update(update)
+        self.sent.clear()  # the others' transactions, applying it
+        return update, cursor
+
+    @property
+    def text(self) -> str:
+        return str(self.texts[0])
+
+
+# --- the stores -------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path):
+    """A throwaway redis-server on a free loopback port, no persistence (memory is what is measured)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: run with --stores sqlite, or install it")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not answer")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+class StoreUnderTest:
+    """One fresh store of a kind, and how many bytes it holds for the document."""
+
+    def __init__(self, kind: str, workdir: Path, redis_url: str | None, name: str):
+        self.kind = kind
+        self.name = name
+        if kind == "sqlite":
+            from server.stores.sqlite import SqliteStore
+
+            self.path = workdir / f"{name}.sqlite3"
+            self.store = SqliteStore(self.path)
+        else:
+            import redis.asyncio as aioredis
+
+            from server.stores.redis import RedisStore
+
+            self.prefix = f"bench-{name}"
+            self.store = RedisStore(aioredis.Redis.from_url(redis_url), self.prefix, "bench")
+
+    async def start(self):
+        await self.store.start()
+        return self.store
+
+    async def total_bytes(self) -> int:
+        """Everything the store keeps for the document: SQLite's used pages, or Redis's memory for its keys."""
+        if self.kind == "sqlite":
+            return await asyncio.to_thread(self._sqlite_bytes)
+        client = self.store.client
+        total = 0
+        async for key in client.scan_iter(match=f"{self.prefix}:*", count=1000):
+            total += await client.memory_usage(key, samples=0) or 0
+        return total
+
+    def _sqlite_bytes(self) -> int:
+        import sqlite3
+
+        conn = sqlite3.connect(self.path)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            used = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+            return used * page_size
+        finally:
+            conn.close()
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+
+class Writer:
+    """Appends edits the way a room does: one log row (with its history entry, unless history is off) per
+    flushed batch, compaction of the log into a snapshot once it outgrows max(256 KiB, the snapshot), and
+    checkpoints in the background."""
+
+    def __init__(self, store, is_history_on: bool):
+        self.store = store
+        self.is_history_on = is_history_on
+        self.replica = Doc()  # the server's replica: compaction snapshots it
+        self.cursor = ""
+        self.log_bytes = 0
+        self.snapshot_bytes = 0
+        self.num_checkpoints = 0
+
+    async def write(self, edit: Edit) -> None:
+        change = Change(AUTHORS[edit.author], Origin("typing"), f"bench:{edit.author + 1}")
+        history = [HistoryEntry.draft(edit.update, change, edit.at)] if self.is_history_on else []
+        self.cursor = await self.store.append(DOC, [edit.update], history=history)
+        self.replica.apply_update(edit.update)
+        self.log_bytes += len(edit.update)
+        if self.log_bytes >= max(COMPACT_MIN_BYTES, self.snapshot_bytes):
+            snapshot = self.replica.get_update()
+            await self.store.compact(DOC, snapshot, self.cursor)
+            self.snapshot_bytes, self.log_bytes = len(snapshot), 0
+        if self.is_history_on:
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        from server.history.checkpoints import checkpoint_if_due  # helper S's policy, never on the append path
+
+        if await checkpoint_if_due(self.store, DOC):
+            self.num_checkpoints += 1
+
+
+async def timed(coro) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = await coro
+    return (time.perf_counter() - started) * 1000, result
+
+
+async def all_versions(store) -> tuple[int, int]:
+    """Every version, paged as the API pages them; returns (versions, pages)."""
+    from server.history.reading import page
+
+    before, num_versions, num_pages = None, 0, 0
+    while True:
+        versions, before = await page(store, DOC, MAX_PAGE, before, PAUSE_S)
+        num_versions += len(versions)
+        num_pages += 1
+        if before is None:
+            return num_versions, num_pages
+
+
+async def bench_store(kind: str, edits: list[Edit], texts: dict[int, str], workdir: Path, redis_url) -> dict:
+    """History off, then on (listing and rebuilding), then retention: the figures of one store."""
+    from server.history.reading import page
+    from server.history.rebuild import text_at
+
+    row: dict = {"store": kind, "edits": len(edits)}
+    plain = StoreUnderTest(kind, workdir, redis_url, "off")
+    store = await plain.start()
+    writer = Writer(store, is_history_on=False)
+    for edit in edits:
+        await writer.write(edit)
+    row["bytes_history_off"] = await plain.total_bytes()
+    await store.close()
+
+    full = StoreUnderTest(kind, workdir, redis_url, "on")
+    store = await full.start()
+    writer = Writer(store, is_history_on=True)
+    started = time.perf_counter()
+    for edit in edits:
+        await writer.write(edit)
+    row["write_s"] = time.perf_counter() - started
+    row["checkpoints"] = writer.num_checkpoints
+    row["bytes_history_on"] = await full.total_bytes()
+    row["history_bytes_on"] = await store.history_bytes(DOC)
+
+    row["first_page_ms"], (first_page, _) = await timed(page(store, DOC, FIRST_PAGE, None, PAUSE_S))
+    row["all_versions_ms"], (row["versions"], row["pages"]) = await timed(all_versions(store))
+    entries = await store.history(DOC)
+    assert len(entries) == len(edits), f"{len(entries)} history entries for {len(edits)} edits"
+    oldest, newest = entries[0].seq, entries[-1].seq
+    middle = entries[len(entries) // 2].seq
+    for label, seq in (("oldest", oldest), ("middle", middle), ("newest", newest)):
+        ms, text = await timed(text_at(store, DOC, seq))
+        index = next(i for i, entry in enumerate(entries) if entry.seq == seq)
+        if text != texts[index]:
+            raise AssertionError(f"{kind}: the {label} version (seq {seq}) rebuilt wrong")
+        row[f"rebuild_{label}_ms"] = ms
+
+    from server.history.retention import apply_retention  # helper S's policy, with a fake "now"
+
+    now = edits[-1].at + 60.0
+    row["retention_ms"], _ = await timed(apply_retention(store, DOC, now, KEEP_ALL_DAYS, HOURLY_DAYS))
+    row["bytes_retention"] = await full.total_bytes()
+    row["history_bytes_retention"] = await store.history_bytes(DOC)
+    row["versions_after_retention"], _ = await all_versions(store)
+    if await text_at(store, DOC, newest) != texts[len(edits) - 1]:
+        raise AssertionError(f"{kind}: the newest version rebuilt wrong after retention")
+    await store.close()
+    for key in ("history_off", "history_on", "retention"):
+        row[f"per_1000_{key}"] = row[f"bytes_{key}"] * 1000 / len(edits)
+    del first_page
+    return row
+
+
+def make_edits(num_edits: int, days: float, seed: int) -> tuple[list[Edit], dict[int, str]]:
+    """The edits, and the text after the oldest, middle and newest (by index), for checking rebuilds."""
+    start = time.time() - days * DAY_S  # ends about now, so the server's own clock agrees with the fake one
+    typists = Typists(num_edits, days, seed, start)
+    wanted = {0, num_edits // 2, num_edits - 1}
+    edits, texts = [], {}
+    for i, edit in enumerate(typists.edits()):
+        edits.append(edit)
+        if i in wanted:
+            texts[i] = typists.text
+    return edits, texts
+
+
+async def run(args) -> list[dict]:
+    edits, texts = make_edits(args.edits, args.days, args.seed)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="history-bench-") as tmp:
+        workdir = Path(tmp)
+        for kind in args.stores:
+            if kind == "redis" and args.redis_url is None:
+                with redis_server(workdir) as url:
+                    rows.append(await bench_store(kind, edits, texts, workdir, url))
+            else:
+                rows.append(await bench_store(kind, edits, texts, workdir, args.redis_url))
+            print(f"{kind}: done", file=sys.stderr, flush=True)
+    return rows
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+COLUMNS = (  # (header, key, format)
+    ("store", "store", "{}"),
+    ("versions", "versions", "{}"),
+    ("1st page ms", "first_page_ms", "{:.1f}"),
+    ("all ms", "all_versions_ms", "{:.0f}"),
+    ("oldest ms", "rebuild_oldest_ms", "{:.1f}"),
+    ("middle ms", "rebuild_middle_ms", "{:.1f}"),
+    ("newest ms", "rebuild_newest_ms", "{:.1f}"),
+    ("B/1k off", "per_1000_history_off", "{:,.0f}"),
+    ("B/1k on", "per_1000_history_on", "{:,.0f}"),
+    ("B/1k retained", "per_1000_retention", "{:,.0f}"),
+    ("after ret.", "versions_after_retention", "{}"),
+)
+LEGEND = """\
+{edits:,} edits by 3 authors over {days:g} days; versions grouped with a {pause:g} s pause. 1st page: the newest
+{page} versions; all: every version, {max_page} a page; oldest/middle/newest: rebuilding that version's text
+(nearest checkpoint + replay). B/1k: bytes stored per 1,000 edits (SQLite: used pages; Redis: MEMORY USAGE of
+the document's keys) with history off, on (everything kept), and after retention (all kept {keep} days, hourly
+to {hourly}, daily beyond); after ret.: versions left."""
+
+
+def print_report(rows: list[dict], header: dict, args) -> None:
+    machine = header["machine"]
+    print(f"\nhistory bench {header['date']}  {machine['cpu']} ×{machine['nproc']}  Python {machine['python']}")
+    print(LEGEND.format(edits=args.edits, days=args.days, pause=PAUSE_S, page=FIRST_PAGE, max_page=MAX_PAGE,
+                        keep=KEEP_ALL_DAYS, hourly=HOURLY_DAYS))  # fmt: skip
+    cells = [[fmt.format(row[key]) for _, key, fmt in COLUMNS] for row in rows]
+    widths = [max(len(title), *(len(line[i]) for line in cells)) for i, (title, _, _) in enumerate(COLUMNS)]
+    print("| " + " | ".join(title.rjust(w) for (title, _, _), w in zip(COLUMNS, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for line in cells:
+        print("| " + " | ".join(cell.rjust(w) for cell, w in zip(line, widths)) + " |")
+
+
+def machine_info() -> dict:
+    import platform
+
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--edits", type=int, default=100_000, help="edits in the document")
+    p.add_argument("--days", type=float, default=60.0, help="days the fake clock spans")
+    p.add_argument("--stores", default="sqlite,redis", help="comma-separated: sqlite, redis")
+    p.add_argument("--redis-url", help="an existing Redis to use (default: start a throwaway redis-server)")
+    p.add_argument("--seed", type=int, default=20)
+    out = os.environ.get("OUT")
+    p.add_argument("--json", type=Path, default=Path(out) / "history.json" if out else None,
+                   help="write the results here (default: $OUT/history.json when $OUT is set)")  # fmt: skip
+    args = p.parse_args(argv)
+    args.stores = tuple(s.strip() for s in args.stores.split(",") if s.strip())
+    if not args.stores or not set(args.stores) <= {"sqlite", "redis"}:
+        p.error("--stores must be sqlite, redis or both")
+    if args.edits < 3 or args.days <= 0:
+        p.error("--edits must be at least 3 and --days positive")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    header = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "config": {"edits": args.edits, "days": args.days, "seed": args.seed, "pause_s": PAUSE_S,
+                   "keep_all_days": KEEP_ALL_DAYS, "hourly_days": HOURLY_DAYS},  # fmt: skip
+    }
+    rows = asyncio.run(run(args))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**header, "results": rows}, indent=2) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    print_report(rows, header, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
