@@ -215,37 +215,50 @@ class StoreUnderTest:
 
 
 class Writer:
-    """Appends edits the way a room does: one log row (with its history entry, unless history is off) per
-    flushed batch, compaction of the log into a snapshot once it outgrows max(256 KiB, the snapshot), and
-    checkpoints in the background."""
+    """Appends edits the way a room's write path does: one log row per flushed batch with its history entries
+    (the room's HistoryRecorder makes them and runs checkpoints in the background), and compaction of the log
+    into a snapshot once it outgrows max(256 KiB, the snapshot). The recorder's clock is the fake one; its
+    retention is off here (bench_store applies it afterwards, to measure before and after)."""
 
     def __init__(self, store, is_history_on: bool):
+        from server.history.recorder import HistoryPolicy, HistoryRecorder
+
         self.store = store
-        self.is_history_on = is_history_on
+        self.now = 0.0
+        policy = HistoryPolicy(is_on=True, keep_all_days=0, clock=lambda: self.now)
+        self.recorder = HistoryRecorder(store, DOC, policy) if is_history_on else None
         self.replica = Doc()  # the server's replica: compaction snapshots it
         self.cursor = ""
         self.log_bytes = 0
         self.snapshot_bytes = 0
-        self.num_checkpoints = 0
 
     async def write(self, edit: Edit) -> None:
+        self.now = edit.at
         change = Change(AUTHORS[edit.author], Origin("typing"), f"bench:{edit.author + 1}")
-        history = [HistoryEntry.draft(edit.update, change, edit.at)] if self.is_history_on else []
-        self.cursor = await self.store.append(DOC, [edit.update], history=history)
+        entries = self.recorder.drafts([(edit.update, change)], edit.update) if self.recorder else []
+        self.cursor = await self.store.append(DOC, [edit.update], history=entries)
+        if self.recorder:
+            self.recorder.recorded(entries)
         self.replica.apply_update(edit.update)
         self.log_bytes += len(edit.update)
         if self.log_bytes >= max(COMPACT_MIN_BYTES, self.snapshot_bytes):
             snapshot = self.replica.get_update()
             await self.store.compact(DOC, snapshot, self.cursor)
             self.snapshot_bytes, self.log_bytes = len(snapshot), 0
-        if self.is_history_on:
-            await self.checkpoint()
 
-    async def checkpoint(self) -> None:
-        from server.history.checkpoints import checkpoint_if_due  # helper S's policy, never on the append path
+    async def close(self) -> None:
+        """What the room's unload does: the last compaction, and the recorder's housekeeping."""
+        if self.log_bytes:
+            await self.store.compact(DOC, self.replica.get_update(), self.cursor)
+        if self.recorder:
+            await self.recorder.close()
 
-        if await checkpoint_if_due(self.store, DOC):
-            self.num_checkpoints += 1
+
+async def count_checkpoints(store) -> int:
+    found, seq = 0, 1 << 62
+    while (checkpoint := await store.checkpoint(DOC, seq)) is not None:
+        found, seq = found + 1, checkpoint[0] - 1
+    return found
 
 
 async def timed(coro) -> tuple[float, object]:
@@ -278,6 +291,7 @@ async def bench_store(kind: str, edits: list[Edit], texts: dict[int, str], workd
     writer = Writer(store, is_history_on=False)
     for edit in edits:
         await writer.write(edit)
+    await writer.close()
     row["bytes_history_off"] = await plain.total_bytes()
     await store.close()
 
@@ -287,8 +301,9 @@ async def bench_store(kind: str, edits: list[Edit], texts: dict[int, str], workd
     started = time.perf_counter()
     for edit in edits:
         await writer.write(edit)
+    await writer.close()
     row["write_s"] = time.perf_counter() - started
-    row["checkpoints"] = writer.num_checkpoints
+    row["checkpoints"] = await count_checkpoints(store)
     row["bytes_history_on"] = await full.total_bytes()
     row["history_bytes_on"] = await store.history_bytes(DOC)
 
