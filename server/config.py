@@ -97,6 +97,17 @@ class ServerConfig:
     engine_api_key_file: str | None = _opt(
         None, "for --engine openai: a file whose first line is the API key (or set REDRAFT_ENGINE_API_KEY)"
     )
+    # Version history (server/history)
+    history: str = _opt(
+        "on", "record every change with its author and origin, so versions can be listed, read and restored",
+        choices=("on", "off"),
+    )
+    history_keep_all_days: float = _opt(
+        7.0, "days every recorded change is kept; older ones fold into one version per hour (0: keep everything)"
+    )
+    history_hourly_days: float = _opt(
+        30.0, "days hourly versions are kept; older ones fold into one version per day (0: hourly for good)"
+    )
     redraft_queue_max: int = _opt(32, "redrafts waiting or running at once on this server; more get 429")
     redraft_max_chars: int = _opt(8000, "longest range a redraft may rewrite (UTF-16 units)")
     redraft_context_chars: int = _opt(
@@ -191,6 +202,16 @@ class ServerConfig:
             raise ValueError("room_grace_s must not be negative")
         if self.redis_prefix and not DOC_NAME.fullmatch(self.redis_prefix):
             raise ValueError("redis_prefix may only hold [A-Za-z0-9._-]")
+        if self.history not in ("on", "off"):
+            raise ValueError(f"history must be on or off, not {self.history!r}")
+        for name in ("history_keep_all_days", "history_hourly_days"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (keep everything) or a positive number of days")
+        if 0 < self.history_hourly_days < self.history_keep_all_days:
+            raise ValueError(
+                f"history_hourly_days ({self.history_hourly_days}) counts from now, so it must be at least "
+                f"history_keep_all_days ({self.history_keep_all_days}), or 0"
+            )
         if self.openai_api not in ("on", "off"):
             raise ValueError(f"openai_api must be on or off, not {self.openai_api!r}")
         if self.openai_model_name is not None and not self.openai_model_name.strip():
