@@ -41,3 +41,26 @@ def test_a_tiny_run_reports_both_stores(tmp_path):
     lines = run.stdout.strip().splitlines()
     assert lines[-4].startswith("| ") and "store" in lines[-4]
     assert [line.split("|")[1].strip() for line in lines[-2:]] == ["sqlite", "redis"]
+
+
+def test_collab_runs_redraft_with_history_on_and_off(tmp_path):
+    """bench/collab.py --history on,off starts Redraft twice (serve --history on, then off) on a tiny load and
+    reports the goal step's p99 of each; whether they hold is the machine's business, not asserted."""
+    out = tmp_path / "collab.json"
+    run = subprocess.run(
+        [sys.executable, "bench/collab.py", "--servers", "redraft", "--history", "on,off", "--clients", "3",
+         "--recorders", "1", "--rate", "5", "--duration", "1", "--step-duration", "1", "--warmup", "0.2",
+         "--drain", "0.5", "--ramp", "", "--ramp-down", "", "--quiet-wait", "0", "--retries", "0",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["config"]["history"] == ["on", "off"]
+    assert list(report["results"]) == ["redraft", "redraft-off"]
+    assert [len(steps) for steps in report["results"].values()] == [1, 1]
+    for (step,) in report["results"].values():
+        assert step["clients"] == 3 and step["offered_rate"] == 15 and step["error"] in ("", None)
+    summary = report["summary"]
+    assert summary["history_p99_delta_ms"] == summary["goal_p99_ms"] - summary["history_off_goal_p99_ms"]
+    assert "version history's cost at the goal step" in run.stdout
