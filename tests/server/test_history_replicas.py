@@ -45,7 +45,8 @@ def version_text(server, version_id: int, doc: str = DOC) -> str:
 
 
 def _names(peer) -> set[str]:
-    return {state["user"]["name"] for state in peer.call("awareness")["states"].values() if "user" in state}
+    states = peer.call("awareness")["states"].values()
+    return {state["user"]["name"] for state in states if "name" in state.get("user", {})}
 
 
 @pytest.fixture
