@@ -30,7 +30,6 @@ import contextlib
 import datetime
 import json
 import os
-import random
 import shutil
 import socket
 import statistics
@@ -38,94 +37,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this tree's server package, also when run as a script from elsewhere
 
-from pycrdt import Doc, Text  # noqa: E402
+from pycrdt import Doc  # noqa: E402
 
-from server.history.entry import Author, Change, HistoryEntry, Origin  # noqa: E402
+from bench.history_typists import Edit, make_edits  # noqa: E402
+from server.history.entry import Author, Change, Origin  # noqa: E402
 
 DOC = "history-bench"
-TEXT_NAME = "content"
 AUTHORS = (Author("Ada", "#d94f3d"), Author("Grace", "#3d7dd9"), Author("Linus", "#3da35d"))
-DAY_S = 86_400.0
 PAUSE_S = 60.0  # the server's default --history-pause-s: a longer pause starts a new version
 FIRST_PAGE = 50  # the versions API's default page
 MAX_PAGE = 200  # and its largest
 COMPACT_MIN_BYTES = 256 << 10  # the server's default --compact-min-bytes
 KEEP_ALL_DAYS, HOURLY_DAYS = 7, 30  # the server's retention defaults
-LETTERS = "etaoinshrdlucmfwypvbgkqjxz"
 REPEATS = 5  # each read is timed this many times; the median is reported
-
-
-@dataclass(frozen=True)
-class Edit:
-    author: int  # index into AUTHORS
-    at: float  # unix seconds on the fake clock
-    update: bytes  # the Yjs update the author's client sent
-
-
-class Typists:
-    """Three clients, each with its own replica, typing in turns; every edit reaches the others at once.
-
-    A session: one author puts the cursor somewhere and types there, mostly single letters, some backspaces
-    and pasted words, a keystroke every 0.1-0.6 s and now and then a pause longer than the version pause.
-    Sessions are spread evenly over `days`, so the last edit lands `days` after the first."""
-
-    def __init__(self, num_edits: int, days: float, seed: int, start: float):
-        self.rng = random.Random(seed)
-        self.num_edits = num_edits
-        self.replicas = [Doc(client_id=1000 + i) for i in range(len(AUTHORS))]
-        self.texts = [replica.get(TEXT_NAME, type=Text) for replica in self.replicas]
-        # What a client sends is its transaction's update (y-websocket's doc.on("update")), not a diff against a
-        # state vector: that one repeats the whole delete set every time (490 bytes a keystroke at 3,000 edits).
-        self.sent: list[bytes] = []
-        self._observers = [replica.observe(lambda event: self.sent.append(event.update)) for replica in self.replicas]
-        self.session_len = max(20, min(400, num_edits // 50))  # about 50 sessions at any size
-        num_sessions = max(1, num_edits // self.session_len)
-        self.session_gap_s = days * DAY_S / num_sessions
-        self.now = start
-
-    def edits(self):
-        made = 0
-        while made < self.num_edits:
-            author = self.rng.randrange(len(AUTHORS))
-            text = self.texts[author]
-            cursor = self.rng.randint(0, len(text))
-            for _ in range(min(self.num_edits - made, self.rng.randint(1, 2 * self.session_len))):
-                self.now += self.rng.uniform(0.1, 0.6) if self.rng.random() > 0.01 else self.rng.uniform(61, 600)
-                update, cursor = self._keystroke(author, cursor)
-                made += 1
-                yield Edit(author, self.now, update)
-            self.now += self.rng.uniform(0.5, 1.5) * self.session_gap_s
-
-    def _keystroke(self, author: int, cursor: int) -> tuple[bytes, int]:
-        text = self.texts[author]
-        self.sent.clear()
-        roll = self.rng.random()
-        if roll < 0.1 and cursor > 0:  # backspace
-            del text[cursor - 1 : cursor]
-            cursor -= 1
-        elif roll < 0.15:  # a pasted word
-            word = "".join(self.rng.choice(LETTERS) for _ in range(self.rng.randint(3, 12))) + " "
-            text.insert(cursor, word)
-            cursor += len(word)
-        else:
-            text.insert(cursor, self.rng.choice(LETTERS) if self.rng.random() > 0.18 else " ")
-            cursor += 1
-        (update,) = self.sent  # one transaction, one update
-        for i, other in enumerate(self.replicas):
-            if i != author:
-                other.apply_update(update)
-        self.sent.clear()  # the others' transactions, applying it
-        return update, cursor
-
-    @property
-    def text(self) -> str:
-        return str(self.texts[0])
 
 
 # --- the stores -------------------------------------------------------------------------------------------
@@ -295,75 +224,71 @@ async def all_versions(store) -> tuple[int, int]:
             return num_versions, num_pages
 
 
-async def bench_store(kind: str, edits: list[Edit], texts: dict[int, str], workdir: Path, redis_url) -> dict:
-    """History off, then on (listing and rebuilding), then retention: the figures of one store."""
-    from server.history.reading import page
-    from server.history.rebuild import text_at
-
-    row: dict = {"store": kind, "edits": len(edits)}
-    plain = StoreUnderTest(kind, workdir, redis_url, "off")
-    store = await plain.start()
-    writer = Writer(store, is_history_on=False)
-    for edit in edits:
-        await writer.write(edit)
-    await writer.close()
-    row["bytes_history_off"] = await plain.total_bytes()
-    await store.close()
-
-    full = StoreUnderTest(kind, workdir, redis_url, "on")
-    store = await full.start()
-    writer = Writer(store, is_history_on=True)
+async def write_all(under_test: StoreUnderTest, edits: list[Edit], is_history_on: bool):
+    """A fresh store holding the document; returns it open, and the seconds the writing took."""
+    store = await under_test.start()
+    writer = Writer(store, is_history_on)
     started = time.perf_counter()
     for edit in edits:
         await writer.write(edit)
     await writer.close()
-    row["write_s"] = time.perf_counter() - started
-    row["checkpoints"] = await count_checkpoints(store)
-    row["bytes_history_on"] = await full.total_bytes()
-    row["history_bytes_on"] = await store.history_bytes(DOC)
+    return store, time.perf_counter() - started
+
+
+async def measure_reads(store, kind: str, texts: dict[int, str], row: dict) -> list:
+    """Listing and rebuilding, each timed; every rebuilt text checked. Returns the entries."""
+    from server.history.reading import page
+    from server.history.rebuild import text_at
 
     await store.history(DOC, limit=1)  # a server has its read connection open already
     row["first_page_ms"], _ = await timed(lambda: page(store, DOC, FIRST_PAGE, None, PAUSE_S))
     row["all_versions_ms"], (row["versions"], row["pages"]) = await timed(lambda: all_versions(store))
     entries = await store.history(DOC)
-    assert len(entries) == len(edits), f"{len(entries)} history entries for {len(edits)} edits"
-    oldest, newest = entries[0].seq, entries[-1].seq
-    middle = entries[len(entries) // 2].seq
-    for label, seq in (("oldest", oldest), ("middle", middle), ("newest", newest)):
-        ms, text = await timed(lambda: text_at(store, DOC, seq))
-        index = next(i for i, entry in enumerate(entries) if entry.seq == seq)
+    if len(entries) != row["edits"]:
+        raise RuntimeError(f"{kind}: {len(entries)} history entries for {row['edits']} edits")
+    for label, index in (("oldest", 0), ("middle", len(entries) // 2), ("newest", len(entries) - 1)):
+        ms, text = await timed(lambda: text_at(store, DOC, entries[index].seq))
         if text != texts[index]:
-            raise AssertionError(f"{kind}: the {label} version (seq {seq}) rebuilt wrong")
+            raise RuntimeError(f"{kind}: the {label} version (seq {entries[index].seq}) rebuilt wrong")
         row[f"rebuild_{label}_ms"] = ms
+    return entries
 
-    from server.history.retention import apply_retention  # helper S's policy, with a fake "now"
 
-    now = edits[-1].at + 60.0
+async def measure_retention(store, kind: str, now: float, newest_text: str, row: dict) -> None:
+    from server.history.rebuild import text_at
+    from server.history.retention import apply_retention
+
     row["retention_ms"], _ = await timed(lambda: apply_retention(store, DOC, now, KEEP_ALL_DAYS, HOURLY_DAYS), 1)
-    row["bytes_retention"] = await full.total_bytes()
     row["history_bytes_retention"] = await store.history_bytes(DOC)
     row["versions_after_retention"], _ = await all_versions(store)
-    if await text_at(store, DOC, newest) != texts[len(edits) - 1]:
-        raise AssertionError(f"{kind}: the newest version rebuilt wrong after retention")
+    newest = (await store.history(DOC, limit=1, newest_first=True))[0].seq
+    if await text_at(store, DOC, newest) != newest_text:
+        raise RuntimeError(f"{kind}: the newest version rebuilt wrong after retention")
+
+
+async def bench_store(kind: str, edits: list[Edit], texts: dict[int, str], workdir: Path, redis_url) -> dict:
+    """History off, then on (listing and rebuilding), then retention: the figures of one store."""
+    row: dict = {"store": kind, "edits": len(edits)}
+    plain = StoreUnderTest(kind, workdir, redis_url, "off")
+    store, _ = await write_all(plain, edits, is_history_on=False)
+    row["bytes_history_off"] = await plain.total_bytes()
+    await store.close()
+
+    full = StoreUnderTest(kind, workdir, redis_url, "on")
+    store, row["write_s"] = await write_all(full, edits, is_history_on=True)
+    row["checkpoints"] = await count_checkpoints(store)
+    row["bytes_history_on"] = await full.total_bytes()
+    row["history_bytes_on"] = await store.history_bytes(DOC)
+    await measure_reads(store, kind, texts, row)
+    # "now" just after the last edit: the 60 days cover keep-all, hourly and daily.
+    await measure_retention(store, kind, edits[-1].at + 60.0, texts[len(edits) - 1], row)
+    row["bytes_retention"] = await full.total_bytes()
     await store.close()
     for key in ("history_off", "history_on", "retention"):
         row[f"per_1000_{key}"] = row[f"bytes_{key}"] * 1000 / len(edits)
     for key in ("on", "retention"):  # the store's own count: entries (update + metadata) and checkpoints
         row[f"history_per_1000_{key}"] = row[f"history_bytes_{key}"] * 1000 / len(edits)
     return row
-
-
-def make_edits(num_edits: int, days: float, seed: int) -> tuple[list[Edit], dict[int, str]]:
-    """The edits, and the text after the oldest, middle and newest (by index), for checking rebuilds."""
-    start = time.time() - days * DAY_S  # ends about now, so the server's own clock agrees with the fake one
-    typists = Typists(num_edits, days, seed, start)
-    wanted = {0, num_edits // 2, num_edits - 1}
-    edits, texts = [], {}
-    for i, edit in enumerate(typists.edits()):
-        edits.append(edit)
-        if i in wanted:
-            texts[i] = typists.text
-    return edits, texts
 
 
 async def run(args) -> list[dict]:
@@ -399,16 +324,17 @@ COLUMNS = (  # (header, key, format)
 LEGEND = """\
 {edits:,} edits by 3 authors over {days:g} days; versions grouped with a {pause:g} s pause. 1st page: the newest
 {page} versions; all: every version, {max_page} a page; oldest/middle/newest: rebuilding that version's text
-(nearest checkpoint + replay). B/1k: bytes stored per 1,000 edits (SQLite: used pages; Redis: MEMORY USAGE of
-the document's keys, its log trimmed to the snapshot as a minute later) with history off, on (everything kept), and after retention (all kept {keep} days, hourly
-to {hourly}, daily beyond); after ret.: versions left."""
+(nearest checkpoint + replay); all times are medians of {repeats} runs. B/1k: bytes stored per 1,000 edits
+(SQLite: used pages; Redis: MEMORY USAGE of the document's keys, its log trimmed to the snapshot as a minute
+later) with history off, on (everything kept), and after retention (all kept {keep} days, hourly to {hourly},
+daily beyond); after ret.: versions left."""
 
 
 def print_report(rows: list[dict], header: dict, args) -> None:
     machine = header["machine"]
     print(f"\nhistory bench {header['date']}  {machine['cpu']} ×{machine['nproc']}  Python {machine['python']}")
     print(LEGEND.format(edits=args.edits, days=args.days, pause=PAUSE_S, page=FIRST_PAGE, max_page=MAX_PAGE,
-                        keep=KEEP_ALL_DAYS, hourly=HOURLY_DAYS))  # fmt: skip
+                        keep=KEEP_ALL_DAYS, hourly=HOURLY_DAYS, repeats=REPEATS))  # fmt: skip
     cells = [[fmt.format(row[key]) for _, key, fmt in COLUMNS] for row in rows]
     widths = [max(len(title), *(len(line[i]) for line in cells)) for i, (title, _, _) in enumerate(COLUMNS)]
     print("| " + " | ".join(title.rjust(w) for (title, _, _), w in zip(COLUMNS, widths)) + " |")
