@@ -47,6 +47,8 @@ def _route(handler, needs_edit: bool):
             return _error(401, "unauthorized", str(exc))
         if needs_edit and not grant.can_edit:
             return _error(403, "read_only", "read-only: this link can view the history but not restore a version")
+        if config.history == "off":
+            return _error(404, "history_off", "this server keeps no version history (it runs with --history off)")
         try:
             return await handler(request, services, doc, grant)
         except RedraftError as exc:

@@ -7,7 +7,13 @@ costs about its own entries, not the document's history.
 
 from __future__ import annotations
 
+import asyncio
+
+from pycrdt import Doc, Text
+
 from ..redrafts.request import RedraftError
+from ..room import TEXT_NAME
+from .rebuild import state_at
 from .versions import Version, group_newest_first
 
 CHUNK = 512  # entries read per store call while grouping a page
@@ -60,9 +66,13 @@ async def find(store, doc: str, version_id: int, pause_s: float) -> Version:
 
 async def text_at(store, doc: str, version_id: int) -> str:
     """The document's text as of that seq: the nearest checkpoint, then the entries after it replayed."""
-    from .rebuild import text_at as rebuilt  # helper S's module (the store side of history)
+    return await asyncio.to_thread(_text, await state_at(store, doc, version_id))
 
-    return await rebuilt(store, doc, version_id)
+
+def _text(state: bytes) -> str:
+    replica = Doc()
+    replica.apply_update(state)
+    return str(replica.get(TEXT_NAME, type=Text))
 
 
 async def current_text(rooms, doc: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import anyio
+import httpx
 import pytest
 
 from server.auth import AuthError, Grant, mint_token, verify_token
@@ -14,6 +15,7 @@ from server.history.entry import Author, HistoryEntry, Origin
 from server.history.versions import diff_ops, group
 from server.redrafts.request import RedraftError
 from server.stores.sqlite import SqliteStore
+from tests.support.processes import wait_until
 
 SECRET = "a-secret-of-sixteen-chars"
 ADA = Author("Ada", "#d1495b", verified=True)
@@ -181,3 +183,99 @@ def test_a_token_carries_a_signed_name_and_a_forged_one_is_refused():
     for bad in ("", " ", "x" * 65, "Ada\nGrace", "Ada\u202eecarG", 7):
         with pytest.raises(ValueError, match="name"):
             mint_token(SECRET, "notes", "edit", None, name=bad)
+
+
+# --- a real server: versions of several writers, restore while another types, who may do what ----------------
+
+
+def http(server, path: str, token: str, method: str = "GET", params: dict | None = None, **kwargs) -> httpx.Response:
+    return httpx.request(
+        method, f"{server.http_url}/api/docs/notes/{path}", params={"token": token, **(params or {})}, **kwargs
+    )
+
+
+def listed_when(server, token: str, predicate, what: str) -> list[dict]:
+    """The versions (newest first) once `predicate` holds for them: appends reach history with the broadcast."""
+    found: list[dict] = []
+
+    def check() -> bool:
+        found[:] = http(server, "versions", token).json()["versions"]
+        return predicate(found)
+
+    wait_until(check, 10, what)
+    return found
+
+
+def test_writers_read_diff_restore_while_another_types_and_undo(start_server, py_clients):
+    server = start_server(extra_args=("--secret", SECRET))
+    ada = mint_token(SECRET, "notes", "edit", None, name="Ada")
+    plain = mint_token(SECRET, "notes", "edit", None)
+    reader = mint_token(SECRET, "notes", "read", None)
+    # Ada's editor calls her "Not Ada": the token's signed name wins. Mallory claims Ada's name: unverified.
+    ada_client = py_clients(server.ws_url, "notes", params={"token": ada}, name="Not Ada")
+    mallory = py_clients(server.ws_url, "notes", params={"token": plain}, name="Ada")
+    for client in (ada_client, mallory):
+        client.wait_synced()
+    ada_client.insert(0, "The quick brown fox.")
+    versions = listed_when(server, reader, lambda v: len(v) == 1, "Ada's version")
+    mallory.wait_text("The quick brown fox.")
+    mallory.insert(len("The quick brown fox."), " Jumps over.")
+    versions = listed_when(server, reader, lambda v: len(v) == 2, "Mallory's version")
+    assert [(v["kind"], v["author"]["name"], v["author"]["verified"]) for v in versions] == [
+        ("typing", "Ada", False), ("typing", "Ada", True)
+    ]
+    first = versions[1]["id"]
+
+    # Anyone with a link reads a version and its diff against now.
+    read = http(server, f"versions/{first}", reader).json()
+    assert read["text"] == "The quick brown fox." and read["id"] == first
+    assert http(server, f"versions/{first}/diff", reader).json() == {
+        "ops": [["=", "The quick brown fox."], ["+", " Jumps over."]]
+    }
+    assert http(server, "versions/999999", reader).status_code == 404
+    assert http(server, "versions/abc", reader).json()["error"] == "bad_request"
+    refused = http(server, f"versions/{first}/restore", reader, "POST")
+    assert refused.status_code == 403 and refused.json()["error"] == "read_only"
+
+    # Mallory types offline (concurrent with the restore), Ada restores version 1 and names Grace in the body.
+    mallory.disconnect()
+    mallory.insert(0, "Draft: ")
+    restored = http(server, f"versions/{first}/restore", ada, "POST", json={"by": {"name": "Grace"}})
+    assert restored.status_code == 200, restored.text
+    restore = restored.json()["restore"]
+    assert restore["kind"] == "restore" and restore["restored"] == first and restore["status"] == "done"
+    assert restore["requester"] == {"name": "Ada", "color": None, "verified": True}
+    ada_client.wait_text("The quick brown fox.")
+    mallory.connect()
+    for client in (ada_client, mallory):
+        client.wait_text("Draft: The quick brown fox.")  # her typing survived the restore
+    versions = listed_when(server, reader, lambda v: v[0]["kind"] == "typing" and len(v) == 4, "Mallory's typing")
+    assert [v["kind"] for v in versions] == ["typing", "restore", "typing", "typing"]  # hers reached it last
+    assert versions[1]["author"] == {"name": "Ada", "color": None, "verified": True, "kind": "person"}
+    assert versions[1]["restored"] == first and versions[1]["redraft"]["id"] == restore["id"]
+
+    # One step undoes it, through the redraft API; the undo is its own version, by whoever clicked.
+    undone = httpx.post(f"{server.http_url}/api/docs/notes/redrafts/{restore['id']}/undo", params={"token": plain},
+                        json={"by": {"name": "Ada", "color": "#d1495b"}})
+    assert undone.status_code == 200, undone.text
+    ada_client.wait_text("Draft: The quick brown fox. Jumps over.")
+    versions = listed_when(server, reader, lambda v: v[0]["kind"] == "undo", "the undo's version")
+    assert versions[0]["author"] == {"name": "Ada", "color": "#d1495b", "verified": False, "kind": "person"}
+    assert versions[0]["redraft"]["id"] == restore["id"] and versions[0]["restored"] == first
+    assert versions[0]["redraft"]["requester"]["verified"] is True  # the restore's requester, from her token
+    after = http(server, f"versions/{versions[0]['id']}", reader).json()
+    assert after["text"] == "Draft: The quick brown fox. Jumps over."
+    # Versions of versions: the diff between two ids.
+    assert http(server, f"versions/{first}/diff", reader, params={"against": str(after["id"])}
+                ).json()["ops"] == [["+", "Draft: "], ["=", "The quick brown fox."], ["+", " Jumps over."]]
+
+
+def test_a_client_cannot_claim_to_be_the_ai_or_the_server(start_server, py_clients):
+    server = start_server()  # no secret: everyone edits, nobody is verified
+    client = py_clients(server.ws_url, "notes", name="Redraft AI")
+    client.wait_synced()
+    client.insert(0, "hello")
+    (version,) = listed_when(server, "", lambda v: len(v) == 1, "the version")
+    assert version["author"] == {"name": "Redraft AI", "color": None, "verified": False, "kind": "person"}
+    off = start_server("off", extra_args=("--history", "off"))
+    assert httpx.get(f"{off.http_url}/api/docs/notes/versions").json()["error"] == "history_off"
