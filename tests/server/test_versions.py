@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import anyio
@@ -13,8 +14,11 @@ from server.auth import AuthError, Grant, mint_token, verify_token
 from server.history import reading
 from server.history.entry import Author, HistoryEntry, Origin
 from server.history.versions import diff_ops, group
-from server.redrafts.request import RedraftError
+from server.config import ServerConfig
+from server.redrafts.request import RedraftError, parse_person
+from server.services import Services
 from server.stores.sqlite import SqliteStore
+from tests.server.test_redraft_history import TEXT, ScriptedBackend
 from tests.support.processes import wait_until
 
 SECRET = "a-secret-of-sixteen-chars"
@@ -225,6 +229,11 @@ def test_writers_read_diff_restore_while_another_types_and_undo(start_server, py
         ("typing", "Ada", False), ("typing", "Ada", True)
     ]
     first = versions[1]["id"]
+    # The session tells the editor its verified name; a link minted from her token carries none.
+    session = httpx.get(f"{server.http_url}/api/docs/notes/session", params={"token": ada}).json()
+    assert session["name"] == "Ada"
+    link = httpx.post(f"{server.http_url}/api/docs/notes/share", params={"token": ada}, json={"role": "edit"}).json()
+    assert verify_token(SECRET, link["token"], "notes").name is None
 
     # Anyone with a link reads a version and its diff against now.
     read = http(server, f"versions/{first}", reader).json()
@@ -279,3 +288,72 @@ def test_a_client_cannot_claim_to_be_the_ai_or_the_server(start_server, py_clien
     assert version["author"] == {"name": "Redraft AI", "color": None, "verified": False, "kind": "person"}
     off = start_server("off", extra_args=("--history", "off"))
     assert httpx.get(f"{off.http_url}/api/docs/notes/versions").json()["error"] == "history_off"
+
+
+# --- a redraft's versions: the AI with the instruction, model and requester; its undo its own version -------
+
+
+class NamedModel(ScriptedBackend):
+    def status(self):
+        return {"mode": self.mode, "status": "ready", "model": "scripted-1"}
+
+
+@pytest.fixture
+async def redrafts(tmp_path):
+    config = ServerConfig(data_dir=tmp_path, redraft_user_burst=100, redraft_doc_burst=100)
+    services = Services.build(config)
+    backend = services.redrafts.backend = NamedModel()
+    await services.start()
+    room = await services.rooms.acquire("doc")
+    services.redrafts.script, services.redrafts.room = backend, room
+    yield services
+    services.rooms.release(room)
+    await services.close()
+
+
+async def redraft(service, passage: str, answer: str, verified_name: str | None = None, **body) -> str:
+    """Asks for a redraft of `passage` as the API would for a token with `verified_name`; waits for its end."""
+    service.script.answers.append(answer)
+    start = str(service.room.text).index(passage)
+    created = await service.create(
+        "doc", {"start_index": start, "end_index": start + len(passage), **body}, "user", verified_name=verified_name
+    )
+    with anyio.fail_after(5):
+        while created.status in ("queued", "running"):
+            await asyncio.sleep(0.01)
+    return created.id
+
+
+async def newest_versions(services, count: int) -> list[dict]:
+    """The `count` newest versions, once the room's writes have reached the store."""
+    with anyio.fail_after(5):
+        while True:
+            versions, _ = await reading.page(services.store, "doc", 50, None, 60.0)
+            if len(versions) >= count:
+                return [version.to_json() for version in versions]
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_a_redraft_is_a_version_with_its_instruction_model_and_requester_and_so_is_its_undo(redrafts):
+    service = redrafts.redrafts
+    room = service.room
+    room.local_change(lambda: room.text.insert(0, TEXT))
+    # Her token says Ada; the body claims Grace: the history believes the token.
+    rid = await redraft(service, "The quick brown fox jumps.", "A swift red fox leaps high.", verified_name="Ada",
+                        requester={"name": "Grace", "color": "#112233"}, instruction="livelier")
+    newest = (await newest_versions(redrafts, 2))[0]
+    ada = {"name": "Ada", "color": "#112233", "verified": True, "kind": "person"}
+    assert newest["kind"] == "redraft" and newest["entries"] == 1
+    assert newest["author"] == {"name": "Redraft AI", "color": None, "verified": True, "kind": "ai"}
+    assert newest["redraft"] == {"id": rid, "instruction": "livelier", "model": "scripted-1", "requester": ada}
+    assert (await reading.text_at(redrafts.store, "doc", newest["id"])).startswith("Intro. A swift red fox")
+
+    await service.command("doc", rid, "undo", {"name": "Bob", "color": "#00798c"})  # as the API passes a body's
+    undo = (await newest_versions(redrafts, 3))[0]
+    assert undo["kind"] == "undo" and undo["id"] > newest["id"]
+    assert undo["author"] == {"name": "Bob", "color": "#00798c", "verified": False, "kind": "person"}
+    assert undo["redraft"] == {"id": rid, "instruction": "livelier", "model": "scripted-1", "requester": ada}
+    assert await reading.text_at(redrafts.store, "doc", undo["id"]) == TEXT
+    # Nobody but the service sets "verified": the body's copy of it is dropped on the way in.
+    assert parse_person({"name": "Eve", "verified": True}) == {"name": "Eve", "color": "#64748b"}
