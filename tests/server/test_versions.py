@@ -357,3 +357,14 @@ async def test_a_redraft_is_a_version_with_its_instruction_model_and_requester_a
     assert await reading.text_at(redrafts.store, "doc", undo["id"]) == TEXT
     # Nobody but the service sets "verified": the body's copy of it is dropped on the way in.
     assert parse_person({"name": "Eve", "verified": True}) == {"name": "Eve", "color": "#64748b"}
+
+
+def test_redraft_token_signs_a_name(capsys):
+    from server.cli import main
+
+    assert main(["token", "--doc", "notes", "--role", "read", "--secret", SECRET, "--name", "Ada Lovelace"]) == 0
+    assert verify_token(SECRET, capsys.readouterr().out.strip(), "notes") == Grant("read", None, "Ada Lovelace")
+    assert main(["token", "--doc", "notes", "--secret", SECRET, "--name", "x" * 65]) == 2
+    assert "name must be 1 to 64" in capsys.readouterr().err
+    assert main(["token", "--engine", "--secret", SECRET, "--name", "Ada"]) == 2
+    assert "engine token has none" in capsys.readouterr().err
