@@ -9,6 +9,7 @@ import random
 import anyio
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from server.auth import AuthError, Grant, mint_token, verify_token
 from server.history import reading
@@ -17,6 +18,7 @@ from server.history.versions import diff_ops, group
 from server.config import ServerConfig
 from server.redrafts.request import RedraftError, parse_person
 from server.services import Services
+from server.stores.redis import RedisStore
 from server.stores.sqlite import SqliteStore
 from tests.server.test_redraft_history import TEXT, ScriptedBackend
 from tests.support.processes import wait_until
@@ -94,20 +96,30 @@ def random_entries(rng: random.Random, count: int) -> list[HistoryEntry]:
     return drafts
 
 
-async def stored(tmp_path, drafts: list[HistoryEntry]) -> SqliteStore:
-    store = SqliteStore(tmp_path / "history.db")
-    await store.start()
-    for draft in drafts:
-        await store.append("notes", [draft.update], history=[draft])
-    return store
+@pytest.fixture(params=["sqlite", "redis"])
+def stored(request, tmp_path):
+    """Makes a store of each kind holding the given drafts as the history of "notes"."""
+    url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+
+    async def make(drafts: list[HistoryEntry]):
+        if url is None:
+            store = SqliteStore(tmp_path / "history.db")
+        else:
+            store = RedisStore(aioredis.from_url(url), "test", "instance")
+        await store.start()
+        for draft in drafts:
+            await store.append("notes", [draft.update], history=[draft])
+        return store
+
+    return make
 
 
 @pytest.mark.anyio
-async def test_pages_of_any_size_list_every_version_once_newest_first(tmp_path, monkeypatch):
+async def test_pages_of_any_size_list_every_version_once_newest_first(stored, monkeypatch):
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     monkeypatch.setattr(reading, "CHUNK", 7)  # small chunks: versions span many store reads
-    store = await stored(tmp_path, random_entries(rng, 300))
+    store = await stored(random_entries(rng, 300))
     try:
         entries = await store.history("notes")
         expected = [v.to_json() for v in reversed(group(entries, 60.0))]
@@ -134,8 +146,8 @@ async def test_pages_of_any_size_list_every_version_once_newest_first(tmp_path, 
 
 
 @pytest.mark.anyio
-async def test_an_unknown_version_is_404_and_a_folded_one_410(tmp_path):
-    store = await stored(tmp_path, [HistoryEntry(0, float(at), b"\x00\x00", ADA, Origin(), f"i:{at}") for at in range(6)])
+async def test_an_unknown_version_is_404_and_a_folded_one_410(stored):
+    store = await stored([HistoryEntry(0, float(at), b"\x00\x00", ADA, Origin(), f"i:{at}") for at in range(6)])
     try:
         entries = await store.history("notes")
         seqs = [e.seq for e in entries]
