@@ -7,13 +7,8 @@ costs about its own entries, not the document's history.
 
 from __future__ import annotations
 
-import asyncio
-
-from pycrdt import Doc, Text
-
 from ..redrafts.request import RedraftError
-from ..room import TEXT_NAME
-from .rebuild import state_at
+from . import rebuild
 from .versions import Version, group_newest_first
 
 CHUNK = 512  # entries read per store call while grouping a page
@@ -66,13 +61,7 @@ async def find(store, doc: str, version_id: int, pause_s: float) -> Version:
 
 async def text_at(store, doc: str, version_id: int) -> str:
     """The document's text as of that seq: the nearest checkpoint, then the entries after it replayed."""
-    return await asyncio.to_thread(_text, await state_at(store, doc, version_id))
-
-
-def _text(state: bytes) -> str:
-    replica = Doc()
-    replica.apply_update(state)
-    return str(replica.get(TEXT_NAME, type=Text))
+    return await rebuild.text_at(store, doc, version_id)
 
 
 async def current_text(rooms, doc: str) -> str:
