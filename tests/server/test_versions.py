@@ -286,6 +286,8 @@ def test_writers_read_diff_restore_while_another_types_and_undo(start_server, py
     assert versions[0]["redraft"]["requester"]["verified"] is True  # the restore's requester, from her token
     after = http(server, f"versions/{versions[0]['id']}", reader).json()
     assert after["text"] == "Draft: The quick brown fox. Jumps over."
+    same = http(server, f"versions/{after['id']}/restore", ada, "POST")  # the text already is that version's
+    assert same.status_code == 409 and same.json()["error"] == "unchanged"
     # Versions of versions: the diff between two ids.
     assert http(server, f"versions/{first}/diff", reader, params={"against": str(after["id"])}
                 ).json()["ops"] == [["+", "Draft: "], ["=", "The quick brown fox."], ["+", " Jumps over."]]
