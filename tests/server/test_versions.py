@@ -275,9 +275,10 @@ def test_writers_read_diff_restore_while_another_types_and_undo(start_server, py
     assert versions[1]["author"] == {"name": "Ada", "color": None, "verified": True, "kind": "person"}
     assert versions[1]["restored"] == first and versions[1]["redraft"]["id"] == restore["id"]
 
-    # One step undoes it, through the redraft API; the undo is its own version, by whoever clicked.
+    # One step undoes it, through the redraft API; the undo is its own version, by whoever clicked (a body that
+    # claims to be verified, or the AI, is a person with an unverified name).
     undone = httpx.post(f"{server.http_url}/api/docs/notes/redrafts/{restore['id']}/undo", params={"token": plain},
-                        json={"by": {"name": "Ada", "color": "#d1495b"}})
+                        json={"by": {"name": "Ada", "color": "#d1495b", "verified": True, "kind": "ai"}})
     assert undone.status_code == 200, undone.text
     ada_client.wait_text("Draft: The quick brown fox. Jumps over.")
     versions = listed_when(server, reader, lambda v: v[0]["kind"] == "undo", "the undo's version")
