@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass as dataclass_grant
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
 from pycrdt import Doc, Text, merge_updates
 
-from server.auth import OPEN_GRANT, Grant
+from server.auth import OPEN_GRANT
 from server.awareness import AwarenessEntry, encode_awareness_update
 from server.fanout import NullFanout
 from server.history.checkpoints import checkpoint_if_due
@@ -219,3 +220,178 @@ async def test_a_checkpoint_is_made_from_history_when_the_entries_since_outgrow_
     await store.append("doc", [b"\x00\x00"], history=[draft(b"\x00\x00", ADA, T0 + 50)])
     assert await checkpoint_if_due(store, "doc", min_bytes=1) is None  # 2 bytes since, under its 63
     assert await text_at(store, "doc", 40) == texts[-1] and await text_at(store, "doc", 12) == texts[11]
+
+
+# --- recording through the Room -----------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Client:
+    """A pycrdt replica behind a Peer: what the room broadcasts to it is applied before each edit."""
+
+    def __init__(self, room: Room, awareness_id: int, grant=OPEN_GRANT):
+        self.room = room
+        self.frames: list = []
+
+        async def send(frame):
+            self.frames.append(frame)
+
+        async def close(code, reason):
+            raise AssertionError(f"the room closed a client: {code} {reason}")
+
+        self.peer = Peer(send, close, grant, "test", 10_000, TokenBucket(1e6, 1e6), Metrics(),
+                         max_send_queue_bytes=1 << 24)
+        self.peer.start()
+        self.doc = Doc()
+        self.text = self.doc.get("content", type=Text)
+        self.awareness_id = awareness_id
+        self.clock = 0
+        room.join(self.peer)
+
+    def say_name(self, name: str, color: str | None = None) -> None:
+        self.clock += 1
+        user = {"name": name, **({"color": color} if color else {})}
+        entry = AwarenessEntry(self.awareness_id, self.clock, json.dumps({"user": user}))
+        self.room.handle(self.peer, encode_awareness(encode_awareness_update([entry])))
+
+    def catch_up(self) -> None:
+        for frame in self.frames:
+            message = decode_message(frame)
+            if isinstance(message, SyncMessage) and message.kind == SYNC_UPDATE:
+                self.doc.apply_update(message.payload)
+        self.frames.clear()
+
+    def edit(self, rng: random.Random) -> None:
+        self.catch_up()
+        before = self.doc.get_state()
+        chars = str(self.text)
+        if len(chars) > 8 and rng.random() < 0.35:
+            start = rng.randrange(len(chars) - 4)
+            del self.text[_utf8(chars, start) : _utf8(chars, start + rng.randint(1, 4))]
+        else:
+            self.text.insert(_utf8(chars, rng.randrange(len(chars) + 1)), rng.choice(["ab", "é ", "😀", "中文", "x"]))
+        self.room.handle(self.peer, encode_sync(SYNC_UPDATE, self.doc.get_update(before)))
+
+
+def _utf8(chars: str, index: int) -> int:
+    return len(chars[:index].encode())  # pycrdt indexes text by UTF-8 byte
+
+
+def make_room(store, clock: Clock, is_on: bool = True, compact_min_bytes: int = 2048) -> Room:
+    policy = HistoryPolicy(is_on, keep_all_days=7, hourly_days=30, instance_id="i1", clock=clock, checkpoint_bytes=1024)
+    return Room("doc", store, NullFanout(), Metrics(), 1 << 24, compact_min_bytes, 1 << 20, history=policy)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", [20])
+async def test_every_version_rebuilds_to_the_text_it_had_through_compaction_checkpoints_and_retention(make_store, seed):
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    store = await make_store()
+    clock = Clock(T0 - 60 * DAY_S)
+    room = make_room(store, clock)
+    texts: dict[int, str] = {}
+    with anyio.fail_after(120):
+        await room.load()
+        clients = [Client(room, 100 + i) for i in range(3)]
+        for i, client in enumerate(clients):
+            client.say_name(["Ada", "Bob", "Cy"][i], ["#aa0000", "#00aa00", None][i])
+        num_edits = 0
+        while num_edits < 2000:
+            # Several clients' edits land in one batch (the room flushes when the loop next runs).
+            for _ in range(rng.randint(1, 5)):
+                rng.choice(clients).edit(rng)
+                num_edits += 1
+            if rng.random() < 0.02:
+                rng.choice(clients).say_name(f"Renamed {num_edits}")
+            await room.flush()
+            (newest,) = await store.history("doc", limit=1, newest_first=True)
+            texts[newest.seq] = str(room.text)
+            clock.now += rng.expovariate(1 / 2600)  # ~60 days over the run: hours, days and the keep-all week
+            await anyio.sleep(0)  # lets housekeeping (checkpoints, retention) run between batches
+        final = str(room.text)
+        await room.close()  # unloading runs retention once more
+        entries = await store.history("doc")
+        assert {e.origin.kind for e in entries} == {"typing", "merged"}  # retention folded the old part
+        assert all(e.seq in texts for e in entries if e.origin.kind == "merged")  # a fold ends at a batch's end
+        checked = [e.seq for e in entries if e.seq in texts]
+        assert len(checked) > 100
+        for seq in checked:
+            assert await text_at(store, "doc", seq) == texts[seq], f"seq {seq}, seed {seed}"
+        assert await store.checkpoint("doc", entries[-1].seq) is not None
+        assert await text_at(store, "doc", entries[-1].seq) == final
+        reloaded = make_room(store, clock)
+        await reloaded.load()
+        assert str(reloaded.text) == final
+        await reloaded.close()
+        for client in clients:
+            await client.peer.stop()
+
+
+@pytest.mark.anyio
+async def test_attribution_comes_from_the_connection_and_a_batch_keeps_one_log_entry(make_store):
+    @dataclass_grant
+    class NamedGrant:
+        role: str = "edit"
+        expires_at: float | None = None
+        name: str = "Bob (from the token)"
+
+        @property
+        def can_edit(self) -> bool:
+            return True
+
+    store = await make_store()
+    room = make_room(store, Clock(T0), compact_min_bytes=1 << 20)
+    rng = random.Random(3)
+    with anyio.fail_after(10):
+        await room.load()
+        ada, bob, anon = Client(room, 1), Client(room, 2, NamedGrant()), Client(room, 3)
+        ada.say_name("Ada", "#AA0000cc")
+        bob.say_name("Mallory", "#00aa00")  # the token's name wins; the colour is the client's to choose
+        for client in (ada, ada, bob, anon, ada):
+            client.edit(rng)  # one batch: no await in between
+        await room.flush()
+        room.local_change(lambda: room.text.insert(0, "R"), author=SERVER_AUTHOR, origin=Origin("restore", version=4, requester=ADA))
+        await room.flush()
+        entries = await store.history("doc")
+        assert [(e.author, e.connection) for e in entries] == [
+            (Author("Ada", "#aa0000"), f"i1:{ada.peer.id}"),
+            (Author("Bob (from the token)", "#00aa00", verified=True), f"i1:{bob.peer.id}"),
+            (Author("Anonymous"), f"i1:{anon.peer.id}"),
+            (Author("Ada", "#aa0000"), f"i1:{ada.peer.id}"),
+            (SERVER_AUTHOR, None),
+        ]
+        assert entries[-1].origin == Origin("restore", version=4, requester=ADA)
+        assert len((await store.load("doc")).updates) == 2  # one log entry per batch, history or not
+        assert await text_at(store, "doc", 5) == str(room.text)
+        await room.close()
+        for client in (ada, bob, anon):
+            await client.peer.stop()
+
+
+@pytest.mark.anyio
+async def test_history_off_records_nothing_and_history_on_starts_with_what_was_there(make_store):
+    store = await make_store()
+    off = make_room(store, Clock(T0), is_on=False)
+    with anyio.fail_after(10):
+        await off.load()
+        writer = Client(off, 1)
+        writer.edit(random.Random(1))
+        await off.flush()
+        before = str(off.text)
+        await off.close()
+        await writer.peer.stop()
+        assert await store.history("doc") == []
+        on = make_room(store, Clock(T0))
+        await on.load()
+        (baseline,) = await store.history("doc")
+        assert (baseline.origin.kind, baseline.author) == ("merged", SERVER_AUTHOR)
+        assert await text_at(store, "doc", baseline.seq) == before
+        await on.close()
