@@ -332,7 +332,8 @@ daily beyond); after ret.: versions left."""
 
 def print_report(rows: list[dict], header: dict, args) -> None:
     machine = header["machine"]
-    print(f"\nhistory bench {header['date']}  {machine['cpu']} ×{machine['nproc']}  Python {machine['python']}")
+    print(f"\nhistory bench {header['date']}  {machine['cpu']} ×{machine['nproc']}  Python {machine['python']}  "
+          f"load average before/after {header['loadavg_before']} / {header['loadavg_after']}")
     print(LEGEND.format(edits=args.edits, days=args.days, pause=PAUSE_S, page=FIRST_PAGE, max_page=MAX_PAGE,
                         keep=KEEP_ALL_DAYS, hourly=HOURLY_DAYS, repeats=REPEATS))  # fmt: skip
     cells = [[fmt.format(row[key]) for _, key, fmt in COLUMNS] for row in rows]
@@ -353,6 +354,13 @@ def machine_info() -> dict:
                 model = line.split(":", 1)[1].strip()
                 break
     return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages: the machine is shared, and the timings are only as good as its quiet."""
+    with contextlib.suppress(OSError):
+        return [float(part) for part in Path("/proc/loadavg").read_text().split()[:3]]
+    return None
 
 
 def parse_args(argv=None):
@@ -382,7 +390,9 @@ def main(argv=None) -> int:
         "config": {"edits": args.edits, "days": args.days, "seed": args.seed, "pause_s": PAUSE_S,
                    "keep_all_days": KEEP_ALL_DAYS, "hourly_days": HOURLY_DAYS},  # fmt: skip
     }
+    header["loadavg_before"] = load_average()
     rows = asyncio.run(run(args))
+    header["loadavg_after"] = load_average()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**header, "results": rows}, indent=2) + "\n")
