@@ -29,13 +29,16 @@ CREATE TABLE IF NOT EXISTS snapshots (
     data BLOB NOT NULL,
     seq INTEGER NOT NULL
 );
+-- A rowid table with an index, not WITHOUT ROWID keyed by (doc, seq): there, 900 KB entries live in the
+-- key's b-tree and every insert grew the server's RSS by 13-75 MiB over 90 of them (tests/server/test_limits.py
+-- `..._never_reads_...`); here they sit in overflow pages and RSS stays flat (-5 to 0 MiB over three runs).
 CREATE TABLE IF NOT EXISTS history (
     doc TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    data BLOB NOT NULL,
     meta TEXT NOT NULL,
-    PRIMARY KEY (doc, seq)
-) WITHOUT ROWID;
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS history_by_doc ON history (doc, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
     doc TEXT NOT NULL,
     seq INTEGER NOT NULL,
