@@ -395,3 +395,21 @@ async def test_history_off_records_nothing_and_history_on_starts_with_what_was_t
         assert (baseline.origin.kind, baseline.author) == ("merged", SERVER_AUTHOR)
         assert await text_at(store, "doc", baseline.seq) == before
         await on.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"history": "maybe"}, "history must be on or off"),
+        ({"history_keep_all_days": -1}, "history_keep_all_days must be 0"),
+        ({"history_hourly_days": 3}, "history_hourly_days (3) counts from now"),
+    ],
+)
+def test_history_settings_are_checked(kwargs, message):
+    from server.config import ServerConfig
+
+    with pytest.raises(ValueError) as raised:
+        ServerConfig(**kwargs)
+    assert message in str(raised.value)
+    policy = HistoryPolicy.from_config(ServerConfig(history_hourly_days=0), "i9")
+    assert (policy.is_on, policy.keep_all_days, policy.hourly_days, policy.instance_id) == (True, 7.0, 0.0, "i9")
