@@ -155,15 +155,21 @@ class SqliteStore:
         )
 
     async def history(
-        self, doc: str, after: int = 0, upto: int | None = None, limit: int | None = None, newest_first: bool = False
+        self,
+        doc: str,
+        after: int = 0,
+        upto: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+        with_updates: bool = True,
     ) -> list[HistoryEntry]:
-        return await self._read(self._history, doc, after, upto, limit, newest_first)
+        return await self._read(self._history, doc, after, upto, limit, newest_first, with_updates)
 
     @staticmethod
-    def _history(conn, doc, after, upto, limit, newest_first) -> list[HistoryEntry]:
+    def _history(conn, doc, after, upto, limit, newest_first, with_updates) -> list[HistoryEntry]:
         rows = conn.execute(
-            "SELECT seq, data, meta FROM history WHERE doc = ? AND seq > ? AND seq <= ? "
-            f"ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?",
+            f"SELECT seq, {'data' if with_updates else 'zeroblob(0)'}, meta FROM history "
+            f"WHERE doc = ? AND seq > ? AND seq <= ? ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?",
             (doc, after, upto if upto is not None else 1 << 62, limit if limit is not None else -1),
         ).fetchall()
         return [HistoryEntry.from_meta(seq, data, meta) for seq, data, meta in rows]
