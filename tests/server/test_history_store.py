@@ -211,17 +211,19 @@ async def test_retention_zero_keeps_everything(make_store):
 async def test_a_checkpoint_is_made_from_history_when_the_entries_since_outgrow_it(make_store):
     store = await make_store()
     texts = await _record(store, "doc", [T0 + i for i in range(40)])
-    assert await checkpoint_if_due(store, "doc", min_bytes=10_000) is None  # 40 small entries: not due
-    seq = await checkpoint_if_due(store, "doc", min_bytes=100)
-    assert seq == 40
+    not_due = await checkpoint_if_due(store, "doc", min_bytes=10_000)  # 40 small entries: not due
+    assert not_due.seq is None and not_due.due_bytes == 10_000 and 0 < not_due.since_bytes <= 10_000
+    made = await checkpoint_if_due(store, "doc", min_bytes=100)
+    assert (made.seq, made.since_bytes, made.due_bytes) == (40, 0, 100)
     found = await store.checkpoint("doc", 40)
     replica = Doc()
     replica.apply_update(found[1])
     assert found[0] == 40 and str(replica.get("content", type=Text)) == texts[-1]
-    assert await checkpoint_if_due(store, "doc", min_bytes=100) is None  # nothing since
+    assert (await checkpoint_if_due(store, "doc", min_bytes=100)).seq is None  # nothing since
     # The threshold is the checkpoint's own size when that is larger: a big document checkpoints less often.
     await store.append("doc", [b"\x00\x00"], history=[draft(b"\x00\x00", ADA, T0 + 50)])
-    assert await checkpoint_if_due(store, "doc", min_bytes=1) is None  # 2 bytes since, under its 63
+    check = await checkpoint_if_due(store, "doc", min_bytes=1)
+    assert (check.seq, check.since_bytes, check.due_bytes) == (None, 2, 63)  # 2 bytes since, under its 63
     assert await text_at(store, "doc", 40) == texts[-1] and await text_at(store, "doc", 12) == texts[11]
 
 
@@ -416,3 +418,35 @@ def test_history_settings_are_checked(kwargs, message):
     assert message in str(raised.value)
     policy = HistoryPolicy.from_config(ServerConfig(history_hourly_days=0), "i9")
     assert (policy.is_on, policy.keep_all_days, policy.hourly_days, policy.instance_id) == (True, 7.0, 0.0, "i9")
+
+
+@pytest.mark.anyio
+async def test_a_large_checkpoint_is_not_looked_for_again_until_that_many_bytes_were_recorded(tmp_path):
+    class CountingStore(SqliteStore):
+        full_reads = 0
+
+        async def history(self, doc, *args, with_updates=True, **kwargs):
+            CountingStore.full_reads += with_updates
+            return await super().history(doc, *args, with_updates=with_updates, **kwargs)
+
+    store = CountingStore(tmp_path / "store.sqlite3")
+    await store.start()
+    room = make_room(store, Clock(T0), compact_min_bytes=1 << 20)  # checkpoints from 1 KiB on
+    with anyio.fail_after(20):
+        await room.load()
+        writer = Client(room, 1)
+        writer.text.insert(0, "x" * 20_000)  # the first checkpoint holds 20 KB
+        writer.room.handle(writer.peer, encode_sync(SYNC_UPDATE, writer.doc.get_update()))
+        await room.flush()
+        await room.recorder._housekeeper
+        assert (await store.checkpoint("doc", 1 << 62))[0] == 1
+        reads = CountingStore.full_reads
+        rng = random.Random(5)
+        for _ in range(300):  # some 10 KB of keystrokes: under the checkpoint's own size
+            writer.edit(rng)
+            await room.flush()
+        await anyio.sleep(0)
+        assert CountingStore.full_reads == reads  # not one look at the entries since
+        await room.close()
+        await writer.peer.stop()
+    await store.close()
