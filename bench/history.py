@@ -20,6 +20,16 @@ Per store (SQLite in a temporary directory, and Redis on a throwaway redis-serve
     python -m bench.history --json $OUT/history.json         # also write the results (JSON)
 
 The table comes last; the JSON file (default `$OUT/history.json` when $OUT is set) holds every figure.
+
+Measured 2026-12-06 on the shared 2-core AMD EPYC VM (load average 2.3-3.8 from other agents' tests, so the
+times are upper bounds; the bytes do not depend on load), 100,000 edits, 1,254 versions:
+
+    store   1st page  all versions  rebuild old/mid/new     B/1k off  on       retained (260 versions)
+    sqlite  64 ms     2.9 s         0.5 / 98 / 114 ms       3,604     255,222  40,509
+    redis   99 ms     3.5 s         0.7 / 13 / 255 ms       3,284     361,725  58,526
+
+History is ~195 bytes an edit by the store's own count, 155 of them the entry's JSON metadata (author,
+colour, connection) beside a ~27-byte update; retention keeps about a sixth of it.
 """
 
 from __future__ import annotations
