@@ -400,6 +400,29 @@ async def test_history_off_records_nothing_and_history_on_starts_with_what_was_t
         assert (baseline.origin.kind, baseline.author) == ("merged", SERVER_AUTHOR)
         assert await text_at(store, "doc", baseline.seq) == before
         await on.close()
+        # Off again for a while: what is written then is missing from history until a load with it on.
+        off_again = make_room(store, Clock(T0), is_on=False)
+        await off_again.load()
+        writer = Client(off_again, 2)
+        writer.edit(random.Random(2))
+        await off_again.flush()
+        after_gap = str(off_again.text)
+        await off_again.close()
+        await writer.peer.stop()
+        assert after_gap != before
+        assert await text_at(store, "doc", baseline.seq) == before
+        again = make_room(store, Clock(T0))
+        await again.load()
+        await again.recorder._housekeeper
+        entries = await store.history("doc")
+        assert [(e.seq, e.origin.kind) for e in entries] == [(1, "merged"), (2, "merged")]
+        assert await text_at(store, "doc", 2) == after_gap
+        await again.close()
+        reloaded = make_room(store, Clock(T0))
+        await reloaded.load()
+        await reloaded.recorder._housekeeper
+        assert len(await store.history("doc")) == 2  # nothing missing: nothing recorded
+        await reloaded.close()
 
 
 @pytest.mark.parametrize(
