@@ -19,6 +19,7 @@ from pycrdt import merge_updates
 from ..stores.base import Store
 from .checkpoints import CHECKPOINT_MIN_BYTES, checkpoint_if_due
 from .entry import SERVER_AUTHOR, Change, HistoryEntry, Origin
+from .rebuild import state_at, unrecorded
 from .retention import apply_retention
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,23 @@ class HistoryRecorder:
 
     async def on_load(self, state: bytes) -> None:
         """A document with content but no history (written with history off, or before it existed) starts
-        its history with one entry holding that content, so every later version rebuilds whole."""
-        if await self.store.history(self.doc, limit=1, with_updates=False):
+        its history with one entry holding that content, so every later version rebuilds whole. One whose
+        history lacks part of its content (written while history was off) gets that part as an entry, in the
+        background: the rebuild it takes (tens of ms for a large document) does not hold up the first sync."""
+        newest = await self.store.history(self.doc, limit=1, newest_first=True, with_updates=False)
+        if not newest:
+            await self.store.add_baseline(self.doc, HistoryEntry.draft(state, BASELINE_CHANGE, self.policy.clock()))
             return
-        await self.store.add_baseline(self.doc, HistoryEntry.draft(state, BASELINE_CHANGE, self.policy.clock()))
+        self._housekeeper = asyncio.get_running_loop().create_task(self._record_gap(state, newest[0].seq))
+        self._housekeeper.add_done_callback(self._log_failure)
+
+    async def _record_gap(self, state: bytes, seq: int) -> None:
+        gap = await asyncio.to_thread(unrecorded, state, await state_at(self.store, self.doc, seq))
+        if gap is not None:
+            # In the log too (the replica has it already: applying it again changes nothing), as the store
+            # records history only with an append.
+            entry = HistoryEntry.draft(gap, BASELINE_CHANGE, self.policy.clock())
+            await self.store.append(self.doc, [gap], history=[entry])
 
     def drafts(self, batch: list[tuple[bytes, Change]], merged: bytes) -> list[HistoryEntry]:
         """The entries of a batch: consecutive updates with the same Change become one (`merged` is the
