@@ -38,11 +38,12 @@ def merged_entry(run: list[HistoryEntry], update: bytes) -> HistoryEntry:
     return HistoryEntry(last.seq, last.at, update, last.author, Origin("merged"), None, tuple(authors))
 
 
-async def fold_run(store: Store, doc: str, first: int, last: int) -> None:
-    """Folds the entries first..last (consecutive: nothing else lies between them)."""
+async def fold_run(store: Store, doc: str, first: int, last: int) -> bool:
+    """Folds the entries first..last (consecutive: nothing else lies between them); False when another
+    instance folded some of them first (the store checks what it replaces against what was read)."""
     run = await store.history(doc, after=first - 1, upto=last)
     if len(run) < 2:
-        return  # another instance folded them meanwhile
+        return False  # another instance folded them meanwhile
     update = await asyncio.to_thread(merge_updates, *(entry.update for entry in run))
     merged = merged_entry(run, update)
     first, last = run[0].seq, run[-1].seq  # what was read: another instance may have folded some meanwhile
@@ -51,7 +52,7 @@ async def fold_run(store: Store, doc: str, first: int, last: int) -> None:
     while found is not None and found[0] >= first:
         dropped.append(found[0])
         found = await store.checkpoint(doc, found[0] - 1)
-    await store.fold_history(doc, [entry.seq for entry in run], merged, dropped)
+    return await store.fold_history(doc, run, merged, dropped)
 
 
 async def apply_retention(store: Store, doc: str, now: float, keep_all_days: float, hourly_days: float) -> int:
@@ -80,5 +81,4 @@ async def apply_retention(store: Store, doc: str, now: float, keep_all_days: flo
 async def _fold_if_several(store: Store, doc: str, run: list[HistoryEntry]) -> int:
     if len(run) < 2:
         return 0  # a single entry (or one already merged) stays as it is, origin and all
-    await fold_run(store, doc, run[0].seq, run[-1].seq)
-    return 1
+    return int(await fold_run(store, doc, run[0].seq, run[-1].seq))

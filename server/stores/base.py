@@ -64,10 +64,13 @@ class Store(Protocol):
         ...
 
     async def fold_history(
-        self, doc: str, seqs: list[int], merged: HistoryEntry, drop_checkpoints: list[int]
-    ) -> None:
-        """Replaces the entries `seqs` with `merged` (whose seq is the last of them) and drops those
-        checkpoints, atomically."""
+        self, doc: str, run: list[HistoryEntry], merged: HistoryEntry, drop_checkpoints: list[int]
+    ) -> bool:
+        """Replaces the entries of `run` with `merged` (whose seq is the last of them) and drops those
+        checkpoints, atomically, if the history between the run's first and last seq still holds exactly
+        those entries (the same seqs and updates); else changes nothing and returns False. Two instances may
+        run retention on one document at once: a fold computed from a read that another fold has since
+        changed would delete that fold's merged entry, and with it the updates only it held."""
         ...
 
     async def history_bytes(self, doc: str) -> int:

@@ -8,6 +8,7 @@ way a pub/sub message can be.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import redis.asyncio as aioredis
@@ -87,11 +88,19 @@ if redis.call('HEXISTS', KEYS[4], 'seq') == 1 then return 0 end
 record(1)
 return 1
 """
-# KEYS: history, updates, counters, checkpoints. ARGV: merged seq, meta, update, k, the k folded seqs, then
-# the checkpoints to drop.
+# KEYS: history, updates, counters, checkpoints. ARGV: merged seq, meta, update, k, the k folded seqs, the
+# SHA-1 of each one's update as it was read, then the checkpoints to drop. Folds only if the history from
+# the first to the last seq still holds exactly those entries (see Store.fold_history); returns 0 if not.
 _FOLD = """
-local removed = 0
 local k = tonumber(ARGV[4])
+local held = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[5], ARGV[4 + k])
+if #held ~= k then return 0 end
+for i = 1, k do
+  local s = ARGV[4 + i]
+  if string.match(held[i], '^(%d+):') ~= s then return 0 end
+  if redis.sha1hex(redis.call('HGET', KEYS[2], s) or '') ~= ARGV[4 + k + i] then return 0 end
+end
+local removed = 0
 for i = 1, k do
   local s = ARGV[4 + i]
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], s, s)) do
@@ -103,7 +112,7 @@ end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1] .. ':' .. ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HINCRBY', KEYS[3], 'bytes', #ARGV[2] + #ARGV[3] + 8 - removed)
-for i = 5 + k, #ARGV do
+for i = 5 + 2 * k, #ARGV do
   redis.call('HDEL', KEYS[4], ARGV[i])
 end
 return 1
@@ -260,12 +269,14 @@ class RedisStore:
         await self.client.hset(self.checkpoints_key(doc), str(seq), state)
 
     async def fold_history(
-        self, doc: str, seqs: list[int], merged: HistoryEntry, drop_checkpoints: list[int]
-    ) -> None:
+        self, doc: str, run: list[HistoryEntry], merged: HistoryEntry, drop_checkpoints: list[int]
+    ) -> bool:
+        seqs = [entry.seq for entry in run]
         assert merged.seq == max(seqs), "a merged entry takes the seq of the last entry it folds"
         keys = [*self._history_keys(doc), self.checkpoints_key(doc)]
-        args = [merged.seq, merged.to_meta().encode(), merged.update, len(seqs), *seqs, *drop_checkpoints]
-        await self._fold(keys=keys, args=args)
+        digests = [hashlib.sha1(entry.update).hexdigest() for entry in run]
+        args = [merged.seq, merged.to_meta().encode(), merged.update, len(seqs), *seqs, *digests, *drop_checkpoints]
+        return bool(await self._fold(keys=keys, args=args))
 
     async def history_bytes(self, doc: str) -> int:
         entries = int(await self.client.hget(self.history_counters_key(doc), "bytes") or 0)

@@ -209,15 +209,23 @@ class SqliteStore:
         )
 
     async def fold_history(
-        self, doc: str, seqs: list[int], merged: HistoryEntry, drop_checkpoints: list[int]
-    ) -> None:
-        await self._write(self._fold, doc, seqs, merged, drop_checkpoints)
+        self, doc: str, run: list[HistoryEntry], merged: HistoryEntry, drop_checkpoints: list[int]
+    ) -> bool:
+        return await self._write(self._fold, doc, run, merged, drop_checkpoints)
 
-    def _fold(self, doc: str, seqs: list[int], merged: HistoryEntry, drop_checkpoints: list[int]) -> None:
+    def _fold(self, doc: str, run: list[HistoryEntry], merged: HistoryEntry, drop_checkpoints: list[int]) -> bool:
+        seqs = [entry.seq for entry in run]
         assert merged.seq == max(seqs), "a merged entry takes the seq of the last entry it folds"
         conn = self._conn
         conn.execute("BEGIN")
         try:
+            held = conn.execute(
+                "SELECT seq, data FROM history WHERE doc = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+                (doc, seqs[0], seqs[-1]),
+            ).fetchall()
+            if held != [(entry.seq, entry.update) for entry in run]:
+                conn.execute("ROLLBACK")
+                return False  # another instance folded some of them since they were read
             conn.executemany("DELETE FROM history WHERE doc = ? AND seq = ?", [(doc, s) for s in seqs])
             conn.execute(
                 "INSERT INTO history (doc, seq, data, meta) VALUES (?, ?, ?, ?)",
@@ -228,6 +236,7 @@ class SqliteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        return True
 
     async def history_bytes(self, doc: str) -> int:
         def measure(conn) -> int:

@@ -207,13 +207,6 @@ class FoldGate:
         return await self.store.fold_history(*args, **kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="i20-store's fold_history deletes the seqs it is given whatever they hold now: a fold computed from "
-    "a stale read deletes another replica's merged entry, and the updates only that entry held (here e1, and "
-    "with it the whole text). Fix: fold only if the entries in first..last are still the ones read (a "
-    "compare-and-swap in the Lua script), else skip; then drop this mark.",
-)
 @pytest.mark.anyio
 async def test_two_replicas_folding_one_history_at_once_lose_no_update(redis_server):
     """Both replicas run retention on a document they both have loaded, each with its own clock: the hourly

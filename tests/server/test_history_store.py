@@ -136,11 +136,17 @@ async def test_checkpoints_fold_and_bytes(make_store):
     folded = await store.history("doc", after=1, upto=5)
     update = merge_updates(*(e.update for e in folded))
     merged = HistoryEntry(5, T0 + 4, update, ADA, Origin("merged"), None, (ADA, BOB))
-    await store.fold_history("doc", [e.seq for e in folded], merged, [2, 4])
+    assert await store.fold_history("doc", folded, merged, [2, 4])
     entries = await store.history("doc")
     assert [(e.seq, e.origin.kind, e.authors) for e in entries] == [
         (1, "typing", ()), (5, "merged", (ADA, BOB)), (6, "typing", ())
     ]
+    # A fold computed from what was read before that one (another instance's retention) changes nothing:
+    # neither the same run again, nor one that would take the merged entry at its first seq for e5 alone.
+    stale = HistoryEntry(6, T0 + 5, merge_updates(folded[-1].update, u[5]), ADA, Origin("merged"), None, (ADA,))
+    assert not await store.fold_history("doc", folded, merged, [])
+    assert not await store.fold_history("doc", [folded[-1], entries[2]], stale, [])
+    assert await store.history("doc") == entries
     assert await store.checkpoint("doc", 6) is None  # both lay inside the folded run
     assert await store.history_bytes("doc") < before
     assert [await text_at(store, "doc", seq) for seq in (1, 5, 6)] == ["a", "abcde", "abcdef"]

@@ -152,7 +152,7 @@ async def test_an_unknown_version_is_404_and_a_folded_one_410(stored):
         entries = await store.history("notes")
         seqs = [e.seq for e in entries]
         merged = HistoryEntry(seqs[3], entries[3].at, b"\x00\x00", ADA, Origin("merged"), None, (ADA,))
-        await store.fold_history("notes", seqs[1:4], merged, [])
+        assert await store.fold_history("notes", entries[1:4], merged, [])
         for missing, status in ((seqs[1], 410), (seqs[2], 410), (seqs[-1] + 1, 404), (10**9, 404)):
             with pytest.raises(RedraftError) as refused:
                 await reading.find(store, "notes", missing, 60.0)
