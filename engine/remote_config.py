@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 API_KEY_ENV = "REDRAFT_ENGINE_API_KEY"
 DEFAULT_TIMEOUT_S = 60.0  # a big model's prefill of a long prompt comes before its first chunk
 DEFAULT_MAX_CONCURRENCY = 4
+# The whole of one answer, from its request to its last chunk. --engine-timeout bounds the silence between two
+# chunks only: a server trickling a byte every 59 s would otherwise hold a redraft open for ever. 4096 tokens
+# at llama.cpp's 10 tokens a second on a CPU take 410 s.
+DEFAULT_DEADLINE_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class RemoteConfig:
     timeout_s: float = DEFAULT_TIMEOUT_S  # to connect, and between two chunks of a stream
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY  # requests in flight upstream; the rest wait in order
     api_key: str | None = field(default=None, repr=False)  # never logged
+    deadline_s: float = DEFAULT_DEADLINE_S  # the whole of one answer, from its request to its last chunk
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -34,6 +39,8 @@ class RemoteConfig:
             raise ValueError(f"engine_context must be at least 64 tokens, not {self.context}")
         if self.timeout_s <= 0:
             raise ValueError(f"engine_timeout must be positive, not {self.timeout_s}")
+        if self.deadline_s <= 0:
+            raise ValueError(f"engine_deadline must be positive, not {self.deadline_s}")
         if self.max_concurrency < 1:
             raise ValueError(f"engine_max_concurrency must be at least 1, not {self.max_concurrency}")
         if self.model is not None and not self.model.strip():
@@ -42,6 +49,34 @@ class RemoteConfig:
     @property
     def base_url(self) -> str:
         return self.url.rstrip("/")
+
+    def __repr__(self) -> str:  # the URL without its password; the key not at all
+        return (f"RemoteConfig(url={self.shown_url!r}, model={self.model!r}, context={self.context!r}, "
+                f"timeout_s={self.timeout_s!r}, max_concurrency={self.max_concurrency!r}, deadline_s={self.deadline_s!r})")
+
+    @property
+    def request_url(self) -> str:
+        """base_url without its user:password, which goes as basic_auth instead (httpx logs request URLs)."""
+        return self.shown_url
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        parts = urlsplit(self.base_url)
+        if parts.username is None and parts.password is None:
+            return None
+        return unquote(parts.username or ""), unquote(parts.password or "")
+
+    def redact(self, error: Exception) -> Exception:
+        """The error with the key and the URL's password blanked out of its message (a server may quote the
+        key it refused: OpenAI's own "Incorrect API key provided: sk-..." does)."""
+        text = str(error)
+        secrets = [self.api_key] if self.api_key else []
+        password = (self.basic_auth or ("", ""))[1]
+        secrets += [password] if password else []
+        redacted = text
+        for secret in secrets:
+            redacted = redacted.replace(secret, "[redacted]")
+        return error if redacted == text else type(error)(redacted)
 
     @property
     def shown_url(self) -> str:
