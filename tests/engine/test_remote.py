@@ -420,9 +420,10 @@ def test_worker_flags_make_a_remote_config(monkeypatch, tmp_path):
 
     monkeypatch.setenv("REDRAFT_ENGINE_API_KEY", "sk-env")
     args = ["worker", "--redis-url", "redis://x", "--engine", "openai", "--engine-url", "http://gpu:8000/v1",
-            "--engine-context", "8192", "--engine-max-concurrency", "6", "--engine-timeout", "9"]
+            "--engine-context", "8192", "--engine-max-concurrency", "6", "--engine-timeout", "9",
+            "--engine-deadline", "30"]
     config = config_from_args(build_parser().parse_args(args))
-    assert config.remote == RemoteConfig("http://gpu:8000/v1", None, 8192, 9.0, 6, "sk-env")
+    assert config.remote == RemoteConfig("http://gpu:8000/v1", None, 8192, 9.0, 6, "sk-env", deadline_s=30.0)
     assert (config.engine, config.max_batch) == ("openai", 6)  # one job is one request upstream
     assert config_from_args(build_parser().parse_args(args[:3])).remote is None  # --engine local: none
     with pytest.raises(ValueError, match="--engine openai takes redrafts to an OpenAI-compatible server: set"):
