@@ -250,3 +250,5 @@ async def _read_json(request: Request, max_bytes: int):
         return json.loads(b"".join(chunks))
     except ValueError as exc:
         raise ApiError(400, f"the body is not JSON: {exc}") from exc
+    except RecursionError:  # 100 KB of "[" is JSON nested 100,000 deep: the decoder gives up, as we do here
+        raise ApiError(400, "the body is not JSON: it is nested too deep") from None

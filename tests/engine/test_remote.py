@@ -237,6 +237,7 @@ def test_the_estimate_errs_high_on_english_and_code_and_trims_within_budget():
         ({"kind": "complete", "prompt": 3}, "prompt must be text"),
         ({"kind": "complete", "prompt": "x", "max_tokens": 0}, "max_tokens must be a positive integer"),
         ({"kind": "complete", "prompt": "x", "stop": ["a"] * 5}, "stop must be a list of at most 4"),
+        ({"kind": "complete", "prompt": "x", "stop": ["a" * 257]}, "each stop string must be at most 256 characters"),
         ({"kind": "rewrite", "passage": "x" * 3000}, "the instruction and passage need"),
     ],
 )
