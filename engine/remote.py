@@ -14,7 +14,6 @@ are capped at `max_concurrency`; the rest wait in order (asyncio.Semaphore wakes
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import math
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 import httpx
 
 from engine.errors import RequestError
+from engine.progress_queue import ProgressQueue
 from engine.prompts import PromptTooLongError, RedraftPrompt, build_messages, fit_prompt
 from engine.redrafts import MAX_CANVASES, REWRITE_ROOM, OutputLimit, RedraftSpec
 from engine.remote_config import RemoteConfig, read_api_key
@@ -58,10 +58,6 @@ MESSAGE_OVERHEAD, TEMPLATE_OVERHEAD = 8, 32  # role markers around each message;
 # Bounds on what an upstream that ignores max_tokens, or never stops, can make us hold. A 128k-token answer at
 # 4 bytes a token is 512 KiB of text; past 2 MiB the server is not writing an answer but flooding us.
 MAX_TEXT_BYTES = 2 << 20
-# Progress dicts not yet read: each holds the whole text, so a reader that stalls (a /v1 client that does not
-# read its stream) would make the queue hold the text once per token. Older ones are dropped: each progress
-# dict is a whole snapshot, so the newest says all that the dropped ones did.
-MAX_PENDING_PROGRESS = 8
 MAX_MODELS_BYTES = 16 << 20  # /v1/models: OpenRouter's list of some 300 models is about 1 MiB
 
 
@@ -149,9 +145,7 @@ class RemoteGeneration:
         self.is_waiting = True
         self._submitted = time.perf_counter()
         self._timings = {"queue_s": 0.0, "prefill_s": 0.0, "denoise_s": 0.0}
-        self._progress: collections.deque = collections.deque()
-        self._has_progress = asyncio.Event()
-        self._is_ended = False
+        self._progress = ProgressQueue()  # bounded: a reader that stalls must not hold the text once per token
         self._num_bytes = 0
         self._outcome: asyncio.Future = asyncio.get_running_loop().create_future()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="remote-redraft")
@@ -163,18 +157,10 @@ class RemoteGeneration:
         return self
 
     async def __anext__(self) -> dict:
-        while not self._progress:
-            if self._is_ended:
-                raise StopAsyncIteration
-            self._has_progress.clear()
-            await self._has_progress.wait()
-        return self._progress.popleft()
+        return await self._progress.get()
 
     def _publish(self) -> None:
-        if len(self._progress) >= MAX_PENDING_PROGRESS:
-            self._progress.popleft()
-        self._progress.append(self._progress_dict())
-        self._has_progress.set()
+        self._progress.put(self._progress_dict())
 
     async def result(self) -> dict:
         return await self._outcome
@@ -303,8 +289,7 @@ class RemoteGeneration:
                 self._outcome.set_exception(outcome)
             else:
                 self._outcome.set_result(outcome)
-        self._is_ended = True
-        self._has_progress.set()
+        self._progress.end()
 
 
 class RemoteEngine:

@@ -230,7 +230,7 @@ def _handler(faults: FaultServer):
                     self._send(b"data: [DONE]\n\n")
                 elif mode == "long_line":
                     self._send(b"data: ")
-                    while faults.num_sent < MAX_ENDLESS * 64:
+                    while faults.num_sent < MAX_ENDLESS * 1024:  # 200 MB
                         self._send(b"x" * 65536)
                         faults.num_sent += 65536
                 elif mode == "trickle":
