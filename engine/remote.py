@@ -30,6 +30,7 @@ from engine.remote_config import RemoteConfig, read_api_key
 from engine.remote_stream import (
     DONE,
     RemoteError,
+    one_line,
     check_stream_response,
     connection_error,
     events,
@@ -385,7 +386,7 @@ async def _choose_model(client: httpx.AsyncClient, config: RemoteConfig) -> tupl
     }
     if not models:
         raise RemoteError(f"{config.shown_url}/models lists no model: is a model loaded, and is the URL the API's /v1?")
-    names = ", ".join(models)
+    names = one_line(", ".join(models))  # a gateway may list hundreds: the message is read on /healthz
     if config.model is not None:
         if config.model not in models:
             raise RemoteError(f"the engine server has no model {config.model!r}; it lists: {names}")

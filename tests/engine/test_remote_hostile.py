@@ -11,6 +11,7 @@ import pytest
 
 from engine import progress_queue, remote
 from engine.api import RemoteConfig, RemoteEngine
+from engine.remote_stream import RemoteError
 from tests.engine.test_remote import REWRITE, failure, load, run
 from tests.support.openai_faults import FaultServer
 
@@ -168,3 +169,13 @@ async def test_an_upstream_quoting_the_key_back_has_it_blanked(faults):
         "the engine server answered 400 Bad Request: Incorrect API key provided: [redacted] (or try sk-other) "
         "(code 400)"
     )
+
+
+@pytest.mark.anyio
+async def test_a_listing_of_thousands_of_models_is_named_in_one_short_line(faults):
+    faults.models = [{"id": f"org/model-{i}"} for i in range(5000)]
+    with pytest.raises(RemoteError) as raised:
+        await load(faults)
+    message = str(raised.value)
+    assert message.startswith("the engine server lists 5000 models (org/model-0, org/model-1, ")
+    assert message.endswith("…): choose one with --engine-model") and len(message) < 400
