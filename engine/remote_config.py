@@ -43,6 +43,10 @@ class RemoteConfig:
             raise ValueError(f"engine_deadline must be positive, not {self.deadline_s}")
         if self.max_concurrency < 1:
             raise ValueError(f"engine_max_concurrency must be at least 1, not {self.max_concurrency}")
+        if self.api_key is not None and not all("!" <= char <= "~" for char in self.api_key):
+            # Said without the key: httpx's "Illegal header value b'Bearer sk-...'" would show it on /healthz.
+            raise ValueError(f"the engine API key ({API_KEY_ENV} or engine_api_key_file) must be printable ASCII "
+                             "without spaces or line breaks inside it")
         if self.model is not None and not self.model.strip():
             raise ValueError("engine_model must not be empty (leave it out to use the server's only model)")
 

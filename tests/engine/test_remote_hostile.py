@@ -179,3 +179,12 @@ async def test_a_listing_of_thousands_of_models_is_named_in_one_short_line(fault
     message = str(raised.value)
     assert message.startswith("the engine server lists 5000 models (org/model-0, org/model-1, ")
     assert message.endswith("…): choose one with --engine-model") and len(message) < 400
+
+
+@pytest.mark.parametrize("key", ["sk-abc\ndef-secret", "sk-abc\x00-secret", "sk-\u00e9-secret", "sk abc-secret"])
+def test_a_malformed_key_is_refused_without_being_shown(key):
+    # httpx refused it only when sending, with the header in its message: "Illegal header value b'Bearer sk-..."
+    with pytest.raises(ValueError) as raised:
+        RemoteConfig("http://gpu:8000/v1", api_key=key)
+    assert str(raised.value) == ("the engine API key (REDRAFT_ENGINE_API_KEY or engine_api_key_file) must be printable "
+                                 "ASCII without spaces or line breaks inside it")
