@@ -323,7 +323,12 @@ class RemoteEngine:
             ),
         )
         try:
-            model, context = await _choose_model(client, config)
+            async with asyncio.timeout(config.deadline_s):  # a listing trickled for ever must end too
+                model, context = await _choose_model(client, config)
+        except TimeoutError:
+            await client.aclose()
+            raise RemoteError(f"{config.shown_url}/models did not answer within {config.deadline_s:g} s "
+                              "(--engine-deadline)") from None
         except BaseException:
             await client.aclose()
             raise

@@ -88,6 +88,15 @@ async def test_an_upstream_trickling_under_the_timeout_meets_the_deadline(faults
     assert message == f"the engine server at {faults.url} did not finish its answer within 1.5 s (--engine-deadline)"
 
 
+
+@pytest.mark.anyio
+async def test_a_model_listing_trickled_for_ever_meets_the_deadline(faults):
+    faults.is_models_trickled, faults.delay_s = True, 0.2
+    with anyio.fail_after(10), pytest.raises(RemoteError) as raised:
+        await load(faults, timeout_s=1.0, deadline_s=1.5)
+    assert str(raised.value) == f"{faults.url}/models did not answer within 1.5 s (--engine-deadline)"
+    assert await anyio.to_thread.run_sync(faults.disconnected.wait, 5)
+
 def test_the_deadline_must_be_positive():
     with pytest.raises(ValueError, match="engine_deadline must be positive, not 0"):
         RemoteConfig("http://gpu:8000/v1", deadline_s=0)

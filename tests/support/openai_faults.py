@@ -57,6 +57,7 @@ class FaultServer:
         self.huge_bytes = 3 << 20
         self.redirect_to = "http://user:pw@elsewhere.example/v1/chat/completions?key=sk-leak"
         self.num_sent = 0  # bytes of the body sent in the endless, long_line and trickle modes
+        self.is_models_trickled = False  # /v1/models: headers, then a byte every delay_s until the client hangs up
         self.chunk_delay_s = 0.0  # between two chunks of a well-behaved stream (so that previews show)
         self.requests: list[dict] = []  # {"path", "headers", "body"} of each request, in order
         self.in_flight = 0
@@ -132,7 +133,19 @@ def _handler(faults: FaultServer):
         def do_GET(self) -> None:
             if not self._authorised():
                 return
-            if self.path.rstrip("/") == "/v1/models":
+            if self.path.rstrip("/") == "/v1/models" and faults.is_models_trickled:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    while True:
+                        self._send(b" ")
+                        time.sleep(faults.delay_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    faults.disconnected.set()
+                    self.close_connection = True
+            elif self.path.rstrip("/") == "/v1/models":
                 self._json(200, {"object": "list", "data": faults.models})
             else:
                 self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found", "code": 404}})
