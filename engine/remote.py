@@ -24,6 +24,7 @@ import httpx
 
 from engine.errors import RequestError
 from engine.progress_queue import ProgressQueue
+from engine.remote_answer import AnswerText
 from engine.prompts import PromptTooLongError, RedraftPrompt, build_messages, fit_prompt
 from engine.redrafts import MAX_CANVASES, REWRITE_ROOM, OutputLimit, RedraftSpec
 from engine.remote_config import RemoteConfig, read_api_key
@@ -59,6 +60,11 @@ MESSAGE_OVERHEAD, TEMPLATE_OVERHEAD = 8, 32  # role markers around each message;
 # Bounds on what an upstream that ignores max_tokens, or never stops, can make us hold. A 128k-token answer at
 # 4 bytes a token is 512 KiB of text; past 2 MiB the server is not writing an answer but flooding us.
 MAX_TEXT_BYTES = 2 << 20
+# Past this much text, progress (a snapshot of all of it, read by the preview and /v1) is published at most
+# every PROGRESS_INTERVAL_S rather than a chunk: a long answer sent a byte a chunk would cost its length
+# squared. An answer of a few thousand tokens is under it and shows every token.
+THROTTLE_FROM_CHARS = 64 << 10
+PROGRESS_INTERVAL_S = 0.05
 MAX_MODELS_BYTES = 16 << 20  # /v1/models: OpenRouter's list of some 300 models is about 1 MiB
 
 
@@ -139,7 +145,9 @@ class RemoteGeneration:
     def __init__(self, engine: "RemoteEngine", request: RemoteRequest):
         self.engine = engine
         self.request = request
-        self.text = ""
+        self.answer = AnswerText(request.limit)
+        self._published_at: float | None = None  # time.monotonic() of the last progress published
+        self._published_chars = 0
         self.num_tokens = 0  # content chunks so far (one token each on vLLM and llama.cpp), until usage says
         self.usage: dict | None = None
         self.finish_reason: str | None = None
@@ -160,8 +168,17 @@ class RemoteGeneration:
     async def __anext__(self) -> dict:
         return await self._progress.get()
 
+    @property
+    def text(self) -> str:
+        return self.answer.text
+
     def _publish(self) -> None:
         self._progress.put(self._progress_dict())
+        self._published_at, self._published_chars = time.monotonic(), self.answer.num_chars
+
+    def _is_due(self) -> bool:
+        return (self.answer.num_chars < THROTTLE_FROM_CHARS or self._published_at is None
+                or time.monotonic() - self._published_at >= PROGRESS_INTERVAL_S)
 
     async def result(self) -> dict:
         return await self._outcome
@@ -213,10 +230,10 @@ class RemoteGeneration:
                     if not self.num_tokens:
                         self._timings["prefill_s"] = time.perf_counter() - started
                     self.num_tokens += 1
-                    self.text += chunk.text
-                    if self._cut_at_stop():
+                    if self._cut_at_stop(chunk.text):
                         break
-                    self._publish()
+                    if self._is_due():
+                        self._publish()
             else:
                 if self.finish_reason is None:
                     raise RemoteError(
@@ -227,6 +244,8 @@ class RemoteGeneration:
                 raise RemoteError(
                     "the engine server ended the stream without an answer ([DONE] with nothing before it)"
                 )
+        if self.answer.num_chars != self._published_chars:  # what throttling held back
+            self._publish()
         self._timings["denoise_s"] = time.perf_counter() - started - self._timings["prefill_s"]
 
     def _is_over_limit(self, text: str) -> bool:
@@ -240,9 +259,9 @@ class RemoteGeneration:
                     f"{max_tokens} tokens" if self.num_tokens >= max_tokens else f"{MAX_TEXT_BYTES} bytes")
         return True
 
-    def _cut_at_stop(self) -> bool:
-        """Cuts the text before the first stop string (a server that ignores `stop` still stops here)."""
-        self.text, found = self.request.limit.final(self.text)
+    def _cut_at_stop(self, piece: str) -> bool:
+        """Adds a chunk, cut before the first stop string (a server that ignores `stop` still stops here)."""
+        found = self.answer.append(piece)
         if found:
             self.finish_reason = "stop"
             self._publish()

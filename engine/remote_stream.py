@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +21,7 @@ MAX_ERROR_BODY_BYTES = 64 << 10  # read of a failed response's body
 # One line of the event stream. A chunk of one token is ~300 bytes of JSON; httpx's aiter_lines would buffer a
 # line without end whole, so an upstream that never sends a newline would fill the memory.
 MAX_LINE_BYTES = 1 << 20
+LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 class RemoteError(Exception):
@@ -154,26 +156,29 @@ DONE = object()  # the `data: [DONE]` sentinel
 
 async def lines(chunks: AsyncIterator[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> AsyncIterator[str]:
     """The lines of a byte stream without their ends (\\n, \\r\\n or \\r, as server-sent events may end them).
-    Raises RemoteError for a line over max_line_bytes rather than buffering it whole."""
-    pending = b""
+    Raises RemoteError for a line over max_line_bytes rather than buffering it whole. Each byte is scanned
+    once and the buffer only appended to: a line trickled a byte a read costs no more than one sent whole."""
+    pending, start, scan = bytearray(), 0, 0  # start: of the current line; scan: where to look for its end
     async for chunk in chunks:
         pending += chunk
-        start = 0
-        while True:
-            newline, carriage = pending.find(b"\n", start), pending.find(b"\r", start)
-            end = min(i for i in (newline, carriage, len(pending)) if i >= 0)
-            if end == len(pending) or (end == carriage and end + 1 == len(pending)):
-                break  # no end yet, or a \r whose \n may be in the next chunk
-            yield _line(pending[start:end], max_line_bytes)
-            start = end + (2 if pending[end : end + 2] == b"\r\n" else 1)
-        pending = pending[start:]
-        if len(pending) > max_line_bytes:
+        while (end := LINE_END.search(pending, scan)) is not None:
+            if end.group() == b"\r" and end.end() == len(pending):
+                scan = end.start()  # a \r whose \n may come in the next chunk
+                break
+            yield _line(pending[start : end.start()], max_line_bytes)
+            start = scan = end.end()
+        else:
+            scan = len(pending)
+        if len(pending) - start > max_line_bytes:
             raise _long_line(max_line_bytes)
-    if pending:
-        yield _line(pending.rstrip(b"\r"), max_line_bytes)
+        if start > len(pending) // 2:  # drop the lines read, when that halves the buffer: amortised O(1)
+            del pending[:start]
+            scan, start = scan - start, 0
+    if start < len(pending):
+        yield _line(bytes(pending[start:]).rstrip(b"\r"), max_line_bytes)
 
 
-def _line(raw: bytes, max_line_bytes: int) -> str:
+def _line(raw: bytes | bytearray, max_line_bytes: int) -> str:
     if len(raw) > max_line_bytes:
         raise _long_line(max_line_bytes)
     return raw.decode("utf-8", "replace")

@@ -121,6 +121,20 @@ async def test_a_reader_that_stalls_holds_only_the_newest_progress(faults, monke
     assert sum(len(p["text"]) + len(p["committed"]) for p in progress) <= 1000 < 2 * sum(map(len, texts[-len(progress) - 1 :]))
 
 
+@pytest.mark.anyio
+async def test_a_long_answer_in_tiny_chunks_is_published_throttled_and_whole_at_the_end(faults, monkeypatch):
+    monkeypatch.setattr(remote, "THROTTLE_FROM_CHARS", 10)
+    monkeypatch.setattr(remote, "PROGRESS_INTERVAL_S", 60.0)  # past 10 characters, nothing more until the end
+    faults.reply = ["ab"] * 100
+    engine = await load(faults)
+    try:
+        progress, outcome = await run(engine, CHAT)
+    finally:
+        await engine.close()
+    assert outcome["text"] == "ab" * 100
+    # a chunk each while under 10 characters, then nothing until the interval has passed, and all at the end
+    assert [p["text"] for p in progress] == ["ab" * i for i in (1, 2, 3, 4, 100)]
+
 # --- an upstream that answers something else -------------------------------------------------------------
 
 
