@@ -7,6 +7,7 @@ environment or a file, never from a flag, so that it does not show in `ps` or in
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -33,7 +34,7 @@ class RemoteConfig:
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(
-                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {self.url!r}"
+                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {hide_userinfo(self.url)!r}"
             )
         if self.context is not None and self.context < 64:
             raise ValueError(f"engine_context must be at least 64 tokens, not {self.context}")
@@ -91,6 +92,12 @@ class RemoteConfig:
         host = parts.hostname or ""
         host = f"[{host}]" if ":" in host else host
         return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
+
+
+def hide_userinfo(url: str) -> str:
+    """A URL, even one that does not parse, with what comes before an @ (a user:password) blanked: for the
+    messages that must quote a bad URL, shown on /healthz and in the log."""
+    return re.sub(r"[^/@]*@", "…@", url, count=1)
 
 
 def read_api_key(api_key_file: str | Path | None) -> str | None:

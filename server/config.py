@@ -168,7 +168,8 @@ class ServerConfig:
             raise ValueError("--engine openai sends redrafts to an OpenAI-compatible server: set --engine-url too")
         if self.engine_url is not None and not self.engine_url.startswith(("http://", "https://")):
             raise ValueError(
-                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {self.engine_url!r}"
+                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not "
+                f"{re.sub(r'[^/@]*@', '…@', self.engine_url, count=1)!r}"  # a user:password in it not shown
             )
         if self.engine_context != 0 and self.engine_context < 64:
             raise ValueError(

@@ -211,3 +211,14 @@ def test_a_malformed_key_is_refused_without_being_shown(key):
         RemoteConfig("http://gpu:8000/v1", api_key=key)
     assert str(raised.value) == ("the engine API key (REDRAFT_ENGINE_API_KEY or engine_api_key_file) must be printable "
                                  "ASCII without spaces or line breaks inside it")
+
+
+@pytest.mark.parametrize("url", ["ftp://user:hunter2@gpu/v1", "user:hunter2@gpu:8000/v1"])
+def test_a_bad_url_is_quoted_without_its_password(url):
+    from server.config import ServerConfig
+
+    for make in (lambda: RemoteConfig(url), lambda: ServerConfig(engine="openai", engine_url=url)):
+        with pytest.raises(ValueError) as raised:
+            make()
+        assert str(raised.value) == ("engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not "
+                                     f"{url.replace('user:hunter2', '…')!r}")
