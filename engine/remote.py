@@ -205,12 +205,14 @@ class RemoteGeneration:
             self._settle(connection_error(exc, self.engine.config.shown_url, self.engine.config.timeout_s))
         except Exception as exc:  # a bug here must still end the redraft, with something to read
             log.exception("remote redraft failed")
-            self._settle(self.engine.config.redact(RemoteError(f"the remote engine failed: {type(exc).__name__}: {exc}")))
+            error = RemoteError(f"the remote engine failed: {type(exc).__name__}: {exc}")
+            self._settle(self.engine.config.redact(error))
 
     async def _stream(self) -> None:
         engine, request = self.engine, self.request
         started = time.perf_counter()
-        async with engine.client.stream("POST", engine.config.request_url + request.path, json=request.body) as response:
+        url = engine.config.request_url + request.path
+        async with engine.client.stream("POST", url, json=request.body) as response:
             if response.status_code != 200:
                 raise await status_error(response, engine.config.api_key is not None)
             check_stream_response(response)

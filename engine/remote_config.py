@@ -34,7 +34,8 @@ class RemoteConfig:
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(
-                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {hide_userinfo(self.url)!r}"
+                "engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not "
+                f"{hide_userinfo(self.url)!r}"
             )
         if self.context is not None and self.context < 64:
             raise ValueError(f"engine_context must be at least 64 tokens, not {self.context}")
@@ -57,7 +58,8 @@ class RemoteConfig:
 
     def __repr__(self) -> str:  # the URL without its password; the key not at all
         return (f"RemoteConfig(url={self.shown_url!r}, model={self.model!r}, context={self.context!r}, "
-                f"timeout_s={self.timeout_s!r}, max_concurrency={self.max_concurrency!r}, deadline_s={self.deadline_s!r})")
+                f"timeout_s={self.timeout_s!r}, max_concurrency={self.max_concurrency!r}, "
+                f"deadline_s={self.deadline_s!r})")
 
     @property
     def request_url(self) -> str:

@@ -84,7 +84,8 @@ async def status_error(response: httpx.Response, has_key: bool) -> RemoteError:
     status = f"{response.status_code} {response.reason_phrase}".strip()
     if response.is_redirect:
         # Not followed: the key is for --engine-url, not for wherever a server (or whoever took it over) points.
-        return RemoteError(f"the engine server answered {status}, a redirect to {_shown(response.headers.get('location'))}"
+        target = _shown(response.headers.get("location"))
+        return RemoteError(f"the engine server answered {status}, a redirect to {target}"
                            ": redirects are not followed, so set --engine-url to the address it points to")
     if response.status_code == 401:
         if not has_key:
