@@ -24,18 +24,18 @@ import httpx
 
 from engine.errors import RequestError
 from engine.progress_queue import ProgressQueue
-from engine.remote_answer import AnswerText
 from engine.prompts import PromptTooLongError, RedraftPrompt, build_messages, fit_prompt
 from engine.redrafts import MAX_CANVASES, REWRITE_ROOM, OutputLimit, RedraftSpec
+from engine.remote_answer import AnswerText
 from engine.remote_config import RemoteConfig, read_api_key
 from engine.remote_stream import (
     DONE,
     RemoteError,
-    one_line,
     check_stream_response,
     connection_error,
     events,
     lines,
+    one_line,
     parse_chunk,
     read_capped,
     status_error,
@@ -65,7 +65,7 @@ MAX_TEXT_BYTES = 2 << 20
 # squared. An answer of a few thousand tokens is under it and shows every token.
 THROTTLE_FROM_CHARS = 64 << 10
 PROGRESS_INTERVAL_S = 0.05
-MAX_MODELS_BYTES = 16 << 20  # /v1/models: OpenRouter's list of some 300 models is about 1 MiB
+MAX_MODELS_BYTES = 16 << 20  # /v1/models: a gateway's listing of hundreds of models is a small part of it
 
 
 class ByteEstimate:
