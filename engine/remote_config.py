@@ -102,6 +102,21 @@ def hide_userinfo(url: str) -> str:
     return re.sub(r"[^/@]*@", "…@", url, count=1)
 
 
+def password_on_command_line(url: str | None) -> bool:
+    """Whether --engine-url carries a password and came from the command line (not REDRAFT_ENGINE_URL),
+    where `ps` shows it to every user of the machine, as the API key would be were it a flag."""
+    if not url or url == os.environ.get("REDRAFT_ENGINE_URL"):
+        return False
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return False
+
+
+PASSWORD_ON_COMMAND_LINE = ("--engine-url holds a password, which `ps` shows to every user of this machine: "
+                            "set REDRAFT_ENGINE_URL instead")
+
+
 def read_api_key(api_key_file: str | Path | None) -> str | None:
     """REDRAFT_ENGINE_API_KEY, else the first line of api_key_file, else None. Raises ValueError naming
     the file when it cannot be read."""

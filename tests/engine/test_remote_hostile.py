@@ -223,3 +223,13 @@ def test_a_bad_url_is_quoted_without_its_password(url):
             make()
         assert str(raised.value) == ("engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not "
                                      f"{url.replace('user:hunter2', '…')!r}")
+
+
+def test_a_password_in_the_url_flag_is_told_apart_from_one_in_the_environment(monkeypatch):
+    from engine.remote_config import password_on_command_line
+
+    url = "http://user:hunter2@gpu:8000/v1"
+    monkeypatch.delenv("REDRAFT_ENGINE_URL", raising=False)
+    assert password_on_command_line(url) and not password_on_command_line("http://user@gpu/v1")
+    monkeypatch.setenv("REDRAFT_ENGINE_URL", url)
+    assert not password_on_command_line(url)

@@ -168,6 +168,9 @@ def test_a_password_in_the_engine_url_shows_nowhere(start_server, py_clients, fa
     assert faults.requests[-1]["headers"]["Authorization"] == "Basic dXNlcjpodW50ZXIy"  # user:hunter2
     log_text = server.log_path.read_text()
     assert "HTTP Request: POST" in log_text and "hunter2" not in log_text
+    # given as a flag, where `ps` shows it: said once at the start (REDRAFT_ENGINE_URL is the place for it)
+    assert log_text.count("--engine-url holds a password, which `ps` shows to every user of this machine: set "
+                          "REDRAFT_ENGINE_URL instead") == 1
 
 
 def test_cancel_closes_the_stream_and_leaves_the_document(start_server, py_clients, faults):
