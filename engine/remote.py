@@ -14,6 +14,7 @@ are capped at `max_concurrency`; the rest wait in order (asyncio.Semaphore wakes
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -22,10 +23,23 @@ from dataclasses import dataclass
 import httpx
 
 from engine.errors import RequestError
+from engine.progress_queue import ProgressQueue
 from engine.prompts import PromptTooLongError, RedraftPrompt, build_messages, fit_prompt
 from engine.redrafts import MAX_CANVASES, REWRITE_ROOM, OutputLimit, RedraftSpec
+from engine.remote_answer import AnswerText
 from engine.remote_config import RemoteConfig, read_api_key
-from engine.remote_stream import DONE, RemoteError, connection_error, events, parse_chunk, status_error
+from engine.remote_stream import (
+    DONE,
+    RemoteError,
+    check_stream_response,
+    connection_error,
+    events,
+    lines,
+    one_line,
+    parse_chunk,
+    read_capped,
+    status_error,
+)
 
 __all__ = ["RemoteConfig", "RemoteEngine", "RemoteError", "RemoteGeneration", "read_api_key"]
 
@@ -43,6 +57,15 @@ BLOCK_TOKENS = 256
 # byte by byte, where the server's own "context length" message ends the redraft.
 BYTES_PER_TOKEN = 1.5
 MESSAGE_OVERHEAD, TEMPLATE_OVERHEAD = 8, 32  # role markers around each message; BOS and the opened model turn
+# Bounds on what an upstream that ignores max_tokens, or never stops, can make us hold. A 128k-token answer at
+# 4 bytes a token is 512 KiB of text; past 2 MiB the server is not writing an answer but flooding us.
+MAX_TEXT_BYTES = 2 << 20
+# Past this much text, progress (a snapshot of all of it, read by the preview and /v1) is published at most
+# every PROGRESS_INTERVAL_S rather than a chunk: a long answer sent a byte a chunk would cost its length
+# squared. An answer of a few thousand tokens is under it and shows every token.
+THROTTLE_FROM_CHARS = 64 << 10
+PROGRESS_INTERVAL_S = 0.05
+MAX_MODELS_BYTES = 16 << 20  # /v1/models: a gateway's listing of hundreds of models is a small part of it
 
 
 class ByteEstimate:
@@ -127,14 +150,17 @@ class RemoteGeneration:
     def __init__(self, engine: "RemoteEngine", request: RemoteRequest):
         self.engine = engine
         self.request = request
-        self.text = ""
+        self.answer = AnswerText(request.limit)
+        self._published_at: float | None = None  # time.monotonic() of the last progress published
+        self._published_chars = 0
         self.num_tokens = 0  # content chunks so far (one token each on vLLM and llama.cpp), until usage says
         self.usage: dict | None = None
         self.finish_reason: str | None = None
         self.is_waiting = True
         self._submitted = time.perf_counter()
         self._timings = {"queue_s": 0.0, "prefill_s": 0.0, "denoise_s": 0.0}
-        self._progress: asyncio.Queue = asyncio.Queue()
+        self._progress = ProgressQueue()  # bounded: a reader that stalls must not hold the text once per token
+        self._num_bytes = 0
         self._outcome: asyncio.Future = asyncio.get_running_loop().create_future()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="remote-redraft")
 
@@ -145,10 +171,19 @@ class RemoteGeneration:
         return self
 
     async def __anext__(self) -> dict:
-        progress = await self._progress.get()
-        if progress is None:
-            raise StopAsyncIteration
-        return progress
+        return await self._progress.get()
+
+    @property
+    def text(self) -> str:
+        return self.answer.text
+
+    def _publish(self) -> None:
+        self._progress.put(self._progress_dict())
+        self._published_at, self._published_chars = time.monotonic(), self.answer.num_chars
+
+    def _is_due(self) -> bool:
+        return (self.answer.num_chars < THROTTLE_FROM_CHARS or self._published_at is None
+                or time.monotonic() - self._published_at >= PROGRESS_INTERVAL_S)
 
     async def result(self) -> dict:
         return await self._outcome
@@ -158,26 +193,36 @@ class RemoteGeneration:
             async with self.engine._slots:
                 self.is_waiting = False
                 self._timings["queue_s"] = time.perf_counter() - self._submitted
-                await self._stream()
+                try:
+                    async with asyncio.timeout(self.engine.config.deadline_s):
+                        await self._stream()
+                except TimeoutError:
+                    raise RemoteError(
+                        f"the engine server at {self.engine.config.shown_url} did not finish its answer within "
+                        f"{self.engine.config.deadline_s:g} s (--engine-deadline)"
+                    ) from None
             self._settle(self._outcome_dict("done"))
         except asyncio.CancelledError:  # cancel() or the engine closing: the stream is closed by now
             self._settle(self._outcome_dict("cancelled"))
         except RemoteError as exc:
-            self._settle(exc)
+            self._settle(self.engine.config.redact(exc))
         except httpx.HTTPError as exc:
             self._settle(connection_error(exc, self.engine.config.shown_url, self.engine.config.timeout_s))
         except Exception as exc:  # a bug here must still end the redraft, with something to read
             log.exception("remote redraft failed")
-            self._settle(RemoteError(f"the remote engine failed: {type(exc).__name__}: {exc}"))
+            error = RemoteError(f"the remote engine failed: {type(exc).__name__}: {exc}")
+            self._settle(self.engine.config.redact(error))
 
     async def _stream(self) -> None:
         engine, request = self.engine, self.request
         started = time.perf_counter()
-        async with engine.client.stream("POST", engine.config.base_url + request.path, json=request.body) as response:
+        url = engine.config.request_url + request.path
+        async with engine.client.stream("POST", url, json=request.body) as response:
             if response.status_code != 200:
                 raise await status_error(response, engine.config.api_key is not None)
+            check_stream_response(response)
             is_done = False
-            async for event, data in events(response.aiter_lines()):
+            async for event, data in events(lines(response.aiter_raw())):
                 chunk = parse_chunk(event, data, request.is_chat)
                 if chunk is DONE:
                     is_done = True
@@ -185,14 +230,17 @@ class RemoteGeneration:
                 if chunk.usage is not None:
                     self.usage = chunk.usage
                 self.finish_reason = chunk.finish_reason or self.finish_reason
+                if chunk.text and self._is_over_limit(chunk.text):
+                    self.finish_reason = "length"
+                    break
                 if chunk.text:
                     if not self.num_tokens:
                         self._timings["prefill_s"] = time.perf_counter() - started
                     self.num_tokens += 1
-                    self.text += chunk.text
-                    if self._cut_at_stop():
+                    if self._cut_at_stop(chunk.text):
                         break
-                    self._progress.put_nowait(self._progress_dict())
+                    if self._is_due():
+                        self._publish()
             else:
                 if self.finish_reason is None:
                     raise RemoteError(
@@ -203,14 +251,27 @@ class RemoteGeneration:
                 raise RemoteError(
                     "the engine server ended the stream without an answer ([DONE] with nothing before it)"
                 )
+        if self.answer.num_chars != self._published_chars:  # what throttling held back
+            self._publish()
         self._timings["denoise_s"] = time.perf_counter() - started - self._timings["prefill_s"]
 
-    def _cut_at_stop(self) -> bool:
-        """Cuts the text before the first stop string (a server that ignores `stop` still stops here)."""
-        self.text, found = self.request.limit.final(self.text)
+    def _is_over_limit(self, text: str) -> bool:
+        """Whether this text would take the answer past max_tokens (or the context when none was asked) or
+        MAX_TEXT_BYTES: a server that ignores them, or never stops, is cut off here as at length."""
+        self._num_bytes += len(text.encode())
+        max_tokens = self.request.max_tokens or self.engine.context
+        if self.num_tokens < max_tokens and self._num_bytes <= MAX_TEXT_BYTES:
+            return False
+        log.warning("the engine server at %s went on past %s; its stream is cut there", self.engine.config.shown_url,
+                    f"{max_tokens} tokens" if self.num_tokens >= max_tokens else f"{MAX_TEXT_BYTES} bytes")
+        return True
+
+    def _cut_at_stop(self, piece: str) -> bool:
+        """Adds a chunk, cut before the first stop string (a server that ignores `stop` still stops here)."""
+        found = self.answer.append(piece)
         if found:
             self.finish_reason = "stop"
-            self._progress.put_nowait(self._progress_dict())
+            self._publish()
         return found
 
     def _progress_dict(self) -> dict:
@@ -255,7 +316,7 @@ class RemoteGeneration:
                 self._outcome.set_exception(outcome)
             else:
                 self._outcome.set_result(outcome)
-        self._progress.put_nowait(None)
+        self._progress.end()
 
 
 class RemoteEngine:
@@ -275,16 +336,27 @@ class RemoteEngine:
     @classmethod
     async def load(cls, config: RemoteConfig) -> "RemoteEngine":
         """Raises RemoteError (unreachable, refused key, no model to choose) with a message for the user."""
-        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        # identity: a compressed stream could inflate a thousandfold past every byte limit here (a gzip bomb)
+        headers = {"Accept-Encoding": "identity"}
+        if config.api_key:
+            headers["Authorization"] = f"Bearer {config.api_key}"
         client = httpx.AsyncClient(
             headers=headers,
+            # A user:password in the URL goes as Basic auth, never in the URLs httpx logs at INFO ("HTTP Request:").
+            auth=config.basic_auth,
+            follow_redirects=False,  # the key goes to --engine-url and nowhere else
             timeout=httpx.Timeout(config.timeout_s, pool=None),  # the semaphore, not the pool, queues requests
             limits=httpx.Limits(
                 max_connections=config.max_concurrency + 1, max_keepalive_connections=config.max_concurrency
             ),
         )
         try:
-            model, context, is_redraft = await _choose_model(client, config)
+            async with asyncio.timeout(config.deadline_s):  # a listing trickled for ever must end too
+                model, context, is_redraft = await _choose_model(client, config)
+        except TimeoutError:
+            await client.aclose()
+            raise RemoteError(f"{config.shown_url}/models did not answer within {config.deadline_s:g} s "
+                              "(--engine-deadline)") from None
         except BaseException:
             await client.aclose()
             raise
@@ -328,23 +400,27 @@ class RemoteEngine:
 async def _choose_model(client: httpx.AsyncClient, config: RemoteConfig) -> tuple[str, int, bool]:
     """The model, its context, and whether the server is another Redraft."""
     try:
-        response = await client.get(config.base_url + "/models")
-        if response.status_code == 404 and not config.base_url.endswith("/v1"):
-            raise RemoteError(f"{config.shown_url}/models is not found (404): the URL is the API's base, usually "
-                              "ending in /v1 (e.g. http://host:8000/v1)")
-        if response.status_code != 200:
-            raise await status_error(response, config.api_key is not None)
-        listed = response.json().get("data")
+        async with client.stream("GET", config.request_url + "/models") as response:
+            if response.status_code == 404 and not config.base_url.endswith("/v1"):
+                raise RemoteError(f"{config.shown_url}/models is not found (404): the URL is the API's base, usually "
+                                  "ending in /v1 (e.g. http://host:8000/v1)")
+            if response.status_code != 200:
+                raise config.redact(await status_error(response, config.api_key is not None))
+            body = await read_capped(response, MAX_MODELS_BYTES)
+            if body is None:
+                raise RemoteError(f"{config.shown_url}/models answered with over {MAX_MODELS_BYTES >> 20} MiB: not a "
+                                  "model list")
+        listed = json.loads(body).get("data")
     except httpx.HTTPError as exc:
         raise connection_error(exc, config.shown_url, config.timeout_s) from None
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise RemoteError(f"{config.shown_url}/models did not answer with a model list ({{\"data\": [...]}})") from None
     models = {
         entry["id"]: entry for entry in listed or [] if isinstance(entry, dict) and isinstance(entry.get("id"), str)
     }
     if not models:
         raise RemoteError(f"{config.shown_url}/models lists no model: is a model loaded, and is the URL the API's /v1?")
-    names = ", ".join(models)
+    names = one_line(", ".join(models))  # a gateway may list hundreds: the message is read on /healthz
     if config.model is not None:
         if config.model not in models:
             raise RemoteError(f"the engine server has no model {config.model!r}; it lists: {names}")

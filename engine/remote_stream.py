@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 MAX_MESSAGE_CHARS = 300  # of an upstream message quoted in ours: a 5xx's HTML page is no message
 MAX_ERROR_BODY_BYTES = 64 << 10  # read of a failed response's body
+# One line of the event stream. A chunk of one token is ~300 bytes of JSON; httpx's aiter_lines would buffer a
+# line without end whole, so an upstream that never sends a newline would fill the memory.
+MAX_LINE_BYTES = 1 << 20
+LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 class RemoteError(Exception):
@@ -57,15 +63,30 @@ def _os_reason(exc: BaseException) -> str:
     return one_line(str(exc) or "connection failed").lower()
 
 
+async def read_capped(response: httpx.Response, max_bytes: int) -> bytes | None:
+    """The body as sent (no decompression: we ask for identity), or None past max_bytes."""
+    body = b""
+    async for piece in response.aiter_raw():
+        body += piece
+        if len(body) > max_bytes:
+            return None
+    return body
+
+
 async def status_error(response: httpx.Response, has_key: bool) -> RemoteError:
     """A non-2xx answer, with the server's own message (OpenAI's {"error": {"message"}} or close to it)."""
     body = b""
-    async for piece in response.aiter_bytes():
+    async for piece in response.aiter_raw():
         body += piece
         if len(body) >= MAX_ERROR_BODY_BYTES:
             break
     message = upstream_message(body)
     status = f"{response.status_code} {response.reason_phrase}".strip()
+    if response.is_redirect:
+        # Not followed: the key is for --engine-url, not for wherever a server (or whoever took it over) points.
+        target = _shown(response.headers.get("location"))
+        return RemoteError(f"the engine server answered {status}, a redirect to {target}"
+                           ": redirects are not followed, so set --engine-url to the address it points to")
     if response.status_code == 401:
         if not has_key:
             return RemoteError(
@@ -76,6 +97,28 @@ async def status_error(response: httpx.Response, has_key: bool) -> RemoteError:
             "--engine-api-key-file is wrong"
         )
     return RemoteError(f"the engine server answered {status}: {message}")
+
+
+def check_stream_response(response: httpx.Response) -> None:
+    """Raises RemoteError unless a 200 is an uncompressed event stream (an HTML page, a proxy's login page or a
+    JSON answer from a server that ignored stream: true would otherwise read as a stream cut short)."""
+    kind = response.headers.get("content-type")
+    if kind is not None and kind.split(";")[0].strip().lower() != "text/event-stream":
+        raise RemoteError(f"the engine server answered {one_line(kind, 60)}, not a stream of events "
+                          "(text/event-stream): is --engine-url the API's base, e.g. http://host:8000/v1?")
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise RemoteError(f"the engine server compressed its stream ({one_line(encoding, 40)}) though asked not to")
+
+
+def _shown(location: str | None) -> str:
+    """A redirect's target without its user:password or query (either may hold a secret)."""
+    if not location:
+        return "nowhere (no Location)"
+    parts = urlsplit(location)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "") if host else ""
+    return one_line(urlunsplit((parts.scheme, netloc, parts.path, "", "")) or "?", 120)
 
 
 def upstream_message(body: bytes) -> str:
@@ -112,6 +155,42 @@ class Chunk:
 DONE = object()  # the `data: [DONE]` sentinel
 
 
+async def lines(chunks: AsyncIterator[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> AsyncIterator[str]:
+    """The lines of a byte stream without their ends (\\n, \\r\\n or \\r, as server-sent events may end them).
+    Raises RemoteError for a line over max_line_bytes rather than buffering it whole. Each byte is scanned
+    once and the buffer only appended to: a line trickled a byte a read costs no more than one sent whole."""
+    pending, start, scan = bytearray(), 0, 0  # start: of the current line; scan: where to look for its end
+    async for chunk in chunks:
+        pending += chunk
+        while (end := LINE_END.search(pending, scan)) is not None:
+            if end.group() == b"\r" and end.end() == len(pending):
+                scan = end.start()  # a \r whose \n may come in the next chunk
+                break
+            yield _line(pending[start : end.start()], max_line_bytes)
+            start = scan = end.end()
+        else:
+            scan = len(pending)
+        if len(pending) - start > max_line_bytes:
+            raise _long_line(max_line_bytes)
+        if start > len(pending) // 2:  # drop the lines read, when that halves the buffer: amortised O(1)
+            del pending[:start]
+            scan, start = scan - start, 0
+    if start < len(pending):
+        yield _line(bytes(pending[start:]).rstrip(b"\r"), max_line_bytes)
+
+
+def _line(raw: bytes | bytearray, max_line_bytes: int) -> str:
+    if len(raw) > max_line_bytes:
+        raise _long_line(max_line_bytes)
+    return raw.decode("utf-8", "replace")
+
+
+def _long_line(max_line_bytes: int) -> RemoteError:
+    return RemoteError(
+        f"the engine server sent a line of over {max_line_bytes >> 10} KiB without its end: not an event stream"
+    )
+
+
 async def events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
     """Server-sent events as (event, data): data lines joined, comments (keep-alives) skipped."""
     event, data = "message", []
@@ -139,7 +218,7 @@ def parse_chunk(event: str, data: str, is_chat: bool):
         return DONE
     try:
         chunk = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise RemoteError(f"the engine server sent a chunk that is not JSON: {one_line(data, 80)!r}") from None
     if event == "error" or (isinstance(chunk, dict) and "error" in chunk):
         message = error_text(chunk) if isinstance(chunk, dict) else str(chunk)

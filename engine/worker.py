@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from engine.remote_config import PASSWORD_ON_COMMAND_LINE, password_on_command_line
 from engine.worker_config import WorkerConfig, add_worker_arguments, config_from_args
 
 __all__ = ["Worker", "WorkerConfig", "add_worker_arguments", "config_from_args", "run_worker"]
@@ -424,6 +425,8 @@ def run_worker(args: argparse.Namespace) -> int:
         print(f"redraft worker: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.remote is not None and password_on_command_line(args.engine_url):
+        log.warning(PASSWORD_ON_COMMAND_LINE)
     return asyncio.run(_main(config))
 
 

@@ -12,7 +12,13 @@ import socket
 from dataclasses import dataclass, field
 
 from engine.config import DEFAULT_MODEL, QUANTIZE_FORMATS, check_engine_options
-from engine.remote_config import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S, RemoteConfig, read_api_key
+from engine.remote_config import (
+    DEFAULT_DEADLINE_S,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TIMEOUT_S,
+    RemoteConfig,
+    read_api_key,
+)
 
 WORKER_ENGINES = ("local", "openai")
 KEY_PART = re.compile(r"[A-Za-z0-9._-]{1,128}")  # the prefix and the name become parts of Redis keys
@@ -120,6 +126,7 @@ FLAGS: tuple[tuple[str, str, str | None], ...] = (
      None),
     ("engine-timeout", "for --engine openai: seconds to connect, and between two streamed chunks",
      str(DEFAULT_TIMEOUT_S)),
+    ("engine-deadline", "for --engine openai: seconds one answer may take, its whole stream", str(DEFAULT_DEADLINE_S)),
     ("engine-max-concurrency", "for --engine openai: jobs this worker takes at once, each one request upstream "
      "(instead of --max-batch)", str(DEFAULT_MAX_CONCURRENCY)),
     ("engine-api-key-file", "for --engine openai: a file whose first line is the API key (or set "
@@ -156,6 +163,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
             args.engine_url, model=args.engine_model or None,
             context=_parse(args, "engine-context", int) if args.engine_context else None,
             timeout_s=_parse(args, "engine-timeout", float),
+            deadline_s=_parse(args, "engine-deadline", float),
             max_concurrency=_parse(args, "engine-max-concurrency", int),
             api_key=read_api_key(args.engine_api_key_file),
         )

@@ -91,6 +91,8 @@ class ServerConfig:
         0, "for --engine openai: the model's context in tokens (0: what /v1/models says, else 4096)"
     )
     engine_timeout: float = _opt(60.0, "for --engine openai: seconds to connect, and between two streamed chunks")
+    # engine.remote_config.DEFAULT_DEADLINE_S: a server trickling under engine_timeout must not hold a redraft for ever
+    engine_deadline: float = _opt(600.0, "for --engine openai: seconds one answer may take, its whole stream")
     engine_max_concurrency: int = _opt(
         4, "for --engine openai: requests in flight to the server at once; the rest wait in order"
     )
@@ -181,7 +183,8 @@ class ServerConfig:
             raise ValueError("--engine openai sends redrafts to an OpenAI-compatible server: set --engine-url too")
         if self.engine_url is not None and not self.engine_url.startswith(("http://", "https://")):
             raise ValueError(
-                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not {self.engine_url!r}"
+                f"engine_url must be an http:// or https:// URL (e.g. http://host:8000/v1), not "
+                f"{re.sub(r'[^/@]*@', '…@', self.engine_url, count=1)!r}"  # a user:password in it not shown
             )
         if self.engine_context != 0 and self.engine_context < 64:
             raise ValueError(
@@ -189,6 +192,8 @@ class ServerConfig:
             )
         if self.engine_timeout <= 0:
             raise ValueError(f"engine_timeout must be positive, not {self.engine_timeout}")
+        if self.engine_deadline <= 0:
+            raise ValueError(f"engine_deadline must be positive, not {self.engine_deadline}")
         if self.engine_api_key_file is not None and not Path(self.engine_api_key_file).is_file():
             raise ValueError(f"engine_api_key_file: {self.engine_api_key_file!r} is not a file")
         if self.engine_device not in (None, "cpu", "cuda"):

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from .auth import AuthError, origin_allowed, verify_engine_token
 from .openai_request import ApiRequest, BadRequest, parse_chat, parse_completion
 from .openai_stream import EventStream, Reply, disconnected
-from .ratelimit import TokenBucket
+from .ratelimit import BucketMap
 from .redrafts.backends import EngineFailed, EngineRejected, EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class OpenAIApi:
 
     def __init__(self):
         self.started_at = int(time.time())
-        self.buckets: dict[str, TokenBucket] = {}
+        self.buckets: BucketMap | None = None  # per address; made at the first request, which has the config
         self.num_in_flight = 0  # jobs submitted and not yet ended in the engine (a cancel takes a step)
         self.num_cancelled = 0  # jobs cancelled because their client went away
         self._settling: set[asyncio.Task] = set()
@@ -128,9 +128,9 @@ class OpenAIApi:
             services.metrics.refused("openai_queue_full")
             raise ApiError(429, f"{live} requests are waiting or running; try again shortly", "requests",
                            code="queue_full", retry_after_s=2.0)
+        if self.buckets is None:
+            self.buckets = BucketMap(config.redraft_user_per_min / 60.0, config.redraft_user_burst)
         bucket = self.buckets.get(address)
-        if bucket is None:
-            bucket = self.buckets[address] = TokenBucket(config.redraft_user_per_min / 60.0, config.redraft_user_burst)
         if not bucket.take():
             services.metrics.refused("openai_rate_limited")
             raise ApiError(429, f"too many requests from this address: at most {config.redraft_user_per_min:g} a "
@@ -250,3 +250,5 @@ async def _read_json(request: Request, max_bytes: int):
         return json.loads(b"".join(chunks))
     except ValueError as exc:
         raise ApiError(400, f"the body is not JSON: {exc}") from exc
+    except RecursionError:  # 100 KB of "[" is JSON nested 100,000 deep: the decoder gives up, as we do here
+        raise ApiError(400, "the body is not JSON: it is nested too deep") from None

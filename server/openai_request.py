@@ -18,6 +18,7 @@ from dataclasses import dataclass
 CHAT_ROLES = ("system", "user", "assistant")  # engine.redrafts.CHAT_ROLES: the server does not import the engine
 DEVELOPER = "developer"  # OpenAI's newer name for the system role; the chat template knows only "system"
 MAX_STOPS = 4
+MAX_STOP_CHARS = 256  # engine.redrafts.MAX_STOP_CHARS (the server does not import the engine)
 MAX_SEED = 2**63
 MAX_STEPS = 256  # as the redraft API's `steps` (server/redrafts/request.py)
 
@@ -184,6 +185,8 @@ def _stop(stop) -> list[str] | None:
         raise BadRequest(f"stop must be a string or a list of at most {MAX_STOPS} strings", "stop")
     if not all(isinstance(text, str) and text for text in stops):
         raise BadRequest("each stop string must be non-empty text", "stop")
+    if any(len(text) > MAX_STOP_CHARS for text in stops):
+        raise BadRequest(f"each stop string must be at most {MAX_STOP_CHARS} characters", "stop")
     return stops or None
 
 

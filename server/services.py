@@ -94,7 +94,8 @@ def _engine_backend(config: ServerConfig) -> EngineBackend:
                              "quantize": config.engine_quantize, "kernels": config.engine_kernels})
     if config.engine == "openai":
         remote = {"url": config.engine_url, "model": config.engine_model, "context": config.engine_context or None,
-                  "timeout_s": config.engine_timeout, "max_concurrency": config.engine_max_concurrency}
+                  "timeout_s": config.engine_timeout, "max_concurrency": config.engine_max_concurrency,
+                  "deadline_s": config.engine_deadline}
         return OpenAIBackend(remote, config.engine_api_key_file)
     if config.engine == "redis":
         from .redrafts.redis_backend import RedisBackend

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .backends import EngineFailed, EngineRejected, EngineUnavailable
+from .progress_queue import ProgressQueue
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +47,14 @@ class RedisJob:
         self.attempt = 1  # events of an earlier attempt (a worker thought dead) are ignored
         self.last_event_at = time.monotonic()
         self.is_cancel_requested = False
-        self._progress: asyncio.Queue = asyncio.Queue()
+        self._progress = ProgressQueue()  # bounded: a worker on --engine openai sends a snapshot a token
         self._outcome: asyncio.Future = asyncio.get_running_loop().create_future()
 
     def __aiter__(self):
         return self
 
     async def __anext__(self) -> dict:
-        progress = await self._progress.get()
-        if progress is None:
-            raise StopAsyncIteration
-        return progress
+        return await self._progress.get()
 
     async def result(self) -> dict:
         """The outcome dict (status done or cancelled); raises EngineFailed."""
@@ -73,7 +71,7 @@ class RedisJob:
         return self._outcome.done()
 
     def _push(self, progress: dict) -> None:
-        self._progress.put_nowait(progress)
+        self._progress.put(progress)
 
     def _settle(self, outcome: dict | None = None, failure: str | None = None) -> None:
         if self._outcome.done():
@@ -82,7 +80,7 @@ class RedisJob:
             self._outcome.set_exception(EngineFailed(failure))
         else:
             self._outcome.set_result(outcome)
-        self._progress.put_nowait(None)
+        self._progress.end()
 
 
 class RedisBackend:

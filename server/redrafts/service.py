@@ -31,7 +31,7 @@ import secrets
 import time
 from collections import OrderedDict
 
-from ..ratelimit import TokenBucket
+from ..ratelimit import BucketMap
 from ..room import Room
 from ..updates import decode_state_vector
 from . import attribution, merge, revert, seams
@@ -80,8 +80,8 @@ class RedraftService:
         self.undo_history = UndoHistory(self.redrafts)
         self._watchers: dict[str, object] = {}  # doc -> text subscription while suggestions wait (or, shared, undo)
         self._republish: dict[str, asyncio.TimerHandle] = {}  # doc -> pending republish of undo states
-        self._user_buckets: dict[str, TokenBucket] = {}
-        self._doc_buckets: dict[str, TokenBucket] = {}
+        self._user_buckets = BucketMap(config.redraft_user_per_min / 60.0, config.redraft_user_burst)
+        self._doc_buckets = BucketMap(config.redraft_doc_per_min / 60.0, config.redraft_doc_burst)
         rooms.unload_listeners.append(self._on_unload)
         metrics.redraft_queue.set_function(self.queue_length)
 
@@ -162,13 +162,11 @@ class RedraftService:
             raise RedraftError(
                 429, "queue_full", f"{live} redrafts are waiting or running; try again shortly", retry_after_s=2.0
             )
-        for key, buckets, per_min, burst, what in (
-            (user_key, self._user_buckets, config.redraft_user_per_min, config.redraft_user_burst, "you"),
-            (doc, self._doc_buckets, config.redraft_doc_per_min, config.redraft_doc_burst, "this document"),
+        for key, buckets, per_min, what in (
+            (user_key, self._user_buckets, config.redraft_user_per_min, "you"),
+            (doc, self._doc_buckets, config.redraft_doc_per_min, "this document"),
         ):
             bucket = buckets.get(key)
-            if bucket is None:
-                bucket = buckets[key] = TokenBucket(per_min / 60.0, burst)
             if not bucket.take():
                 self.metrics.refused("redraft_rate_limited")
                 raise RedraftError(

@@ -255,6 +255,7 @@ def test_the_estimate_errs_high_on_english_and_code_and_trims_within_budget():
         ({"kind": "complete", "prompt": 3}, "prompt must be text"),
         ({"kind": "complete", "prompt": "x", "max_tokens": 0}, "max_tokens must be a positive integer"),
         ({"kind": "complete", "prompt": "x", "stop": ["a"] * 5}, "stop must be a list of at most 4"),
+        ({"kind": "complete", "prompt": "x", "stop": ["a" * 257]}, "each stop string must be at most 256 characters"),
         ({"kind": "rewrite", "passage": "x" * 3000}, "the instruction and passage need"),
     ],
 )
@@ -438,9 +439,10 @@ def test_worker_flags_make_a_remote_config(monkeypatch, tmp_path):
 
     monkeypatch.setenv("REDRAFT_ENGINE_API_KEY", "sk-env")
     args = ["worker", "--redis-url", "redis://x", "--engine", "openai", "--engine-url", "http://gpu:8000/v1",
-            "--engine-context", "8192", "--engine-max-concurrency", "6", "--engine-timeout", "9"]
+            "--engine-context", "8192", "--engine-max-concurrency", "6", "--engine-timeout", "9",
+            "--engine-deadline", "30"]
     config = config_from_args(build_parser().parse_args(args))
-    assert config.remote == RemoteConfig("http://gpu:8000/v1", None, 8192, 9.0, 6, "sk-env")
+    assert config.remote == RemoteConfig("http://gpu:8000/v1", None, 8192, 9.0, 6, "sk-env", deadline_s=30.0)
     assert (config.engine, config.max_batch) == ("openai", 6)  # one job is one request upstream
     assert config_from_args(build_parser().parse_args(args[:3])).remote is None  # --engine local: none
     with pytest.raises(ValueError, match="--engine openai takes redrafts to an OpenAI-compatible server: set"):

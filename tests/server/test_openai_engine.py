@@ -113,9 +113,9 @@ def test_a_streamed_redraft_merges_shows_its_preview_and_undoes(start_server, py
     wait_until(lambda: client.text == ORIGINAL, 10, "the original text back at the client")
 
 
-def failed_redraft(start_server, py_clients, faults, doc: str, before_redraft=lambda: None) -> dict:
+def failed_redraft(start_server, py_clients, faults, doc: str, *args: str, before_redraft=lambda: None) -> dict:
     """A redraft against the faults server in its current mode: its final view, the document unchanged."""
-    server = start_openai_server(start_server, faults)
+    server = start_openai_server(start_server, faults, *args)
     client = document(py_clients, server, doc)
     before_redraft()
     redraft_id = start_redraft(server, client, doc)
@@ -137,6 +137,40 @@ def test_a_500_mid_stream_fails_the_redraft_and_merges_nothing(start_server, py_
     final = failed_redraft(start_server, py_clients, faults, "midstream")
     assert final["error"] == ("the engine failed: the engine server failed mid-stream: CUDA error: an illegal memory "
                               "access was encountered (code 500)")
+
+
+def test_an_upstream_trickling_under_the_timeout_fails_at_the_deadline(start_server, py_clients, faults):
+    faults.mode, faults.delay_s = "trickle", 0.5  # never silent for --engine-timeout's 2 s, never finished
+    final = failed_redraft(start_server, py_clients, faults, "trickle", "--engine-deadline", "3")
+    assert final["error"] == (f"the engine failed: the engine server at {faults.url} did not finish its answer "
+                              "within 3 s (--engine-deadline)")
+
+
+@pytest.mark.parametrize("mode, error", [
+    ("html", "the engine server answered text/html; charset=utf-8, not a stream of events (text/event-stream)"),
+    ("redirect", "the engine server answered 307 Temporary Redirect, a redirect to http://elsewhere.example/v1/"),
+])
+def test_an_answer_that_is_not_a_stream_fails_clearly_and_merges_nothing(start_server, py_clients, faults, mode, error):
+    faults.mode = mode
+    final = failed_redraft(start_server, py_clients, faults, mode)
+    assert final["error"].startswith(f"the engine failed: {error}")
+    assert len(faults.requests) == 1  # the redirect was not followed
+
+
+def test_a_password_in_the_engine_url_shows_nowhere(start_server, py_clients, faults):
+    url = faults.url.replace("http://", "http://user:hunter2@")
+    server = start_server(extra_args=("--engine", "openai", "--engine-url", url, "--engine-timeout", "2",
+                                      "--log-level", "info"))  # httpx logs each request at INFO
+    wait_until(lambda: engine_status(server)["status"] == "ready", 20, "the engine server to be ready")
+    client = document(py_clients, server, "secret")
+    wait_status(server, "secret", start_redraft(server, client, "secret"), ("done",))
+    assert engine_status(server)["url"] == faults.url
+    assert faults.requests[-1]["headers"]["Authorization"] == "Basic dXNlcjpodW50ZXIy"  # user:hunter2
+    log_text = server.log_path.read_text()
+    assert "HTTP Request: POST" in log_text and "hunter2" not in log_text
+    # given as a flag, where `ps` shows it: said once at the start (REDRAFT_ENGINE_URL is the place for it)
+    assert log_text.count("--engine-url holds a password, which `ps` shows to every user of this machine: set "
+                          "REDRAFT_ENGINE_URL instead") == 1
 
 
 def test_cancel_closes_the_stream_and_leaves_the_document(start_server, py_clients, faults):
@@ -184,6 +218,7 @@ def test_a_wrong_key_is_reported_on_the_health_check(start_server, faults, tmp_p
     ({"engine": "openai", "engine_url": "gpu-box:8000"}, "engine_url must be an http:// or https:// URL"),
     ({"engine_context": 10}, "engine_context must be 0 (ask the server) or at least 64 tokens, not 10"),
     ({"engine_timeout": 0.0}, "engine_timeout must be positive"),
+    ({"engine_deadline": -1.0}, "engine_deadline must be positive, not -1.0"),
     ({"engine_max_concurrency": 0}, "engine_max_concurrency must be at least 1, not 0"),
     ({"engine_api_key_file": "/nonexistent/key"}, "engine_api_key_file: '/nonexistent/key' is not a file"),
 ])

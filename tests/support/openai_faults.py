@@ -10,6 +10,7 @@ attributes may be changed between requests.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import sys
@@ -30,8 +31,17 @@ MODES = (
     "cut",  # two chunks, then the connection closed mid-body (no final chunk)
     "bad_json",  # one chunk, then `data: {not json`
     "hang",  # one chunk, then keep-alive comments until the client hangs up (sets `disconnected`)
+    # hostile or broken upstreams: each would hold a redraft, or the memory, for ever if nothing bounded it
+    "endless",  # ignores max_tokens: one-token chunks until the client hangs up (sets `disconnected`)
+    "huge_chunk",  # one chunk of huge_bytes of text, then finish_reason "stop" and [DONE]
+    "long_line",  # `data: ` and then bytes without a newline until the client hangs up
+    "trickle",  # one chunk, then one byte of a keep-alive comment every delay_s until the client hangs up
+    "redirect",  # 307 to redirect_to (the key would go along if it were followed)
+    "html",  # 200 with an HTML page, as a proxy's login page
+    "gzip",  # the stream compressed with Content-Encoding: gzip though the client asked for identity
 )
 MODEL = "fault-model"
+MAX_ENDLESS = 200_000  # chunks of an endless stream (bytes / 64 of a long line) before it ends all the same
 
 
 class FaultServer:
@@ -44,6 +54,10 @@ class FaultServer:
         self.models: list[dict] = [{"id": MODEL, "object": "model", "owned_by": "tests", "max_model_len": 2048}]
         self.status_code, self.error_message = 500, "the GPU caught fire"
         self.delay_s = 5.0
+        self.huge_bytes = 3 << 20
+        self.redirect_to = "http://user:pw@elsewhere.example/v1/chat/completions?key=sk-leak"
+        self.num_sent = 0  # bytes of the body sent in the endless, long_line and trickle modes
+        self.is_models_trickled = False  # /v1/models: headers, then a byte every delay_s until the client hangs up
         self.chunk_delay_s = 0.0  # between two chunks of a well-behaved stream (so that previews show)
         self.requests: list[dict] = []  # {"path", "headers", "body"} of each request, in order
         self.in_flight = 0
@@ -119,7 +133,19 @@ def _handler(faults: FaultServer):
         def do_GET(self) -> None:
             if not self._authorised():
                 return
-            if self.path.rstrip("/") == "/v1/models":
+            if self.path.rstrip("/") == "/v1/models" and faults.is_models_trickled:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    while True:
+                        self._send(b" ")
+                        time.sleep(faults.delay_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    faults.disconnected.set()
+                    self.close_connection = True
+            elif self.path.rstrip("/") == "/v1/models":
                 self._json(200, {"object": "list", "data": faults.models})
             else:
                 self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found", "code": 404}})
@@ -151,6 +177,29 @@ def _handler(faults: FaultServer):
                                                           "code": faults.status_code}})
                 return
             pieces = faults.reply
+            if mode == "redirect":
+                self.send_response(307)
+                self.send_header("Location", faults.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if mode == "html":
+                page = b"<html><body><form>Sign in to the proxy</form></body></html>\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
+            if mode == "gzip":
+                page = gzip.compress(b"data: " + json.dumps(_chunk("A ", is_chat)).encode() + b"\n\n")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
             try:
                 if mode == "slow_headers":
                     time.sleep(faults.delay_s)
@@ -184,6 +233,26 @@ def _handler(faults: FaultServer):
                 elif mode == "bad_json":
                     self._event(_chunk(pieces[0], is_chat))
                     self._send(b'data: {"choices": [{"delta": {"content": "x"\n\n')
+                elif mode == "endless":
+                    while faults.num_sent < MAX_ENDLESS:  # bounded, so that a client without the fix ends too
+                        self._event(_chunk("la ", is_chat))
+                        faults.num_sent += 1
+                elif mode == "huge_chunk":
+                    self._event(_chunk("x" * faults.huge_bytes, is_chat))
+                    self._event(_chunk("", is_chat, finish="stop"))
+                    self._send(b"data: [DONE]\n\n")
+                elif mode == "long_line":
+                    self._send(b"data: ")
+                    while faults.num_sent < MAX_ENDLESS * 1024:  # 200 MB
+                        self._send(b"x" * 65536)
+                        faults.num_sent += 65536
+                elif mode == "trickle":
+                    self._event(_chunk(pieces[0], is_chat))
+                    self._send(b":")
+                    while True:
+                        time.sleep(faults.delay_s)
+                        self._send(b" ")
+                        faults.num_sent += 1
                 elif mode == "hang":
                     self._event(_chunk(pieces[0], is_chat))
                     faults.stream_started.set()
