@@ -88,8 +88,8 @@ def test_cancelling_a_llama_cpp_redraft_closes_the_stream(start_server, py_clien
     assert final["status"] == "cancelled" and final["progress"]["step"] < 1024, final
     assert client.text == long_passage
     # llama.cpp is free again at once (a stream left open would hold its only slot): a short request answers
-    answer = openai.OpenAI(base_url=llama.base_url, api_key="none", timeout=10).chat.completions.create(
-        model=llama.model, messages=QUESTION, max_tokens=4)
+    with openai.OpenAI(base_url=llama.base_url, api_key="none", timeout=10) as direct:
+        answer = direct.chat.completions.create(model=llama.model, messages=QUESTION, max_tokens=4)
     assert answer.choices[0].message.content
 
 
@@ -97,10 +97,14 @@ def test_cancelling_a_llama_cpp_redraft_closes_the_stream(start_server, py_clien
 def test_redrafts_api_in_front_of_llama_cpp_gives_llama_cpps_text(start_server, llama_server, stream):
     server = start_server(extra_args=("--engine", "openai", "--engine-url", llama_server.base_url))
     ready(server, 30)
-    direct = openai.OpenAI(base_url=llama_server.base_url, api_key="none", timeout=30)
-    relayed = openai.OpenAI(base_url=server.http_url + "/v1", api_key="none", timeout=30)
-    expected = direct.chat.completions.create(model=llama_server.model, messages=QUESTION, max_tokens=24, seed=5,
-                                              stream=False).choices[0].message.content
+    with openai.OpenAI(base_url=llama_server.base_url, api_key="none", timeout=30) as direct:
+        expected = direct.chat.completions.create(model=llama_server.model, messages=QUESTION, max_tokens=24,
+                                                  seed=5, stream=False).choices[0].message.content
+    with openai.OpenAI(base_url=server.http_url + "/v1", api_key="none", timeout=30) as relayed:
+        relay(relayed, llama_server, stream, expected)
+
+
+def relay(relayed: openai.OpenAI, llama_server, stream: bool, expected: str) -> None:
     assert [model.id for model in relayed.models.list()] == [llama_server.model]
     request = dict(model=llama_server.model, messages=QUESTION, max_tokens=24, seed=5, stream=stream)
     if stream:

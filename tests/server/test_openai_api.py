@@ -43,9 +43,23 @@ def health(server: ServerProcess) -> dict:
     return httpx.get(server.http_url + "/healthz", timeout=5).json()
 
 
+_clients: list[openai.OpenAI] = []
+
+
 def client(server: ServerProcess, api_key: str = "unused") -> openai.OpenAI:
     # No retries: a 429 or 503 must reach the test, not be retried away.
-    return openai.OpenAI(base_url=server.http_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    made = openai.OpenAI(base_url=server.http_url + "/v1", api_key=api_key, max_retries=0, timeout=60)
+    _clients.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    """Each test's clients are closed when it ends: a socket left to the garbage collector raises a
+    ResourceWarning (an error here) in whichever test happens to be running then."""
+    yield
+    while _clients:
+        _clients.pop().close()
 
 
 @pytest.fixture(scope="module")
