@@ -25,6 +25,17 @@ class Author:
     def to_json(self) -> dict:
         return {"name": self.name, "color": self.color, "verified": self.verified, "kind": self.kind}
 
+    def to_stored(self) -> dict:
+        """to_json without its defaults: every keystroke's entry carries its author (bench/history.py)."""
+        raw = {"name": self.name}
+        if self.color is not None:
+            raw["color"] = self.color
+        if self.verified:
+            raw["verified"] = True
+        if self.kind != "person":
+            raw["kind"] = self.kind
+        return raw
+
     @classmethod
     def from_json(cls, raw: dict) -> "Author":
         return cls(raw["name"], raw.get("color"), bool(raw.get("verified", False)), raw.get("kind", "person"))
@@ -50,7 +61,7 @@ class Origin:
             if getattr(self, key) is not None:
                 raw[key] = getattr(self, key)
         if self.requester is not None:
-            raw["requester"] = self.requester.to_json()
+            raw["requester"] = self.requester.to_stored()
         return raw
 
     @classmethod
@@ -103,12 +114,15 @@ class HistoryEntry:
         return replace(self, seq=seq)
 
     def to_meta(self) -> str:
-        """Everything but seq and update, as compact JSON (the stores keep those two in their own columns)."""
-        raw = {"at": self.at, "author": self.author.to_json(), "origin": self.origin.to_json()}
+        """Everything but seq and update, as compact JSON (the stores keep those two in their own columns):
+        defaults left out, the time to the millisecond, no origin for typing."""
+        raw = {"at": round(self.at, 3), "author": self.author.to_stored()}
+        if self.origin != TYPING:
+            raw["origin"] = self.origin.to_json()
         if self.connection is not None:
             raw["connection"] = self.connection
         if self.authors:
-            raw["authors"] = [author.to_json() for author in self.authors]
+            raw["authors"] = [author.to_stored() for author in self.authors]
         return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
