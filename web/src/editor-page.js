@@ -21,6 +21,7 @@ import { selectionButton } from './selection-button.js'
 import { setUpShare } from './share.js'
 import { installShortcuts, keyLabel } from './shortcuts.js'
 import { createToasts, toastMargin } from './toasts.js'
+import { setUpVersions } from './versions.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -111,6 +112,7 @@ function shortcutActions ({ board, view, toasts, openPalette }) {
   const onSuggestion = (act) => () => { const found = suggestion(); if (found) act(found.id) }
   return {
     palette: openPalette,
+    versions: () => openPopover($('versions-panel')),
     history: () => openPopover($('history-panel')),
     'undo-redraft': () => board.undo(),
     accept: onSuggestion((id) => board.accept(id)),
@@ -233,11 +235,13 @@ export function showEditor (name, token) {
 
   const share = setUpShare({ panel: $('share-panel'), api, doc: name })
   const history = setUpHistory({ panel: $('history-panel'), api, board, canEdit: () => role === 'edit' })
+  setUpVersions({ panel: $('versions-panel'), api, ytext, toasts, canEdit: () => role === 'edit', by: () => ({ name: user.name, color: user.color }) })
   board.onHistory = () => history.changed()
   board.onLanded = () => editor.undoManager.stopCapturing()
   anchorPopover($('share-panel'), $('share-button'))
   anchorPopover($('help-panel'), $('help-button'))
   anchorPopover($('history-panel'), $('history-button'))
+  anchorPopover($('versions-panel'), $('versions-button'))
   fillHelp($('help-panel'))
   setUpName({ awareness, view, getUser: () => user, setUser: (renamed) => { user = renamed } })
   $('redraft-button').addEventListener('click', openPalette)

@@ -1,0 +1,188 @@
+"""The versions panel: two pages on a real server, one types, the other lists the versions, restores one after
+a confirmation and the first sees it live, Undo puts it back; a read-only link reads but cannot restore. The
+panel's drawing of every kind of version (redrafts, undos, restores, condensed history, forged colours,
+unverified names, paging, a version folded away) against a fake of the versions API, on a desktop and at
+phone width, axe-clean."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from urllib.parse import parse_qs, urlparse
+
+from playwright.sync_api import Page, Route, expect
+
+from tests.web.conftest import screenshot, share_link, two_writers, wait_connected, wait_editor_text
+from tests.web.test_accessibility import PHONE, SECRET, axe_violations
+
+NOW = time.time()
+
+
+def author(name: str, color: str | None = "#b4233c", verified: bool = False, kind: str = "person") -> dict:
+    return {"name": name, "color": color, "verified": verified, "kind": kind}
+
+
+def version(vid: int, first: int, kind: str, who: dict, at: float, **extra) -> dict:
+    return {"id": vid, "first_seq": first, "started_at": at - 30, "ended_at": at, "kind": kind, "author": who,
+            "authors": [], "redraft": None, "restored": None, "entries": vid - first + 1, **extra}
+
+
+ADA = author("Ada", "#00707f")
+GRACE = author("Grace", "#b4233c", verified=True)
+AI = author("Redraft AI", "#7c3aed", verified=True, kind="ai")
+SHORTER = {"id": "r1", "instruction": "Make it shorter", "model": "tiny-diffusion", "requester": GRACE}
+# Newest first, as the API lists them: 55 versions, so that a page of 50 leaves 5 for "Older versions".
+FAKE = [
+    version(120, 118, "restore", author("Grace", "#b4233c", verified=True), NOW - 60, restored=100),
+    version(117, 117, "undo", AI, NOW - 120, redraft=SHORTER),
+    version(116, 110, "redraft", AI, NOW - 180, redraft=SHORTER),
+    version(109, 101, "typing", author("Mallory", "red; background: url(https://evil.example/x)"), NOW - 240),
+    version(100, 60, "typing", ADA, NOW - 300),
+    *[version(59 - i, 59 - i, "typing", ADA if i % 2 else GRACE, NOW - 400 - 60 * i) for i in range(49)],
+    version(10, 1, "merged", author("Ada", "#00707f"), NOW - 86400 * 40,
+            authors=[ADA, GRACE, author("Linus", "#1a7f37", verified=True)]),
+]
+TEXTS = {116: "The note is short.", 109: "The note is long and slow to read.", 117: "The note is long and slow to read."}
+
+
+def fake_versions_api(page: Page, current: str) -> list[str]:
+    """Serves FAKE as the versions API would (paging, a version's text, diffs, a 410 for version 10); returns
+    the list of requests the page made, as "METHOD path?query"."""
+    asked: list[str] = []
+
+    def handle(route: Route) -> None:
+        url = urlparse(route.request.url)
+        query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        asked.append(f"{route.request.method} {url.path}{'?' + url.query if url.query else ''}")
+        parts = url.path.split("/versions")[1].strip("/").split("/")
+        if parts == [""]:
+            before = int(query.get("before", 10**9))
+            older = [v for v in FAKE if v["id"] < before]
+            limit = int(query.get("limit", 50))
+            shown = older[:limit]
+            body = {"versions": shown, "next": shown[-1]["first_seq"] if len(older) > limit else None}
+            return route.fulfill(json=body)
+        vid = int(parts[0])
+        if vid == 10:
+            return route.fulfill(status=410, json={"error": "folded", "detail": "version 10 was folded into version 30"})
+        text = TEXTS.get(vid, f"Version {vid}.")
+        if len(parts) == 1:
+            return route.fulfill(json={**next(v for v in FAKE if v["id"] == vid), "text": text})
+        against = query["against"]
+        other = current if against == "current" else TEXTS.get(int(against), f"Version {against}.")
+        # Not a real diff: the whole text out and the other in, which is all the drawing needs.
+        return route.fulfill(json={"ops": [["-", text], ["+", other]] if text != other else [["=", text]]})
+
+    page.route(re.compile(r"/api/docs/[^/]+/versions"), handle)
+    return asked
+
+
+def open_versions(page: Page):
+    page.keyboard.press("Alt+Shift+KeyV")
+    panel = page.get_by_role("dialog", name="Versions")
+    expect(panel).to_be_visible()
+    return panel
+
+
+def test_the_panel_draws_every_kind_of_version_on_a_desktop_and_a_phone(start_server, open_page):
+    server = start_server()
+    page = open_page(f"{server.http_url}/d/fake-versions")
+    wait_connected(page)
+    page.locator(".cm-content").click()
+    page.keyboard.type("The note is long.")
+    asked = fake_versions_api(page, "The note is long.")
+    open_page.allow(r"status of 410")
+
+    panel = open_versions(page)
+    rows = panel.locator(".versions-row")
+    expect(rows).to_have_count(50)
+    expect(rows.nth(0)).to_be_focused()  # the keyboard lands on the newest version
+    restored_when = rows.nth(4).locator(".versions-when").inner_text()
+    expect(rows.nth(0)).to_contain_text(f"Restored the version of {restored_when}")
+    expect(rows.nth(1)).to_contain_text("Redraft AI for Grace")
+    expect(rows.nth(1)).to_contain_text("Undid the redraft “Make it shorter”")
+    expect(rows.nth(2)).to_contain_text("Redraft: “Make it shorter”")
+    expect(rows.nth(3)).to_contain_text("Mallory (unverified)")
+    expect(rows.nth(4)).to_contain_text("Ada (unverified)")
+    expect(rows.nth(5)).to_contain_text("Grace")
+    expect(rows.nth(5)).not_to_contain_text("unverified")
+    dots = panel.locator(".versions-row .history-dot")
+    assert dots.nth(3).evaluate("(dot) => dot.style.background") == "rgb(109, 40, 217)"  # the forged colour: the default
+    assert dots.nth(4).evaluate("(dot) => dot.style.background") == "rgb(0, 112, 127)"
+    page.keyboard.press("ArrowDown")
+    expect(rows.nth(1)).to_be_focused()
+    page.keyboard.press("End")
+    expect(rows.nth(49)).to_be_focused()
+
+    # Older versions: the next page, down to the condensed history.
+    panel.get_by_role("button", name="Older versions").click()
+    expect(rows).to_have_count(55)
+    expect(rows.nth(50)).to_be_focused()
+    expect(panel.get_by_role("button", name="Older versions")).to_be_hidden()
+    expect(rows.nth(54)).to_contain_text("Older edits, kept as one version")
+    expect(rows.nth(54)).to_contain_text("Ada (unverified), Grace, Linus")
+    assert any("before=" in request for request in asked)
+
+    # The redraft: its instruction, model and requester; the text against now, then before and after.
+    rows.nth(2).click()
+    detail = panel.locator("#versions-detail")
+    expect(detail.get_by_role("heading")).to_have_text(re.compile(r"^Redraft AI for Grace · "))
+    expect(detail).to_contain_text("Asked by Grace · model tiny-diffusion")
+    diff = detail.get_by_role("region", name=re.compile("changes marked"))
+    expect(diff.locator("del")).to_have_text("[removed since: The note is short.]")
+    expect(diff.locator("ins")).to_have_text("[added since: The note is long.]")
+    assert diff.locator("del").evaluate("(node) => getComputedStyle(node).textDecorationLine") == "line-through"
+    assert diff.locator("ins").evaluate("(node) => getComputedStyle(node).textDecorationLine") == "underline"
+    expect(detail.get_by_role("button", name="Restore this version")).to_be_enabled()
+    screenshot(page, "versions")
+    assert axe_violations(page) == []
+    detail.get_by_label("Before → after this redraft").check()
+    expect(diff.locator("del")).to_have_text("[removed: The note is long and slow to read.]")  # the version before it: first_seq - 1
+    expect(diff.locator("ins")).to_have_text("[added: The note is short.]")
+    assert "GET /api/docs/fake-versions/versions/109/diff?against=116" in asked
+    detail.get_by_label("Compared with now").check()
+
+    # A version folded away by retention says so, and cannot be restored.
+    rows.nth(54).click()
+    expect(detail.get_by_role("alert")).to_contain_text("folded into a later one")
+    expect(detail.get_by_role("button", name="Restore this version")).to_be_disabled()
+    page.emulate_media(color_scheme="dark")
+    rows.nth(2).click()
+    expect(diff.locator("del")).to_have_count(1)
+    assert axe_violations(page) == []
+    screenshot(page, "versions-dark")
+    page.emulate_media(color_scheme="light")
+
+    # At phone width: full screen, the list, then the chosen version with a way back, touch-sized.
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    page.set_viewport_size(PHONE)
+    button = page.get_by_role("button", name="Versions", exact=True)
+    box = button.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+    button.click()
+    expect(panel).to_be_visible()
+    box = panel.bounding_box()
+    assert (box["x"], box["width"]) == (0, PHONE["width"]), box
+    detail_back = panel.get_by_role("button", name="← All versions")
+    if detail_back.is_visible():  # reopened where it was left: back to the list first
+        detail_back.click()
+    expect(rows.nth(0)).to_be_visible()
+    for index in (0, 3):
+        row_box = rows.nth(index).bounding_box()
+        assert row_box["height"] >= 44 and row_box["x"] >= 0 and row_box["x"] + row_box["width"] <= PHONE["width"], row_box
+    screenshot(page, "phone-versions")
+    rows.nth(3).click()
+    expect(rows.nth(3)).to_be_hidden()  # the list made way for the version
+    expect(detail.get_by_role("heading")).to_be_focused()
+    expect(diff.locator("ins")).to_have_text("[added since: The note is long.]")
+    for name in ("← All versions", "Restore this version"):
+        control = detail.get_by_role("button", name=name).bounding_box()
+        assert control["height"] >= 44 and control["x"] + control["width"] <= PHONE["width"], (name, control)
+    screenshot(page, "phone-version")
+    assert axe_violations(page) == []
+    detail_back.click()
+    expect(rows.nth(3)).to_be_focused()
+    page.get_by_role("button", name="Close versions").click()
+    expect(panel).to_be_hidden()
