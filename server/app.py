@@ -1,4 +1,5 @@
-"""The ASGI application: routes for the editor, the websocket, health, metrics and the /v1 engine API."""
+"""The ASGI application: routes for the editor, the websocket, health, metrics, redrafts, version history and
+the /v1 engine API."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .config import DOC_NAME_RULE, ServerConfig, is_valid_doc_name
 from .hosts import HostCheck
 from .metrics import CONTENT_TYPE
 from .openai_api import OpenAIApi
+from .history import api as history_api
 from .redrafts import api as redraft_api
 from .services import Services
 from .share import session, share
@@ -84,6 +86,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/api/docs/{doc}/share", share, methods=["POST"]),
         WebSocketRoute("/ws/{doc}", websocket_endpoint),
         *redraft_api.routes,
+        *history_api.routes,
         *(openai_api.routes if openai_api is not None else ()),
         Mount("/assets", StaticFiles(directory=assets, check_dir=False), name="assets"),
     ]

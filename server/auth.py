@@ -12,12 +12,14 @@ import hashlib
 import hmac
 import json
 import time
+import unicodedata
 from dataclasses import dataclass
 
 ROLES = ("edit", "read")
 ALL_DOCS = "*"
 ENGINE_SCOPE = "engine"  # the `scope` claim of an engine token (document tokens have none)
 MAX_EXP = 1 << 53  # seconds; exactly representable as a float, some 285 million years out
+MAX_NAME_CHARS = 64  # as awareness_trust bounds `user.name`: one rule for every name history shows
 
 
 class AuthError(Exception):
@@ -28,6 +30,7 @@ class AuthError(Exception):
 class Grant:
     role: str
     expires_at: float | None  # unix seconds; None never expires
+    name: str | None = None  # the holder's display name, signed into the token: a verified identity in history
 
     @property
     def can_edit(self) -> bool:
@@ -49,10 +52,29 @@ def _sign(secret: str, body: str) -> str:
     return _b64(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest())
 
 
-def mint_token(secret: str, doc: str, role: str, ttl_s: float | None, now: float | None = None) -> str:
+def mint_token(
+    secret: str, doc: str, role: str, ttl_s: float | None, now: float | None = None, name: str | None = None
+) -> str:
+    """A share token; `name` (only whoever holds the secret can sign one) is the holder's verified identity."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    return _mint(secret, {"doc": doc, "role": role}, ttl_s, now)
+    claims = {"doc": doc, "role": role}
+    if name is not None:
+        if not is_valid_name(name):
+            raise ValueError(f"name must be 1 to {MAX_NAME_CHARS} printable characters, not {name!r}")
+        claims["name"] = name
+    return _mint(secret, claims, ttl_s, now)
+
+
+def is_valid_name(name) -> bool:
+    """A display name: 1..64 characters, not blank, none of them a control character (a name is shown in
+    lists and tooltips; a newline or a bidi override there would let one name pass for another)."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_NAME_CHARS
+        and bool(name.strip())
+        and not any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in name)
+    )
 
 
 def mint_engine_token(secret: str, ttl_s: float | None, now: float | None = None) -> str:
@@ -85,7 +107,10 @@ def verify_token(secret: str | None, token: str | None, doc: str, now: float | N
     if token_doc not in (doc, ALL_DOCS):
         raise AuthError(f"the token is for document {token_doc!r}, not {doc!r}")
     _check_expiry(exp, now)
-    return Grant(role, None if exp is None else float(exp))
+    name = claims.get("name")
+    if name is not None and not is_valid_name(name):
+        raise AuthError("the token is malformed: its name must be 1 to 64 printable characters")
+    return Grant(role, None if exp is None else float(exp), name)
 
 
 def verify_engine_token(secret: str | None, token: str | None, now: float | None = None) -> None:

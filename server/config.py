@@ -97,6 +97,17 @@ class ServerConfig:
     engine_api_key_file: str | None = _opt(
         None, "for --engine openai: a file whose first line is the API key (or set REDRAFT_ENGINE_API_KEY)"
     )
+    # Version history (server/history)
+    history: str = _opt(
+        "on", "record every change with its author and origin, so versions can be listed, read and restored",
+        choices=("on", "off"),
+    )
+    history_keep_all_days: float = _opt(
+        7.0, "days every recorded change is kept; older ones fold into one version per hour (0: keep everything)"
+    )
+    history_hourly_days: float = _opt(
+        30.0, "days hourly versions are kept; older ones fold into one version per day (0: hourly for good)"
+    )
     redraft_queue_max: int = _opt(32, "redrafts waiting or running at once on this server; more get 429")
     redraft_max_chars: int = _opt(8000, "longest range a redraft may rewrite (UTF-16 units)")
     redraft_context_chars: int = _opt(
@@ -122,6 +133,10 @@ class ServerConfig:
     openai_max_body_bytes: int = _opt(1 << 20, "largest /v1 request body (messages and all)")
 
     instance_id: str = field(default="", compare=False, metadata={"cli": False})
+
+    history_pause_s: float = _opt(
+        60.0, "a pause in one person's typing longer than this (seconds) starts a new version in the history"
+    )
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_MODES:
@@ -187,9 +202,21 @@ class ServerConfig:
             raise ValueError("room_grace_s must not be negative")
         if self.redis_prefix and not DOC_NAME.fullmatch(self.redis_prefix):
             raise ValueError("redis_prefix may only hold [A-Za-z0-9._-]")
+        if self.history not in ("on", "off"):
+            raise ValueError(f"history must be on or off, not {self.history!r}")
+        for name in ("history_keep_all_days", "history_hourly_days"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (keep everything) or a positive number of days")
+        if 0 < self.history_hourly_days < self.history_keep_all_days:
+            raise ValueError(
+                f"history_hourly_days ({self.history_hourly_days}) counts from now, so it must be at least "
+                f"history_keep_all_days ({self.history_keep_all_days}), or 0"
+            )
         if self.openai_api not in ("on", "off"):
             raise ValueError(f"openai_api must be on or off, not {self.openai_api!r}")
         if self.openai_model_name is not None and not self.openai_model_name.strip():
             raise ValueError("openai_model_name must not be blank")
         if self.openai_max_body_bytes < 1024:
             raise ValueError(f"openai_max_body_bytes must be at least 1024, not {self.openai_max_body_bytes}")
+        if not 0 < self.history_pause_s <= 86400:
+            raise ValueError(f"history_pause_s must be more than 0 and at most 86400 (a day), not {self.history_pause_s}")

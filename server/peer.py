@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
+import re
 from collections import deque
 from typing import Awaitable, Callable
 
 from .auth import Grant
+from .history.entry import ANONYMOUS, TYPING, Author, Change
 from .metrics import Metrics
 from .protocol import CLOSE_SLOW_CLIENT, MAX_CLOSE_REASON
 from .ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
+_RGB = re.compile(r"#[0-9a-fA-F]{6}")  # history keeps "#rrggbb": awareness may add an alpha pair
 
 
 class Peer:
@@ -53,6 +57,37 @@ class Peer:
         self.queued_bytes = 0  # in the queue; the frame being written is out of it
         self._ready = asyncio.Event()
         self._sender: asyncio.Task | None = None
+        self._awareness_user: tuple[str, str | None] = ("", None)  # name, colour from its own awareness state
+        self._change: Change | None = None  # what its updates are recorded as; rebuilt when the name changes
+
+    # --- identity, for history -------------------------------------------------------------
+
+    def set_awareness_state(self, state_json: str) -> None:
+        """Its own awareness state (vetted by awareness_trust): the name and colour it calls itself by. A
+        removal (null) keeps the last one: edits still in flight are the same person's."""
+        try:
+            user = (json.loads(state_json) or {}).get("user") or {}
+        except (ValueError, AttributeError):
+            return
+        name = user.get("name") if isinstance(user.get("name"), str) else ""
+        color = user.get("color") if isinstance(user.get("color"), str) else None
+        color = color[:7].lower() if color and _RGB.match(color) else None
+        if (name.strip(), color) != self._awareness_user:
+            self._awareness_user = (name.strip(), color)
+            self._change = None
+
+    def change(self, instance_id: str) -> Change:
+        """Who its updates are recorded as: the token's name when the token carries one (verified), else the
+        name its awareness state gives (unverified), else Anonymous. Never a kind other than "person"."""
+        if self._change is None:
+            name, color = self._awareness_user
+            verified_name = getattr(self.grant, "name", None)  # Grant.name: a signed token's `name` claim
+            if verified_name:
+                author = Author(verified_name, color, verified=True)
+            else:
+                author = Author(name or ANONYMOUS, color, verified=False)
+            self._change = Change(author, TYPING, f"{instance_id}:{self.id}")
+        return self._change
 
     @property
     def is_open(self) -> bool:

@@ -38,6 +38,8 @@ from .protocol import (
     encode_permission_denied,
     encode_sync,
 )
+from .history.entry import ANONYMOUS_AUTHOR, SERVER_AUTHOR, TYPING, Author, Change, Origin
+from .history.recorder import HISTORY_OFF, HistoryPolicy, HistoryRecorder
 from .stores.base import Store
 from .budgets import PendingUpdates, extra_bytes, first_missing, growth_bytes
 from .updates import DeleteIndex, ParsedUpdate, SurrogateIndex, advance_clocks, brings_news, parse_update
@@ -60,6 +62,7 @@ class Room:
         compact_min_bytes: int,
         max_pending_bytes: int,
         max_awareness_bytes: int = DEFAULT_MAX_STATE_BYTES,
+        history: HistoryPolicy = HISTORY_OFF,
     ):
         self.name = name
         self.store = store
@@ -84,7 +87,9 @@ class Room:
         self._measured_version = -1
         self._integrated: list[bytes] = []
         self._observer = self.doc.observe(self._on_transaction)
-        self._outbox: list[tuple[bytes, Peer | None]] = []
+        self.history = history
+        self.recorder = HistoryRecorder(store, name, history) if history.is_on else None
+        self._outbox: list[tuple[bytes, Peer | None, Change | None]] = []
         self._flusher: asyncio.Task | None = None
         self.cursor = ""  # log position of this room's last append
         self.snapshot_bytes = 0  # size of the stored snapshot
@@ -106,6 +111,8 @@ class Room:
         self.snapshot_bytes = stored.size_bytes
         self.cursor = stored.cursor
         self.is_written = bool(stored.updates)
+        if self.recorder is not None and stored.updates:
+            await self.recorder.on_load(state)
         await self.fanout.subscribe(self.name, stored.cursor, self)
         # Presence announced on other instances before we loaded is not in any log.
         await self.fanout.query_awareness(self.name)
@@ -228,7 +235,7 @@ class Room:
                 self.metrics.pending_bytes.inc(len(update))
         if integrated is not None:
             self.metrics.update_received(len(integrated))
-            self._enqueue(integrated, peer)
+            self._enqueue(integrated, peer, peer.change(self.history.instance_id) if self.recorder else None)
 
     def _send_presence(self, peer: Peer) -> None:
         """Who is here, for a joining client. A stock client sends its own state right after its sync step 1,
@@ -242,6 +249,9 @@ class Room:
     def _handle_awareness(self, peer: Peer, payload: bytes) -> None:
         news, refused = self.awareness.from_client(peer, role_of(peer.grant.can_edit), payload)
         self._count_refusals(refused)
+        for entry in news:
+            if entry.client_id == peer.awareness_id and self.awareness.owners.get(entry.client_id) is peer:
+                peer.set_awareness_state(entry.state_json)  # the name its edits are recorded under
         if news:
             self._share_awareness(news, origin=peer)
 
@@ -298,15 +308,15 @@ class Room:
 
     # --- changes made by the server itself (redrafts) -----------------------------------------
 
-    def local_change(self, change) -> bool:
+    def local_change(self, change, author: Author = SERVER_AUTHOR, origin: Origin = TYPING) -> bool:
         """Runs `change()` on the replica (e.g. a redraft's merge inside its own transaction origin, or an
-        undo) and sends what it made down the same path as a client's update: stored, then broadcast to
-        everyone. Returns whether anything changed."""
+        undo) and sends what it made down the same path as a client's update: stored (recorded in history
+        under `author` and `origin`), then broadcast to everyone. Returns whether anything changed."""
         integrated = self._capture(change)
         if integrated is None:
             return False
         self.metrics.update_received(len(integrated), source="server")
-        self._enqueue(integrated, None)
+        self._enqueue(integrated, None, Change(author, origin, None))
         return True
 
     def publish_awareness(self, entry: AwarenessEntry) -> None:
@@ -317,8 +327,8 @@ class Room:
 
     # --- the write path ----------------------------------------------------------------
 
-    def _enqueue(self, update: bytes, origin: Peer | None) -> None:
-        self._outbox.append((update, origin))
+    def _enqueue(self, update: bytes, origin: Peer | None, change: Change | None) -> None:
+        self._outbox.append((update, origin, change))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
@@ -326,13 +336,18 @@ class Room:
         retry_s = 0.05
         while self._outbox:
             batch = list(self._outbox)
-            origins = {origin for _, origin in batch}
+            origins = {origin for _, origin, _ in batch}
             # One merged update per batch: one log row and one frame per client per write,
             # however many edits arrived while the previous write was in flight.
-            update = batch[0][0] if len(batch) == 1 else merge_updates(*(u for u, _ in batch))
+            update = batch[0][0] if len(batch) == 1 else merge_updates(*(u for u, _, _ in batch))
+            # Its history entries go in the same atomic append: an update broadcast has its entry.
+            entries = self.recorder.drafts([(u, c) for u, _, c in batch], update) if self.recorder else []
             started = time.perf_counter()
             try:
-                self.cursor = await self.store.append(self.name, [update])
+                if entries:
+                    self.cursor = await self.store.append(self.name, [update], history=entries)
+                else:
+                    self.cursor = await self.store.append(self.name, [update])
             except Exception as exc:
                 # Keep the batch and retry: it is in memory and was never broadcast.
                 log.error("store append for %s failed, retrying in %.2fs: %s", self.name, retry_s, exc)
@@ -346,6 +361,8 @@ class Room:
             # With several originators each gets its own edits back inside the merge, which Yjs ignores.
             self._broadcast(update, origins.pop() if len(origins) == 1 else None)
             self.log_bytes += len(update)
+            if entries:
+                self.recorder.recorded(entries)
             if self.log_bytes >= max(self.compact_min_bytes, self.snapshot_bytes):
                 self.compact_soon()
 
@@ -367,8 +384,8 @@ class Room:
         if self.pending.num_bytes < held:
             # It completed updates our own clients sent ahead of what they needed: yrs integrated them in
             # the same transaction, and they are in no log yet. Stored with it (the remote part repeats
-            # harmlessly), or the other instances would never see them.
-            self._enqueue(integrated, None)
+            # harmlessly), or the other instances would never see them. Whose they were is no longer known.
+            self._enqueue(integrated, None, Change(ANONYMOUS_AUTHOR, TYPING, None) if self.recorder else None)
             return
         self._broadcast(integrated, None)
 
@@ -434,6 +451,8 @@ class Room:
             await asyncio.gather(self._compactor, return_exceptions=True)
         if self.log_bytes:
             await self._compact()
+        if self.recorder is not None:
+            await self.recorder.close()
         await self.fanout.unsubscribe(self.name)
         self.metrics.pending_bytes.dec(self.pending.num_bytes)  # dropped with the replica
         # yrs holds the observer, and through it this room and its replica, where Python's collector cannot

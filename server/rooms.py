@@ -16,6 +16,7 @@ from collections import defaultdict
 
 from .awareness_trust import DEFAULT_MAX_STATE_BYTES
 from .fanout import Fanout
+from .history.recorder import HISTORY_OFF, HistoryPolicy
 from .metrics import Metrics
 from .room import Room
 from .stores.base import Store
@@ -47,6 +48,7 @@ class RoomManager:
         *,
         max_pending_bytes: int,
         max_awareness_bytes: int = DEFAULT_MAX_STATE_BYTES,
+        history: HistoryPolicy = HISTORY_OFF,
     ):
         self.store = store
         self.fanout = fanout
@@ -56,6 +58,7 @@ class RoomManager:
         self.grace_s = grace_s
         self.max_pending_bytes = max_pending_bytes
         self.max_awareness_bytes = max_awareness_bytes
+        self.history = history
         self.rooms: dict[str, Room] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._unload_timers: dict[str, asyncio.TimerHandle] = {}
@@ -81,6 +84,7 @@ class RoomManager:
                         self.compact_min_bytes,
                         self.max_pending_bytes,
                         self.max_awareness_bytes,
+                        self.history,
                     )
                     await room.load()
                     self.rooms[name] = room

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from .config import ServerConfig
 from .fanout import Fanout, NullFanout
+from .history.recorder import HistoryPolicy
 from .metrics import Metrics
 from .redrafts.backends import EngineBackend, LocalBackend, OffBackend, OpenAIBackend
 from .redrafts.directory import Directory, LocalDirectory
@@ -56,6 +57,7 @@ class Services:
             grace_s=config.room_grace_s,
             max_pending_bytes=config.max_pending_bytes,
             max_awareness_bytes=config.max_awareness_bytes,
+            history=HistoryPolicy.from_config(config, instance_id),
         )
         redrafts = RedraftService(config, rooms, _engine_backend(config), metrics, _directory(config, instance_id))
         return cls(config, instance_id, store, fanout, rooms, metrics, redrafts)

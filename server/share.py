@@ -69,6 +69,9 @@ async def session(request: Request) -> JSONResponse:
     return JSONResponse({
         "doc": doc,
         "role": grant.role,
+        # The token's signed name (history shows it as verified), or None: the editor then uses the name
+        # its user typed, which history marks as unverified.
+        "name": grant.name,
         "secret": services.config.secret is not None,
         "engine": engine_status(services),
         # Awareness ids from here up are the server's own peers (the AI): the only ones whose previews and
@@ -110,6 +113,7 @@ async def share(request: Request) -> JSONResponse:
     expires_at = now + SHARE_TTL_S
     if grant.expires_at is not None:
         expires_at = min(expires_at, int(grant.expires_at))  # a link never outlives the one it came from
+    # No name: a link is handed to someone else, who must not write history in its minter's name.
     token = mint_token(secret, doc, role, ttl_s=expires_at - now, now=now)
     url = str(request.base_url.replace(query="", fragment="")).rstrip("/") + f"/d/{doc}?token={token}"
     return JSONResponse({"token": token, "url": url, "expires_at": expires_at})

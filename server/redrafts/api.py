@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from ..auth import AuthError, origin_allowed, verify_token
 from ..config import DOC_NAME_RULE, is_valid_doc_name
+from . import attribution
 from .service import HISTORY_PAGE, MAX_HISTORY_PAGE, RedraftError, RedraftService, parse_person
 
 MAX_BODY_BYTES = 64 * 1024
@@ -51,6 +52,7 @@ def _route(handler, needs_edit: bool):
         # token is not a user, and keying by token let one person multiply the limit. The address is what
         # the connection limits count too; people behind one NAT share it.
         user_key = (request.client or ("?",))[0]
+        request.state.grant = grant  # whose token: its signed name is the only verified identity
         try:
             return await handler(request, service, doc, user_key)
         except RedraftError as exc:
@@ -67,7 +69,7 @@ async def _create(request: Request, service: RedraftService, doc: str, user_key:
         body = json.loads(raw or b"{}")
     except ValueError as exc:
         raise RedraftError(400, "bad_json", f"the body is not JSON: {exc}") from exc
-    redraft = await service.create(doc, body, user_key)
+    redraft = await service.create(doc, body, user_key, verified_name=request.state.grant.name)
     return JSONResponse({"id": redraft.id, "status": redraft.status}, status_code=202)
 
 
@@ -106,15 +108,18 @@ def _command(action: str):
 
 
 async def _acting(request: Request) -> dict | None:
-    """Who acts, from an optional JSON body `{"by": {"name", "color"}}` (shown to others, e.g. `rejected_by`)."""
+    """Who acts, from an optional JSON body `{"by": {"name", "color"}}` (shown to others, e.g. `rejected_by`,
+    and written in the history, unverified), or the token's signed name (verified), which wins."""
     raw = await _read_body(request)
+    verified_name = request.state.grant.name
     if not raw.strip():
-        return None
+        return None if verified_name is None else attribution.person({}, verified_name)
     try:
         body = json.loads(raw)
     except ValueError as exc:
         raise RedraftError(400, "bad_json", f"the body is not JSON: {exc}") from exc
-    return parse_person(body.get("by")) if isinstance(body, dict) else None
+    claimed = parse_person(body.get("by")) if isinstance(body, dict) else None
+    return claimed if verified_name is None else attribution.person(claimed, verified_name)
 
 
 routes = [

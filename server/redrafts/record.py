@@ -26,6 +26,7 @@ LIVE = (QUEUED, RUNNING)  # in the engine
 PENDING = (SUGGESTED, CONFLICT)  # waiting for a person
 FINAL = (DONE, FAILED, CANCELLED, REJECTED, UNDONE, EXPIRED)
 KINDS = ("rewrite", "fill", "continue")
+RESTORE = "restore"  # not a kind a client may ask for: a version restored through the redraft machinery
 MODES = ("apply", "suggest")
 
 
@@ -36,7 +37,7 @@ class Redraft:
     kind: str
     mode: str
     instruction: str
-    requester: dict  # {"name", "color"} for display; not an identity
+    requester: dict  # {"name", "color", "verified"} (attribution.person): verified only from a token's name
     user_key: str  # who asked, for rate limits: token subject or address
     anchors: tuple[bytes, bytes]  # Yjs relative positions of the range's start and end
     fork: Fork
@@ -63,10 +64,16 @@ class Redraft:
     change: Change | None = None  # the last landed merge, undo or redo, and how to take it back
     merge_client: int | None = None  # the Yjs client id its merge wrote with (names it as an author)
     undo_checked: tuple | None = None  # (change, (status, text length, text hash), UndoState): the last check
+    model: str | None = None  # the engine's model that wrote it, for the history
+    restored: int | None = None  # a restore (kind "restore"): the version id it brings back
+
+    @property
+    def is_restore(self) -> bool:
+        return self.kind == RESTORE
 
     @property
     def origin(self) -> str:
-        return f"redraft:{self.id}"
+        return f"{RESTORE if self.is_restore else 'redraft'}:{self.id}"
 
     @property
     def original(self) -> str:
@@ -95,6 +102,8 @@ class Redraft:
             "expires_at": self.expires_at,
             "rejected_by": self.rejected_by,
             "passage_edited": self.is_passage_edited,
+            "model": self.model,
+            "restored": self.restored,
             "progress": self.progress,
             "can_undo": undo.can_undo,
             "can_redo": undo.can_redo,

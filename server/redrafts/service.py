@@ -34,7 +34,7 @@ from collections import OrderedDict
 from ..ratelimit import TokenBucket
 from ..room import Room
 from ..updates import decode_state_vector
-from . import merge, revert, seams
+from . import attribution, merge, revert, seams
 from .ai_peer import AiPeer
 from .backends import EngineBackend, EngineFailed, EngineRejected, EngineUnavailable
 from .directory import Directory, LocalDirectory, OwnerUnreachable
@@ -91,8 +91,14 @@ class RedraftService:
 
     # --- request ---------------------------------------------------------------------------------------
 
-    async def create(self, doc: str, body: dict, user_key: str) -> Redraft:
+    async def create(self, doc: str, body: dict, user_key: str, verified_name: str | None = None) -> Redraft:
+        """`verified_name`: the token's signed name, which the history shows as the requester instead of
+        the name the body claims (that one is shown unverified)."""
         kind, mode, instruction, requester, steps, seed = parse_options(body)
+        if verified_name is not None:
+            requester = {**requester, "name": verified_name, "verified": True}
+        else:
+            requester = {**requester, "verified": False}
         self._admit(doc, user_key)
         room = await self.rooms.acquire(doc)
         try:
@@ -122,6 +128,7 @@ class RedraftService:
                 fork=fork,
                 steps=steps,
                 seed=seed if seed is not None else secrets.randbits(31),
+                model=self.backend.status().get("model"),
             )
             context = self.config.redraft_context_chars
             spec = {
@@ -234,17 +241,20 @@ class RedraftService:
             redraft.progress = overall_progress(redraft.progress, progress)
         self._show(redraft)
 
-    def _merge(self, redraft: Redraft) -> None:
+    def _merge(self, redraft: Redraft, update: bytes | None = None, client_id: int | None = None) -> None:
+        """Lands the redraft's text: `update` (made on the fork by `client_id`) when the caller made it
+        already, off the event loop (a restore of a long document), else made here."""
         room = self.rooms.rooms.get(redraft.doc)
         if room is None or room.is_closed:
             # Only a suggestion can outlive its room (accept re-acquires it first).
             return self._end(redraft, FAILED, "the document was closed before the redraft could land")
         started = time.perf_counter()
-        client_id = merge.fresh_client_id(set(decode_state_vector(room.doc.get_state())))
-        try:
-            update = merge.merge_update(redraft.fork, redraft.text, client_id=client_id)
-        except ValueError as exc:  # not valid text: seams.clean should have caught it
-            return self._end(redraft, FAILED, f"the model's text could not be merged: {exc}")
+        if update is None:
+            client_id = merge.fresh_client_id(set(decode_state_vector(room.doc.get_state())))
+            try:
+                update = merge.merge_update(redraft.fork, redraft.text, client_id=client_id)
+            except ValueError as exc:  # not valid text: seams.clean should have caught it
+                return self._end(redraft, FAILED, f"the model's text could not be merged: {exc}")
         # the limit is on the stored document (the log, which compaction folds away, does not count)
         if not room.fits(len(update), update):
             return self._end(redraft, FAILED, f"the document would exceed {room.max_doc_bytes} bytes")
@@ -254,7 +264,8 @@ class RedraftService:
                 room.doc.apply_update(update)
 
         before = str(room.text)
-        room.local_change(apply)
+        author, origin = attribution.merge_change(redraft)
+        room.local_change(apply, author=author, origin=origin)
         redraft.merge_client = client_id
         self.undo_history.keep(room, redraft, revert.observed(before, str(room.text)))
         if self.directory.is_shared:
@@ -269,12 +280,19 @@ class RedraftService:
         self._finish_timing(redraft)
         if status in FINAL and redraft.fork.snapshot:  # nothing merges from the fork any more: free the copies
             redraft.fork = dataclasses.replace(redraft.fork, snapshot=b"", value="")
-        self.metrics.redraft_ended(status)
+        if not redraft.is_restore:  # the redraft metrics count the engine's work
+            self.metrics.redraft_ended(status)
         self._show(redraft)
         self._unwatch_if_idle(redraft.doc)
 
     def _finish_timing(self, redraft: Redraft) -> None:
         redraft.timings["total"] = time.perf_counter() - redraft.started
+
+    def land_restore(self, redraft: Redraft, update: bytes, client_id: int) -> None:
+        """A restore (history/restore.py) lands like a redraft's merge: one edit of the live document, kept
+        for undo and redo here and listed with the redrafts. `update` was made on its fork by `client_id`."""
+        self._remember(redraft)
+        self._merge(redraft, update, client_id)
 
     # --- suggestions: accept, conflicts ----------------------------------------------------------------
 
@@ -353,18 +371,19 @@ class RedraftService:
     # --- undo, cancel, reject --------------------------------------------------------------------------
 
     async def undo(self, doc: str, redraft_id: str, by: dict | None = None) -> Redraft:
-        return await self._take_back(self.get(doc, redraft_id), UNDONE)
+        return await self._take_back(self.get(doc, redraft_id), UNDONE, by)
 
     async def redo(self, doc: str, redraft_id: str, by: dict | None = None) -> Redraft:
-        return await self._take_back(self.get(doc, redraft_id), DONE)
+        return await self._take_back(self.get(doc, redraft_id), DONE, by)
 
-    async def _take_back(self, redraft: Redraft, status: str) -> Redraft:
+    async def _take_back(self, redraft: Redraft, status: str, by: dict | None = None) -> Redraft:
         """Undo after its merge or redo, redo after its undo: on the text as it is now, or a 409 saying why."""
         _check_reversible(redraft, status)
         room = await self.rooms.acquire(redraft.doc)
         try:
             _check_reversible(redraft, status)  # again: a second click may have undone it while the room loaded
-            self.undo_history.take_back(room, redraft)
+            doing = "undo" if status == UNDONE else "redo"
+            self.undo_history.take_back(room, redraft, *attribution.take_back_change(redraft, doing, by))
         except UndoRefused as exc:
             raise RedraftError(409, exc.code, exc.detail) from exc
         finally:
@@ -458,7 +477,8 @@ class RedraftService:
         if action not in COMMANDS:
             return 400, {"error": "bad_request", "detail": f"unknown redraft action {action!r}"}
         try:
-            return 200, self.to_json(await COMMANDS[action](self, doc, redraft_id, by=parse_person(by)))
+            # `by` was resolved by the replica that took the request (its token's name, verified)
+            return 200, self.to_json(await COMMANDS[action](self, doc, redraft_id, by=attribution.trusted_person(by)))
         except RedraftError as exc:
             return exc.status, {"error": exc.code, "detail": exc.detail, "retry_after_s": exc.retry_after_s}
 
@@ -496,7 +516,7 @@ class RedraftService:
         its status to the other replicas."""
         self.directory.record(redraft, self.to_json(redraft))
         room = self.rooms.rooms.get(redraft.doc)
-        if room is None or room.is_closed:
+        if room is None or room.is_closed or redraft.is_restore:  # editors draw redrafts; a restore is no preview
             return
         peer = self._peer(room)
         peer.show(redraft)

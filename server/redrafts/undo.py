@@ -109,9 +109,10 @@ class UndoHistory:
         redraft.undo_checked = (redraft.change, seen, state)
         return state
 
-    def take_back(self, room, redraft: Redraft) -> None:
+    def take_back(self, room, redraft: Redraft, author, origin) -> None:
         """Applies the inverse of the redraft's last change to the room's text now, as an edit of the live
         document under the origin `redraft:{id}:undo` (or `:redo`), stored and broadcast like any change.
+        `author` and `origin` are what the history records it as (attribution.take_back_change).
         Raises UndoRefused with the reason."""
         doing = "undo" if redraft.status == DONE else "redo"
         state = self.state(room, redraft)
@@ -134,7 +135,7 @@ class UndoHistory:
                         offset = at + len(text.encode())
                         del room.text[offset : offset + len(value[start:end].encode())]
 
-        room.local_change(apply)
+        room.local_change(apply, author=author, origin=origin)
         self.keep(room, redraft, revert.changed(value, edits))
 
     def _blocked(self, room, redraft: Redraft, touched: revert.Touched, value: str) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
+
+from ..history.entry import HistoryEntry
 
 
 @dataclass(frozen=True)
@@ -20,13 +22,49 @@ class Store(Protocol):
 
     async def load(self, doc: str) -> StoredDoc: ...
 
-    async def append(self, doc: str, updates: list[bytes]) -> str:
-        """Appends durably (it survives the server's SIGKILL) and returns the new cursor."""
+    async def append(self, doc: str, updates: list[bytes], history: Sequence[HistoryEntry] = ()) -> str:
+        """Appends durably (it survives the server's SIGKILL) and returns the new cursor.
+
+        `history` (drafts: their seq is ignored) is recorded in the same atomic step, each entry given the
+        document's next seq: an update that was acknowledged always has its history entry."""
         ...
 
     async def compact(self, doc: str, snapshot: bytes, upto: str) -> None:
         """Replaces the snapshot with `snapshot`, which holds every log entry up to `upto`,
         and drops those entries. An older snapshot never replaces a newer one."""
+        ...
+
+    # --- history (server/history): never touched by `compact` ----------------------------------
+
+    async def history(
+        self, doc: str, after: int = 0, upto: int | None = None, limit: int | None = None, newest_first: bool = False
+    ) -> list[HistoryEntry]:
+        """The entries with after < seq <= upto, in seq order (newest first if asked; `limit` keeps the first
+        ones of that order)."""
+        ...
+
+    async def add_baseline(self, doc: str, entry: HistoryEntry) -> bool:
+        """Records `entry` (what the document held before history was kept) only if the document has no
+        history yet; returns whether it did. Atomic, so two instances loading it at once record one."""
+        ...
+
+    async def checkpoint(self, doc: str, at_or_before: int) -> tuple[int, bytes] | None:
+        """The newest checkpoint (seq, state) with seq <= at_or_before."""
+        ...
+
+    async def put_checkpoint(self, doc: str, seq: int, state: bytes) -> None:
+        """Stores `state`, the document after every entry up to `seq` (and none after)."""
+        ...
+
+    async def fold_history(
+        self, doc: str, seqs: list[int], merged: HistoryEntry, drop_checkpoints: list[int]
+    ) -> None:
+        """Replaces the entries `seqs` with `merged` (whose seq is the last of them) and drops those
+        checkpoints, atomically."""
+        ...
+
+    async def history_bytes(self, doc: str) -> int:
+        """Bytes the document's history and checkpoints take (updates, metadata and states)."""
         ...
 
     async def check(self) -> dict:

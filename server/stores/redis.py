@@ -8,8 +8,12 @@ way a pub/sub message can be.
 
 from __future__ import annotations
 
+import struct
+from typing import Sequence
+
 import redis.asyncio as aioredis
 
+from ..history.entry import HistoryEntry
 from .base import StoredDoc
 
 FIELD_INSTANCE = b"i"
@@ -46,6 +50,85 @@ return 1
 """
 
 
+# History: a sorted set per document, scored by seq, each member "{seq}:{payload}" (the seq makes members
+# unique; the payload is `_pack`ed by Python), a hash of counters ("seq": the last one given, "bytes": what
+# the entries take) and a hash of checkpoints (seq -> state). Compaction's script never touches them.
+#
+# The log entries and the history entries of one append go in one script: Redis runs it whole or not at all,
+# so an update that was acknowledged (broadcast after `append` returns) always has its history entry.
+_RECORD = """
+local function record(first_arg)
+  local m = #ARGV - first_arg + 1
+  if m <= 0 then return end
+  local seq = redis.call('HINCRBY', KEYS[3], 'seq', m) - m
+  local bytes = 0
+  for j = 1, m do
+    local payload = ARGV[first_arg + j - 1]
+    local s = string.format('%d', seq + j)
+    redis.call('ZADD', KEYS[2], s, s .. ':' .. payload)
+    bytes = bytes + #payload + 8
+  end
+  redis.call('HINCRBY', KEYS[3], 'bytes', bytes)
+end
+"""
+_APPEND = _RECORD + """
+local n = tonumber(ARGV[2])
+local id = false
+for i = 1, n do
+  id = redis.call('XADD', KEYS[1], '*', 'i', ARGV[1], 'u', ARGV[2 + i])
+end
+record(3 + n)
+return id
+"""
+_ADD_BASELINE = _RECORD + """
+if redis.call('HEXISTS', KEYS[3], 'seq') == 1 then return 0 end
+record(1)
+return 1
+"""
+# ARGV: merged seq, merged payload, number of folded seqs k, the k seqs, then the checkpoints to drop.
+_FOLD = """
+local removed = 0
+local k = tonumber(ARGV[3])
+for i = 1, k do
+  local s = ARGV[3 + i]
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], s, s)) do
+    removed = removed + #member - #s - 1 + 8
+    redis.call('ZREM', KEYS[1], member)
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1] .. ':' .. ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'bytes', #ARGV[2] + 8 - removed)
+for i = 4 + k, #ARGV do
+  redis.call('HDEL', KEYS[3], ARGV[i])
+end
+return 1
+"""
+# The newest checkpoint at or before ARGV[1], read in one step so a fold cannot drop it in between.
+_CHECKPOINT = """
+local best = -1
+for _, s in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local n = tonumber(s)
+  if n <= tonumber(ARGV[1]) and n > best then best = n end
+end
+if best < 0 then return false end
+local key = string.format('%d', best)
+return {key, redis.call('HGET', KEYS[1], key)}
+"""
+_META_LEN = struct.Struct(">I")
+
+
+def _pack(entry: HistoryEntry) -> bytes:
+    meta = entry.to_meta().encode()
+    return _META_LEN.pack(len(meta)) + meta + entry.update
+
+
+def _unpack(member: bytes) -> HistoryEntry:
+    seq, _, payload = member.partition(b":")
+    (meta_len,) = _META_LEN.unpack_from(payload)
+    start = _META_LEN.size
+    return HistoryEntry.from_meta(int(seq), payload[start + meta_len :], payload[start : start + meta_len])
+
+
 def stream_id(entry_id: bytes | str) -> tuple[int, int]:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, _, seq = text.partition("-")
@@ -60,12 +143,25 @@ class RedisStore:
         self.prefix = prefix
         self.instance_id = instance_id.encode()
         self._replace = client.register_script(_REPLACE_SNAPSHOT)
+        self._append = client.register_script(_APPEND)
+        self._add_baseline = client.register_script(_ADD_BASELINE)
+        self._fold = client.register_script(_FOLD)
+        self._checkpoint = client.register_script(_CHECKPOINT)
 
     def log_key(self, doc: str) -> str:
         return f"{self.prefix}:doc:{doc}:log"
 
     def snapshot_key(self, doc: str) -> str:
         return f"{self.prefix}:doc:{doc}:snapshot"
+
+    def history_key(self, doc: str) -> str:
+        return f"{self.prefix}:doc:{doc}:history"
+
+    def history_counters_key(self, doc: str) -> str:
+        return f"{self.prefix}:doc:{doc}:history:counters"
+
+    def checkpoints_key(self, doc: str) -> str:
+        return f"{self.prefix}:doc:{doc}:checkpoints"
 
     async def start(self) -> None:
         await self.client.ping()
@@ -89,7 +185,11 @@ class RedisStore:
         updates, cursor = await self._read_all(doc)
         return StoredDoc(updates, cursor, sum(len(u) for u in updates))
 
-    async def append(self, doc: str, updates: list[bytes]) -> str:
+    async def append(self, doc: str, updates: list[bytes], history: Sequence[HistoryEntry] = ()) -> str:
+        if history:
+            keys = [self.log_key(doc), self.history_key(doc), self.history_counters_key(doc)]
+            args = [self.instance_id, len(updates), *updates, *(_pack(entry) for entry in history)]
+            return (await self._append(keys=keys, args=args)).decode()
         async with self.client.pipeline(transaction=True) as pipe:
             for update in updates:
                 pipe.xadd(self.log_key(doc), {FIELD_INSTANCE: self.instance_id, FIELD_UPDATE: update})
@@ -98,6 +198,48 @@ class RedisStore:
 
     async def compact(self, doc: str, snapshot: bytes, upto: str) -> None:
         await self._replace(keys=[self.snapshot_key(doc), self.log_key(doc)], args=[snapshot, upto, LOG_KEEP_MS])
+
+    # --- history ------------------------------------------------------------------------
+
+    async def history(
+        self, doc: str, after: int = 0, upto: int | None = None, limit: int | None = None, newest_first: bool = False
+    ) -> list[HistoryEntry]:
+        low, high = f"({after}", "+inf" if upto is None else str(upto)
+        paging = {"start": 0, "num": limit} if limit is not None else {}
+        if newest_first:
+            members = await self.client.zrevrangebyscore(self.history_key(doc), high, low, **paging)
+        else:
+            members = await self.client.zrangebyscore(self.history_key(doc), low, high, **paging)
+        return [_unpack(member) for member in members]
+
+    async def add_baseline(self, doc: str, entry: HistoryEntry) -> bool:
+        keys = ["", self.history_key(doc), self.history_counters_key(doc)]
+        return bool(await self._add_baseline(keys=keys, args=[_pack(entry)]))
+
+    async def checkpoint(self, doc: str, at_or_before: int) -> tuple[int, bytes] | None:
+        found = await self._checkpoint(keys=[self.checkpoints_key(doc)], args=[at_or_before])
+        return (int(found[0]), found[1]) if found else None
+
+    async def put_checkpoint(self, doc: str, seq: int, state: bytes) -> None:
+        await self.client.hset(self.checkpoints_key(doc), str(seq), state)
+
+    async def fold_history(
+        self, doc: str, seqs: list[int], merged: HistoryEntry, drop_checkpoints: list[int]
+    ) -> None:
+        assert merged.seq == max(seqs), "a merged entry takes the seq of the last entry it folds"
+        keys = [self.history_key(doc), self.history_counters_key(doc), self.checkpoints_key(doc)]
+        await self._fold(keys=keys, args=[merged.seq, _pack(merged), len(seqs), *seqs, *drop_checkpoints])
+
+    async def history_bytes(self, doc: str) -> int:
+        entries = int(await self.client.hget(self.history_counters_key(doc), "bytes") or 0)
+        seqs = await self.client.hkeys(self.checkpoints_key(doc))
+        if not seqs:
+            return entries
+        async with self.client.pipeline(transaction=False) as pipe:
+            for seq in seqs:
+                pipe.hstrlen(self.checkpoints_key(doc), seq)
+            sizes = await pipe.execute()
+        return entries + sum(sizes) + 8 * len(seqs)
 
     async def check(self) -> dict:
         await self.client.ping()

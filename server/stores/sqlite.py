@@ -12,7 +12,9 @@ import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
+from ..history.entry import HistoryEntry
 from .base import StoredDoc
 
 SCHEMA = """
@@ -27,6 +29,19 @@ CREATE TABLE IF NOT EXISTS snapshots (
     data BLOB NOT NULL,
     seq INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS history (
+    doc TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    meta TEXT NOT NULL,
+    PRIMARY KEY (doc, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    doc TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (doc, seq)
+) WITHOUT ROWID;
 """
 
 
@@ -38,6 +53,10 @@ class SqliteStore:
         # One thread owns the writing connection: appends are serialised without locks.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._conn: sqlite3.Connection | None = None
+        # History reads (a version list, a rebuild's replay) take their own thread and connection: WAL lets
+        # them read while the writer appends, so listing 100,000 entries never holds up a keystroke's commit.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+        self._reader_conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -48,6 +67,14 @@ class SqliteStore:
 
     async def _write(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def _read(self, fn, *args):
+        def run():
+            if self._reader_conn is None:
+                self._reader_conn = self._connect()
+            return fn(self._reader_conn, *args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,10 +103,10 @@ class SqliteStore:
             cursor = seq
         return StoredDoc(updates, str(cursor), size)
 
-    async def append(self, doc: str, updates: list[bytes]) -> str:
-        return await self._write(self._append, doc, updates)
+    async def append(self, doc: str, updates: list[bytes], history: Sequence[HistoryEntry] = ()) -> str:
+        return await self._write(self._append, doc, updates, history)
 
-    def _append(self, doc: str, updates: list[bytes]) -> str:
+    def _append(self, doc: str, updates: list[bytes], history: Sequence[HistoryEntry]) -> str:
         conn = self._conn
         conn.execute("BEGIN")
         try:
@@ -87,6 +114,8 @@ class SqliteStore:
                 "INSERT INTO updates (doc, data) VALUES (?, ?)", [(doc, u) for u in updates]
             )
             seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            if history:
+                self._record(doc, history)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -112,6 +141,98 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
 
+    # --- history ------------------------------------------------------------------------
+
+    def _record(self, doc: str, history: Sequence[HistoryEntry]) -> None:
+        """Inside the caller's transaction: the entries, numbered on from the document's last seq."""
+        last = self._conn.execute("SELECT max(seq) FROM history WHERE doc = ?", (doc,)).fetchone()[0] or 0
+        self._conn.executemany(
+            "INSERT INTO history (doc, seq, data, meta) VALUES (?, ?, ?, ?)",
+            [(doc, last + i, entry.update, entry.to_meta()) for i, entry in enumerate(history, 1)],
+        )
+
+    async def history(
+        self, doc: str, after: int = 0, upto: int | None = None, limit: int | None = None, newest_first: bool = False
+    ) -> list[HistoryEntry]:
+        return await self._read(self._history, doc, after, upto, limit, newest_first)
+
+    @staticmethod
+    def _history(conn, doc, after, upto, limit, newest_first) -> list[HistoryEntry]:
+        rows = conn.execute(
+            "SELECT seq, data, meta FROM history WHERE doc = ? AND seq > ? AND seq <= ? "
+            f"ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?",
+            (doc, after, upto if upto is not None else 1 << 62, limit if limit is not None else -1),
+        ).fetchall()
+        return [HistoryEntry.from_meta(seq, data, meta) for seq, data, meta in rows]
+
+    async def add_baseline(self, doc: str, entry: HistoryEntry) -> bool:
+        return await self._write(self._add_baseline, doc, entry)
+
+    def _add_baseline(self, doc: str, entry: HistoryEntry) -> bool:
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            is_empty = conn.execute("SELECT 1 FROM history WHERE doc = ? LIMIT 1", (doc,)).fetchone() is None
+            if is_empty:
+                self._record(doc, [entry])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return is_empty
+
+    async def checkpoint(self, doc: str, at_or_before: int) -> tuple[int, bytes] | None:
+        return await self._read(self._checkpoint, doc, at_or_before)
+
+    @staticmethod
+    def _checkpoint(conn, doc: str, at_or_before: int) -> tuple[int, bytes] | None:
+        row = conn.execute(
+            "SELECT seq, data FROM checkpoints WHERE doc = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (doc, at_or_before),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    async def put_checkpoint(self, doc: str, seq: int, state: bytes) -> None:
+        await self._write(
+            lambda: self._conn.execute(
+                "INSERT OR REPLACE INTO checkpoints (doc, seq, data) VALUES (?, ?, ?)", (doc, seq, state)
+            )
+        )
+
+    async def fold_history(
+        self, doc: str, seqs: list[int], merged: HistoryEntry, drop_checkpoints: list[int]
+    ) -> None:
+        await self._write(self._fold, doc, seqs, merged, drop_checkpoints)
+
+    def _fold(self, doc: str, seqs: list[int], merged: HistoryEntry, drop_checkpoints: list[int]) -> None:
+        assert merged.seq == max(seqs), "a merged entry takes the seq of the last entry it folds"
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            conn.executemany("DELETE FROM history WHERE doc = ? AND seq = ?", [(doc, s) for s in seqs])
+            conn.execute(
+                "INSERT INTO history (doc, seq, data, meta) VALUES (?, ?, ?, ?)",
+                (doc, merged.seq, merged.update, merged.to_meta()),
+            )
+            conn.executemany("DELETE FROM checkpoints WHERE doc = ? AND seq = ?", [(doc, s) for s in drop_checkpoints])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def history_bytes(self, doc: str) -> int:
+        def measure(conn) -> int:
+            entries = conn.execute(
+                "SELECT coalesce(sum(length(data) + length(CAST(meta AS BLOB)) + 8), 0) FROM history WHERE doc = ?",
+                (doc,),
+            ).fetchone()[0]
+            states = conn.execute(
+                "SELECT coalesce(sum(length(data) + 8), 0) FROM checkpoints WHERE doc = ?", (doc,)
+            ).fetchone()[0]
+            return entries + states  # 8: the seq each row carries
+
+        return await self._read(measure)
+
     async def check(self) -> dict:
         await self._write(lambda: self._conn.execute("SELECT 1").fetchone())
         return {"kind": self.kind}  # not the path: /healthz answers without a token
@@ -121,5 +242,11 @@ class SqliteStore:
             if self._conn is not None:
                 self._conn.close()
 
+        def close_reader():
+            if self._reader_conn is not None:
+                self._reader_conn.close()
+
         await self._write(close_db)
+        await asyncio.get_running_loop().run_in_executor(self._reader, close_reader)
         self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)

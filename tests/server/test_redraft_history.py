@@ -142,7 +142,7 @@ async def test_several_redrafts_undo_the_older_one_after_typing_redo_and_a_block
     assert followed == str(room.text) and all(service.redrafts[i].change.landed is followed for i in (first, second))
     listed = (await service.history("doc"))
     assert [r["id"] for r in listed] == [second, first]  # newest first
-    assert listed[1]["requester"] == {"name": "Ada", "color": "#112233"} and listed[1]["instruction"] == "livelier"
+    assert listed[1]["requester"] == {"name": "Ada", "color": "#112233", "verified": False} and listed[1]["instruction"] == "livelier"
     assert all(r["can_undo"] and not r["can_redo"] and r["undo_blocked"] is None for r in listed)
     assert listed[0]["created_at"] >= listed[1]["created_at"]
 
