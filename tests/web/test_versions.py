@@ -186,3 +186,102 @@ def test_the_panel_draws_every_kind_of_version_on_a_desktop_and_a_phone(start_se
     expect(rows.nth(3)).to_be_focused()
     page.get_by_role("button", name="Close versions").click()
     expect(panel).to_be_hidden()
+
+
+FIRST = "First draft of the plan."
+ADDED = " Grace adds a line."
+
+
+def test_one_page_restores_a_version_the_other_sees_it_live_and_undo_puts_it_back(start_server, open_page):
+    server = start_server()
+    ada, grace = two_writers(open_page, f"{server.http_url}/d/restore", FIRST)
+    grace.keyboard.press("Control+End")
+    grace.keyboard.type(ADDED)
+    wait_editor_text(ada, FIRST + ADDED)
+    restores: list[str] = []
+    grace.on("request", lambda request: restores.append(request.url) if request.url.endswith("/restore") else None)
+
+    panel = open_versions(grace)
+    rows = panel.locator(".versions-row")
+    expect(rows).to_have_count(2)
+    name_a = ada.locator("#you-button .you-name").inner_text()
+    name_g = grace.locator("#you-button .you-name").inner_text()
+    expect(rows.nth(0)).to_contain_text(f"{name_g} (unverified)")  # an awareness name: nobody signed it
+    expect(rows.nth(1)).to_contain_text(f"{name_a} (unverified)")
+    expect(rows.nth(1)).to_contain_text("Typed")
+    ada_when = rows.nth(1).locator(".versions-when").inner_text()
+    expect(rows.nth(0)).to_be_focused()
+    grace.keyboard.press("ArrowDown")
+    grace.keyboard.press("Enter")
+    detail = panel.locator("#versions-detail")
+    diff = detail.get_by_role("region", name=re.compile("changes marked"))
+    expect(diff.locator("ins")).to_have_text(f"[added since: {ADDED}]")
+    expect(diff).to_have_text(f"{FIRST}[added since: {ADDED}]")
+    expect(detail).to_contain_text(f"{len(ADDED)} characters added, 0 removed.")
+    # The newest version is the current text: nothing to restore.
+    rows.nth(0).click()
+    expect(detail).to_contain_text("Same as the current text.")
+    expect(detail.get_by_role("button", name="Restore this version")).to_be_disabled()
+    rows.nth(1).click()
+    expect(diff.locator("ins")).to_have_count(1)
+
+    # Restore asks first: Escape (or Cancel) leaves the text alone and sends nothing.
+    restore = detail.get_by_role("button", name="Restore this version")
+    restore.click()
+    confirm = grace.get_by_role("dialog", name="Restore this version?")
+    expect(confirm).to_be_visible()
+    expect(confirm).to_contain_text(f"how it was at {ada_when}")
+    expect(confirm.get_by_role("button", name="Restore", exact=True)).to_be_focused()
+    grace.keyboard.press("Escape")
+    expect(confirm).to_be_hidden()
+    expect(panel).to_be_visible()  # the confirmation closes alone, not the panel under it
+    expect(restore).to_be_focused()
+    assert restores == []
+    restore.click()
+    screenshot(grace, "versions-confirm")
+    assert axe_violations(grace) == []
+    confirm.get_by_role("button", name="Restore", exact=True).click()
+    wait_editor_text(ada, FIRST)  # live, on the other page
+    wait_editor_text(grace, FIRST)
+    assert len(restores) == 1
+    toast = grace.locator(".toast").filter(has_text=f"Restored the version of {ada_when}.")
+    expect(toast).to_be_visible()
+    expect(rows.nth(0)).to_contain_text(f"Restored the version of {ada_when}")
+    expect(rows.nth(0)).to_contain_text(f"{name_g} (unverified)")
+    expect(detail).to_contain_text("Same as the current text.")  # the chosen version is now the text
+    screenshot(grace, "versions-restored")
+
+    # Undo in the toast puts the text back, for both; the history says so.
+    toast.get_by_role("button", name="Undo").click()
+    wait_editor_text(ada, FIRST + ADDED)
+    wait_editor_text(grace, FIRST + ADDED)
+    expect(rows.nth(0)).to_contain_text(f"Undid the restore of the version of {ada_when}")
+    expect(rows).to_have_count(4)
+    assert axe_violations(grace) == []
+
+    # Ada's panel lists the same versions.
+    ada_rows = open_versions(ada).locator(".versions-row")
+    expect(ada_rows).to_have_count(4)
+    expect(ada_rows.nth(1)).to_contain_text(f"Restored the version of {ada_when}")
+
+
+def test_a_read_only_link_reads_the_versions_but_has_no_restore(start_server, open_page):
+    server = start_server(extra_args=("--secret", SECRET))
+    writer = open_page(share_link(server.http_url, SECRET, "minutes", "edit"))
+    wait_connected(writer)
+    writer.locator(".cm-content").click()
+    writer.keyboard.type("Minutes of the meeting.")
+    reader = open_page(share_link(server.http_url, SECRET, "minutes", "read"))
+    wait_connected(reader)
+    wait_editor_text(reader, "Minutes of the meeting.")
+    writer.keyboard.type(" Later.")
+    wait_editor_text(reader, "Minutes of the meeting. Later.")
+
+    panel = open_versions(reader)
+    rows = panel.locator(".versions-row")
+    expect(rows).to_have_count(1)
+    rows.nth(0).click()
+    detail = panel.locator("#versions-detail")
+    expect(detail).to_contain_text("Same as the current text.")
+    expect(detail.get_by_role("button", name="Restore this version")).to_have_count(0)
+    assert json.loads(json.dumps(axe_violations(reader))) == []

@@ -203,6 +203,8 @@ test('versions say who, when and what, and only a verified name goes unmarked', 
   assert.equal(versionWhat({ kind: 'redo', redraft: shorter }), 'Redid the redraft “Make it shorter”')
   assert.equal(versionWhat({ kind: 'restore', restored: 7 }, (id) => id === 7 ? '14:32' : null), 'Restored the version of 14:32')
   assert.equal(versionWhat({ kind: 'restore', restored: 8 }, () => null), 'Restored an earlier version')
+  assert.equal(versionWhat({ kind: 'undo', restored: 7, redraft: { id: 'x', instruction: null } }, () => '14:32'), 'Undid the restore of the version of 14:32')
+  assert.equal(versionWhat({ kind: 'redo', restored: 7, redraft: { id: 'x' } }, () => null), 'Redid a restore')
   const now = Date.UTC(2026, 11, 6, 15, 0)
   const zone = { locale: 'en-GB', timeZone: 'UTC' }
   assert.equal(versionTime(Date.UTC(2026, 11, 6, 14, 32) / 1000, now, zone), '14:32')

@@ -52,15 +52,17 @@ export function quoted (instruction, whole = false) {
  * an instruction shortened unless `whole`. */
 export function versionWhat (version, timeOf = () => null, whole = false) {
   const asked = quoted(version.redraft && version.redraft.instruction, whole)
+  const restoredWhen = version.restored === null || version.restored === undefined ? null : timeOf(version.restored)
+  if ((version.kind === 'undo' || version.kind === 'redo') && version.restored !== null && version.restored !== undefined) {
+    const what = restoredWhen ? `the restore of the version of ${restoredWhen}` : 'a restore'
+    return `${version.kind === 'undo' ? 'Undid' : 'Redid'} ${what}`
+  }
   switch (version.kind) {
     case 'typing': return 'Typed'
     case 'redraft': return asked ? `Redraft: ${asked}` : 'Redraft'
     case 'undo': return asked ? `Undid the redraft ${asked}` : 'Undid a redraft'
     case 'redo': return asked ? `Redid the redraft ${asked}` : 'Redid a redraft'
-    case 'restore': {
-      const when = version.restored === null || version.restored === undefined ? null : timeOf(version.restored)
-      return when ? `Restored the version of ${when}` : 'Restored an earlier version'
-    }
+    case 'restore': return restoredWhen ? `Restored the version of ${restoredWhen}` : 'Restored an earlier version'
     case 'merged': return 'Older edits, kept as one version'
     default: return 'Changed'
   }
