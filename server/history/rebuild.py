@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+from pycrdt import Text
+
 from ..stores.base import Store
 from .checkpoints import TEXT_NAME, replay, replay_state
 
 
 def _text(state: bytes | None, updates: list[bytes]) -> str:
-    return str(replay(state, updates).get(TEXT_NAME))
+    return str(replay(state, updates).get(TEXT_NAME, type=Text))
 
 
 async def _rebuild(store: Store, doc: str, seq: int, finish):
