@@ -230,7 +230,7 @@ def test_one_page_restores_a_version_the_other_sees_it_live_and_undo_puts_it_bac
     restore.click()
     confirm = grace.get_by_role("dialog", name="Restore this version?")
     expect(confirm).to_be_visible()
-    expect(confirm).to_contain_text(f"how it was at {ada_when}")
+    expect(confirm).to_contain_text(f"the version of {ada_when} by {name_a} (unverified).")
     expect(confirm.get_by_role("button", name="Restore", exact=True)).to_be_focused()
     grace.keyboard.press("Escape")
     expect(confirm).to_be_hidden()
@@ -244,19 +244,30 @@ def test_one_page_restores_a_version_the_other_sees_it_live_and_undo_puts_it_bac
     wait_editor_text(ada, FIRST)  # live, on the other page
     wait_editor_text(grace, FIRST)
     assert len(restores) == 1
+    # Back to the text, where the change is; the toast offers Undo.
+    expect(panel).to_be_hidden()
+    expect(grace.locator(".cm-content")).to_be_focused()
     toast = grace.locator(".toast").filter(has_text=f"Restored the version of {ada_when}.")
     expect(toast).to_be_visible()
-    expect(rows.nth(0)).to_contain_text(f"Restored the version of {ada_when}")
-    expect(rows.nth(0)).to_contain_text(f"{name_g} (unverified)")
-    expect(detail).to_contain_text("Same as the current text.")  # the chosen version is now the text
     screenshot(grace, "versions-restored")
-
-    # Undo in the toast puts the text back, for both; the history says so.
     toast.get_by_role("button", name="Undo").click()
     wait_editor_text(ada, FIRST + ADDED)
     wait_editor_text(grace, FIRST + ADDED)
-    expect(rows.nth(0)).to_contain_text(f"Undid the restore of the version of {ada_when}")
+
+    # The history has both, newest first, by Grace; her chosen version is again what it was.
+    open_versions(grace)
     expect(rows).to_have_count(4)
+    expect(rows.nth(0)).to_contain_text(f"Undid the restore of the version of {ada_when}")
+    expect(rows.nth(1)).to_contain_text(f"Restored the version of {ada_when}")
+    expect(rows.nth(1)).to_contain_text(f"{name_g} (unverified)")
+    expect(diff.locator("ins")).to_have_text(f"[added since: {ADDED}]")
+    rows.nth(1).click()  # the restore: against now, the line is back; what it changed, the line went
+    expect(diff).to_have_text(f"{FIRST}[added since: {ADDED}]")
+    detail.get_by_label("What this version changed").check()
+    expect(diff).to_have_text(f"{FIRST}[removed: {ADDED}]")
+    detail.get_by_label("Compared with now").check()
+    rows.nth(0).click()
+    expect(detail).to_contain_text("Same as the current text.")
     assert axe_violations(grace) == []
 
     # Ada's panel lists the same versions.

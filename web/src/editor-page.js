@@ -235,7 +235,7 @@ export function showEditor (name, token) {
 
   const share = setUpShare({ panel: $('share-panel'), api, doc: name })
   const history = setUpHistory({ panel: $('history-panel'), api, board, canEdit: () => role === 'edit' })
-  setUpVersions({ panel: $('versions-panel'), api, ytext, toasts, canEdit: () => role === 'edit', by: () => ({ name: user.name, color: user.color }) })
+  setUpVersions({ panel: $('versions-panel'), api, ytext, toasts, canEdit: () => role === 'edit', by: () => ({ name: user.name, color: user.color }), focusText: () => view.focus() })
   board.onHistory = () => history.changed()
   board.onLanded = () => editor.undoManager.stopCapturing()
   anchorPopover($('share-panel'), $('share-button'))

@@ -45,7 +45,7 @@ export function restoreUndoId (restore) {
   return id || null
 }
 
-export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by }) {
+export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by, focusText }) {
   const $ = (selector) => panel.querySelector(selector)
   const list = $('#versions-list')
   const state = $('#versions-state')
@@ -70,8 +70,9 @@ export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by }) {
     dot.setAttribute('aria-hidden', 'true')
     const button = element('button', { type: 'button', className: 'versions-row' },
       element('span', { className: 'versions-who' }, dot, element('strong', { textContent: versionBy(version) })),
-      element('span', { className: 'versions-when', textContent: versionTime(version.ended_at) }),
-      element('span', { className: 'versions-what', textContent: versionWhat(version, timeOf) }))
+      element('span', { className: 'versions-line' },
+        element('span', { className: 'versions-when', textContent: versionTime(version.ended_at) }), ' · ',
+        element('span', { className: 'versions-what', textContent: versionWhat(version, timeOf) })))
     if (version.first_seq === chosen) button.setAttribute('aria-current', 'true')
     button.addEventListener('click', () => choose(version))
     const item = element('li', { className: 'versions-item' }, button)
@@ -210,13 +211,14 @@ export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by }) {
   })
 
   function confirmRestore (version) {
-    $('#versions-confirm-text').textContent = `The text goes back to how it was at ${versionTime(version.ended_at)} (${versionBy(version)}). ` +
+    $('#versions-confirm-text').textContent = `The text goes back to the version of ${versionTime(version.ended_at)} by ${versionBy(version)}. ` +
       'Everyone in the document sees it at once, and what others type meanwhile is kept. You can undo it.'
     confirm.returnValue = ''
     confirm.showModal()
     return new Promise((resolve) => confirm.addEventListener('close', () => resolve(confirm.returnValue === 'restore'), { once: true }))
   }
 
+  // Restored: back to the text, where the change shows, as Google Docs does; the toast offers Undo.
   restoreButton.addEventListener('click', async () => {
     const version = chosenVersion()
     if (!version || !(await confirmRestore(version))) return restoreButton.focus()
@@ -225,6 +227,8 @@ export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by }) {
     try {
       const { restore } = await api.restoreVersion(version.id, by())
       const undoId = restoreUndoId(restore)
+      panel.hidePopover()
+      focusText()
       toasts.show(`Restored the version of ${when}.`, {
         kind: 'success',
         key: 'restore',
@@ -232,17 +236,16 @@ export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by }) {
       })
     } catch (error) {
       toasts.show(`The version could not be restored: ${error.advice || error.message}`, { kind: 'error', key: 'restore' })
+      restoreButton.disabled = false
+      restoreButton.focus()
     }
-    await loadNewest()
-    const shown = chosenVersion()
-    if (shown) showDiff(shown)
-    restoreButton.focus()
   })
 
   async function undoRestore (id) {
     try {
       await api.undo(id, by())
       toasts.show('The restore was undone.', { key: 'restore' })
+      focusText()
     } catch (error) {
       toasts.show(`The restore could not be undone: ${error.advice || error.message}`, { kind: 'error', key: 'restore' })
     }
