@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 from playwright.sync_api import Page, Route, expect
 
-from tests.web.conftest import screenshot, share_link, two_writers, wait_connected, wait_editor_text
+from tests.web.conftest import editor_text, screenshot, share_link, two_writers, wait_connected, wait_editor_text
 from tests.web.test_accessibility import PHONE, SECRET, axe_violations
 
 NOW = time.time()
@@ -64,6 +64,8 @@ def fake_versions_api(page: Page, current: str) -> list[str]:
             body = {"versions": shown, "next": shown[-1]["first_seq"] if len(older) > limit else None}
             return route.fulfill(json=body)
         vid = int(parts[0])
+        if route.request.method == "POST":
+            return route.fulfill(status=409, json={"error": "unchanged", "detail": f"the text is already that of version {vid}"})
         if vid == 10:
             return route.fulfill(status=410, json={"error": "folded", "detail": "version 10 was folded into version 30"})
         text = TEXTS.get(vid, f"Version {vid}.")
@@ -92,7 +94,7 @@ def test_the_panel_draws_every_kind_of_version_on_a_desktop_and_a_phone(start_se
     page.locator(".cm-content").click()
     page.keyboard.type("The note is long.")
     asked = fake_versions_api(page, "The note is long.")
-    open_page.allow(r"status of 410")
+    open_page.allow(r"status of 4(09|10) ")
 
     panel = open_versions(page)
     rows = panel.locator(".versions-row")
@@ -142,6 +144,12 @@ def test_the_panel_draws_every_kind_of_version_on_a_desktop_and_a_phone(start_se
     expect(diff.locator("ins")).to_have_text("[added: The note is short.]")
     assert "GET /api/docs/fake-versions/versions/109/diff?against=116" in asked
     detail.get_by_label("Compared with now").check()
+    # A restore the server refuses says why in the panel (a toast would be under it), and changes nothing.
+    detail.get_by_role("button", name="Restore this version").click()
+    page.get_by_role("dialog", name="Restore this version?").get_by_role("button", name="Restore", exact=True).click()
+    expect(detail.get_by_role("alert")).to_have_text("The version could not be restored: the text is already that of version 116")
+    expect(panel).to_be_visible()
+    assert editor_text(page) == "The note is long."
 
     # A version folded away by retention says so, and cannot be restored.
     rows.nth(54).click()

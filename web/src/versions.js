@@ -108,6 +108,8 @@ export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by, focusTe
 
   older.addEventListener('click', async () => {
     older.disabled = true
+    const problem = $('#versions-older-problem')
+    problem.hidden = true
     try {
       const page = await api.versions({ limit: PAGE, before: next })
       const count = versions.length
@@ -115,8 +117,9 @@ export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by, focusTe
       next = page.next ?? null
       drawList()
       list.children[count]?.querySelector('button').focus() // on to the first of the older ones
-    } catch (error) {
-      toasts.show(`Older versions could not be loaded: ${error.advice || error.message}`, { kind: 'error', key: 'versions' })
+    } catch (error) { // said in the panel: a toast would be under it
+      problem.hidden = false
+      problem.textContent = `Older versions could not be loaded: ${error.advice || error.message}`
     } finally {
       older.disabled = false
     }
@@ -234,8 +237,10 @@ export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by, focusTe
         key: 'restore',
         actions: undoId ? [{ label: 'Undo', title: 'Put the text back as it was before the restore', run: () => undoRestore(undoId) }] : []
       })
-    } catch (error) {
-      toasts.show(`The version could not be restored: ${error.advice || error.message}`, { kind: 'error', key: 'restore' })
+    } catch (error) { // said in the panel: a toast would be under it
+      const problem = $('#versions-problem')
+      problem.hidden = false
+      problem.textContent = `The version could not be restored: ${error.advice || error.message}`
       restoreButton.disabled = false
       restoreButton.focus()
     }
