@@ -11,48 +11,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..auth import AuthError, origin_allowed, verify_token
-from ..config import DOC_NAME_RULE, is_valid_doc_name
+from ..redrafts.api import route
 from ..redrafts.request import RedraftError
 from . import reading, restore
 from .versions import diff_ops
 
 VERSIONS_PAGE = 50
 MAX_VERSIONS_PAGE = 200
+READ_ONLY = "read-only: this link can view the history but not restore a version"
 MAX_SEQ = 1 << 62  # seqs are 64-bit integers in both stores: a larger "id" is no version, not a server error
 
 
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
-
-
 def _route(handler, needs_edit: bool):
-    """Checks the document name, origin and token, then runs the handler; RedraftError becomes JSON."""
+    """The redraft API's checks (document name, origin, token; read-only refused where it must edit), then
+    the handler with the services; a server that keeps no history says so."""
 
-    async def endpoint(request: Request):
+    async def versions_handler(request: Request, service, doc: str, user_key: str):
         services = request.app.state.services
-        config = services.config
-        doc = request.path_params["doc"]
-        if not is_valid_doc_name(doc):
-            return _error(400, "bad_doc_name", DOC_NAME_RULE)
-        if not origin_allowed(request.headers, config.allowed_origins):
-            return _error(403, "origin", f"origin {request.headers.get('origin')} is not allowed")
-        token = request.query_params.get("token")
-        authorization = request.headers.get("authorization", "")
-        if authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
-        try:
-            grant = verify_token(config.secret, token, doc)
-        except AuthError as exc:
-            return _error(401, "unauthorized", str(exc))
-        if needs_edit and not grant.can_edit:
-            return _error(403, "read_only", "read-only: this link can view the history but not restore a version")
-        try:
-            return await handler(request, services, doc, grant)
-        except RedraftError as exc:
-            return _error(exc.status, exc.code, exc.detail)
+        if services.config.history == "off":
+            raise RedraftError(404, "history_off", "this server keeps no version history (it runs with --history off)")
+        return await handler(request, services, doc, request.state.grant)
 
-    return endpoint
+    return route(versions_handler, needs_edit, READ_ONLY)
 
 
 def _seq(raw: str | None, name: str) -> int:

@@ -8,6 +8,7 @@ costs about its own entries, not the document's history.
 from __future__ import annotations
 
 from ..redrafts.request import RedraftError
+from . import rebuild
 from .versions import Version, group_newest_first
 
 CHUNK = 512  # entries read per store call while grouping a page
@@ -60,9 +61,7 @@ async def find(store, doc: str, version_id: int, pause_s: float) -> Version:
 
 async def text_at(store, doc: str, version_id: int) -> str:
     """The document's text as of that seq: the nearest checkpoint, then the entries after it replayed."""
-    from .rebuild import text_at as rebuilt  # helper S's module (the store side of history)
-
-    return await rebuilt(store, doc, version_id)
+    return await rebuild.text_at(store, doc, version_id)
 
 
 async def current_text(rooms, doc: str) -> str:

@@ -17,7 +17,7 @@ import secrets
 
 from ..redrafts import attribution, merge
 from ..redrafts.record import DONE, RESTORE, RUNNING, Redraft
-from ..redrafts.request import RedraftError, parse_person
+from ..redrafts.request import RedraftError
 from ..updates import decode_state_vector
 from . import reading
 
@@ -47,11 +47,7 @@ async def restore(services, doc: str, version_id: int, grant, body: dict, reques
     await reading.find(services.store, doc, version_id, services.config.history_pause_s)
     target = await reading.text_at(services.store, doc, version_id)
     # The token's signed name is the only verified identity; a name in the body is shown, unverified.
-    claimed = parse_person(body.get("by"))
-    if grant.name is not None:
-        requester = attribution.person(claimed, grant.name)
-    else:
-        requester = {**claimed, "verified": False} if claimed else attribution.person(None, None)
+    requester = attribution.person(body.get("by"), grant.name)
     rooms, service = services.rooms, services.redrafts
     room = await rooms.acquire(doc)
     try:

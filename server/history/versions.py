@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ..redrafts import merge
+from .entry import Author, HistoryEntry, Origin
 
 TYPING = "typing"
 
@@ -23,9 +24,9 @@ class Version:
     first_seq: int
     started_at: float
     ended_at: float
-    author: object  # entry.Author
-    authors: tuple  # everyone whose edits it holds (a merged entry lists them; else the author alone)
-    origin: object  # entry.Origin of its entries (one for all: only typing entries group)
+    author: Author
+    authors: tuple[Author, ...]  # everyone whose edits it holds (a merged entry lists them; else the author)
+    origin: Origin  # of its entries (one for all: only typing entries group)
     entries: int
 
     @property
@@ -40,7 +41,7 @@ class Version:
                 "id": origin.redraft_id,
                 "instruction": origin.instruction,
                 "model": origin.model,
-                "requester": author_json(origin.requester) if origin.requester is not None else None,
+                "requester": origin.requester.to_json() if origin.requester is not None else None,
             }
         return {
             "id": self.id,
@@ -48,19 +49,15 @@ class Version:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "kind": self.kind,
-            "author": author_json(self.author),
-            "authors": [author_json(author) for author in self.authors],
+            "author": self.author.to_json(),
+            "authors": [author.to_json() for author in self.authors],
             "redraft": redraft,
             "restored": origin.version,
             "entries": self.entries,
         }
 
 
-def author_json(author) -> dict:
-    return author.to_json()
-
-
-def joins(earlier, later, pause_s: float) -> bool:
+def joins(earlier: HistoryEntry, later: HistoryEntry, pause_s: float) -> bool:
     """Whether entry `later` continues the version `earlier` belongs to: both typed, by one connection and
     one author (its name and whether that name is verified: a colour change is no new version), without a
     pause longer than pause_s."""
@@ -74,11 +71,11 @@ def joins(earlier, later, pause_s: float) -> bool:
     )
 
 
-def _who(author) -> tuple:
+def _who(author: Author) -> tuple:
     return (author.name, author.verified, author.kind)
 
 
-def _version(entries: list) -> Version:
+def _version(entries: list[HistoryEntry]) -> Version:
     """The version made of these entries, oldest first."""
     first, last = entries[0], entries[-1]
     authors = tuple(last.authors) if last.authors else (last.author,)
@@ -94,9 +91,9 @@ def _version(entries: list) -> Version:
     )
 
 
-def group(entries: Iterable, pause_s: float) -> list[Version]:
+def group(entries: Iterable[HistoryEntry], pause_s: float) -> list[Version]:
     """The versions of entries given oldest first, oldest first."""
-    runs: list[list] = []
+    runs: list[list[HistoryEntry]] = []
     for entry in entries:
         if runs and joins(runs[-1][-1], entry, pause_s):
             runs[-1].append(entry)
@@ -105,11 +102,13 @@ def group(entries: Iterable, pause_s: float) -> list[Version]:
     return [_version(run) for run in runs]
 
 
-def group_newest_first(entries: Iterable, pause_s: float, above=None) -> list[Version]:
+def group_newest_first(
+    entries: Iterable[HistoryEntry], pause_s: float, above: HistoryEntry | None = None
+) -> list[Version]:
     """The versions of entries given newest first, newest first. `above` is the entry just after the first
     one given (or None): when it continues that entry's version, the part of that version given is left out
     (it is not a version: the version goes on above)."""
-    runs: list[list] = []
+    runs: list[list[HistoryEntry]] = []
     is_cut = False
     newer = above
     for entry in entries:

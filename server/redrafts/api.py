@@ -26,8 +26,12 @@ def _error(status: int, code: str, detail: str, retry_after_s: float | None = No
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
-def _route(handler, needs_edit: bool):
-    """Checks the document name, origin and token, then runs the handler; RedraftError becomes JSON."""
+READ_ONLY = "read-only: this link can view the document but not ask for redrafts"
+
+
+def route(handler, needs_edit: bool, read_only_detail: str = READ_ONLY):
+    """Checks the document name, origin and token, then runs the handler; RedraftError becomes JSON. The
+    grant is `request.state.grant` (the version history's routes use this too: one set of token rules)."""
 
     async def endpoint(request: Request):
         services = request.app.state.services
@@ -46,7 +50,7 @@ def _route(handler, needs_edit: bool):
         except AuthError as exc:
             return _error(401, "unauthorized", str(exc))
         if needs_edit and not grant.can_edit:
-            return _error(403, "read_only", "read-only: this link can view the document but not ask for redrafts")
+            return _error(403, "read_only", read_only_detail)
         service: RedraftService = services.redrafts
         # The per-user rate is per client address: anyone holding a link can mint more (POST .../share), so a
         # token is not a user, and keying by token let one person multiply the limit. The address is what
@@ -123,11 +127,11 @@ async def _acting(request: Request) -> dict | None:
 
 
 routes = [
-    Route("/api/docs/{doc}/redrafts", _route(_create, needs_edit=True), methods=["POST"]),
-    Route("/api/docs/{doc}/redrafts", _route(_history, needs_edit=False), methods=["GET"]),
-    Route("/api/docs/{doc}/redrafts/{id}", _route(_status, needs_edit=False), methods=["GET"]),
-    Route("/api/docs/{doc}/redrafts/{id}", _route(_command("cancel"), needs_edit=True), methods=["DELETE"]),
-    Route("/api/docs/{doc}/redrafts/{id}/accept", _route(_command("accept"), needs_edit=True), methods=["POST"]),
-    Route("/api/docs/{doc}/redrafts/{id}/undo", _route(_command("undo"), needs_edit=True), methods=["POST"]),
-    Route("/api/docs/{doc}/redrafts/{id}/redo", _route(_command("redo"), needs_edit=True), methods=["POST"]),
+    Route("/api/docs/{doc}/redrafts", route(_create, needs_edit=True), methods=["POST"]),
+    Route("/api/docs/{doc}/redrafts", route(_history, needs_edit=False), methods=["GET"]),
+    Route("/api/docs/{doc}/redrafts/{id}", route(_status, needs_edit=False), methods=["GET"]),
+    Route("/api/docs/{doc}/redrafts/{id}", route(_command("cancel"), needs_edit=True), methods=["DELETE"]),
+    Route("/api/docs/{doc}/redrafts/{id}/accept", route(_command("accept"), needs_edit=True), methods=["POST"]),
+    Route("/api/docs/{doc}/redrafts/{id}/undo", route(_command("undo"), needs_edit=True), methods=["POST"]),
+    Route("/api/docs/{doc}/redrafts/{id}/redo", route(_command("redo"), needs_edit=True), methods=["POST"]),
 ]
