@@ -6,12 +6,13 @@ phone width, axe-clean."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from urllib.parse import parse_qs, urlparse
 
 from playwright.sync_api import Page, Route, expect
+
+from server.auth import mint_token
 
 from tests.web.conftest import editor_text, screenshot, share_link, two_writers, wait_connected, wait_editor_text
 from tests.web.test_accessibility import PHONE, SECRET, axe_violations
@@ -284,10 +285,18 @@ def test_one_page_restores_a_version_the_other_sees_it_live_and_undo_puts_it_bac
     expect(ada_rows.nth(1)).to_contain_text(f"Restored the version of {ada_when}")
 
 
-def test_a_read_only_link_reads_the_versions_but_has_no_restore(start_server, open_page):
+def test_a_signed_name_is_verified_and_a_read_only_link_reads_the_versions_but_has_no_restore(start_server, open_page):
     server = start_server(extra_args=("--secret", SECRET))
-    writer = open_page(share_link(server.http_url, SECRET, "minutes", "edit"))
+    token = mint_token(SECRET, "minutes", "edit", ttl_s=None, name="Ada Lovelace")
+    writer = open_page(f"{server.http_url}/d/minutes?token={token}")
     wait_connected(writer)
+    # The link's signed name is the writer's, fixed; her colour stays hers to pick.
+    expect(writer.locator("#you-button .you-name")).to_have_text("Ada Lovelace")
+    writer.locator("#you-button").click()
+    expect(writer.get_by_role("textbox", name="Your name")).to_have_value("Ada Lovelace")
+    expect(writer.get_by_role("textbox", name="Your name")).not_to_be_editable()
+    expect(writer.locator("#name-signed")).to_contain_text("history shows it as verified")
+    writer.keyboard.press("Escape")
     writer.locator(".cm-content").click()
     writer.keyboard.type("Minutes of the meeting.")
     reader = open_page(share_link(server.http_url, SECRET, "minutes", "read"))
@@ -299,8 +308,9 @@ def test_a_read_only_link_reads_the_versions_but_has_no_restore(start_server, op
     panel = open_versions(reader)
     rows = panel.locator(".versions-row")
     expect(rows).to_have_count(1)
+    expect(rows.nth(0).locator("strong")).to_have_text("Ada Lovelace")  # verified: no mark
     rows.nth(0).click()
     detail = panel.locator("#versions-detail")
     expect(detail).to_contain_text("Same as the current text.")
     expect(detail.get_by_role("button", name="Restore this version")).to_have_count(0)
-    assert json.loads(json.dumps(axe_violations(reader))) == []
+    assert axe_violations(reader) == []
