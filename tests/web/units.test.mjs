@@ -14,6 +14,7 @@ import { movesOn } from '../../web/src/redrafts.js'
 import { caretLabel } from '../../web/src/remote-cursors.js'
 import { SHORTCUTS, keyLabel, matches } from '../../web/src/shortcuts.js'
 import { isAiPeer, safeColor } from '../../web/src/trust.js'
+import { restoreUndoId } from '../../web/src/versions.js'
 import { authorName, diffRuns, diffSize, foldUnchanged, versionBy, versionTime, versionWhat } from '../../web/src/version-text.js'
 
 const SEED = Number(process.env.UNITS_SEED || Date.now() % 2 ** 31)
@@ -211,6 +212,13 @@ test('versions say who, when and what, and only a verified name goes unmarked', 
   assert.equal(versionTime(Date.UTC(2026, 11, 5, 9, 5) / 1000, now, zone), 'Yesterday 09:05')
   assert.equal(versionTime(Date.UTC(2026, 10, 3, 9, 5) / 1000, now, zone), '3 Nov 09:05')
   assert.equal(versionTime(Date.UTC(2025, 10, 3, 9, 5) / 1000, now, zone), '3 Nov 2025 09:05')
+})
+
+test('a restore is undone through the redraft record the server answers with', () => {
+  assert.equal(restoreUndoId({ id: 'Xy3_k', kind: 'restore', restored: 7 }), 'Xy3_k')
+  assert.equal(restoreUndoId({ redraft_id: 'r9' }), 'r9')
+  assert.equal(restoreUndoId({ id: 7 }), null) // a number is a version, not a redraft
+  assert.equal(restoreUndoId(null), null)
 })
 
 test("a version's diff: the API's ops as runs, sized, long unchanged stretches folded to their ends", () => {

@@ -167,6 +167,7 @@ export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by, focusTe
     const marks = MARKS[compare]
     $('#versions-legend').textContent = marks.legend
     diffBox.setAttribute('aria-busy', 'true')
+    $('#versions-size').textContent = 'Comparing…'
     const problem = $('#versions-problem')
     try {
       let runs
