@@ -16,6 +16,7 @@ from server.auth import mint_token
 
 from tests.web.conftest import editor_text, screenshot, share_link, two_writers, wait_connected, wait_editor_text
 from tests.web.test_accessibility import PHONE, SECRET, axe_violations
+from tests.web.test_redraft_history import P1, TEXT, redraft
 
 NOW = time.time()
 
@@ -197,6 +198,7 @@ def test_the_panel_draws_every_kind_of_version_on_a_desktop_and_a_phone(start_se
     expect(panel).to_be_hidden()
 
 
+R1 = "The first paragraph reads quickly."
 FIRST = "First draft of the plan."
 ADDED = " Grace adds a line."
 
@@ -314,3 +316,31 @@ def test_a_signed_name_is_verified_and_a_read_only_link_reads_the_versions_but_h
     expect(detail).to_contain_text("Same as the current text.")
     expect(detail.get_by_role("button", name="Restore this version")).to_have_count(0)
     assert axe_violations(reader) == []
+
+
+def test_a_redraft_is_its_own_version_with_its_before_and_after(scripted_server, open_page):
+    server, engine = scripted_server()
+    ada, grace = two_writers(open_page, f"{server.http_url}/d/redraft-versions", TEXT)
+    redraft(ada, engine, P1, "Make it quicker", R1)
+    wait_editor_text(grace, TEXT.replace(P1, R1))
+    name_a = ada.locator("#you-button .you-name").inner_text()
+
+    panel = open_versions(grace)
+    rows = panel.locator(".versions-row")
+    expect(rows.nth(0)).to_contain_text(f"Redraft AI for {name_a} (unverified)")
+    expect(rows.nth(0)).to_contain_text("Redraft: “Make it quicker”")
+    expect(rows.nth(1)).to_contain_text("Typed")
+    rows.nth(0).click()
+    detail = panel.locator("#versions-detail")
+    expect(detail).to_contain_text(f"Asked by {name_a} (unverified)")
+    expect(detail).to_contain_text("Same as the current text.")
+    detail.get_by_label("Before → after this redraft").check()
+    diff = detail.get_by_role("region", name=re.compile("changes marked"))
+    expect(diff.locator("del")).not_to_have_count(0)
+    # Both sides spelled out: what was there before (kept and struck through) and what the AI wrote.
+    before, after = diff.evaluate("""(box) => [...box.childNodes].reduce(([before, after], node) => {
+        const text = node.nodeType === Node.TEXT_NODE ? node.textContent : node.childNodes[1].textContent
+        return [node.nodeName === 'INS' ? before : before + text, node.nodeName === 'DEL' ? after : after + text]
+    }, ['', ''])""")
+    assert (before, after) == (TEXT, TEXT.replace(P1, R1))
+    screenshot(grace, "versions-redraft")
