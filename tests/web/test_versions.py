@@ -176,8 +176,9 @@ def test_the_panel_draws_every_kind_of_version_on_a_desktop_and_a_phone(start_se
     box = panel.bounding_box()
     assert (box["x"], box["width"]) == (0, PHONE["width"]), box
     detail_back = panel.get_by_role("button", name="← All versions")
-    if detail_back.is_visible():  # reopened where it was left: back to the list first
-        detail_back.click()
+    expect(detail.get_by_role("heading")).to_be_focused()  # reopened where it was left: the chosen version
+    detail_back.click()
+    expect(rows.nth(2)).to_be_focused()
     expect(rows.nth(0)).to_be_visible()
     for index in (0, 3):
         row_box = rows.nth(index).bounding_box()

@@ -286,7 +286,8 @@ export function setUpVersions ({ panel, api, ytext, toasts, canEdit, by, focusTe
     panel.dataset.view = chosenVersion() ? panel.dataset.view || 'list' : 'list'
     await refresh()
     if (isOpen() && !panel.contains(document.activeElement)) {
-      (list.querySelector('[aria-current="true"]') || list.querySelector('.versions-row') || panel).focus()
+      const isDetailAlone = panel.dataset.view === 'detail' && window.matchMedia(PHONE).matches // the list is hidden
+      ;(isDetailAlone ? $('#versions-detail-title') : list.querySelector('[aria-current="true"]') || list.querySelector('.versions-row') || panel).focus()
     }
   })
   return { refresh }
