@@ -56,7 +56,7 @@ class HistoryRecorder:
     async def on_load(self, state: bytes) -> None:
         """A document with content but no history (written with history off, or before it existed) starts
         its history with one entry holding that content, so every later version rebuilds whole."""
-        if await self.store.history(self.doc, limit=1):
+        if await self.store.history(self.doc, limit=1, with_updates=False):
             return
         await self.store.add_baseline(self.doc, HistoryEntry.draft(state, BASELINE_CHANGE, self.policy.clock()))
 

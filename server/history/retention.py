@@ -18,7 +18,7 @@ from .entry import HistoryEntry, Origin
 
 DAY_S = 86400.0
 HOUR_S = 3600.0
-PAGE = 1000  # entries read at a time: a document's old history is never all in memory at once
+PAGE = 1000  # entries scanned at a time (metadata only; a run's updates are read when it folds)
 
 
 def bucket_of(at: float, hourly_horizon: float) -> tuple[str, int]:
@@ -27,22 +27,25 @@ def bucket_of(at: float, hourly_horizon: float) -> tuple[str, int]:
     return ("hour", int(at // HOUR_S))
 
 
-def merged_entry(run: list[HistoryEntry]) -> HistoryEntry:
-    """One entry for a run of consecutive entries (its update made by the caller, off the event loop)."""
+def merged_entry(run: list[HistoryEntry], update: bytes) -> HistoryEntry:
+    """One entry for a run of consecutive entries; `update` is theirs merged."""
     authors: list = []
     for entry in run:
         for author in entry.authors or (entry.author,):
             if author not in authors:
                 authors.append(author)
     last = run[-1]
-    return HistoryEntry(last.seq, last.at, b"", last.author, Origin("merged"), None, tuple(authors))
+    return HistoryEntry(last.seq, last.at, update, last.author, Origin("merged"), None, tuple(authors))
 
 
-async def fold_run(store: Store, doc: str, run: list[HistoryEntry]) -> None:
+async def fold_run(store: Store, doc: str, first: int, last: int) -> None:
+    """Folds the entries first..last (consecutive: nothing else lies between them)."""
+    run = await store.history(doc, after=first - 1, upto=last)
+    if len(run) < 2:
+        return  # another instance folded them meanwhile
     update = await asyncio.to_thread(merge_updates, *(entry.update for entry in run))
-    merged = merged_entry(run)
-    merged = HistoryEntry(merged.seq, merged.at, update, merged.author, merged.origin, None, merged.authors)
-    first, last = run[0].seq, run[-1].seq
+    merged = merged_entry(run, update)
+    first, last = run[0].seq, run[-1].seq  # what was read: another instance may have folded some meanwhile
     dropped = []
     found = await store.checkpoint(doc, last - 1)
     while found is not None and found[0] >= first:
@@ -60,7 +63,7 @@ async def apply_retention(store: Store, doc: str, now: float, keep_all_days: flo
     hourly_horizon = now - hourly_days * DAY_S if hourly_days > 0 else float("-inf")
     folds, after, run, run_bucket = 0, 0, [], None
     while True:
-        page = await store.history(doc, after=after, limit=PAGE)
+        page = await store.history(doc, after=after, limit=PAGE, with_updates=False)
         young = next((i for i, entry in enumerate(page) if entry.at >= horizon), None)
         for entry in page[:young]:
             bucket = bucket_of(entry.at, hourly_horizon)
@@ -77,5 +80,5 @@ async def apply_retention(store: Store, doc: str, now: float, keep_all_days: flo
 async def _fold_if_several(store: Store, doc: str, run: list[HistoryEntry]) -> int:
     if len(run) < 2:
         return 0  # a single entry (or one already merged) stays as it is, origin and all
-    await fold_run(store, doc, run)
+    await fold_run(store, doc, run[0].seq, run[-1].seq)
     return 1

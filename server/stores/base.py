@@ -37,10 +37,17 @@ class Store(Protocol):
     # --- history (server/history): never touched by `compact` ----------------------------------
 
     async def history(
-        self, doc: str, after: int = 0, upto: int | None = None, limit: int | None = None, newest_first: bool = False
+        self,
+        doc: str,
+        after: int = 0,
+        upto: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+        with_updates: bool = True,
     ) -> list[HistoryEntry]:
         """The entries with after < seq <= upto, in seq order (newest first if asked; `limit` keeps the first
-        ones of that order)."""
+        ones of that order). `with_updates=False` reads metadata only (each `update` is b""): a version list
+        or retention's scan reads no update bytes."""
         ...
 
     async def add_baseline(self, doc: str, entry: HistoryEntry) -> bool:

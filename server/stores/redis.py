@@ -8,7 +8,6 @@ way a pub/sub message can be.
 
 from __future__ import annotations
 
-import struct
 from typing import Sequence
 
 import redis.asyncio as aioredis
@@ -50,25 +49,28 @@ return 1
 """
 
 
-# History: a sorted set per document, scored by seq, each member "{seq}:{payload}" (the seq makes members
-# unique; the payload is `_pack`ed by Python), a hash of counters ("seq": the last one given, "bytes": what
-# the entries take) and a hash of checkpoints (seq -> state). Compaction's script never touches them.
+# History, per document: a sorted set of metadata scored by seq (members "{seq}:{meta JSON}": the seq makes
+# them unique), a hash of updates by seq, and a hash of counters ("seq": the last one given, "bytes": what the
+# entries take). Metadata apart from updates lets a version list read no update bytes at all. Checkpoints are a
+# hash seq -> state. Compaction's script never touches any of them.
 #
 # The log entries and the history entries of one append go in one script: Redis runs it whole or not at all,
 # so an update that was acknowledged (broadcast after `append` returns) always has its history entry.
+# KEYS: log, history, updates, counters. ARGV from first_arg on: meta, update, meta, update, ...
 _RECORD = """
 local function record(first_arg)
-  local m = #ARGV - first_arg + 1
-  if m <= 0 then return end
-  local seq = redis.call('HINCRBY', KEYS[3], 'seq', m) - m
+  local m = (#ARGV - first_arg + 1) / 2
+  if m < 1 then return end
+  local seq = redis.call('HINCRBY', KEYS[4], 'seq', m) - m
   local bytes = 0
   for j = 1, m do
-    local payload = ARGV[first_arg + j - 1]
+    local meta, update = ARGV[first_arg + 2 * j - 2], ARGV[first_arg + 2 * j - 1]
     local s = string.format('%d', seq + j)
-    redis.call('ZADD', KEYS[2], s, s .. ':' .. payload)
-    bytes = bytes + #payload + 8
+    redis.call('ZADD', KEYS[2], s, s .. ':' .. meta)
+    redis.call('HSET', KEYS[3], s, update)
+    bytes = bytes + #meta + #update + 8
   end
-  redis.call('HINCRBY', KEYS[3], 'bytes', bytes)
+  redis.call('HINCRBY', KEYS[4], 'bytes', bytes)
 end
 """
 _APPEND = _RECORD + """
@@ -81,27 +83,47 @@ record(3 + n)
 return id
 """
 _ADD_BASELINE = _RECORD + """
-if redis.call('HEXISTS', KEYS[3], 'seq') == 1 then return 0 end
+if redis.call('HEXISTS', KEYS[4], 'seq') == 1 then return 0 end
 record(1)
 return 1
 """
-# ARGV: merged seq, merged payload, number of folded seqs k, the k seqs, then the checkpoints to drop.
+# KEYS: history, updates, counters, checkpoints. ARGV: merged seq, meta, update, k, the k folded seqs, then
+# the checkpoints to drop.
 _FOLD = """
 local removed = 0
-local k = tonumber(ARGV[3])
+local k = tonumber(ARGV[4])
 for i = 1, k do
-  local s = ARGV[3 + i]
+  local s = ARGV[4 + i]
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], s, s)) do
-    removed = removed + #member - #s - 1 + 8
+    removed = removed + #member - #s - 1 + redis.call('HSTRLEN', KEYS[2], s) + 8
     redis.call('ZREM', KEYS[1], member)
   end
+  redis.call('HDEL', KEYS[2], s)
 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1] .. ':' .. ARGV[2])
-redis.call('HINCRBY', KEYS[2], 'bytes', #ARGV[2] + 8 - removed)
-for i = 4 + k, #ARGV do
-  redis.call('HDEL', KEYS[3], ARGV[i])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HINCRBY', KEYS[3], 'bytes', #ARGV[2] + #ARGV[3] + 8 - removed)
+for i = 5 + k, #ARGV do
+  redis.call('HDEL', KEYS[4], ARGV[i])
 end
 return 1
+"""
+# Entries with their updates, read in one step so that a fold cannot remove an update between the two reads.
+# KEYS: history, updates. ARGV: low, high (ZRANGEBYSCORE syntax), limit (-1: all), "rev" or "".
+_READ = """
+local members
+if ARGV[4] == 'rev' then
+  members = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[1], 'LIMIT', 0, ARGV[3])
+else
+  members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+end
+local out = {}
+for _, member in ipairs(members) do
+  local s = string.match(member, '^(%d+):')
+  out[#out + 1] = member
+  out[#out + 1] = redis.call('HGET', KEYS[2], s) or ''
+end
+return out
 """
 # The newest checkpoint at or before ARGV[1], read in one step so a fold cannot drop it in between.
 _CHECKPOINT = """
@@ -114,19 +136,15 @@ if best < 0 then return false end
 local key = string.format('%d', best)
 return {key, redis.call('HGET', KEYS[1], key)}
 """
-_META_LEN = struct.Struct(">I")
 
 
-def _pack(entry: HistoryEntry) -> bytes:
-    meta = entry.to_meta().encode()
-    return _META_LEN.pack(len(meta)) + meta + entry.update
+def _record_args(entries) -> list:
+    return [part for entry in entries for part in (entry.to_meta().encode(), entry.update)]
 
 
-def _unpack(member: bytes) -> HistoryEntry:
-    seq, _, payload = member.partition(b":")
-    (meta_len,) = _META_LEN.unpack_from(payload)
-    start = _META_LEN.size
-    return HistoryEntry.from_meta(int(seq), payload[start + meta_len :], payload[start : start + meta_len])
+def _unpack(member: bytes, update: bytes = b"") -> HistoryEntry:
+    seq, _, meta = member.partition(b":")
+    return HistoryEntry.from_meta(int(seq), update, meta)
 
 
 def stream_id(entry_id: bytes | str) -> tuple[int, int]:
@@ -147,6 +165,7 @@ class RedisStore:
         self._add_baseline = client.register_script(_ADD_BASELINE)
         self._fold = client.register_script(_FOLD)
         self._checkpoint = client.register_script(_CHECKPOINT)
+        self._read_history = client.register_script(_READ)
 
     def log_key(self, doc: str) -> str:
         return f"{self.prefix}:doc:{doc}:log"
@@ -156,6 +175,9 @@ class RedisStore:
 
     def history_key(self, doc: str) -> str:
         return f"{self.prefix}:doc:{doc}:history"
+
+    def history_updates_key(self, doc: str) -> str:
+        return f"{self.prefix}:doc:{doc}:history:updates"
 
     def history_counters_key(self, doc: str) -> str:
         return f"{self.prefix}:doc:{doc}:history:counters"
@@ -187,8 +209,8 @@ class RedisStore:
 
     async def append(self, doc: str, updates: list[bytes], history: Sequence[HistoryEntry] = ()) -> str:
         if history:
-            keys = [self.log_key(doc), self.history_key(doc), self.history_counters_key(doc)]
-            args = [self.instance_id, len(updates), *updates, *(_pack(entry) for entry in history)]
+            keys = [self.log_key(doc), *self._history_keys(doc)]
+            args = [self.instance_id, len(updates), *updates, *_record_args(history)]
             return (await self._append(keys=keys, args=args)).decode()
         async with self.client.pipeline(transaction=True) as pipe:
             for update in updates:
@@ -201,20 +223,34 @@ class RedisStore:
 
     # --- history ------------------------------------------------------------------------
 
+    def _history_keys(self, doc: str) -> list[str]:
+        return [self.history_key(doc), self.history_updates_key(doc), self.history_counters_key(doc)]
+
     async def history(
-        self, doc: str, after: int = 0, upto: int | None = None, limit: int | None = None, newest_first: bool = False
+        self,
+        doc: str,
+        after: int = 0,
+        upto: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+        with_updates: bool = True,
     ) -> list[HistoryEntry]:
         low, high = f"({after}", "+inf" if upto is None else str(upto)
-        paging = {"start": 0, "num": limit} if limit is not None else {}
-        if newest_first:
-            members = await self.client.zrevrangebyscore(self.history_key(doc), high, low, **paging)
-        else:
-            members = await self.client.zrangebyscore(self.history_key(doc), low, high, **paging)
-        return [_unpack(member) for member in members]
+        if not with_updates:
+            paging = {"start": 0, "num": limit} if limit is not None else {}
+            if newest_first:
+                members = await self.client.zrevrangebyscore(self.history_key(doc), high, low, **paging)
+            else:
+                members = await self.client.zrangebyscore(self.history_key(doc), low, high, **paging)
+            return [_unpack(member) for member in members]
+        keys = [self.history_key(doc), self.history_updates_key(doc)]
+        args = [low, high, -1 if limit is None else limit, "rev" if newest_first else ""]
+        flat = await self._read_history(keys=keys, args=args)
+        return [_unpack(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
     async def add_baseline(self, doc: str, entry: HistoryEntry) -> bool:
-        keys = ["", self.history_key(doc), self.history_counters_key(doc)]
-        return bool(await self._add_baseline(keys=keys, args=[_pack(entry)]))
+        keys = ["", *self._history_keys(doc)]
+        return bool(await self._add_baseline(keys=keys, args=_record_args([entry])))
 
     async def checkpoint(self, doc: str, at_or_before: int) -> tuple[int, bytes] | None:
         found = await self._checkpoint(keys=[self.checkpoints_key(doc)], args=[at_or_before])
@@ -227,8 +263,9 @@ class RedisStore:
         self, doc: str, seqs: list[int], merged: HistoryEntry, drop_checkpoints: list[int]
     ) -> None:
         assert merged.seq == max(seqs), "a merged entry takes the seq of the last entry it folds"
-        keys = [self.history_key(doc), self.history_counters_key(doc), self.checkpoints_key(doc)]
-        await self._fold(keys=keys, args=[merged.seq, _pack(merged), len(seqs), *seqs, *drop_checkpoints])
+        keys = [*self._history_keys(doc), self.checkpoints_key(doc)]
+        args = [merged.seq, merged.to_meta().encode(), merged.update, len(seqs), *seqs, *drop_checkpoints]
+        await self._fold(keys=keys, args=args)
 
     async def history_bytes(self, doc: str) -> int:
         entries = int(await self.client.hget(self.history_counters_key(doc), "bytes") or 0)

@@ -97,6 +97,9 @@ async def test_append_records_entries_with_their_metadata_and_pages_them(make_st
     assert [e.seq for e in await store.history("doc", upto=2)] == [1, 2]
     assert [e.seq for e in await store.history("doc", limit=2, newest_first=True)] == [3, 2]
     assert [e.seq for e in await store.history("doc", after=1, upto=3, limit=1)] == [2]
+    bare = await store.history("doc", after=1, with_updates=False)  # a version list reads no update bytes
+    assert [(e.seq, e.update, e.author, e.origin) for e in bare] == [(2, b"", BOB, Origin()), (3, b"", SERVER_AUTHOR, redraft)]
+    assert [e.seq for e in await store.history("doc", limit=1, newest_first=True, with_updates=False)] == [3]
     assert await store.history("other") == []  # seqs are per document
     await store.append("other", [u[0]], history=[draft(u[0], ADA, T0)])
     assert [e.seq for e in await store.history("other")] == [1]
@@ -312,7 +315,7 @@ async def test_every_version_rebuilds_to_the_text_it_had_through_compaction_chec
             if rng.random() < 0.02:
                 rng.choice(clients).say_name(f"Renamed {num_edits}")
             await room.flush()
-            (newest,) = await store.history("doc", limit=1, newest_first=True)
+            (newest,) = await store.history("doc", limit=1, newest_first=True, with_updates=False)
             texts[newest.seq] = str(room.text)
             clock.now += rng.expovariate(1 / 2600)  # ~60 days over the run: hours, days and the keep-all week
             await anyio.sleep(0)  # lets housekeeping (checkpoints, retention) run between batches
@@ -395,3 +398,21 @@ async def test_history_off_records_nothing_and_history_on_starts_with_what_was_t
         assert (baseline.origin.kind, baseline.author) == ("merged", SERVER_AUTHOR)
         assert await text_at(store, "doc", baseline.seq) == before
         await on.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"history": "maybe"}, "history must be on or off"),
+        ({"history_keep_all_days": -1}, "history_keep_all_days must be 0"),
+        ({"history_hourly_days": 3}, "history_hourly_days (3) counts from now"),
+    ],
+)
+def test_history_settings_are_checked(kwargs, message):
+    from server.config import ServerConfig
+
+    with pytest.raises(ValueError) as raised:
+        ServerConfig(**kwargs)
+    assert message in str(raised.value)
+    policy = HistoryPolicy.from_config(ServerConfig(history_hourly_days=0), "i9")
+    assert (policy.is_on, policy.keep_all_days, policy.hourly_days, policy.instance_id) == (True, 7.0, 0.0, "i9")
