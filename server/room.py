@@ -3,7 +3,9 @@
 An update from a client is vetted, applied to the replica, appended durably to
 the store and only then broadcast (group commit: whatever arrives while a write
 is in flight goes out in the next one, and the batch is broadcast as one merged
-update). The room knows nothing of Starlette or Redis: it talks to a `Store`, a
+update). With history on, the same append records who made each part of the
+batch and why (server/history), so a broadcast update always has its entry.
+The room knows nothing of Starlette or Redis: it talks to a `Store`, a
 `Fanout` and `Peer`s.
 """
 

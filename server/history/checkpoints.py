@@ -9,6 +9,7 @@ entries come after the seq the checkpoint would be stored under.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from pycrdt import Doc, Text
 
@@ -37,14 +38,23 @@ def replay_state(state: bytes | None, updates: list[bytes]) -> bytes:
     return replay(state, updates).get_update()
 
 
-async def checkpoint_if_due(store: Store, doc: str, min_bytes: int = CHECKPOINT_MIN_BYTES) -> int | None:
-    """Stores a checkpoint at the newest entry when the entries since the last one are due; returns its seq."""
+@dataclass(frozen=True)
+class CheckpointCheck:
+    seq: int | None  # the checkpoint made, if one was due
+    since_bytes: int  # update bytes recorded after the newest checkpoint, this check done
+    due_bytes: int  # the next one is due once since_bytes exceeds this: max(min_bytes, newest checkpoint's size)
+
+
+async def checkpoint_if_due(store: Store, doc: str, min_bytes: int = CHECKPOINT_MIN_BYTES) -> CheckpointCheck:
+    """Stores a checkpoint at the newest entry when the entries since the last one are due."""
     latest = await store.checkpoint(doc, LAST_SEQ)
     after, state = latest if latest is not None else (0, None)
     entries = await store.history(doc, after=after)
-    if not entries or sum(len(e.update) for e in entries) <= max(min_bytes, len(state or b"")):
-        return None
+    since_bytes = sum(len(e.update) for e in entries)
+    due_bytes = max(min_bytes, len(state or b""))
+    if since_bytes <= due_bytes:
+        return CheckpointCheck(None, since_bytes, due_bytes)
     # Replaying a 64 KiB stretch onto an 8 MB state takes tens of ms: off the event loop.
     new_state = await asyncio.to_thread(replay_state, state, [e.update for e in entries])
     await store.put_checkpoint(doc, entries[-1].seq, new_state)
-    return entries[-1].seq
+    return CheckpointCheck(entries[-1].seq, 0, max(min_bytes, len(new_state)))

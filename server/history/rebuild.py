@@ -30,3 +30,12 @@ async def state_at(store: Store, doc: str, seq: int) -> bytes:
 async def text_at(store: Store, doc: str, seq: int) -> str:
     """The document's text (the Text "content") as it was at `seq`."""
     return await _rebuild(store, doc, seq, _text)
+
+
+def unrecorded(replica_state: bytes, recorded_state: bytes) -> bytes | None:
+    """What the replica holds that the history does not (pure, for a worker thread): an update, or None."""
+    replica, recorded = replay(replica_state, []), replay(recorded_state, [])
+    gap = replica.get_update(recorded.get_state())  # always carries the whole delete set: news or not?
+    before = recorded.get_update()
+    recorded.apply_update(gap)
+    return gap if recorded.get_update() != before else None

@@ -87,7 +87,9 @@ async def test_append_records_entries_with_their_metadata_and_pages_them(make_st
     u = typed("a", "b", "c")
     redraft = Origin("redraft", "r1", "shorter", "redraft-small", ADA)
     await store.append("doc", [u[0]], history=[draft(u[0], ADA, T0)])
-    await store.append("doc", [u[1] + b""], history=[draft(u[1], BOB, T0 + 1), draft(u[2], SERVER_AUTHOR, T0 + 2, redraft, None)])
+    # One append, two entries (two changes in one batch), numbered on from the document's last seq.
+    two = [draft(u[1], BOB, T0 + 1), draft(u[2], SERVER_AUTHOR, T0 + 2, redraft, None)]
+    await store.append("doc", [u[1]], history=two)
     entries = await store.history("doc")
     assert [(e.seq, e.update, e.author, e.at, e.connection) for e in entries] == [
         (1, u[0], ADA, T0, "i:1"), (2, u[1], BOB, T0 + 1, "i:1"), (3, u[2], SERVER_AUTHOR, T0 + 2, None)
@@ -98,7 +100,9 @@ async def test_append_records_entries_with_their_metadata_and_pages_them(make_st
     assert [e.seq for e in await store.history("doc", limit=2, newest_first=True)] == [3, 2]
     assert [e.seq for e in await store.history("doc", after=1, upto=3, limit=1)] == [2]
     bare = await store.history("doc", after=1, with_updates=False)  # a version list reads no update bytes
-    assert [(e.seq, e.update, e.author, e.origin) for e in bare] == [(2, b"", BOB, Origin()), (3, b"", SERVER_AUTHOR, redraft)]
+    assert [(e.seq, e.update, e.author, e.origin) for e in bare] == [
+        (2, b"", BOB, Origin()), (3, b"", SERVER_AUTHOR, redraft)
+    ]
     assert [e.seq for e in await store.history("doc", limit=1, newest_first=True, with_updates=False)] == [3]
     assert await store.history("other") == []  # seqs are per document
     await store.append("other", [u[0]], history=[draft(u[0], ADA, T0)])
@@ -211,17 +215,19 @@ async def test_retention_zero_keeps_everything(make_store):
 async def test_a_checkpoint_is_made_from_history_when_the_entries_since_outgrow_it(make_store):
     store = await make_store()
     texts = await _record(store, "doc", [T0 + i for i in range(40)])
-    assert await checkpoint_if_due(store, "doc", min_bytes=10_000) is None  # 40 small entries: not due
-    seq = await checkpoint_if_due(store, "doc", min_bytes=100)
-    assert seq == 40
+    not_due = await checkpoint_if_due(store, "doc", min_bytes=10_000)  # 40 small entries: not due
+    assert not_due.seq is None and not_due.due_bytes == 10_000 and 0 < not_due.since_bytes <= 10_000
+    made = await checkpoint_if_due(store, "doc", min_bytes=100)
+    assert (made.seq, made.since_bytes, made.due_bytes) == (40, 0, 100)
     found = await store.checkpoint("doc", 40)
     replica = Doc()
     replica.apply_update(found[1])
     assert found[0] == 40 and str(replica.get("content", type=Text)) == texts[-1]
-    assert await checkpoint_if_due(store, "doc", min_bytes=100) is None  # nothing since
+    assert (await checkpoint_if_due(store, "doc", min_bytes=100)).seq is None  # nothing since
     # The threshold is the checkpoint's own size when that is larger: a big document checkpoints less often.
     await store.append("doc", [b"\x00\x00"], history=[draft(b"\x00\x00", ADA, T0 + 50)])
-    assert await checkpoint_if_due(store, "doc", min_bytes=1) is None  # 2 bytes since, under its 63
+    check = await checkpoint_if_due(store, "doc", min_bytes=1)
+    assert (check.seq, check.since_bytes, check.due_bytes) == (None, 2, len(found[1]))  # 2 since, under its ~63
     assert await text_at(store, "doc", 40) == texts[-1] and await text_at(store, "doc", 12) == texts[11]
 
 
@@ -279,7 +285,8 @@ class Client:
             start = rng.randrange(len(chars) - 4)
             del self.text[_utf8(chars, start) : _utf8(chars, start + rng.randint(1, 4))]
         else:
-            self.text.insert(_utf8(chars, rng.randrange(len(chars) + 1)), rng.choice(["ab", "é ", "😀", "中文", "x"]))
+            chunk = rng.choice(["ab", "é ", "😀", "中文", "x"])
+            self.text.insert(_utf8(chars, rng.randrange(len(chars) + 1)), chunk)
         self.room.handle(self.peer, encode_sync(SYNC_UPDATE, self.doc.get_update(before)))
 
 
@@ -361,7 +368,8 @@ async def test_attribution_comes_from_the_connection_and_a_batch_keeps_one_log_e
         for client in (ada, ada, bob, anon, ada):
             client.edit(rng)  # one batch: no await in between
         await room.flush()
-        room.local_change(lambda: room.text.insert(0, "R"), author=SERVER_AUTHOR, origin=Origin("restore", version=4, requester=ADA))
+        restore = Origin("restore", version=4, requester=ADA)
+        room.local_change(lambda: room.text.insert(0, "R"), author=SERVER_AUTHOR, origin=restore)
         await room.flush()
         entries = await store.history("doc")
         assert [(e.author, e.connection) for e in entries] == [
@@ -398,6 +406,29 @@ async def test_history_off_records_nothing_and_history_on_starts_with_what_was_t
         assert (baseline.origin.kind, baseline.author) == ("merged", SERVER_AUTHOR)
         assert await text_at(store, "doc", baseline.seq) == before
         await on.close()
+        # Off again for a while: what is written then is missing from history until a load with it on.
+        off_again = make_room(store, Clock(T0), is_on=False)
+        await off_again.load()
+        writer = Client(off_again, 2)
+        writer.edit(random.Random(2))
+        await off_again.flush()
+        after_gap = str(off_again.text)
+        await off_again.close()
+        await writer.peer.stop()
+        assert after_gap != before
+        assert await text_at(store, "doc", baseline.seq) == before
+        again = make_room(store, Clock(T0))
+        await again.load()
+        await again.recorder._housekeeper
+        entries = await store.history("doc")
+        assert [(e.seq, e.origin.kind) for e in entries] == [(1, "merged"), (2, "merged")]
+        assert await text_at(store, "doc", 2) == after_gap
+        await again.close()
+        reloaded = make_room(store, Clock(T0))
+        await reloaded.load()
+        await reloaded.recorder._housekeeper
+        assert len(await store.history("doc")) == 2  # nothing missing: nothing recorded
+        await reloaded.close()
 
 
 @pytest.mark.parametrize(
@@ -416,3 +447,35 @@ def test_history_settings_are_checked(kwargs, message):
     assert message in str(raised.value)
     policy = HistoryPolicy.from_config(ServerConfig(history_hourly_days=0), "i9")
     assert (policy.is_on, policy.keep_all_days, policy.hourly_days, policy.instance_id) == (True, 7.0, 0.0, "i9")
+
+
+@pytest.mark.anyio
+async def test_a_large_checkpoint_is_not_looked_for_again_until_that_many_bytes_were_recorded(tmp_path):
+    class CountingStore(SqliteStore):
+        full_reads = 0
+
+        async def history(self, doc, *args, with_updates=True, **kwargs):
+            CountingStore.full_reads += with_updates
+            return await super().history(doc, *args, with_updates=with_updates, **kwargs)
+
+    store = CountingStore(tmp_path / "store.sqlite3")
+    await store.start()
+    room = make_room(store, Clock(T0), compact_min_bytes=1 << 20)  # checkpoints from 1 KiB on
+    with anyio.fail_after(20):
+        await room.load()
+        writer = Client(room, 1)
+        writer.text.insert(0, "x" * 20_000)  # the first checkpoint holds 20 KB
+        writer.room.handle(writer.peer, encode_sync(SYNC_UPDATE, writer.doc.get_update()))
+        await room.flush()
+        await room.recorder._housekeeper
+        assert (await store.checkpoint("doc", 1 << 62))[0] == 1
+        reads = CountingStore.full_reads
+        rng = random.Random(5)
+        for _ in range(300):  # some 10 KB of keystrokes: under the checkpoint's own size
+            writer.edit(rng)
+            await room.flush()
+        await anyio.sleep(0)
+        assert CountingStore.full_reads == reads  # not one look at the entries since
+        await room.close()
+        await writer.peer.stop()
+    await store.close()
