@@ -45,7 +45,8 @@ FAKE = [
     version(10, 1, "merged", author("Ada", "#00707f"), NOW - 86400 * 40,
             authors=[ADA, GRACE, author("Linus", "#1a7f37", verified=True)]),
 ]
-TEXTS = {116: "The note is short.", 109: "The note is long and slow to read.", 117: "The note is long and slow to read."}
+LONG = "The note is long and slow to read."
+TEXTS = {116: "The note is short.", 109: LONG, 117: LONG}
 
 
 def fake_versions_api(page: Page, current: str) -> list[str]:
@@ -67,9 +68,11 @@ def fake_versions_api(page: Page, current: str) -> list[str]:
             return route.fulfill(json=body)
         vid = int(parts[0])
         if route.request.method == "POST":
-            return route.fulfill(status=409, json={"error": "unchanged", "detail": f"the text is already that of version {vid}"})
+            refusal = {"error": "unchanged", "detail": f"the text is already that of version {vid}"}
+            return route.fulfill(status=409, json=refusal)
         if vid == 10:
-            return route.fulfill(status=410, json={"error": "folded", "detail": "version 10 was folded into version 30"})
+            folded = {"error": "folded", "detail": "version 10 was folded into version 30"}
+            return route.fulfill(status=410, json=folded)
         text = TEXTS.get(vid, f"Version {vid}.")
         if len(parts) == 1:
             return route.fulfill(json={**next(v for v in FAKE if v["id"] == vid), "text": text})
@@ -112,7 +115,8 @@ def test_the_panel_draws_every_kind_of_version_on_a_desktop_and_a_phone(start_se
     expect(rows.nth(5)).to_contain_text("Grace")
     expect(rows.nth(5)).not_to_contain_text("unverified")
     dots = panel.locator(".versions-row .history-dot")
-    assert dots.nth(3).evaluate("(dot) => dot.style.background") == "rgb(109, 40, 217)"  # the forged colour: the default
+    # The forged colour: the default.
+    assert dots.nth(3).evaluate("(dot) => dot.style.background") == "rgb(109, 40, 217)"
     assert dots.nth(4).evaluate("(dot) => dot.style.background") == "rgb(0, 112, 127)"
     page.keyboard.press("ArrowDown")
     expect(rows.nth(1)).to_be_focused()
@@ -142,14 +146,15 @@ def test_the_panel_draws_every_kind_of_version_on_a_desktop_and_a_phone(start_se
     screenshot(page, "versions")
     assert axe_violations(page) == []
     detail.get_by_label("Before → after this redraft").check()
-    expect(diff.locator("del")).to_have_text("[removed: The note is long and slow to read.]")  # the version before it: first_seq - 1
+    expect(diff.locator("del")).to_have_text(f"[removed: {LONG}]")  # the version before it: first_seq - 1
     expect(diff.locator("ins")).to_have_text("[added: The note is short.]")
     assert "GET /api/docs/fake-versions/versions/109/diff?against=116" in asked
     detail.get_by_label("Compared with now").check()
     # A restore the server refuses says why in the panel (a toast would be under it), and changes nothing.
     detail.get_by_role("button", name="Restore this version").click()
     page.get_by_role("dialog", name="Restore this version?").get_by_role("button", name="Restore", exact=True).click()
-    expect(detail.get_by_role("alert")).to_have_text("The version could not be restored: the text is already that of version 116")
+    refused = "The version could not be restored: the text is already that of version 116"
+    expect(detail.get_by_role("alert")).to_have_text(refused)
     expect(panel).to_be_visible()
     assert editor_text(page) == "The note is long."
 
@@ -182,7 +187,8 @@ def test_the_panel_draws_every_kind_of_version_on_a_desktop_and_a_phone(start_se
     expect(rows.nth(0)).to_be_visible()
     for index in (0, 3):
         row_box = rows.nth(index).bounding_box()
-        assert row_box["height"] >= 44 and row_box["x"] >= 0 and row_box["x"] + row_box["width"] <= PHONE["width"], row_box
+        assert row_box["height"] >= 44, row_box
+        assert row_box["x"] >= 0 and row_box["x"] + row_box["width"] <= PHONE["width"], row_box
     screenshot(page, "phone-versions")
     rows.nth(3).click()
     expect(rows.nth(3)).to_be_hidden()  # the list made way for the version
