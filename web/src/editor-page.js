@@ -1,5 +1,5 @@
 // The document screen: joins the document's room, binds the editor, and wires the top bar
-// (who is here, connection, share, shortcuts) and the redraft palette to the server.
+// (who is here, connection, versions, share, shortcuts) and the redraft palette to the server.
 import { Prec, Transaction } from '@codemirror/state'
 import { EditorView, keymap } from '@codemirror/view'
 import * as Y from 'yjs'
