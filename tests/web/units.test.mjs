@@ -14,6 +14,8 @@ import { movesOn } from '../../web/src/redrafts.js'
 import { caretLabel } from '../../web/src/remote-cursors.js'
 import { SHORTCUTS, keyLabel, matches } from '../../web/src/shortcuts.js'
 import { isAiPeer, safeColor } from '../../web/src/trust.js'
+import { restoreUndoId } from '../../web/src/versions.js'
+import { authorName, diffRuns, diffSize, foldUnchanged, versionBy, versionTime, versionWhat } from '../../web/src/version-text.js'
 
 const SEED = Number(process.env.UNITS_SEED || Date.now() % 2 ** 31)
 const where = (context) => `UNITS_SEED=${SEED} ${JSON.stringify(context)}` // every random failure names its seed
@@ -179,4 +181,61 @@ test('a streaming (left-to-right) redraft counts tokens instead of denoising ste
   assert.equal(stepLabel({ ...streaming, status: 'queued' }), 'waiting for the AI')
   assert.equal(isStreaming({ status: 'running', progress: { step: 3, max_steps: 48, streaming: 'yes' } }), false)
   assert.equal(stepLabel({ status: 'running', progress: { step: 3, max_steps: 48 } }), 'step 3/48')
+})
+
+test('versions say who, when and what, and only a verified name goes unmarked', () => {
+  const person = (name, verified = false) => ({ name, color: '#00707f', verified, kind: 'person' })
+  assert.equal(authorName(person('Ada')), 'Ada (unverified)')
+  assert.equal(authorName(person('Ada', true)), 'Ada')
+  assert.equal(authorName({ name: 'Ada', verified: 'yes', kind: 'person' }), 'Ada (unverified)') // only `true` verifies
+  assert.equal(authorName({ name: '', kind: 'ai', verified: true }), 'Redraft AI')
+  assert.equal(authorName(null), 'Someone (unverified)')
+  const shorter = { id: 'r1', instruction: ' Make it shorter ', model: 'm', requester: person('Grace', true) }
+  const ai = { name: 'Redraft AI', verified: true, kind: 'ai' }
+  assert.equal(versionBy({ kind: 'redraft', author: ai, redraft: shorter }), 'Redraft AI for Grace')
+  assert.equal(versionBy({ kind: 'restore', author: { name: 'server', verified: true, kind: 'server' }, redraft: { requester: person('Ada') } }), 'Ada (unverified)')
+  const many = ['A', 'B', 'C', 'D', 'E'].map((name) => person(name, true))
+  assert.equal(versionBy({ kind: 'merged', author: many[0], authors: [...many, many[0]] }), 'A, B, C and 2 more')
+  assert.equal(versionWhat({ kind: 'typing' }), 'Typed')
+  assert.equal(versionWhat({ kind: 'redraft', redraft: shorter }), 'Redraft: “Make it shorter”')
+  assert.equal(versionWhat({ kind: 'redraft', redraft: { instruction: 'x'.repeat(200) } }).length, 'Redraft: “”'.length + 120)
+  assert.equal(versionWhat({ kind: 'redraft', redraft: { instruction: 'x'.repeat(200) } }, () => null, true).length, 'Redraft: “”'.length + 200)
+  assert.equal(versionWhat({ kind: 'undo', redraft: null }), 'Undid a redraft')
+  assert.equal(versionWhat({ kind: 'redo', redraft: shorter }), 'Redid the redraft “Make it shorter”')
+  assert.equal(versionWhat({ kind: 'restore', restored: 7 }, (id) => id === 7 ? '14:32' : null), 'Restored the version of 14:32')
+  assert.equal(versionWhat({ kind: 'restore', restored: 8 }, () => null), 'Restored an earlier version')
+  assert.equal(versionWhat({ kind: 'undo', restored: 7, redraft: { id: 'x', instruction: null } }, () => '14:32'), 'Undid the restore of the version of 14:32')
+  assert.equal(versionWhat({ kind: 'redo', restored: 7, redraft: { id: 'x' } }, () => null), 'Redid a restore')
+  const now = Date.UTC(2026, 11, 6, 15, 0)
+  const zone = { locale: 'en-GB', timeZone: 'UTC' }
+  assert.equal(versionTime(Date.UTC(2026, 11, 6, 14, 32) / 1000, now, zone), '14:32')
+  assert.equal(versionTime(Date.UTC(2026, 11, 5, 9, 5) / 1000, now, zone), 'Yesterday 09:05')
+  assert.equal(versionTime(Date.UTC(2026, 10, 3, 9, 5) / 1000, now, zone), '3 Nov 09:05')
+  assert.equal(versionTime(Date.UTC(2025, 10, 3, 9, 5) / 1000, now, zone), '3 Nov 2025 09:05')
+})
+
+test('a restore is undone through the redraft record the server answers with', () => {
+  assert.equal(restoreUndoId({ id: 'Xy3_k', kind: 'restore', restored: 7 }), 'Xy3_k')
+  assert.equal(restoreUndoId({ redraft_id: 'r9' }), 'r9')
+  assert.equal(restoreUndoId({ id: 7 }), null) // a number is a version, not a redraft
+  assert.equal(restoreUndoId(null), null)
+})
+
+test("a version's diff: the API's ops as runs, sized, long unchanged stretches folded to their ends", () => {
+  const runs = diffRuns([['=', 'a'], ['=', 'b'], ['-', 'é😀'], ['+', ''], ['+', 'x'], ['?', 'bad'], 'junk', ['=', 5]])
+  assert.deepEqual(runs, [{ op: 'keep', text: 'ab' }, { op: 'delete', text: 'é😀' }, { op: 'insert', text: 'x' }])
+  assert.deepEqual(diffSize(runs), { inserted: 1, deleted: 2, isSame: false })
+  assert.deepEqual(diffSize(diffRuns([['=', 'same']])), { inserted: 0, deleted: 0, isSame: true })
+  assert.deepEqual(diffRuns(null), [])
+  const long = 'x'.repeat(1000)
+  const folded = foldUnchanged([{ op: 'keep', text: long }, { op: 'insert', text: 'new' }, { op: 'keep', text: long }, { op: 'delete', text: 'old' }, { op: 'keep', text: long }],
+    { max: 600, context: 160 })
+  assert.deepEqual(folded.map((run) => [run.op, run.text.length]), [
+    ['fold', 840], ['keep', 160], ['insert', 3], ['keep', 160], ['fold', 680], ['keep', 160], ['delete', 3], ['keep', 160], ['fold', 840]
+  ])
+  const rebuilt = folded.filter((run) => run.op !== 'insert').map((run) => run.text).join('')
+  assert.equal(rebuilt, long + long + 'old' + long) // folding hides text, never loses it
+  const emoji = '😀'.repeat(400) // 800 UTF-16 units: no cut may split a pair
+  const cut = foldUnchanged([{ op: 'insert', text: 'a' }, { op: 'keep', text: 'y' + emoji }], { max: 600, context: 160 })
+  assert.ok(cut.every((run) => !/^[\udc00-\udfff]|[\ud800-\udbff]$/.test(run.text)), JSON.stringify(cut.map((run) => run.text.length)))
 })

@@ -6,6 +6,7 @@ const STATUS_WORDS = {
   401: 'This link does not give access to this document',
   403: 'This link does not allow that',
   404: 'Not found',
+  410: 'This version was folded into a later one when older history was condensed',
   409: 'The document changed in a way that makes this impossible',
   413: 'The passage is too long for one redraft',
   429: 'The AI is busy',
@@ -60,5 +61,17 @@ export class DocumentApi {
   undo (id, by) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/undo`, by ? { by } : undefined) }
   redo (id, by) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/redo`, by ? { by } : undefined) }
   redrafts () { return this.request('GET', '/redrafts') }
+  versions ({ limit, before } = {}) {
+    const query = new URLSearchParams()
+    if (limit) query.set('limit', String(limit))
+    if (before !== undefined && before !== null) query.set('before', String(before))
+    const search = query.toString()
+    return this.request('GET', `/versions${search ? `?${search}` : ''}`)
+  }
+
+  version (id) { return this.request('GET', `/versions/${encodeURIComponent(id)}`) }
+  // Ops that turn version `id`'s text into `against`'s: 'current' or another version's id.
+  versionDiff (id, against) { return this.request('GET', `/versions/${encodeURIComponent(id)}/diff?against=${encodeURIComponent(against)}`) }
+  restoreVersion (id, by) { return this.request('POST', `/versions/${encodeURIComponent(id)}/restore`, by ? { by } : undefined) }
   cancel (id, by) { return this.request('DELETE', `/redrafts/${encodeURIComponent(id)}`, by ? { by } : undefined) }
 }

@@ -1,5 +1,5 @@
 // The document screen: joins the document's room, binds the editor, and wires the top bar
-// (who is here, connection, share, shortcuts) and the redraft palette to the server.
+// (who is here, connection, versions, share, shortcuts) and the redraft palette to the server.
 import { Prec, Transaction } from '@codemirror/state'
 import { EditorView, keymap } from '@codemirror/view'
 import * as Y from 'yjs'
@@ -21,6 +21,7 @@ import { selectionButton } from './selection-button.js'
 import { setUpShare } from './share.js'
 import { installShortcuts, keyLabel } from './shortcuts.js'
 import { createToasts, toastMargin } from './toasts.js'
+import { setUpVersions } from './versions.js'
 
 const $ = (id) => document.getElementById(id)
 
@@ -69,11 +70,16 @@ function colorChoices (fieldset, current) {
   }
 }
 
-/** The name button and its panel: a new name goes to the others at once and is remembered. */
+/**
+ * The name button and its panel: a new name goes to the others at once and is remembered. A link whose
+ * token signs a name (the session says which) fixes the name to it, the one history shows as verified;
+ * the colour stays the user's.
+ */
 function setUpName ({ awareness, view, getUser, setUser }) {
   const button = $('you-button')
   const input = $('your-name')
   const colors = $('your-color')
+  let signedName = null
   anchorPopover($('name-panel'), button)
   showYou(button, getUser())
   input.maxLength = MAX_NAME_LENGTH
@@ -83,14 +89,15 @@ function setUpName ({ awareness, view, getUser, setUser }) {
     colorChoices(colors, getUser().color)
   })
   const publish = (user) => {
-    setUser(user)
-    awareness.setLocalStateField('user', awarenessUser(user))
-    showYou(button, user)
+    const shown = signedName ? { ...user, name: signedName } : user
+    setUser(shown)
+    awareness.setLocalStateField('user', awarenessUser(shown))
+    showYou(button, shown)
   }
   $('name-form').addEventListener('submit', (event) => {
     event.preventDefault()
     const picked = colors.querySelector('input:checked')
-    publish(rename(input.value, picked ? picked.value : null))
+    publish(rename(signedName ? '' : input.value, picked ? picked.value : null))
     $('name-panel').hidePopover()
     view.focus()
   })
@@ -99,6 +106,17 @@ function setUpName ({ awareness, view, getUser, setUser }) {
     const user = keepColorApart(getUser(), awareness)
     if (user !== getUser()) publish(user)
   })
+  return {
+    /** The token's signed name, from the session: it replaces the typed one, and the field is read-only. */
+    signed (name) {
+      if (typeof name !== 'string' || !name) return
+      signedName = name
+      input.readOnly = true
+      $('name-signed').hidden = false
+      $('name-signed').textContent = `Your link names you ${name}: history shows it as verified. You can still pick your colour.`
+      publish(getUser())
+    }
+  }
 }
 
 /** What the page-wide shortcuts do (shortcuts.js has the keys). */
@@ -111,6 +129,7 @@ function shortcutActions ({ board, view, toasts, openPalette }) {
   const onSuggestion = (act) => () => { const found = suggestion(); if (found) act(found.id) }
   return {
     palette: openPalette,
+    versions: () => openPopover($('versions-panel')),
     history: () => openPopover($('history-panel')),
     'undo-redraft': () => board.undo(),
     accept: onSuggestion((id) => board.accept(id)),
@@ -233,13 +252,15 @@ export function showEditor (name, token) {
 
   const share = setUpShare({ panel: $('share-panel'), api, doc: name })
   const history = setUpHistory({ panel: $('history-panel'), api, board, canEdit: () => role === 'edit' })
+  setUpVersions({ panel: $('versions-panel'), api, ytext, toasts, canEdit: () => role === 'edit', by: () => ({ name: user.name, color: user.color }), focusText: () => view.focus() })
   board.onHistory = () => history.changed()
   board.onLanded = () => editor.undoManager.stopCapturing()
   anchorPopover($('share-panel'), $('share-button'))
   anchorPopover($('help-panel'), $('help-button'))
   anchorPopover($('history-panel'), $('history-button'))
+  anchorPopover($('versions-panel'), $('versions-button'))
   fillHelp($('help-panel'))
-  setUpName({ awareness, view, getUser: () => user, setUser: (renamed) => { user = renamed } })
+  const naming = setUpName({ awareness, view, getUser: () => user, setUser: (renamed) => { user = renamed } })
   $('redraft-button').addEventListener('click', openPalette)
   $('redraft-shortcut').textContent = keyLabel('Mod-KeyK')
   provider.on('connection-close', (event) => {
@@ -251,6 +272,7 @@ export function showEditor (name, token) {
     role = session.role
     engineOff = engineOffReason(session)
     share.setSession(session)
+    naming.signed(session.name)
     board.setSession(session)
     renderPresence()
     $('redraft-button').classList.toggle('is-off', Boolean(engineOff))

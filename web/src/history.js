@@ -4,7 +4,7 @@
 import { DEFAULT_COLOR } from './canvas-view.js'
 import { safeColor } from './trust.js'
 
-const KIND_WORDS = { rewrite: 'Rewrite', fill: 'Fill in', continue: 'Continue' }
+const KIND_WORDS = { rewrite: 'Rewrite', fill: 'Fill in', continue: 'Continue', restore: 'Restore' }
 const STATUS_WORDS = {
   queued: 'waiting', running: 'writing', suggested: 'suggested, waiting for a decision', done: 'applied', undone: 'undone',
   conflict: 'not put in: the passage changed too much', failed: 'failed', cancelled: 'stopped', rejected: 'rejected', expired: 'expired'
@@ -21,6 +21,7 @@ export function whenAsked (epochS, nowMs = Date.now()) {
 
 /** What a person asked for, in a line: the instruction, else the kind. */
 export function askedFor (redraft) {
+  if (redraft.kind === 'restore') return 'Restored an earlier version (see Versions)'
   const instruction = typeof redraft.instruction === 'string' ? redraft.instruction.trim() : ''
   return instruction ? `“${instruction.length > 140 ? instruction.slice(0, 139) + '…' : instruction}”` : (KIND_WORDS[redraft.kind] || 'Redraft')
 }

@@ -24,6 +24,7 @@ export const SHORTCUTS = [
   ['Mod-KeyJ', 'palette', 'The same (for browsers that keep Ctrl+K)'],
   ['Mod-KeyZ', null, 'Undo your own typing, or your redraft right after it landed'],
   ['Mod-Shift-KeyZ', null, 'Redo'],
+  ['Chord-KeyV', 'versions', 'Versions: see any earlier version against now, and restore it'],
   ['Chord-KeyH', 'history', 'Redraft history: undo or redo any redraft'],
   ['Chord-KeyZ', 'undo-redraft', 'Undo the last AI redraft you applied'],
   ['Mod-Shift-Enter', 'accept', 'Accept the suggestion at the cursor (or the latest)'],
