@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from engine.cli import add_generate_arguments, run_generate
 from engine.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
+from engine.progress_queue import ProgressQueue  # the server's Redis backend bounds its jobs' progress with it
 from engine.remote import RemoteConfig, RemoteEngine, read_api_key  # --engine openai; torch-free (httpx)
 
 __all__ = [
-    "Engine", "EngineConfig", "Generation", "RemoteConfig", "RemoteEngine", "RequestError", "add_generate_arguments",
+    "Engine", "EngineConfig", "Generation", "ProgressQueue", "RemoteConfig", "RemoteEngine", "RequestError", "add_generate_arguments",
     "read_api_key", "run_generate",
 ]
 

@@ -24,7 +24,6 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .backends import EngineFailed, EngineRejected, EngineUnavailable
-from .progress_queue import ProgressQueue
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +46,8 @@ class RedisJob:
         self.attempt = 1  # events of an earlier attempt (a worker thought dead) are ignored
         self.last_event_at = time.monotonic()
         self.is_cancel_requested = False
+        from engine.api import ProgressQueue  # torch-free, imported once a job exists (the server's one door in)
+
         self._progress = ProgressQueue()  # bounded: a worker on --engine openai sends a snapshot a token
         self._outcome: asyncio.Future = asyncio.get_running_loop().create_future()
 

@@ -1,12 +1,11 @@
-"""The bounded queue of progress snapshots, in both its copies (the server does not import the engine)."""
+"""The bounded queue of progress snapshots (the remote engine's generations and the server's Redis jobs)."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
-from engine.progress_queue import ProgressQueue as EngineQueue
-from server.redrafts.progress_queue import ProgressQueue as ServerQueue
+from engine.progress_queue import ProgressQueue
 
 
 @pytest.fixture
@@ -20,9 +19,8 @@ async def drain(queue) -> list[str]:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("queue_class", [EngineQueue, ServerQueue])
-async def test_a_stalled_reader_holds_the_newest_snapshots_within_the_bound(queue_class):
-    queue = queue_class(max_chars=100)
+async def test_a_stalled_reader_holds_the_newest_snapshots_within_the_bound():
+    queue = ProgressQueue(max_chars=100)
     for i in range(1, 31):
         queue.put({"text": "x" * i, "committed": "x" * i})
     # 30, 29 and 28 twice over hold 174 characters > 100; 30 and 29 hold 118 > 100: only the newest is kept...
