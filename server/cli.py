@@ -111,7 +111,10 @@ def _token_parser(sub) -> None:
     _add(p, "role", "edit", choices=ROLES)
     _add(p, "secret", None, help="the server's secret")
     _add(p, "ttl", None, type=float, help="seconds until the token expires (default: never)")
-    _add(p, "name", None, help="the holder's display name (at most 64 characters): history shows it as verified")
+    # No REDRAFT_NAME either: that variable is `worker --name`'s consumer name, and a token's holder is named
+    # on purpose, never picked up from a shell or a container's environment.
+    p.add_argument("--name", default=None,
+                   help="the holder's display name (at most 64 characters): history shows it as verified")
 
 
 def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:

@@ -374,8 +374,13 @@ async def test_a_redraft_is_a_version_with_its_instruction_model_and_requester_a
     assert parse_person({"name": "Eve", "verified": True}) == {"name": "Eve", "color": "#64748b"}
 
 
-def test_redraft_token_signs_a_name(capsys):
+def test_redraft_token_signs_a_name(capsys, monkeypatch):
     from server.cli import main
+
+    monkeypatch.setenv("REDRAFT_NAME", "gpu-0")  # a worker's consumer name in the environment is no holder's name
+    assert main(["token", "--engine", "--secret", SECRET]) == 0
+    assert main(["token", "--doc", "notes", "--secret", SECRET]) == 0
+    assert verify_token(SECRET, capsys.readouterr().out.split()[-1], "notes") == Grant("edit", None, None)
 
     assert main(["token", "--doc", "notes", "--role", "read", "--secret", SECRET, "--name", "Ada Lovelace"]) == 0
     assert verify_token(SECRET, capsys.readouterr().out.strip(), "notes") == Grant("read", None, "Ada Lovelace")
