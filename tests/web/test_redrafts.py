@@ -379,8 +379,9 @@ def test_with_the_engine_off_the_palette_says_so_and_help_lists_every_shortcut(s
     page.keyboard.press("Control+Slash")
     help_panel = page.get_by_role("dialog", name="Keyboard shortcuts")
     expect(help_panel).to_be_visible()
-    expect(help_panel.locator("#help-keys tr")).to_have_count(14)
+    expect(help_panel.locator("#help-keys tr")).to_have_count(15)
     expect(help_panel).to_contain_text("Alt+Shift+Z")
+    expect(help_panel).to_contain_text("Alt+Shift+V")  # the versions panel
     expect(help_panel).not_to_contain_text("Ctrl+Alt")  # AltGr on Windows: it types letters
     expect(help_panel).to_contain_text("Undo the last AI redraft you applied")
     screenshot(page, "help")
