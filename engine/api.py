@@ -18,10 +18,11 @@ from engine.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
 from engine.progress_queue import ProgressQueue  # the server's Redis backend bounds its jobs' progress with it
 from engine.remote import RemoteConfig, RemoteEngine, read_api_key  # --engine openai; torch-free (httpx)
+from engine.remote_config import PASSWORD_ON_COMMAND_LINE, password_on_command_line
 
 __all__ = [
-    "Engine", "EngineConfig", "Generation", "ProgressQueue", "RemoteConfig", "RemoteEngine", "RequestError", "add_generate_arguments",
-    "read_api_key", "run_generate",
+    "PASSWORD_ON_COMMAND_LINE", "Engine", "EngineConfig", "Generation", "ProgressQueue", "RemoteConfig", "RemoteEngine",
+    "RequestError", "add_generate_arguments", "password_on_command_line", "read_api_key", "run_generate",
 ]
 
 log = logging.getLogger(__name__)

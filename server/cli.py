@@ -11,7 +11,6 @@ import os
 import re
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from .auth import ROLES, mint_engine_token, mint_token
 from .config import ServerConfig
@@ -200,17 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _password_on_command_line(url: str | None) -> bool:
-    """--engine-url with a password, from the command line rather than REDRAFT_ENGINE_URL (as the API key has
-    no flag at all, for the same reason)."""
-    if not url or url == os.environ.get("REDRAFT_ENGINE_URL"):
-        return False
-    try:
-        return urlsplit(url).password is not None
-    except ValueError:
-        return False
-
-
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -224,10 +212,11 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactTokens())
-    if config.engine == "openai" and _password_on_command_line(config.engine_url):
-        # engine.remote_config.PASSWORD_ON_COMMAND_LINE, said by the worker too (the server does not import the engine)
-        log.warning("--engine-url holds a password, which `ps` shows to every user of this machine: "
-                    "set REDRAFT_ENGINE_URL instead")
+    if config.engine == "openai":
+        from engine.api import PASSWORD_ON_COMMAND_LINE, password_on_command_line  # torch-free; the worker says it too
+
+        if password_on_command_line(config.engine_url):
+            log.warning(PASSWORD_ON_COMMAND_LINE)
     if config.secret is None:
         log.warning(
             "no --secret: every document is open to anyone who can reach %s:%d, so only loopback is served",
