@@ -13,7 +13,6 @@ from dataclasses import dataclass as dataclass_grant
 
 import anyio
 import pytest
-import redis.asyncio as aioredis
 from pycrdt import Doc, Text, merge_updates
 
 from server.auth import OPEN_GRANT
@@ -29,7 +28,6 @@ from server.peer import Peer
 from server.protocol import SYNC_UPDATE, SyncMessage, decode_message, encode_awareness, encode_sync
 from server.ratelimit import TokenBucket
 from server.room import Room
-from server.stores.redis import RedisStore
 from server.stores.sqlite import SqliteStore
 
 ADA = Author("Ada", "#aa0000")
@@ -40,26 +38,6 @@ T0 = 1_790_000_000.0  # a fixed "now" far from any hour boundary's edge cases
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-async def make_store(request, tmp_path):
-    opened = []
-    if request.param == "redis":
-        redis_server = request.getfixturevalue("redis_server")
-
-    async def make():
-        if request.param == "sqlite":
-            store = SqliteStore(tmp_path / "store.sqlite3")
-        else:
-            store = RedisStore(aioredis.from_url(redis_server.url), "test", f"instance-{len(opened)}")
-        await store.start()
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        await store.close()
 
 
 def typed(*chunks: str) -> list[bytes]:
