@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .redrafts.request import MAX_STEPS
+
 CHAT_ROLES = ("system", "user", "assistant")  # engine.redrafts.CHAT_ROLES: the server does not import the engine
 DEVELOPER = "developer"  # OpenAI's newer name for the system role; the chat template knows only "system"
 MAX_STOPS = 4
 MAX_STOP_CHARS = 256  # engine.redrafts.MAX_STOP_CHARS (the server does not import the engine)
 MAX_SEED = 2**63
-MAX_STEPS = 256  # as the redraft API's `steps` (server/redrafts/request.py)
 
 
 class BadRequest(ValueError):

@@ -12,6 +12,8 @@ from . import merge
 from .positions import Layout
 from .record import KINDS, MODES
 
+MAX_STEPS = 256  # denoising steps per canvas a request may ask for (the editor offers 12, 24 and 48)
+
 
 class RedraftError(Exception):
     """A refusal with an HTTP status and a machine-readable code."""
@@ -48,8 +50,8 @@ def parse_options(body: dict):
         "color": str(requester.get("color") or "#64748b")[:32],
     }
     steps, seed = body.get("steps"), body.get("seed")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 256):
-        raise RedraftError(400, "bad_request", "steps must be an integer from 1 to 256")
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS):
+        raise RedraftError(400, "bad_request", f"steps must be an integer from 1 to {MAX_STEPS}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
         raise RedraftError(400, "bad_request", "seed must be an integer from 0 to 2**63-1")
     return kind, mode, instruction, requester, steps, seed
