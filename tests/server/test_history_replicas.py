@@ -10,7 +10,6 @@ loaded both run retention on it, each on its own clock: their folds must not und
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import time
@@ -18,7 +17,6 @@ import time
 import anyio
 import httpx
 import pytest
-import redis
 import redis.asyncio as aioredis
 from pycrdt import Doc, Text
 
@@ -26,6 +24,7 @@ from server.history.entry import Author, Change, HistoryEntry, Origin
 from server.history.rebuild import text_at
 from server.history.retention import DAY_S, apply_retention
 from server.stores.redis import RedisStore
+from tests.server.test_durability import stalled_store
 from tests.support.processes import wait_until
 
 DOC = "history-replicas"
@@ -101,18 +100,6 @@ def test_two_replicas_list_the_same_history(replicas, node_peers):
     assert texts[-1] == "[0:alice 😀]"
 
 
-@contextlib.contextmanager
-def paused_writes(redis_url: str):
-    """Every write command on the Redis hangs until the block exits: appends in flight stay unacknowledged."""
-    client = redis.Redis.from_url(redis_url)
-    client.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
-    try:
-        yield
-    finally:
-        client.execute_command("CLIENT", "UNPAUSE")
-        client.close()
-
-
 @pytest.mark.parametrize("stall", [False, True], ids=["typing", "stalled-append"])
 def test_a_sigkill_mid_write_loses_no_acknowledged_entry(stall, replicas, redis_server, start_server, node_peers):
     seed = int(os.environ.get("REDRAFT_TEST_SEED", random.randrange(1 << 30)))
@@ -130,7 +117,7 @@ def test_a_sigkill_mid_write_loses_no_acknowledged_entry(stall, replicas, redis_
     wait_until(lambda: len(far.text) > 20, 10, "B's client to see typing")
     time.sleep(rng.uniform(0.05, 0.5))
     if stall:
-        with paused_writes(redis_server.url):
+        with stalled_store(a, redis_server.url):
             time.sleep(rng.uniform(0.1, 0.3))  # keystrokes pile up in A's room: applied, not acknowledged
             a.kill()
     else:
