@@ -81,9 +81,8 @@ class Peer:
         name its awareness state gives (unverified), else Anonymous. Never a kind other than "person"."""
         if self._change is None:
             name, color = self._awareness_user
-            verified_name = getattr(self.grant, "name", None)  # Grant.name: a signed token's `name` claim
-            if verified_name:
-                author = Author(verified_name, color, verified=True)
+            if self.grant.name:  # a signed token's `name` claim
+                author = Author(self.grant.name, color, verified=True)
             else:
                 author = Author(name or ANONYMOUS, color, verified=False)
             self._change = Change(author, TYPING, f"{instance_id}:{self.id}")

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass as dataclass_grant
-
 import anyio
 import pytest
 from pycrdt import Doc, Text, merge_updates
 
-from server.auth import OPEN_GRANT
+from server.auth import OPEN_GRANT, Grant
 from server.awareness import AwarenessEntry, encode_awareness_update
 from server.fanout import NullFanout
 from server.history.checkpoints import checkpoint_if_due
@@ -331,22 +329,12 @@ async def test_every_version_rebuilds_to_the_text_it_had_through_compaction_chec
 
 @pytest.mark.anyio
 async def test_attribution_comes_from_the_connection_and_a_batch_keeps_one_log_entry(make_store):
-    @dataclass_grant
-    class NamedGrant:
-        role: str = "edit"
-        expires_at: float | None = None
-        name: str = "Bob (from the token)"
-
-        @property
-        def can_edit(self) -> bool:
-            return True
-
     store = await make_store()
     room = make_room(store, Clock(T0), compact_min_bytes=1 << 20)
     rng = random.Random(3)
     with anyio.fail_after(10):
         await room.load()
-        ada, bob, anon = Client(room, 1), Client(room, 2, NamedGrant()), Client(room, 3)
+        ada, bob, anon = Client(room, 1), Client(room, 2, Grant("edit", None, "Bob (from the token)")), Client(room, 3)
         ada.say_name("Ada", "#AA0000cc")
         bob.say_name("Mallory", "#00aa00")  # the token's name wins; the colour is the client's to choose
         for client in (ada, ada, bob, anon, ada):
