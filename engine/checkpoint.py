@@ -23,6 +23,7 @@ from engine.config import MODEL_PRESETS, ConfigError, GenerationArgs, ModelArgs,
 from engine.model import DiffusionGemma
 from engine.quantize import check_format, load_into, prepare
 from engine.quantize import quantize as quantize_loaded
+from engine.tasks import EVERY_TASK, ModelTasks, read_tasks
 from engine.tokenizer import TURN_END_ID, byte_tokenizer, load_tokenizer
 
 SINGLE_FILE = "model.safetensors"
@@ -46,6 +47,7 @@ class LoadedModel:
     generation: GenerationArgs
     tokenizer: Any  # a transformers tokenizer, or None for a checkpoint without tokenizer files
     source: str  # preset name or checkpoint directory
+    tasks: ModelTasks = EVERY_TASK  # what its config.json declares it can do (engine/tasks.py)
 
 
 def load_model(
@@ -125,7 +127,18 @@ def load_checkpoint(
     dequantizer = Dequantizer(args.num_experts, fp8) if fp8 is not False else None
     _load_shards(model, expected, shards, torch.device(device), dtype, directory, dequantizer)
     model.init_buffers(device)
-    return LoadedModel(model.eval().requires_grad_(False), args, generation, load_tokenizer(directory), str(directory))
+    tasks = read_checkpoint_tasks(directory)
+    tokenizer = load_tokenizer(directory)
+    return LoadedModel(model.eval().requires_grad_(False), args, generation, tokenizer, str(directory), tasks)
+
+
+def read_checkpoint_tasks(directory: Path) -> ModelTasks:
+    """The tasks a checkpoint's config.json declares (every task when it declares none)."""
+    config_path = directory / "config.json"
+    try:
+        return read_tasks(read_json(config_path), str(config_path))
+    except (ConfigError, ValueError) as error:
+        raise CheckpointError(str(error)) from error
 
 
 def read_checkpoint_config(directory: Path) -> tuple[ModelArgs, GenerationArgs]:
