@@ -1,0 +1,56 @@
+"""What counts as a training paragraph: clean plain English prose, the text the small model will learn to write.
+
+Every source (reST, HTML) first renders its markup away; what is left here decides whether a paragraph is
+prose a person would type into the editor. Code, shell commands, paths, URLs and configuration lines are the
+biggest risk in documentation: a paragraph that is mostly them teaches the model to emit them, so such a
+paragraph is dropped whole rather than repaired. Typographic quotes and non-breaking spaces become their plain
+forms so that the corpora agree with what people type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MIN_PARAGRAPH_CHARS = 60
+MIN_LETTER_SHARE = 0.85  # letters and spaces among all characters
+MAX_TECHNICAL_TOKENS = 1  # words with / = _ in them: one path in a sentence is prose, two is a listing
+
+_PLAIN_FORMS = str.maketrans(
+    {
+        "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"',
+        "\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u200b": "", "\u00ad": "", "\ufeff": "",
+        "\u2026": "...", "\u2212": "-", "\u2010": "-", "\u2011": "-",
+    }
+)
+# Characters that only markup, code or a rendering failure leave in a paragraph.
+_MARKUP = re.compile(r"[`<>{}\\|\ufffd]|::|\*\*|\$\(|\[\[|\]\]|&\w+;|^#")
+_URL = re.compile(r"\b(?:https?|ftp|file)://|\bwww\.\w|\b[\w.+-]+@[\w-]+\.[\w.]+|\b\w+\.(?:com|org|net|html?)\b")
+_TECHNICAL = re.compile(r"[/=_]")
+_SENTENCE_END = re.compile(r"[.!?:][)\"']*$")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?)])(?=\s|$)")
+_SPACE_AFTER_OPENING = re.compile(r"([(])\s+")
+
+
+def normalise(text: str) -> str:
+    """Plain quotes and spaces, one line, no space before punctuation (left where inline markup was cut)."""
+    text = " ".join(text.translate(_PLAIN_FORMS).split())
+    text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text)
+    return _SPACE_AFTER_OPENING.sub(r"\1", text)
+
+
+def is_plain_prose(text: str) -> bool:
+    """Whether a normalised paragraph is prose worth learning: sentences, not code, commands, paths or URLs."""
+    if len(text) < MIN_PARAGRAPH_CHARS or not text[0].isupper() or not _SENTENCE_END.search(text):
+        return False
+    if _MARKUP.search(text) or _URL.search(text):
+        return False
+    if sum(c.isalpha() or c == " " for c in text) < MIN_LETTER_SHARE * len(text):
+        return False
+    return sum(bool(_TECHNICAL.search(word)) for word in text.split()) <= MAX_TECHNICAL_TOKENS
+
+
+def dedup_key(text: str) -> bytes:
+    """Equal for paragraphs that differ only in case, punctuation or spacing (the same text in two sources)."""
+    words = re.sub(r"[^\w]+", " ", text.lower()).split()
+    return hashlib.sha256(" ".join(words).encode()).digest()[:16]
