@@ -21,7 +21,7 @@ from pathlib import Path
 
 from engine.corpus_html import html_paragraphs
 from engine.corpus_packages import CORPUS_SOURCES, PYTHON_DOCS, Source, package_version
-from engine.corpus_prose import dedup_key, is_plain_prose, normalise
+from engine.corpus_prose import dedup_key, finish_paragraph, sentences  # noqa: F401 (sentences: re-exported)
 
 CORPORA = tuple(CORPUS_SOURCES)
 PYTHON_DOCS_DIR = PYTHON_DOCS.path()
@@ -49,8 +49,6 @@ _SUBSTITUTION = re.compile(r"\|([\w-]+)\|_?")
 _EMPHASIS = re.compile(r"\*{1,2}([^*\s][^*]*?)\*{1,2}")
 _CALLABLE_ROLES = {"func", "meth", "c:func", "c:macro"}  # Sphinx shows these with () after the name
 _BULLET = re.compile(r"^([*+-]|#\.|\d+\.|\(?[a-z0-9]\))\s")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])")
-_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.")
 
 
 @dataclass(frozen=True)
@@ -189,18 +187,6 @@ def rst_paragraphs(source: str) -> list[str]:
     return paragraphs
 
 
-def sentences(paragraph: str) -> list[str]:
-    """A paragraph cut at sentence ends (not after e.g., i.e., etc.)."""
-    pieces = _SENTENCE_END.split(paragraph)
-    merged: list[str] = []
-    for piece in pieces:
-        if merged and merged[-1].endswith(_ABBREVIATIONS):
-            merged[-1] += " " + piece
-        else:
-            merged.append(piece)
-    return merged
-
-
 def read_paragraph_file(path: Path) -> list[str]:
     """Paragraphs of a plain text file, separated by blank lines (the held-out fixture's format)."""
     text = path.read_text(encoding="utf-8")
@@ -222,7 +208,7 @@ def _source_documents(source: Source, root: Path | None):
         if source.kind == "rst":
             paragraphs = rst_paragraphs(text)
         else:
-            paragraphs = [p for p in map(normalise, html_paragraphs(text)) if is_plain_prose(p)]
+            paragraphs = [p for p in map(finish_paragraph, html_paragraphs(text)) if p is not None]
         if paragraphs:
             yield Document(f"{source.package}/{relative}" if source.prefix_names else relative, tuple(paragraphs))
 
@@ -257,8 +243,7 @@ def _prose(lines: list[str]) -> str | None:
     if text.endswith("::"):
         text = text[:-2].rstrip()
         text = text + ":" if text and text[-1].isalnum() else text
-    text = normalise(text)
-    return text if is_plain_prose(text) else None
+    return finish_paragraph(text)
 
 
 def _plain(text: str) -> str:
@@ -269,7 +254,7 @@ def _plain(text: str) -> str:
     text = _INTERPRETED.sub(r"\1", text)
     text = _SUBSTITUTION.sub(r"\1", text)
     text = _EMPHASIS.sub(r"\1", text)
-    text = text.replace("\\ ", "").replace("\\", "")
+    text = text.replace("\\ ", "").replace("\\", "").replace(" --- ", " \u2014 ")  # reST's smart dashes
     return " ".join(text.split())
 
 

@@ -26,8 +26,11 @@ _PLAIN_FORMS = str.maketrans(
 # Characters that only markup, code or a rendering failure leave in a paragraph.
 _MARKUP = re.compile(r"[`<>{}\\|\ufffd]|::|\*\*|\$\(|\[\[|\]\]|&\w+;|^#")
 _URL = re.compile(r"\b(?:https?|ftp|file)://|\bwww\.\w|\b[\w.+-]+@[\w-]+\.[\w.]+|\b\w+\.(?:com|org|net|html?)\b")
-_TECHNICAL = re.compile(r"[/=_]")
-_SENTENCE_END = re.compile(r"[.!?:][)\"']*$")
+# A word that is a path, an assignment, an identifier, a variable, an index or a command-line option.
+_TECHNICAL = re.compile(r"[/=_\[\]]|\$[A-Za-z_{(]|^~|^-{1,2}\w")
+_SENTENCE_END = re.compile(r"[.!?][)\"']*$")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])")
+_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?)])(?=\s|$)")
 _SPACE_AFTER_OPENING = re.compile(r"([(])\s+")
 
@@ -37,6 +40,31 @@ def normalise(text: str) -> str:
     text = " ".join(text.translate(_PLAIN_FORMS).split())
     text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text)
     return _SPACE_AFTER_OPENING.sub(r"\1", text)
+
+
+def finish_paragraph(text: str) -> str | None:
+    """A rendered paragraph normalised, without a last sentence that introduces what was dropped; None if it is
+    not plain prose.
+
+    Documentation often ends a paragraph with "For example:" before a listing or a list that is not kept; the
+    model should not learn to end its text on a colon, so that sentence goes (and a paragraph of only it).
+    """
+    text = normalise(text)
+    if text.endswith(":"):
+        text = " ".join(sentences(text)[:-1])
+    return text if is_plain_prose(text) else None
+
+
+def sentences(paragraph: str) -> list[str]:
+    """A paragraph cut at sentence ends (not after e.g., i.e., etc.)."""
+    pieces = _SENTENCE_BREAK.split(paragraph)
+    merged: list[str] = []
+    for piece in pieces:
+        if merged and merged[-1].endswith(_ABBREVIATIONS):
+            merged[-1] += " " + piece
+        else:
+            merged.append(piece)
+    return merged
 
 
 def is_plain_prose(text: str) -> bool:

@@ -43,7 +43,7 @@ example::
 
 def test_rst_becomes_prose_paragraphs():
     assert rst_paragraphs(RST) == [
-        "Perhaps the most well-known statement type is the if statement. For example:",
+        "Perhaps the most well-known statement type is the if statement.",  # "For example:" introduced code
         "Return the absolute value of a number. The argument may be an integer, a floating point number, or an "
         "object implementing __abs__().",
         "See PEP 8 and the tutorial for much more on if statements and links.",
