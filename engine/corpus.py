@@ -44,6 +44,7 @@ _ROLE = re.compile(r":[\w:+-]+:`([^`]*)`")
 _LITERAL = re.compile(r"``(.+?)``")
 _LINK = re.compile(r"`([^`<]*?)\s*<[^>]*>`__?")
 _REFERENCE = re.compile(r"`([^`]+)`_{1,2}")
+_FOOTNOTE_REFERENCE = re.compile(r"\s*\[(?:#[\w-]*|\*|\d+|[A-Za-z][\w-]*)\]_")  # [1]_, [#note]_, [Ref]_
 _INTERPRETED = re.compile(r"`([^`]+)`")  # the default role: shown as plain text
 _SUBSTITUTION = re.compile(r"\|([\w-]+)\|_?")
 _EMPHASIS = re.compile(r"\*{1,2}([^*\s][^*]*?)\*{1,2}")
@@ -132,21 +133,23 @@ def load_documents(directory: Path) -> list[Document]:
 
 
 def held_out_sample(documents: list[Document], count: int, shortest: int = 200, longest: int = 700) -> list[str]:
-    """`count` held-out paragraphs of shortest..longest characters, spread evenly over the held-out files.
+    """`count` held-out paragraphs of shortest..longest characters, spread over packages, sections and files.
 
-    Files take turns (one paragraph from each in order, then a second from each, ...), so no single long file
-    (one Python library page, one Policy chapter) fills the sample. Deterministic: the same sources give the
-    same paragraphs.
+    Groups (a name's first part: the package, or the Python docs' section such as library/ or howto/) take
+    turns, and within a group its files take turns, each file's paragraphs picked from across it: no single
+    source (Python's library reference, one long Policy chapter) fills the sample. Deterministic.
     """
-    pools = [
-        [p for p in document.paragraphs if shortest <= len(p) <= longest]
-        for document in split_documents(documents)[1]
-    ]
-    pools = [pool[:: max(1, len(pool) // 4)] for pool in pools if pool]  # from across each file, not its start
-    picked: list[str] = []
-    for turn in range(max(map(len, pools), default=0)):
-        picked.extend(pool[turn] for pool in pools if turn < len(pool))
-    return picked[:count]
+    groups: dict[str, list[list[str]]] = {}
+    for document in split_documents(documents)[1]:
+        pool = [p for p in document.paragraphs if shortest <= len(p) <= longest]
+        if pool:
+            groups.setdefault(document.name.split("/")[0], []).append(pool[:: max(1, len(pool) // 4)])
+    return _take_turns([_take_turns(pools) for pools in groups.values()])[:count]
+
+
+def _take_turns(lists: list[list[str]]) -> list[str]:
+    """The first of each list, then the second of each, ..."""
+    return [items[turn] for turn in range(max(map(len, lists), default=0)) for items in lists if turn < len(items)]
 
 
 def is_held_out(document: Document) -> bool:
@@ -247,6 +250,7 @@ def _prose(lines: list[str]) -> str | None:
 
 
 def _plain(text: str) -> str:
+    text = _FOOTNOTE_REFERENCE.sub("", text)
     text = _LITERAL.sub(r"\1", text)
     text = _ROLE.sub(lambda m: _role_text(m.group(0), m.group(1)), text)
     text = _LINK.sub(r"\1", text)
@@ -264,6 +268,7 @@ def _role_text(whole: str, target: str) -> str:
     shown = re.sub(r"\s*<[^>]*>$", "", target).lstrip("!")
     if shown.startswith("~"):
         shown = shown[1:].rsplit(".", 1)[-1]
+    shown = shown.lstrip(".")  # :class:`.HTMLParser`: a name looked up from the current module
     if role in ("pep", "rfc"):
         return f"{role.upper()} {shown}"
     if role in _CALLABLE_ROLES and not shown.endswith(")"):

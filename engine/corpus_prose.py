@@ -14,7 +14,7 @@ import re
 
 MIN_PARAGRAPH_CHARS = 60
 MIN_LETTER_SHARE = 0.85  # letters and spaces among all characters
-MAX_TECHNICAL_TOKENS = 1  # words with / = _ in them: one path in a sentence is prose, two is a listing
+MAX_TECHNICAL_TOKENS = 1  # words like paths or identifiers: one in a paragraph is prose, two is a listing
 
 _PLAIN_FORMS = str.maketrans(
     {
@@ -24,13 +24,17 @@ _PLAIN_FORMS = str.maketrans(
     }
 )
 # Characters that only markup, code or a rendering failure leave in a paragraph.
-_MARKUP = re.compile(r"[`<>{}\\|\ufffd]|::|\*\*|\$\(|\[\[|\]\]|&\w+;|^#")
+_MARKUP = re.compile(r"[`<>{}\\|\ufffd]|::|\*\*|\$\(|\[\[|\]\]|&\w+;|^#|\(\)\(|\]_")
 _URL = re.compile(r"\b(?:https?|ftp|file)://|\bwww\.\w|\b[\w.+-]+@[\w-]+\.[\w.]+|\b\w+\.(?:com|org|net|html?)\b")
-# A word that is a path, an assignment, an identifier, a variable, an index or a command-line option.
-_TECHNICAL = re.compile(r"[/=_\[\]]|\$[A-Za-z_{(]|^~|^-{1,2}\w")
+# A word that is a path, an assignment, an identifier, a variable, an index, a glob, a command-line option, a
+# file extension or a version string; "GNU/Linux", "and/or", "input/output" (word/word) are prose.
+_TECHNICAL = re.compile(r"[/=_\[\]{}$~^@*+#]|\w;\w|[A-Za-z]:\w|\w:[A-Za-z]|^[(\"']?[.-]+[A-Za-z]")
+_WORD_SLASH_WORD = re.compile(r"^[(\"']?[A-Za-z]+/[A-Za-z]+[.,;:!?)\"']*$")
+_SENTENCE_START = re.compile(r"^[\"'(]?[A-Z0-9]")
 _SENTENCE_END = re.compile(r"[.!?][)\"']*$")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])")
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.")
+_TEX_QUOTE = re.compile(r"`(\w[^`'\n]*)'")  # `quoted' in older texts (the FAQ): plain 'quoted'
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?)])(?=\s|$)")
 _SPACE_AFTER_OPENING = re.compile(r"([(])\s+")
 
@@ -38,6 +42,7 @@ _SPACE_AFTER_OPENING = re.compile(r"([(])\s+")
 def normalise(text: str) -> str:
     """Plain quotes and spaces, one line, no space before punctuation (left where inline markup was cut)."""
     text = " ".join(text.translate(_PLAIN_FORMS).split())
+    text = _TEX_QUOTE.sub(r"'\1'", text)
     text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text)
     return _SPACE_AFTER_OPENING.sub(r"\1", text)
 
@@ -69,13 +74,19 @@ def sentences(paragraph: str) -> list[str]:
 
 def is_plain_prose(text: str) -> bool:
     """Whether a normalised paragraph is prose worth learning: sentences, not code, commands, paths or URLs."""
-    if len(text) < MIN_PARAGRAPH_CHARS or not text[0].isupper() or not _SENTENCE_END.search(text):
+    if len(text) < MIN_PARAGRAPH_CHARS or not _SENTENCE_START.match(text) or not _SENTENCE_END.search(text):
         return False
     if _MARKUP.search(text) or _URL.search(text):
         return False
+    if text.count("(") != text.count(")"):
+        return False  # cut short inside a parenthesis, or a code fragment
     if sum(c.isalpha() or c == " " for c in text) < MIN_LETTER_SHARE * len(text):
         return False
-    return sum(bool(_TECHNICAL.search(word)) for word in text.split()) <= MAX_TECHNICAL_TOKENS
+    return sum(map(_is_technical, text.split())) <= MAX_TECHNICAL_TOKENS
+
+
+def _is_technical(word: str) -> bool:
+    return bool(_TECHNICAL.search(word)) and not _WORD_SLASH_WORD.match(word)
 
 
 def dedup_key(text: str) -> bytes:
