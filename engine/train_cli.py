@@ -3,7 +3,7 @@
     redraft train --corpus python-docs --out engine/models/redraft-small --seed 0    # from scratch, ~35 min CPU
     redraft train --model DIR --data pairs.jsonl --out DIR --lora-rank 16 [--merge]   # fine-tune (a GPU in practice)
     redraft train --eval-only --model redraft-small [--held-out FILE]                 # the evaluation alone
-    redraft train --corpus python-docs --export-held-out FILE                         # the test fixture
+    redraft train --corpus english-docs --export-held-out FILE                        # the test fixture
 
 Importing this module is cheap (no torch): the server adds these arguments to its own parser. Progress goes to
 stderr, the evaluation to stdout.
@@ -228,13 +228,13 @@ def _evaluate(model: str, paragraphs: list[str], device: str, seed: int) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from engine.corpus import corpus_dir, load_documents, split_documents
+    from engine.corpus import corpus_dir, held_out_sample, load_corpus, load_documents
 
-    sources = corpus_dir(args.corpus, Path(args.corpus_dir) if args.corpus_dir else None)
-    held_out = split_documents(load_documents(sources))[1]
-    # long paragraphs, evenly spread over the held-out files, in a fixed order
-    paragraphs = [p for d in held_out for p in d.paragraphs if 300 <= len(p) <= 700]
-    picked = paragraphs[:: max(1, len(paragraphs) // FIXTURE_PARAGRAPHS)][:FIXTURE_PARAGRAPHS]
+    if args.corpus_dir:
+        documents = load_documents(corpus_dir(args.corpus, Path(args.corpus_dir)))
+    else:
+        documents = load_corpus(args.corpus)
+    picked = held_out_sample(documents, FIXTURE_PARAGRAPHS)
     Path(args.export_held_out).write_text("\n\n".join(picked) + "\n", encoding="utf-8")
     _log(f"wrote {len(picked)} held-out paragraphs to {args.export_held_out}")
     return EXIT_OK
