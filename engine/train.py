@@ -52,7 +52,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -67,6 +67,7 @@ from engine.model import DiffusionGemma
 from engine.tasks import ModelTasks
 
 
+BUDGET_PROBE_STEPS = 20  # steps timed before a time budget fixes the step count
 SOURCE_SHARE = 0.5  # of the rows with a source canvas, the share whose corruption starts from it
 
 
@@ -84,6 +85,9 @@ class TrainArgs:
     encoder_loss_weight: float = 0.0  # x the encoder's next-token loss on the prompt, added to the canvas loss
     seed: int = 0
     log_every: int = 25
+    # wall-clock budget: after the first BUDGET_PROBE_STEPS steps, `steps` shrinks to what fits in it (the
+    # learning-rate schedule then decays over the steps that will run); None: exactly `steps`
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
@@ -99,6 +103,8 @@ class TrainArgs:
             raise ValueError(f"TrainArgs.min_noise must be in [0, 1), got {self.min_noise}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip <= 0:
             raise ValueError("TrainArgs.warmup_steps and weight_decay must be >= 0, grad_clip > 0")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"TrainArgs.time_budget_s must be > 0, got {self.time_budget_s}")
         if self.encoder_loss_weight < 0:
             raise ValueError(f"TrainArgs.encoder_loss_weight must be >= 0, got {self.encoder_loss_weight}")
 
@@ -229,7 +235,13 @@ def train(
     encoder_losses: list[float] = []
     started = time.perf_counter()
     model.train()
-    for step in range(args.steps):
+    step = 0
+    while step < args.steps:
+        if args.time_budget_s is not None and step == BUDGET_PROBE_STEPS:
+            per_step = (time.perf_counter() - started) / step
+            fits = int(0.9 * args.time_budget_s / per_step)  # a margin: the probe includes no slow batch yet
+            args = replace(args, steps=max(step + 1, min(args.steps, fits)))
+            log(f"{per_step:.2f} s a step: {args.steps} steps fit the {args.time_budget_s:.0f} s budget")
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
         out = diffusion_loss(
@@ -255,6 +267,7 @@ def train(
                 f"{_mean(canvas_losses[recent]):.4f}{encoder})  lr {lr:.2e}  "
                 f"{elapsed:.0f} s elapsed, ~{eta:.0f} s to go"
             )
+        step += 1
     model.eval()
     return losses
 

@@ -1,6 +1,6 @@
 """`redraft train`: train the small model from a corpus, LoRA-fine-tune a checkpoint on JSONL pairs, or evaluate.
 
-    redraft train --corpus python-docs --out engine/models/redraft-small --seed 0    # from scratch, ~35 min CPU
+    redraft train --corpus english-docs --out engine/models/redraft-small --seed 0   # from scratch, ~1 h on 2 cores
     redraft train --model DIR --data pairs.jsonl --out DIR --lora-rank 16 [--merge]   # fine-tune (a GPU in practice)
     redraft train --eval-only --model redraft-small [--held-out FILE]                 # the evaluation alone
     redraft train --corpus english-docs --export-held-out FILE                        # the test fixture
@@ -37,13 +37,14 @@ class UsageError(ValueError):
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The `train` flags; each also reads REDRAFT_<FLAG> from the environment."""
     add = parser.add_argument
-    add("--corpus", default=_env("corpus"), help="train from scratch on this corpus: python-docs")
+    add("--corpus", default=_env("corpus"), help="train from scratch on this corpus: english-docs or python-docs")
     add("--corpus-dir", default=_env("corpus_dir"), help="its sources (default: where python3.11-doc puts them)")
     add("--config", default=_env("config", "redraft-small"), help="shapes to train from scratch (redraft-small)")
     add("--model", default=_env("model"), help="the checkpoint or preset to fine-tune or evaluate")
     add("--data", default=_env("data"), help='fine-tune: JSONL of {"prompt": ..., "response": ...}')
     add("--out", default=_env("out"), help="where the trained checkpoint (or the adapters) go")
     add("--steps", default=_env("steps"), help="optimizer steps (default 3000 from scratch, 200 fine-tuning)")
+    add("--minutes", default=_env("minutes"), help="from scratch: fit the steps into this much wall time")
     add("--batch-size", default=_env("batch_size"), help="canvases per step (default 16 from scratch, 8 fine-tuning)")
     add("--lr", default=_env("lr"), help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning)")
     add("--seed", default=_env("seed", "0"))
@@ -104,7 +105,7 @@ def _from_scratch(args: argparse.Namespace) -> int:
     import torch
 
     from engine.config import TRAINABLE_CONFIGS, GenerationArgs
-    from engine.corpus import corpus_dir, load_documents, split_documents
+    from engine.corpus import split_documents
     from engine.evaluate import write_token_counts
     from engine.examples import DocumentExamples, collate
     from engine.tasks import ModelTasks
@@ -117,9 +118,8 @@ def _from_scratch(args: argparse.Namespace) -> int:
     options = _train_args(args, steps=3000, batch_size=16, lr=2e-3, encoder_loss_weight=1.0)
     device = _device(args)
     started = time.perf_counter()
-    sources = corpus_dir(args.corpus, Path(args.corpus_dir) if args.corpus_dir else None)
-    train_docs, held_out = split_documents(load_documents(sources))
-    _log(f"{len(train_docs)} training and {len(held_out)} held-out documents from {sources}")
+    train_docs, held_out = split_documents(_documents(args))
+    _log(f"{len(train_docs)} training and {len(held_out)} held-out documents of {args.corpus}")
     tokenizer = bpe_tokenizer((p for d in train_docs for p in d.paragraphs), shapes.vocab_size)
     examples = DocumentExamples(tokenizer, train_docs, shapes.canvas_length, shapes.pad_token_id, options.seed)
     _log(f"tokenizer: {len(tokenizer)} BPE tokens; {sum(map(len, examples.streams)):,} training tokens")
@@ -139,7 +139,7 @@ def _from_scratch(args: argparse.Namespace) -> int:
     out = save_checkpoint(model, generation, tokenizer, Path(args.out))
     declare_tasks(out, ModelTasks(tuple(TRAINED_TASKS), "passage", SMALL_MODEL_NOTE))
     write_token_counts(examples.streams, shapes.vocab_size, out)
-    _write_licence(sources, out)
+    _write_licences(args.corpus, out)
     _log(f"saved {out} ({_size_mb(out):.1f} MB) after {time.perf_counter() - started:.0f} s")
     return _evaluate(str(out), [p for d in held_out for p in d.paragraphs], device, options.seed)
 
@@ -192,13 +192,13 @@ def _mean_loss(loaded, batch, options, diffusion_loss) -> float:
 
 
 def _eval_only(args: argparse.Namespace) -> int:
-    from engine.corpus import corpus_dir, load_documents, read_paragraph_file, split_documents
+    from engine.corpus import read_paragraph_file, split_documents
 
     if args.held_out:
         paragraphs = read_paragraph_file(Path(args.held_out))
     else:
-        sources = corpus_dir(args.corpus or "python-docs", Path(args.corpus_dir) if args.corpus_dir else None)
-        paragraphs = [p for d in split_documents(load_documents(sources))[1] for p in d.paragraphs]
+        args.corpus = args.corpus or "english-docs"
+        paragraphs = [p for d in split_documents(_documents(args))[1] for p in d.paragraphs]
     return _evaluate(args.model or "redraft-small", paragraphs, _device(args), _int("--seed", args.seed))
 
 
@@ -228,30 +228,30 @@ def _evaluate(model: str, paragraphs: list[str], device: str, seed: int) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from engine.corpus import corpus_dir, held_out_sample, load_corpus, load_documents
+    from engine.corpus import held_out_sample
 
-    if args.corpus_dir:
-        documents = load_documents(corpus_dir(args.corpus, Path(args.corpus_dir)))
-    else:
-        documents = load_corpus(args.corpus)
-    picked = held_out_sample(documents, FIXTURE_PARAGRAPHS)
+    picked = held_out_sample(_documents(args), FIXTURE_PARAGRAPHS)
     Path(args.export_held_out).write_text("\n\n".join(picked) + "\n", encoding="utf-8")
     _log(f"wrote {len(picked)} held-out paragraphs to {args.export_held_out}")
     return EXIT_OK
 
 
-def _write_licence(sources: Path, out: Path) -> None:
-    """The PSF licence of the documentation the weights were trained on, beside them."""
-    from engine.corpus import LICENCE_FILE
+def _documents(args: argparse.Namespace):
+    """The corpus' documents: from the installed packages, or python-docs from --corpus-dir."""
+    from engine.corpus import corpus_dir, load_corpus, load_documents
 
-    licence = sources / LICENCE_FILE
-    notice = (
-        "The weights and tokenizer in this directory were trained on the reStructuredText sources of the\n"
-        "Python 3.11 documentation (Debian package python3.11-doc), Copyright (c) 2001-2023 Python Software\n"
-        "Foundation, used under the PSF License Agreement reproduced below (license.rst of those sources).\n\n"
-    )
-    text = licence.read_text(encoding="utf-8") if licence.is_file() else "(license.rst.txt was not found)\n"
-    (out / "LICENSE-python-docs.txt").write_text(notice + text, encoding="utf-8")
+    if args.corpus_dir:
+        return load_documents(corpus_dir(args.corpus, Path(args.corpus_dir)))
+    return load_corpus(args.corpus)
+
+
+def _write_licences(corpus: str, out: Path) -> None:
+    """The licences of the documentation the weights were trained on, beside them (LICENSES.txt)."""
+    from engine.corpus import corpus_licences
+
+    for stale in out.glob("LICENSE*"):
+        stale.unlink()
+    (out / "LICENSES.txt").write_text(corpus_licences(corpus), encoding="utf-8")
 
 
 def _train_args(args: argparse.Namespace, steps: int, batch_size: int, lr: float, encoder_loss_weight: float):
@@ -265,6 +265,7 @@ def _train_args(args: argparse.Namespace, steps: int, batch_size: int, lr: float
             self_cond_prob=float(args.self_cond_prob),
             encoder_loss_weight=float(args.encoder_loss_weight) if args.encoder_loss_weight else encoder_loss_weight,
             seed=_int("--seed", args.seed),
+            time_budget_s=float(args.minutes) * 60 if getattr(args, "minutes", None) else None,
         )
     except ValueError as error:
         raise UsageError(str(error)) from error

@@ -37,18 +37,18 @@ def test_missing_corpus_names_the_install_command(tmp_path, capsys):
 
 
 def synthetic_sources(directory, seed: int = 0):
-    """Documentation-like files of made-up words: enough distinct text for a 4096-token BPE, two held out."""
+    """Documentation-like files of made-up words: enough distinct text for an 8192-token BPE, two held out."""
     rng = random.Random(seed)
     syllables = [a + b for a in "bcdfglmnprstv" for b in "aeiou"] + ["ing", "tion", "er", "ly"]
-    words = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(3000)]
+    words = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(9000)]
     names, index = [], 0
     while sum(is_held_out(Document(n, ())) for n in names) < 2 or len(names) < 30:
         names.append(f"library/mod{index}.rst.txt")
         index += 1
     for name in names:
         paragraphs = []
-        for _ in range(12):
-            sentences = [" ".join(rng.choices(words, k=rng.randint(6, 14))).capitalize() + "." for _ in range(3)]
+        for count in [3, 14] * 6:  # short paragraphs to redraft, long ones to fill a held-out canvas
+            sentences = [" ".join(rng.choices(words, k=rng.randint(6, 14))).capitalize() + "." for _ in range(count)]
             paragraphs.append(" ".join(sentences))
         path = directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,9 @@ def test_from_scratch_trains_saves_and_evaluates(tmp_path, capsys):
     assert captured.out.count("[rewrite]") == 3 and captured.out.count("[fill]") == 3
     loaded = load_model(str(out))
     assert loaded.args == TRAINABLE_CONFIGS["redraft-small"]
-    assert len(loaded.tokenizer) == 4096
-    assert "PSF LICENSE AGREEMENT (test copy)" in (out / "LICENSE-python-docs.txt").read_text()
+    assert len(loaded.tokenizer) == 8192
+    assert loaded.tasks.tasks == ("shorten", "fix", "continue", "fill") and loaded.tasks.canvas_init == "passage"
+    assert "python3.11-doc" in (out / "LICENSES.txt").read_text()
     assert {p.name for p in out.iterdir()} >= {"config.json", "generation_config.json", "model.safetensors",
-                                               "tokenizer.json", "tokenizer_config.json", "token_counts.json"}
+                                               "tokenizer.json", "tokenizer_config.json", "token_counts.json",
+                                               "LICENSES.txt"}
