@@ -144,7 +144,9 @@ class Engine:
         from engine import redrafts
 
         parsed = redrafts.RedraftSpec.from_dict(spec)
-        request = redrafts.build_request(parsed, self.tokenizer, self.loaded.args, self.scheduler.max_len)
+        request = redrafts.build_request(
+            parsed, self.tokenizer, self.loaded.args, self.scheduler.max_len, self.loaded.tasks
+        )
         decoder, limit, canvas = self._decoder, redrafts.OutputLimit.of(parsed), self.loaded.args.canvas_length
         stopped_early = threading.Event()
 

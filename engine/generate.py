@@ -6,12 +6,17 @@ encoder pass over that row) and starts its next canvas at once, while the other 
 
 `denoise_step` is the unit a CUDA graph wraps: fixed shapes ([B, L] canvases, [B, L, V] logits, a fixed
 kv_len and precomputed masks) and no host sync. The loop syncs once per step, for the stop test.
+
+A canvas starts from uniform noise (DiffusionGemma's sampler), or, for a request with `init_ids`, from given
+tokens: a model trained to edit a passage in place starts from the passage itself (engine/tasks.py,
+"canvas_init"). Either way the start is written into the same [B, L] canvas between steps, so the step's
+shapes, and a captured graph, do not change.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +44,9 @@ class Request:
     max_new_tokens: int | None = None  # default: GenerationArgs.max_new_tokens
     max_denoising_steps: int | None = None  # default: GenerationArgs.max_denoising_steps
     is_cancelled: Callable[[], bool] | None = None  # polled between steps
+    # Where the canvases start: canvas k from init_ids[k*L:(k+1)*L] (padded with the model's pad id), a canvas
+    # past their end from noise as without them. None: every canvas from noise.
+    init_ids: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +199,9 @@ def generate_stream(
     lengths = prefill(model, cache, [request.prompt_ids for request in requests])
     steps = [steps for _, steps in budgets]
     state = new_state(generation, len(requests), L, steps, args.vocab_size, device, model.dtype)
-    start_canvases(state, noise, list(range(len(requests))), lengths, device, first=True)
+    inits = [request.init_ids for request in requests]
+    start_canvases(state, noise, list(range(len(requests))), lengths, device, first=True,
+                   init_ids=inits, pad_id=args.pad_token_id)
     masks = decoder_masks(cache.lengths, max(lengths), L, args.sliding_window, min(lengths))
     while True:
         _poll_cancellations(requests, results, cancel)
@@ -205,7 +215,8 @@ def generate_stream(
         yield _snapshot(state, budgets, stopped, [result.status != "running" for result in results])
         if to_commit:
             commit(model, cache, state.argmax[to_commit], to_commit, lengths)
-            start_canvases(state, noise, to_commit, lengths, device)
+            start_canvases(state, noise, to_commit, lengths, device, init_ids=[inits[row] for row in to_commit],
+                           pad_id=args.pad_token_id)
             masks = decoder_masks(cache.lengths, max(lengths), L, args.sliding_window, min(lengths))
 
 
@@ -297,13 +308,32 @@ def commit(model: DiffusionGemma, cache: KVCache, canvases: torch.Tensor, rows: 
 
 
 def start_canvases(
-    state: BatchState, noise: Noise, rows: list[int], lengths: list[int], device: torch.device, first: bool = False
+    state: BatchState,
+    noise: Noise,
+    rows: list[int],
+    lengths: list[int],
+    device: torch.device,
+    first: bool = False,
+    init_ids: Sequence[list[int] | None] = (),
+    pad_id: int = 0,
 ) -> None:
-    """Fresh random canvases for `rows`: step budget reset, no self-conditioning, empty stop history."""
+    """Fresh canvases for `rows`: step budget reset, no self-conditioning, empty stop history.
+
+    Random ones, except where init_ids (per row of `rows`, or empty: none) gives the row's request tokens for
+    its next canvas (`canvas_start`). Noise is drawn only for the rows that start from it: the reference RNG
+    then draws for each row exactly what it draws without init_ids."""
     rows_t = torch.tensor(rows, dtype=torch.long, device=device)
     if not first:
         state.canvas_index[rows_t] += 1
-    state.canvas[rows_t] = noise.canvas(rows, state.canvas_index)
+    given = _given_starts(state, rows, init_ids, pad_id)
+    noisy = [row for row in rows if row not in given]
+    if len(noisy) == len(rows):
+        state.canvas[rows_t] = noise.canvas(rows, state.canvas_index)
+    else:
+        if noisy:
+            state.canvas[torch.tensor(noisy, dtype=torch.long, device=device)] = noise.canvas(noisy, state.canvas_index)
+        given_t = torch.tensor(list(given), dtype=torch.long, device=device)
+        state.canvas[given_t] = torch.tensor(list(given.values()), dtype=torch.long, device=device)
     state.argmax[rows_t] = state.canvas[rows_t]
     starts = torch.tensor([lengths[row] for row in rows], device=device)
     state.positions[rows_t] = starts[:, None] + torch.arange(state.canvas.shape[1], device=device)
@@ -312,6 +342,31 @@ def start_canvases(
     state.cur_step[rows_t] = state.num_steps[rows_t]
     state.steps_done[rows_t] = 0
     state.running[rows_t] = True
+
+
+def _given_starts(
+    state: BatchState, rows: list[int], init_ids: Sequence[list[int] | None], pad_id: int
+) -> dict[int, list[int]]:
+    """row -> the tokens its next canvas starts from, for the rows whose request gives them."""
+    if not any(ids is not None for ids in init_ids):
+        return {}  # no host read of the canvas indices: the common case stays as it was
+    length = state.canvas.shape[1]
+    indices = state.canvas_index[torch.tensor(rows, device=state.canvas_index.device)].tolist()
+    given = {}
+    for row, index, ids in zip(rows, indices, init_ids, strict=True):
+        tokens = canvas_start(ids, index, length, pad_id)
+        if tokens is not None:
+            given[row] = tokens
+    return given
+
+
+def canvas_start(init_ids: list[int] | None, index: int, length: int, pad_id: int) -> list[int] | None:
+    """Canvas `index`'s starting tokens from a request's init_ids: its slice, padded to `length`; None (noise)
+    without init_ids or past their end."""
+    if init_ids is None or index * length >= len(init_ids):
+        return None
+    tokens = init_ids[index * length : (index + 1) * length]
+    return tokens + [pad_id] * (length - len(tokens))
 
 
 def new_state(
@@ -356,6 +411,8 @@ def request_budget(request: Request, generation: GenerationArgs, canvas_length: 
     if not 0 <= request.seed < 2**63:
         raise RequestError(f"seed must be in [0, 2**63), got {request.seed}")
     canvases = math.ceil(max_new / canvas_length)
+    if request.init_ids is not None:
+        _check_init_ids(request.init_ids, canvases * canvas_length, vocab_size)
     needed = len(request.prompt_ids) + canvases * canvas_length
     if needed > max_context:
         raise ContextTooLongError(
@@ -363,6 +420,15 @@ def request_budget(request: Request, generation: GenerationArgs, canvas_length: 
             f"tokens exceeds the model's context of {max_context}"
         )
     return canvases, steps
+
+
+def _check_init_ids(init_ids, room: int, vocab_size: int) -> None:
+    if not isinstance(init_ids, list) or not init_ids:
+        raise RequestError("init_ids must be a non-empty list of token ids, or None")
+    if not all(isinstance(token, int) and 0 <= token < vocab_size for token in init_ids):
+        raise RequestError(f"init_ids must be in [0, {vocab_size})")
+    if len(init_ids) > room:
+        raise RequestError(f"init_ids has {len(init_ids)} tokens, more than the {room} of the requested canvases")
 
 
 def _snapshot(state: BatchState, budgets, stopped: list[bool], finished: list[bool]) -> Snapshot:

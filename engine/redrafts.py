@@ -9,13 +9,20 @@ Besides the editor's kinds (rewrite, fill, continue: engine/prompts.py builds th
 the OpenAI-compatible API: `chat` (messages through the chat template) and `complete` (raw text). Any kind may
 set `max_tokens` (the output is cut there) and `stop` strings (the output is cut before the first one).
 
+An editor's redraft names its task (engine/tasks.py: fix, shorten, instruct, ...; an older client's is
+derived from its kind and instruction): the prompt carries the task's instruction, and a model that declares
+its tasks is not asked for others.
+
 Sizing: a rewrite gets room for half again the passage's length (rounded up to whole canvases), so an
 "expand" instruction has space and the model's EOS ends shorter answers early; the other kinds get one
 canvas unless the request asks for more (`max_canvases`, or `max_tokens` rounded up to whole canvases).
+A model that edits passages in place (canvas_init "passage") starts a copy task's canvases from the passage
+and its end token, and gets just the canvases they fill.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -29,6 +36,7 @@ from engine.prompts import (
     encode_prompt,
     prompt_budget,
 )
+from engine.tasks import COPY_TASKS, EVERY_TASK, TASKS, ModelTasks, instruction_for, task_for
 
 MAX_CANVASES = 4  # a redraft is a passage, not a chapter
 REWRITE_ROOM = 1.5  # output room as a multiple of the passage's tokens
@@ -64,6 +72,8 @@ class RedraftSpec:
     prompt: str = ""  # complete: raw text, no chat template
     max_tokens: int | None = None  # output cut at this many tokens; its canvases are reserved
     stop: list | None = None  # up to MAX_STOPS strings; the output ends before the first one
+    # engine/tasks.py's task of an editor's kind (rewrite, fill, continue); from_dict fills in an absent one
+    task: str = ""
 
     @classmethod
     def from_dict(cls, data: dict) -> "RedraftSpec":
@@ -87,10 +97,33 @@ class RedraftSpec:
                 raise RequestError(f"{name} must be a positive integer, not {value!r}")
         if not isinstance(spec.seed, int) or isinstance(spec.seed, bool):
             raise RequestError(f"seed must be an integer, not {spec.seed!r}")
-        return spec
+        return dataclasses.replace(spec, task=_check_task(spec))
+
+    def redraft_prompt(self) -> RedraftPrompt:
+        """The editor's prompt (rewrite, fill, continue) with the task's instruction. Raises ValueError."""
+        instruction = instruction_for(self.task, self.instruction) if self.task else self.instruction
+        return RedraftPrompt(self.kind, self.passage, instruction, self.before, self.after)
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def _check_task(spec: RedraftSpec) -> str:
+    """The spec's task: the one it names, which must be of its kind, or for an older client's spec the one its
+    kind and instruction imply. The API's kinds (chat, complete) have none."""
+    if not isinstance(spec.task, str):
+        raise RequestError("task must be text")
+    if spec.kind not in REQUEST_KINDS:
+        if spec.task:
+            raise RequestError(f"a {spec.kind} request has no task (tasks are for {', '.join(REQUEST_KINDS)})")
+        return ""
+    if not spec.task:
+        return task_for(spec.kind, spec.instruction)
+    if spec.task not in TASKS:
+        raise RequestError(f"task must be one of {', '.join(TASKS)}, not {spec.task!r}")
+    if TASKS[spec.task][0] != spec.kind:
+        raise RequestError(f"task {spec.task} is a {TASKS[spec.task][0]}, not a {spec.kind}")
+    return spec.task
 
 
 def _check_messages(messages) -> None:
@@ -151,15 +184,24 @@ class OutputLimit:
 NO_LIMIT = OutputLimit()
 
 
-def build_request(spec: RedraftSpec, tokenizer, args, max_len: int):
-    """Prompt ids within the context the cache affords, and the output budget (an engine.generate.Request).
-    Raises RequestError."""
+def build_request(spec: RedraftSpec, tokenizer, args, max_len: int, tasks: ModelTasks = EVERY_TASK):
+    """Prompt ids within the context the cache affords, and the output budget (an engine.generate.Request);
+    for a model whose `tasks` say its passage canvases start from the passage, those starting tokens.
+    Raises RequestError, also for a task the model does not declare."""
     from engine.generate import Request  # torch: the spec checks above serve the torch-free remote engine too
 
     if tokenizer is None:
         raise RequestError("this model has no tokenizer: it cannot take text redrafts")
+    if spec.kind in REQUEST_KINDS and not spec.task:  # a spec made without from_dict
+        spec = dataclasses.replace(spec, task=_check_task(spec))
+    if spec.task and spec.task not in tasks.tasks:
+        raise RequestError(f"this model does not do the {spec.task} task; it does: {', '.join(tasks.tasks)}")
     canvas = args.canvas_length
-    canvases = _num_canvases(spec, tokenizer, canvas)
+    init_ids = passage_init_ids(spec, tokenizer, tasks)
+    if init_ids is None:
+        canvases = _num_canvases(spec, tokenizer, canvas)
+    else:
+        canvases = _copy_canvases(init_ids, canvas)
     max_new_tokens = canvases * canvas
     context = min(args.max_context, max_len)
     budget = context - max_new_tokens
@@ -177,11 +219,33 @@ def build_request(spec: RedraftSpec, tokenizer, args, max_len: int):
             )
         return Request(prompt_ids, seed=spec.seed % 2**63, max_new_tokens=max_new_tokens, max_denoising_steps=spec.steps)
     try:
-        prompt = RedraftPrompt(spec.kind, spec.passage, spec.instruction, spec.before, spec.after)
-        prompt_ids = encode_prompt(tokenizer, prompt, min(budget, prompt_budget(args, max_new_tokens)))
+        prompt_ids = encode_prompt(tokenizer, spec.redraft_prompt(), min(budget, prompt_budget(args, max_new_tokens)))
     except (PromptTooLongError, ValueError) as exc:
         raise RequestError(str(exc)) from exc
-    return Request(prompt_ids, seed=spec.seed % 2**63, max_new_tokens=max_new_tokens, max_denoising_steps=spec.steps)
+    return Request(prompt_ids, seed=spec.seed % 2**63, max_new_tokens=max_new_tokens, max_denoising_steps=spec.steps,
+                   init_ids=init_ids)
+
+
+def passage_init_ids(spec: RedraftSpec, tokenizer, tasks: ModelTasks) -> list[int] | None:
+    """The tokens a passage-started model's canvases start from for a copy task: the passage and the end of
+    its turn, as its training targets end (engine/examples.py). None: the canvases start from noise."""
+    if tasks.canvas_init != "passage" or spec.task not in COPY_TASKS:
+        return None
+    from engine.examples import end_of_turn_id  # torch, like Request above
+
+    return [*tokenizer.encode(spec.passage, add_special_tokens=False), end_of_turn_id(tokenizer)]
+
+
+def _copy_canvases(init_ids: list[int], canvas: int) -> int:
+    """The canvases a passage-started copy fills: no room to grow, since the model edits in place (a deleted
+    word becomes pad). A passage too long for them is refused rather than cut: the editor would drop its end."""
+    canvases = math.ceil(len(init_ids) / canvas)
+    if canvases > MAX_CANVASES:
+        raise RequestError(
+            f"the passage is {len(init_ids) - 1} tokens; this model edits at most {MAX_CANVASES * canvas - 1} at a "
+            f"time: select less"
+        )
+    return canvases
 
 
 def _num_canvases(spec: RedraftSpec, tokenizer, canvas: int) -> int:

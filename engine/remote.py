@@ -24,7 +24,7 @@ import httpx
 
 from engine.errors import RequestError
 from engine.progress_queue import ProgressQueue
-from engine.prompts import PromptTooLongError, RedraftPrompt, build_messages, fit_prompt
+from engine.prompts import PromptTooLongError, build_messages, fit_prompt
 from engine.redrafts import MAX_CANVASES, REWRITE_ROOM, OutputLimit, RedraftSpec
 from engine.remote_answer import AnswerText
 from engine.remote_config import RemoteConfig, read_api_key
@@ -137,8 +137,7 @@ def _redraft_room(spec: RedraftSpec, estimate: ByteEstimate) -> int:
 
 def _redraft_messages(spec: RedraftSpec, budget: int, estimate: ByteEstimate) -> list[dict[str, str]]:
     try:
-        prompt = RedraftPrompt(spec.kind, spec.passage, spec.instruction, spec.before, spec.after)
-        return build_messages(fit_prompt(estimate, prompt, budget))
+        return build_messages(fit_prompt(estimate, spec.redraft_prompt(), budget))  # the task's instruction
     except (PromptTooLongError, ValueError) as exc:
         raise RequestError(str(exc)) from exc
 

@@ -154,7 +154,7 @@ class Scheduler:
         self._publish(stopped)
         if to_commit:
             commit(self.model, self.cache, self.state.argmax[to_commit], to_commit, self.lengths)
-            start_canvases(self.state, self.noise, to_commit, self.lengths, self.device)
+            self._start(to_commit)
         for row, job in enumerate(self.rows):
             if job is not None and job.result.status == "done":
                 self._finish(row, job.result)
@@ -195,10 +195,16 @@ class Scheduler:
         lengths = prefill(self.model, self.cache, [job.request.prompt_ids for job in admitted], rows)
         for row, length in zip(rows, lengths, strict=True):
             self.lengths[row] = length
-        start_canvases(self.state, self.noise, rows, self.lengths, self.device, first=True)
+        self._start(rows, first=True)
         prefilled = time.perf_counter()
         for job in admitted:
             job.prefilled_at = prefilled
+
+    def _start(self, rows: list[int], first: bool = False) -> None:
+        """The rows' next canvases, from noise or from their requests' init_ids."""
+        init_ids = [self.rows[row].request.init_ids for row in rows]
+        start_canvases(self.state, self.noise, rows, self.lengths, self.device, first, init_ids,
+                       self.model.args.pad_token_id)
 
     def _drop_cancelled(self) -> None:
         for row, job in enumerate(self.rows):

@@ -1,14 +1,31 @@
-"""Generation: against transformers' generate, batching, streaming, cancellation, seeds, EOS, context limits."""
+"""Generation: against transformers' generate, batching, streaming, cancellation, seeds, EOS, context limits,
+canvases started from given tokens."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import torch
 
 from engine.checkpoint import load_checkpoint
-from engine.generate import ContextTooLongError, Request, RequestError, generate, generate_stream
+from engine.config import GenerationArgs
+from engine.generate import (
+    ContextTooLongError,
+    Request,
+    RequestError,
+    generate,
+    generate_stream,
+    new_state,
+    start_canvases,
+)
+from engine.noise import make_noise
 from engine.reference import load_reference, reference_generate
+from engine.tokenizer import TURN_END_ID
+from tests.engine.copying import make_copying
 from tests.engine.tiny import TinySpec
+
+CPU = torch.device("cpu")
 
 WIDE = TinySpec(num_layers=6, num_experts=16, top_k=4, vocab_size=400, sliding_window=16, canvas_length=24, seed=3)
 SMALL = TinySpec(num_layers=2, num_experts=4, top_k=1, vocab_size=264, sliding_window=40, seed=5)
@@ -151,3 +168,82 @@ def test_bad_requests_are_refused(checkpoint):
     ]:
         with pytest.raises(RequestError, match=message):
             generate(native.model, [request], native.generation)
+
+
+# --- passage-started canvases (Request.init_ids) ---------------------------------------------------------------
+
+
+def copying_model(checkpoint, tokens: list[int]):
+    """A fresh tiny model (its own copy: the weights are rewritten) that copies `tokens` and pad."""
+    native = load_checkpoint(checkpoint(TinySpec()))
+    make_copying(native.model, [*tokens, native.args.pad_token_id])
+    return native
+
+
+def test_start_canvases_starts_init_rows_from_their_slice_and_draws_no_noise_for_them():
+    L, vocab = 16, 320
+    init = list(range(100, 120))  # 20 tokens: canvas 0 whole, canvas 1 four and pad, canvas 2 noise
+    short = [7, 8, 9]
+    seeds = [11, 12, 13]
+    state = new_state(GenerationArgs(), 3, L, [5, 5, 5], vocab, CPU, torch.float32)
+    noise = make_noise("reference", seeds, vocab, L, CPU)
+    inits = [init, None, short]
+    start_canvases(state, noise, [0, 1, 2], [4, 4, 4], CPU, first=True, init_ids=inits, pad_id=0)
+    assert state.canvas[0].tolist() == state.argmax[0].tolist() == init[:16]
+    assert state.canvas[2].tolist() == short + [0] * 13
+    fresh = make_noise("reference", seeds, vocab, L, CPU)
+    assert state.canvas[1].tolist() == fresh.canvas([1], state.canvas_index)[0].tolist()
+    # the init rows' generators drew nothing: their first sample is the one a fresh generator gives
+    for row in (0, 2):
+        assert torch.equal(noise.generators[row].get_state(), fresh.generators[row].get_state())
+    start_canvases(state, noise, [0, 2], [20, 4, 20], CPU, init_ids=[init, short], pad_id=0)
+    assert state.canvas_index.tolist() == [1, 0, 1]
+    assert state.canvas[0].tolist() == init[16:] + [0] * 12
+    assert state.canvas[2].tolist() == fresh.canvas([2], state.canvas_index)[0].tolist()  # past its init: noise
+    start_canvases(state, noise, [0], [36, 4, 20], CPU, init_ids=[init], pad_id=0)
+    assert state.canvas[0].tolist() == fresh.canvas([0], state.canvas_index)[0].tolist()
+    assert state.canvas.shape == (3, L)  # the fixed shape a captured step reads
+
+
+@pytest.mark.parametrize("rng", ["native", "reference"])
+def test_a_copying_model_gives_back_the_canvases_it_started_from(checkpoint, rng):
+    passage = prompt_of(40, offset=60)  # two whole canvases and part of a third
+    init = [*passage, TURN_END_ID]
+    native = copying_model(checkpoint, init)
+    request = Request(prompt_of(9), seed=4, max_new_tokens=48, init_ids=init)
+    (result,) = generate(native.model, [request], native.generation, rng=rng)
+    assert result.token_ids == init + [0] * 7  # the end token ends it, pad after
+    assert result.steps == [2, 2, 2]  # accepted as it stood: stable and certain at the second pass
+    (from_noise,) = generate(native.model, [replace(request, init_ids=None)], native.generation, rng=rng)
+    assert from_noise.token_ids[: len(passage)] != passage  # the start is what it copied
+
+
+@pytest.mark.parametrize("rng", ["native", "reference"])
+def test_a_batch_mixing_init_and_noise_rows_gives_each_its_result_alone(checkpoint, rng):
+    native = load_checkpoint(checkpoint(TinySpec()))
+    plain = [Request(prompt_of(3), seed=5, max_new_tokens=32, max_denoising_steps=6),
+             Request(prompt_of(21), seed=6, max_new_tokens=40, max_denoising_steps=4)]
+    started = [Request(prompt_of(12, offset=50), seed=7, max_new_tokens=48, max_denoising_steps=5,
+                       init_ids=prompt_of(35, offset=90)),
+               Request(prompt_of(6, offset=20), seed=8, max_new_tokens=16, max_denoising_steps=3, init_ids=[77] * 9)]
+    requests = [plain[0], started[0], plain[1], started[1]]
+    together = generate(native.model, requests, native.generation, rng=rng)
+    for request, result in zip(requests, together, strict=True):
+        (alone,) = generate(native.model, [request], native.generation, rng=rng)
+        assert (result.token_ids, result.steps) == (alone.token_ids, alone.steps)
+    # the noise rows are what they are in a batch of noise rows alone
+    assert [r.token_ids for r in generate(native.model, plain, native.generation, rng=rng)] == [
+        together[0].token_ids, together[2].token_ids]
+    (from_noise,) = generate(native.model, [replace(started[0], init_ids=None)], native.generation, rng=rng)
+    assert from_noise.token_ids != together[1].token_ids
+
+
+def test_bad_init_ids_are_refused(checkpoint):
+    native = load_checkpoint(checkpoint(TinySpec()))  # vocab 320, canvas 16
+    for init, message in [
+        ([5] * 17, "init_ids has 17 tokens, more than the 16 of the requested canvases"),
+        ([5, 320], r"init_ids must be in \[0, 320\)"),
+        ([], "init_ids must be a non-empty list"),
+    ]:
+        with pytest.raises(RequestError, match=message):
+            generate(native.model, [Request([5], max_new_tokens=16, init_ids=init)], native.generation)

@@ -90,3 +90,30 @@ def test_the_scheduler_replays_captured_steps_exactly(checkpoint):
         return [outcome.token_ids for (outcome,) in results]
 
     assert run(capture=True) == run(capture=False)
+
+
+def test_captured_steps_take_canvases_started_from_given_tokens(checkpoint):
+    """Rows whose canvases start from init_ids (a passage model's copies) next to noise rows: start_canvases
+    writes into the static canvas between replays, so the captured steps give what the eager ones give."""
+    from engine.scheduler import Job, Scheduler
+
+    native = load_checkpoint(checkpoint(TinySpec()), CUDA, torch.bfloat16)
+    requests = [
+        Request(list(range(3, 12)), seed=9, max_new_tokens=32, max_denoising_steps=6, init_ids=list(range(60, 80))),
+        Request(list(range(3, 33)), seed=30, max_new_tokens=32, max_denoising_steps=6),
+        Request(list(range(5, 19)), seed=14, max_new_tokens=48, max_denoising_steps=5, init_ids=[90] * 7),
+    ]
+
+    def run(capture: bool) -> list[list[int]]:
+        scheduler = Scheduler(native.model, native.generation, max_batch=4, max_len=128)
+        assert scheduler.graphs is not None and scheduler.graphs.capture
+        scheduler.graphs.capture = capture
+        results = [[] for _ in requests]
+        for i, request in enumerate(requests):
+            scheduler.submit(Job(request, lambda snapshot: None, results[i].append))
+            scheduler.step()
+        while scheduler.has_work:
+            scheduler.step()
+        return [outcome.token_ids for (outcome,) in results]
+
+    assert run(capture=True) == run(capture=False)

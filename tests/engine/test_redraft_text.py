@@ -1,4 +1,5 @@
-"""Model output as text (engine/redrafts.py): no U+FFFD from a character cut mid-way, and progress over canvases."""
+"""Redrafts as text (engine/redrafts.py): no U+FFFD from a character cut mid-way, progress over canvases, the
+spec's task and the canvases a passage model starts from its passage."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import anyio
 import pytest
 
 from engine import redrafts
-from engine.tokenizer import NUM_BYTE_TOKENS, SPECIALS, byte_tokenizer
+from engine.tasks import TASKS, ModelTasks
+from engine.tokenizer import NUM_BYTE_TOKENS, SPECIALS, TURN_END_ID, byte_tokenizer
+from tests.engine.copying import make_copying
 from tests.engine.tiny import TinySpec
 
 EOS = SPECIALS.index("<eos>")
@@ -186,3 +189,127 @@ async def test_a_stop_string_in_a_decided_canvas_spares_the_canvases_after_it(ch
         await engine.close()
     assert set(committed) == {""}  # the stop string's start is held back until it turns out to be one
     assert (result["status"], result["text"], result["finish_reason"], len(result["steps"])) == ("done", "", "stop", 2)
+
+
+# --- tasks and passage-started canvases ------------------------------------------------------------------
+
+PASSAGE_MODEL = ModelTasks(("fix", "shorten", "continue", "fill"), "passage", "A small model.")
+
+
+def spec_of(**fields) -> redrafts.RedraftSpec:
+    return redrafts.RedraftSpec.from_dict({"id": "t", **fields})
+
+
+@pytest.mark.parametrize("fields, task", [
+    ({"kind": "rewrite", "passage": "p"}, "rewrite"),
+    ({"kind": "rewrite", "passage": "p", "instruction": "Make it formal."}, "instruct"),
+    ({"kind": "rewrite", "passage": "p", "instruction": "  "}, "rewrite"),
+    ({"kind": "fill"}, "fill"),
+    ({"kind": "continue"}, "continue"),
+    ({"kind": "rewrite", "passage": "p", "task": "fix"}, "fix"),
+    ({"kind": "complete", "prompt": "p"}, ""),
+])
+def test_a_spec_names_its_task_or_takes_the_one_its_kind_and_instruction_imply(fields, task):
+    spec = spec_of(**fields)
+    assert spec.task == task
+    assert redrafts.RedraftSpec.from_dict(spec.to_dict()) == spec  # as the worker reads the job back
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"kind": "rewrite", "task": "polish"}, "task must be one of rewrite, shorten, expand, fix, instruct, continue, fill"),
+    ({"kind": "fill", "task": "fix"}, "task fix is a rewrite, not a fill"),
+    ({"kind": "rewrite", "task": "continue"}, "task continue is a continue, not a rewrite"),
+    ({"kind": "rewrite", "task": 3}, "task must be text"),
+    ({"kind": "chat", "messages": [{"role": "user", "content": "x"}], "task": "fix"}, "a chat request has no task"),
+])
+def test_bad_tasks_are_refused(fields, message):
+    with pytest.raises(redrafts.RequestError, match=message):
+        spec_of(**fields)
+
+
+def prompt_text(request, tokenizer) -> str:
+    return tokenizer.decode(request.prompt_ids)
+
+
+def test_the_prompt_carries_the_tasks_instruction_or_the_persons_own():
+    tokenizer, args = tokenizer_args(max_context=1024)
+    fix = redrafts.build_request(spec_of(kind="rewrite", task="fix", passage="Teh cat.", instruction="ignored"),
+                                 tokenizer, args, 4096)
+    assert TASKS["fix"][1] in prompt_text(fix, tokenizer) and "ignored" not in prompt_text(fix, tokenizer)
+    own = redrafts.build_request(spec_of(kind="rewrite", passage="The cat.", instruction="Make it a dog."),
+                                 tokenizer, args, 4096)
+    assert "Make it a dog." in prompt_text(own, tokenizer)
+    # a spec built directly (no from_dict) gets its task the same way
+    direct = redrafts.RedraftSpec("d", "rewrite", passage="The cat.")
+    assert redrafts.build_request(direct, tokenizer, args, 4096).prompt_ids == redrafts.build_request(
+        spec_of(kind="rewrite", passage="The cat."), tokenizer, args, 4096).prompt_ids
+    assert TASKS["rewrite"][1] in prompt_text(redrafts.build_request(direct, tokenizer, args, 4096), tokenizer)
+
+
+@pytest.mark.parametrize("fields, what", [
+    ({"kind": "rewrite", "passage": "p"}, "rewrite"),
+    ({"kind": "rewrite", "passage": "p", "instruction": "Make it formal."}, "instruct"),
+    ({"kind": "rewrite", "passage": "p", "task": "expand"}, "expand"),
+])
+def test_a_task_the_model_does_not_declare_is_refused(fields, what):
+    tokenizer, args = tokenizer_args(max_context=1024)
+    message = f"this model does not do the {what} task; it does: fix, shorten, continue, fill"
+    with pytest.raises(redrafts.RequestError, match=message):
+        redrafts.build_request(spec_of(**fields), tokenizer, args, 4096, PASSAGE_MODEL)
+    redrafts.build_request(spec_of(**fields), tokenizer, args, 4096)  # a model without a declaration does all
+
+
+def test_a_passage_model_starts_a_copy_tasks_canvases_from_the_passage_and_its_end():
+    tokenizer, args = tokenizer_args(max_context=1024)  # canvas 8
+    passage = "Teh cat sat."  # 12 tokens and <turn|>: two canvases, whatever the rewrite room would be
+    request = redrafts.build_request(spec_of(kind="rewrite", task="fix", passage=passage), tokenizer, args, 4096,
+                                     PASSAGE_MODEL)
+    assert request.init_ids == [*ids(passage.encode()), TURN_END_ID]
+    assert request.max_new_tokens == 16
+    shorten = redrafts.build_request(spec_of(kind="rewrite", task="shorten", passage=passage, max_canvases=1),
+                                     tokenizer, args, 4096, PASSAGE_MODEL)
+    assert shorten.init_ids == request.init_ids and shorten.max_new_tokens == 16  # the passage's canvases
+    for spec, tasks in [
+        (spec_of(kind="fill", before="a", after="b"), PASSAGE_MODEL),  # not a copy task
+        (spec_of(kind="rewrite", task="fix", passage=passage), ModelTasks(canvas_init="noise")),
+    ]:
+        assert redrafts.build_request(spec, tokenizer, args, 4096, tasks).init_ids is None
+    noise = redrafts.build_request(spec_of(kind="rewrite", task="fix", passage=passage), tokenizer, args, 4096)
+    assert noise.max_new_tokens == 24  # today's room: 1.5 x 12 tokens, in whole canvases
+
+
+def test_a_passage_longer_than_the_canvases_is_refused_not_cut():
+    tokenizer, args = tokenizer_args(max_context=1024)  # canvas 8: at most 4 x 8 - 1 passage tokens
+    fits = spec_of(kind="rewrite", task="fix", passage="x" * 31)
+    assert len(redrafts.build_request(fits, tokenizer, args, 4096, PASSAGE_MODEL).init_ids) == 32
+    too_long = spec_of(kind="rewrite", task="fix", passage="x" * 32)
+    with pytest.raises(redrafts.RequestError, match="the passage is 32 tokens; this model edits at most 31"):
+        redrafts.build_request(too_long, tokenizer, args, 4096, PASSAGE_MODEL)
+
+
+@pytest.mark.anyio
+async def test_the_engine_gives_a_copying_model_its_passage_back_and_refuses_undeclared_tasks(checkpoint):
+    import dataclasses
+
+    from engine.api import Engine, EngineConfig
+    from engine.checkpoint import load_checkpoint
+
+    passage = "The cat sat on the mat, and then the dog sat on the cat's mat too."  # 67 tokens: 5 canvases of 16
+    native = load_checkpoint(checkpoint(TinySpec()))
+    make_copying(native.model, [*ids(passage.encode()), TURN_END_ID, native.args.pad_token_id])
+    engine = Engine(dataclasses.replace(native, tasks=PASSAGE_MODEL), EngineConfig(max_batch=2, max_len=512))
+    try:
+        with pytest.raises(redrafts.RequestError, match="does not do the instruct task"):
+            engine.redraft({"id": "a", "kind": "rewrite", "passage": passage, "instruction": "Shorter."})
+        with anyio.fail_after(60):
+            # seed 5: with seed 0 the native noise's first uniform (canvas 0, step 0, position 0) is exactly 0,
+            # which draws token 0 (pad) however certain the model is
+            generation = engine.redraft({"id": "f", "kind": "rewrite", "task": "fix", "passage": passage[:60],
+                                         "seed": 5})
+            seen = [p async for p in generation]
+            result = await generation.result()
+    finally:
+        await engine.close()
+    assert result["text"] == passage[:60] and result["finish_reason"] == "stop"
+    assert result["steps"] == [2, 2, 2, 2]  # 61 ids: four canvases, each accepted as it started
+    assert seen[0]["text"] == passage[:16]  # the first step already shows the passage

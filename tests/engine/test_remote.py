@@ -17,6 +17,7 @@ from engine.prompts import RedraftPrompt, build_messages, fit_prompt
 from engine.remote import FALLBACK_CONTEXT, ByteEstimate, build_request
 from engine.remote_config import read_api_key
 from engine.remote_stream import RemoteError
+from engine.tasks import TASKS
 from tests.support.openai_faults import MODEL, FaultServer
 from tests.support.processes import free_port
 
@@ -86,7 +87,8 @@ async def test_a_rewrite_streams_progress_and_ends_with_the_outcome(faults):
                        "finish_reason": "stop"}
     body = request["body"]
     assert request["path"] == "/v1/chat/completions"
-    assert body["messages"] == build_messages(RedraftPrompt("rewrite", "Make this better."))  # the local engine's
+    # the local engine's prompt: a plain rewrite's task (engine/tasks.py) with its instruction
+    assert body["messages"] == build_messages(RedraftPrompt("rewrite", "Make this better.", TASKS["rewrite"][1]))
     assert (body["model"], body["stream"], body["max_tokens"], body["seed"]) == (MODEL, True, 256, 7)
     assert body["stream_options"] == {"include_usage": True}
     assert "Authorization" not in request["headers"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from engine.checkpoint import load_checkpoint
 from engine.generate import ContextTooLongError, Request, generate
 from engine.scheduler import Job, Scheduler
+from engine.tokenizer import TURN_END_ID
+from tests.engine.copying import make_copying
 from tests.engine.test_generate import prompt_of
 from tests.engine.tiny import TinySpec
 
@@ -172,3 +176,50 @@ def test_fixed_shapes_match_windowed_reads_on_these_requests(native):
 def test_fixed_shapes_refuse_the_reference_rng(native):
     with pytest.raises(ValueError, match="native RNG"):
         Scheduler(native.model, native.generation, max_batch=2, max_len=64, rng="reference", fixed_shapes=True)
+
+
+# --- passage-started canvases ------------------------------------------------------------------------------
+
+STARTED = [
+    replace(REQUESTS[0], init_ids=prompt_of(20, offset=70)),  # canvas 0 from it, canvas 1 from 4 tokens and pad
+    REQUESTS[1],
+    replace(REQUESTS[2], init_ids=[90] * 5),  # canvas 0 from it, canvases 1 and 2 from noise
+    REQUESTS[3],
+    replace(REQUESTS[4], init_ids=prompt_of(32, offset=40)),
+]
+
+
+@pytest.mark.parametrize("fixed_shapes", [False, True], ids=["eager", "fixed-shapes"])
+def test_init_rows_joining_mid_flight_equal_each_alone(native, fixed_shapes):
+    """Rows that start from given tokens are admitted, start their next canvases and leave like any other,
+    on the eager path and on the CUDA-graph path's fixed shapes (run eagerly here), next to noise rows."""
+    options = {"max_batch": 3, "max_len": 256, "fixed_shapes": fixed_shapes}
+    scheduler = Scheduler(native.model, native.generation, **options)
+    recorders = [Recorder() for _ in STARTED]
+    for i, (recorder, request) in enumerate(zip(recorders, STARTED, strict=True)):
+        scheduler.submit(recorder.job(request))
+        for _ in range(i + 2):
+            scheduler.step()
+    run_until_idle(scheduler)
+    for recorder, request in zip(recorders, STARTED, strict=True):
+        expected = run_alone(native, request, **options)
+        assert (recorder.outcome.token_ids, recorder.outcome.steps) == (expected.token_ids, expected.steps)
+        if not fixed_shapes:
+            assert recorder.outcome.token_ids == alone(native, request).token_ids  # as generate() gives it
+    assert recorders[0].outcome.token_ids != run_alone(native, REQUESTS[0], **options).token_ids
+
+
+def test_a_copying_model_on_fixed_shapes_gives_back_its_passage(checkpoint):
+    passage = prompt_of(40, offset=60)
+    init = [*passage, TURN_END_ID]
+    native = load_checkpoint(checkpoint(TinySpec()))  # its own copy: make_copying rewrites the weights
+    make_copying(native.model, [*init, native.args.pad_token_id])
+    scheduler = Scheduler(native.model, native.generation, max_batch=2, max_len=256, fixed_shapes=True)
+    copy, other = Recorder(), Recorder()
+    scheduler.submit(other.job(Request(prompt_of(5), seed=2, max_new_tokens=16, max_denoising_steps=4)))
+    scheduler.step()
+    scheduler.submit(copy.job(Request(prompt_of(9), seed=4, max_new_tokens=48, init_ids=init)))
+    run_until_idle(scheduler)
+    assert copy.outcome.token_ids == init + [0] * 7
+    assert copy.outcome.steps == [2, 2, 2]
+    assert [s.token_ids for s in copy.snapshots if s.step == 1] == [init[:16], init[16:32], init[32:] + [0] * 7]
