@@ -145,6 +145,8 @@ def measure(items: list[Item], outputs: list[dict], dictionary: frozenset[str]) 
         "dictionary_words": _share(known),
         "words_out": statistics.fmean(len(text.split()) for text in texts) if texts else None,
         "empty": sum(not text.strip() for text in texts),
+        # the output ran to the end of its canvases without the model ending it: its last words may be cut
+        "cut": sum(not out.get("complete", True) for out in outputs if "error" not in out),
         "replacement_chars": sum(map(replacement_count, texts)),
         "markup": sum(map(markup_count, texts)),
     }
@@ -236,6 +238,7 @@ ROWS = (
     ("correct words broken", "words_broken", _percent, ("fix",)),
     ("words per output", "words_out", lambda v: _number(v, 1), EVALUATED),
     ("empty outputs", "empty", _number, EVALUATED),
+    ("cut at the output budget", "cut", _number, EVALUATED),
     ("refused", "refused", _number, EVALUATED),
     ("U+FFFD", "replacement_chars", _number, EVALUATED),
     ("stray markup", "markup", _number, EVALUATED),
@@ -266,6 +269,18 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_samples(result: dict, count: int) -> str:
+    """The first `count` outputs of each model and task, beside what the model was shown, to read."""
+    lines = []
+    for name, report in result["models"].items():
+        for task in report["tasks"]:
+            lines += ["", f"{name}, {task}:"]
+            for output in report["outputs"][task][:count]:
+                lines.append(f"- shown:  {output['shown']}")
+                lines.append(f"  output: {output.get('text', 'refused: ' + output.get('error', ''))}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="redraft quality as text, models side by side (on the CPU)")
     parser.add_argument("--models", default="redraft-small",
@@ -282,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="denoising steps per canvas (default: the model's)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure and output here")
+    parser.add_argument("--show", type=int, default=0, help="print the first N outputs of each task to read")
     options = parser.parse_args(argv)
     tasks = None if options.tasks is None else tuple(options.tasks.split(","))
     if tasks is not None and not set(tasks) <= set(EVALUATED):
@@ -300,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                       options.steps)
     result["settings"].update(files=[str(path) for path in files], threads=options.threads)
     print(format_table(result))
+    if options.show > 0:
+        print(format_samples(result, options.show))
     if options.json is not None:
         options.json.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return 0

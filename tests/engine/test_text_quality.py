@@ -100,9 +100,9 @@ def test_measure_pools_the_counts_of_every_paragraph():
         Item("fix", 1, {}, "a cat", "a cat"),
         Item("fix", 2, {}, "the mat", "the mat"),
     ]
-    outputs = [{"text": "The cat sit on the mat"}, {"text": "a cat `x`"}, {"error": "refused"}]
+    outputs = [{"text": "The cat sit on the mat", "complete": False}, {"text": "a cat `x`"}, {"error": "refused"}]
     figures = measure(items, outputs, WORDS)
-    assert figures["paragraphs"] == 3 and figures["refused"] == 1
+    assert figures["paragraphs"] == 3 and figures["refused"] == 1 and figures["cut"] == 1
     # words of the answered outputs: The cat sit on the mat | a cat `x` -> known 5 + 2 of 9
     assert figures["dictionary_words"] == pytest.approx(7 / 9)
     assert figures["wer_input"] == pytest.approx(2 / 8) and figures["wer_output"] == pytest.approx(2 / 8)
@@ -122,7 +122,7 @@ def test_measure_of_fill_has_no_passage_figures_and_counts_empty_outputs():
 
 
 def test_the_table_puts_models_side_by_side_with_a_dash_where_a_model_does_not_do_the_task():
-    metrics = {"paragraphs": 1, "refused": 0, "dictionary_words": 0.5, "words_out": 2.0, "empty": 0,
+    metrics = {"paragraphs": 1, "refused": 0, "dictionary_words": 0.5, "words_out": 2.0, "empty": 0, "cut": 0,
                "replacement_chars": 0, "markup": 0}
     result = {
         "settings": {"paragraphs": 1, "seed": 0, "steps": None, "fix_rate": 0.08},
@@ -182,9 +182,10 @@ def test_the_command_prints_the_table_and_writes_the_json(checkpoint, tmp_path, 
     threads = []
     monkeypatch.setattr("torch.set_num_threads", threads.append)  # the session keeps its one thread
     assert main(["--models", str(checkpoint()), "--paragraphs", str(paragraphs), "--limit", "2", "--tasks",
-                 "fill,fix", "--steps", "3", "--threads", "3", "--json", str(out)]) == 0
+                 "fill,fix", "--steps", "3", "--threads", "3", "--json", str(out), "--show", "1"]) == 0
     table = capsys.readouterr().out
     assert table.startswith("2 paragraphs, seed 0, steps 3")
+    assert f"{checkpoint()}, fill:\n- shown:  {build_items('fill', PARAGRAPHS)[0].shown}\n  output: " in table
     assert "| fix: slips removed |" in table and "| fill: dictionary words |" in table and "rewrite" not in table
     report = json.loads(out.read_text())
     assert report["settings"]["threads"] == 3 and threads == [3]
@@ -205,3 +206,39 @@ def test_the_default_inputs_include_the_everyday_paragraphs():
     everyday = text_quality.read_paragraphs([text_quality.EVERYDAY])
     assert len(everyday) == 10 and all(50 <= len(p.split()) <= 110 for p in everyday)
     assert all(len(sentences(p)) >= 2 for p in everyday)  # each can have a sentence filled
+
+
+def test_a_passage_model_that_copies_its_canvas_gives_the_passage_back_and_fixes_nothing(checkpoint, monkeypatch,
+                                                                                          tmp_path):
+    """Through the engine's passage-started canvases (canvas_init "passage"): the figures of an output that is
+    the input itself. tests/engine/copying.py comes with them (issue 17's engine part)."""
+    copying = pytest.importorskip("tests.engine.copying")
+    import engine.checkpoint
+    from engine.examples import end_of_turn_id
+    from tests.engine.tiny import TinySpec, spec_with
+
+    paragraph = "The meeting moved to Thursday, so send your ideas for the poster to Maria before then."
+    seed = next(seed for seed in range(100) if build_items("fix", [paragraph], seed)[0].shown != paragraph)
+    directory = tmp_path / "ckpt"
+    shutil.copytree(checkpoint(spec_with(TinySpec(), canvas_length=32)), directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["redraft"] = {"tasks": ["fix", "shorten"], "canvas_init": "passage"}
+    (directory / "config.json").write_text(json.dumps(config))
+    load_model = engine.checkpoint.load_model
+
+    def load_copying(*args, **kwargs):
+        loaded = load_model(*args, **kwargs)
+        tokenizer = loaded.tokenizer
+        shown = build_items("fix", [paragraph], seed)[0].shown
+        tokens = tokenizer.encode(paragraph + shown, add_special_tokens=False) + [end_of_turn_id(tokenizer), 0]
+        copying.make_copying(loaded.model, tokens)
+        return loaded
+
+    monkeypatch.setattr(engine.checkpoint, "load_model", load_copying)
+    report = evaluate([str(directory)], [paragraph], seed=seed)["models"][str(directory)]
+    (fix,), (shorten,) = report["outputs"]["fix"], report["outputs"]["shorten"]
+    assert fix["text"] == fix["shown"] != paragraph and shorten["text"] == paragraph
+    figures = report["metrics"]["fix"]
+    assert figures["wer_output"] == figures["wer_input"] > 0
+    assert figures["slips_removed"] == 0 and figures["words_broken"] == 0
+    assert report["metrics"]["shorten"]["length_ratio"] == report["metrics"]["shorten"]["content_kept"] == 1.0
