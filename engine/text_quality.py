@@ -61,7 +61,7 @@ class Item:
     task: str
     paragraph: int  # index into the evaluated paragraphs
     spec: dict  # engine.redrafts.RedraftSpec fields
-    shown: str  # the passage (rewrite family) or the text the model writes next to (fill, continue)
+    shown: str  # the passage (rewrite family), the text before "|" the text after (fill), the start (continue)
     reference: str  # the clean paragraph (rewrite family), the removed sentence (fill), the rest (continue)
 
 
@@ -210,8 +210,11 @@ def evaluate(models: list[str], paragraphs: list[str], seed: int = 0, tasks: tup
     dictionary = load_dictionary() if dictionary is None else dictionary
     wanted = EVALUATED if tasks is None else tasks
     items = {task: build_items(task, paragraphs, seed) for task in wanted}
-    result = {"settings": {"paragraphs": len(paragraphs), "seed": seed, "steps": steps, "fix_rate": FIX_RATE},
-              "models": {}, "timings": {}}
+    # what a model that wrote these paragraphs back would score: the ceiling of "dictionary words" on them
+    ceiling = _share([dictionary_words(paragraph, dictionary) for paragraph in paragraphs])
+    settings = {"paragraphs": len(paragraphs), "seed": seed, "steps": steps, "fix_rate": FIX_RATE,
+                "paragraph_dictionary_words": ceiling}
+    result = {"settings": settings, "models": {}, "timings": {}}
     for name in models:
         result["models"][name], result["timings"][name] = asyncio.run(
             evaluate_model(name, items, tasks, steps, dictionary)
@@ -251,7 +254,8 @@ def format_table(result: dict) -> str:
     settings = result["settings"]
     lines = [
         f"{settings['paragraphs']} paragraphs, seed {settings['seed']}, "
-        f"steps {settings['steps'] or 'the checkpoint’s'}, fix slips at {settings['fix_rate']:.0%} of words",
+        f"steps {settings['steps'] or 'the checkpoint’s'}, fix slips at {settings['fix_rate']:.0%} of words; "
+        f"dictionary words in the paragraphs themselves: {_percent(settings.get('paragraph_dictionary_words'))}",
         "",
         "| task: figure | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),

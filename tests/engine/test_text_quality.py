@@ -125,7 +125,7 @@ def test_the_table_puts_models_side_by_side_with_a_dash_where_a_model_does_not_d
     metrics = {"paragraphs": 1, "refused": 0, "dictionary_words": 0.5, "words_out": 2.0, "empty": 0, "cut": 0,
                "replacement_chars": 0, "markup": 0}
     result = {
-        "settings": {"paragraphs": 1, "seed": 0, "steps": None, "fix_rate": 0.08},
+        "settings": {"paragraphs": 1, "seed": 0, "steps": None, "fix_rate": 0.08, "paragraph_dictionary_words": 0.75},
         "models": {
             "old": {"tasks": ["fill"], "metrics": {"fill": metrics}},
             "new": {"tasks": ["fill", "continue"],
@@ -135,6 +135,7 @@ def test_the_table_puts_models_side_by_side_with_a_dash_where_a_model_does_not_d
                     "new": {"fill": {"p50_seconds": 1.25}, "continue": {"p50_seconds": 2.0}}},
     }
     lines = format_table(result).splitlines()
+    assert lines[0].endswith("dictionary words in the paragraphs themselves: 75.0 %")
     assert "| task: figure | old | new |" in lines
     assert "| fill: dictionary words | 50.0 % | 50.0 % |" in lines
     assert "| continue: dictionary words | — | 25.0 % |" in lines
@@ -190,6 +191,7 @@ def test_the_command_prints_the_table_and_writes_the_json(checkpoint, tmp_path, 
     report = json.loads(out.read_text())
     assert report["settings"]["threads"] == 3 and threads == [3]
     assert report["settings"]["files"] == [str(paragraphs)]
+    assert report["settings"]["paragraph_dictionary_words"] == 1.0
     assert report["models"][str(checkpoint())]["tasks"] == ["fix", "fill"]
     assert [o["paragraph"] for o in report["models"][str(checkpoint())]["outputs"]["fill"]] == [0, 1]
 
