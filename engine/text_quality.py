@@ -7,7 +7,8 @@ a model that declares one) -> the scheduler -> the outcome's text. Per task (the
 EVALUATED; a model without a declaration: UNDECLARED):
 - all: the share of generated words that are dictionary words or numbers (engine/text_metrics.py), U+FFFD and
   stray markup counts, empty outputs, seconds per paragraph (wall, median);
-- rewrite, shorten, fix: the share of the passage's content words kept, and output words over input words;
+- rewrite, shorten, fix: the share of the clean paragraph's content words kept (a slip a fix corrects counts
+  as kept), and output words over its words;
 - fix (shown the paragraph with slips from engine.corruption.misspell_words at FIX_RATE): word error rate of
   the input and of the output against the clean paragraph, the share of slips removed, and the share of the
   words shown right that the output breaks;
@@ -50,7 +51,7 @@ UNDECLARED = ("rewrite", "fill", "continue")  # what a model that declares nothi
 PASSAGE_TASKS = ("rewrite", "shorten", "fix")  # the output is the passage again, redrafted
 FIX_RATE = 0.08
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "engine" / "fixtures"
-HELD_OUT = FIXTURES / "english_docs_held_out.txt"  # engine.corpus --export-held-out english-docs
+HELD_OUT = FIXTURES / "english_docs_held_out.txt"  # redraft train --corpus english-docs --export-held-out
 EVERYDAY = FIXTURES / "everyday.txt"
 
 
