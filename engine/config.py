@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -262,27 +262,39 @@ def check_engine_options(device: str | None, dtype: str | None, quantize: str, k
 DEFAULT_MODEL = "redraft-small"
 
 # Shapes trained from scratch by `redraft train --corpus ...` (weights: engine/models/<name>/, found by
-# engine.checkpoint.load_model under the same name). Every DiffusionGemma part at a size one CPU thread trains
-# in about half an hour: both attention kinds (K=V, partial rotary and wider heads on the full layers),
-# the dense MLP and a 4-expert top-2 MoE branch in every layer, self-conditioning, a 32-token canvas.
+# engine.checkpoint.load_model under the same name). Every DiffusionGemma part at a size two CPU cores train in
+# about an hour: both attention kinds (K=V, partial rotary and wider heads on the full layers), the dense MLP
+# and a 4-expert top-2 MoE branch in every layer, self-conditioning. The canvas holds a normal paragraph (128
+# tokens of an 8,192-token English vocabulary, ~95 words), so a paragraph is one canvas and its live preview
+# shows all of it. `redraft-small-wide` is the larger shape measured against it (README, "The small model").
+_SMALL = ModelArgs(
+    vocab_size=8192,
+    hidden_size=128,
+    num_layers=4,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=32,
+    sliding_window=128,
+    num_global_kv_heads=1,
+    global_head_dim=64,
+    intermediate_size=256,
+    num_experts=4,
+    num_experts_per_token=2,
+    moe_intermediate_size=128,
+    layer_types=_tiny_layer_types(),
+    canvas_length=128,
+    max_context=1024,
+)
 TRAINABLE_CONFIGS: dict[str, ModelArgs] = {
-    "redraft-small": ModelArgs(
-        vocab_size=4096,
-        hidden_size=128,
-        num_layers=4,
-        num_heads=4,
-        num_kv_heads=2,
-        head_dim=32,
-        sliding_window=128,
-        num_global_kv_heads=1,
-        global_head_dim=64,
-        intermediate_size=256,
-        num_experts=4,
-        num_experts_per_token=2,
-        moe_intermediate_size=128,
-        layer_types=_tiny_layer_types(),
-        canvas_length=32,
-        max_context=1024,
+    "redraft-small": _SMALL,
+    "redraft-small-wide": replace(
+        _SMALL,
+        hidden_size=192,
+        num_layers=6,
+        num_heads=6,
+        intermediate_size=384,
+        moe_intermediate_size=192,
+        layer_types=(SLIDING, FULL) * 3,
     ),
 }
 

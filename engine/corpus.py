@@ -1,10 +1,15 @@
-"""Training text: the reStructuredText sources of the Python documentation as plain-prose paragraphs.
+"""Training text: documentation as plain English prose paragraphs, grouped by file, with a held-out split.
 
-Debian's `python3.11-doc` installs them under /usr/share/doc/python3.11/html/_sources (~11 MB, PSF licence).
-Each file becomes a document: its prose paragraphs in order, reflowed to one line, inline markup reduced to
-what a reader sees (``len()`` and :func:`len` become `len()`, links their text). Code, tables, lists, titles
-and directives other than the prose-bearing ones (function, class, note, ...) are dropped. The held-out split is
-by file, from a hash of its path, so it never changes as the sources grow.
+Two corpora (engine/corpus_packages.py says where their files are):
+- `python-docs`: the reStructuredText sources of the Python documentation (Debian's python3.11-doc, ~11 MB, PSF
+  licence);
+- `english-docs`: those plus Debian's documentation packages (the Administrator's Handbook, the Reference, the
+  Developer's Reference, the FAQ, Policy), HTML or reST, for prose about more than one programming language.
+Each file becomes a document: its prose paragraphs in order, reflowed to one line, markup reduced to what a
+reader sees (``len()`` and :func:`len` become len(), links their text). Code, tables, lists, titles and
+navigation are dropped, and so is any paragraph that is not clean prose (engine/corpus_prose.py): this is the
+text the small model learns to write. A paragraph found twice (in two packages, or twice in one) is kept once.
+The held-out split is by file, from a hash of its name, so it never changes as the sources grow.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-CORPORA = ("python-docs",)
-PYTHON_DOCS_DIR = Path("/usr/share/doc/python3.11/html/_sources")
-PYTHON_DOCS_INSTALL = "apt-get install -y --no-install-recommends python3.11-doc"
+from engine.corpus_html import html_paragraphs
+from engine.corpus_packages import CORPUS_SOURCES, PYTHON_DOCS, Source, package_version
+from engine.corpus_prose import dedup_key, finish_paragraph, sentences  # noqa: F401 (sentences: re-exported)
+
+CORPORA = tuple(CORPUS_SOURCES)
+PYTHON_DOCS_DIR = PYTHON_DOCS.path()
+PYTHON_DOCS_INSTALL = PYTHON_DOCS.install_command()
 LICENCE_FILE = "license.rst.txt"
 HELD_OUT_BUCKETS = 25  # one file in 25 is held out (a hash of its path picks it)
-MIN_PARAGRAPH_CHARS = 60
 
 # Directives whose indented body is prose worth keeping; every other directive's body is dropped.
 PROSE_DIRECTIVES = {
@@ -36,11 +44,12 @@ _ROLE = re.compile(r":[\w:+-]+:`([^`]*)`")
 _LITERAL = re.compile(r"``(.+?)``")
 _LINK = re.compile(r"`([^`<]*?)\s*<[^>]*>`__?")
 _REFERENCE = re.compile(r"`([^`]+)`_{1,2}")
+_FOOTNOTE_REFERENCE = re.compile(r"\s*\[(?:#[\w-]*|\*|\d+|[A-Za-z][\w-]*)\]_")  # [1]_, [#note]_, [Ref]_
+_INTERPRETED = re.compile(r"`([^`]+)`")  # the default role: shown as plain text
 _SUBSTITUTION = re.compile(r"\|([\w-]+)\|_?")
 _EMPHASIS = re.compile(r"\*{1,2}([^*\s][^*]*?)\*{1,2}")
+_CALLABLE_ROLES = {"func", "meth", "c:func", "c:macro"}  # Sphinx shows these with () after the name
 _BULLET = re.compile(r"^([*+-]|#\.|\d+\.|\(?[a-z0-9]\))\s")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(\"'])")
-_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.")
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,66 @@ class Document:
     paragraphs: tuple[str, ...]
 
 
+def load_corpus(name: str, root: Path | None = None) -> list[Document]:
+    """Every document of a corpus with at least one paragraph, each paragraph once across the whole corpus.
+
+    Sources in the corpus's order, files sorted by path; the first occurrence of a paragraph is the one kept.
+    `root` re-roots the packages' absolute paths (tests). A missing package is an error naming the apt command.
+    """
+    sources = _sources(name)
+    missing = [source for source in sources if not source.path(root).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"corpus {name}: not installed: "
+            + "; ".join(f"{source.package} ({source.path(root)})" for source in missing)
+            + f" (as root: apt-get install -y --no-install-recommends {' '.join(s.package for s in missing)})"
+        )
+    seen: set[bytes] = set()
+    documents = []
+    for source in sources:
+        for document in _source_documents(source, root):
+            kept = []
+            for paragraph in document.paragraphs:
+                key = dedup_key(paragraph)
+                if key not in seen:
+                    seen.add(key)
+                    kept.append(paragraph)
+            if kept:
+                documents.append(Document(document.name, tuple(kept)))
+    return documents
+
+
+def corpus_packages(name: str) -> list[str]:
+    """The Debian packages a corpus is made from, in its order."""
+    return [source.package for source in _sources(name)]
+
+
+def corpus_licences(name: str, root: Path | None = None) -> str:
+    """For each package of a corpus: its name, its version (when dpkg knows it) and its copyright file.
+
+    The trainer writes this beside the weights (LICENSES.txt): the text they were trained on is under these terms.
+    """
+    parts = [
+        f"The weights and tokenizer beside this file were trained on text from these Debian packages ({name}):"
+        f" {', '.join(corpus_packages(name))}. Each package's copyright file follows.\n"
+    ]
+    for package in corpus_packages(name):
+        version = package_version(package) if root is None else None
+        copyright_file = Path(root or "/", "usr/share/doc", package, "copyright")
+        text = (
+            copyright_file.read_text(encoding="utf-8", errors="replace")
+            if copyright_file.is_file()
+            else f"({copyright_file} was not found)\n"
+        )
+        heading = f"{package} {version}" if version else package
+        parts.append(f"{'=' * 78}\n{heading}\n{'=' * 78}\n{text.rstrip()}\n")
+    return "\n".join(parts)
+
+
 def corpus_dir(corpus: str, directory: Path | None = None) -> Path:
-    """The sources directory of a corpus; a clear error (with the install command) when it is absent."""
-    if corpus not in CORPORA:
-        raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
+    """The Python documentation's sources directory (python-docs only; english-docs spans several: load_corpus)."""
+    if corpus != "python-docs":
+        raise ValueError(f"corpus_dir takes python-docs only, got {corpus!r} (use load_corpus)")
     path = directory or PYTHON_DOCS_DIR
     if not path.is_dir():
         raise FileNotFoundError(
@@ -63,15 +128,28 @@ def corpus_dir(corpus: str, directory: Path | None = None) -> Path:
 
 def load_documents(directory: Path) -> list[Document]:
     """Every .rst.txt file under `directory` with at least one prose paragraph, sorted by path."""
-    documents = []
-    for path in sorted(directory.rglob("*.rst.txt")):
-        name = path.relative_to(directory).as_posix()
-        if name == LICENCE_FILE:
-            continue  # legal text, not documentation prose
-        paragraphs = tuple(rst_paragraphs(path.read_text(encoding="utf-8", errors="replace")))
-        if paragraphs:
-            documents.append(Document(name, paragraphs))
-    return documents
+    source = Source(PYTHON_DOCS.package, str(directory), PYTHON_DOCS.patterns, "rst", PYTHON_DOCS.exclude, False)
+    return list(_source_documents(source, None))
+
+
+def held_out_sample(documents: list[Document], count: int, shortest: int = 200, longest: int = 700) -> list[str]:
+    """`count` held-out paragraphs of shortest..longest characters, spread over packages, sections and files.
+
+    Groups (a name's first part: the package, or the Python docs' section such as library/ or howto/) take
+    turns, and within a group its files take turns, each file's paragraphs picked from across it: no single
+    source (Python's library reference, one long Policy chapter) fills the sample. Deterministic.
+    """
+    groups: dict[str, list[list[str]]] = {}
+    for document in split_documents(documents)[1]:
+        pool = [p for p in document.paragraphs if shortest <= len(p) <= longest]
+        if pool:
+            groups.setdefault(document.name.split("/")[0], []).append(pool[:: max(1, len(pool) // 4)])
+    return _take_turns([_take_turns(pools) for pools in groups.values()])[:count]
+
+
+def _take_turns(lists: list[list[str]]) -> list[str]:
+    """The first of each list, then the second of each, ..."""
+    return [items[turn] for turn in range(max(map(len, lists), default=0)) for items in lists if turn < len(items)]
 
 
 def is_held_out(document: Document) -> bool:
@@ -112,22 +190,30 @@ def rst_paragraphs(source: str) -> list[str]:
     return paragraphs
 
 
-def sentences(paragraph: str) -> list[str]:
-    """A paragraph cut at sentence ends (not after e.g., i.e., etc.)."""
-    pieces = _SENTENCE_END.split(paragraph)
-    merged: list[str] = []
-    for piece in pieces:
-        if merged and merged[-1].endswith(_ABBREVIATIONS):
-            merged[-1] += " " + piece
-        else:
-            merged.append(piece)
-    return merged
-
-
 def read_paragraph_file(path: Path) -> list[str]:
     """Paragraphs of a plain text file, separated by blank lines (the held-out fixture's format)."""
     text = path.read_text(encoding="utf-8")
     return [" ".join(block.split()) for block in re.split(r"\n\s*\n", text) if block.strip()]
+
+
+def _sources(name: str) -> tuple[Source, ...]:
+    if name not in CORPUS_SOURCES:
+        raise ValueError(f"corpus must be one of {', '.join(CORPORA)}, got {name!r}")
+    return CORPUS_SOURCES[name]
+
+
+def _source_documents(source: Source, root: Path | None):
+    """The documents of one source's files (any paragraphs, before deduplication)."""
+    top = source.path(root)
+    for path in source.files(root):
+        relative = path.relative_to(top).as_posix()
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if source.kind == "rst":
+            paragraphs = rst_paragraphs(text)
+        else:
+            paragraphs = [p for p in map(finish_paragraph, html_paragraphs(text)) if p is not None]
+        if paragraphs:
+            yield Document(f"{source.package}/{relative}" if source.prefix_names else relative, tuple(paragraphs))
 
 
 def _blocks(source: str):
@@ -160,31 +246,31 @@ def _prose(lines: list[str]) -> str | None:
     if text.endswith("::"):
         text = text[:-2].rstrip()
         text = text + ":" if text and text[-1].isalnum() else text
-    letters = sum(c.isalpha() or c.isspace() for c in text)
-    if len(text) < MIN_PARAGRAPH_CHARS or letters < 0.8 * len(text) or not text[0].isupper():
-        return None
-    return text
+    return finish_paragraph(text)
 
 
 def _plain(text: str) -> str:
-    text = _LITERAL.sub(r"`\1`", text)
+    text = _FOOTNOTE_REFERENCE.sub("", text)
+    text = _LITERAL.sub(r"\1", text)
     text = _ROLE.sub(lambda m: _role_text(m.group(0), m.group(1)), text)
     text = _LINK.sub(r"\1", text)
     text = _REFERENCE.sub(r"\1", text)
+    text = _INTERPRETED.sub(r"\1", text)
     text = _SUBSTITUTION.sub(r"\1", text)
     text = _EMPHASIS.sub(r"\1", text)
-    text = text.replace("\\ ", "").replace("\\", "")
+    text = text.replace("\\ ", "").replace("\\", "").replace(" --- ", " \u2014 ")  # reST's smart dashes
     return " ".join(text.split())
 
 
 def _role_text(whole: str, target: str) -> str:
-    """:func:`len` -> `len`; :ref:`Title <label>` -> Title; :pep:`8` -> PEP 8; :func:`~a.b` -> `b`."""
+    """:func:`len` -> len(); :ref:`Title <label>` -> Title; :pep:`8` -> PEP 8; :meth:`~a.b` -> b()."""
     role = whole[1 : whole.index(":", 1)]
     shown = re.sub(r"\s*<[^>]*>$", "", target).lstrip("!")
     if shown.startswith("~"):
         shown = shown[1:].rsplit(".", 1)[-1]
+    shown = shown.lstrip(".")  # :class:`.HTMLParser`: a name looked up from the current module
     if role in ("pep", "rfc"):
         return f"{role.upper()} {shown}"
-    if role in ("ref", "term", "doc", "dfn", "abbr", "title-reference", "menuselection", "guilabel", "manpage"):
-        return shown
-    return f"`{shown}`"
+    if role in _CALLABLE_ROLES and not shown.endswith(")"):
+        return shown + "()"
+    return shown

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from engine.config import GenerationArgs
 from engine.corpus import sentences
-from engine.examples import CanvasExample, collate, slip
+from engine.corruption import misspell_words
+from engine.examples import CanvasExample, collate
 from engine.model import DiffusionGemma
 from engine.train import corrupt_canvas, encode_prompts, self_cond_temperature
 
@@ -155,10 +156,11 @@ def format_accuracy(rows: list[AccuracyRow], num_examples: int) -> str:
 
 
 def sample_redrafts(loaded, paragraphs: list[str], seed: int = 0, count: int = 3) -> list[Sample]:
-    """`count` rewrites (of a sentence given with slips) and `count` fills (of a removed sentence) of held-out
+    """`count` fixes (of a sentence given with typos) and `count` fills (of a removed sentence) of held-out
     paragraphs, through engine.prompts and engine.generate as the server would ask for them."""
     from engine.generate import Request, generate
     from engine.prompts import RedraftPrompt, encode_prompt, prompt_budget
+    from engine.tasks import instruction_for
 
     rng = random.Random(seed)
     candidates = [p for p in paragraphs if 2 <= len(sentences(p)) <= 4]
@@ -171,8 +173,8 @@ def sample_redrafts(loaded, paragraphs: list[str], seed: int = 0, count: int = 3
         before, original, after = " ".join(parts[:j]), parts[j], " ".join(parts[j + 1 :])
         before, after = before + (" " if before else ""), (" " if after else "") + after
         if i < count:
-            shown = slip(original, rng, original.split())
-            prompt = RedraftPrompt("rewrite", passage=shown, before=before, after=after)
+            shown = " ".join(misspell_words(original.split(), rng, 0.15))
+            prompt = RedraftPrompt("rewrite", shown, instruction_for("fix", ""), before, after)
         else:
             shown, prompt = "", RedraftPrompt("fill", before=before, after=after)
         ids = encode_prompt(loaded.tokenizer, prompt, prompt_budget(loaded.args, generation.max_new_tokens))

@@ -4,11 +4,16 @@ A target canvas is exactly what the sampler commits: the tokens, the first end t
 length. A response longer than one canvas becomes several examples, each with the canvases before it appended
 to the prompt, as `commit` appends them at inference.
 
-Three kinds come from documents (`redraft-small`'s corpus):
+Five kinds come from documents (`redraft-small`'s corpus), each in the prompt the engine builds for its task
+(engine/tasks.py, engine/prompts.py), with the text around the passage or cursor:
 - plain: the text before a point of a document (plain, after <bos>) -> the next canvas of text;
-- rewrite: a sentence shown with synthetic slips (dropped, doubled or swapped words, typos) in the
-  engine's rewrite prompt, with the text around it -> the original sentence;
-- fill: the text before and after a sentence in the engine's fill prompt -> the sentence.
+- fix: a passage of whole sentences shown with slips (engine/corruption.py) -> the clean passage, aligned to
+  the shown one token slot by token slot; the example carries the shown passage's canvas as its `source`,
+  which the sampler starts from (a "passage" model) and the loss corrupts half the time in place of the
+  target; one passage in five is shown clean, so good text stays as it is;
+- shorten: a passage -> the passage without its asides, clauses and fillers, aligned the same way;
+- fill: the text before and after one to three sentences -> those sentences;
+- continue: the document up to a sentence end -> the sentences that follow, as many as fit one canvas.
 The JSONL pairs of a fine-tune go through the chat template as one user turn, as `encode_messages` does.
 """
 
@@ -23,13 +28,19 @@ from pathlib import Path
 import torch
 
 from engine.corpus import Document, sentences
+from engine.corruption import aligned_canvases, fix_pairs, shorten_pairs, shown_text
 from engine.prompts import RedraftPrompt, build_messages, encode_messages
+from engine.tasks import TASKS, instruction_for
 from engine.tokenizer import EOS, TURN_END
 
-EXAMPLE_KINDS = ("plain", "rewrite", "fill")
-MAX_CONTEXT_CHARS = 160  # text before and after a passage in rewrite and fill prompts
+EXAMPLE_KINDS = ("plain", "fix", "shorten", "fill", "continue")
+MAX_CONTEXT_CHARS = 240  # text before and after a passage in the task prompts
+MAX_CONTINUE_CONTEXT_CHARS = 600  # the document so far in a continue prompt
 MAX_PLAIN_CONTEXT = 64  # tokens before a plain canvas
-SLIP_FREE = 0.2  # share of rewrite passages shown unchanged: good text stays as it is
+SLIP_FREE = 0.2  # share of fix passages shown unchanged: good text stays as it is
+MAX_TYPO_RATE = 0.15  # a fix passage's share of slipped words is drawn up to this
+DOUBLE_RATE = 0.02  # and words shown twice
+MAX_FILL_SENTENCES = 3
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class CanvasExample:
     prompt: list[int]
     target: list[int]  # exactly canvas_length ids: text, end token, pad
     score_prompt: bool = True  # the encoder's next-token loss covers this prompt (not mostly a fixed template)
+    source: list[int] | None = None  # the passage's own canvas an edit starts from (fix, shorten), aligned
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,8 @@ class Batch:
     prompt_lengths: torch.Tensor  # [B]
     targets: torch.Tensor  # [B, L]
     score_prompt: torch.Tensor  # [B] bool
+    sources: torch.Tensor  # [B, L] the source canvas of an edit; the target for rows without one
+    has_source: torch.Tensor  # [B] bool
 
 
 def collate(examples: list[CanvasExample], pad_id: int, device: torch.device | str = "cpu") -> Batch:
@@ -55,7 +69,12 @@ def collate(examples: list[CanvasExample], pad_id: int, device: torch.device | s
     lengths = torch.tensor([len(example.prompt) for example in examples], dtype=torch.long)
     targets = torch.tensor([example.target for example in examples], dtype=torch.long)
     scored = torch.tensor([example.score_prompt for example in examples], dtype=torch.bool)
-    return Batch(prompts.to(device), lengths.to(device), targets.to(device), scored.to(device))
+    sources = torch.tensor([example.source or example.target for example in examples], dtype=torch.long)
+    has_source = torch.tensor([example.source is not None for example in examples], dtype=torch.bool)
+    return Batch(
+        prompts.to(device), lengths.to(device), targets.to(device), scored.to(device), sources.to(device),
+        has_source.to(device),
+    )
 
 
 def canvas_targets(tokens: list[int], end_id: int, pad_id: int, canvas_length: int) -> list[list[int]]:
@@ -109,21 +128,22 @@ def end_of_turn_id(tokenizer) -> int:
 
 
 class DocumentExamples:
-    """Draws plain, rewrite and fill examples from documents, reproducibly from a seed."""
+    """Draws examples of every kind from documents, reproducibly from a seed."""
 
     def __init__(self, tokenizer, documents: list[Document], canvas_length: int, pad_id: int, seed: int):
         self.tokenizer = tokenizer
-        self.texts = ["\n\n".join(document.paragraphs) for document in documents]
-        self.streams = [tokenizer.encode(text, add_special_tokens=False) for text in self.texts]
-        self.units = [_sentence_spans(text) for text in self.texts]  # (start, end) of each short sentence
+        self.documents = [document.paragraphs for document in documents if document.paragraphs]
+        self.streams = [tokenizer.encode("\n\n".join(p), add_special_tokens=False) for p in self.documents]
         self.L, self.pad_id = canvas_length, pad_id
         self.bos_id, self.eos_id = tokenizer.bos_token_id, tokenizer.eos_token_id
         self.end_id = end_of_turn_id(tokenizer)
-        self.words = sorted({word for text in self.texts[:50] for word in text.split() if word.isalpha()})
         self.rng = random.Random(seed)
 
     def batch(self, kind: str, size: int) -> list[CanvasExample]:
-        make = {"plain": self.plain, "rewrite": self.rewrite, "fill": self.fill}[kind]
+        make = {
+            "plain": self.plain, "fix": self.fix, "shorten": self.shorten, "fill": self.fill,
+            "continue": self.continue_,
+        }[kind]
         return [make() for _ in range(size)]
 
     def plain(self) -> CanvasExample:
@@ -135,77 +155,94 @@ class DocumentExamples:
             target = canvas_targets(target, self.eos_id, self.pad_id, self.L)[0]
         return CanvasExample([self.bos_id, *context], target)
 
-    def rewrite(self) -> CanvasExample:
-        text, start, end = self._sentence()
-        passage = text[start:end]
-        shown = passage if self.rng.random() < SLIP_FREE else slip(passage, self.rng, self.words)
-        before, after = self._around(text, start, end)
-        return self._chat(RedraftPrompt("rewrite", passage=shown, before=before, after=after), passage)
+    def fix(self) -> CanvasExample:
+        while True:
+            document, index, first, last = self._passage()
+            words = " ".join(sentences(document[index])[first:last]).split()
+            rate = 0.0 if self.rng.random() < SLIP_FREE else self.rng.uniform(0.02, MAX_TYPO_RATE)
+            pairs = fix_pairs(words, self.rng, rate, DOUBLE_RATE)
+            if rate and all(shown == clean for shown, clean in pairs):
+                continue  # a short passage drew no slip: the slip-free share is SLIP_FREE's alone
+            example = self._edit("fix", document, index, first, last, pairs)
+            if example is not None:
+                return example
+
+    def shorten(self) -> CanvasExample:
+        while True:
+            document, index, first, last = self._passage()
+            words = " ".join(sentences(document[index])[first:last]).split()
+            example = self._edit("shorten", document, index, first, last, shorten_pairs(words, self.rng))
+            if example is not None:
+                return example
 
     def fill(self) -> CanvasExample:
-        text, start, end = self._sentence()
-        before, after = self._around(text, start, end)
-        return self._chat(RedraftPrompt("fill", before=before, after=after), text[start:end])
-
-    def _chat(self, prompt: RedraftPrompt, answer: str) -> CanvasExample:
-        ids = encode_messages(self.tokenizer, build_messages(prompt))
-        target = self.tokenizer.encode(answer, add_special_tokens=False)
-        # two thirds of such a prompt is the instruction template: not worth the encoder's next-token loss
-        return CanvasExample(ids, canvas_targets(target, self.end_id, self.pad_id, self.L)[0], score_prompt=False)
-
-    def _sentence(self) -> tuple[str, int, int]:
         while True:
-            index = self.rng.randrange(len(self.texts))
-            if self.units[index]:
-                start, end = self.rng.choice(self.units[index])
-                text = self.texts[index]
-                if len(self.tokenizer.encode(text[start:end], add_special_tokens=False)) < self.L:
-                    return text, start, end
+            document, index, first, last = self._passage(max_sentences=MAX_FILL_SENTENCES)
+            before, after = self._around(document, index, first, last)
+            answer = " ".join(sentences(document[index])[first:last])
+            answer_ids = self._encode(answer)
+            if len(answer_ids) < self.L:
+                return self._chat(RedraftPrompt("fill", before=before, after=after), answer_ids)
 
-    def _around(self, text: str, start: int, end: int) -> tuple[str, str]:
-        before = text[max(0, start - self.rng.randint(0, MAX_CONTEXT_CHARS)) : start]
-        after = text[end : end + self.rng.randint(0, MAX_CONTEXT_CHARS)]
-        if start - len(before) > 0:
-            before = before[before.find(" ") + 1 :] if " " in before else ""  # start at a word
-        if end + len(after) < len(text):
+    def continue_(self) -> CanvasExample:
+        while True:
+            document, index, first, last = self._passage()
+            if first == 0:
+                continue  # the editor's continue goes on within a paragraph, after a sentence
+            before, _ = self._around(document, index, first, last, MAX_CONTINUE_CONTEXT_CHARS)
+            ids = self._encode(" " + " ".join(sentences(document[index])[first:last]))
+            # whole sentences that fit end with the end token; a first sentence too long for one canvas is cut
+            return self._chat(RedraftPrompt("continue", before=before), ids[: self.L])
+
+    def _edit(self, task: str, document, index: int, first: int, last: int, pairs) -> CanvasExample | None:
+        canvases = aligned_canvases(self.tokenizer, pairs, self.L, self.end_id, self.pad_id)
+        if canvases is None:
+            return None
+        source, target = canvases
+        before, after = self._around(document, index, first, last)
+        prompt = RedraftPrompt(TASKS[task][0], shown_text(pairs), instruction_for(task, ""), before, after)
+        ids = encode_messages(self.tokenizer, build_messages(prompt))
+        return CanvasExample(ids, target, score_prompt=False, source=source)
+
+    def _chat(self, prompt: RedraftPrompt, answer_ids: list[int]) -> CanvasExample:
+        ids = encode_messages(self.tokenizer, build_messages(prompt))
+        target = canvas_targets(answer_ids, self.end_id, self.pad_id, self.L)[0]
+        # two thirds of such a prompt is the instruction template: not worth the encoder's next-token loss
+        return CanvasExample(ids, target, score_prompt=False)
+
+    def _passage(self, max_sentences: int = 8) -> tuple[tuple[str, ...], int, int, int]:
+        """A paragraph and a run of its sentences [first, last) that fits a canvas with its end token."""
+        while True:
+            document = self.documents[self.rng.randrange(len(self.documents))]
+            index = self.rng.randrange(len(document))
+            parts = sentences(document[index])
+            first = self.rng.randrange(len(parts))
+            last = first + 1
+            wanted = self.rng.randint(1, max_sentences)
+            while last < len(parts) and last - first < wanted:
+                if len(self._encode(" ".join(parts[first : last + 1]))) >= self.L - 1:
+                    break
+                last += 1
+            if len(self._encode(" ".join(parts[first:last]))) < self.L - 1:
+                return document, index, first, last
+
+    def _around(
+        self, document, index: int, first: int, last: int, limit: int = MAX_CONTEXT_CHARS
+    ) -> tuple[str, str]:
+        """The document text before and after sentences [first, last) of a paragraph, up to a random length
+        cut at a word: the passage may come with little or much of its document, as in the editor."""
+        parts = sentences(document[index])
+        before = "\n\n".join([*document[:index], " ".join(parts[:first])]).strip()
+        after = "\n\n".join([" ".join(parts[last:]), *document[index + 1 :]]).strip()
+        keep = self.rng.randint(0, limit)
+        if len(before) > keep:
+            before = before[len(before) - keep :]
+            before = before[before.find(" ") + 1 :] if " " in before.rstrip() else ""  # start at a word
+        keep = self.rng.randint(0, limit)
+        if len(after) > keep:
+            after = after[:keep]
             after = after[: after.rfind(" ")] if " " in after else ""  # end at a word
         return before, after
 
-
-def slip(passage: str, rng: random.Random, words: list[str]) -> str:
-    """The passage with one to three slips: a dropped, doubled, swapped or foreign word, or a typo (two letters
-    swapped; drawn on a word under 4 letters it changes nothing, so a few passages come back unchanged)."""
-    tokens = passage.split(" ")
-    for _ in range(rng.randint(1, 3)):
-        if len(tokens) < 3:
-            break
-        i = rng.randrange(len(tokens) - 1)
-        kind = rng.randrange(5)
-        if kind == 0:
-            del tokens[i]
-        elif kind == 1:
-            tokens.insert(i, tokens[i])
-        elif kind == 2:
-            tokens[i], tokens[i + 1] = tokens[i + 1], tokens[i]
-        elif kind == 3 and words:
-            tokens[i] = rng.choice(words)
-        elif len(tokens[i]) >= 4:
-            j = rng.randrange(len(tokens[i]) - 1)
-            word = tokens[i]
-            tokens[i] = word[:j] + word[j + 1] + word[j] + word[j + 2 :]
-    return " ".join(tokens)
-
-
-def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) character spans of the sentences of a document that fit a short canvas (< 200 chars)."""
-    spans = []
-    offset = 0
-    for paragraph in text.split("\n\n"):
-        cursor = offset
-        for sentence in sentences(paragraph):
-            start = text.index(sentence, cursor)
-            cursor = start + len(sentence)
-            if 20 <= len(sentence) < 200:
-                spans.append((start, cursor))
-        offset += len(paragraph) + 2
-    return spans
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)

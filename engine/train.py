@@ -5,7 +5,9 @@ The objective, one step for a batch of (prompt, clean canvas) pairs:
    the encoder is trained through what the decoder reads from the cache).
 2. Each row draws one noise level t ~ U(min_noise, 1), and every canvas position is independently replaced by
    a uniformly random vocabulary id with probability t. There is no mask token: the sampler's canvases are
-   uniform noise too.
+   uniform noise too. An edit example (fix, shorten: engine/examples.py) corrupts its source canvas, the
+   shown passage, instead of the target in half of the draws (SOURCE_SHARE): a sampler that starts from the
+   passage sees that canvas first, and the model must learn to edit it, not only to denoise its own answer.
 3. Self-conditioning as the sampler feeds it: with probability `self_cond_prob` per row, a first decoder pass
    without gradients produces logits; they are divided by the sampler's temperature for that noise level
    (T = t_min + (t_max - t_min) * t, the schedule `temperature` walks as the canvas gets cleaner), cast to
@@ -62,6 +64,10 @@ from engine.checkpoint import hf_name
 from engine.config import GenerationArgs, ModelArgs
 from engine.examples import Batch
 from engine.model import DiffusionGemma
+from engine.tasks import ModelTasks
+
+
+SOURCE_SHARE = 0.5  # of the rows with a source canvas, the share whose corruption starts from it
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,11 @@ def diffusion_loss(
     positions = cache.lengths[:, None] + torch.arange(L, device=device)  # [B, L]
     if noise_level is None:
         noise_level = noise_levels(rows, min_noise, generator, device)
-    canvas = corrupt_canvas(batch.targets, noise_level, model.args.vocab_size, generator)
+    base = batch.targets
+    if bool(batch.has_source.any()):  # (no draw otherwise: plain batches keep their random stream)
+        draw = torch.rand(rows, generator=generator, device=generator.device) < SOURCE_SHARE
+        base = torch.where((batch.has_source & draw.to(device))[:, None], batch.sources, batch.targets)
+    canvas = corrupt_canvas(base, noise_level, model.args.vocab_size, generator)
     self_cond_mask = (torch.rand(rows, generator=generator, device=generator.device) < self_cond_prob).to(device)
     self_cond_logits = None
     if bool(self_cond_mask.any()):
@@ -273,6 +283,14 @@ def save_checkpoint(
         tokenizer.save_pretrained(directory)
         _template_in_config(tokenizer, directory)
     return directory
+
+
+def declare_tasks(directory: Path, tasks: ModelTasks) -> None:
+    """Writes what the model was trained to do into its config.json (engine/tasks.py reads it back)."""
+    path = directory / "config.json"
+    config = json.loads(path.read_text())
+    config["redraft"] = tasks.to_dict()
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _template_in_config(tokenizer, directory: Path) -> None:

@@ -3,7 +3,7 @@
     redraft train --corpus python-docs --out engine/models/redraft-small --seed 0    # from scratch, ~35 min CPU
     redraft train --model DIR --data pairs.jsonl --out DIR --lora-rank 16 [--merge]   # fine-tune (a GPU in practice)
     redraft train --eval-only --model redraft-small [--held-out FILE]                 # the evaluation alone
-    redraft train --corpus python-docs --export-held-out FILE                         # the test fixture
+    redraft train --corpus english-docs --export-held-out FILE                        # the test fixture
 
 Importing this module is cheap (no torch): the server adds these arguments to its own parser. Progress goes to
 stderr, the evaluation to stdout.
@@ -18,7 +18,14 @@ import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-KIND_WEIGHTS = {"plain": 0.6, "rewrite": 0.2, "fill": 0.2}  # redraft-small's mix of example kinds
+# redraft-small's mix of example kinds (engine/examples.py); plain text teaches the encoder the language, the
+# others are the tasks it declares
+KIND_WEIGHTS = {"plain": 0.15, "fix": 0.3, "shorten": 0.15, "fill": 0.2, "continue": 0.2}
+TRAINED_TASKS = ["fix", "shorten", "continue", "fill"]
+SMALL_MODEL_NOTE = (
+    "A small local model: it fixes spelling, shortens, fills in and continues. The README's "
+    '"Running DiffusionGemma" explains running the full model for real rewrites.'
+)
 HELD_OUT_EVAL = 512  # canvases in the training command's evaluation
 FIXTURE_PARAGRAPHS = 32
 
@@ -36,8 +43,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add("--model", default=_env("model"), help="the checkpoint or preset to fine-tune or evaluate")
     add("--data", default=_env("data"), help='fine-tune: JSONL of {"prompt": ..., "response": ...}')
     add("--out", default=_env("out"), help="where the trained checkpoint (or the adapters) go")
-    add("--steps", default=_env("steps"), help="optimizer steps (default 2000 from scratch, 200 fine-tuning)")
-    add("--batch-size", default=_env("batch_size"), help="canvases per step (default 32 from scratch, 8 fine-tuning)")
+    add("--steps", default=_env("steps"), help="optimizer steps (default 3000 from scratch, 200 fine-tuning)")
+    add("--batch-size", default=_env("batch_size"), help="canvases per step (default 16 from scratch, 8 fine-tuning)")
     add("--lr", default=_env("lr"), help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning)")
     add("--seed", default=_env("seed", "0"))
     add("--self-cond-prob", default=_env("self_cond_prob", "0.5"), help="share of rows trained self-conditioned")
@@ -100,13 +107,14 @@ def _from_scratch(args: argparse.Namespace) -> int:
     from engine.corpus import corpus_dir, load_documents, split_documents
     from engine.evaluate import write_token_counts
     from engine.examples import DocumentExamples, collate
+    from engine.tasks import ModelTasks
     from engine.tokenizer import TURN_END_ID, bpe_tokenizer
-    from engine.train import save_checkpoint, train, trainable_model
+    from engine.train import declare_tasks, save_checkpoint, train, trainable_model
 
     if args.config not in TRAINABLE_CONFIGS:
         raise UsageError(f"--config must be one of {', '.join(TRAINABLE_CONFIGS)}, got {args.config!r}")
     shapes = TRAINABLE_CONFIGS[args.config]
-    options = _train_args(args, steps=2000, batch_size=32, lr=3e-3, encoder_loss_weight=1.0)
+    options = _train_args(args, steps=3000, batch_size=16, lr=2e-3, encoder_loss_weight=1.0)
     device = _device(args)
     started = time.perf_counter()
     sources = corpus_dir(args.corpus, Path(args.corpus_dir) if args.corpus_dir else None)
@@ -118,15 +126,18 @@ def _from_scratch(args: argparse.Namespace) -> int:
     kinds = random.Random(options.seed + 1)
 
     def next_batch(step: int):
-        kind = kinds.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
-        return collate(examples.batch(kind, options.batch_size), shapes.pad_token_id, device)
+        # kinds mixed within a batch: each step's gradient sees every task
+        drawn = kinds.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()), k=options.batch_size)
+        batch = [example for kind in KIND_WEIGHTS for example in examples.batch(kind, drawn.count(kind))]
+        return collate(batch, shapes.pad_token_id, device)
 
     torch.manual_seed(options.seed)
     model = trainable_model(shapes, options.seed, device)
     _log(f"{args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; {options.steps} steps")
-    generation = GenerationArgs(max_new_tokens=128, eos_token_ids=(1, TURN_END_ID))
+    generation = GenerationArgs(max_new_tokens=shapes.canvas_length, eos_token_ids=(1, TURN_END_ID))
     train(model, next_batch, options, generation)
     out = save_checkpoint(model, generation, tokenizer, Path(args.out))
+    declare_tasks(out, ModelTasks(tuple(TRAINED_TASKS), "passage", SMALL_MODEL_NOTE))
     write_token_counts(examples.streams, shapes.vocab_size, out)
     _write_licence(sources, out)
     _log(f"saved {out} ({_size_mb(out):.1f} MB) after {time.perf_counter() - started:.0f} s")
@@ -217,13 +228,13 @@ def _evaluate(model: str, paragraphs: list[str], device: str, seed: int) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from engine.corpus import corpus_dir, load_documents, split_documents
+    from engine.corpus import corpus_dir, held_out_sample, load_corpus, load_documents
 
-    sources = corpus_dir(args.corpus, Path(args.corpus_dir) if args.corpus_dir else None)
-    held_out = split_documents(load_documents(sources))[1]
-    # long paragraphs, evenly spread over the held-out files, in a fixed order
-    paragraphs = [p for d in held_out for p in d.paragraphs if 300 <= len(p) <= 700]
-    picked = paragraphs[:: max(1, len(paragraphs) // FIXTURE_PARAGRAPHS)][:FIXTURE_PARAGRAPHS]
+    if args.corpus_dir:
+        documents = load_documents(corpus_dir(args.corpus, Path(args.corpus_dir)))
+    else:
+        documents = load_corpus(args.corpus)
+    picked = held_out_sample(documents, FIXTURE_PARAGRAPHS)
     Path(args.export_held_out).write_text("\n\n".join(picked) + "\n", encoding="utf-8")
     _log(f"wrote {len(picked)} held-out paragraphs to {args.export_held_out}")
     return EXIT_OK
