@@ -189,6 +189,8 @@ class Engine:
             "max_batch": self.config.max_batch,
             "context": self.scheduler.max_len,  # prompt + output tokens one request may use
             "canvas_length": self.loaded.args.canvas_length,  # output is reserved in whole canvases
+            # What its checkpoint declares (engine/tasks.py): the editor offers these, the server refuses others.
+            "tasks": self.loaded.tasks.to_dict(),
         }
 
     def _run(self) -> None:

@@ -40,6 +40,7 @@ from engine.remote_stream import (
     read_capped,
     status_error,
 )
+from engine.tasks import EVERY_TASK
 
 __all__ = ["RemoteConfig", "RemoteEngine", "RemoteError", "RemoteGeneration", "read_api_key"]
 
@@ -385,6 +386,7 @@ class RemoteEngine:
             "waiting": waiting,
             "max_concurrency": self.config.max_concurrency,
             "streaming": True,
+            "tasks": EVERY_TASK.to_dict(),  # an instruction-following model: every task of the editor's palette
         }
 
     async def close(self) -> None:
