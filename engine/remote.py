@@ -380,6 +380,7 @@ class RemoteEngine:
         waiting = self.queue_length
         return {
             "model": self.model,
+            "model_name": self.model,  # the upstream's own name for it, as the palette shows it
             "url": self.config.shown_url,
             "context": self.context,
             "running": len(self._generations) - waiting,

@@ -148,9 +148,9 @@ class LocalBackend:
         """Once loaded, the engine's own (its checkpoint's declaration; every task for a remote server); until
         then the configured name and every task: a request meanwhile is refused as the model is loading."""
         if self.engine is not None:
-            status = self.engine.status()
-            return from_status(status) or EngineModel(display_name(status.get("model")))
-        return EngineModel(display_name(self.engine_config.get("model")), EVERY_TASK)
+            return from_status(self.engine.status()) or UNKNOWN
+        name = self.engine_config.get("model")
+        return EngineModel(display_name(name) if self.mode == "local" else name, EVERY_TASK)
 
     async def submit(self, spec: dict) -> EngineJob:
         if self.engine is None:

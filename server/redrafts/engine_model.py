@@ -62,25 +62,26 @@ UNKNOWN = EngineModel()
 
 
 def display_name(source: str | None) -> str | None:
-    """A checkpoint directory shows as its last part (`/srv/models/redraft-small/` -> redraft-small); a preset
-    or shipped model's name is itself."""
+    """How the palette names a model given to --model: a checkpoint directory by its last part
+    (`/srv/models/redraft-small/` -> redraft-small), a preset or shipped model by its name. (An upstream's model
+    names, `org/model`, are shown whole: engines publish `model_name` for that reason.)"""
     if not source:
         return None
     return source.rstrip("/").rsplit("/", 1)[-1][:MAX_NAME_CHARS] or source[:MAX_NAME_CHARS]
 
 
 def from_status(status: dict) -> EngineModel | None:
-    """The model an engine or worker status dict names (`model`, and `tasks` as ModelTasks.to_dict() gives
+    """The model an engine or worker status dict names (`model_name`, and `tasks` as ModelTasks.to_dict() gives
     it), or None when it declares nothing (a worker still loading, or one older than declarations). A
     malformed declaration counts as none: the engine itself still refuses what it cannot do."""
     declared = status.get("tasks")
     if not isinstance(declared, dict):
         return None
-    name = status.get("model")
+    name = status.get("model_name")
     try:
-        tasks = read_tasks({"redraft": declared}, f"the status of {name!r}")
+        tasks = read_tasks({"redraft": declared}, f"the status of {name!r}"[:200])
     except ValueError as exc:
         # Debug only: Redis workers are polled every second, and a worker validated its own at load.
         log.debug("engine: ignoring a malformed task declaration: %s", exc)
         return None
-    return EngineModel(display_name(name) if isinstance(name, str) else None, tasks)
+    return EngineModel(name[:MAX_NAME_CHARS] if isinstance(name, str) and name else None, tasks)

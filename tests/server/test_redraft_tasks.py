@@ -62,14 +62,16 @@ def test_a_model_refuses_in_plain_words_what_it_does_not_declare():
 
     assert display_name("/srv/models/redraft-small/") == "redraft-small"
     assert display_name("tiny") == "tiny" and display_name(None) is None
-    assert from_status({"model": "/m/small", "tasks": DECLARED}).to_json() == {
+    assert from_status({"model": "/m/small", "model_name": "small", "tasks": DECLARED}).to_json() == {
         "name": "small", "tasks": ["shorten", "fix", "continue", "fill"], "note": NOTE}
+    assert from_status({"model_name": "org/model", "tasks": EVERY_TASK.to_dict()}).name == "org/model"  # an upstream's
     # A status that declares nothing (a loading worker, an older one), or something malformed, counts as none.
     for status in ({"model": "m"}, {"model": "m", "tasks": None}, {"model": "m", "tasks": ["fix"]},
                    {"model": "m", "tasks": {"tasks": ["fly"]}}, {"model": "m", "tasks": {"tasks": []}},
                    {"model": "m", "tasks": {"note": "x" * 1000}}, {"model": "m", "tasks": {"canvas_init": "zero"}}):
         assert from_status(status) is None, status
-    assert from_status({"model": 5, "tasks": DECLARED}).name is None  # a name that is no text is not shown
+    assert from_status({"model_name": 5, "tasks": DECLARED}).name is None  # a name that is no text is not shown
+    assert len(from_status({"model_name": "x" * 10_000, "tasks": DECLARED}).name) == 128
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +97,7 @@ def ask(server, token: str, body: dict, doc: str = "tasks") -> httpx.Response:
 
 def ended(server, token: str, redraft_id: str) -> dict | None:
     body = httpx.get(f"{api(server, 'tasks')}/{redraft_id}", params={"token": token}).json()
-    return body if body["status"] in ("done", "failed") else None
+    return body if body["status"] in ("suggested", "failed") else None
 
 
 def assert_serves_only_its_tasks(server, node_peers, name: str, edit: str, read: str) -> None:
@@ -105,8 +107,9 @@ def assert_serves_only_its_tasks(server, node_peers, name: str, edit: str, read:
     peer = node_peers(server.ws_url, "tasks", params={"token": edit})
     peer.wait_synced()
     peer.insert(0, TEXT)
-    passage = {"start_index": 0, "end_index": len("Teh meeting moved to Thursday."), "steps": 2}
-    cursor = {"start_index": len(TEXT), "end_index": len(TEXT), "steps": 2}
+    # Suggestions: the text stays as it is for the next request (the tiny model writes anything).
+    passage = {"start_index": 0, "end_index": len("Teh meeting moved to Thursday."), "steps": 2, "seed": 1, "mode": "suggest"}
+    cursor = {"start_index": len(TEXT), "end_index": len(TEXT), "steps": 2, "seed": 1, "mode": "suggest"}
 
     for body, what in (
         ({**passage, "task": "instruct", "instruction": "Make it formal."}, "take free instructions"),
@@ -131,7 +134,7 @@ def assert_serves_only_its_tasks(server, node_peers, name: str, edit: str, read:
     for response, kind, task in ((fixing, "rewrite", "fix"), (filling, "fill", "fill")):
         final = wait_until(lambda response=response: ended(server, read, response.json()["id"]), 60, "the redraft")
         assert (final["kind"], final["task"], final["instruction"]) == (kind, task, TASKS[task][1])
-        assert final["status"] == "done", final
+        assert final["status"] == "suggested", final
 
 
 def test_the_in_process_engine_serves_only_what_its_checkpoint_declares(start_server, node_peers, declared_checkpoint):
@@ -167,7 +170,8 @@ def test_redis_workers_publish_their_model_and_the_server_reads_it(tmp_path, red
 
 def publish(client: redis.Redis, prefix: str, name: str, **status) -> None:
     """A worker's liveness entry, as engine/worker.py writes it."""
-    value = {"name": name, "ready": True, "stopping": False, "model": name, "running": 0, "max_batch": 1, **status}
+    value = {"name": name, "ready": True, "stopping": False, "model": f"/models/{name}", "model_name": name, "running": 0,
+             "max_batch": 1, **status}
     client.set(f"{prefix}:engine:worker:{name}", json.dumps(value), px=5000)
     client.sadd(f"{prefix}:engine:workers", name)
 
