@@ -18,6 +18,7 @@ from playwright.sync_api import Page, Route, expect
 
 from tests.support.processes import wait_until
 from tests.web.scripted_engine import ScriptedEngine
+from tests.web.test_accessibility import axe_violations
 from tests.web.conftest import AI_CLIENT_ID_MIN, AI_USER, editor_text, screenshot, show_ai, two_writers, wait_connected, wait_editor_text
 
 SMALL_MODEL = {"tasks": ["fix", "shorten", "continue", "fill"], "canvas_init": "passage",
@@ -389,6 +390,7 @@ def test_the_palette_offers_only_what_the_model_declares_and_names_it(scripted_s
     expect(palette.get_by_role("option", name="Shorten")).to_have_attribute("aria-selected", "true")
     expect(palette.locator("#palette-run")).to_have_text("Shorten")
     expect(palette.locator("#palette-run")).to_be_enabled()
+    assert axe_violations(page) == []  # the model's line, its note and the hint included
     screenshot(page, "palette-declared-typed")
     page.keyboard.press("ArrowUp")  # the keys still move, round the list
     expect(palette.get_by_role("option", name="Fill in here")).to_have_attribute("aria-selected", "true")
