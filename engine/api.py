@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.cli import add_generate_arguments, run_generate
 from engine.config import DEFAULT_MODEL, check_engine_options
@@ -191,6 +192,10 @@ class Engine:
             "max_batch": self.config.max_batch,
             "context": self.scheduler.max_len,  # prompt + output tokens one request may use
             "canvas_length": self.loaded.args.canvas_length,  # output is reserved in whole canvases
+            # The name the palette shows: a checkpoint directory's last part, a preset's or shipped model's name.
+            "model_name": Path(self.loaded.source).name or self.loaded.source,
+            # What its checkpoint declares (engine/tasks.py): the editor offers these, the server refuses others.
+            "tasks": self.loaded.tasks.to_dict(),
         }
 
     def _run(self) -> None:

@@ -40,6 +40,7 @@ from engine.remote_stream import (
     read_capped,
     status_error,
 )
+from engine.tasks import EVERY_TASK
 
 __all__ = ["RemoteConfig", "RemoteEngine", "RemoteError", "RemoteGeneration", "read_api_key"]
 
@@ -378,12 +379,14 @@ class RemoteEngine:
         waiting = self.queue_length
         return {
             "model": self.model,
+            "model_name": self.model,  # the upstream's own name for it, as the palette shows it
             "url": self.config.shown_url,
             "context": self.context,
             "running": len(self._generations) - waiting,
             "waiting": waiting,
             "max_concurrency": self.config.max_concurrency,
             "streaming": True,
+            "tasks": EVERY_TASK.to_dict(),  # an instruction-following model: every task of the editor's palette
         }
 
     async def close(self) -> None:

@@ -161,6 +161,10 @@ class Worker:
             "ready": self.is_ready and not self.stopping.is_set(),
             "stopping": self.stopping.is_set(),
             "model": engine.get("model", self.config.model),
+            # Once the model is loaded: its shown name and what it declares (engine/tasks.py), which the servers
+            # offer and check.
+            "model_name": engine.get("model_name"),
+            "tasks": engine.get("tasks"),
             "device": engine.get("device"),
             "running": len(self.inflight),
             "max_batch": self.config.max_batch,

@@ -1,8 +1,8 @@
 """What the editor asks before it opens a document: the caller's role, and share links to hand out.
 
 `GET /api/docs/{doc}/session` tells the page whether it may edit (so a read-only link
-shows a read-only editor instead of edits the server would refuse) and whether the
-engine is on. `POST /api/docs/{doc}/share` mints a link for the same document: an edit
+shows a read-only editor instead of edits the server would refuse), whether the
+engine is on, and which model it runs with the tasks it declares. `POST /api/docs/{doc}/share` mints a link for the same document: an edit
 grant may hand out edit or read links, a read grant only read links. Grants are checked
 by the same rules as the websocket (`auth.verify_token`); the token comes as `?token=`
 or `Authorization: Bearer`.
@@ -74,6 +74,9 @@ async def session(request: Request) -> JSONResponse:
         "name": grant.name,
         "secret": services.config.secret is not None,
         "engine": engine_status(services),
+        # The engine's model and what it declares: the palette offers only these tasks, names the model and
+        # shows its note. Every task, and no name, until the server knows (--engine off, no worker seen yet).
+        "model": services.redrafts.backend.model().to_json(),
         # Awareness ids from here up are the server's own peers (the AI): the only ones whose previews and
         # suggestions the editor shows.
         "ai_client_id_min": AI_CLIENT_ID_MIN,

@@ -14,6 +14,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from engine.tasks import EVERY_TASK
+
+from .engine_model import UNKNOWN, EngineModel, display_name, from_status
+
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +58,10 @@ class EngineBackend(Protocol):
         """{"mode", "status": "ready" | "loading" | "off" | "unavailable" | "error", "detail", ...}"""
         ...
 
+    def model(self) -> EngineModel:
+        """The engine's model and the tasks it declares, as far as known now (every task until then)."""
+        ...
+
     async def submit(self, spec: dict) -> EngineJob:
         """Raises EngineUnavailable or EngineRejected; nothing is queued then."""
         ...
@@ -70,6 +78,9 @@ class OffBackend:
 
     def status(self) -> dict:
         return {"mode": self.mode, "status": "off", "detail": "redrafts are turned off on this server (--engine off)"}
+
+    def model(self) -> EngineModel:
+        return UNKNOWN
 
     async def submit(self, spec: dict) -> EngineJob:
         raise EngineUnavailable("redrafts are turned off on this server: start it with --engine local or redis")
@@ -132,6 +143,14 @@ class LocalBackend:
         if self.engine is None:
             return {"mode": self.mode, "status": "loading", "model": model, "detail": "the model is loading"}
         return {"mode": self.mode, "status": "ready", **self.engine.status()}
+
+    def model(self) -> EngineModel:
+        """Once loaded, the engine's own (its checkpoint's declaration; every task for a remote server); until
+        then the configured name and every task: a request meanwhile is refused as the model is loading."""
+        if self.engine is not None:
+            return from_status(self.engine.status()) or UNKNOWN
+        name = self.engine_config.get("model")
+        return EngineModel(display_name(name) if self.mode == "local" else name, EVERY_TASK)
 
     async def submit(self, spec: dict) -> EngineJob:
         if self.engine is None:

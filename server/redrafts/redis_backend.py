@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .backends import EngineFailed, EngineRejected, EngineUnavailable
+from .engine_model import UNKNOWN, EngineModel, from_status
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,9 @@ class RedisBackend:
         self.workers_key = f"{prefix}:engine:workers"
         self.jobs: dict[str, RedisJob] = {}
         self.workers: list[dict] = []  # the live workers' status, as of the last poll
+        # The newest live worker's model and declaration; kept while none is live (the next to start most
+        # likely serves the same model), and every task until a worker was seen.
+        self.known_model: EngineModel = UNKNOWN
         self.redis_error: str | None = None
         self.client: aioredis.Redis | None = None
         self._is_polled = False
@@ -156,6 +160,9 @@ class RedisBackend:
             "workers": self.workers,
         }
 
+    def model(self) -> EngineModel:
+        return self.known_model
+
     async def submit(self, spec: dict) -> RedisJob:
         status = self.status()
         if status["status"] != "ready":
@@ -207,6 +214,7 @@ class RedisBackend:
             try:
                 self.workers = await self._read_workers()
                 self.redis_error = None
+                self._learn_model()
             except RedisError as exc:
                 if self.redis_error is None:
                     log.warning("engine: %s", self._unreachable(exc))
@@ -234,6 +242,14 @@ class RedisBackend:
             except ValueError:
                 log.warning("engine: ignoring a worker status that is not JSON: %r", value[:100])
         return workers
+
+    def _learn_model(self) -> None:
+        """The model of the newest live worker that has loaded one (a loading worker declares nothing yet): in a
+        rolling upgrade, the model the requests will soon all go to."""
+        declaring = [(_started_at(worker), from_status(worker)) for worker in self.workers if isinstance(worker, dict)]
+        declaring = [(started_at, model) for started_at, model in declaring if model is not None]
+        if declaring:
+            self.known_model = max(declaring, key=lambda pair: pair[0])[1]
 
     def _fail_stalled(self) -> None:
         """Fails the jobs that heard nothing for stall_s while no worker is ready to take them over."""
@@ -310,6 +326,11 @@ class RedisBackend:
             await self.client.delete(*(job.reply_key for job in jobs))
         except RedisError:
             pass
+
+
+def _started_at(worker: dict) -> float:
+    started_at = worker.get("started_at")
+    return float(started_at) if isinstance(started_at, (int, float)) and not isinstance(started_at, bool) else 0.0
 
 
 def _cancelled_outcome() -> dict:

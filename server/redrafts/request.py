@@ -8,6 +8,8 @@ import binascii
 
 from pycrdt import Assoc
 
+from engine.tasks import ALL_TASKS, TASKS
+
 from . import merge
 from .positions import Layout
 from .record import KINDS, MODES
@@ -31,11 +33,22 @@ def parse_person(value) -> dict | None:
 
 
 def parse_options(body: dict):
+    """(kind, task, mode, instruction, requester, steps, seed): kind None when neither kind nor task names it
+    (the range decides), task None when the body names none (the kind and instruction decide: task_for)."""
     if not isinstance(body, dict):
         raise RedraftError(400, "bad_request", "the body must be a JSON object")
     kind = body.get("kind")
     if kind is not None and kind not in KINDS:
         raise RedraftError(400, "bad_request", f"kind must be one of {', '.join(KINDS)}")
+    task = body.get("task")
+    if task is not None:
+        # Not echoed back: a value that is no task may be anything, of any size.
+        if not isinstance(task, str) or task not in TASKS:
+            raise RedraftError(400, "bad_request", f"task must be one of {', '.join(ALL_TASKS)}")
+        if kind is None:
+            kind = TASKS[task][0]
+        elif kind != TASKS[task][0]:
+            raise RedraftError(400, "bad_request", f"task {task} is a {TASKS[task][0]}, not a {kind}")
     mode = body.get("mode", "apply")
     if mode not in MODES:
         raise RedraftError(400, "bad_request", f"mode must be one of {', '.join(MODES)}")
@@ -50,11 +63,13 @@ def parse_options(body: dict):
         "color": str(requester.get("color") or "#64748b")[:32],
     }
     steps, seed = body.get("steps"), body.get("seed")
+    if task == "instruct" and not instruction.strip():
+        raise RedraftError(400, "bad_request", "the instruct task needs an instruction: say what to do")
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS):
         raise RedraftError(400, "bad_request", f"steps must be an integer from 1 to {MAX_STEPS}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
         raise RedraftError(400, "bad_request", "seed must be an integer from 0 to 2**63-1")
-    return kind, mode, instruction, requester, steps, seed
+    return kind, task, mode, instruction, requester, steps, seed
 
 
 def place(snapshot: bytes, value: str, body: dict) -> tuple[int, int, tuple[bytes, bytes]]:

@@ -31,6 +31,8 @@ import secrets
 import time
 from collections import OrderedDict
 
+from engine.tasks import instruction_for, task_for
+
 from ..ratelimit import BucketMap
 from ..room import Room
 from ..updates import decode_state_vector
@@ -94,7 +96,9 @@ class RedraftService:
     async def create(self, doc: str, body: dict, user_key: str, verified_name: str | None = None) -> Redraft:
         """`verified_name`: the token's signed name, which the history shows as the requester instead of
         the name the body claims (that one is shown unverified)."""
-        kind, mode, instruction, requester, steps, seed = parse_options(body)
+        kind, task, mode, instruction, requester, steps, seed = parse_options(body)
+        if kind is not None:  # known already: refused before it counts against the rate limits
+            task = self._task(kind, task, instruction)
         if verified_name is not None:
             requester = {**requester, "name": verified_name, "verified": True}
         else:
@@ -107,8 +111,11 @@ class RedraftService:
             # One state of the document for everything below: the live one moves on while a thread maps it.
             snapshot, value = room.doc.get_update(), str(room.text)
             start, end, anchors = await asyncio.to_thread(place, snapshot, value, body)
-            if kind is None:
+            if kind is None:  # an older client's request that names neither: the range says which
                 kind = "rewrite" if end > start else "fill"
+                task = self._task(kind, task, instruction)
+            # The prompt's instruction: the task's own, or the person's for `instruct` (also what history shows).
+            instruction = instruction_for(task, instruction)
             check_kind(kind, value[start:end])
             length = merge.utf16_length(value[start:end])
             if length > self.config.redraft_max_chars:
@@ -120,6 +127,7 @@ class RedraftService:
                 id=secrets.token_urlsafe(9),
                 doc=doc,
                 kind=kind,
+                task=task,
                 mode=mode,
                 instruction=instruction,
                 requester=requester,
@@ -134,6 +142,7 @@ class RedraftService:
             spec = {
                 "id": redraft.id,
                 "kind": kind,
+                "task": task,
                 "passage": fork.passage,
                 "instruction": instruction,
                 "before": value[max(0, start - context) : start],
@@ -153,6 +162,15 @@ class RedraftService:
             return redraft
         finally:
             self.rooms.release(room)
+
+    def _task(self, kind: str, task: str | None, instruction: str) -> str:
+        """The request's task (named, or what an older client's kind and instruction meant), refused when the
+        engine's model does not declare it: in words that say what it does instead."""
+        task = task or task_for(kind, instruction)
+        refusal = self.backend.model().refusal(task)
+        if refusal is not None:
+            raise RedraftError(400, "task_not_supported", refusal)
+        return task
 
     def _admit(self, doc: str, user_key: str) -> None:
         config = self.config

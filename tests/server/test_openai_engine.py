@@ -13,6 +13,7 @@ import sys
 import httpx
 import pytest
 
+from engine.tasks import ALL_TASKS
 from server.config import ServerConfig
 from tests.support.openai_faults import MODEL, FaultServer
 from tests.support.processes import ROOT, RedraftWorker, free_port, wait_until
@@ -86,6 +87,9 @@ def test_a_streamed_redraft_merges_shows_its_preview_and_undoes(start_server, py
     server = start_openai_server(start_server, faults, env={"REDRAFT_ENGINE_API_KEY": "sk-test-key"})
     status = engine_status(server)
     assert (status["mode"], status["model"], status["context"], status["streaming"]) == ("openai", MODEL, 2048, True)
+    # An instruction-following model: the editor offers it every task, under the upstream's own name.
+    session = httpx.get(f"{server.http_url}/api/docs/story/session").json()
+    assert session["model"] == {"name": MODEL, "tasks": list(ALL_TASKS), "note": ""}
     client = document(py_clients, server, "story")
     redraft_id = start_redraft(server, client, "story")
 

@@ -38,13 +38,16 @@ def engine_of(client: TestClient) -> dict:
     assert engine["mode"] == "off" and engine["status"] == "off"
     return engine
 
+# --engine off: no model to name, and nothing known that it cannot do (the palette says the engine is off)
+NO_MODEL = {"name": None, "tasks": ["rewrite", "shorten", "expand", "fix", "instruct", "continue", "fill"], "note": ""}
+
 
 def test_session_without_a_secret_is_an_editor(client_for):
     client = client_for(None)
     response = client.get("/api/docs/notes/session")
     assert response.status_code == 200
     assert response.json() == {"doc": "notes", "role": "edit", "name": None, "secret": False,
-                               "engine": engine_of(client), "ai_client_id_min": 2**53 - 2**32}
+                               "engine": engine_of(client), "model": NO_MODEL, "ai_client_id_min": 2**53 - 2**32}
 
 
 @pytest.mark.parametrize("role", ["edit", "read"])
@@ -54,7 +57,7 @@ def test_session_reports_the_tokens_role(client_for, role):
     by_query = client.get(f"/api/docs/notes/session?token={token}")
     by_header = client.get("/api/docs/notes/session", headers={"Authorization": f"Bearer {token}"})
     expected = {"doc": "notes", "role": role, "name": None, "secret": True, "engine": engine_of(client),
-                "ai_client_id_min": 2**53 - 2**32}
+                "model": NO_MODEL, "ai_client_id_min": 2**53 - 2**32}
     assert by_query.status_code == by_header.status_code == 200
     assert by_query.json() == by_header.json() == expected
 

@@ -64,11 +64,12 @@ def open_page(browser, start_server):
 
 @pytest.fixture
 def scripted_server(start_server, redis_server):
-    """A server with `--engine redis` whose only worker is a ScriptedEngine the test drives: (server, engine)."""
+    """A server with `--engine redis` whose only worker is a ScriptedEngine the test drives: (server, engine).
+    `tasks=` is the declaration the engine publishes (none: the server offers every task)."""
     engines = []
 
-    def start(*extra_args: str):
-        engine = ScriptedEngine(redis_server.url)
+    def start(*extra_args: str, tasks: dict | None = None):
+        engine = ScriptedEngine(redis_server.url, tasks=tasks)
         engines.append(engine)
         server = start_server(extra_args=("--engine", "redis", *extra_args), redis_url=redis_server.url)
         wait_until(lambda: httpx.get(f"{server.http_url}/healthz").json()["engine"]["status"] == "ready", 20,

@@ -51,9 +51,12 @@ class ScriptedJob:
 
 
 class ScriptedEngine:
-    def __init__(self, redis_url: str, prefix: str = "redraft", name: str = "scripted"):
+    def __init__(self, redis_url: str, prefix: str = "redraft", name: str = "scripted", tasks: dict | None = None):
+        """`tasks`: the declaration it publishes as a loaded worker does (engine/tasks.py's ModelTasks.to_dict());
+        None publishes none, as a worker older than declarations, which servers take to do every task."""
         self.client = redis.Redis.from_url(redis_url)
         self.name = name
+        self.tasks = tasks
         self.jobs_key = f"{prefix}:engine:jobs"
         self.workers_key = f"{prefix}:engine:workers"
         self.liveness_key = f"{prefix}:engine:worker:{name}"
@@ -70,6 +73,8 @@ class ScriptedEngine:
     def _beat(self) -> None:
         status = {"name": self.name, "ready": True, "stopping": False, "model": "scripted", "device": "cpu",
                   "running": 0, "max_batch": 8, "started_at": time.time()}
+        if self.tasks is not None:
+            status.update(model_name="scripted", tasks=self.tasks)
         self.client.set(self.liveness_key, json.dumps(status), px=5000)
         self.client.sadd(self.workers_key, self.name)
 

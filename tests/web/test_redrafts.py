@@ -17,8 +17,12 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.support.processes import wait_until
+from tests.web.scripted_engine import ScriptedEngine
+from tests.web.test_accessibility import axe_violations
 from tests.web.conftest import AI_CLIENT_ID_MIN, AI_USER, editor_text, screenshot, show_ai, two_writers, wait_connected, wait_editor_text
 
+SMALL_MODEL = {"tasks": ["fix", "shorten", "continue", "fill"], "canvas_init": "passage",
+               "note": "A small local model: it fixes spelling, shortens, fills in and continues."}
 READY_SESSION = {"doc": "", "role": "edit", "secret": False, "engine": {"mode": "local", "status": "ready"},
                  "ai_client_id_min": AI_CLIENT_ID_MIN}
 
@@ -221,8 +225,9 @@ def test_the_palette_asks_by_the_contract_and_shows_errors_plainly(start_server,
     expect(palette).to_be_hidden()
     expect(page.locator(".toast")).to_contain_text("The redraft failed (the engine ran out of memory). Nothing was changed.")
     request = api.requests[0]
-    assert set(request) == {"start", "end", "kind", "instruction", "mode", "steps", "requester"}
-    assert (request["kind"], request["instruction"], request["mode"], request["steps"]) == ("rewrite", "make it formal", "suggest", 48)
+    assert set(request) == {"start", "end", "kind", "task", "instruction", "mode", "steps", "requester"}
+    assert (request["kind"], request["task"], request["instruction"], request["mode"], request["steps"]) == (
+        "rewrite", "instruct", "make it formal", "suggest", 48)
     assert request["requester"]["name"] == page.locator("#you-button .you-name").inner_text()
     assert page.evaluate("(r) => [window.redraft.absolutePosition(r.start), window.redraft.absolutePosition(r.end)]", request) == [4, 13]
 
@@ -238,8 +243,8 @@ def test_the_palette_asks_by_the_contract_and_shows_errors_plainly(start_server,
     expect(page.locator(".toast-error").last).to_have_text(
         re.compile(r"The redraft was not started: at most 20 redrafts a minute\. Try again in 7 s\."))
     request = api.requests[1]
-    assert (request["kind"], request["mode"], request["steps"]) == ("rewrite", "suggest", 48)
-    assert request["instruction"].startswith("Make this passage shorter")
+    assert (request["kind"], request["task"], request["mode"], request["steps"]) == ("rewrite", "shorten", "suggest", 48)
+    assert "instruction" not in request  # the server knows each task's own
     assert page.evaluate("(r) => [window.redraft.absolutePosition(r.start), window.redraft.absolutePosition(r.end)]", request) == [0, 29]
 
     api.create_replies.append((503, {"error": "engine_unavailable", "detail": "the model is loading"}, {}))
@@ -248,7 +253,7 @@ def test_the_palette_asks_by_the_contract_and_shows_errors_plainly(start_server,
     page.get_by_role("button", name=re.compile("Redraft")).first.click()
     palette.get_by_role("option", name="Continue writing").click()
     expect(page.locator(".toast-error").last).to_have_text(re.compile("The redraft was not started: the model is loading"))
-    assert api.requests[2]["kind"] == "continue"
+    assert (api.requests[2]["kind"], api.requests[2]["task"]) == ("continue", "continue")
     assert page.evaluate("(r) => [window.redraft.absolutePosition(r.start), window.redraft.absolutePosition(r.end)]", api.requests[2]) == [29, 29]
 
 
@@ -342,7 +347,7 @@ def test_a_real_redraft_is_seen_live_by_the_other_page_and_undone(start_server, 
     palette = page_a.get_by_role("dialog", name="Redraft with AI")
     palette.get_by_label("Best").check()
     palette.get_by_label("Put it in").check()
-    palette.get_by_role("option", name="Rewrite clearer").click()
+    palette.get_by_role("option", name="Shorten").click()  # a task the shipped model declares
     expect(page_a.locator(".toast")).to_contain_text("Redraft applied.")
     name_a = page_a.locator("#you-button .you-name").inner_text()
     seen = page_b.evaluate("() => window.seenCanvases")
@@ -361,6 +366,75 @@ def test_a_real_redraft_is_seen_live_by_the_other_page_and_undone(start_server, 
     expect(page_a.locator(".toast")).to_contain_text("The redraft was undone")
 
 
+def test_the_palette_offers_only_what_the_model_declares_and_names_it(scripted_server, open_page):
+    server, engine = scripted_server(tasks=SMALL_MODEL)
+    page = open_page(f"{server.http_url}/d/declared")
+    sent = []
+    page.on("request", lambda request: sent.append(json.loads(request.post_data))
+            if request.method == "POST" and request.url.endswith("/redrafts") else None)
+    wait_connected(page)
+    page.locator(".cm-content").click()
+    page.keyboard.type("Teh meeting moved to Thursday.")
+    page.keyboard.press("Control+k")
+    palette = page.get_by_role("dialog", name="Redraft with AI")
+    expect(palette.get_by_role("option")).to_have_text(["Shorten", "Fix spelling", "Continue writing", "Fill in here"])
+    expect(palette.locator("#palette-model-name")).to_have_text("Model: scripted")
+    expect(palette.locator("#palette-model-note")).to_have_text(SMALL_MODEL["note"])
+    combobox = palette.get_by_role("combobox")
+    expect(combobox).to_have_attribute("placeholder", "scripted takes no free instructions: pick one below")
+    expect(palette.locator("#palette-note")).to_be_hidden()
+    screenshot(page, "palette-declared")
+    page.keyboard.type("make it formal")  # no "Ask" for a model that takes no free instructions: it says so
+    expect(palette.get_by_role("option")).to_have_count(4)
+    expect(palette.locator("#palette-note")).to_have_text("scripted takes no free instructions: pick one of the tasks above.")
+    expect(palette.get_by_role("option", name="Shorten")).to_have_attribute("aria-selected", "true")
+    expect(palette.locator("#palette-run")).to_have_text("Shorten")
+    expect(palette.locator("#palette-run")).to_be_enabled()
+    assert axe_violations(page) == []  # the model's line, its note and the hint included
+    screenshot(page, "palette-declared-typed")
+    page.keyboard.press("ArrowUp")  # the keys still move, round the list
+    expect(palette.get_by_role("option", name="Fill in here")).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    expect(palette.get_by_role("option", name="Fix spelling")).to_have_attribute("aria-selected", "true")
+    palette.get_by_label("Put it in").check()
+    page.keyboard.press("Enter")
+    expect(palette).to_be_hidden()
+    job = engine.next_job()
+    assert (job.spec["kind"], job.spec["task"], job.spec["passage"]) == ("rewrite", "fix", "Teh meeting moved to Thursday.")
+    assert job.spec["instruction"] == "Fix spelling, typos and doubled words. Change nothing else."  # the task's own
+    assert (sent[0]["kind"], sent[0]["task"]) == ("rewrite", "fix") and "instruction" not in sent[0]
+    job.finish("The meeting moved to Thursday.")
+    wait_editor_text(page, "The meeting moved to Thursday.")
+
+    # A page that asks anyway (an older one, or the console): the server refuses in the model's own words.
+    open_page.allow(r"Failed to load resource: the server responded with a status of 400")
+    page.evaluate("() => window.redraft.board.request({ from: 0, to: 3, kind: 'rewrite', task: 'instruct', instruction: 'Be formal.' })")
+    expect(page.locator(".toast-error").last.locator("p")).to_have_text(
+        "The redraft was not started: scripted does not take free instructions; it does: shorten, fix spelling, "
+        "continue, fill in")
+
+
+def test_a_page_opened_before_any_worker_learns_the_model_when_the_palette_opens(start_server, redis_server, open_page):
+    server = start_server(extra_args=("--engine", "redis"), redis_url=redis_server.url)
+    page = open_page(f"{server.http_url}/d/early")
+    wait_connected(page)
+    assert page.evaluate("() => window.redraft.board.session.model") == {
+        "name": None, "tasks": ["rewrite", "shorten", "expand", "fix", "instruct", "continue", "fill"], "note": ""}
+    engine = ScriptedEngine(redis_server.url, tasks=SMALL_MODEL)
+    try:
+        wait_until(lambda: httpx.get(f"{server.http_url}/healthz").json()["engine"]["status"] == "ready", 20, "worker")
+        page.locator(".cm-content").click()
+        page.keyboard.type("Some text.")
+        page.keyboard.press("Control+k")
+        palette = page.get_by_role("dialog", name="Redraft with AI")
+        expect(palette.get_by_role("option")).to_have_text(["Shorten", "Fix spelling", "Continue writing", "Fill in here"])
+        expect(palette.locator("#palette-model-name")).to_have_text("Model: scripted")
+        expect(palette.get_by_role("combobox")).to_have_attribute("placeholder", re.compile("takes no free instructions"))
+    finally:
+        engine.close()
+
+
 def test_with_the_engine_off_the_palette_says_so_and_help_lists_every_shortcut(start_server, open_page):
     server = start_server()  # --engine off
     page = open_page(f"{server.http_url}/d/no-engine")
@@ -371,6 +445,8 @@ def test_with_the_engine_off_the_palette_says_so_and_help_lists_every_shortcut(s
     palette = page.get_by_role("dialog", name="Redraft with AI")
     expect(palette.locator("#palette-note")).to_have_text(re.compile(r"AI redrafts are off on this server"))
     expect(palette.locator("#palette-run")).to_be_disabled()
+    expect(palette.locator("#palette-model")).to_be_hidden()  # no model to name
+    expect(palette.get_by_role("option")).to_have_count(6)  # every preset: nothing is known to refuse any
     page.keyboard.press("Enter")  # nothing is sent
     page.keyboard.press("Escape")
     expect(palette).to_be_hidden()

@@ -7,7 +7,7 @@ import { describeConnection } from '../../web/src/connection.js'
 import { changedShare, tokenize, wordDiff } from '../../web/src/diff.js'
 import { askedFor, whenAsked } from '../../web/src/history.js'
 import { COLORS, freeColor } from '../../web/src/identity.js'
-import { targetFor } from '../../web/src/palette.js'
+import { ALL_TASKS, PRESETS, offeredOptions, placeholderFor, targetFor, typedHint } from '../../web/src/palette.js'
 import { panelLeft } from '../../web/src/popover.js'
 import { whenOpened } from '../../web/src/recent.js'
 import { movesOn } from '../../web/src/redrafts.js'
@@ -88,6 +88,28 @@ test('presets work on the selection, the paragraph at the cursor, or the cursor'
   assert.deepEqual(targetFor(at(9, 12), 'here'), [9, 12])
   assert.deepEqual(targetFor(at(0), 'passage'), [0, 5])
   assert.deepEqual(targetFor(at(doc.length), 'passage'), [doc.length - 4, doc.length])
+})
+
+test('the palette offers what the model declares, and an Ask option only to a model of free instructions', () => {
+  const ids = (model, typed = '') => offeredOptions(model, typed).map((option) => option.id)
+  const small = { name: 'redraft-small', tasks: ['shorten', 'fix', 'continue', 'fill'], note: 'A small local model.' }
+  assert.deepEqual(ids(small), ['shorten', 'grammar', 'continue', 'fill'])
+  assert.deepEqual(ids(small, 'make it formal'), ['shorten', 'grammar', 'continue', 'fill']) // typing asks nothing
+  assert.equal(placeholderFor(small), 'redraft-small takes no free instructions: pick one below')
+  assert.equal(typedHint(small, 'make it formal'), 'redraft-small takes no free instructions: pick one of the tasks above.')
+  assert.equal(typedHint(small, '  '), null)
+  assert.equal(typedHint(null, 'make it formal'), null) // every task: the typed text is an instruction
+  for (const unknown of [null, undefined, {}, { name: 'x', tasks: 'fix' }]) { // no declaration: every task
+    assert.deepEqual(ids(unknown, ' formal '), ['ask', 'clearer', 'shorten', 'expand', 'grammar', 'continue', 'fill'])
+    assert.equal(placeholderFor(unknown), 'Tell the AI what to do, or pick one below')
+  }
+  const asked = offeredOptions({ tasks: ALL_TASKS }, '  formal ')[0]
+  assert.deepEqual([asked.task, asked.kind, asked.instruction, asked.label], ['instruct', 'rewrite', 'formal', 'Ask: “formal”'])
+  assert.deepEqual(ids({ tasks: ['instruct'] }), []) // nothing until something is typed
+  assert.equal(placeholderFor({ name: '', tasks: ['fill'] }), 'This model takes no free instructions: pick one below')
+  // Every preset is one of engine/tasks.py's tasks, of its kind.
+  const kinds = { rewrite: 'rewrite', shorten: 'rewrite', expand: 'rewrite', fix: 'rewrite', continue: 'continue', fill: 'fill' }
+  for (const preset of PRESETS) assert.equal(kinds[preset.task], preset.kind, preset.id)
 })
 
 test('recent documents say when they were opened', () => {

@@ -216,10 +216,24 @@ export function showEditor (name, token) {
   let engineOff = null
   let palette = null
   let board = null
+  let session = null
   const openPalette = () => {
     if (role === 'none') toasts.show(NO_ACCESS_NOTE, { kind: 'error', key: 'read-only' })
     else if (role === 'read') toasts.show(READ_ONLY_NOTE, { key: 'read-only' })
-    else palette.open()
+    else {
+      palette.open()
+      refreshModel()
+    }
+  }
+  // The page may have opened while the model loaded (or before a worker was seen): until the engine is ready,
+  // the palette asks again, so it offers what the model turned out to declare.
+  const refreshModel = () => {
+    if (!session || (session.engine && ['ready', 'off'].includes(session.engine.status))) return
+    api.session().then((answer) => {
+      session.engine = answer.engine
+      session.model = answer.model
+      palette.refresh()
+    }, () => {})
   }
   const editor = createEditor({
     parent: $('content'),
@@ -238,11 +252,11 @@ export function showEditor (name, token) {
     dialog: $('palette'),
     view,
     board,
-    getBlocker: () => role === 'read' ? 'This is a read-only link: redrafts change the text, so they need an edit link.' : engineOff
+    getBlocker: () => role === 'read' ? 'This is a read-only link: redrafts change the text, so they need an edit link.' : engineOff,
+    getModel: () => session ? session.model : null
   })
 
   let isAiBusy = false
-  let session = null
   const renderPresence = () => showPresence(awareness, $('presence'), { isAiBusy, session })
   board.onActivity = (active) => {
     if (isAiBusy !== active.length > 0) { isAiBusy = active.length > 0; renderPresence() }

@@ -2,16 +2,50 @@
 // the cursor: an instruction rewrites, only Continue and Fill in write new text at the cursor),
 // with how hard the model works (steps) and whether the result goes straight in or waits as a
 // suggestion. It opens beside the passage it will rewrite, never over it. Arrow keys pick, Enter
-// runs, Escape closes.
+// runs, Escape closes. It offers only the tasks the server's model declares (the session's
+// `model`, engine/tasks.py), names that model and shows its note: a small model that was never
+// taught to follow instructions gets no free instruction to fail at.
 
+// Each preset is one of engine/tasks.py's tasks; the server knows each task's instruction.
 export const PRESETS = [
-  { id: 'clearer', label: 'Rewrite clearer', kind: 'rewrite', scope: 'passage', instruction: 'Rewrite this passage so that it reads more clearly. Keep its meaning.' },
-  { id: 'shorten', label: 'Shorten', kind: 'rewrite', scope: 'passage', instruction: 'Make this passage shorter. Keep what matters.' },
-  { id: 'expand', label: 'Expand', kind: 'rewrite', scope: 'passage', instruction: 'Expand this passage with more detail.' },
-  { id: 'grammar', label: 'Fix grammar', kind: 'rewrite', scope: 'passage', instruction: 'Fix grammar, spelling and punctuation. Change nothing else.' },
-  { id: 'continue', label: 'Continue writing', kind: 'continue', scope: 'after' },
-  { id: 'fill', label: 'Fill in here', kind: 'fill', scope: 'here' }
+  { id: 'clearer', label: 'Rewrite clearer', kind: 'rewrite', task: 'rewrite', scope: 'passage' },
+  { id: 'shorten', label: 'Shorten', kind: 'rewrite', task: 'shorten', scope: 'passage' },
+  { id: 'expand', label: 'Expand', kind: 'rewrite', task: 'expand', scope: 'passage' },
+  { id: 'grammar', label: 'Fix spelling', kind: 'rewrite', task: 'fix', scope: 'passage' },
+  { id: 'continue', label: 'Continue writing', kind: 'continue', task: 'continue', scope: 'after' },
+  { id: 'fill', label: 'Fill in here', kind: 'fill', task: 'fill', scope: 'here' }
 ]
+export const ALL_TASKS = ['rewrite', 'shorten', 'expand', 'fix', 'instruct', 'continue', 'fill']
+const ASK_PLACEHOLDER = 'Tell the AI what to do, or pick one below'
+
+/** The tasks a session's model declares: every one while the server does not know its model. */
+export function declaredTasks (model) {
+  return model && Array.isArray(model.tasks) ? model.tasks : ALL_TASKS
+}
+
+/** The presets the model can do, and an "Ask" option for the typed instruction when it takes free ones. */
+export function offeredOptions (model, instruction) {
+  const tasks = declaredTasks(model)
+  const asked = instruction.trim()
+  const free = asked && tasks.includes('instruct')
+    ? [{ id: 'ask', label: `Ask: “${asked}”`, kind: 'rewrite', task: 'instruct', scope: 'passage', instruction: asked, free: true }]
+    : []
+  return [...free, ...PRESETS.filter((preset) => tasks.includes(preset.task))]
+}
+
+/** The input's placeholder: what typing does, or that this model takes no free instructions. */
+export function placeholderFor (model) {
+  if (declaredTasks(model).includes('instruct')) return ASK_PLACEHOLDER
+  return `${modelName(model)} takes no free instructions: pick one below`
+}
+
+/** What the palette says once something is typed that the model cannot take, or null. */
+export function typedHint (model, instruction) {
+  if (!instruction.trim() || declaredTasks(model).includes('instruct')) return null
+  return `${modelName(model)} takes no free instructions: pick one of the tasks above.`
+}
+
+const modelName = (model) => model && typeof model.name === 'string' && model.name ? model.name : 'This model'
 
 export const STEP_CHOICES = [['fast', 12], ['balanced', 24], ['best', 48]]
 const SETTINGS_KEY = 'redraft.palette'
@@ -45,11 +79,14 @@ function loadSettings () {
   try { return { steps: 24, mode: 'apply', ...JSON.parse(window.localStorage.getItem(SETTINGS_KEY)) } } catch { return { steps: 24, mode: 'apply' } }
 }
 
-export function createPalette ({ dialog, view, board, getBlocker }) {
+export function createPalette ({ dialog, view, board, getBlocker, getModel = () => null }) {
   const input = dialog.querySelector('#palette-instruction')
   const list = dialog.querySelector('#palette-presets')
   const scopeLine = dialog.querySelector('#palette-scope')
   const note = dialog.querySelector('#palette-note')
+  const modelLine = dialog.querySelector('#palette-model')
+  const modelName = dialog.querySelector('#palette-model-name')
+  const modelNote = dialog.querySelector('#palette-model-note')
   const runButton = dialog.querySelector('#palette-run')
   let options = []
   let active = 0
@@ -65,10 +102,20 @@ export function createPalette ({ dialog, view, board, getBlocker }) {
   })
 
   function optionsFor (instruction) {
-    const free = instruction.trim()
-      ? [{ id: 'ask', label: `Ask: “${instruction.trim()}”`, kind: 'rewrite', scope: 'passage', instruction: instruction.trim(), free: true }]
-      : []
-    return [...free, ...PRESETS].map((option) => ({ ...option, range: targetFor(view.state, option.scope) }))
+    return offeredOptions(getModel(), instruction).map((option) => ({ ...option, range: targetFor(view.state, option.scope) }))
+  }
+
+  /** The model's line and note (text only: a worker's published note is never markup), and the placeholder. */
+  function showModel () {
+    const model = getModel()
+    const name = model && typeof model.name === 'string' ? model.name : ''
+    const text = model && typeof model.note === 'string' ? model.note : ''
+    modelLine.hidden = !name && !text
+    modelName.hidden = !name
+    modelName.textContent = name ? `Model: ${name}` : ''
+    modelNote.hidden = !text
+    modelNote.textContent = text
+    input.placeholder = placeholderFor(model)
   }
 
   /**
@@ -97,6 +144,7 @@ export function createPalette ({ dialog, view, board, getBlocker }) {
   }
 
   function render () {
+    showModel()
     options = optionsFor(input.value)
     if (!options[active] || !options[active].range) active = Math.max(0, options.findIndex((option) => option.range))
     list.replaceChildren(...options.map((option, index) => {
@@ -113,16 +161,18 @@ export function createPalette ({ dialog, view, board, getBlocker }) {
     }))
     const current = options[active]
     input.setAttribute('aria-activedescendant', current ? `palette-option-${current.id}` : '')
-    scopeLine.textContent = current ? describe(view.state, current.scope, current.range) : ''
+    scopeLine.textContent = current ? describe(view.state, current.scope, current.range) : 'Type what the AI should do.' // a model of free instructions only
     const blocker = getBlocker()
-    note.hidden = !blocker
-    note.textContent = blocker || ''
+    const hint = blocker || typedHint(getModel(), input.value)
+    note.hidden = !hint
+    note.textContent = hint || ''
     runButton.disabled = Boolean(blocker) || !current || !current.range
     runButton.textContent = current && !current.free ? current.label : 'Redraft'
     if (dialog.open) place() // the typed instruction adds an option: the palette grows, and must still clear the passage
   }
 
   function move (delta) {
+    if (!options.length) return
     for (let step = 1; step <= options.length; step++) {
       const next = (active + delta * step + options.length * step) % options.length
       if (options[next].range) { active = next; break }
@@ -135,8 +185,9 @@ export function createPalette ({ dialog, view, board, getBlocker }) {
     if (!option || !option.range || getBlocker()) return
     const [from, to] = option.range
     dialog.close()
+    // The task names the instruction of a preset; only `instruct` carries the person's own.
     await board.request({
-      from, to, kind: option.kind, instruction: option.instruction, mode: choice('mode'), steps: Number(choice('steps'))
+      from, to, kind: option.kind, task: option.task, instruction: option.instruction, mode: choice('mode'), steps: Number(choice('steps'))
     })
   }
 
@@ -153,6 +204,8 @@ export function createPalette ({ dialog, view, board, getBlocker }) {
   dialog.addEventListener('click', (event) => { if (event.target === dialog) dialog.close() }) // a click on the backdrop
 
   return {
+    /** The session changed (its model became known): the open palette shows what the model offers now. */
+    refresh () { if (dialog.open) render() },
     open () {
       if (dialog.open) return
       input.value = ''
