@@ -17,6 +17,7 @@ import torch
 
 RNG_MODES = ("native", "reference")
 _MASK32 = 0xFFFFFFFF
+SEED_OFFSET = 0x9E3779B9  # 2^32 / golden ratio: any odd constant would do (see CounterNoise._bits)
 _STREAM_SAMPLE, _STREAM_RENOISE, _STREAM_CANVAS = 0, 1, 2
 
 
@@ -95,7 +96,9 @@ class CounterNoise:
 
     def _bits(self, seeds: torch.Tensor, canvas: torch.Tensor, step: torch.Tensor, stream: int) -> torch.Tensor:
         """32 random bits per (row, position): [B, L] int64."""
-        h = _mix32(seeds & _MASK32)
+        # the offset keeps an all-zero input (seed 0, canvas 0, step 0, position 0) off the mix's fixed point 0,
+        # which drew the uniform 0 and with it token 0 whatever the model said
+        h = _mix32((seeds & _MASK32) ^ SEED_OFFSET)
         h = _mix32(h ^ ((seeds >> 32) & _MASK32))
         h = _mix32(h ^ (canvas & _MASK32))
         h = _mix32(h ^ ((step * 4 + stream) & _MASK32))

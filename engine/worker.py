@@ -46,7 +46,8 @@ EVENT_PROGRESS, EVENT_RETRY, EVENT_OUTCOME, EVENT_FAILED = "progress", "retry", 
 KEPT_DYING = "engine workers kept dying on this job"
 # A short redraft run before the worker says it is ready: the first pass allocates, compiles and (on
 # CUDA) captures graphs, and a user's job should not pay for that.
-WARM_UP_SPEC = {"id": "warm-up", "kind": "rewrite", "passage": "Warm up.", "steps": 2, "max_canvases": 1}
+# raw text: every model takes it, whatever tasks it declares
+WARM_UP_SPEC = {"id": "warm-up", "kind": "complete", "prompt": "Warm up.", "steps": 2, "max_tokens": 1}
 HANDED_BACK_IDLE_MS = 24 * 3600 * 1000  # idle enough for any worker's claim timeout
 BLOCK_MS = 1000  # XREADGROUP block: how late a stop or a reclaim check may notice
 

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from engine.noise import _MASK32, _STREAM_RENOISE, _STREAM_SAMPLE
+from engine.noise import _MASK32, _STREAM_RENOISE, _STREAM_SAMPLE, SEED_OFFSET
 
 # 256 positions: a whole canvas of the 26B-A4B per program, so a step is B programs
 BLOCK = 256
@@ -29,6 +29,7 @@ BLOCK = 256
 _MASK = tl.constexpr(_MASK32)
 _SAMPLE = tl.constexpr(_STREAM_SAMPLE)
 _RENOISE = tl.constexpr(_STREAM_RENOISE)
+_SEED_OFFSET = tl.constexpr(SEED_OFFSET)
 
 
 @triton.jit
@@ -48,7 +49,7 @@ def _draws_kernel(seeds_ptr, canvas_ptr, step_ptr, uniforms_ptr, renoise_ptr, le
     canvas = tl.load(canvas_ptr + row).to(tl.int64)
     step = tl.load(step_ptr + row).to(tl.int64)
     # CounterNoise._bits' row hash; its first three rounds do not depend on the stream
-    h = _mix32(seed & _MASK)
+    h = _mix32((seed & _MASK) ^ _SEED_OFFSET)
     h = _mix32(h ^ ((seed >> 32) & _MASK))
     h = _mix32(h ^ (canvas & _MASK))
     h_sample = _mix32(h ^ ((step * 4 + _SAMPLE) & _MASK))

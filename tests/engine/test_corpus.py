@@ -1,8 +1,7 @@
-"""Training text and examples: reST to prose, the held-out split, the BPE tokenizer, document examples."""
+"""Training text: reST to prose, the held-out split, the BPE tokenizer (examples: test_examples.py)."""
 
 from __future__ import annotations
 
-import random
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,6 @@ from engine.corpus import (
     sentences,
 )
 from engine.corpus_prose import is_plain_prose
-from engine.examples import DocumentExamples, canvas_targets, slip
 from engine.tokenizer import SPECIALS, bpe_tokenizer
 
 RST = """\
@@ -99,44 +97,6 @@ def test_bpe_tokenizer_has_the_engine_specials_and_round_trips():
 def test_bpe_tokenizer_refuses_a_vocabulary_the_text_cannot_fill():
     with pytest.raises(ValueError, match="fewer than vocab_size 5000"):
         bpe_tokenizer(TEXTS, 5000)
-
-
-def test_canvas_targets_end_and_pad_as_the_sampler_commits():
-    assert canvas_targets([5, 6, 7], end_id=1, pad_id=0, canvas_length=4) == [[5, 6, 7, 1]]
-    assert canvas_targets([5, 6, 7, 8], end_id=1, pad_id=0, canvas_length=4) == [[5, 6, 7, 8], [1, 0, 0, 0]]
-    assert canvas_targets([], end_id=1, pad_id=0, canvas_length=3) == [[1, 0, 0]]
-
-
-def test_slips_change_the_passage_and_follow_the_seed():
-    passage = "Return the absolute value of a number given as the argument."
-    slipped = [slip(passage, random.Random(seed), ["zebra"]) for seed in range(20)]
-    assert sum(s != passage for s in slipped) >= 15  # a typo drawn on a word under 4 letters changes nothing
-    assert slipped == [slip(passage, random.Random(seed), ["zebra"]) for seed in range(20)]
-
-
-@pytest.fixture(scope="module")
-def documents():
-    more = " It is documented below. Another sentence follows here."
-    return [Document(f"d{i}.rst.txt", tuple(text + more for text in TEXTS[i::3])) for i in range(3)]
-
-
-def test_document_examples_are_canvases_of_the_chosen_kind(documents):
-    tokenizer = bpe_tokenizer(TEXTS, 300)
-    whole = " ".join(paragraph for document in documents for paragraph in document.paragraphs)
-    examples = DocumentExamples(tokenizer, documents, canvas_length=24, pad_id=0, seed=1)
-    for kind in ("plain", "rewrite", "fill"):
-        for example in examples.batch(kind, 8):
-            assert len(example.target) == 24 and example.prompt[0] == 2
-            text = tokenizer.decode(example.prompt)
-            assert ("<|turn>user" in text) == (kind != "plain")
-            assert ("Passage:" in text) == (kind == "rewrite")
-            if kind != "plain":  # a whole sentence, then <turn|> and pad
-                end = example.target.index(6)
-                assert set(example.target[end + 1 :]) <= {0}
-                assert tokenizer.decode(example.target[:end]) in whole
-    again = DocumentExamples(tokenizer, documents, canvas_length=24, pad_id=0, seed=1)
-    first = DocumentExamples(tokenizer, documents, canvas_length=24, pad_id=0, seed=1).batch("rewrite", 4)
-    assert again.batch("rewrite", 4) == first
 
 
 # --- load_corpus over a miniature /usr/share (CI installs no documentation packages) ---
