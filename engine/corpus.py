@@ -24,6 +24,7 @@ from engine.corpus_packages import CORPUS_SOURCES, PYTHON_DOCS, Source, package_
 from engine.corpus_prose import dedup_key, finish_paragraph, sentences  # noqa: F401 (sentences: re-exported)
 
 CORPORA = tuple(CORPUS_SOURCES)
+_COMMON_LICENCE = re.compile(r"/usr/share/common-licenses/([A-Za-z0-9.+-]*[A-Za-z0-9])")
 PYTHON_DOCS_DIR = PYTHON_DOCS.path()
 PYTHON_DOCS_INSTALL = PYTHON_DOCS.install_command()
 LICENCE_FILE = "license.rst.txt"
@@ -111,6 +112,12 @@ def corpus_licences(name: str, root: Path | None = None) -> str:
         )
         heading = f"{package} {version}" if version else package
         parts.append(f"{'=' * 78}\n{heading}\n{'=' * 78}\n{text.rstrip()}\n")
+    # Copyright files name Debian's common licences (GPL-2, ...) by path: their texts travel with the weights.
+    for name in sorted({match for part in parts for match in _COMMON_LICENCE.findall(part)}):
+        licence = Path(root or "/", "usr/share/common-licenses", name)
+        if licence.is_file():
+            text = licence.read_text(encoding="utf-8", errors="replace").rstrip()
+            parts.append(f"{'=' * 78}\n/usr/share/common-licenses/{name}\n{'=' * 78}\n{text}\n")
     return "\n".join(parts)
 
 

@@ -177,9 +177,14 @@ def test_a_missing_package_is_named_with_its_apt_command(tmp_path):
 
 def test_licences_give_each_package_its_version_and_copyright(tmp_path, monkeypatch):
     debian_docs(tmp_path)
+    handbook = tmp_path / "usr/share/doc/debian-handbook/copyright"
+    handbook.write_text(handbook.read_text() + "See /usr/share/common-licenses/GPL-2.\n")
+    (tmp_path / "usr/share/common-licenses").mkdir(parents=True)
+    (tmp_path / "usr/share/common-licenses/GPL-2").write_text("GNU GENERAL PUBLIC LICENSE, the test's copy\n")
     text = corpus_licences("english-docs", root=tmp_path)
     for package in corpus_packages("english-docs"):
         assert f"\n{package}\n" in text and f"Copyright of {package}: free to use." in text
+    assert text.count("GNU GENERAL PUBLIC LICENSE, the test's copy") == 1  # a named common licence, included once
     monkeypatch.setattr(corpus, "package_version", {"debian-faq": "11.1"}.get)
     text = corpus_licences("python-docs")  # the real /usr/share/doc: present or not, the text says which
     assert "\npython3.11-doc\n" in text and ("Python Software Foundation" in text or "was not found" in text)

@@ -1,5 +1,6 @@
-"""The shipped model, redraft-small: it loads by name through the normal checkpoint path, beats the unigram
-baseline on held-out documentation by the README's margins, and writes the same text for the same seed."""
+"""The shipped model, redraft-small: it loads by name through the normal checkpoint path, declares the tasks it
+was trained for, beats the unigram baseline on held-out documentation by the README's margins, edits a passage
+in place, and writes the same text for the same seed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from engine.config import TRAINABLE_CONFIGS
 from engine.corpus import read_paragraph_file
 from engine.evaluate import held_out_examples, read_token_counts, reconstruction_accuracy
 from engine.generate import Request, generate
-from engine.prompts import RedraftPrompt, encode_messages, encode_prompt, prompt_budget
+from engine.corpus import corpus_packages
+from engine.errors import RequestError
+from engine.prompts import encode_messages
+from engine.redrafts import RedraftSpec, build_request
 from engine.reference import load_reference, reference_generate
 from engine.tokenizer import CHAT_TEMPLATE, TURN_END_ID
 
@@ -40,7 +44,8 @@ def test_loads_by_name_from_the_package(small):
     assert small.generation.eos_token_ids == (1, TURN_END_ID)
     assert len(small.tokenizer) == small.args.vocab_size and small.tokenizer.chat_template == CHAT_TEMPLATE
     directory = SHIPPED_MODELS["redraft-small"]
-    assert (directory / "LICENSE-python-docs.txt").is_file()
+    licences = (directory / "LICENSES.txt").read_text()
+    assert all(package in licences for package in corpus_packages("english-docs"))
     assert (directory / "model.safetensors").stat().st_size < 20e6
     assert EngineConfig(model="redraft-small").model == "redraft-small"
 
@@ -56,12 +61,21 @@ def test_beats_the_unigram_baseline_on_held_out_paragraphs(small):
     assert all(nats[t] >= floor for t, floor in NATS_MARGINS.items()), nats
 
 
+def test_declares_what_it_was_trained_for(small):
+    assert small.tasks.tasks == ("shorten", "fix", "continue", "fill")
+    assert small.tasks.canvas_init == "passage" and "README" in small.tasks.note
+    rewrite = RedraftSpec.from_dict({"id": "r", "kind": "rewrite", "passage": "Some text."})
+    with pytest.raises(RequestError, match="does not do the rewrite task"):
+        build_request(rewrite, small.tokenizer, small.args, small.args.max_context, small.tasks)
+
+
 def test_same_seed_same_redraft(small):
     passage = "The the function returns a new list containg the items of the iterable in sorted order."
-    prompt = RedraftPrompt("rewrite", passage=passage, before="Sorting lists is common. ")
-    generation = small.generation.replace(max_new_tokens=64)
-    ids = encode_prompt(small.tokenizer, prompt, prompt_budget(small.args, 64))
-    first, again = (generate(small.model, [Request(ids, seed=5)], generation)[0] for _ in range(2))
+    spec = RedraftSpec.from_dict({"id": "r", "kind": "rewrite", "task": "fix", "passage": passage, "seed": 5,
+                                  "before": "Sorting lists is common. "})
+    request = build_request(spec, small.tokenizer, small.args, small.args.max_context, small.tasks)
+    assert request.init_ids[:-1] == small.tokenizer.encode(passage, add_special_tokens=False)  # starts from it
+    first, again = (generate(small.model, [request], small.generation)[0] for _ in range(2))
     assert first.token_ids == again.token_ids and first.steps == again.steps
     assert small.tokenizer.decode(first.token_ids, skip_special_tokens=True).strip()  # text, not only an end token
 
