@@ -9,8 +9,9 @@ kv_len and precomputed masks) and no host sync. The loop syncs once per step, fo
 
 A canvas starts from uniform noise (DiffusionGemma's sampler), or, for a request with `init_ids`, from given
 tokens: a model trained to edit a passage in place starts from the passage itself (engine/tasks.py,
-"canvas_init"). Either way the start is written into the same [B, L] canvas between steps, so the step's
-shapes, and a captured graph, do not change.
+"canvas_init"), and where a step does not accept the model's sample such a canvas goes back to those tokens
+instead of to fresh noise. Either way the start is written into the same [B, L] canvas between steps, so the
+step's shapes, and a captured graph, do not change.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class BatchState:
     running: torch.Tensor  # [B] bool, denoising this step
     entropy: torch.Tensor  # [B, L] fp32, of the latest step
     accepted: torch.Tensor  # [B, L] bool, of the latest step
+    # A canvas started from given tokens (init_ids) goes back to them, not to noise, where a step does not
+    # accept the model's sample: the undecided part of an edit shows the passage as it stands
+    start: torch.Tensor  # [B, L] the canvas' given start tokens (rows with from_start)
+    from_start: torch.Tensor  # [B] bool
 
 
 def denoise_step(
@@ -127,6 +132,7 @@ def denoise_step(
     # Every row takes it, running or not: a row reads it only while it runs, and a canvas starts with
     # self_cond_mask False. That spares a [B, L, V] select per step.
     state.self_cond = self_cond
+    renoise = torch.where(state.from_start[:, None], state.start, renoise)
     if model.fused_advance is not None:  # kernels/sampler.py: the rest in one launch, the state in place
         return model.fused_advance(
             state.canvas, state.argmax, state.entropy, state.accepted, state.history, state.running, state.cur_step,
@@ -327,6 +333,7 @@ def start_canvases(
         state.canvas_index[rows_t] += 1
     given = _given_starts(state, rows, init_ids, pad_id)
     noisy = [row for row in rows if row not in given]
+    state.from_start[rows_t] = False
     if len(noisy) == len(rows):
         state.canvas[rows_t] = noise.canvas(rows, state.canvas_index)
     else:
@@ -334,6 +341,8 @@ def start_canvases(
             state.canvas[torch.tensor(noisy, dtype=torch.long, device=device)] = noise.canvas(noisy, state.canvas_index)
         given_t = torch.tensor(list(given), dtype=torch.long, device=device)
         state.canvas[given_t] = torch.tensor(list(given.values()), dtype=torch.long, device=device)
+        state.start[given_t] = state.canvas[given_t]
+        state.from_start[given_t] = True
     state.argmax[rows_t] = state.canvas[rows_t]
     starts = torch.tensor([lengths[row] for row in rows], device=device)
     state.positions[rows_t] = starts[:, None] + torch.arange(state.canvas.shape[1], device=device)
@@ -395,6 +404,8 @@ def new_state(
         running=torch.zeros(num_rows, dtype=torch.bool, device=device),
         entropy=torch.zeros(num_rows, L, dtype=torch.float32, device=device),
         accepted=torch.zeros(num_rows, L, dtype=torch.bool, device=device),
+        start=longs.clone(),
+        from_start=torch.zeros(num_rows, dtype=torch.bool, device=device),
     )
 
 

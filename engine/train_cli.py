@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-# redraft-small's mix of example kinds (engine/examples.py); plain text teaches the encoder the language, the
-# others are the tasks it declares
-KIND_WEIGHTS = {"plain": 0.15, "fix": 0.3, "shorten": 0.15, "fill": 0.2, "continue": 0.2}
+# redraft-small's mix of example kinds (engine/examples.py): mostly the edits it declares; plain text, fill and
+# continue teach the encoder the language
+KIND_WEIGHTS = {"plain": 0.1, "fix": 0.45, "shorten": 0.25, "fill": 0.1, "continue": 0.1}
 TRAINED_TASKS = ["fix", "shorten", "continue", "fill"]
 SMALL_MODEL_NOTE = (
     "A small local model: it fixes spelling, shortens, fills in and continues. The README's "
@@ -40,7 +40,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add("--corpus", default=_env("corpus"), help="train from scratch on this corpus: english-docs or python-docs")
     add("--corpus-dir", default=_env("corpus_dir"), help="its sources (default: where python3.11-doc puts them)")
     add("--config", default=_env("config", "redraft-small"), help="shapes to train from scratch (redraft-small)")
-    add("--model", default=_env("model"), help="the checkpoint or preset to fine-tune or evaluate")
+    add("--model", default=_env("model"), help="the checkpoint to fine-tune or evaluate; with --corpus, to train on")
     add("--data", default=_env("data"), help='fine-tune: JSONL of {"prompt": ..., "response": ...}')
     add("--out", default=_env("out"), help="where the trained checkpoint (or the adapters) go")
     add("--steps", default=_env("steps"), help="optimizer steps (default 3000 from scratch, 200 fine-tuning)")
@@ -105,6 +105,7 @@ def _from_scratch(args: argparse.Namespace) -> int:
     import torch
 
     from engine.config import TRAINABLE_CONFIGS, GenerationArgs
+    from engine.checkpoint import load_model
     from engine.corpus import split_documents
     from engine.evaluate import write_token_counts
     from engine.examples import DocumentExamples, collate
@@ -120,7 +121,11 @@ def _from_scratch(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     train_docs, held_out = split_documents(_documents(args))
     _log(f"{len(train_docs)} training and {len(held_out)} held-out documents of {args.corpus}")
-    tokenizer = bpe_tokenizer((p for d in train_docs for p in d.paragraphs), shapes.vocab_size)
+    if args.model:  # a second stage: the checkpoint's weights and tokenizer train on
+        start = load_model(args.model, device)
+        shapes, tokenizer = start.args, start.tokenizer
+    else:
+        tokenizer = bpe_tokenizer((p for d in train_docs for p in d.paragraphs), shapes.vocab_size)
     examples = DocumentExamples(tokenizer, train_docs, shapes.canvas_length, shapes.pad_token_id, options.seed)
     _log(f"tokenizer: {len(tokenizer)} BPE tokens; {sum(map(len, examples.streams)):,} training tokens")
     kinds = random.Random(options.seed + 1)
@@ -132,7 +137,7 @@ def _from_scratch(args: argparse.Namespace) -> int:
         return collate(batch, shapes.pad_token_id, device)
 
     torch.manual_seed(options.seed)
-    model = trainable_model(shapes, options.seed, device)
+    model = start.model.float().requires_grad_(True) if args.model else trainable_model(shapes, options.seed, device)
     _log(f"{args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; {options.steps} steps")
     generation = GenerationArgs(max_new_tokens=shapes.canvas_length, eos_token_ids=(1, TURN_END_ID))
     train(model, next_batch, options, generation)

@@ -8,6 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
+import engine.generate as generate_module
+
 from engine.checkpoint import load_checkpoint
 from engine.config import GenerationArgs
 from engine.generate import (
@@ -20,6 +22,7 @@ from engine.generate import (
     start_canvases,
 )
 from engine.noise import make_noise
+from engine.sampler import pad_after_eos
 from engine.reference import load_reference, reference_generate
 from engine.tokenizer import TURN_END_ID
 from tests.engine.copying import make_copying
@@ -124,7 +127,9 @@ def test_snapshots_stream_every_step(checkpoint):
     assert last.canvas.shape == last.entropy.shape == last.accepted.shape == (2, spec.canvas_length)
     assert all(s.accepted[row].any() for s in snapshots for row in range(2))  # >= 1 accepted per pass
     assert last.canvas[0].tolist() == results[0].token_ids[16:]  # the streamed argmax is what commits
-    assert snapshots[4].canvas[1].tolist() == results[1].token_ids
+    eos = torch.tensor(native.generation.eos_token_ids)
+    committed, _ = pad_after_eos(snapshots[4].canvas[1:2], eos, native.args.pad_token_id)  # as close_canvases does
+    assert committed[0].tolist() == results[1].token_ids
 
 
 def test_cancellation_takes_effect_between_steps(checkpoint):
@@ -247,3 +252,29 @@ def test_bad_init_ids_are_refused(checkpoint):
     ]:
         with pytest.raises(RequestError, match=message):
             generate(native.model, [Request([5], max_new_tokens=16, init_ids=init)], native.generation)
+
+
+def test_an_init_rows_undecided_positions_go_back_to_the_passage_not_to_noise(checkpoint, monkeypatch):
+    """A random tiny model is unsure everywhere: each step accepts a few positions. The rest of a passage-started
+    canvas shows the passage again (an edit leaves what it has not decided as it stands); a noise row's rest
+    is fresh noise."""
+    native = load_checkpoint(checkpoint(TinySpec()))  # canvas 16
+    passage = prompt_of(16, offset=40)
+    seen = []
+    original = generate_module.advance
+
+    def recording(state, *args):
+        stopped = original(state, *args)
+        seen.append((state.canvas.clone(), state.accepted.clone()))
+        return stopped
+
+    monkeypatch.setattr(generate_module, "advance", recording)
+    requests = [Request(prompt_of(5), seed=3, max_new_tokens=16, max_denoising_steps=6, init_ids=passage),
+                Request(prompt_of(5), seed=3, max_new_tokens=16, max_denoising_steps=6)]
+    generate(native.model, requests, native.generation)
+    assert len(seen) >= 3
+    start = torch.tensor(passage)
+    for canvas, accepted in seen:
+        assert not accepted[0].all()  # some positions undecided each step
+        assert torch.equal(canvas[0][~accepted[0]], start[~accepted[0]])
+        assert not torch.equal(canvas[1][~accepted[1]], start[~accepted[1]])
