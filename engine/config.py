@@ -313,6 +313,9 @@ class GenerationArgs:
     eos_token_ids: tuple[int, ...] = (1, 106, 50)
     pad_token_id: int | None = 0
     bos_token_id: int | None = 2
+    # A passage-started canvas (engine/tasks.py) commits a change to the passage only where the model's last step
+    # was this sure (entropy in nats at most this); elsewhere the passage's token stays. None: the argmax as is.
+    edit_entropy_bound: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "max_denoising_steps"):
@@ -329,6 +332,8 @@ class GenerationArgs:
             )
         if not self.confidence_threshold > 0:
             raise ValueError(f"GenerationArgs.confidence_threshold must be > 0, got {self.confidence_threshold}")
+        if self.edit_entropy_bound is not None and not self.edit_entropy_bound >= 0:
+            raise ValueError(f"GenerationArgs.edit_entropy_bound must be >= 0, got {self.edit_entropy_bound}")
 
     def replace(self, **changes: Any) -> GenerationArgs:
         """A copy with the given fields changed; None values keep the current one (handy for CLI flags)."""
@@ -347,6 +352,7 @@ class GenerationArgs:
             "t_max": config.get("t_max"),
             "stability_threshold": config.get("stability_threshold"),
             "confidence_threshold": config.get("confidence_threshold"),
+            "edit_entropy_bound": config.get("redraft_edit_entropy_bound"),  # Redraft's own: transformers ignores it
         }
         args = cls().replace(**picks)
         eos = config.get("eos_token_id", text.get("eos_token_id"))
@@ -371,6 +377,7 @@ class GenerationArgs:
             "eos_token_id": list(self.eos_token_ids),
             "pad_token_id": self.pad_token_id,
             "bos_token_id": self.bos_token_id,
+            **({} if self.edit_entropy_bound is None else {"redraft_edit_entropy_bound": self.edit_entropy_bound}),
         }
 
 

@@ -220,7 +220,7 @@ def generate_stream(
         to_commit = close_canvases(state, ended, results, budgets, generation)
         yield _snapshot(state, budgets, stopped, [result.status != "running" for result in results])
         if to_commit:
-            commit(model, cache, state.argmax[to_commit], to_commit, lengths)
+            commit(model, cache, committed_edits(state, to_commit, generation.edit_entropy_bound), to_commit, lengths)
             start_canvases(state, noise, to_commit, lengths, device, init_ids=[inits[row] for row in to_commit],
                            pad_id=args.pad_token_id)
             masks = decoder_masks(cache.lengths, max(lengths), L, args.sliding_window, min(lengths))
@@ -246,9 +246,10 @@ def close_canvases(
         return []
     eos_ids = torch.tensor(generation.eos_token_ids, dtype=torch.long, device=state.argmax.device)
     pad_id = generation.pad_token_id
-    tokens, has_eos = pad_after_eos(state.argmax[rows], eos_ids, pad_id if pad_id is not None else 0)
+    chosen = committed_edits(state, rows, generation.edit_entropy_bound)
+    tokens, has_eos = pad_after_eos(chosen, eos_ids, pad_id if pad_id is not None else 0)
     if pad_id is None:  # transformers still stops at EOS, but has nothing to pad with
-        tokens = state.argmax[rows]
+        tokens = chosen
     to_commit = []
     for row, row_tokens, ended in zip(rows, tokens.tolist(), has_eos.tolist(), strict=True):
         result = results[row]
@@ -259,6 +260,17 @@ def close_canvases(
         else:
             to_commit.append(row)
     return to_commit
+
+
+def committed_edits(state: BatchState, rows: list[int], edit_entropy_bound: float | None) -> torch.Tensor:
+    """The argmax canvases of `rows` [n, L]; with edit_entropy_bound, a passage-started row keeps its passage's
+    token wherever the model's last step was less sure than that (a small model's unsure guesses would
+    otherwise replace good words)."""
+    argmax = state.argmax[rows]
+    if edit_entropy_bound is None:
+        return argmax
+    unsure = state.from_start[rows][:, None] & (state.entropy[rows] > edit_entropy_bound)
+    return torch.where(unsure, state.start[rows], argmax)
 
 
 def generate(

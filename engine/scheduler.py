@@ -24,6 +24,7 @@ from engine.generate import (
     Result,
     close_canvases,
     commit,
+    committed_edits,
     denoise_step,
     new_state,
     prefill,
@@ -153,7 +154,8 @@ class Scheduler:
         to_commit = close_canvases(self.state, ended, results, budgets, self.generation)
         self._publish(stopped)
         if to_commit:
-            commit(self.model, self.cache, self.state.argmax[to_commit], to_commit, self.lengths)
+            canvases = committed_edits(self.state, to_commit, self.generation.edit_entropy_bound)
+            commit(self.model, self.cache, canvases, to_commit, self.lengths)
             self._start(to_commit)
         for row, job in enumerate(self.rows):
             if job is not None and job.result.status == "done":

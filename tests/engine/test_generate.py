@@ -278,3 +278,18 @@ def test_an_init_rows_undecided_positions_go_back_to_the_passage_not_to_noise(ch
         assert not accepted[0].all()  # some positions undecided each step
         assert torch.equal(canvas[0][~accepted[0]], start[~accepted[0]])
         assert not torch.equal(canvas[1][~accepted[1]], start[~accepted[1]])
+
+
+def test_an_unsure_edit_keeps_the_passages_token_with_an_edit_entropy_bound(checkpoint):
+    """A random tiny model's argmax differs from the passage almost everywhere, and it is unsure everywhere:
+    with a bound below its entropy every position keeps the passage's token; without one the argmax goes in."""
+    native = load_checkpoint(checkpoint(TinySpec()))  # canvas 16
+    passage = prompt_of(16, offset=40)
+    request = Request(prompt_of(5), seed=3, max_new_tokens=16, max_denoising_steps=4, init_ids=passage)
+    (free,) = generate(native.model, [request], native.generation)
+    (kept,) = generate(native.model, [request], native.generation.replace(edit_entropy_bound=0.01))
+    assert kept.token_ids == passage
+    assert free.token_ids != passage
+    (noise_row,) = generate(native.model, [replace(request, init_ids=None)],
+                            native.generation.replace(edit_entropy_bound=0.01))
+    assert noise_row.token_ids != passage  # a canvas from noise has no passage to keep
