@@ -128,6 +128,8 @@ def load_checkpoint(
     _load_shards(model, expected, shards, torch.device(device), dtype, directory, dequantizer)
     model.init_buffers(device)
     tasks = read_checkpoint_tasks(directory)
+    if tasks.edit_entropy_bound is not None:
+        generation = generation.replace(edit_entropy_bound=tasks.edit_entropy_bound)
     tokenizer = load_tokenizer(directory)
     return LoadedModel(model.eval().requires_grad_(False), args, generation, tokenizer, str(directory), tasks)
 

@@ -315,6 +315,8 @@ class GenerationArgs:
     bos_token_id: int | None = 2
     # A passage-started canvas (engine/tasks.py) commits a change to the passage only where the model's last step
     # was this sure (entropy in nats at most this); elsewhere the passage's token stays. None: the argmax as is.
+    # Redraft's own: a checkpoint declares it in config.json's "redraft" block (transformers' generation config
+    # refuses keys it does not know), and the loader sets it here.
     edit_entropy_bound: float | None = None
 
     def __post_init__(self) -> None:
@@ -352,7 +354,6 @@ class GenerationArgs:
             "t_max": config.get("t_max"),
             "stability_threshold": config.get("stability_threshold"),
             "confidence_threshold": config.get("confidence_threshold"),
-            "edit_entropy_bound": config.get("redraft_edit_entropy_bound"),  # Redraft's own: transformers ignores it
         }
         args = cls().replace(**picks)
         eos = config.get("eos_token_id", text.get("eos_token_id"))
@@ -377,7 +378,6 @@ class GenerationArgs:
             "eos_token_id": list(self.eos_token_ids),
             "pad_token_id": self.pad_token_id,
             "bos_token_id": self.bos_token_id,
-            **({} if self.edit_entropy_bound is None else {"redraft_edit_entropy_bound": self.edit_entropy_bound}),
         }
 
 

@@ -4,12 +4,13 @@ A task is what a person asks for in the editor's palette (fix the spelling, shor
 one of the prompt kinds of engine/prompts.py with a fixed instruction, except `instruct`, which carries the
 person's own. A checkpoint declares the tasks it was trained for in its config.json:
 
-    "redraft": {"tasks": ["fix", "shorten", "fill", "continue"], "canvas_init": "passage",
+    "redraft": {"tasks": ["fix"], "canvas_init": "passage", "edit_entropy_bound": 0.5,
                 "note": "A small local model: ..."}
 
 `canvas_init` "passage" means the model was trained to start the canvas of a passage task (`COPY_TASKS`)
 from the passage's own tokens and edit them in place (engine/corruption.py, engine/examples.py); "noise"
-(the default, DiffusionGemma's own sampler) starts every canvas from uniform noise. A checkpoint without a
+(the default, DiffusionGemma's own sampler) starts every canvas from uniform noise. `edit_entropy_bound` (optional, with "passage") keeps the passage's token wherever the model was less
+sure than that (engine.config.GenerationArgs). A checkpoint without a
 declaration (DiffusionGemma itself, any instruction-tuned model) is taken to do every task.
 
 Import-cheap (no torch): the server checks requests against a declaration with it.
@@ -42,9 +43,13 @@ class ModelTasks:
     tasks: tuple[str, ...] = ALL_TASKS
     canvas_init: str = "noise"
     note: str = ""
+    edit_entropy_bound: float | None = None  # nats; see GenerationArgs.edit_entropy_bound
 
     def to_dict(self) -> dict:
-        return {"tasks": list(self.tasks), "canvas_init": self.canvas_init, "note": self.note}
+        declared = {"tasks": list(self.tasks), "canvas_init": self.canvas_init, "note": self.note}
+        if self.edit_entropy_bound is not None:
+            declared["edit_entropy_bound"] = self.edit_entropy_bound
+        return declared
 
 
 EVERY_TASK = ModelTasks()
@@ -67,8 +72,11 @@ def read_tasks(config: dict, source: str = "config.json") -> ModelTasks:
     note = declared.get("note", "")
     if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
         raise ValueError(f"{source}: redraft.note must be text of at most {MAX_NOTE_CHARS} characters")
+    bound = declared.get("edit_entropy_bound")
+    if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound >= 0):
+        raise ValueError(f"{source}: redraft.edit_entropy_bound must be a number >= 0")
     ordered = tuple(task for task in ALL_TASKS if task in tasks)
-    return ModelTasks(ordered, canvas_init, note)
+    return ModelTasks(ordered, canvas_init, note, None if bound is None else float(bound))
 
 
 def task_for(kind: str, instruction: str) -> str:

@@ -68,7 +68,7 @@ def test_flags_default_from_the_environment(checkpoint, capsys, monkeypatch):
 
 
 def test_without_a_model_the_shipped_one_writes(capsys):
-    report = run_json(capsys, "--prompt", "Write about lists.", "--chat", "--steps", "4", "--seed", "1")
+    report = run_json(capsys, "--prompt", "The meeting", "--steps", "4", "--seed", "1")
     assert report["model"] == "redraft-small" and report["steps"][0] <= 4 and report["text"].strip()
 
 

@@ -16,7 +16,7 @@ from tests.support.processes import wait_until
 SECRET = "s" * 32
 ORIGINAL = "Intro line. The passage 😀 to be redrafted, over here. Outro line."
 PASSAGE = "The passage 😀 to be redrafted, over here."
-TASK = "shorten"
+TASK = "fix"
 
 
 def start_engine_server(start_server, *args):
