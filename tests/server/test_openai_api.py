@@ -22,9 +22,9 @@ from tests.support.processes import RedisServer, RedraftWorker, ServerProcess, w
 SECRET = "e" * 32
 MODEL = "redraft-small"
 CONTEXT = 1024  # redraft-small's context: the prompt and the output
-# redraft-small writes four canvases (some 5 s on one CPU thread) for this prompt and seed before its EOS: long
-# enough to see the text arrive a canvas at a time, and to leave while it runs.
-LONG = {"prompt": "The history of the city", "seed": 1, "max_tokens": 640}
+# redraft-small writes two canvases of 128 (some 3 s on one CPU thread) for this prompt and seed before its
+# EOS: long enough to see the text arrive a canvas at a time, and to leave while it runs.
+LONG = {"prompt": "The history of the city", "seed": 2, "max_tokens": 640}
 HELLO = [{"role": "user", "content": "Say hello."}]
 # Tests share one server; its per-address rate is raised so they do not spend each other's budget.
 OPEN_ARGS = ("--redraft-user-per-min", "6000", "--redraft-user-burst", "1000", "--openai-max-body-bytes", "65536")

@@ -1,4 +1,4 @@
-"""Redrafts end to end: a real server with the in-process engine (the default, shipped redraft-small), real Node
+"""Redrafts end to end: a real server with the in-process engine (the `tiny` preset: see MODEL), real Node
 Yjs clients, HTTP."""
 
 from __future__ import annotations
@@ -17,10 +17,14 @@ SECRET = "s" * 32
 ORIGINAL = "Intro line. The passage 😀 to be redrafted, over here. Outro line."
 PASSAGE = "The passage 😀 to be redrafted, over here."
 TASK = "fix"
+# `tiny` (random weights, every task declared) always writes something new: these tests follow a changed passage
+# through merge, undo and redo, and the shipped redraft-small's careful fix mostly keeps a passage as it is
+# (tests/web/test_redrafts.py and tests/server/test_openai_api.py run the shipped model)
+MODEL = "tiny"
 
 
 def start_engine_server(start_server, *args):
-    server = start_server(extra_args=("--engine", "local", "--engine-device", "cpu", *args))
+    server = start_server(extra_args=("--engine", "local", "--engine-device", "cpu", "--model", MODEL, *args))
     wait_until(lambda: httpx.get(server.http_url + "/healthz").json()["engine"]["status"] == "ready", 60, "engine")
     return server
 
@@ -339,7 +343,7 @@ def test_unloading_a_document_cancels_its_redrafts(start_server, node_peers, gra
 def test_redis_engine_two_servers_and_a_worker_and_either_answers_for_a_redraft(tmp_path, redis_server, start_server, node_peers):
     from tests.support.processes import RedraftWorker
 
-    worker = RedraftWorker(redis_server.url, tmp_path / "worker", name="w1").start(wait=True)
+    worker = RedraftWorker(redis_server.url, tmp_path / "worker", name="w1", model=MODEL).start(wait=True)
     try:
         one = start_server("one", redis_url=redis_server.url, extra_args=("--engine", "redis"))
         two = start_server("two", redis_url=redis_server.url, extra_args=("--engine", "redis"))
