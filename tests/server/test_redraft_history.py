@@ -14,6 +14,7 @@ from pycrdt import Doc, Text
 from server.config import ServerConfig
 from server.redrafts import merge
 from server.redrafts.ai_peer import MAX_SHOWN, MAX_STATE_BYTES, bounded_state
+from server.redrafts.engine_model import UNKNOWN
 from server.redrafts.record import Redraft
 from server.redrafts.service import RedraftError, overall_progress
 from server.services import Services
@@ -73,6 +74,9 @@ class ScriptedBackend:
 
     def status(self):
         return {"mode": self.mode, "status": "ready"}
+
+    def model(self):
+        return UNKNOWN  # every task: the scripted answers stand for any model
 
     async def submit(self, spec):
         return ScriptedJob(self.answers.pop(0), self.num_canvases, 4, self.gate)
