@@ -72,31 +72,15 @@ def test_a_denoising_step_replays_in_a_cuda_graph_exactly(checkpoint):
 def test_the_scheduler_replays_captured_steps_exactly(checkpoint):
     """The scheduler's CUDA graphs (one per batch bucket) give what the same fixed-shape steps give eagerly,
     for requests that join mid-flight and span several canvases."""
-    from engine.scheduler import Job, Scheduler
-
     native = load_checkpoint(checkpoint(TinySpec()), CUDA, torch.bfloat16)
     requests = [Request(list(range(3, 3 + n)), seed=n, max_new_tokens=32, max_denoising_steps=6) for n in (9, 30, 14)]
 
-    def run(capture: bool) -> list[list[int]]:
-        scheduler = Scheduler(native.model, native.generation, max_batch=4, max_len=128)
-        assert scheduler.graphs is not None and scheduler.graphs.capture
-        scheduler.graphs.capture = capture
-        results = [[] for _ in requests]
-        for i, request in enumerate(requests):
-            scheduler.submit(Job(request, lambda snapshot: None, results[i].append))
-            scheduler.step()
-        while scheduler.has_work:
-            scheduler.step()
-        return [outcome.token_ids for (outcome,) in results]
-
-    assert run(capture=True) == run(capture=False)
+    assert scheduled_tokens(native, requests, capture=True) == scheduled_tokens(native, requests, capture=False)
 
 
 def test_captured_steps_take_canvases_started_from_given_tokens(checkpoint):
     """Rows whose canvases start from init_ids (a passage model's copies) next to noise rows: start_canvases
     writes into the static canvas between replays, so the captured steps give what the eager ones give."""
-    from engine.scheduler import Job, Scheduler
-
     native = load_checkpoint(checkpoint(TinySpec()), CUDA, torch.bfloat16)
     requests = [
         Request(list(range(3, 12)), seed=9, max_new_tokens=32, max_denoising_steps=6, init_ids=list(range(60, 80))),
@@ -104,16 +88,21 @@ def test_captured_steps_take_canvases_started_from_given_tokens(checkpoint):
         Request(list(range(5, 19)), seed=14, max_new_tokens=48, max_denoising_steps=5, init_ids=[90] * 7),
     ]
 
-    def run(capture: bool) -> list[list[int]]:
-        scheduler = Scheduler(native.model, native.generation, max_batch=4, max_len=128)
-        assert scheduler.graphs is not None and scheduler.graphs.capture
-        scheduler.graphs.capture = capture
-        results = [[] for _ in requests]
-        for i, request in enumerate(requests):
-            scheduler.submit(Job(request, lambda snapshot: None, results[i].append))
-            scheduler.step()
-        while scheduler.has_work:
-            scheduler.step()
-        return [outcome.token_ids for (outcome,) in results]
+    assert scheduled_tokens(native, requests, capture=True) == scheduled_tokens(native, requests, capture=False)
 
-    assert run(capture=True) == run(capture=False)
+
+def scheduled_tokens(native, requests: list[Request], capture: bool) -> list[list[int]]:
+    """Each request's tokens through the scheduler (admitted one a step), its steps captured as CUDA graphs or
+    run eagerly."""
+    from engine.scheduler import Job, Scheduler
+
+    scheduler = Scheduler(native.model, native.generation, max_batch=4, max_len=128)
+    assert scheduler.graphs is not None and scheduler.graphs.capture
+    scheduler.graphs.capture = capture
+    results = [[] for _ in requests]
+    for i, request in enumerate(requests):
+        scheduler.submit(Job(request, lambda snapshot: None, results[i].append))
+        scheduler.step()
+    while scheduler.has_work:
+        scheduler.step()
+    return [outcome.token_ids for (outcome,) in results]
