@@ -79,7 +79,7 @@ class Documents:
         self.num_opened += 1
         doc = f"collab-{self.prefix}-{self.num_opened}"
         config = self.config
-        session = Session(self.server.ws_url(doc), config.num_clients, config.num_recorders, self.server.pid)
+        session = Session(self.server, doc, config.num_clients, config.num_recorders)
         await session.connect()
         if self.config.is_same_doc:
             self.shared = session

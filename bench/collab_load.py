@@ -170,7 +170,8 @@ class Client:
 
     def send_edit(self) -> float:
         marker = b"<%d.%d>" % (self.index, self.seq)
-        frame = encode_update_message(encode_append(self.client_id, self.clock, marker))
+        session = self.session
+        frame = session.dialect.wrap(session.doc, encode_update_message(encode_append(self.client_id, self.clock, marker)))
         self.clock += len(marker)
         self.seq += 1
         sent = time.perf_counter()
@@ -179,11 +180,13 @@ class Client:
         return sent
 
     def on_frame(self, frame: bytes, now: float) -> None:
-        self.session.frames_in += 1
-        if len(frame) < 2 or frame[0] != MESSAGE_SYNC:
+        session = self.session
+        session.frames_in += 1
+        frame = session.dialect.unwrap(frame)
+        if frame is None or len(frame) < 2 or frame[0] != MESSAGE_SYNC:
             return
         if frame[1] == SYNC_STEP1:
-            self.ws.send(EMPTY_UPDATE_STEP2)
+            self.ws.send(session.dialect.wrap(session.doc, EMPTY_UPDATE_STEP2))
             return
         if frame[1] == SYNC_STEP2:
             self.synced.set()
@@ -208,12 +211,14 @@ class Client:
 class Session:
     """N clients connected to one document, driven through steps of rising rate."""
 
-    def __init__(self, url: str, num_clients: int, num_recorders: int, server_pid: int):
-        self.url = url
+    def __init__(self, server, doc: str, num_clients: int, num_recorders: int):
+        self.doc = doc
+        self.dialect = server.dialect
+        self.url = server.ws_url(doc)
         self.num_clients = num_clients
         stride = max(1, num_clients // max(1, num_recorders))
         self.recorders = set(range(0, num_clients, stride)[:num_recorders])
-        self.server_pid = server_pid
+        self.server_pid = server.pid
         self.clients = [Client(i, i in self.recorders, self) for i in range(num_clients)]
         self.window = Window()
         self.frames_in = 0
@@ -230,7 +235,9 @@ class Session:
         async def open_one(client: Client) -> None:
             client.ws = new_client(self.url, client.on_frame)
             await connect(client.ws, timeout_s)
-            client.ws.send(EMPTY_STATE_STEP1)
+            for frame in self.dialect.hello(self.doc):
+                client.ws.send(frame)
+            client.ws.send(self.dialect.wrap(self.doc, EMPTY_STATE_STEP1))
 
         # The first client alone: pycrdt-websocket 0.16.5 fails concurrent first joins of a
         # room ("YRoom already running") and drops those connections.

@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from collab_dialect import YWebsocket
+
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 
@@ -33,18 +35,27 @@ def command(name: str, port: int, data_dir: Path, history: str = "on") -> list[s
 
 
 class ServerProcess:
-    def __init__(self, name: str, port: int, process: subprocess.Popen, log_path: Path):
+    def __init__(self, name: str, port: int, process: subprocess.Popen, log_path: Path, dialect=None):
         self.name = name  # the label in the report: "redraft", "baseline", or "redraft-off" (history off)
         self.port = port
         self.process = process
         self.log_path = log_path
+        self.dialect = dialect or YWebsocket()
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def ws_url(self, doc: str) -> str:
-        return f"ws://{HOST}:{self.port}/ws/{doc}"
+        return self.dialect.url(HOST, self.port, doc)
+
+    def rss_bytes(self) -> int:
+        """The server's resident memory now (VmRSS), from /proc."""
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no VmRSS for {self.name} (pid {self.pid})")
 
     def is_healthy(self) -> bool:
         conn = http.client.HTTPConnection(HOST, self.port, timeout=1.0)
