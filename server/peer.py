@@ -24,6 +24,7 @@ from .ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
+_EMPTY: deque[bytes] = deque(maxlen=0)  # shared by every peer with nothing queued: never appended to
 _RGB = re.compile(r"#[0-9a-fA-F]{6}")  # history keeps "#rrggbb": awareness may add an alpha pair
 
 
@@ -39,9 +40,11 @@ class Peer:
         metrics: Metrics,
         *,
         max_send_queue_bytes: int,
+        write_now: Callable[[bytes], bool] | None = None,
     ):
         self.id = next(_ids)
         self._send = send
+        self._write_now = write_now  # the transport's synchronous path (ws_frames.FrameWriter), when it has one
         self._close = close
         self.grant = grant
         self.address = address
@@ -53,10 +56,9 @@ class Peer:
         self.has_awareness_snapshot = False  # sent once the client has said who it is (Room._send_presence)
         self.sent_bytes = 0
         self.close_code: int | None = None
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes] = _EMPTY  # a deque of its own once a frame has to wait (most never do)
         self.queued_bytes = 0  # in the queue; the frame being written is out of it
-        self._ready = asyncio.Event()
-        self._sender: asyncio.Task | None = None
+        self._sender: asyncio.Task | None = None  # drains the queue while it has frames, then ends
         self._awareness_user: tuple[str, str | None] = ("", None)  # name, colour from its own awareness state
         self._change: Change | None = None  # what its updates are recorded as; rebuilt when the name changes
 
@@ -92,12 +94,14 @@ class Peer:
     def is_open(self) -> bool:
         return self.close_code is None
 
-    def start(self) -> None:
-        self._sender = asyncio.create_task(self._drain(), name=f"peer-{self.id}-sender")
-
     def send(self, frame: bytes) -> None:
-        """Queues a frame without waiting; disconnects a client that fell too far behind."""
+        """Sends a frame without waiting: written at once when the transport can take it and nothing is
+        queued ahead of it, else queued; disconnects a client that fell too far behind."""
         if not self.is_open:
+            return
+        # An idle connection has no sender task; a busy one keeps its order (a frame in flight counts too).
+        if self._sender is None and self._write_now is not None and self._write_now(frame):
+            self.sent_bytes += len(frame)
             return
         if len(self._queue) >= self.max_send_queue:
             self.metrics.refused("slow_client")
@@ -111,25 +115,29 @@ class Peer:
             self.metrics.refused("slow_client")
             self.close(CLOSE_SLOW_CLIENT, f"client fell {self.queued_bytes + len(frame)} bytes behind")
             return
+        if self._queue is _EMPTY:
+            self._queue = deque()
         self._queue.append(frame)
         self.queued_bytes += len(frame)
-        self._ready.set()
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._drain(), name=f"peer-{self.id}-sender")
 
     async def _drain(self) -> None:
+        """Sends what is queued through the awaited path (which waits while the client does not read)."""
         try:
-            while True:
-                await self._ready.wait()
-                self._ready.clear()
-                while self._queue:
-                    frame = self._queue.popleft()
-                    self.queued_bytes -= len(frame)
-                    await self._send(frame)
-                    self.sent_bytes += len(frame)
+            while self._queue:
+                frame = self._queue.popleft()
+                self.queued_bytes -= len(frame)
+                await self._send(frame)
+                self.sent_bytes += len(frame)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the socket went away under us: the receive loop notices too
             log.debug("peer %s send failed: %s", self.id, exc)
             self.close_code = self.close_code or 1006
+        finally:
+            if self._sender is asyncio.current_task():
+                self._sender = None
 
     def close(self, code: int, reason: str) -> None:
         """Closes the connection with a code and a reason the client can read."""
@@ -150,6 +158,7 @@ class Peer:
             log.debug("peer %s close failed: %s", self.id, exc)
 
     async def stop(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
-            await asyncio.gather(self._sender, return_exceptions=True)
+        sender = self._sender
+        if sender is not None:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)

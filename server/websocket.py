@@ -29,6 +29,7 @@ from .protocol import (
 )
 from .ratelimit import TokenBucket
 from .services import Services
+from .ws_frames import FRAME_WRITER
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ async def _serve(websocket: WebSocket, services: Services, room, grant, address:
         bucket=TokenBucket(config.max_messages_per_s, config.max_message_burst),
         metrics=services.metrics,
         max_send_queue_bytes=config.max_send_queue_bytes,
+        write_now=_frame_writer(websocket),
     )
     services.connections_by_address[address] += 1
     services.metrics.connections.inc()
@@ -92,7 +94,6 @@ async def _serve(websocket: WebSocket, services: Services, room, grant, address:
         expiry = asyncio.get_running_loop().call_later(
             delay, peer.close, CLOSE_UNAUTHORIZED, "the token has expired: reconnect with a new one"
         )
-    peer.start()
     room.join(peer)
     try:
         await _receive_loop(websocket, room, peer, config.max_message_bytes)
@@ -105,6 +106,12 @@ async def _serve(websocket: WebSocket, services: Services, room, grant, address:
         if services.connections_by_address[address] <= 0:
             del services.connections_by_address[address]
         services.metrics.connections.dec()
+
+
+def _frame_writer(websocket: WebSocket):
+    """The server's synchronous frame writer (`ws_frames`), or None under a server without one."""
+    writer = websocket.scope.get("extensions", {}).get(FRAME_WRITER)
+    return writer.write if writer is not None else None
 
 
 async def _receive_loop(websocket: WebSocket, room, peer: Peer, max_message_bytes: int) -> None:

@@ -30,7 +30,6 @@ async def test_the_queue_is_bounded_in_bytes_and_one_frame_may_take_it_past():
         closed.append((code, reason))
 
     peer = Peer(send, close, OPEN_GRANT, "test", 100, TokenBucket(1000, 1000), Metrics(), max_send_queue_bytes=1000)
-    peer.start()
     with anyio.fail_after(5):
         peer.send(b"a" * 10)
         while peer.queued_bytes:  # the sender took it and is stuck writing it
@@ -43,4 +42,50 @@ async def test_the_queue_is_bounded_in_bytes_and_one_frame_may_take_it_past():
         while not closed:
             await asyncio.sleep(0.01)
     assert closed == [(CLOSE_SLOW_CLIENT, "client fell 5601 bytes behind")]
+    await peer.stop()
+
+
+class Transport:
+    """A transport's synchronous path that takes frames until told it is full."""
+
+    def __init__(self):
+        self.written: list[bytes] = []
+        self.is_full = False
+
+    def write_now(self, frame: bytes) -> bool:
+        if self.is_full:
+            return False
+        self.written.append(frame)
+        return True
+
+
+@pytest.mark.anyio
+async def test_frames_go_straight_to_a_transport_that_takes_them_and_queue_in_order_when_it_does_not():
+    transport, awaited, release = Transport(), [], asyncio.Event()
+
+    async def send(frame):  # the awaited path: it waits until the client reads
+        await release.wait()
+        awaited.append(frame)
+
+    async def close(code, reason):
+        pass
+
+    peer = Peer(send, close, OPEN_GRANT, "test", 100, TokenBucket(1000, 1000), Metrics(),
+                max_send_queue_bytes=1000, write_now=transport.write_now)
+    with anyio.fail_after(5):
+        peer.send(b"1")
+        assert (transport.written, peer._sender) == ([b"1"], None)  # written at once, no task for it
+        transport.is_full = True
+        peer.send(b"2")
+        await asyncio.sleep(0)  # the sender takes it and waits for the client
+        transport.is_full = False  # room again, but "2" is still on its way: "3" must wait behind it
+        peer.send(b"3")
+        assert transport.written == [b"1"] and peer.queued_bytes == 1  # "2" in flight, "3" queued
+        release.set()
+        while peer._sender is not None:
+            await asyncio.sleep(0)
+        assert awaited == [b"2", b"3"]
+        peer.send(b"4")  # drained: the direct path again
+        assert transport.written == [b"1", b"4"]
+        assert peer.sent_bytes == 4
     await peer.stop()
