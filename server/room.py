@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 TEXT_NAME = "content"
 EMPTY_UPDATE = b"\x00\x00"
+EMPTY_STATE_VECTOR = b"\x00"  # a client that has nothing yet
 READ_ONLY_REFUSAL = "read-only: this link can view the document but not change it"
 
 
@@ -88,6 +89,7 @@ class Room:
         self.version = 0  # integrations so far: a measurement of compacted_bytes is good until this moves
         self._measured_version = -1
         self._integrated: list[bytes] = []
+        self._full_step2: tuple[int, bytes] = (-1, b"")  # (version, sync step 2 frame of the whole document)
         self._observer = self.doc.observe(self._on_transaction)
         self.history = history
         self.recorder = HistoryRecorder(store, name, history) if history.is_on else None
@@ -135,11 +137,12 @@ class Room:
         if self.pending.num_bytes != held:
             self.metrics.pending_bytes.inc(self.pending.num_bytes - held)
 
-    def _apply(self, update: bytes) -> bytes | None:
-        """Applies an update; returns what it integrated, or None when it brought nothing."""
-        return self._capture(lambda: self.doc.apply_update(update))
+    def _apply(self, update: bytes, parsed: ParsedUpdate | None = None) -> bytes | None:
+        """Applies an update (`parsed`: its parse, when the caller has it); returns what it integrated, or None
+        when it brought nothing."""
+        return self._capture(lambda: self.doc.apply_update(update), (update, parsed) if parsed else None)
 
-    def _capture(self, change) -> bytes | None:
+    def _capture(self, change, known: tuple[bytes, ParsedUpdate] | None = None) -> bytes | None:
         """Runs a change of the replica; returns the update it made, or None when it changed nothing."""
         self._integrated.clear()
         change()
@@ -149,7 +152,8 @@ class Room:
             return None
         integrated = news[0] if len(news) == 1 else merge_updates(*news)
         self.is_written = True
-        parsed = parse_update(integrated, strict=False)
+        # A keystroke usually integrates exactly as sent (yrs writes the same bytes back): its parse is reused.
+        parsed = known[1] if known and integrated == known[0] else parse_update(integrated, strict=False)
         self._index(parsed)
         self.compacted_bytes += len(integrated) + extra_bytes(parsed)
         return integrated
@@ -190,11 +194,7 @@ class Room:
 
     def _handle_sync(self, peer: Peer, message: SyncMessage) -> None:
         if message.kind == SYNC_STEP1:
-            try:
-                missing = self.doc.get_update(message.payload)
-            except Exception as exc:  # yrs rejects a state vector it cannot decode
-                raise ProtocolError(f"bad state vector ({exc})") from exc
-            peer.send(encode_sync(SYNC_STEP2, missing))
+            peer.send(self._sync_step2(message.payload))
             return
         update = message.payload
         parsed = parse_update(update)
@@ -225,7 +225,7 @@ class Room:
             peer.close(CLOSE_TOO_LARGE, f"document would exceed {self.max_doc_bytes} bytes")
             return
         try:
-            integrated = self._apply(update)
+            integrated = self._apply(update, parsed)
         except Exception as exc:  # yrs refused it: nothing was applied
             raise ProtocolError(f"update rejected by the CRDT ({exc})") from exc
         if missing is not None:
@@ -238,6 +238,21 @@ class Room:
         if integrated is not None:
             self.metrics.update_received(len(integrated))
             self._enqueue(integrated, peer, peer.change(self.history.instance_id) if self.recorder else None)
+
+    def _sync_step2(self, state_vector: bytes) -> bytes:
+        """The answer to a client's sync step 1: what it lacks. A new client lacks everything, and the whole
+        document is encoded once per version for all of them: 200 joiners of a 1 MB document cost one encoding
+        and share one frame (issue 21's join storm), instead of 200 encodings and 200 copies."""
+        if state_vector == EMPTY_STATE_VECTOR and self._full_step2[0] == self.version:
+            return self._full_step2[1]
+        try:
+            missing = self.doc.get_update(state_vector)
+        except Exception as exc:  # yrs rejects a state vector it cannot decode
+            raise ProtocolError(f"bad state vector ({exc})") from exc
+        frame = encode_sync(SYNC_STEP2, missing)
+        if state_vector == EMPTY_STATE_VECTOR:
+            self._full_step2 = (self.version, frame)
+        return frame
 
     def _send_presence(self, peer: Peer) -> None:
         """Who is here, for a joining client. A stock client sends its own state right after its sync step 1,

@@ -10,7 +10,7 @@ from server.auth import OPEN_GRANT
 from server.fanout import NullFanout
 from server.metrics import Metrics
 from server.peer import Peer
-from server.protocol import SYNC_UPDATE, encode_sync
+from server.protocol import SYNC_STEP1, SYNC_UPDATE, decode_message, encode_sync
 from server.ratelimit import TokenBucket
 from server.rooms import RoomManager
 from server.stores.sqlite import SqliteStore
@@ -40,7 +40,6 @@ def make_peer(received: list) -> Peer:
         received.append((code, reason))
 
     peer = Peer(send, close, OPEN_GRANT, "test", 100, TokenBucket(1000, 1000), Metrics(), max_send_queue_bytes=1 << 20)
-    peer.start()
     return peer
 
 
@@ -211,5 +210,38 @@ async def test_a_room_nobody_wrote_to_unloads_when_its_last_client_leaves(tmp_pa
             await anyio.sleep(0.02)
     assert list(rooms.rooms) == ["written"]  # a written one keeps its grace period
     assert store.loads == 41
+    await rooms.close()
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_joiners_with_nothing_share_one_encoding_of_the_document_until_it_changes(tmp_path):
+    rooms, store = await manager(tmp_path)
+    with anyio.fail_after(5):
+        room = await rooms.acquire("doc")
+        writer = make_peer([])
+        room.join(writer)
+        room.handle(writer, encode_sync(SYNC_UPDATE, typed("shared")))
+        answers = []
+        for _ in range(3):
+            received = []
+            joiner = make_peer(received)
+            room.join(joiner)
+            room.handle(joiner, encode_sync(SYNC_STEP1, b"\x00"))  # an empty state vector
+            while len(received) < 2:
+                await anyio.sleep(0.01)
+            answers.append(received[1])
+        assert answers[0] is answers[1] is answers[2]  # one frame, encoded once
+        room.handle(writer, encode_sync(SYNC_UPDATE, typed(" and more")))
+        received = []
+        late = make_peer(received)
+        room.join(late)
+        room.handle(late, encode_sync(SYNC_STEP1, b"\x00"))
+        while len(received) < 2:
+            await anyio.sleep(0.01)
+        assert received[1] is not answers[0]
+        doc = Doc()
+        doc.apply_update(decode_message(received[1]).payload)
+        assert "and more" in str(doc.get("content", type=Text)) and "shared" in str(doc.get("content", type=Text))
     await rooms.close()
     await store.close()
