@@ -1,4 +1,4 @@
-"""The collaboration benchmark's load: N y-websocket clients on one document, and what they measure.
+"""The collaboration benchmark's load: N clients on a document (a Session), sessions driven together (a Load).
 
 Every client sends edits on a fixed schedule (client i's k-th edit at
 t0 + (k + i/N) / rate, so the document sees one edit every 1/(N·rate) s). An
@@ -13,7 +13,8 @@ A few "recorder" clients (spread over the join order) time each marker from
 the other clients: fan-out latency = arrival at the recorder − send at the
 sender, one process, one monotonic clock. The other clients read and discard,
 so nobody is a slow client. Markers that have not arrived `drain_s` after the
-step are counted missing.
+step are counted missing. A Load sends for several sessions on one schedule
+(the docs scenario: 200 documents of 2 clients each, one sender).
 """
 
 from __future__ import annotations
@@ -261,12 +262,34 @@ class Session:
     def disconnected(self) -> list[int]:
         return [c.close_code for c in self.clients if c.close_code is not None]
 
+    def expected(self) -> int:
+        """(marker, recorder) pairs the step's window should deliver: every marker to every other recorder."""
+        sent_by = self.window.sent_by
+        total = sum(sent_by)
+        return sum(total - sent_by[r] for r in self.recorders if self.clients[r].close_code is None)
+
+
+class Load:
+    """Sessions driven by one sender on one schedule: 200 documents cost one loop, not 200."""
+
+    def __init__(self, sessions: list[Session]):
+        self.sessions = sessions
+        self.server_pid = sessions[0].server_pid
+        longest = max(len(s.clients) for s in sessions)
+        # Interleaved by document, so consecutive edits go to different documents.
+        self.clients = [s.clients[i] for i in range(longest) for s in sessions if i < len(s.clients)]
+
+    @property
+    def frames_in(self) -> int:
+        return sum(s.frames_in for s in self.sessions)
+
     async def run_step(self, rate: float, warmup_s: float, duration_s: float, drain_s: float) -> StepResult:
         """Sends for warmup_s + duration_s, measures the edits sent in the last duration_s."""
         doc_edits_before = sum(c.seq for c in self.clients)
         t0 = time.perf_counter() + 0.01
         start, end = t0 + warmup_s, t0 + warmup_s + duration_s
-        self.window.reset(len(self.clients), start, end)
+        for session in self.sessions:
+            session.window.reset(len(session.clients), start, end)
         lags: list[float] = []
         monitor = asyncio.create_task(_loop_lag(start, end, lags))
         send_lags, cpu_start, frames_start = await self._send(rate, t0, start, end)
@@ -296,7 +319,7 @@ class Session:
                 if client.close_code is None:
                     sent = client.send_edit()
                     if start <= sent <= end:
-                        self.window.sent_by[client.index] += 1
+                        client.session.window.sent_by[client.index] += 1
                     if start <= scheduled <= end:
                         send_lags.append(sent - scheduled)
                 g += 1
@@ -308,36 +331,40 @@ class Session:
         return cpu_seconds(self.server_pid), time.process_time(), machine_busy_seconds(), time.perf_counter()
 
     def _expected(self) -> int:
-        sent_by = self.window.sent_by
-        total = sum(sent_by)
-        return sum(total - sent_by[r] for r in self.recorders if self.clients[r].close_code is None)
+        return sum(s.expected() for s in self.sessions)
+
+    def _latencies(self) -> list[float]:
+        return [latency for s in self.sessions for latency in s.window.latencies]
 
     async def _drain(self, drain_s: float) -> None:
         deadline = time.perf_counter() + drain_s
-        while len(self.window.latencies) < self._expected() and time.perf_counter() < deadline:
+        while sum(len(s.window.latencies) for s in self.sessions) < self._expected():
+            if time.perf_counter() >= deadline:
+                return
             await asyncio.sleep(0.01)
 
     def _result(self, rate, duration_s, cpu_start, cpu_end, frames, send_lags, lags) -> StepResult:
-        window = self.window
-        latencies = sorted(window.latencies)
-        window.start = window.end = float("inf")  # late arrivals no longer count
+        latencies = sorted(self._latencies())
+        expected = self._expected()
+        for session in self.sessions:
+            session.window.start = session.window.end = float("inf")  # late arrivals no longer count
         send_lags.sort()
         lags.sort()
         if cpu_start is None:
             cpu_start = (float("nan"),) * 4
         elapsed = cpu_end[3] - cpu_start[3]
         server_cpu, loadgen_cpu, busy = ((e - s) / elapsed for e, s in zip(cpu_end[:3], cpu_start[:3]))
-        closed = self.disconnected()
+        closed = [code for s in self.sessions for code in s.disconnected()]
         return StepResult(
             clients=len(self.clients),
             rate_per_client=rate,
             offered_rate=rate * len(self.clients),
-            achieved_rate=sum(window.sent_by) / duration_s,
+            achieved_rate=sum(sum(s.window.sent_by) for s in self.sessions) / duration_s,
             num_samples=len(latencies),
             p50_ms=percentile(latencies, 0.50) * 1e3,
             p99_ms=percentile(latencies, 0.99) * 1e3,
             max_ms=(latencies[-1] if latencies else float("nan")) * 1e3,
-            missing=max(0, self._expected() - len(latencies)),
+            missing=max(0, expected - len(latencies)),
             disconnects=len(closed),
             frames_in_per_s=frames / elapsed,
             send_lag_p99_ms=percentile(send_lags, 0.99) * 1e3,
