@@ -93,7 +93,7 @@ MODE_DEFAULTS = {  # flag: (full run, --quick)
 def parse_args(argv=None) -> tuple[BenchConfig, argparse.Namespace]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default="redraft,baseline", help="comma-separated server names")
-    p.add_argument("--scenarios", help=f"comma-separated, among {','.join(SCENARIOS)} [all; with --history on,off: room]")
+    p.add_argument("--scenarios", help=f"comma-separated, of {','.join(SCENARIOS)} [all; with --history on,off: room]")
     p.add_argument("--repeats", type=int, help="runs of every server × scenario, each on a fresh server [3; quick 1]")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--rate", type=float, default=10.0, help="edits/s per client in the goal step")

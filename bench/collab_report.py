@@ -32,10 +32,10 @@ COLUMNS = (
     ("gen lag", 7, lambda s: f"{s.send_lag_p99_ms:.1f}"),
 )
 LEGEND = """\
-One line per load step (room, ramp) as it runs: latency = send → arrival at {recorders} recorder clients; holds = p99 ≤ {limit:g} ms, achieved ≥ 90% of
-offered, nothing missing, no disconnect. Rates in edits/s on the document; frames/s received by all clients
-together; cpu in cores (srv: server process, gen: load generator, others: the rest of the machine);
-gen lag: p99 of how late edits left the generator, ms."""
+One line per load step (room, ramp) as it runs: latency = send → arrival at {recorders} recorder clients;
+holds = p99 ≤ {limit:g} ms, achieved ≥ 90% of offered, nothing missing, no disconnect. Rates in edits/s on the
+document; frames/s received by all clients together; cpu in cores (srv: server process, gen: load generator,
+others: the rest of the machine); gen lag: p99 of how late edits left the generator, ms."""
 
 
 def machine_info() -> dict:
@@ -114,18 +114,18 @@ ROWS = (
 
 def scenario_lines(config: BenchConfig) -> list[str]:
     """What each scenario that runs does, with this run's sizes."""
+    rates = ",".join(f"{rate:g}" for rate in (config.rate, *config.ramp))
     described = {
         "room": f"room: {config.num_clients} clients × {config.rate:g} edits/s on one document, "
                 f"{config.duration_s:g} s measured",
-        "ramp": f"ramp: {config.num_clients} clients, per-client rates {config.rate:g},"
-                f"{','.join(f'{r:g}' for r in config.ramp)}, {config.step_duration_s:g} s each; holds = p99 ≤ "
-                f"{config.p99_limit_ms:g} ms, achieved ≥ 90% of offered, nothing missing, no disconnect",
+        "ramp": f"ramp: {config.num_clients} clients, per-client rates {rates}, {config.step_duration_s:g} s each; "
+                f"holds: p99 ≤ {config.p99_limit_ms:g} ms, ≥ 90% of the offered rate sent, none lost, no disconnect",
         "docs": f"docs: {config.num_docs} documents × 2 clients × {config.docs_rate:g} edits/s, "
                 f"{config.duration_s:g} s measured",
         "storm": f"storm: {config.storm_clients} clients join a {config.storm_chars:,}-character document at once "
                  f"(its writer stays connected)",
-        "idle": f"idle: {config.idle_connections} idle connections over "
-                f"{min(config.idle_docs, config.idle_connections)} documents; KiB = (RSS after − before) / connections",
+        "idle": f"idle: {config.idle_connections} connections over {min(config.idle_docs, config.idle_connections)} "
+                "documents; KiB: RSS after − before, per connection",
     }  # fmt: skip
     return [described[scenario] for scenario in config.scenarios]
 
