@@ -87,6 +87,8 @@ MODE_DEFAULTS = {  # flag: (full run, --quick)
     "drain": (2.0, 1.0),
     "ramp": ("15,20,30,40,60,80,120,160,190", "20,40,80,120,160,190"),
     "storm_clients": (200, 50),
+    "retries": (1, 0),
+    "quiet_wait": (5.0, 1.0),
 }
 
 
@@ -105,8 +107,8 @@ def parse_args(argv=None) -> tuple[BenchConfig, argparse.Namespace]:
     p.add_argument("--ramp-down", default="8,6,4,2", help="per-client rates tried when the goal rate fails")
     p.add_argument("--recorders", type=int, default=5, help="clients that time arrivals")
     p.add_argument("--p99-limit-ms", type=float, default=50.0, help="p99 above this: the step does not hold")
-    p.add_argument("--retries", type=int, default=1, help="reruns of a step that failed on a busy machine")
-    p.add_argument("--quiet-wait", type=float, default=5.0, help="seconds to wait for a quiet machine per step")
+    p.add_argument("--retries", type=int, help="reruns of a step that failed on a busy machine [1; quick 0]")
+    p.add_argument("--quiet-wait", type=float, help="seconds to wait for a quiet machine per step [5; quick 1]")
     p.add_argument("--docs", type=int, default=200, help="documents in the docs scenario")
     p.add_argument("--docs-rate", type=float, default=2.0, help="edits/s per client in the docs scenario")
     p.add_argument("--storm-clients", type=int, help="clients joining at once in the storm [200; quick 50]")
@@ -117,7 +119,8 @@ def parse_args(argv=None) -> tuple[BenchConfig, argparse.Namespace]:
                    help="Redraft's --history: on, off, or on,off to run it twice (the second as redraft-off)")
     p.add_argument("--same-doc", action="store_true",
                    help="run every ramp step on one document that keeps growing (default: a fresh one per step)")
-    p.add_argument("--quick", action="store_true", help="one repeat, short steps, a coarse ramp, a smaller storm")
+    p.add_argument("--quick", action="store_true",
+                   help="one repeat, short steps, a coarse ramp, a smaller storm, no retries (under a minute)")
     p.add_argument("--json", type=Path, help="also write every run and the medians here")
     args = p.parse_args(argv)
     for name, (full, quick) in MODE_DEFAULTS.items():  # explicit flags win over --quick
