@@ -13,7 +13,7 @@ from collab_config import GOAL_P99_MS, GOAL_SPEEDUP, NOISY_CPU, BenchConfig
 from collab_load import StepResult
 
 NAME_WIDTH = 17  # "hocuspocus-sqlite"
-NODE_PACKAGE = Path(__file__).resolve().parent / "collab_node" / "package.json"  # pins the Node servers
+NODE_DIR = Path(__file__).resolve().parent / "collab_node"  # one npm project per Node server, exact pins
 # (header, width, cell) for each column after the server name
 COLUMNS = (
     ("clients", 7, lambda s: f"{s.clients}"),
@@ -64,8 +64,10 @@ def versions() -> dict:
             found[name] = version(name)
         except PackageNotFoundError:  # pycrdt-websocket: only the baseline needs it (the bench extra)
             found[name] = None
-    if NODE_PACKAGE.exists():  # the Node servers' exact pins, and the Node that runs them
-        found.update(json.loads(NODE_PACKAGE.read_text()).get("dependencies", {}))
+    manifests = sorted(NODE_DIR.glob("*/package.json"))
+    for manifest in manifests:  # the Node servers' exact pins
+        found.update(json.loads(manifest.read_text()).get("dependencies", {}))
+    if manifests:  # and the Node that runs them
         try:
             found["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
         except OSError:
