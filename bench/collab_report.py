@@ -137,10 +137,11 @@ def print_header(config: BenchConfig, header: dict) -> None:
     print(f"\ncollab bench {header['date']}  {machine['cpu']} ×{machine['nproc']}  Python {machine['python']}  "
           f"loop={header['loop']}")
     print("versions: " + ", ".join(f"{name} {version}" for name, version in header["versions"].items() if version))
-    history = "redraft-off: --history off" if len(config.history) > 1 else f"history {config.history[0]}"
-    flags = header["redraft_flags"]
-    limits = f"serve {flags} (limits raised so the bench measures speed, not policy)" if flags else "default limits"
-    print(f"redraft: {limits}, {history}")
+    if "redraft" in config.servers:
+        history = "redraft-off: --history off" if len(config.history) > 1 else f"history {config.history[0]}"
+        flags = header["redraft_flags"]
+        limits = f"serve {flags} (limits raised so the bench measures speed, not policy)" if flags else "its limits"
+        print(f"redraft: {limits}, {history}")
     print(f"medians of {config.num_repeats} repeat(s); a fresh server per server × scenario × repeat, servers "
           "rotated each repeat; cpu in cores")
     for line in scenario_lines(config):

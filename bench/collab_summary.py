@@ -133,7 +133,9 @@ def summarize(runs: list[Run], table: dict, config: BenchConfig) -> dict:
         name for name, s in steps if s.loadgen_cpu > 0.9 or s.loop_lag_p99_ms > 5.0
     ]
     summary["noisy_steps"] = [name for name, s in steps if s.other_cpu > NOISY_CPU]
-    summary["failed_runs"] = [f"{r.server} {r.scenario} #{r.repeat + 1}: {r.error}" for r in runs if r.error]
+    summary["failed_runs"] = [f"{r.server} {r.scenario} #{r.repeat + 1}: {r.error}" for r in runs if r.error] + [
+        f"{name}: {s.error}" for name, s in steps if s.error
+    ]
     return summary
 
 
