@@ -46,7 +46,7 @@ from pathlib import Path
 
 from collab_config import SCENARIOS, BenchConfig
 from collab_load import self_check
-from collab_report import LEGEND, NAME_WIDTH, machine_info, print_header, print_table, table_header, versions
+from collab_report import LEGEND, NAME_WIDTH, machine_info, print_report, table_header, versions
 from collab_room import ramp, room
 from collab_scenarios import docs, idle, storm
 from collab_servers import command, start_server
@@ -210,8 +210,7 @@ def main(argv=None) -> int:
         runs = runner.run(run(config))
     table = medians(runs, config)
     summary = summarize(runs, table, config)
-    print_header(config, header)
-    print_table(table, summary, config)
+    print_report(table, summary, config, header)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         document = {
@@ -223,7 +222,7 @@ def main(argv=None) -> int:
             "runs": [asdict(r) for r in runs],
         }
         args.json.write_text(json.dumps(_json_safe(document), indent=2, allow_nan=False) + "\n")
-        print(f"wrote {args.json}")
+        print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
 

@@ -132,7 +132,7 @@ def scenario_lines(config: BenchConfig) -> list[str]:
     return [described[scenario] for scenario in config.scenarios]
 
 
-def print_header(config: BenchConfig, header: dict) -> None:
+def _print_header(config: BenchConfig, header: dict) -> None:
     machine = header["machine"]
     print(f"\ncollab bench {header['date']}  {machine['cpu']} ×{machine['nproc']}  Python {machine['python']}  "
           f"loop={header['loop']}")
@@ -148,7 +148,10 @@ def print_header(config: BenchConfig, header: dict) -> None:
         print("  " + line)
 
 
-def print_table(table: dict, summary: dict, config: BenchConfig) -> None:
+def print_report(table: dict, summary: dict, config: BenchConfig, header: dict) -> None:
+    """The header, the verdicts and notes, and last the table of medians (Markdown, for the README)."""
+    _print_header(config, header)
+    _print_verdicts(summary, config)
     labels = [label for _, _, label in config.runs()]
     print("\n| scenario | figure | " + " | ".join(labels) + " |")
     print("|---|---|" + "---:|" * len(labels))
@@ -157,8 +160,6 @@ def print_table(table: dict, summary: dict, config: BenchConfig) -> None:
             continue
         cells = [_cell(table[scenario][label], key, fmt) for label in labels]
         print(f"| {scenario} | {title} | " + " | ".join(cells) + " |")
-    print()
-    _print_verdicts(summary, config)
 
 
 def _cell(figs: dict, key: str, fmt: str) -> str:
