@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collab_load import StepResult
+from collab_step import StepResult
 
 GOAL_P99_MS = 10.0  # fan-out p99 goal at 50 clients × 10 edits/s
 GOAL_SPEEDUP = 1.5  # sustained rate goal against the baseline

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from collab_config import GOAL_P99_MS, GOAL_SPEEDUP, NOISY_CPU, BenchConfig
-from collab_load import StepResult
+from collab_step import StepResult
 
 NAME_WIDTH = 17  # "hocuspocus-sqlite"
 NODE_DIR = Path(__file__).resolve().parent / "collab_node"  # one npm project per Node server, exact pins

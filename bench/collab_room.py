@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from collab_config import GOAL_P99_MS, NOISY_CPU, BenchConfig, step_holds
-from collab_load import Load, Session, StepResult, wait_for_quiet
+from collab_load import Session, wait_for_quiet
+from collab_step import Load, StepResult
 from collab_report import NAME_WIDTH, format_step
 from collab_servers import ServerProcess
 

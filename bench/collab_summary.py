@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from collab_config import BASELINES, GOAL_P99_MS, GOAL_SPEEDUP, NOISY_CPU, BenchConfig, step_holds
-from collab_load import StepResult
+from collab_step import StepResult
 
 NAN = float("nan")
 
