@@ -204,8 +204,9 @@ def main(argv=None) -> int:
         "loop": loop_name,
         "redraft_flags": redraft_flags(),
     }
-    print(LEGEND.format(recorders=config.num_recorders, limit=config.p99_limit_ms), file=sys.stderr)
-    print(table_header(), file=sys.stderr)
+    if {"room", "ramp"} & set(config.scenarios):  # their steps print a line each as they run
+        print(LEGEND.format(recorders=config.num_recorders, limit=config.p99_limit_ms), file=sys.stderr)
+        print(table_header(), file=sys.stderr)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runs = runner.run(run(config))
     table = medians(runs, config)
