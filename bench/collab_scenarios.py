@@ -55,7 +55,7 @@ async def docs(server: ServerProcess, config: BenchConfig) -> StepResult:
         await asyncio.gather(*(s.close() for s in sessions))
 
 
-async def _connect_all(sessions: list[Session]) -> list[BaseException | None]:
+async def _connect_all(sessions: list[Session]) -> list[Exception | None]:
     """Connects every session at once; each one's exception, or None (Session.connect closes a failed one)."""
     results = await asyncio.gather(*(s.connect(CONNECT_TIMEOUT_S) for s in sessions), return_exceptions=True)
     for result in results:
