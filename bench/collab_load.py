@@ -18,12 +18,12 @@ step are counted missing. The sending and the figures are `collab_step`'s.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
 import time
 
 from server.protocol import MESSAGE_SYNC, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE, write_uint
+from collab_step import Load, StepResult
 from ws_client import WsClient, connect, new_client
 
 EMPTY_STATE_STEP1 = bytes((MESSAGE_SYNC, SYNC_STEP1, 1, 0))  # state vector of an empty doc
@@ -63,31 +63,6 @@ def self_check() -> None:
             expected[client] += marker
     if sorted(str(text).split(">")) != sorted("".join(expected.values()).split(">")):
         raise RuntimeError(f"hand-encoded updates decode wrongly: {str(text)!r}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its threads, from /proc."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle, from /proc/stat."""
-    with open("/proc/stat") as stat:
-        jiffies = [int(x) for x in stat.readline().split()[1:]]
-    return (sum(jiffies) - jiffies[3] - jiffies[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
-
-
-async def wait_for_quiet(max_busy_cores: float, timeout_s: float, sample_s: float = 0.5) -> float:
-    """Waits until the machine's busy cores drop below `max_busy_cores`, or the timeout; returns the last sample."""
-    deadline = time.perf_counter() + timeout_s
-    while True:
-        before, started = machine_busy_seconds(), time.perf_counter()
-        await asyncio.sleep(sample_s)
-        busy = (machine_busy_seconds() - before) / (time.perf_counter() - started)
-        if busy < max_busy_cores or time.perf_counter() >= deadline:
-            return busy
 
 
 class Window:
@@ -216,6 +191,10 @@ class Session:
 
     def disconnected(self) -> list[int]:
         return [c.close_code for c in self.clients if c.close_code is not None]
+
+    async def run_step(self, rate: float, warmup_s: float, duration_s: float, drain_s: float) -> StepResult:
+        """One step on this session alone: a Load of one."""
+        return await Load([self]).run_step(rate, warmup_s, duration_s, drain_s)
 
     def expected(self) -> int:
         """(marker, recorder) pairs the step's window should deliver: every marker to every other recorder."""

@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from collab_config import GOAL_P99_MS, NOISY_CPU, BenchConfig, step_holds
-from collab_load import Session, wait_for_quiet
-from collab_step import Load, StepResult
+from collab_load import Session
+from collab_step import StepResult, wait_for_quiet
 from collab_report import NAME_WIDTH, format_step
 from collab_servers import ServerProcess
 
@@ -106,7 +106,7 @@ async def _run_step(
             print(f"{documents.server.name:{NAME_WIDTH}} {step.error}", file=sys.stderr, flush=True)
             return step
         try:
-            step = await Load([session]).run_step(rate, config.warmup_s, duration, config.drain_s)
+            step = await session.run_step(rate, config.warmup_s, duration, config.drain_s)
         finally:
             await documents.release(session)
         step.attempts = attempt + 1

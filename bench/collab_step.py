@@ -5,19 +5,49 @@ t0 + (k + i/N) / rate over the N clients of all sessions, so the server sees one
 edit every 1/(N·rate) s). Sessions are interleaved, so consecutive edits go to
 different documents: 200 documents of 2 clients cost one sender, not 200. The
 step measures the edits sent in its window (after the warm-up) and waits up to
-`drain_s` for them; CPU is sampled from /proc at the window's start and end.
+`drain_s` for them; CPU is sampled from /proc at the window's start and end
+(the server's, this process's, and the machine's: what is left is other
+processes, noise on a shared machine, which `wait_for_quiet` waits out first).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from collab_load import Session, cpu_seconds, machine_busy_seconds
+if TYPE_CHECKING:  # collab_load's Session runs its steps through a Load
+    from collab_load import Session
 
 MIN_TICK_S = 0.001  # the sender wakes at most this often and sends every edit that fell due
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        jiffies = [int(x) for x in stat.readline().split()[1:]]
+    return (sum(jiffies) - jiffies[3] - jiffies[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
+async def wait_for_quiet(max_busy_cores: float, timeout_s: float, sample_s: float = 0.5) -> float:
+    """Waits until the machine's busy cores drop below `max_busy_cores`, or the timeout; returns the last sample."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        before, started = machine_busy_seconds(), time.perf_counter()
+        await asyncio.sleep(sample_s)
+        busy = (machine_busy_seconds() - before) / (time.perf_counter() - started)
+        if busy < max_busy_cores or time.perf_counter() >= deadline:
+            return busy
 
 
 def percentile(values: list[float], q: float) -> float:
