@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from collab_config import GOAL_P99_MS, NOISY_CPU, BenchConfig, step_holds
 from collab_load import Session
-from collab_step import StepResult, wait_for_quiet
 from collab_report import NAME_WIDTH, format_step
 from collab_servers import ServerProcess
+from collab_step import StepResult, wait_for_quiet
 
 
 @dataclass
@@ -40,11 +40,10 @@ async def ramp(server: ServerProcess, config: BenchConfig) -> RampResult:
         falling = sorted((r for r in config.ramp_down if r < config.rate), reverse=True)
         steps += await _run_rates(server, config, "low", falling, config.step_duration_s, config.p99_limit_ms, True)
     held = [s for s in steps if step_holds(s, config)]
-    top = config.num_clients * max(rising)
     return RampResult(
         steps=steps,
         sustained_rate=max((s.offered_rate for s in held), default=0.0),
-        is_ceiling=any(s.offered_rate >= top for s in held),
+        is_ceiling=any(s.offered_rate >= config.top_rate for s in held),
     )
 
 
