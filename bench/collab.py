@@ -1,38 +1,37 @@
-"""Benchmark of the collaboration server: fan-out latency and sustained update rate (reported, never asserted).
+"""Benchmark of collaboration servers: Redraft against the servers people deploy (reported, never asserted).
 
-N clients join one document and each sends a small edit at a fixed rate; a few
-of them time every other client's edit from send to arrival (fan-out latency,
-p50/p99/max). The same run measures Redraft (`python -m server serve`, embedded
-SQLite store) and, as the baseline, a plain pycrdt-websocket server with no
-persistence (`bench/baseline_server.py`), one after the other on this machine.
-Both run as subprocesses; the load comes from this process (`collab_load.py`:
-the clients and how edits are marked and timed; `ws_client.py`: a lean
-websocket client, so the generator stays well below one core).
+Every server runs as a subprocess (`collab_servers.py`); the load comes from this
+process (`collab_load.py`: the clients and how edits are marked and timed;
+`ws_client.py`: a lean websocket client, so the generator stays well below one
+core; `collab_dialect.py`: how each server frames the y-websocket protocol).
 
-Scenarios, per server, each step on a fresh document with N fresh clients
-(--same-doc: one document that keeps growing through the steps):
-1. the goal step: --clients × --rate edits/s for --duration s after --warmup s;
-2. the ramp: the per-client rate rises through --ramp, --step-duration s each,
-   and stops at the first step that does not hold. A step holds when p99 ≤
-   --p99-limit-ms, the achieved send rate is within 10% of the offered one, every
-   marker arrived within --drain s and no client was disconnected. The highest
-   offered document rate that held is the server's "sustained rate". If the goal
-   step fails, the lower rates of --ramp-down are tried until one holds.
+Scenarios (--scenarios, default all; `collab_room.py`, `collab_scenarios.py` say how):
+  room   --clients × --rate edits/s on one document: fan-out p50/p99, server CPU, CPU ms per edit
+  ramp   the per-client rate rises until p99 > --p99-limit-ms, a marker is missing or a client
+         is dropped: the highest document rate that held
+  docs   --docs documents × 2 clients × --docs-rate edits/s: p99 over all, server CPU
+  storm  --storm-clients clients join a --storm-chars document at once: ms until all synced,
+         the server's RSS before, at its peak, 1 s and 10 s after
+  idle   --idle connections over --idle-docs documents: KiB of server RSS per connection
 
-The machine is shared, so each step records the cores other processes used
-("others"); before a step the run waits up to --quiet-wait s for a quiet
-machine, and a step that failed while others were busy is run again (--retries).
-Redraft closes a connection sending over 200 messages/s (its rate limit), so
-per-client rates stay below that; a server that holds the top of the ramp is
-reported as "≥".
+For each of --repeats repeats, for each server (the order rotated by one each repeat, so
+no server always runs first), for each scenario, a fresh server process. The report's
+table (last) holds each figure's median over the repeats; --json holds every run too.
+The load generator's CPU is recorded everywhere: near one core, its latencies are its own.
 
-    .venv/bin/python bench/collab.py                 # 1.5-2 minutes on a quiet machine
-    .venv/bin/python bench/collab.py --quick         # about 30 s
-    .venv/bin/python bench/collab.py --servers redraft --same-doc --ramp 160,160,160 --json out.json
+The machine is shared, so each load step records the cores other processes used
+("others"); before a step the run waits up to --quiet-wait s for a quiet machine, and a
+room or ramp step that failed while others were busy is run again (--retries).
+
+    .venv/bin/python bench/collab.py --quick --servers redraft          # under a minute
+    .venv/bin/python bench/collab.py --servers redraft,baseline --json out.json
+    .venv/bin/python bench/collab.py --servers redraft --scenarios storm,idle --repeats 5
     .venv/bin/python bench/collab.py --servers redraft --history on,off   # what version history costs
 
 Redraft records version history (`serve --history on`, its default) unless --history off; with --history
-on,off it runs twice, "redraft" with history and "redraft-off" without, and the report compares their p99.
+on,off it runs twice, "redraft" with history and "redraft-off" without, and the report compares the room
+scenario's p99 (without --scenarios, that comparison runs the room scenario alone). In --json, "results" holds
+per server the room step of the median repeat (the one the summary quotes); "runs" holds every run.
 """
 
 from __future__ import annotations
@@ -45,133 +44,93 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from collab_config import GOAL_P99_MS, NOISY_CPU, BenchConfig, step_holds
-from collab_load import Session, StepResult, self_check, wait_for_quiet
-from collab_report import NAME_WIDTH, format_step, machine_info, print_report, summarize, versions
-from collab_servers import ServerProcess, start_server
+from collab_config import SCENARIOS, BenchConfig
+from collab_load import self_check
+from collab_report import LEGEND, NAME_WIDTH, machine_info, print_report, table_header, versions
+from collab_room import ramp, room
+from collab_scenarios import docs, idle, storm
+from collab_servers import command, start_server
+from collab_summary import Run, figures, median_room_steps, medians, summarize
+
+RUNNERS = {"room": room, "ramp": ramp, "docs": docs, "storm": storm, "idle": idle}
+# A server that fails to start, or a scenario the server breaks, is recorded and the bench goes on.
+RUN_ERRORS = (OSError, RuntimeError, TimeoutError)
 
 
-async def bench_server(server: ServerProcess, config: BenchConfig) -> list[StepResult]:
-    """The goal step and the ramp up from it; the ramp down when the goal step fails."""
-    rising = [config.rate, *config.ramp]
-    steps = await _run_rates(
-        server, config, rising, until_hold=False, first_duration=config.duration_s, prefix="ramp"
-    )
-    if step_holds(steps[0], config) or not config.ramp_down:
-        return steps
-    falling = sorted((r for r in config.ramp_down if r < config.rate), reverse=True)
-    return steps + await _run_rates(server, config, falling, until_hold=True, first_duration=None, prefix="low")
+async def run(config: BenchConfig) -> list[Run]:
+    runs = []
+    for repeat in range(config.num_repeats):
+        for name, history, label in config.rotated_runs(repeat):
+            for scenario in config.scenarios:
+                try:
+                    async with start_server(name, history, label) as server:
+                        result = await RUNNERS[scenario](server, config)
+                    done = Run(repeat, label, scenario, result)
+                except RUN_ERRORS as exc:
+                    done = Run(repeat, label, scenario, None, f"{type(exc).__name__}: {exc}")
+                print(_progress(done, config), file=sys.stderr, flush=True)
+                runs.append(done)
+    return runs
 
 
-class Documents:
-    """Hands each step its session: N fresh clients on a fresh document, or one shared (--same-doc)."""
-
-    def __init__(self, server: ServerProcess, config: BenchConfig, prefix: str):
-        self.server = server
-        self.config = config
-        self.prefix = prefix
-        self.num_opened = 0
-        self.shared: Session | None = None
-
-    async def open(self) -> Session:
-        if self.shared is not None:
-            return self.shared
-        self.num_opened += 1
-        doc = f"collab-{self.prefix}-{self.num_opened}"
-        config = self.config
-        session = Session(self.server, doc, config.num_clients, config.num_recorders)
-        await session.connect()
-        if self.config.is_same_doc:
-            self.shared = session
-        return session
-
-    async def release(self, session: Session) -> None:
-        if session is not self.shared:
-            await session.close()
-
-    async def close(self) -> None:
-        if self.shared is not None:
-            await self.shared.close()
-
-
-async def _run_rates(server, config, rates, until_hold, first_duration, prefix) -> list[StepResult]:
-    """Runs the rates in order; stops at the first step that fails (or, going down, holds)."""
-    documents = Documents(server, config, prefix)
-    steps: list[StepResult] = []
-    try:
-        for i, rate in enumerate(rates):
-            duration = first_duration if (i == 0 and first_duration is not None) else config.step_duration_s
-            # The goal step is also rerun when noise alone may have pushed it over the goal.
-            retry_above_ms = GOAL_P99_MS if (i == 0 and first_duration is not None) else config.p99_limit_ms
-            step = await _run_step(documents, rate, duration, config, retry_above_ms)
-            steps.append(step)
-            if step_holds(step, config) == until_hold:
-                break
-    finally:
-        await documents.close()
-    return steps
-
-
-async def _run_step(
-    documents: Documents, rate: float, duration: float, config: BenchConfig, retry_above_ms: float
-) -> StepResult:
-    """One step; a step that failed while other processes were busy is run again, up to --retries times."""
-    for attempt in range(1 + config.num_retries):
-        await wait_for_quiet(NOISY_CPU, config.quiet_wait_s)
-        try:
-            session = await documents.open()
-        except (OSError, RuntimeError) as exc:  # the server refused or dropped the clients
-            step = StepResult.failed(config.num_clients, rate, f"connect: {exc}")
-            print(f"{documents.server.name:{NAME_WIDTH}} {step.error}", file=sys.stderr, flush=True)
-            return step
-        try:
-            step = await session.run_step(rate, config.warmup_s, duration, config.drain_s)
-        finally:
-            await documents.release(session)
-        step.attempts = attempt + 1
-        print(format_step(documents.server.name, step), file=sys.stderr, flush=True)
-        is_good = step_holds(step, config) and step.p99_ms <= retry_above_ms
-        if is_good or step.other_cpu <= NOISY_CPU or step.disconnects:
-            break
-    return step
+def _progress(run: Run, config: BenchConfig) -> str:
+    """One line per finished run: its figures (room and ramp steps printed their own lines already)."""
+    cells = run.error or "  ".join(f"{key} {value:.4g}" for key, value in figures(run, config).items())
+    return f"{run.server:{NAME_WIDTH}} {run.scenario} #{run.repeat + 1}: {cells}"
 
 
 MODE_DEFAULTS = {  # flag: (full run, --quick)
+    "repeats": (3, 1),
     "duration": (10.0, 3.0),
     "step_duration": (5.0, 2.0),
     "warmup": (1.0, 0.5),
     "drain": (2.0, 1.0),
     "ramp": ("15,20,30,40,60,80,120,160,190", "20,40,80,120,160,190"),
+    "storm_clients": (200, 50),
+    "retries": (1, 0),
+    "quiet_wait": (5.0, 1.0),
 }
 
 
 def parse_args(argv=None) -> tuple[BenchConfig, argparse.Namespace]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", default="redraft,baseline", help="comma-separated: redraft, baseline")
+    p.add_argument("--servers", default="redraft,baseline", help="comma-separated server names")
+    p.add_argument("--scenarios", help=f"comma-separated, of {','.join(SCENARIOS)} [all; with --history on,off: room]")
+    p.add_argument("--repeats", type=int, help="runs of every server × scenario, each on a fresh server [3; quick 1]")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--rate", type=float, default=10.0, help="edits/s per client in the goal step")
-    p.add_argument("--duration", type=float, help="seconds measured in the goal step [10; quick 3]")
+    p.add_argument("--duration", type=float, help="seconds measured in the room and docs steps [10; quick 3]")
     p.add_argument("--step-duration", type=float, help="seconds measured per ramp step [5; quick 2]")
     p.add_argument("--warmup", type=float, help="seconds sent, not measured, before each step [1; quick 0.5]")
     p.add_argument("--drain", type=float, help="seconds to wait for late edits after each step [2; quick 1]")
-    p.add_argument("--ramp", help="per-client rates after the goal step [%s; quick %s]" % MODE_DEFAULTS["ramp"])
-    p.add_argument("--ramp-down", default="8,6,4,2", help="per-client rates tried when the goal step fails")
+    p.add_argument("--ramp", help="per-client rates after the goal rate [%s; quick %s]" % MODE_DEFAULTS["ramp"])
+    p.add_argument("--ramp-down", default="8,6,4,2", help="per-client rates tried when the goal rate fails")
     p.add_argument("--recorders", type=int, default=5, help="clients that time arrivals")
     p.add_argument("--p99-limit-ms", type=float, default=50.0, help="p99 above this: the step does not hold")
-    p.add_argument("--retries", type=int, default=1, help="reruns of a step that failed on a busy machine")
-    p.add_argument("--quiet-wait", type=float, default=5.0, help="seconds to wait for a quiet machine per step")
+    p.add_argument("--retries", type=int, help="reruns of a step that failed on a busy machine [1; quick 0]")
+    p.add_argument("--quiet-wait", type=float, help="seconds to wait for a quiet machine per step [5; quick 1]")
+    p.add_argument("--docs", type=int, default=200, help="documents in the docs scenario")
+    p.add_argument("--docs-rate", type=float, default=2.0, help="edits/s per client in the docs scenario")
+    p.add_argument("--storm-clients", type=int, help="clients joining at once in the storm [200; quick 50]")
+    p.add_argument("--storm-chars", type=int, default=1_000_000, help="characters of the storm's document")
+    p.add_argument("--idle", type=int, default=1000, help="idle connections")
+    p.add_argument("--idle-docs", type=int, default=100, help="documents the idle connections spread over")
     p.add_argument("--history", default="on",
                    help="Redraft's --history: on, off, or on,off to run it twice (the second as redraft-off)")
     p.add_argument("--same-doc", action="store_true",
-                   help="run every step on one document that keeps growing (default: a fresh one per step)")
-    p.add_argument("--quick", action="store_true", help="short steps and a coarse ramp (about 30 s)")
-    p.add_argument("--json", type=Path, help="also write the results here")
+                   help="run every ramp step on one document that keeps growing (default: a fresh one per step)")
+    p.add_argument("--quick", action="store_true",
+                   help="one repeat, short steps, a coarse ramp, a smaller storm, no retries (under a minute)")
+    p.add_argument("--json", type=Path, help="also write every run and the medians here")
     args = p.parse_args(argv)
     for name, (full, quick) in MODE_DEFAULTS.items():  # explicit flags win over --quick
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
+    history = _parse_names(args.history)
+    if args.scenarios is None:  # history on,off compares the room scenario's p99
+        args.scenarios = "room" if len(history) > 1 else ",".join(SCENARIOS)
     config = BenchConfig(
-        servers=tuple(s.strip() for s in args.servers.split(",") if s.strip()),
+        servers=_parse_names(args.servers),
         num_clients=args.clients,
         rate=args.rate,
         duration_s=args.duration,
@@ -185,13 +144,33 @@ def parse_args(argv=None) -> tuple[BenchConfig, argparse.Namespace]:
         num_retries=args.retries,
         is_same_doc=args.same_doc,
         quiet_wait_s=args.quiet_wait,
-        history=tuple(mode.strip() for mode in args.history.split(",") if mode.strip()),
+        history=history,
+        scenarios=_parse_names(args.scenarios),
+        num_repeats=args.repeats,
+        num_docs=args.docs,
+        docs_rate=args.docs_rate,
+        storm_clients=args.storm_clients,
+        storm_chars=args.storm_chars,
+        idle_connections=args.idle,
+        idle_docs=args.idle_docs,
     )
+    for name in config.servers:
+        command(name, 0, Path("data"))  # raises ValueError for a server it does not know
     return config, args
 
 
+def _parse_names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def _parse_rates(text: str) -> tuple[float, ...]:
-    return tuple(float(rate) for rate in text.split(",") if rate.strip())
+    return tuple(float(rate) for rate in _parse_names(text))
+
+
+def redraft_flags() -> str:
+    """The limits Redraft's bench command line raises (its --max-* flags)."""
+    args = command("redraft", 0, Path("data"))
+    return " ".join(f"{flag} {value}" for flag, value in zip(args, args[1:]) if flag.startswith("--max-"))
 
 
 def _json_safe(value):
@@ -203,14 +182,6 @@ def _json_safe(value):
     if isinstance(value, (list, tuple)):
         return [_json_safe(item) for item in value]
     return value
-
-
-async def run(config: BenchConfig) -> dict[str, list[StepResult]]:
-    results = {}
-    for name, history, label in config.runs():
-        async with start_server(name, history, label) as server:
-            results[label] = await bench_server(server, config)
-    return results
 
 
 def main(argv=None) -> int:
@@ -231,21 +202,28 @@ def main(argv=None) -> int:
         "machine": machine_info(),
         "versions": versions(),
         "loop": loop_name,
+        "redraft_flags": redraft_flags(),
     }
+    if {"room", "ramp"} & set(config.scenarios):  # their steps print a line each as they run
+        print(LEGEND.format(recorders=config.num_recorders, limit=config.p99_limit_ms), file=sys.stderr)
+        print(table_header(), file=sys.stderr)
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        results = runner.run(run(config))
-    summary = summarize(results, config)
-    print_report(results, summary, config, header)
+        runs = runner.run(run(config))
+    table = medians(runs, config)
+    summary = summarize(runs, table, config)
+    print_report(table, summary, config, header)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         document = {
             **header,
             "config": asdict(config),
             "summary": summary,
-            "results": {name: [asdict(s) for s in steps] for name, steps in results.items()},
+            "medians": table,
+            "results": {label: [asdict(s) for s in steps] for label, steps in median_room_steps(runs, config).items()},
+            "runs": [asdict(r) for r in runs],
         }
         args.json.write_text(json.dumps(_json_safe(document), indent=2, allow_nan=False) + "\n")
-        print(f"wrote {args.json}")
+        print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
 
