@@ -203,7 +203,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
-    from .ws_frames import FrameWriterProtocol
+    from .ws_link import LinkProtocol
 
     try:
         config = config_from_args(args)
@@ -236,7 +236,7 @@ def serve(args: argparse.Namespace) -> int:
         ws_max_size=4 * config.max_message_bytes,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
-        ws=FrameWriterProtocol,  # broadcasts write frames without an awaited ASGI send per client
+        ws=LinkProtocol,  # rooms read and write frames without ASGI's per-message round trips (ws_link)
         lifespan="on",
     )
     return 0

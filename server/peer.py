@@ -44,7 +44,7 @@ class Peer:
     ):
         self.id = next(_ids)
         self._send = send
-        self._write_now = write_now  # the transport's synchronous path (ws_frames.FrameWriter), when it has one
+        self._write_now = write_now  # the transport's synchronous path (ws_link.Link.write), when it has one
         self._close = close
         self.grant = grant
         self.address = address

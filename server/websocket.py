@@ -29,7 +29,7 @@ from .protocol import (
 )
 from .ratelimit import TokenBucket
 from .services import Services
-from .ws_frames import FRAME_WRITER
+from .ws_link import LINK, Link
 
 log = logging.getLogger(__name__)
 
@@ -63,67 +63,103 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         log.exception("loading %s failed", name)
         return await refuse(websocket, services, CLOSE_UNAVAILABLE, "store_unavailable",
                             f"the document could not be loaded: {exc}")
-    try:
-        if len(room.peers) >= config.max_connections_per_doc:
-            return await refuse(websocket, services, CLOSE_UNAVAILABLE, "doc_limit",
-                                f"at most {config.max_connections_per_doc} connections per document")
-        await _serve(websocket, services, room, grant, address)
-    finally:
+    if len(room.peers) >= config.max_connections_per_doc:
         services.rooms.release(room)
-
-
-async def _serve(websocket: WebSocket, services: Services, room, grant, address: str) -> None:
-    config = services.config
-    await websocket.accept()
-    peer = Peer(
-        send=websocket.send_bytes,
-        close=lambda code, reason: websocket.close(code, reason),
-        grant=grant,
-        address=address,
-        max_send_queue=config.max_send_queue,
-        bucket=TokenBucket(config.max_messages_per_s, config.max_message_burst),
-        metrics=services.metrics,
-        max_send_queue_bytes=config.max_send_queue_bytes,
-        write_now=_frame_writer(websocket),
-    )
-    services.connections_by_address[address] += 1
-    services.metrics.connections.inc()
-    expiry = None
-    if grant.expires_at is not None:
-        delay = max(0.0, grant.expires_at - time.time())
-        expiry = asyncio.get_running_loop().call_later(
-            delay, peer.close, CLOSE_UNAUTHORIZED, "the token has expired: reconnect with a new one"
-        )
-    room.join(peer)
+        return await refuse(websocket, services, CLOSE_UNAVAILABLE, "doc_limit",
+                            f"at most {config.max_connections_per_doc} connections per document")
     try:
-        await _receive_loop(websocket, room, peer, config.max_message_bytes)
+        await websocket.accept()
+    except BaseException:
+        services.rooms.release(room)
+        raise
+    client = Client(services, room, grant, address)
+    link: Link | None = websocket.scope.get("extensions", {}).get(LINK)
+    if link is not None:  # under `redraft serve`: the connection goes on without this task (ws_link)
+        client.open(link.send, link.close, link.write)
+        link.take_over(client.on_message, client.on_closed)
+        return
+    client.open(websocket.send_bytes, lambda code, reason: websocket.close(code, reason), None)
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            client.on_message(message["bytes"] if message.get("bytes") is not None else message.get("text", ""))
     finally:
-        if expiry is not None:
-            expiry.cancel()
-        room.leave(peer)
-        await peer.stop()
-        services.connections_by_address[address] -= 1
-        if services.connections_by_address[address] <= 0:
-            del services.connections_by_address[address]
-        services.metrics.connections.dec()
+        await client.closed()
 
 
-def _frame_writer(websocket: WebSocket):
-    """The server's synchronous frame writer (`ws_frames`), or None under a server without one."""
-    writer = websocket.scope.get("extensions", {}).get(FRAME_WRITER)
-    return writer.write if writer is not None else None
+class Client:
+    """One accepted connection to a room: its peer, what it counts against its address and the server, its
+    token's expiry, and where its messages go. Holds nothing of the websocket's framework."""
 
+    def __init__(self, services: Services, room, grant, address: str):
+        self.services = services
+        self.room = room
+        self.grant = grant
+        self.address = address
+        self.peer: Peer | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._is_closed = False
 
-async def _receive_loop(websocket: WebSocket, room, peer: Peer, max_message_bytes: int) -> None:
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        frame = message.get("bytes")
-        if frame is None:
+    def open(self, send, close, write_now) -> None:
+        """Joins the room with a peer that sends through `send` (awaited), `write_now` (immediate, optional)
+        and closes through `close`."""
+        services, config = self.services, self.services.config
+        self.peer = peer = Peer(
+            send=send,
+            close=close,
+            grant=self.grant,
+            address=self.address,
+            max_send_queue=config.max_send_queue,
+            bucket=TokenBucket(config.max_messages_per_s, config.max_message_burst),
+            metrics=services.metrics,
+            max_send_queue_bytes=config.max_send_queue_bytes,
+            write_now=write_now,
+        )
+        services.connections_by_address[self.address] += 1
+        services.metrics.connections.inc()
+        if self.grant.expires_at is not None:
+            delay = max(0.0, self.grant.expires_at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay, peer.close, CLOSE_UNAUTHORIZED, "the token has expired: reconnect with a new one"
+            )
+        self.room.join(peer)
+
+    def on_message(self, frame: bytes | str) -> None:
+        peer, room = self.peer, self.room
+        max_message_bytes = self.services.config.max_message_bytes
+        if isinstance(frame, str):
             peer.close(CLOSE_MALFORMED, "text frames are not part of the y-websocket protocol")
         elif len(frame) > max_message_bytes:
             room.metrics.refused("message_too_big")
             peer.close(CLOSE_TOO_LARGE, f"messages are limited to {max_message_bytes} bytes")
         elif peer.is_open:
             room.handle(peer, frame)
+
+    def on_closed(self) -> None:
+        """The link's end of the connection: the rest of the goodbye is awaited in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self.closed())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    async def closed(self) -> None:
+        """Leaves the room and gives back what the connection held; once, however the connection ended."""
+        if self._is_closed:
+            return
+        self._is_closed = True
+        services, address = self.services, self.address
+        try:
+            if self._expiry is not None:
+                self._expiry.cancel()
+            self.room.leave(self.peer)
+            await self.peer.stop()
+            services.connections_by_address[address] -= 1
+            if services.connections_by_address[address] <= 0:
+                del services.connections_by_address[address]
+            services.metrics.connections.dec()
+        finally:
+            services.rooms.release(self.room)
+
+
+_closing: set[asyncio.Task] = set()  # goodbyes under way: the loop keeps only weak references to tasks

@@ -239,7 +239,6 @@ class Client:
 
         self.peer = Peer(send, close, grant, "test", 10_000, TokenBucket(1e6, 1e6), Metrics(),
                          max_send_queue_bytes=1 << 24)
-        self.peer.start()
         self.doc = Doc()
         self.text = self.doc.get("content", type=Text)
         self.awareness_id = awareness_id

@@ -1,0 +1,226 @@
+"""uvicorn's websocket protocol with a direct link to the application, which ASGI does not offer.
+
+Through ASGI, every frame a room broadcasts is an awaited `websocket.send` per client
+(a task woken, Starlette's wrappers, websockets' framing and a copy), and every frame
+received goes through a queue to a task that awaits `websocket.receive()`, with reading
+paused and resumed around it. The connection also keeps that task's whole coroutine
+chain (the middleware stack) alive for as long as it is open. Issue 21 measured these
+layers as the larger part of the server's time at 50 clients × 10 edits/s, and of the
+memory of an idle connection.
+
+`Link`, offered to the application as an ASGI scope extension, does the same things
+directly:
+- `write(payload)` frames a binary message and hands it to the transport now, and
+  declines (False) when the socket's buffer is over its high-water mark or the
+  connection is closing; `send(payload)` is the awaited path for that case;
+- `take_over(on_message, on_closed)` delivers every later message by a plain call, as
+  soon as it is read, and the end of the connection once; the application then returns
+  from its ASGI call and the connection stays open without a task;
+- `close(code, reason)` starts the closing handshake.
+
+The application still runs under any ASGI server, or Starlette's TestClient: it finds
+no link there and uses ASGI. The protocol is uvicorn's sans-io one (its default with
+`websockets` installed); the handshake, pings, the closing handshake, permessage-deflate
+on receipt and the size limit stay uvicorn's and websockets' own.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Callable
+
+from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+
+LINK = "redraft.link"  # the scope["extensions"] key
+CLOSE_INVALID_DATA = 1007  # a text message that is not UTF-8
+_FIN_BINARY = 0x82
+_SMALL = 1 << 14  # below this a frame is one buffer (copying is cheaper than a writev's bookkeeping)
+
+OnMessage = Callable[[bytes | str], None]  # a binary message as bytes, a text message as str
+OnClosed = Callable[[], None]
+
+
+def frame_header(length: int) -> bytes:
+    """The header of one final, unmasked binary frame (a server's frames are never masked)."""
+    if length < 126:
+        return bytes((_FIN_BINARY, length))
+    if length < 1 << 16:
+        return struct.pack("!BBH", _FIN_BINARY, 126, length)
+    return struct.pack("!BBQ", _FIN_BINARY, 127, length)
+
+
+class Link:
+    """One accepted websocket, driven by the application without ASGI's per-message round trips."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: "LinkProtocol"):
+        self._protocol = protocol
+
+    @property
+    def is_open(self) -> bool:
+        protocol = self._protocol
+        return not (protocol.close_sent or protocol.disconnected or protocol.transport.is_closing())
+
+    def write(self, payload: bytes) -> bool:
+        """Writes `payload` as one binary frame and returns True; False when the caller must use `send` (the
+        buffer is full: it waits there for the client to read) or the connection is closing."""
+        protocol = self._protocol
+        if not protocol.writable.is_set() or not self.is_open:
+            return False
+        # The sans-io protocol keeps no state about data frames it did not send (only fragmentation, which
+        # this never starts), so going around it leaves it consistent. Uncompressed frames are valid with
+        # permessage-deflate too: compression is per message, flagged in each frame.
+        if len(payload) < _SMALL:
+            protocol.transport.write(_framed(payload))
+        else:  # a document's state: no copy, the header and the payload go out in one writev
+            protocol.transport.writelines((frame_header(len(payload)), payload))
+        return True
+
+    async def send(self, payload: bytes) -> None:
+        """Writes `payload` once the client has read enough; raises ConnectionError if the connection closed."""
+        await self._protocol.writable.wait()
+        if not self.write(payload):
+            raise ConnectionError("the websocket is closed")
+
+    async def close(self, code: int, reason: str) -> None:
+        """Sends a close frame (at once, whatever is buffered) and closes when the client answers, or after
+        uvicorn's close timeout."""
+        self._protocol.close_now(code, reason)
+
+    def take_over(self, on_message: OnMessage, on_closed: OnClosed) -> None:
+        """From now on every message goes to `on_message` as it is read, and `on_closed` is called once when
+        the connection ends, however it ends. The ASGI application returns after this."""
+        self._protocol.take_over(on_message, on_closed)
+
+
+_last_payload: bytes | None = None
+_last_framed = b""
+
+
+def _framed(payload: bytes) -> bytes:
+    """Header and payload in one buffer; a broadcast hands every client the same payload object in a row,
+    so the last one is kept and framed once for all of them."""
+    global _last_payload, _last_framed
+    if payload is not _last_payload:
+        _last_payload, _last_framed = payload, frame_header(len(payload)) + payload
+    return _last_framed
+
+
+class _NoReader:
+    """Stands for the ASGI receive queue of a connection taken over: uvicorn still posts its disconnect there."""
+
+    __slots__ = ()
+
+    def put_nowait(self, event) -> None:
+        pass
+
+    def empty(self) -> bool:
+        return True
+
+
+_NO_READER = _NoReader()
+
+
+class LinkProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-io websocket protocol, offering a `Link` to the application."""
+
+    _on_message: OnMessage | None = None
+    _on_closed: OnClosed | None = None
+
+    def handle_connect(self, event) -> None:
+        super().handle_connect(event)
+        # The ASGI task was created but has not run yet: the scope it will see still takes the extension.
+        if not self.close_sent:
+            self.scope["extensions"][LINK] = Link(self)
+
+    async def send(self, message) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            # The handshake's request and response (their headers: some 3.5 KiB) are never read again: an idle
+            # connection should not keep them.
+            self.request = self.response = None
+
+    def take_over(self, on_message: OnMessage, on_closed: OnClosed) -> None:
+        if not self.handshake_complete:
+            raise RuntimeError("take_over before the websocket was accepted")
+        self._on_message, self._on_closed = on_message, on_closed
+        if self.disconnected:  # it went away before the application took over
+            self._closed()
+            return
+        # Messages read before this waited in the ASGI queue: they come first, and reading goes on (it was
+        # paused after the first of them, waiting for the application to receive).
+        while not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event["type"] == "websocket.receive":
+                self._deliver(event.get("bytes") if event.get("bytes") is not None else event.get("text"))
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        # Nobody reads ASGI's queue or scope from now on: an idle connection keeps neither (some 3.5 KiB).
+        self.queue = _NO_READER
+        self.scope = None
+
+    def send_receive_event_to_app(self) -> None:
+        if self._on_message is None:
+            return super().send_receive_event_to_app()
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:  # closing: the client's last messages are dropped, as ASGI would
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                data = data.decode()
+            except UnicodeDecodeError:
+                self.close_now(CLOSE_INVALID_DATA, "text messages must be UTF-8")
+                return
+        self._deliver(data)
+
+    def _deliver(self, data: bytes | str) -> None:
+        try:
+            self._on_message(data)
+        except Exception:  # the application's error must not reach the transport's callback
+            self.logger.exception("handling a websocket message failed")
+            self.close_now(1011, "internal error")
+
+    def close_now(self, code: int, reason: str) -> None:
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        try:
+            self.conn.send_close(code, reason)
+        except InvalidState:  # the client's own close arrived first: uvicorn is answering it
+            return
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._on_message is not None:
+            self._closed()
+
+    def _closed(self) -> None:
+        on_closed, self._on_closed = self._on_closed, None
+        self._on_message = None
+        if on_closed is not None:
+            on_closed()
+
+    async def run_asgi(self) -> None:
+        """uvicorn's own, except that a connection the application took over stays open when it returns."""
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.close_timer is None and self._on_message is None:
+            self.transport.close()
