@@ -85,7 +85,7 @@ MODE_DEFAULTS = {  # flag: (full run, --quick)
     "step_duration": (5.0, 2.0),
     "warmup": (1.0, 0.5),
     "drain": (2.0, 1.0),
-    "ramp": ("15,20,30,40,60,80,120,160,190", "20,40,80,120,160,190"),
+    "ramp": ("20,40,60,80,120,160,200,240,300,360,440", "40,80,160,240,320,440"),
     "storm_clients": (200, 50),
     "retries": (1, 0),
     "quiet_wait": (5.0, 1.0),
@@ -94,7 +94,7 @@ MODE_DEFAULTS = {  # flag: (full run, --quick)
 
 def parse_args(argv=None) -> tuple[BenchConfig, argparse.Namespace]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", default="redraft,baseline", help="comma-separated server names")
+    p.add_argument("--servers", default="redraft,yws,hocuspocus,hocuspocus-sqlite,pycrdt", help="comma-separated server names")
     p.add_argument("--scenarios", help=f"comma-separated, of {','.join(SCENARIOS)} [all; with --history on,off: room]")
     p.add_argument("--repeats", type=int, help="runs of every server × scenario, each on a fresh server [3; quick 1]")
     p.add_argument("--clients", type=int, default=50)
