@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -60,6 +61,8 @@ class SqliteStore:
         # them read while the writer appends, so listing 100,000 entries never holds up a keystroke's commit.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         self._reader_conn: sqlite3.Connection | None = None
+        self._appends: deque = deque()  # (doc, updates, history, future) waiting for the next group commit
+        self._is_commit_scheduled = False
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -107,22 +110,52 @@ class SqliteStore:
         return StoredDoc(updates, str(cursor), size)
 
     async def append(self, doc: str, updates: list[bytes], history: Sequence[HistoryEntry] = ()) -> str:
-        return await self._write(self._append, doc, updates, history)
+        """Appends in the next group commit: every append waiting when the writer gets to it (from any number of
+        documents) goes into one transaction, each in a savepoint of its own, so one that fails fails alone."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._appends.append((doc, updates, history, future))
+        if not self._is_commit_scheduled:
+            self._is_commit_scheduled = True
+            self._writer.submit(self._commit_appends, loop)
+        return await future
+
+    def _commit_appends(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the writer thread. 200 documents typed in at once were 200 transactions, each a thread handoff
+        and a WAL commit; now they are one (issue 21)."""
+        self._is_commit_scheduled = False  # an append from now on schedules the next commit
+        batch = []
+        while self._appends:
+            batch.append(self._appends.popleft())
+        if not batch:
+            return
+        outcomes: list = []
+        conn = self._conn
+        try:
+            conn.execute("BEGIN")
+            for doc, updates, history, future in batch:
+                conn.execute("SAVEPOINT one_append")
+                try:
+                    outcomes.append((future, self._append(doc, updates, history), None))
+                    conn.execute("RELEASE one_append")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO one_append")
+                    conn.execute("RELEASE one_append")
+                    outcomes.append((future, None, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed: nothing of the batch is stored
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(future, None, exc) for *_, future in batch]
+        loop.call_soon_threadsafe(_settle, outcomes)
 
     def _append(self, doc: str, updates: list[bytes], history: Sequence[HistoryEntry]) -> str:
+        """Inside the caller's transaction."""
         conn = self._conn
-        conn.execute("BEGIN")
-        try:
-            conn.executemany(
-                "INSERT INTO updates (doc, data) VALUES (?, ?)", [(doc, u) for u in updates]
-            )
-            seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            if history:
-                self._record(doc, history)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        conn.executemany("INSERT INTO updates (doc, data) VALUES (?, ?)", [(doc, u) for u in updates])
+        seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        if history:
+            self._record(doc, history)
         return str(seq)
 
     async def compact(self, doc: str, snapshot: bytes, upto: str) -> None:
@@ -268,3 +301,14 @@ class SqliteStore:
         await asyncio.get_running_loop().run_in_executor(self._reader, close_reader)
         self._writer.shutdown(wait=True)
         self._reader.shutdown(wait=True)
+
+
+def _settle(outcomes: list) -> None:
+    """On the event loop: each append's seq, or why it failed (a flush that was cancelled no longer waits)."""
+    for future, seq, exc in outcomes:
+        if future.done():
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(seq)

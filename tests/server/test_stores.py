@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -95,3 +96,35 @@ async def test_cursor_moves_with_appends(make_store):
     first = await store.append("doc", updates[:1])
     second = await store.append("doc", updates[1:])
     assert (await store.load("doc")).cursor == second != first
+
+
+@pytest.mark.anyio
+async def test_sqlite_commits_concurrent_appends_of_many_documents_together_and_a_bad_one_fails_alone(tmp_path):
+    from server.stores.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "group.sqlite3")
+    await store.start()
+    commits = []
+    batch_of = store._commit_appends
+
+    def counting(loop):
+        commits.append(len(store._appends))
+        batch_of(loop)
+
+    store._commit_appends = counting
+    try:
+        per_doc = {f"doc-{i}": edits(seed=i, count=3) for i in range(20)}
+        bad = store.append("bad", [object()])  # sqlite cannot store it: that append fails
+        results = await asyncio.gather(
+            bad, *(store.append(doc, [update]) for doc, (updates, _) in per_doc.items() for update in updates),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], Exception)  # the unbindable update failed, alone
+        seqs = [int(seq) for seq in results[1:]]
+        assert len(set(seqs)) == len(seqs) == 60
+        assert len(commits) < 60 and sum(commits) == 61  # far fewer commits than appends, each append in one
+        for doc, (updates, text) in per_doc.items():
+            assert replay((await store.load(doc)).updates) == text
+        assert (await store.load("bad")).updates == []
+    finally:
+        await store.close()
