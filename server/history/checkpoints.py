@@ -49,12 +49,12 @@ async def checkpoint_if_due(store: Store, doc: str, min_bytes: int = CHECKPOINT_
     """Stores a checkpoint at the newest entry when the entries since the last one are due."""
     latest = await store.checkpoint(doc, LAST_SEQ)
     after, state = latest if latest is not None else (0, None)
-    entries = await store.history(doc, after=after)
-    since_bytes = sum(len(e.update) for e in entries)
+    entries = await store.history_updates(doc, after=after)
+    since_bytes = sum(len(update) for _, update in entries)
     due_bytes = max(min_bytes, len(state or b""))
     if since_bytes <= due_bytes:
         return CheckpointCheck(None, since_bytes, due_bytes)
     # Replaying a 64 KiB stretch onto an 8 MB state takes tens of ms: off the event loop.
-    new_state = await asyncio.to_thread(replay_state, state, [e.update for e in entries])
-    await store.put_checkpoint(doc, entries[-1].seq, new_state)
-    return CheckpointCheck(entries[-1].seq, 0, max(min_bytes, len(new_state)))
+    new_state = await asyncio.to_thread(replay_state, state, [update for _, update in entries])
+    await store.put_checkpoint(doc, entries[-1][0], new_state)
+    return CheckpointCheck(entries[-1][0], 0, max(min_bytes, len(new_state)))

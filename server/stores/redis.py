@@ -257,6 +257,11 @@ class RedisStore:
         flat = await self._read_history(keys=keys, args=args)
         return [_unpack(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
+    async def history_updates(self, doc: str, after: int = 0) -> list[tuple[int, bytes]]:
+        keys = [self.history_key(doc), self.history_updates_key(doc)]
+        flat = await self._read_history(keys=keys, args=[f"({after}", "+inf", -1, ""])
+        return [(int(flat[i].partition(b":")[0]), flat[i + 1]) for i in range(0, len(flat), 2)]
+
     async def add_baseline(self, doc: str, entry: HistoryEntry) -> bool:
         keys = ["", *self._history_keys(doc)]
         return bool(await self._add_baseline(keys=keys, args=_record_args([entry])))

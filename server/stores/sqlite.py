@@ -207,6 +207,14 @@ class SqliteStore:
         ).fetchall()
         return [HistoryEntry.from_meta(seq, data, meta) for seq, data, meta in rows]
 
+    async def history_updates(self, doc: str, after: int = 0) -> list[tuple[int, bytes]]:
+        def read(conn) -> list[tuple[int, bytes]]:
+            return conn.execute(
+                "SELECT seq, data FROM history WHERE doc = ? AND seq > ? ORDER BY seq", (doc, after)
+            ).fetchall()
+
+        return await self._read(read)
+
     async def add_baseline(self, doc: str, entry: HistoryEntry) -> bool:
         return await self._write(self._add_baseline, doc, entry)
 

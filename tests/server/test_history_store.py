@@ -75,6 +75,7 @@ async def test_append_records_entries_with_their_metadata_and_pages_them(make_st
     assert [e.seq for e in await store.history("doc", upto=2)] == [1, 2]
     assert [e.seq for e in await store.history("doc", limit=2, newest_first=True)] == [3, 2]
     assert [e.seq for e in await store.history("doc", after=1, upto=3, limit=1)] == [2]
+    assert await store.history_updates("doc", after=1) == [(2, u[1]), (3, u[2])]  # a checkpoint's read
     bare = await store.history("doc", after=1, with_updates=False)  # a version list reads no update bytes
     assert [(e.seq, e.update, e.author, e.origin) for e in bare] == [
         (2, b"", BOB, Origin()), (3, b"", SERVER_AUTHOR, redraft)
@@ -425,9 +426,9 @@ async def test_a_large_checkpoint_is_not_looked_for_again_until_that_many_bytes_
     class CountingStore(SqliteStore):
         full_reads = 0
 
-        async def history(self, doc, *args, with_updates=True, **kwargs):
-            CountingStore.full_reads += with_updates
-            return await super().history(doc, *args, with_updates=with_updates, **kwargs)
+        async def history_updates(self, doc, after=0):
+            CountingStore.full_reads += 1
+            return await super().history_updates(doc, after)
 
     store = CountingStore(tmp_path / "store.sqlite3")
     await store.start()
