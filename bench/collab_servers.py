@@ -32,7 +32,9 @@ from collab_dialect import Hocuspocus, YWebsocket
 REPO = Path(__file__).resolve().parent.parent
 NODE_DIR = REPO / "bench" / "collab_node"
 HOST = "127.0.0.1"
-SERVERS = ("redraft", "yws", "hocuspocus", "hocuspocus-sqlite", "pycrdt")
+# Redraft through plain ASGI under each of uvicorn's websocket implementations (bench/redraft_asgi.py).
+REDRAFT_ASGI = ("redraft-asgi-websockets-sansio", "redraft-asgi-websockets", "redraft-asgi-wsproto")
+SERVERS = ("redraft", "yws", "hocuspocus", "hocuspocus-sqlite", "pycrdt", *REDRAFT_ASGI)
 ALIASES = {"baseline": "pycrdt"}  # the name pycrdt-websocket had before the Node servers came
 # npm project (a folder of NODE_DIR) of each Node server; the script is <project>/server.mjs
 NODE_PROJECTS = {"yws": "yws", "hocuspocus": "hocuspocus", "hocuspocus-sqlite": "hocuspocus"}
@@ -66,10 +68,13 @@ def free_port() -> int:
 def command(name: str, port: int, data_dir: Path, history: str = "on") -> list[str]:
     """The command line of server `name`; `data_dir` holds whatever it stores (it need not exist yet)."""
     name = canonical_name(name)
-    if name == "redraft":
+    if name == "redraft" or name in REDRAFT_ASGI:
         limits = [arg for flag, value in REDRAFT_BENCH_LIMITS.items() for arg in (f"--{flag}", str(value))]
-        return [sys.executable, "-m", "server", "serve", "--port", str(port),
-                "--data-dir", str(data_dir), "--log-level", "warning", "--history", history, *limits]  # fmt: skip
+        flags = ["--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning", "--history", history,
+                 *limits]  # fmt: skip
+        if name == "redraft":
+            return [sys.executable, "-m", "server", "serve", *flags]
+        return [sys.executable, str(REPO / "bench" / "redraft_asgi.py"), name.removeprefix("redraft-asgi-"), *flags]
     if name == "pycrdt":
         return [sys.executable, str(REPO / "bench" / "baseline_server.py"), "--port", str(port)]
     script = NODE_DIR / NODE_PROJECTS[name] / "server.mjs"

@@ -199,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace, websockets=None) -> int:
+    """`redraft serve`; `websockets` names another of uvicorn's websocket implementations (bench/collab.py
+    measures what ws_link saves against them), else rooms take their connections over (ws_link)."""
     import uvicorn
 
     from .app import create_app
@@ -236,7 +238,7 @@ def serve(args: argparse.Namespace) -> int:
         ws_max_size=4 * config.max_message_bytes,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
-        ws=LinkProtocol,  # rooms read and write frames without ASGI's per-message round trips (ws_link)
+        ws=websockets or LinkProtocol,  # rooms read and write frames without ASGI's round trips (ws_link)
         lifespan="on",
     )
     return 0
