@@ -199,13 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def websocket_options(config: ServerConfig, websockets=None) -> dict:
+    """uvicorn's websocket settings for `redraft serve` (`websockets`: see `serve`)."""
+    from .ws_link import LinkProtocol
+
+    return {
+        "ws": websockets or LinkProtocol,  # rooms read and write frames without ASGI's round trips (ws_link)
+        # Headroom so the room closes with its own code and reason; uvicorn's 1009 only guards memory against
+        # absurd frames.
+        "ws_max_size": 4 * config.max_message_bytes,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        # No permessage-deflate: a browser offers it, and its compression contexts cost 46 KiB a connection
+        # (10 without); broadcasts go out uncompressed anyway (ws_link) and a keystroke's update is tens of bytes.
+        "ws_per_message_deflate": False,
+    }
+
+
 def serve(args: argparse.Namespace, websockets=None) -> int:
     """`redraft serve`; `websockets` names another of uvicorn's websocket implementations (bench/collab.py
     measures what ws_link saves against them), else rooms take their connections over (ws_link)."""
     import uvicorn
 
     from .app import create_app
-    from .ws_link import LinkProtocol
 
     try:
         config = config_from_args(args)
@@ -227,20 +243,8 @@ def serve(args: argparse.Namespace, websockets=None) -> int:
             config.port,
         )
     log.info("editor at http://%s:%d/", config.host, config.port)
-    uvicorn.run(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        log_level=args.log_level,
-        log_config=_log_config(),
-        # Headroom so the room closes with its own code and reason; uvicorn's 1009 only
-        # guards memory against absurd frames.
-        ws_max_size=4 * config.max_message_bytes,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        ws=websockets or LinkProtocol,  # rooms read and write frames without ASGI's round trips (ws_link)
-        lifespan="on",
-    )
+    uvicorn.run(create_app(config), **websocket_options(config, websockets), host=config.host, port=config.port,
+                log_level=args.log_level, log_config=_log_config(), lifespan="on")
     return 0
 
 
