@@ -150,25 +150,29 @@ def test_rate_limit(server, room):
     assert "too many messages" in reason
 
 
-def test_slow_client_is_dropped_without_stalling_others(server, room):
-    doc, writer, reader = room
-    # A client that never reads: once the kernel's socket buffers (autotuned up to tcp_wmem's 4 MB) and the
-    # transport's 64 KiB are full, frames wait in its queue, which overflows. 30 KB inserts, each deleted again
-    # so the document stays under its limit, go on until then (at most 12 MB); the others get every edit.
-    closes = _slow_closes(server)
-    with open_raw(server.ws_url, doc, token(doc), max_queue=1) as stalled:
-        for i in range(400):
-            writer.insert(0, f"{i:03d}" + "y" * 30_000)
-            writer.delete(0, 30_003)
-            if i % 20 == 19 and _slow_closes(server) > closes:
-                break
-        writer.insert(0, "after the flood ")
-        reader.wait_text(writer.text, timeout=20)
-        wait_until(lambda: _slow_closes(server) > closes, 20, "the stalled client to be disconnected")
-        stalled.close_timeout = 1
-    # Clean the document up so the fixture's final check stays readable.
-    writer.delete(0, len(writer.text) - len("before 😀 "))
-    reader.wait_text("before 😀 ")
+def test_slow_client_is_dropped_without_stalling_others(tmp_path, node_peers):
+    # A server of its own: the flood below is some 300 messages, past the shared server's rate limit.
+    proc = ServerProcess(tmp_path, extra_args=("--max-send-queue", "20")).start()
+    try:
+        writer, reader = node_peers(proc.ws_url, "flood"), node_peers(proc.ws_url, "flood")
+        writer.wait_synced()
+        reader.wait_synced()
+        # A client that never reads: once the kernel's socket buffers (autotuned up to tcp_wmem's 4 MB) and
+        # the transport's 64 KiB are full, frames wait in its queue, which overflows. 30 KB inserts, each
+        # deleted again so the document stays small, go on until then (at most 12 MB); the reader gets every
+        # edit meanwhile.
+        with open_raw(proc.ws_url, "flood", max_queue=1) as stalled:
+            for i in range(400):
+                writer.insert(0, f"{i:03d}" + "y" * 30_000)
+                writer.delete(0, 30_003)
+                if i % 20 == 19 and _slow_closes(proc) > 0:
+                    break
+            writer.insert(0, "after the flood")
+            reader.wait_text("after the flood", timeout=20)
+            wait_until(lambda: _slow_closes(proc) > 0, 20, "the stalled client to be disconnected")
+            stalled.close_timeout = 1
+    finally:
+        proc.stop()
 
 
 def _slow_closes(server) -> int:
