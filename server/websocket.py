@@ -1,5 +1,8 @@
 """The `/ws/{doc}` endpoint: the Starlette adapter between a websocket and a room.
 
+After the checks and the handshake the room takes the connection over through the server's link
+(`ws_link`) and this coroutine returns; under an ASGI server without one it stays and relays messages.
+
 Every refusal, also those decided before the handshake (document name, origin,
 token, connection limits), accepts and then closes with a code and reason from
 `protocol`: a browser never sees an HTTP denial's status or body (it gets a bare
