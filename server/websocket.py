@@ -32,7 +32,7 @@ from .protocol import (
 )
 from .ratelimit import TokenBucket
 from .services import Services
-from .ws_link import LINK, Link
+from .ws_link import LINK, Link, message_data
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            client.on_message(message["bytes"] if message.get("bytes") is not None else message.get("text", ""))
+            client.on_message(message_data(message))
     finally:
         await client.closed()
 

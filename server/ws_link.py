@@ -42,6 +42,11 @@ OnMessage = Callable[[bytes | str], None]  # a binary message as bytes, a text m
 OnClosed = Callable[[], None]
 
 
+def message_data(event: dict) -> bytes | str:
+    """What an ASGI "websocket.receive" event carries: its bytes, or else its text."""
+    return event["bytes"] if event.get("bytes") is not None else event.get("text", "")
+
+
 def frame_header(length: int) -> bytes:
     """The header of one final, unmasked binary frame (a server's frames are never masked)."""
     if length < 126:
@@ -59,16 +64,11 @@ class Link:
     def __init__(self, protocol: "LinkProtocol"):
         self._protocol = protocol
 
-    @property
-    def is_open(self) -> bool:
-        protocol = self._protocol
-        return not (protocol.close_sent or protocol.disconnected or protocol.transport.is_closing())
-
     def write(self, payload: bytes) -> bool:
         """Writes `payload` as one binary frame and returns True; False when the caller must use `send` (the
         buffer is full: it waits there for the client to read) or the connection is closing."""
         protocol = self._protocol
-        if not protocol.writable.is_set() or not self.is_open:
+        if not protocol.writable.is_set() or not protocol.is_open:
             return False
         # The sans-io protocol keeps no state about data frames it did not send (only fragmentation, which
         # this never starts), so going around it leaves it consistent. Uncompressed frames are valid with
@@ -143,6 +143,11 @@ class LinkProtocol(WebSocketsSansIOProtocol):
             # connection should not keep them.
             self.request = self.response = None
 
+    @property
+    def is_open(self) -> bool:
+        """Neither side has started closing and the transport is still there."""
+        return not (self.close_sent or self.disconnected or self.transport.is_closing())
+
     def take_over(self, on_message: OnMessage, on_closed: OnClosed) -> None:
         if not self.handshake_complete:
             raise RuntimeError("take_over before the websocket was accepted")
@@ -155,7 +160,7 @@ class LinkProtocol(WebSocketsSansIOProtocol):
         while not self.queue.empty():
             event = self.queue.get_nowait()
             if event["type"] == "websocket.receive":
-                self._deliver(event.get("bytes") if event.get("bytes") is not None else event.get("text"))
+                self._deliver(message_data(event))
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
@@ -186,7 +191,7 @@ class LinkProtocol(WebSocketsSansIOProtocol):
             self.close_now(1011, "internal error")
 
     def close_now(self, code: int, reason: str) -> None:
-        if self.close_sent or self.disconnected or self.transport.is_closing():
+        if not self.is_open:
             return
         try:
             self.conn.send_close(code, reason)
