@@ -1,6 +1,6 @@
 """The servers the collaboration benchmark compares, each started as a subprocess on a free loopback port.
 
-- redraft: `python -m server serve` (embedded SQLite, version history on unless asked off), its
+- redraft: `python -m redraft serve` (embedded SQLite, version history on unless asked off), its
   per-connection limits raised (`REDRAFT_BENCH_LIMITS`) so the ramp, storm and idle scenarios measure
   speed, not policy;
 - yws: @y/websocket-server, the y-websocket reference backend, documents in memory;
@@ -73,7 +73,7 @@ def command(name: str, port: int, data_dir: Path, history: str = "on") -> list[s
         flags = ["--port", str(port), "--data-dir", str(data_dir), "--log-level", "warning", "--history", history,
                  *limits]  # fmt: skip
         if name == "redraft":
-            return [sys.executable, "-m", "server", "serve", *flags]
+            return [sys.executable, "-m", "redraft", "serve", *flags]
         return [sys.executable, str(REPO / "bench" / "redraft_asgi.py"), name.removeprefix("redraft-asgi-"), *flags]
     if name == "pycrdt":
         return [sys.executable, str(REPO / "bench" / "baseline_server.py"), "--port", str(port)]

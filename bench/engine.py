@@ -8,7 +8,7 @@
 
 Random weights never stop early, so every canvas takes exactly `steps` decoder passes and
 tokens/s = batch x 256 / (prefill + steps x step time). On CUDA each batch size is measured
-eager and with the step captured in a CUDA graph (engine/graphs.py); transformers' `generate`
+eager and with the step captured in a CUDA graph (engine/runtime/graphs.py); transformers' `generate`
 runs last, at batch 1 and 16 steps, after the native model is freed. The step's achieved bandwidth
 (weight bytes / step time: every weight is read once per step) is given against the device's measured read
 ceiling. Speed is reported, never asserted. Prints a table last and writes JSON to --json (default
@@ -36,13 +36,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.engine_parts import PARTS, read_ceiling_gbps, step_parts  # noqa: E402
-from engine.cache import KVCache, decoder_masks  # noqa: E402
-from engine.checkpoint import load_model  # noqa: E402
-from engine.config import MODEL_PRESETS  # noqa: E402
-from engine.generate import denoise_step, new_state, prefill, start_canvases  # noqa: E402
-from engine.kernels import enable as enable_kernels  # noqa: E402
-from engine.noise import make_noise  # noqa: E402
-from engine.quantize import weight_bytes  # noqa: E402
+from engine.model.cache import KVCache, decoder_masks  # noqa: E402
+from engine.weights.checkpoint import load_model  # noqa: E402
+from engine.model.config import MODEL_PRESETS  # noqa: E402
+from engine.runtime.generate import denoise_step, new_state, prefill, start_canvases  # noqa: E402
+from engine.runtime.ops import enable as enable_kernels  # noqa: E402
+from engine.runtime.noise import make_noise  # noqa: E402
+from engine.weights.quantize import weight_bytes  # noqa: E402
 
 STEP_COUNTS = (12, 16, 48)
 
@@ -86,7 +86,7 @@ def measure_native(loaded, batch: int, prompt_len: int, device: str, repeats: in
         result = {"batch": batch, "prefill_s": prefill_s, "eager_ms": 1e3 * statistics.median(
             timed(eager, device) for _ in range(repeats))}
         if device == "cuda":
-            from engine.graphs import capture_denoise_step
+            from engine.runtime.graphs import capture_denoise_step
 
             replay = capture_denoise_step(model, cache, state, noise, generation, masks, prompt_len, active)
             replay()
@@ -146,8 +146,8 @@ def validate_kernels(loaded, batch: int, prompt_len: int, device: str, steps: in
 def measure_scheduler(loaded, batches: list[int], prompt_len: int, device: str, steps: int = 16) -> list[dict]:
     """End to end through the continuous-batching scheduler (fixed shapes, CUDA graphs on a GPU):
     `batch` requests submitted together, from submission to the last result."""
-    from engine.generate import Request
-    from engine.scheduler import Job, Scheduler
+    from engine.runtime.generate import Request
+    from engine.runtime.scheduler import Job, Scheduler
 
     args = loaded.args
     scheduler = Scheduler(loaded.model, loaded.generation, max(batches), prompt_len + args.canvas_length)
@@ -176,8 +176,8 @@ def measure_scheduler(loaded, batches: list[int], prompt_len: int, device: str, 
 
 def measure_reference(args_name: str, args, device: str, dtype, prompt_len: int, steps: int) -> dict:
     """transformers' own generate on a model of the same shapes (random weights), batch 1."""
-    from engine.config import GenerationArgs
-    from engine.reference import load_reference, reference_generate
+    from engine.model.config import GenerationArgs
+    from engine.runtime.reference import load_reference, reference_generate
 
     model = load_reference(args_name, device, dtype)
     generation = GenerationArgs(max_new_tokens=args.canvas_length, max_denoising_steps=steps)

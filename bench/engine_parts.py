@@ -27,11 +27,11 @@ from collections.abc import Callable
 
 import torch
 
-from engine.cache import KVCache
-from engine.generate import BatchState, advance
-from engine.noise import CounterNoise
-from engine.quantize import weight_bytes
-from engine.sampler import apply_temperature, temperature, token_entropy
+from engine.model.cache import KVCache
+from engine.runtime.generate import BatchState, advance
+from engine.runtime.noise import CounterNoise
+from engine.weights.quantize import weight_bytes
+from engine.runtime.sampler import apply_temperature, temperature, token_entropy
 
 PARTS = ("attention", "dense", "moe", "self_conditioning", "head", "sampler")
 

@@ -29,8 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.engine_parts import read_ceiling_gbps, replay_ms  # noqa: E402
-from engine.noise import CounterNoise  # noqa: E402
-from engine.sampler import token_entropy  # noqa: E402
+from engine.runtime.noise import CounterNoise  # noqa: E402
+from engine.runtime.sampler import token_entropy  # noqa: E402
 from kernels import tuning  # noqa: E402
 from kernels.head import DEFAULT_CONFIG, config_key, sampling_head  # noqa: E402
 

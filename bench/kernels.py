@@ -42,9 +42,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.cache import decoder_masks  # noqa: E402
-from engine.layers import Experts, Router, gelu_tanh  # noqa: E402
-from engine.quantize import Fp8Experts, Fp8Linear, Nf4Experts, Nf4Linear, linear_weights  # noqa: E402
+from engine.model.cache import decoder_masks  # noqa: E402
+from engine.model.layers import Experts, Router, gelu_tanh  # noqa: E402
+from engine.weights.quantize import Fp8Experts, Fp8Linear, Nf4Experts, Nf4Linear, linear_weights  # noqa: E402
 from kernels import attention, linear, tuning  # noqa: E402
 from kernels.moe import config_key, fused_moe, row_tile, weight_format  # noqa: E402
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from server.cli import build_parser, serve  # noqa: E402
+from redraft.cli import build_parser, serve  # noqa: E402
 
 IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto")  # uvicorn's --ws choices, "auto" aside
 

@@ -15,8 +15,12 @@ RUN python -m venv /opt/redraft \
  && /opt/redraft/bin/pip install --no-cache-dir --disable-pip-version-check \
       --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}" "torch==2.13.0+${TORCH_CUDA}"
 COPY pyproject.toml README.md ./
+COPY redraft/ redraft/
 COPY server/ server/
+COPY jobs/ jobs/
+COPY worker/ worker/
 COPY engine/ engine/
+COPY training/ training/
 COPY kernels/ kernels/
 RUN /opt/redraft/bin/pip install --no-cache-dir --disable-pip-version-check ".[engine]" \
  && /opt/redraft/bin/python -c "import torch; assert torch.version.cuda, 'not a CUDA torch: ' + torch.__version__"

@@ -14,8 +14,12 @@ FROM python:3.11.15-slim-bookworm@sha256:b18992999dbe963a45a8a4da40ac2b1975be1a7
 WORKDIR /src
 RUN python -m venv /opt/redraft
 COPY pyproject.toml README.md ./
+COPY redraft/ redraft/
 COPY server/ server/
+COPY jobs/ jobs/
+COPY worker/ worker/
 COPY engine/ engine/
+COPY training/ training/
 COPY kernels/ kernels/
 # The build fails if torch ever comes along with a dependency.
 RUN /opt/redraft/bin/pip install --no-cache-dir --disable-pip-version-check . \

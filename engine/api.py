@@ -14,12 +14,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.cli import add_generate_arguments, run_generate
-from engine.config import DEFAULT_MODEL, check_engine_options
+from engine.runtime.generate_cli import add_generate_arguments, run_generate
+from engine.model.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
 from engine.progress_queue import ProgressQueue  # the server's Redis backend bounds its jobs' progress with it
-from engine.remote import RemoteConfig, RemoteEngine, read_api_key  # --engine openai; torch-free (httpx)
-from engine.remote_config import PASSWORD_ON_COMMAND_LINE, password_on_command_line
+from engine.remote.engine import RemoteConfig, RemoteEngine, read_api_key  # --engine openai; torch-free (httpx)
+from engine.remote.config import PASSWORD_ON_COMMAND_LINE, password_on_command_line
 
 __all__ = [
     "PASSWORD_ON_COMMAND_LINE", "Engine", "EngineConfig", "Generation", "ProgressQueue", "RemoteConfig", "RemoteEngine",
@@ -38,8 +38,8 @@ class EngineConfig:
     max_len: int = 4096  # cache slots per row: prompt + committed canvases
     rng: str = "native"
     seed: int = 0  # random weights of the presets
-    quantize: str = "none"  # weight format: engine.config.QUANTIZE_FORMATS
-    kernels: str = "off"  # engine.config.KERNEL_MODES: "on" runs the fused Triton kernels (CUDA)
+    quantize: str = "none"  # weight format: engine.model.config.QUANTIZE_FORMATS
+    kernels: str = "off"  # engine.model.config.KERNEL_MODES: "on" runs the fused Triton kernels (CUDA)
 
     def __post_init__(self) -> None:
         check_engine_options(self.device, self.dtype, self.quantize, self.kernels)
@@ -91,7 +91,7 @@ class Generation:
 
 class Engine:
     def __init__(self, loaded, config: EngineConfig):
-        from engine.scheduler import Scheduler
+        from engine.runtime.scheduler import Scheduler
 
         self.loaded = loaded
         self.config = config
@@ -107,8 +107,8 @@ class Engine:
         """Loads the model off the event loop (a checkpoint takes minutes) and starts the engine thread."""
         import torch
 
-        from engine.checkpoint import load_model
-        from engine.kernels import enable as enable_kernels
+        from engine.weights.checkpoint import load_model
+        from engine.runtime.ops import enable as enable_kernels
 
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, config.dtype or ("bfloat16" if device == "cuda" else "float32"))
@@ -123,7 +123,7 @@ class Engine:
     def submit(self, request, on_snapshot=None, on_done=None) -> Generation:
         """Queues a request; raises RequestError at once (nothing queued) when it cannot run.
         on_snapshot / on_done (engine thread) map the scheduler's objects before they reach the loop."""
-        from engine.scheduler import Job
+        from engine.runtime.scheduler import Job
 
         if self._closing:
             raise RuntimeError("the engine is shutting down")
@@ -141,8 +141,8 @@ class Engine:
         return generation
 
     def redraft(self, spec: dict) -> Generation:
-        """A text redraft (see engine.redrafts): snapshots and the result arrive as JSON-able dicts."""
-        from engine import redrafts
+        """A text redraft (see engine.runtime.redrafts): snapshots and the result arrive as JSON-able dicts."""
+        from engine.runtime import redrafts
 
         parsed = redrafts.RedraftSpec.from_dict(spec)
         request = redrafts.build_request(
@@ -174,7 +174,7 @@ class Engine:
     @property
     def _decoder(self):
         if getattr(self, "_text_decoder", None) is None:
-            from engine.redrafts import TextDecoder
+            from engine.runtime.redrafts import TextDecoder
 
             self._text_decoder = TextDecoder(self.tokenizer, self.loaded.generation.eos_token_ids)
         return self._text_decoder
@@ -194,7 +194,7 @@ class Engine:
             "canvas_length": self.loaded.args.canvas_length,  # output is reserved in whole canvases
             # The name the palette shows: a checkpoint directory's last part, a preset's or shipped model's name.
             "model_name": Path(self.loaded.source).name or self.loaded.source,
-            # What its checkpoint declares (engine/tasks.py): the editor offers these, the server refuses others.
+            # What its checkpoint declares (jobs/tasks.py): the editor offers these, the server refuses others.
             "tasks": self.loaded.tasks.to_dict(),
         }
 

@@ -1,8 +1,8 @@
 """Attention of the canvas over its cached prefix plus itself, reading the KV cache where it lies.
 
-The engine's reference path (engine/model.py `decode`) copies each layer's cached slots [start, kv_len) of
+The engine's reference path (engine/model/network.py `decode`) copies each layer's cached slots [start, kv_len) of
 the batch's rows and appends the canvas' own keys and values ([B, S + L, Hkv, Dh], every layer, every step),
-then runs scaled_dot_product_attention under the boolean mask of engine/cache.py `decoder_masks`. Here one
+then runs scaled_dot_product_attention under the boolean mask of engine/model/cache.py `decoder_masks`. Here one
 launch per layer does it all:
 
 - The mask is computed from the row's committed length, exactly as decoder_masks defines it: a row with

@@ -1,7 +1,7 @@
 """Fused sampling head: lm_head, soft-cap, temperature and every per-position statistic of a denoising step
 in one pass over the vocabulary, without the [tokens, V] logits ever reaching memory.
 
-The engine's reference step (engine/generate.py) writes fp32 logits [tokens, 262144] (268 MB per canvas),
+The engine's reference step (engine/runtime/generate.py) writes fp32 logits [tokens, 262144] (268 MB per canvas),
 then tempers them, takes a softmax and its cumulative sum for the draw, an entropy (three more [tokens, V]
 temporaries), an argmax, and keeps a rounded copy for the next step's self-conditioning softmax. Here each
 program owns BLOCK_N positions and a contiguous split of the vocabulary, computes one [BLOCK_N, BLOCK_V]
@@ -12,7 +12,7 @@ per-position figures:
   as log s - t / s with no cancellation between two large numbers (z: the tempered logits);
 - the argmax;
 - each tile's sum of exp(z - m) and the m it is relative to ([tokens, tiles], 2 MB per canvas): the draw is
-  the native noise's inverse CDF (engine/noise.py: the first token whose cumulative probability passes
+  the native noise's inverse CDF (engine/runtime/noise.py: the first token whose cumulative probability passes
   u x total), so a cumulative sum over the tile sums finds the tile it lands in, and a second small launch
   recomputes that one tile's logits per position (a 128 x hidden product) to find the token;
 - for the next step's self-conditioning, exp(z' - m) where z' is z rounded to the model's dtype (the
@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from engine.noise import inverse_cdf
+from engine.runtime.noise import inverse_cdf
 from kernels import tuning
 
 # Hopper starting point until bench/head.py --tune tunes it: 64 positions x 128 tokens per tile, its fp32
@@ -71,7 +71,7 @@ def reference(
     uniforms: torch.Tensor, self_cond: bool = True,
 ) -> HeadOutput:
     """What the engine's reference step computes, op for op: hidden [N, D] (final-normed), weight [V, D] (the
-    tied embedding), temperature [N] fp32, uniforms [N] in [0, 1) (engine/noise.py CounterNoise.uniforms)."""
+    tied embedding), temperature [N] fp32, uniforms [N] in [0, 1) (engine/runtime/noise.py CounterNoise.uniforms)."""
     logits = torch.nn.functional.linear(hidden, weight).float()
     if softcap is not None:
         logits = torch.tanh(logits / softcap) * softcap

@@ -1,6 +1,6 @@
 """FP8 and NF4 linears in one launch: the attention and dense-MLP projections read their weights as stored.
 
-Without it, engine/quantize.py's Fp8Linear and Nf4Linear dequantize their whole weight to the activation
+Without it, engine/weights/quantize.py's Fp8Linear and Nf4Linear dequantize their whole weight to the activation
 dtype on every call and hand it to F.linear: for the 26B-A4B's 1.65B attention and dense-MLP weights that
 is 3.3 GB of bf16 written and read again every step (about 2 ms of an H100's bandwidth, against an 8 ms goal
 for FP8), and NF4's dequantisation is a dozen more kernels a projection. This is kernels/moe.py's grouped
@@ -9,7 +9,7 @@ accumulator, or NF4 unpacking through the codebook, over one weight matrix. Its 
 own forward (tests/kernels/test_linear.py).
 
 `gelu_gated` is a dense MLP's gelu_tanh(gate(x)) * up(x) from gate and up stacked in one weight
-(engine/merged.py): for FP8 and NF4 the same grouped GEMM with its GELU gate (GATED), as the experts' gate/up
+(engine/model/fused.py): for FP8 and NF4 the same grouped GEMM with its GELU gate (GATED), as the experts' gate/up
 launch, one launch where the reference takes five (two linears, their dequantisations aside, the GELU, the
 product); for bf16 one cuBLAS GEMM and `_gelu_mul_kernel`, three launches down to two.
 """
@@ -59,7 +59,7 @@ def config_key(out_features: int, in_features: int, dtype: torch.dtype, weight_f
 def quantized_linear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, codebook: torch.Tensor | None,
                      in_features: int, config: dict | None = None, gated: bool = False) -> torch.Tensor:
     """x [..., in_features] -> [..., out]: weight e4m3 [out, in] with per-row scale [out], or NF4 codes
-    [out, 32 x blocks] uint8 with absmax [out, blocks] and the 16-entry codebook (engine/quantize.py).
+    [out, 32 x blocks] uint8 with absmax [out, blocks] and the 16-entry codebook (engine/weights/quantize.py).
     gated: the weight's rows are gate's then up's, and the result gelu_tanh(gate) * up, [..., out / 2].
     config: launch settings over `default_config` (else kernels/configs/linear.json's for this shape)."""
     nf4 = weight.dtype == torch.uint8

@@ -1,8 +1,8 @@
 """Fused mixture-of-experts for the canvas: route-sorted grouped GEMMs with the GELU gate fused in.
 
-The engine's reference path (engine/layers.py `Experts`) sorts the token-expert pairs by expert and runs
+The engine's reference path (engine/model/layers.py `Experts`) sorts the token-expert pairs by expert and runs
 one grouped GEMM per projection, with the gate activation, the product with `up` and the routing weights as
-separate elementwise passes over [pairs, I] and [pairs, D] tensors, and with FP8 weights (engine/quantize.py)
+separate elementwise passes over [pairs, I] and [pairs, D] tensors, and with FP8 weights (engine/weights/quantize.py)
 a dequantized bf16 copy of every expert's weights per step. Here, as in vLLM's fused_moe:
 
 1. `align`: the pairs sorted by expert, each expert's group padded to a multiple of the tile height
@@ -25,7 +25,7 @@ FP8 weights (e4m3 with a float32 scale per output row) are read as stored, one b
 registers, and the scale multiplies the fp32 accumulator: (x W^T) * s = x (W s)^T exactly in real
 arithmetic, so only the rounding order differs from the dequantize-then-multiply reference.
 
-NF4 weights (bitsandbytes' 4-bit NormalFloat, engine/quantize.py: uint8 codes [E, out, in/2], two per byte
+NF4 weights (bitsandbytes' 4-bit NormalFloat, engine/weights/quantize.py: uint8 codes [E, out, in/2], two per byte
 with the even input position in the high nibble, and a float32 absmax per 64 inputs) are read as stored,
 half a byte per weight: each tile's bytes are split into their two nibbles in registers and interleaved back
 into input order, each code looks its level up in the 16-entry codebook (64 bytes, which stay in cache),
@@ -63,7 +63,7 @@ MAX_ROW_TILE = 128
 # gate/up launch of a batch-4 step needs 113 KB of shared memory, past Ada's 99 KB (65 KB at 2;
 # tests/kernels/offline_compile.py). A tuned entry may give Hopper its third stage back.
 NF4_WIDE_STAGES = 2
-NF4_BLOCK = 64  # NF4 weights per absmax: engine/quantize.py's (bitsandbytes' blocksize=64)
+NF4_BLOCK = 64  # NF4 weights per absmax: engine/weights/quantize.py's (bitsandbytes' blocksize=64)
 
 
 def config_key(num_experts: int, hidden: int, inter: int, dtype: torch.dtype, weight_dtype: torch.dtype | str) -> str:
@@ -337,7 +337,7 @@ def fused_moe(
     """x [T, D]; weights (fp32) and experts [T, K] from the router -> [T, D] in x's dtype. The expert weights:
     gate_up [E, 2I, D] and down [E, D, I] in bf16/fp16/fp32; or e4m3 with per-row scales [E, 2I] and [E, D];
     or NF4 codes (uint8) [E, 2I, D/2] and [E, D, I/2] with absmax [E, 2I, D/64] and [E, D, I/64] and the
-    16-entry float32 codebook (rows padded to whole blocks, as engine/quantize.py stores them)."""
+    16-entry float32 codebook (rows padded to whole blocks, as engine/weights/quantize.py stores them)."""
     num_tokens, top_k = experts.shape
     hidden = x.shape[1]
     num_experts, double_inter = gate_up.shape[:2]

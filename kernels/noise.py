@@ -1,6 +1,6 @@
 """A denoising step's native random numbers in one launch: the sampling uniforms and the renoising tokens.
 
-engine/noise.py's `CounterNoise` hashes (seed, canvas, step, stream, position) with five `_mix32` rounds of
+engine/runtime/noise.py's `CounterNoise` hashes (seed, canvas, step, stream, position) with five `_mix32` rounds of
 five or six integer ops each, and a step draws two streams (the uniforms the sampling head inverts, the
 tokens that renoise the rejected positions): about 100 tiny torch kernels a step on [B] and [B, L] tensors,
 each a few microseconds of launch even replayed from a CUDA graph, against a step that should take about
@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from engine.noise import _MASK32, _STREAM_RENOISE, _STREAM_SAMPLE, SEED_OFFSET
+from engine.runtime.noise import _MASK32, _STREAM_RENOISE, _STREAM_SAMPLE, SEED_OFFSET
 
 # 256 positions: a whole canvas of the 26B-A4B per program, so a step is B programs
 BLOCK = 256
@@ -34,7 +34,7 @@ _SEED_OFFSET = tl.constexpr(SEED_OFFSET)
 
 @triton.jit
 def _mix32(x):
-    """engine/noise.py's `_mix32`, op for op, on int64 holding values below 2**32."""
+    """engine/runtime/noise.py's `_mix32`, op for op, on int64 holding values below 2**32."""
     x = x ^ (x >> 16)
     x = (x * 0x7FEB352D) & _MASK
     x = x ^ (x >> 15)
@@ -66,7 +66,7 @@ def _draws_kernel(seeds_ptr, canvas_ptr, step_ptr, uniforms_ptr, renoise_ptr, le
 def counter_draws(seeds: torch.Tensor, canvas_index: torch.Tensor, step_index: torch.Tensor, canvas_length: int,
                   vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """seeds, canvas_index, step_index [B] int64 -> (CounterNoise.uniforms [B, L] float32,
-    CounterNoise.renoise [B, L] int64) for L = canvas_length, as engine/noise.py computes them."""
+    CounterNoise.renoise [B, L] int64) for L = canvas_length, as engine/runtime/noise.py computes them."""
     rows = seeds.shape[0]
     uniforms = torch.empty(rows, canvas_length, dtype=torch.float32, device=seeds.device)
     renoise = torch.empty(rows, canvas_length, dtype=torch.int64, device=seeds.device)

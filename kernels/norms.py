@@ -3,13 +3,13 @@ projection; the residual after attention with the norms it feeds in one; a layer
 branches in one.
 
 A denoising step of the 26B-A4B runs about 330 RMSNorms: eleven per layer (the block's seven, q, k and v
-per head, the router's), the self-conditioning pair and the final one. The reference (engine/layers.py
+per head, the router's), the self-conditioning pair and the final one. The reference (engine/model/layers.py
 `RMSNorm`) is eight elementwise ops, each its own kernel over a few megabytes at most: some 2,600 launches
 a step, each a few microseconds even replayed from a CUDA graph, against a step that should take about
 8 ms. Here each program normalises whole rows in registers: load, sum of squares in float32, scale, the
 weight, store in the input's dtype. One launch per norm. The attention's q and k are normed per head and
-then rotated (engine/layers.py `apply_rope`: five more kernels, twice a layer); `norm_rope` does both, and
-`qkv_norm_rope` does q's, k's and v's at once from the one GEMM engine/merged.py stacks them into. After the
+then rotated (engine/model/layers.py `apply_rope`: five more kernels, twice a layer); `norm_rope` does both, and
+`qkv_norm_rope` does q's, k's and v's at once from the one GEMM engine/model/fused.py stacks them into. After the
 attention, `attn_residual` adds its normed output to the residual and norms the sum twice, for the dense MLP
 and for the experts: four launches in one. A layer ends (x + norm(norm_1(dense) + norm_2(moe))) * layer
 scalar: `ffn_out` takes the two branches' raw outputs and does the three norms, two sums and the product in
@@ -34,20 +34,20 @@ ROWS_PER_PROGRAM = 4
 
 def reference_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos: torch.Tensor,
                    sin: torch.Tensor) -> torch.Tensor:
-    """engine/model.py's apply_rope(norm(x), cos, sin), op for op: x [B, T, H, D], cos and sin [B, T, D]."""
-    from engine.layers import apply_rope
+    """engine/model/network.py's apply_rope(norm(x), cos, sin), op for op: x [B, T, H, D], cos and sin [B, T, D]."""
+    from engine.model.layers import apply_rope
 
     return apply_rope(reference(x, weight, eps), cos, sin)
 
 
 def reference_ffn_out(x, dense, moe, w_dense, w_moe, w_sum, eps: float, scalar, w_next=None):
-    """engine/model.py's Block.finish after its branches, op for op (and with w_next, the next norm after it)."""
+    """engine/model/network.py's Block.finish after its branches, op for op (and with w_next, the next norm after it)."""
     out = (x + reference(reference(dense, w_dense, eps) + reference(moe, w_moe, eps), w_sum, eps)) * scalar
     return out if w_next is None else (out, reference(out, w_next, eps))
 
 
 def reference_qkv(proj, q_weight, k_weight, eps: float, cos, sin, q_heads: int, kv_heads: int, dim: int):
-    """engine/model.py's q, k and v of an attention layer, op for op, from its projections' outputs side by side
+    """engine/model/network.py's q, k and v of an attention layer, op for op, from its projections' outputs side by side
     in proj [B, T, width] (v is k's raw output when there is no v projection)."""
     q_width, kv_width = q_heads * dim, kv_heads * dim
     q = proj[..., :q_width].unflatten(-1, (q_heads, dim))
@@ -58,14 +58,14 @@ def reference_qkv(proj, q_weight, k_weight, eps: float, cos, sin, q_heads: int, 
 
 
 def reference_attn_residual(x, attn, w_post, w_dense, w_moe, eps: float):
-    """engine/model.py's Block.finish up to its branches' inputs, op for op: the residual after attention and
+    """engine/model/network.py's Block.finish up to its branches' inputs, op for op: the residual after attention and
     its two pre-feed-forward norms."""
     residual = x + reference(attn, w_post, eps)
     return residual, reference(residual, w_dense, eps), reference(residual, w_moe, eps)
 
 
 def reference(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """engine/layers.py's RMSNorm, op for op."""
+    """engine/model/layers.py's RMSNorm, op for op."""
     h = x.float()
     h = h * torch.pow(h.pow(2).mean(-1, keepdim=True) + eps, -0.5)
     if weight is not None:
@@ -218,7 +218,7 @@ def _qkv_kernel(
 def qkv_norm_rope(proj: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor, eps: float, cos: torch.Tensor,
                   sin: torch.Tensor, q_heads: int, kv_heads: int, dim: int) -> tuple[torch.Tensor, ...]:
     """`reference_qkv` in one launch: q, k, v [B, T, heads, dim] from q, k and (when it is 3 blocks wide) v
-    stacked in proj [B, T, width] (engine/merged.py), cos and sin [B, T, dim] in proj's dtype."""
+    stacked in proj [B, T, width] (engine/model/fused.py), cos and sin [B, T, dim] in proj's dtype."""
     batch, length, width = proj.shape
     has_v = width == (q_heads + 2 * kv_heads) * dim
     if not has_v and width != (q_heads + kv_heads) * dim:

@@ -1,7 +1,7 @@
 """Both RoPE tables of a step in one launch: cos and sin of positions x frequencies for the sliding and the
 global layers.
 
-The reference (engine/layers.py `rope_cos_sin`, twice a step) takes the product in float32, duplicates it
+The reference (engine/model/layers.py `rope_cos_sin`, twice a step) takes the product in float32, duplicates it
 across the two halves, takes its cosine and sine and casts each to the activation dtype: a dozen small
 launches a denoising step for four [B, L, head_dim] tables. Here one program per position writes all four.
 The product is the reference's float32 one; the cosine and sine are the device's float32 ones (the

@@ -1,6 +1,6 @@
 """The MoE router in one launch.
 
-engine/layers.py's `Router` is ten kernels a layer (the scale-free norm, two products, the 128-wide
+engine/model/layers.py's `Router` is ten kernels a layer (the scale-free norm, two products, the 128-wide
 projection, softmax, top-k, the renormalising sum and division, the per-expert scale's gather and product),
 300 a step of the 26B-A4B on tensors of at most [tokens, 2816]: launch time, not work. Here a program takes
 BLOCK_M tokens through all of it: the sum of squares over the row, then the normalised, scaled row times the
@@ -81,7 +81,7 @@ def _router_kernel(
 def route(x: torch.Tensor, eps: float, scale: torch.Tensor, root_size: float, proj: torch.Tensor,
           expert_scale: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """x [T, D]; the router's norm eps, scale [D], hidden^-0.5, projection [E, D] and per-expert scale [E]
-    -> (weights [T, K] float32, expert ids [T, K] int64), as engine/layers.py's Router returns them."""
+    -> (weights [T, K] float32, expert ids [T, K] int64), as engine/model/layers.py's Router returns them."""
     num_rows, dim = x.shape
     num_experts = proj.shape[0]
     x = x.contiguous()

@@ -1,6 +1,6 @@
 """The sampler's step after the head in one launch: acceptance, the next canvas, the stop test and the state.
 
-After the sampling head, engine/generate.py `advance` (the reference) sorts each canvas' entropies to accept
+After the sampling head, engine/runtime/generate.py `advance` (the reference) sorts each canvas' entropies to accept
 the lowest ones under the entropy bound, builds the next canvas from the draws and the renoising tokens,
 tests stability and confidence, and moves every field of the batch state on for the rows still running:
 about thirty launches on [B, L] tensors of a few kilobytes, each a few microseconds of a step that should
@@ -82,7 +82,7 @@ def _advance_kernel(
 def advance(canvas, argmax, entropy, accepted, history, running, cur_step, steps_done, self_cond_mask,
             new_samples, new_argmax, new_entropy, renoise, entropy_bound: float,
             confidence_threshold: float) -> torch.Tensor:
-    """engine/generate.py `advance` in one launch, the state's tensors updated in place: canvas, argmax,
+    """engine/runtime/generate.py `advance` in one launch, the state's tensors updated in place: canvas, argmax,
     accepted [B, L], entropy [B, L] fp32, history [K, B, L] (its rows may be a view of a bigger batch's),
     running, self_cond_mask [B] bool, cur_step [B] int32, steps_done [B] int64; this step's samples, argmax,
     entropy and renoising tokens [B, L]. Returns the rows that stopped, [B] bool."""

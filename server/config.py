@@ -68,17 +68,17 @@ class ServerConfig:
         256 << 10, "log bytes that trigger compaction (or the snapshot's size, when larger)"
     )
 
-    # engine.config.DEFAULT_MODEL: the server imports the engine only through engine.api, lazily
+    # engine.model.config.DEFAULT_MODEL: the server imports the engine only through engine.api, lazily
     model: str = _opt(
         "redraft-small", "model for --engine local: redraft-small (shipped), a preset (tiny, ...) or a checkpoint dir"
     )
     engine_device: str | None = _opt(None, "cpu or cuda for --engine local (default: cuda when available)")
     engine_max_batch: int = _opt(4, "canvases denoised together in one step (--engine local)")
-    engine_quantize: str = _opt(  # engine.config.QUANTIZE_FORMATS: the server imports no engine module eagerly
+    engine_quantize: str = _opt(  # engine.model.config.QUANTIZE_FORMATS: the server imports no engine module eagerly
         "none", "weight format for --engine local (fp8: half the weights' memory; nf4: under a third)",
         choices=("none", "fp8", "nf4"), aliases=("quantize",),  # ARCHITECTURE.md's `serve --quantize`
     )
-    engine_kernels: str = _opt(  # engine.config.KERNEL_MODES
+    engine_kernels: str = _opt(  # engine.model.config.KERNEL_MODES
         "off", "the fused Triton kernels for --engine local (CUDA)", choices=("off", "on")
     )
     # --engine openai: an OpenAI-compatible server (vLLM, llama.cpp, Ollama, a gateway). Its API key comes from
@@ -91,7 +91,7 @@ class ServerConfig:
         0, "for --engine openai: the model's context in tokens (0: what /v1/models says, else 4096)"
     )
     engine_timeout: float = _opt(60.0, "for --engine openai: seconds to connect, and between two streamed chunks")
-    # engine.remote_config.DEFAULT_DEADLINE_S: a server trickling under engine_timeout must not hold a redraft for ever
+    # engine.remote.config.DEFAULT_DEADLINE_S: a server trickling under engine_timeout must not hold a redraft for ever
     engine_deadline: float = _opt(600.0, "for --engine openai: seconds one answer may take, its whole stream")
     engine_max_concurrency: int = _opt(
         4, "for --engine openai: requests in flight to the server at once; the rest wait in order"

@@ -1,6 +1,6 @@
 """Request bodies of the OpenAI-compatible API, checked field by field and turned into an engine spec.
 
-The spec is engine/redrafts.py's `chat` or `complete` kind. Every field a client may send is checked and a
+The spec is engine/runtime/redrafts.py's `chat` or `complete` kind. Every field a client may send is checked and a
 bad one is named in the error (OpenAI's `param`); fields this API does not know are ignored, as OpenAI's own
 clients send some that servers skip (`user`, `metadata`, ...). Sampling knobs that mean nothing to a
 diffusion sampler are accepted when well-formed and then ignored, each said below; a feature that would
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from .redrafts.request import MAX_STEPS
 
-CHAT_ROLES = ("system", "user", "assistant")  # engine.redrafts.CHAT_ROLES: the server does not import the engine
+CHAT_ROLES = ("system", "user", "assistant")  # engine.runtime.redrafts.CHAT_ROLES: the server does not import the engine
 DEVELOPER = "developer"  # OpenAI's newer name for the system role; the chat template knows only "system"
 MAX_STOPS = 4
-MAX_STOP_CHARS = 256  # engine.redrafts.MAX_STOP_CHARS (the server does not import the engine)
+MAX_STOP_CHARS = 256  # engine.runtime.redrafts.MAX_STOP_CHARS (the server does not import the engine)
 MAX_SEED = 2**63
 
 

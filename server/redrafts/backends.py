@@ -1,10 +1,10 @@
 """Where redrafts run: nowhere (`off`), in this process (`local`), on GPU workers over Redis (`redis`), or on an
 OpenAI-compatible server (`openai`).
 
-A backend takes a redraft spec (a JSON-able dict, see engine/redrafts.py) and gives back a job: an async
+A backend takes a redraft spec (a JSON-able dict, see engine/runtime/redrafts.py) and gives back a job: an async
 iterator of progress dicts, an awaitable outcome dict, and a way to cancel. The server knows nothing else
 about the engine; `local` imports `engine.api` lazily so that a server with `--engine off` never needs torch
-(nor does `openai`: engine.remote is torch-free).
+(nor does `openai`: engine.remote.engine is torch-free).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from engine.tasks import EVERY_TASK
+from jobs.tasks import EVERY_TASK
 
 from .engine_model import UNKNOWN, EngineModel, display_name, from_status
 
@@ -166,7 +166,7 @@ class LocalBackend:
 
 
 class OpenAIBackend(LocalBackend):
-    """An OpenAI-compatible server as the engine (engine.remote). It connects in the background and keeps
+    """An OpenAI-compatible server as the engine (engine.remote.engine). It connects in the background and keeps
     trying while the server cannot be reached or refuses, so that the two may start in any order (compose)."""
 
     mode = "openai"

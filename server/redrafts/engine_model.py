@@ -1,4 +1,4 @@
-"""The engine's model as the server knows it: its name and what it declares it can do (engine/tasks.py).
+"""The engine's model as the server knows it: its name and what it declares it can do (jobs/tasks.py).
 
 The editor offers only the declared tasks, and the server refuses the others with words a person reads
 ("redraft-small does not take free instructions; it does: shorten, fix spelling, continue, fill in") rather
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from engine.tasks import EVERY_TASK, ModelTasks, read_tasks
+from jobs.tasks import EVERY_TASK, ModelTasks, read_tasks
 
 log = logging.getLogger(__name__)
 

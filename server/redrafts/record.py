@@ -36,7 +36,7 @@ class Redraft:
     doc: str
     kind: str
     mode: str
-    instruction: str  # what the prompt carries: the task's own (engine/tasks.py), or the person's for `instruct`
+    instruction: str  # what the prompt carries: the task's own (jobs/tasks.py), or the person's for `instruct`
     requester: dict  # {"name", "color", "verified"} (attribution.person): verified only from a token's name
     user_key: str  # who asked, for rate limits: token subject or address
     anchors: tuple[bytes, bytes]  # Yjs relative positions of the range's start and end
@@ -66,7 +66,7 @@ class Redraft:
     undo_checked: tuple | None = None  # (change, (status, text length, text hash), UndoState): the last check
     model: str | None = None  # the engine's model that wrote it, for the history
     restored: int | None = None  # a restore (kind "restore"): the version id it brings back
-    task: str = ""  # engine/tasks.py's id (rewrite, shorten, fix, instruct, ...); "" for a restore
+    task: str = ""  # jobs/tasks.py's id (rewrite, shorten, fix, instruct, ...); "" for a restore
 
     @property
     def is_restore(self) -> bool:

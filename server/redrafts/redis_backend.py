@@ -1,6 +1,6 @@
 """`--engine redis`: redrafts run on `redraft worker` processes, reached through a Redis stream.
 
-The wire protocol is engine/worker.py's (its docstring lists the keys, fields and events); the key names
+The wire protocol is worker/run.py's (its docstring lists the keys, fields and events); the key names
 are repeated here because the server must not import the engine. A job is one XADD to the jobs stream;
 its progress, retry, outcome or failure come back on a reply stream of its own. One reader task serves
 every job of this server with a single blocking XREAD over all their reply streams, and one watcher task
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 NO_WORKER = "no engine worker is running (start `redraft worker`)"
 WORKER_LOST = "the engine worker was lost and no other worker took the job"
-# What a `retry` event yields: the shape of a progress dict (engine/redrafts.py) with nothing written yet.
+# What a `retry` event yields: the shape of a progress dict (engine/runtime/redrafts.py) with nothing written yet.
 EMPTY_PROGRESS = {"step": 0, "max_steps": 0, "canvas_index": 0, "text": "", "tokens": [], "stopped": False,
                   "finished": False}
 RETRY_S = 0.5

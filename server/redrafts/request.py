@@ -8,7 +8,7 @@ import binascii
 
 from pycrdt import Assoc
 
-from engine.tasks import ALL_TASKS, TASKS
+from jobs.tasks import ALL_TASKS, TASKS
 
 from . import merge
 from .positions import Layout

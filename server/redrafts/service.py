@@ -31,7 +31,7 @@ import secrets
 import time
 from collections import OrderedDict
 
-from engine.tasks import instruction_for, task_for
+from jobs.tasks import instruction_for, task_for
 
 from ..ratelimit import BucketMap
 from ..room import Room

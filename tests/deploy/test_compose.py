@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from server.cli import serve_flags, worker_flags
+from redraft.cli import serve_flags, worker_flags
 from tests.deploy import compose
 from tests.deploy.compose import ROOT, SERVICES, flag_value
 

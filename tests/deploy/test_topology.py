@@ -49,7 +49,7 @@ def health(test: list[str], env: dict, replacements: dict[str, str]) -> int:
         for container, local in replacements.items():
             part = part.replace(container, local)
         command.append(part)
-    command = {"redraft": [sys.executable, "-m", "server"], "python": [sys.executable]}[command[0]] + command[1:]
+    command = {"redraft": [sys.executable, "-m", "redraft"], "python": [sys.executable]}[command[0]] + command[1:]
     return subprocess.run(command, cwd=ROOT, env=env, check=False, capture_output=True, timeout=30).returncode
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import torch
 
-from engine.model import DiffusionGemma
+from engine.model.network import DiffusionGemma
 
 LOGIT = 40.0  # the copied token's logit (26 after the soft cap of 30); every other token's is 0
 

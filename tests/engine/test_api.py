@@ -6,9 +6,9 @@ import anyio
 import pytest
 
 from engine.api import Engine, EngineConfig
-from engine.checkpoint import load_checkpoint
-from engine.generate import Request, RequestError, generate
-from tests.engine.test_generate import prompt_of
+from engine.weights.checkpoint import load_checkpoint
+from engine.runtime.generate import Request, RequestError, generate
+from tests.engine.runtime.test_generate import prompt_of
 from tests.engine.tiny import TinySpec
 
 

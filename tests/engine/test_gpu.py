@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 import torch
 
-from engine.cache import KVCache, decoder_masks
-from engine.checkpoint import load_checkpoint
-from engine.config import GenerationArgs
-from engine.generate import Request, denoise_step, generate, new_state, prefill, start_canvases
-from engine.graphs import capture_denoise_step
-from engine.noise import make_noise
-from engine.reference import load_reference, reference_generate
+from engine.model.cache import KVCache, decoder_masks
+from engine.weights.checkpoint import load_checkpoint
+from engine.model.config import GenerationArgs
+from engine.runtime.generate import Request, denoise_step, generate, new_state, prefill, start_canvases
+from engine.runtime.graphs import capture_denoise_step
+from engine.runtime.noise import make_noise
+from engine.runtime.reference import load_reference, reference_generate
 from tests.engine.tiny import TinySpec
 
 pytestmark = [
@@ -94,7 +94,7 @@ def test_captured_steps_take_canvases_started_from_given_tokens(checkpoint):
 def scheduled_tokens(native, requests: list[Request], capture: bool) -> list[list[int]]:
     """Each request's tokens through the scheduler (admitted one a step), its steps captured as CUDA graphs or
     run eagerly."""
-    from engine.scheduler import Job, Scheduler
+    from engine.runtime.scheduler import Job, Scheduler
 
     scheduler = Scheduler(native.model, native.generation, max_batch=4, max_len=128)
     assert scheduler.graphs is not None and scheduler.graphs.capture

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from engine.config import FULL, SLIDING, GenerationArgs, ModelArgs
-from engine.reference import hf_config
-from engine.tokenizer import TURN_END_ID, byte_tokenizer
+from engine.model.config import FULL, SLIDING, GenerationArgs, ModelArgs
+from engine.runtime.reference import hf_config
+from engine.text.tokenizer import TURN_END_ID, byte_tokenizer
 
 EOS_IDS = (1, TURN_END_ID)
 

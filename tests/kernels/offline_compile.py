@@ -1,7 +1,7 @@
 """Compiles every kernel of kernels/ at the real 26B-A4B shapes with its default launch configuration for the
 GPUs the README names, without a GPU: Triton's compiler and the ptxas in its wheel need none. Hopper (sm_90:
 H100, H200) is what the defaults are chosen for; Ada (sm_89: L40S, L4, RTX 4090) and Ampere (sm_80: A100)
-must compile them too, except FP8 on Ampere, which Triton refuses and engine/kernels.py refuses first.
+must compile them too, except FP8 on Ampere, which Triton refuses and engine/runtime/ops.py refuses first.
 
 The interpreter checks what the kernels compute; only this catches what the interpreter lets through and the
 GPU compiler refuses (a global that is not a constexpr, a dot below 16, a tile past the shared memory) before

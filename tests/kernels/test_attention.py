@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.cache import KVCache, decoder_masks
-from engine.checkpoint import load_model
-from engine.config import FULL, SLIDING
-from engine.model import Attention
+from engine.model.cache import KVCache, decoder_masks
+from engine.weights.checkpoint import load_model
+from engine.model.config import FULL, SLIDING
+from engine.model.network import Attention
 from kernels.attention import canvas_attention, canvas_attention_ref
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -30,9 +30,9 @@ TOLERANCE = {torch.float32: 1e-5, torch.float16: 1.5e-3, torch.bfloat16: 1.2e-2}
 
 # (canvas length, query heads, kv heads, head dim, committed lengths of the cache rows, batch rows (None: all),
 # sliding window (None: a global layer), which start and kv_len the caller passes):
-#  decode: kv_len the batch's longest prefix, start the oldest slot a window reaches (engine/model.py decode);
-#  graph: kv_len the whole cache, start 0 (engine/graphs.py); running: both from the first row alone, so the
-#  other rows' prefixes are cut at kv_len (engine/scheduler.py, rows that are not denoising).
+#  decode: kv_len the batch's longest prefix, start the oldest slot a window reaches (engine/model/network.py decode);
+#  graph: kv_len the whole cache, start 0 (engine/runtime/graphs.py); running: both from the first row alone, so the
+#  other rows' prefixes are cut at kv_len (engine/runtime/scheduler.py, rows that are not denoising).
 CASES = [
     (7, 4, 2, 16, [40, 3, 25, 0, 58], [3, 0, 4], 24, "decode"),  # tiny sliding: an empty row, windows cut in
     (33, 4, 1, 32, [1, 17, 50], None, None, "decode"),  # tiny global: 4 heads a group, a canvas of two tiles
@@ -114,7 +114,7 @@ def test_matches_the_reference(case, dtype, poisoned):
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[3]], ids=["decode", "graph", "running"])
 def test_the_reference_is_the_engine_path(case):
-    """canvas_attention_ref's mask is decoder_masks' (engine/cache.py), start and kv_len included."""
+    """canvas_attention_ref's mask is decoder_masks' (engine/model/cache.py), start and kv_len included."""
     q, k, v, cache_keys, cache_values, lengths, rows, start, kv_len, window = inputs(case, torch.float32, seed=1)
     selected = lengths if rows is None else lengths[rows]
     min_length = start + window - 1 if start > 0 else 0  # what decoder_masks turns into this start
@@ -136,7 +136,7 @@ def test_the_reference_is_the_engine_path(case):
 
 
 def test_decode_through_the_kernel_matches_the_reference_decoder():
-    """The hook in engine/model.py: decode with every layer's attention fused equals decode without, on the tiny
+    """The hook in engine/model/network.py: decode with every layer's attention fused equals decode without, on the tiny
     model with prefixes longer than its window (24), of different lengths, and on a subset of cache rows."""
     loaded = load_model("tiny", DEVICE, torch.float32)
     model, args = loaded.model, loaded.args

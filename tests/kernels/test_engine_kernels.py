@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.checkpoint import load_model
-from engine.config import GenerationArgs
-from engine.generate import Request, generate
-from engine.kernels import enable
-from engine.quantize import quantize
+from engine.weights.checkpoint import load_model
+from engine.model.config import GenerationArgs
+from engine.runtime.generate import Request, generate
+from engine.runtime.ops import enable
+from engine.weights.quantize import quantize
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -91,7 +91,7 @@ def test_fp8_kernels_are_refused_at_load_on_a_gpu_before_ada(monkeypatch):
 def test_with_the_kernels_no_quantized_weight_is_dequantized(fmt, monkeypatch):
     """Every projection, stacked ones included, and every expert reads its weights as stored: a dequantized
     copy would give the same tokens, so only this catches a path that falls back to one."""
-    import engine.quantize
+    import engine.weights.quantize
 
     model = quantize(load_model("tiny", DEVICE, torch.float32).model, fmt)
     enable(model, DEVICE, "on")
@@ -99,8 +99,8 @@ def test_with_the_kernels_no_quantized_weight_is_dequantized(fmt, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a weight was dequantized with the kernels on")
 
-    monkeypatch.setattr(engine.quantize, "from_fp8", refuse)
-    monkeypatch.setattr(engine.quantize, "from_nf4", refuse)
+    monkeypatch.setattr(engine.weights.quantize, "from_fp8", refuse)
+    monkeypatch.setattr(engine.weights.quantize, "from_nf4", refuse)
     generation = GenerationArgs(max_new_tokens=model.args.canvas_length, max_denoising_steps=2)
     assert generate(model, [Request([2, 40, 41], seed=1)], generation)[0].steps
     enable(model, DEVICE, "off")
@@ -111,9 +111,9 @@ def test_with_the_kernels_no_quantized_weight_is_dequantized(fmt, monkeypatch):
 def test_the_fused_step_writes_the_self_conditioning_over_its_own_buffer():
     """The step reads the previous softmax first and writes the next one over it: a CUDA graph's static
     buffer then needs no [B, L, V] copy back after every replay."""
-    from engine.cache import KVCache, decoder_masks
-    from engine.generate import denoise_step, new_state, prefill, start_canvases
-    from engine.noise import make_noise
+    from engine.model.cache import KVCache, decoder_masks
+    from engine.runtime.generate import denoise_step, new_state, prefill, start_canvases
+    from engine.runtime.noise import make_noise
 
     loaded = load_model("tiny", DEVICE, torch.float32)
     model, args = loaded.model, loaded.args
@@ -137,7 +137,7 @@ def test_the_fused_step_writes_the_self_conditioning_over_its_own_buffer():
 def test_the_fixed_shape_scheduler_gives_the_same_tokens_with_the_kernels():
     """The CUDA-graph path run eagerly (StepGraphs' buckets: views of the batch's state, the history a
     non-contiguous one), requests joining mid-flight: the fused step writes those views in place."""
-    from engine.scheduler import Job, Scheduler
+    from engine.runtime.scheduler import Job, Scheduler
 
     loaded = load_model("tiny", DEVICE, torch.float32)
     # the second runs two canvases, so the first leaves while it runs

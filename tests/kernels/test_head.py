@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.noise import CounterNoise
+from engine.runtime.noise import CounterNoise
 from kernels.head import reference, sampling_head
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

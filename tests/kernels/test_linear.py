@@ -1,4 +1,4 @@
-"""kernels/linear.py against engine/quantize.py's Fp8Linear and Nf4Linear on odd shapes, with fresh random
+"""kernels/linear.py against engine/weights/quantize.py's Fp8Linear and Nf4Linear on odd shapes, with fresh random
 inputs and the output poisoned beforehand."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from engine.layers import GatedMLP, gelu_tanh
-from engine.merged import stack
-from engine.quantize import Fp8Linear, Nf4Linear, linear_weights
+from engine.model.layers import GatedMLP, gelu_tanh
+from engine.model.fused import stack
+from engine.weights.quantize import Fp8Linear, Nf4Linear, linear_weights
 from kernels import linear, tuning
 from kernels.linear import default_config, gelu_gated, gelu_mul, quantized_linear, row_tile
 
@@ -42,7 +42,7 @@ def test_matches_the_quantized_linear(shape, module_class, dtype, poisoned):
     torch.testing.assert_close(ours.float() / scale, expected.float() / scale, rtol=0, atol=TOLERANCE[dtype])
 
 
-# (leading shape, in, intermediate): as above, the gate's and up's rows stacked as engine/merged.py does
+# (leading shape, in, intermediate): as above, the gate's and up's rows stacked as engine/model/fused.py does
 @pytest.mark.parametrize("shape", [((1,), 40, 24), ((3, 5), 64, 36), ((37,), 96, 130), ((300,), 72, 70)])
 @pytest.mark.parametrize("module_class", [nn.Linear, Fp8Linear, Nf4Linear])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -50,7 +50,7 @@ def test_gelu_gated_matches_the_gated_mlp(shape, module_class, dtype, poisoned):
     lead, in_features, inter = shape
     generator = torch.Generator().manual_seed(in_features + inter)
     mlp = GatedMLP(in_features, inter)
-    if module_class is not nn.Linear:  # the projections quantized as engine/quantize.py does at load
+    if module_class is not nn.Linear:  # the projections quantized as engine/weights/quantize.py does at load
         for name in ("gate_proj", "up_proj"):
             module = module_class(in_features, inter)
             module.load(torch.randn(inter, in_features, generator=generator) * in_features**-0.5)

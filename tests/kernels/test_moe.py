@@ -1,4 +1,4 @@
-"""kernels/moe.py against the engine's reference experts (engine/layers.py, engine/quantize.py) on odd
+"""kernels/moe.py against the engine's reference experts (engine/model/layers.py, engine/weights/quantize.py) on odd
 shapes, with fresh random inputs and intermediate buffers poisoned with NaN: a pair the kernel skips, or a
 padding row it writes, shows. Full-precision, FP8 and NF4 weights."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.layers import Experts, Router
-from engine.quantize import NF4_BLOCK, Fp8Experts, Nf4Experts
+from engine.model.layers import Experts, Router
+from engine.weights.quantize import NF4_BLOCK, Fp8Experts, Nf4Experts
 from kernels.moe import NF4_BLOCK as KERNEL_NF4_BLOCK
 from kernels import moe
 from kernels.moe import align, align_fused, config_key, fused_moe, row_tile, top_k_sum

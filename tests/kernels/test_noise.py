@@ -1,4 +1,4 @@
-"""kernels/noise.py against engine/noise.py's CounterNoise: bit for bit the same uniforms and renoising tokens,
+"""kernels/noise.py against engine/runtime/noise.py's CounterNoise: bit for bit the same uniforms and renoising tokens,
 for odd batches, canvas lengths and vocabularies, seeds past 32 bits and indices that differ per row, with the
 outputs poisoned beforehand."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.noise import CounterNoise
+from engine.runtime.noise import CounterNoise
 from kernels.noise import counter_draws
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,4 +1,4 @@
-"""kernels/norms.py against engine/layers.py's RMSNorm (and RMSNorm then RoPE) on the engine's row widths and
+"""kernels/norms.py against engine/model/layers.py's RMSNorm (and RMSNorm then RoPE) on the engine's row widths and
 odd ones, with and without a weight, with fresh inputs and the output poisoned beforehand."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.layers import RMSNorm, rope_cos_sin, rope_inv_freq
+from engine.model.layers import RMSNorm, rope_cos_sin, rope_inv_freq
 from kernels.norms import (
     attn_residual,
     ffn_out,

@@ -1,6 +1,6 @@
 """Every kernel compiles at the real shapes with its default launch configuration for Hopper, Ada and Ampere,
 fits each one's shared memory, and spills no register on Hopper; FP8 experts are refused before Ada, as
-engine/kernels.py says. Checked without a GPU (tests/kernels/offline_compile.py), in a process of its own
+engine/runtime/ops.py says. Checked without a GPU (tests/kernels/offline_compile.py), in a process of its own
 because this one runs the kernels through the interpreter."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.kernels import FP8_CAPABILITY
+from engine.runtime.ops import FP8_CAPABILITY
 from tests.kernels.offline_compile import ARCHITECTURES
 
 ROOT = Path(__file__).resolve().parents[2]

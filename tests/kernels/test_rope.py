@@ -1,4 +1,4 @@
-"""kernels/rope.py against engine/layers.py's rope_cos_sin: both tables of the real model's two layer kinds
+"""kernels/rope.py against engine/model/layers.py's rope_cos_sin: both tables of the real model's two layer kinds
 (full rotation; a quarter rotated with zero frequencies after it) and tiny ones, long positions included."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.layers import rope_cos_sin, rope_inv_freq
+from engine.model.layers import rope_cos_sin, rope_inv_freq
 from kernels.rope import rope_tables
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,4 +1,4 @@
-"""kernels/router.py against engine/layers.py's Router on odd shapes: the same experts in the same order and
+"""kernels/router.py against engine/model/layers.py's Router on odd shapes: the same experts in the same order and
 the same weights, with fresh random inputs and the outputs poisoned beforehand."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.layers import Router
+from engine.model.layers import Router
 from kernels.router import route
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

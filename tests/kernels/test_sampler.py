@@ -1,4 +1,4 @@
-"""kernels/sampler.py against engine/generate.py's `advance`: the same state after a step, field for field,
+"""kernels/sampler.py against engine/runtime/generate.py's `advance`: the same state after a step, field for field,
 for running and idle rows, with and without a stability history, and the stop flags."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 import torch
 
-from engine.config import GenerationArgs
-from engine.generate import advance as reference
-from engine.generate import new_state
+from engine.model.config import GenerationArgs
+from engine.runtime.generate import advance as reference
+from engine.runtime.generate import new_state
 from kernels.sampler import advance
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

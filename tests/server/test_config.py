@@ -2,7 +2,7 @@
 
 import pytest
 
-from server.cli import build_parser, config_from_args
+from redraft.cli import build_parser, config_from_args
 from server.config import ServerConfig, is_valid_doc_name
 
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from server.auth import mint_engine_token, mint_token, verify_engine_token
-from server.cli import main as cli_main
+from redraft.cli import main as cli_main
 from server.config import ServerConfig
 from server.openai_stream import Reply
 from server.redrafts.backends import EngineFailed
@@ -32,7 +32,7 @@ OPEN_ARGS = ("--redraft-user-per-min", "6000", "--redraft-user-burst", "1000", "
 
 def start(tmp_path_factory, name: str, *args: str, engine: str = "local") -> ServerProcess:
     extra = ("--engine", engine, "--engine-device", "cpu", *args)
-    # One intra-op thread: a small model gains nothing from more on a shared machine (tests/engine/conftest.py).
+    # One intra-op thread: a small model gains nothing from more on a shared machine (tests/support/torch_session.py).
     server = ServerProcess(tmp_path_factory.mktemp(name), extra_args=extra, env={"OMP_NUM_THREADS": "1"}).start()
     if engine != "off":
         wait_until(lambda: health(server)["engine"]["status"] == "ready", 60, "the engine to load")

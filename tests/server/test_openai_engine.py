@@ -13,7 +13,7 @@ import sys
 import httpx
 import pytest
 
-from engine.tasks import ALL_TASKS
+from jobs.tasks import ALL_TASKS
 from server.config import ServerConfig
 from tests.support.openai_faults import MODEL, FaultServer
 from tests.support.processes import ROOT, RedraftWorker, free_port, wait_until
@@ -260,7 +260,7 @@ def test_a_worker_serves_the_queue_through_the_engine_server(tmp_path, redis_ser
 def test_a_worker_that_cannot_reach_the_engine_server_says_why_and_exits(redis_server):
     port = free_port()  # nothing listens there
     result = subprocess.run(
-        [sys.executable, "-m", "server", "worker", "--redis-url", redis_server.url, "--engine", "openai",
+        [sys.executable, "-m", "redraft", "worker", "--redis-url", redis_server.url, "--engine", "openai",
          "--engine-url", f"http://127.0.0.1:{port}/v1", "--engine-timeout", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import build_parser, config_reference
+from redraft.cli import build_parser, config_reference
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -20,11 +20,11 @@ from tests.support.processes import RedisServer, RedraftWorker, free_port, wait_
 
 pytest.importorskip("torch", reason="engine workers need the engine extra (torch)")
 
-from engine.worker import GROUP, KEPT_DYING  # after the skip: a server-only install lacks the engine
+from worker.run import GROUP, KEPT_DYING  # after the skip: a server-only install lacks the engine
 
 # Four canvases of 48 steps (192 snapshots, about 2 s on one CPU thread): long enough to kill a worker
 # mid-job. Seeds 4 and 3 are ones whose random tiny model writes no EOS before the last canvas (native noise as
-# seeded since engine/noise.py's SEED_OFFSET).
+# seeded since engine/runtime/noise.py's SEED_OFFSET).
 LONG = {"id": "long", "kind": "rewrite", "passage": "Hello world, this is a test.", "steps": 48, "max_canvases": 4,
         "seed": 4}
 OTHER = {"id": "other", "kind": "rewrite", "passage": "A second, different passage here.", "steps": 48,
@@ -61,7 +61,7 @@ def expected():
     import torch
 
     from engine.api import Engine, EngineConfig
-    from engine.checkpoint import load_model
+    from engine.weights.checkpoint import load_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

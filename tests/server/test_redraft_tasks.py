@@ -1,5 +1,5 @@
 """Tasks on the server: a request names one (or its kind and instruction imply one), the model must declare it,
-and the session tells the editor which model runs and what it declares (engine/tasks.py), from the in-process
+and the session tells the editor which model runs and what it declares (jobs/tasks.py), from the in-process
 engine's checkpoint or from what the newest Redis worker publishes."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from engine.tasks import ALL_TASKS, EVERY_TASK, TASKS, ModelTasks
+from jobs.tasks import ALL_TASKS, EVERY_TASK, TASKS, ModelTasks
 from server.auth import mint_token
 from server.redrafts.engine_model import UNKNOWN, EngineModel, display_name, from_status
 from server.redrafts.redis_backend import RedisBackend
@@ -22,7 +22,7 @@ from tests.support.processes import RedraftWorker, wait_until
 SECRET = "t" * 32
 NOTE = "A small local model: it fixes spelling, shortens, fills in and continues."
 DECLARED = {"tasks": ["fix", "shorten", "continue", "fill"], "canvas_init": "passage", "note": NOTE}
-SMALL_SAYS = "shorten, fix spelling, continue, fill in"  # in engine/tasks.py's order, in plain words
+SMALL_SAYS = "shorten, fix spelling, continue, fill in"  # in jobs/tasks.py's order, in plain words
 TEXT = "Teh meeting moved to Thursday. Bring the draft budget."
 
 
@@ -169,7 +169,7 @@ def test_redis_workers_publish_their_model_and_the_server_reads_it(tmp_path, red
 
 
 def publish(client: redis.Redis, prefix: str, name: str, **status) -> None:
-    """A worker's liveness entry, as engine/worker.py writes it."""
+    """A worker's liveness entry, as worker/run.py writes it."""
     value = {"name": name, "ready": True, "stopping": False, "model": f"/models/{name}", "model_name": name, "running": 0,
              "max_batch": 1, **status}
     client.set(f"{prefix}:engine:worker:{name}", json.dumps(value), px=5000)

@@ -56,7 +56,7 @@ def shared_doc(node_peers, server, doc, text=ORIGINAL):
 
 
 def passage_range(a, text=ORIGINAL, passage=PASSAGE):
-    """The passage's range, and a task the shipped model declares (engine/tasks.py): a request without one is an
+    """The passage's range, and a task the shipped model declares (jobs/tasks.py): a request without one is an
     older client's plain rewrite, which a model that does not declare `rewrite` refuses."""
     start = utf16(text[: text.index(passage)])
     end = start + utf16(passage)

@@ -375,7 +375,7 @@ async def test_a_redraft_is_a_version_with_its_instruction_model_and_requester_a
 
 
 def test_redraft_token_signs_a_name(capsys, monkeypatch):
-    from server.cli import main
+    from redraft.cli import main
 
     monkeypatch.setenv("REDRAFT_NAME", "gpu-0")  # a worker's consumer name in the environment is no holder's name
     assert main(["token", "--engine", "--secret", SECRET]) == 0

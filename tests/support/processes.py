@@ -77,7 +77,7 @@ class RedisServer:
 
 
 class ServerProcess:
-    """`python -m server serve` in a subprocess; restartable on the same port and data."""
+    """`python -m redraft serve` in a subprocess; restartable on the same port and data."""
 
     def __init__(self, data_dir: Path, redis_url: str | None = None, extra_args: tuple[str, ...] = (),
                  env: dict | None = None, port: int | None = None):
@@ -99,7 +99,7 @@ class ServerProcess:
 
     def start(self) -> "ServerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "server", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+        args = [sys.executable, "-m", "redraft", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
                 "--log-level", "warning", *self.extra_args]
         if self.redis_url:
             args += ["--redis-url", self.redis_url]
@@ -131,7 +131,7 @@ class ServerProcess:
 
 
 class RedraftWorker:
-    """`python -m server worker` in a subprocess: the default (shipped) model on CPU unless told otherwise.
+    """`python -m redraft worker` in a subprocess: the default (shipped) model on CPU unless told otherwise.
 
     Ready once its liveness key (`{prefix}:engine:worker:{name}`) says so, which the worker writes only
     after loading the model and running its warm-up redraft.
@@ -142,12 +142,12 @@ class RedraftWorker:
         self.redis_url = redis_url
         self.name = name
         self.prefix = prefix
-        self.args = [sys.executable, "-m", "server", "worker", "--redis-url", redis_url, "--redis-prefix", prefix,
+        self.args = [sys.executable, "-m", "redraft", "worker", "--redis-url", redis_url, "--redis-prefix", prefix,
                      "--name", name, "--model", model, "--log-level", "info", *extra_args]
         if "--device" not in extra_args:  # both small models: the CPU even where there is a GPU
             self.args += ["--device", "cpu"]
         # One intra-op thread: a small model gains nothing from more, and on a shared 2-core machine OpenMP's
-        # spin-waiting slows everything else down (see tests/engine/conftest.py).
+        # spin-waiting slows everything else down (see tests/support/torch_session.py).
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
         self.workdir = workdir
         self.log_path = workdir / f"worker-{name}.log"

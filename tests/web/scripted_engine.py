@@ -1,7 +1,7 @@
 """A scripted engine worker for the editor tests: plays `redraft worker` over Redis, step by step.
 
 The server runs with `--engine redis` exactly as in compose mode; this stands in for the GPU worker
-behind the same wire protocol (engine/worker.py's docstring), so the redraft's whole server path
+behind the same wire protocol (worker/run.py's docstring), so the redraft's whole server path
 (fork, AI peer awareness, merge, undo) is real while the test decides what each canvas says and
 when the redraft ends: long enough, for instance, for someone to type a sentence meanwhile.
 """
@@ -30,7 +30,7 @@ class ScriptedJob:
 
     def progress(self, step: int, max_steps: int, tokens: list, canvas_index: int = 0, text: str | None = None,
                  num_canvases: int = 1) -> None:
-        """One denoising step's snapshot as engine/redrafts.py makes it: `tokens` is [[piece, confidence], ...]
+        """One denoising step's snapshot as engine/runtime/redrafts.py makes it: `tokens` is [[piece, confidence], ...]
         (earlier canvases' text as one piece first), `progress` counts steps over all canvases."""
         written = text if text is not None else "".join(piece for piece, _ in tokens)
         self._event("progress", {
@@ -52,7 +52,7 @@ class ScriptedJob:
 
 class ScriptedEngine:
     def __init__(self, redis_url: str, prefix: str = "redraft", name: str = "scripted", tasks: dict | None = None):
-        """`tasks`: the declaration it publishes as a loaded worker does (engine/tasks.py's ModelTasks.to_dict());
+        """`tasks`: the declaration it publishes as a loaded worker does (jobs/tasks.py's ModelTasks.to_dict());
         None publishes none, as a worker older than declarations, which servers take to do every task."""
         self.client = redis.Redis.from_url(redis_url)
         self.name = name

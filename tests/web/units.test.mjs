@@ -107,7 +107,7 @@ test('the palette offers what the model declares, and an Ask option only to a mo
   assert.deepEqual([asked.task, asked.kind, asked.instruction, asked.label], ['instruct', 'rewrite', 'formal', 'Ask: “formal”'])
   assert.deepEqual(ids({ tasks: ['instruct'] }), []) // nothing until something is typed
   assert.equal(placeholderFor({ name: '', tasks: ['fill'] }), 'This model takes no free instructions: pick one below')
-  // Every preset is one of engine/tasks.py's tasks, of its kind.
+  // Every preset is one of jobs/tasks.py's tasks, of its kind.
   const kinds = { rewrite: 'rewrite', shorten: 'rewrite', expand: 'rewrite', fix: 'rewrite', continue: 'continue', fill: 'fill' }
   for (const preset of PRESETS) assert.equal(kinds[preset.task], preset.kind, preset.id)
 })

@@ -3,10 +3,10 @@
 // with how hard the model works (steps) and whether the result goes straight in or waits as a
 // suggestion. It opens beside the passage it will rewrite, never over it. Arrow keys pick, Enter
 // runs, Escape closes. It offers only the tasks the server's model declares (the session's
-// `model`, engine/tasks.py), names that model and shows its note: a small model that was never
+// `model`, jobs/tasks.py), names that model and shows its note: a small model that was never
 // taught to follow instructions gets no free instruction to fail at.
 
-// Each preset is one of engine/tasks.py's tasks; the server knows each task's instruction.
+// Each preset is one of jobs/tasks.py's tasks; the server knows each task's instruction.
 export const PRESETS = [
   { id: 'clearer', label: 'Rewrite clearer', kind: 'rewrite', task: 'rewrite', scope: 'passage' },
   { id: 'shorten', label: 'Shorten', kind: 'rewrite', task: 'shorten', scope: 'passage' },

@@ -1,0 +1,1 @@
+"""`--engine openai`: redrafts from an OpenAI-compatible server, torch-free."""

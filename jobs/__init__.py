@@ -1,0 +1,1 @@
+"""What the server and the engine workers agree on: redraft tasks and the job protocol (torch-free, redis-free)."""

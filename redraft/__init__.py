@@ -1,0 +1,1 @@
+"""The `redraft` command: composes the server, the engine, the worker and training."""

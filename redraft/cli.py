@@ -1,0 +1,283 @@
+"""The `redraft` command line. Every flag also reads REDRAFT_<FLAG> from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import importlib
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+from server.auth import ROLES, mint_engine_token, mint_token
+from server.config import ServerConfig
+
+log = logging.getLogger("redraft")
+TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+class RedactTokens(logging.Filter):
+    """Writes `?token=...` as `?token=REDACTED` in every log line: uvicorn's access log (and its websocket
+    lines) record the whole query, and a share token there is a working link for whoever reads the logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact(arg) for arg in record.args)
+        record.msg = _redact(record.msg)
+        return True
+
+
+def _redact(value):
+    return TOKEN_IN_QUERY.sub(r"\1REDACTED", value) if isinstance(value, str) else value
+
+
+def _log_config() -> dict:
+    """uvicorn's logging configuration with the token filter on each of its handlers."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact_tokens": {"()": RedactTokens}}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact_tokens")
+    return config
+
+
+def _env(flag: str, default=None):
+    return os.environ.get("REDRAFT_" + flag.upper().replace("-", "_"), default)
+
+
+def _add(parser: argparse.ArgumentParser, flag: str, default=None, **kwargs) -> None:
+    env_name = "REDRAFT_" + flag.upper().replace("-", "_")
+    help_text = kwargs.pop("help", "")
+    parser.add_argument(
+        f"--{flag}", default=_env(flag, default), help=f"{help_text} [env {env_name}]".strip(), **kwargs
+    )
+
+
+_PARSERS = {
+    "int": int,
+    "float": float,
+    "Path": Path,
+    "str": str,
+    "str | None": lambda raw: raw or None,
+    "tuple[str, ...]": lambda raw: tuple(item.strip() for item in raw.split(",") if item.strip()),
+}
+
+
+def _config_fields():
+    return [f for f in dataclasses.fields(ServerConfig) if f.metadata.get("cli", True)]
+
+
+def _serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="run the collaboration server (and the editor)")
+    for f in _config_fields():
+        default = "" if f.default in (None, ()) else f.default
+        p.add_argument(
+            *_flags(f),
+            dest=f.name,
+            default=None,
+            choices=f.metadata.get("choices"),
+            help=f"{f.metadata['help']} (default {default!s}) [env REDRAFT_{f.name.upper()}]",
+        )
+    _add(p, "log-level", "info", choices=("debug", "info", "warning", "error"))
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Flags win over REDRAFT_* variables, which win over the dataclass defaults."""
+    values = {}
+    for f in _config_fields():
+        raw = getattr(args, f.name)
+        for name in (f.name, *f.metadata.get("aliases", ())):  # REDRAFT_<FLAG> for the flag, then its aliases
+            if raw is None:
+                raw = os.environ.get(f"REDRAFT_{name.upper()}")
+        if raw is None:
+            continue
+        try:
+            values[f.name] = _PARSERS[f.type](raw)
+        except ValueError as exc:
+            raise ValueError(f"--{f.name.replace('_', '-')}: cannot read {raw!r} ({exc})") from None
+    return ServerConfig(**values)
+
+
+def _token_parser(sub) -> None:
+    p = sub.add_parser("token", help="print a share token (--doc) or an engine token for the /v1 API (--engine)")
+    _add(p, "doc", None, help="document name, or * for every document")
+    # No REDRAFT_ENGINE here: that variable is `serve --engine`'s mode, set in every compose service's environment.
+    p.add_argument("--engine", action="store_true", help="a token for the OpenAI-compatible API; it opens no document")
+    _add(p, "role", "edit", choices=ROLES)
+    _add(p, "secret", None, help="the server's secret")
+    _add(p, "ttl", None, type=float, help="seconds until the token expires (default: never)")
+    # No REDRAFT_NAME either: that variable is `worker --name`'s consumer name, and a token's holder is named
+    # on purpose, never picked up from a shell or a container's environment.
+    p.add_argument("--name", default=None,
+                   help="the holder's display name (at most 64 characters): history shows it as verified")
+
+
+def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    lines = ["| flag | environment | default | what it sets |", "|---|---|---|---|"]
+    for flag, env, default, what in rows:
+        flags = ", ".join(f"`{name}`" for name in flag.split(", "))  # a flag and its aliases
+        lines.append(f"| {flags} | `{env}` | {f'`{default}`' if default else ''} | {what} |")
+    return lines
+
+
+def serve_flags() -> list[tuple[str, str, str, str]]:
+    """(flag, environment variable, default, what it sets) for each `redraft serve` setting."""
+    rows = []
+    for f in _config_fields():
+        default = f.default
+        if f.name == "web_dir":
+            default = "web/dist"  # resolved against the install; shown relative
+        shown = "" if default in (None, ()) else str(default)
+        choices = f.metadata.get("choices")
+        what = f.metadata["help"] + (f" ({' / '.join(choices)})" if choices else "")
+        rows.append((", ".join(_flags(f)), f"REDRAFT_{f.name.upper()}", shown, what))
+    return rows
+
+
+def _flags(f: dataclasses.Field) -> list[str]:
+    """A field's flag, then its aliases."""
+    return ["--" + name.replace("_", "-") for name in (f.name, *f.metadata.get("aliases", ()))]
+
+
+def worker_flags() -> list[tuple[str, str, str, str]]:
+    """(flag, environment variable, default, what it sets) for each `redraft worker` flag."""
+    from worker.config import FLAGS, env_name  # no torch, no redis: cheap
+
+    return [(f"--{flag}", env_name(flag), default or "", what) for flag, what, default in FLAGS]
+
+
+def config_reference() -> str:
+    """The configuration tables of the README, made from the code's own configuration: `redraft serve`'s
+    dataclass and `redraft worker`'s flags."""
+    return "\n".join([
+        "`redraft serve`:", "", *_table(serve_flags()), "",
+        "`redraft worker` (the GPU engine worker of `--engine redis`):", "", *_table(worker_flags()),
+    ])
+
+
+# Subcommands served by the engine package: help, (module, function) adding the flags, (module, function) running it.
+ENGINE_COMMANDS = {
+    "generate": (
+        "one generation from the command line (needs the engine extra)",
+        "engine.api", "add_generate_arguments", "engine.api", "run_generate",
+    ),
+    "worker": (
+        "a GPU engine worker: takes redraft jobs from Redis (--engine redis)",
+        "worker.config", "add_worker_arguments", "worker.run", "run_worker",
+    ),
+    "train": (
+        "train the small model, LoRA-fine-tune a checkpoint, or evaluate one",
+        "training.cli", "add_train_arguments", "training.cli", "run_train",
+    ),
+    "worker-health": (
+        "exit 0 when this host's engine worker is ready (a container health check; needs redis only)",
+        "worker.health", "add_worker_health_arguments", "worker.health", "run_worker_health",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="redraft", description="Redraft: collaborative editing with AI redrafts")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _token_parser(sub)
+    sub.add_parser("config-reference", help="print the configuration tables of serve and worker (Markdown)")
+    for name, (help, flags_module, add_arguments, _, _) in ENGINE_COMMANDS.items():
+        command = sub.add_parser(name, help=help)
+        try:
+            # The flag modules are cheap to import (torch and redis load only when the command runs),
+            # but a CPU-only collaboration node may not have the engine package installed at all.
+            module = importlib.import_module(flags_module)
+        except ImportError:
+            command.set_defaults(engine_missing=True)
+            continue
+        getattr(module, add_arguments)(command)
+    return parser
+
+
+def websocket_options(config: ServerConfig, websockets=None) -> dict:
+    """uvicorn's websocket settings for `redraft serve` (`websockets`: see `serve`)."""
+    from server.ws_link import LinkProtocol
+
+    return {
+        "ws": websockets or LinkProtocol,  # rooms read and write frames without ASGI's round trips (ws_link)
+        # Headroom so the room closes with its own code and reason; uvicorn's 1009 only guards memory against
+        # absurd frames.
+        "ws_max_size": 4 * config.max_message_bytes,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        # No permessage-deflate: a browser offers it, and its compression contexts cost 46 KiB a connection
+        # (10 without); broadcasts go out uncompressed anyway (ws_link) and a keystroke's update is tens of bytes.
+        "ws_per_message_deflate": False,
+    }
+
+
+def serve(args: argparse.Namespace, websockets=None) -> int:
+    """`redraft serve`; `websockets` names another of uvicorn's websocket implementations (bench/collab.py
+    measures what ws_link saves against them), else rooms take their connections over (ws_link)."""
+    import uvicorn
+
+    from server.app import create_app
+
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"redraft serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactTokens())
+    if config.engine == "openai":
+        from engine.api import PASSWORD_ON_COMMAND_LINE, password_on_command_line  # torch-free; the worker says it too
+
+        if password_on_command_line(config.engine_url):
+            log.warning(PASSWORD_ON_COMMAND_LINE)
+    if config.secret is None:
+        log.warning(
+            "no --secret: every document is open to anyone who can reach %s:%d, so only loopback is served",
+            config.host,
+            config.port,
+        )
+    log.info("editor at http://%s:%d/", config.host, config.port)
+    uvicorn.run(create_app(config), **websocket_options(config, websockets), host=config.host, port=config.port,
+                log_level=args.log_level, log_config=_log_config(), lifespan="on")
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    if not args.secret:
+        print("redraft token: --secret (or REDRAFT_SECRET) is required", file=sys.stderr)
+        return 2
+    if (args.doc is None) == (not args.engine):  # REDRAFT_DOC in the environment counts as --doc
+        print("redraft token: give either --doc NAME (a share token) or --engine (a /v1 API token)", file=sys.stderr)
+        return 2
+    try:
+        if args.engine:
+            if args.name is not None:
+                raise ValueError("--name names a document token's holder; an engine token has none")
+            print(mint_engine_token(args.secret, args.ttl))
+        else:
+            print(mint_token(args.secret, args.doc, args.role, args.ttl, name=args.name))
+    except ValueError as exc:
+        print(f"redraft token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "config-reference":
+        print(config_reference())
+        return 0
+    if args.command in ENGINE_COMMANDS:
+        if getattr(args, "engine_missing", False):
+            missing = "the engine is not installed (pip install 'redraft[engine]')"
+            print(f"redraft {args.command}: {missing}", file=sys.stderr)
+            return 2
+        _, _, _, run_module, run = ENGINE_COMMANDS[args.command]
+        return getattr(importlib.import_module(run_module), run)(args)
+    return {"serve": serve, "token": token}[args.command](args)

@@ -1,7 +1,0 @@
-"""`python -m server`: the same as the `redraft` console script."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())

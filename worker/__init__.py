@@ -1,0 +1,1 @@
+"""`redraft worker`: the GPU engine worker that takes redraft jobs from Redis."""

@@ -1,0 +1,61 @@
+"""`redraft worker-health`: whether this host's engine worker is ready, as a container health check.
+
+A worker writes its liveness key (JSON, a few seconds' TTL) and keeps its name in the workers set
+(worker/run.py, keys from WorkerConfig); the key says `ready` only once the model is loaded and a
+warm-up redraft ran. Without `--name` the check looks for the workers named as a worker names itself by
+default, `{hostname}-{pid}`: a container has a hostname of its own, so these are the workers of this
+container. Needs redis only, no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+
+from worker.config import env_name, env_value, liveness_key, workers_key
+
+
+def add_worker_health_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, help_text, default in (
+        ("redis-url", "redis://... the workers' Redis (required)", None),
+        ("redis-prefix", "prefix of every Redis key (the workers' --redis-prefix)", "redraft"),
+        ("name", "the worker's --name (default: any worker named after this host, as workers name themselves)",
+         None),
+    ):
+        parser.add_argument(f"--{flag}", default=env_value(flag, default), help=f"{help_text} [env {env_name(flag)}]")
+
+
+def run_worker_health(args: argparse.Namespace) -> int:
+    if not args.redis_url:
+        print("redraft worker-health: --redis-url (or REDRAFT_REDIS_URL) is required", file=sys.stderr)
+        return 2
+    is_ready, line = worker_status(args.redis_url, args.redis_prefix, args.name)
+    print(line)
+    return 0 if is_ready else 1
+
+
+def worker_status(redis_url: str, prefix: str, name: str | None = None) -> tuple[bool, str]:
+    """(ready, a line that says why) for the named worker, or for this host's workers."""
+    import redis
+    from redis.exceptions import RedisError
+
+    try:
+        with redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5) as client:
+            if name:
+                names = [name]
+            else:
+                host = socket.gethostname() + "-"
+                names = sorted(n for n in (m.decode() for m in client.smembers(workers_key(prefix)))
+                               if n.startswith(host))
+            values = client.mget([liveness_key(prefix, n) for n in names]) if names else []
+    except RedisError as exc:
+        return False, f"cannot reach Redis: {exc}"
+    statuses = [json.loads(value) for value in values if value is not None]
+    ready = [status["name"] for status in statuses if status.get("ready")]
+    if ready:
+        return True, f"ready: {', '.join(ready)}"
+    if statuses:
+        return False, f"not ready yet (loading the model or stopping): {', '.join(s['name'] for s in statuses)}"
+    return False, f"no live worker named {name}" if name else f"no live worker on {socket.gethostname()}"
