@@ -14,7 +14,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.runtime.generate_cli import add_generate_arguments, run_generate
 from engine.model.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
 from engine.progress_queue import ProgressQueue  # the server's Redis backend bounds its jobs' progress with it
@@ -23,7 +22,7 @@ from engine.remote.config import PASSWORD_ON_COMMAND_LINE, password_on_command_l
 
 __all__ = [
     "PASSWORD_ON_COMMAND_LINE", "Engine", "EngineConfig", "Generation", "ProgressQueue", "RemoteConfig", "RemoteEngine",
-    "RequestError", "add_generate_arguments", "password_on_command_line", "read_api_key", "run_generate",
+    "RequestError", "password_on_command_line", "read_api_key",
 ]
 
 log = logging.getLogger(__name__)

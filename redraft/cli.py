@@ -7,11 +7,11 @@ import copy
 import dataclasses
 import importlib
 import logging
-import os
 import re
 import sys
 from pathlib import Path
 
+from redraft.flags import env_name, env_value
 from server.auth import ROLES, mint_engine_token, mint_token
 from server.config import ServerConfig
 
@@ -45,15 +45,10 @@ def _log_config() -> dict:
     return config
 
 
-def _env(flag: str, default=None):
-    return os.environ.get("REDRAFT_" + flag.upper().replace("-", "_"), default)
-
-
 def _add(parser: argparse.ArgumentParser, flag: str, default=None, **kwargs) -> None:
-    env_name = "REDRAFT_" + flag.upper().replace("-", "_")
     help_text = kwargs.pop("help", "")
     parser.add_argument(
-        f"--{flag}", default=_env(flag, default), help=f"{help_text} [env {env_name}]".strip(), **kwargs
+        f"--{flag}", default=env_value(flag, default), help=f"{help_text} [env {env_name(flag)}]".strip(), **kwargs
     )
 
 
@@ -80,7 +75,7 @@ def _serve_parser(sub) -> None:
             dest=f.name,
             default=None,
             choices=f.metadata.get("choices"),
-            help=f"{f.metadata['help']} (default {default!s}) [env REDRAFT_{f.name.upper()}]",
+            help=f"{f.metadata['help']} (default {default!s}) [env {env_name(f.name)}]",
         )
     _add(p, "log-level", "info", choices=("debug", "info", "warning", "error"))
 
@@ -92,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raw = getattr(args, f.name)
         for name in (f.name, *f.metadata.get("aliases", ())):  # REDRAFT_<FLAG> for the flag, then its aliases
             if raw is None:
-                raw = os.environ.get(f"REDRAFT_{name.upper()}")
+                raw = env_value(name)
         if raw is None:
             continue
         try:
@@ -134,7 +129,7 @@ def serve_flags() -> list[tuple[str, str, str, str]]:
         shown = "" if default in (None, ()) else str(default)
         choices = f.metadata.get("choices")
         what = f.metadata["help"] + (f" ({' / '.join(choices)})" if choices else "")
-        rows.append((", ".join(_flags(f)), f"REDRAFT_{f.name.upper()}", shown, what))
+        rows.append((", ".join(_flags(f)), env_name(f.name), shown, what))
     return rows
 
 
@@ -163,7 +158,7 @@ def config_reference() -> str:
 ENGINE_COMMANDS = {
     "generate": (
         "one generation from the command line (needs the engine extra)",
-        "engine.api", "add_generate_arguments", "engine.api", "run_generate",
+        "redraft.generate", "add_generate_arguments", "redraft.generate", "run_generate",
     ),
     "worker": (
         "a GPU engine worker: takes redraft jobs from Redis (--engine redis)",
@@ -171,7 +166,7 @@ ENGINE_COMMANDS = {
     ),
     "train": (
         "train the small model, LoRA-fine-tune a checkpoint, or evaluate one",
-        "training.cli", "add_train_arguments", "training.cli", "run_train",
+        "redraft.train", "add_train_arguments", "redraft.train", "run_train",
     ),
     "worker-health": (
         "exit 0 when this host's engine worker is ready (a container health check; needs redis only)",

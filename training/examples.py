@@ -31,7 +31,7 @@ from training.corpus import Document, sentences
 from training.corruption import aligned_canvases, fix_pairs, shorten_pairs, shown_text
 from engine.text.prompts import RedraftPrompt, build_messages, encode_messages
 from jobs.tasks import TASKS, instruction_for
-from engine.text.tokenizer import EOS, TURN_END
+from engine.text.tokenizer import end_of_turn_id
 
 EXAMPLE_KINDS = ("plain", "fix", "shorten", "fill", "continue")
 MAX_CONTEXT_CHARS = 240  # text before and after a passage in the task prompts
@@ -117,14 +117,6 @@ def pair_examples(tokenizer, pairs: list[dict[str, str]], pad_id: int, L: int) -
         response = tokenizer.encode(pair["response"], add_special_tokens=False)
         examples += response_examples(prompt, response, end_id, pad_id, L)
     return examples
-
-
-def end_of_turn_id(tokenizer) -> int:
-    """The token a model turn ends with (<turn|>), or <eos> for a tokenizer without turn markers."""
-    turn_end = tokenizer.convert_tokens_to_ids(TURN_END)
-    if turn_end is None or turn_end == tokenizer.unk_token_id:
-        return tokenizer.convert_tokens_to_ids(EOS)
-    return turn_end
 
 
 class DocumentExamples:

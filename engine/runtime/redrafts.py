@@ -231,7 +231,7 @@ def passage_init_ids(spec: RedraftSpec, tokenizer, tasks: ModelTasks) -> list[in
     its turn, as its training targets end (training/examples.py). None: the canvases start from noise."""
     if tasks.canvas_init != "passage" or spec.task not in COPY_TASKS:
         return None
-    from training.examples import end_of_turn_id  # torch, like Request above
+    from engine.text.tokenizer import end_of_turn_id  # tokenizers, like Request above
 
     return [*tokenizer.encode(spec.passage, add_special_tokens=False), end_of_turn_id(tokenizer)]
 

@@ -117,3 +117,11 @@ def _byte_of(char: str) -> int:
         return code
     others = [b for b in range(256) if b not in printable]
     return others[code - 256]
+
+
+def end_of_turn_id(tokenizer) -> int:
+    """The token a model turn ends with (<turn|>), or <eos> for a tokenizer without turn markers."""
+    turn_end = tokenizer.convert_tokens_to_ids(TURN_END)
+    if turn_end is None or turn_end == tokenizer.unk_token_id:
+        return tokenizer.convert_tokens_to_ids(EOS)
+    return turn_end

@@ -203,7 +203,7 @@ def test_held_out_sample_takes_turns_between_files():
 
 
 def test_export_held_out_writes_english_docs_paragraphs(tmp_path, monkeypatch):
-    from training.cli import main
+    from redraft.train import main
 
     debian_docs(tmp_path / "root", held_out_python=2)
     rerooted = {

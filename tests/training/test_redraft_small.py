@@ -11,7 +11,7 @@ import torch
 
 from engine.api import EngineConfig
 from engine.weights.checkpoint import SHIPPED_MODELS, load_model
-from engine.runtime.generate_cli import main as generate_main
+from redraft.generate import main as generate_main
 from engine.model.config import TRAINABLE_CONFIGS
 from training.corpus import read_paragraph_file
 from engine.runtime.generate import Request, generate

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from engine.api import Engine, EngineConfig
 from engine.weights.checkpoint import load_model
-from engine.runtime.generate_cli import main as generate_main
+from redraft.generate import main as generate_main
 from engine.model.config import MODEL_PRESETS
 from training.corpus import read_paragraph_file
 from training.quantized_quality import format_report, measure

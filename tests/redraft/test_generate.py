@@ -1,4 +1,4 @@
-"""`redraft generate` (engine.runtime.generate_cli): both backends, JSON output, REDRAFT_* defaults, and usage errors."""
+"""`redraft generate` (redraft.generate): both backends, JSON output, REDRAFT_* defaults, and usage errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from engine import api
-from engine.runtime.generate_cli import main
+from redraft.generate import main
 from tests.engine.tiny import TinySpec
 from tests.support.processes import ROOT
 
@@ -105,14 +104,12 @@ def test_a_missing_checkpoint_exits_1_naming_it(capsys, tmp_path):
     assert f"{tmp_path / 'gone'}: not a checkpoint directory" in capsys.readouterr().err
 
 
-def test_api_exports_the_generate_command():
-    assert api.add_generate_arguments is not None and api.run_generate is not None
 
 
 def test_python_dash_m_entry_point():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "engine.runtime.generate_cli", "--model", "tiny", "--prompt-ids", "2,5", "--max-new-tokens", "4",
+        [sys.executable, "-m", "redraft.generate", "--model", "tiny", "--prompt-ids", "2,5", "--max-new-tokens", "4",
          "--steps", "2", "--json", "--device", "cpu"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
 from engine.model.config import DEFAULT_MODEL, KERNEL_MODES, QUANTIZE_FORMATS
+from redraft.flags import env_flag, env_value
 
 BACKENDS = ("native", "reference")
 DEVICES = ("cpu", "cuda")
@@ -28,26 +28,26 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     """The `generate` flags; each also reads REDRAFT_<FLAG> from the environment."""
     parser.add_argument(
         "--model",
-        default=_env("model", DEFAULT_MODEL),
+        default=env_value("model", DEFAULT_MODEL),
         help=f"{DEFAULT_MODEL} (default), tiny, diffusiongemma-26b-a4b, or a checkpoint dir",
     )
-    parser.add_argument("--backend", default=_env("backend", "native"), help="native (default) or reference")
+    parser.add_argument("--backend", default=env_value("backend", "native"), help="native (default) or reference")
     parser.add_argument(
-        "--quantize", default=_env("quantize", "none"), help=f"weights: {', '.join(QUANTIZE_FORMATS)} (native backend)"
+        "--quantize", default=env_value("quantize", "none"), help=f"weights: {', '.join(QUANTIZE_FORMATS)} (native backend)"
     )
-    parser.add_argument("--kernels", default=_env("kernels", "off"), help="on: the fused Triton kernels (CUDA)")
-    parser.add_argument("--prompt", default=_env("prompt"), help="prompt text (tokenized as is, or as a chat turn)")
-    parser.add_argument("--chat", action="store_true", default=_env_flag("chat"), help="--prompt as a chat turn")
-    parser.add_argument("--prompt-ids", default=_env("prompt_ids"), help="comma-separated prompt token ids")
-    parser.add_argument("--max-new-tokens", default=_env("max_new_tokens"), help="default: the checkpoint's (256)")
-    parser.add_argument("--steps", default=_env("steps"), help="max denoising steps per canvas (default 48)")
-    parser.add_argument("--seed", default=_env("seed", "0"))
-    parser.add_argument("--device", default=_env("device"), help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--dtype", default=_env("dtype"), help="float32 or bfloat16 (default: bfloat16 on cuda)")
+    parser.add_argument("--kernels", default=env_value("kernels", "off"), help="on: the fused Triton kernels (CUDA)")
+    parser.add_argument("--prompt", default=env_value("prompt"), help="prompt text (tokenized as is, or as a chat turn)")
+    parser.add_argument("--chat", action="store_true", default=env_flag("chat"), help="--prompt as a chat turn")
+    parser.add_argument("--prompt-ids", default=env_value("prompt_ids"), help="comma-separated prompt token ids")
+    parser.add_argument("--max-new-tokens", default=env_value("max_new_tokens"), help="default: the checkpoint's (256)")
+    parser.add_argument("--steps", default=env_value("steps"), help="max denoising steps per canvas (default 48)")
+    parser.add_argument("--seed", default=env_value("seed", "0"))
+    parser.add_argument("--device", default=env_value("device"), help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--dtype", default=env_value("dtype"), help="float32 or bfloat16 (default: bfloat16 on cuda)")
     parser.add_argument(
-        "--rng", default=_env("rng", "native"), help="native, or reference: draw random numbers as transformers does"
+        "--rng", default=env_value("rng", "native"), help="native, or reference: draw random numbers as transformers does"
     )
-    parser.add_argument("--json", action="store_true", default=_env_flag("json"), help="print one JSON object")
+    parser.add_argument("--json", action="store_true", default=env_flag("json"), help="print one JSON object")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -202,13 +202,6 @@ def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
-
-def _env(flag: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"REDRAFT_{flag.upper()}", default)
-
-
-def _env_flag(flag: str) -> bool:
-    return _env(flag, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def main(argv: list[str] | None = None) -> int:

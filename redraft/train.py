@@ -12,10 +12,11 @@ stderr, the evaluation to stdout.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
+
+from redraft.flags import env_flag, env_value
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # redraft-small's mix of example kinds (training/examples.py): mostly the edits it declares; plain text, fill and
@@ -43,32 +44,32 @@ class UsageError(ValueError):
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The `train` flags; each also reads REDRAFT_<FLAG> from the environment."""
     add = parser.add_argument
-    add("--corpus", default=_env("corpus"), help="train from scratch on this corpus: english-docs or python-docs")
-    add("--corpus-dir", default=_env("corpus_dir"), help="its sources (default: where python3.11-doc puts them)")
-    add("--config", default=_env("config", "redraft-small"), help="shapes to train from scratch (redraft-small)")
-    add("--model", default=_env("model"), help="the checkpoint to fine-tune or evaluate; with --corpus, to train on")
-    add("--data", default=_env("data"), help='fine-tune: JSONL of {"prompt": ..., "response": ...}')
-    add("--out", default=_env("out"), help="where the trained checkpoint (or the adapters) go")
-    add("--steps", default=_env("steps"), help="optimizer steps (default 3000 from scratch, 200 fine-tuning)")
-    add("--minutes", default=_env("minutes"), help="from scratch: fit the steps into this much wall time")
-    add("--batch-size", default=_env("batch_size"), help="canvases per step (default 16 from scratch, 8 fine-tuning)")
-    add("--lr", default=_env("lr"), help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning)")
-    add("--seed", default=_env("seed", "0"))
-    add("--self-cond-prob", default=_env("self_cond_prob", "0.5"), help="share of rows trained self-conditioned")
+    add("--corpus", default=env_value("corpus"), help="train from scratch on this corpus: english-docs or python-docs")
+    add("--corpus-dir", default=env_value("corpus_dir"), help="its sources (default: where python3.11-doc puts them)")
+    add("--config", default=env_value("config", "redraft-small"), help="shapes to train from scratch (redraft-small)")
+    add("--model", default=env_value("model"), help="the checkpoint to fine-tune or evaluate; with --corpus, to train on")
+    add("--data", default=env_value("data"), help='fine-tune: JSONL of {"prompt": ..., "response": ...}')
+    add("--out", default=env_value("out"), help="where the trained checkpoint (or the adapters) go")
+    add("--steps", default=env_value("steps"), help="optimizer steps (default 3000 from scratch, 200 fine-tuning)")
+    add("--minutes", default=env_value("minutes"), help="from scratch: fit the steps into this much wall time")
+    add("--batch-size", default=env_value("batch_size"), help="canvases per step (default 16 from scratch, 8 fine-tuning)")
+    add("--lr", default=env_value("lr"), help="peak learning rate (default 3e-3 from scratch, 1e-4 fine-tuning)")
+    add("--seed", default=env_value("seed", "0"))
+    add("--self-cond-prob", default=env_value("self_cond_prob", "0.5"), help="share of rows trained self-conditioned")
     add(
         "--encoder-loss-weight",
-        default=_env("encoder_loss_weight"),
+        default=env_value("encoder_loss_weight"),
         help="weight of the encoder's next-token loss on the prompts (default 1 from scratch, 0 fine-tuning)",
     )
-    add("--lora-rank", default=_env("lora_rank", "16"))
-    add("--lora-alpha", default=_env("lora_alpha", "32"))
-    add("--merge", action="store_true", default=_env_flag("merge"), help="save the merged model, not the adapters")
-    add("--device", default=_env("device"), help="cpu or cuda (default: cuda when available)")
-    add("--threads", default=_env("threads", "1"), help="CPU threads for torch (default 1)")
-    add("--dtype", default=_env("dtype"), help="fine-tuning: the base's dtype (default bfloat16 on cuda)")
-    add("--eval-only", action="store_true", default=_env_flag("eval_only"), help="evaluate --model and stop")
-    add("--held-out", default=_env("held_out"), help="paragraphs (blank-line separated) to evaluate on")
-    add("--export-held-out", default=_env("export_held_out"), help="write held-out paragraphs of --corpus here")
+    add("--lora-rank", default=env_value("lora_rank", "16"))
+    add("--lora-alpha", default=env_value("lora_alpha", "32"))
+    add("--merge", action="store_true", default=env_flag("merge"), help="save the merged model, not the adapters")
+    add("--device", default=env_value("device"), help="cpu or cuda (default: cuda when available)")
+    add("--threads", default=env_value("threads", "1"), help="CPU threads for torch (default 1)")
+    add("--dtype", default=env_value("dtype"), help="fine-tuning: the base's dtype (default bfloat16 on cuda)")
+    add("--eval-only", action="store_true", default=env_flag("eval_only"), help="evaluate --model and stop")
+    add("--held-out", default=env_value("held_out"), help="paragraphs (blank-line separated) to evaluate on")
+    add("--export-held-out", default=env_value("export_held_out"), help="write held-out paragraphs of --corpus here")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -306,13 +307,6 @@ def _size_mb(directory: Path) -> float:
 def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
-
-def _env(flag: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"REDRAFT_{flag.upper()}", default)
-
-
-def _env_flag(flag: str) -> bool:
-    return _env(flag, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def main(argv: list[str] | None = None) -> int:
