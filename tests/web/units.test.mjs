@@ -8,9 +8,12 @@ import { changedShare, tokenize, wordDiff } from '../../web/src/diff.js'
 import { askedFor, whenAsked } from '../../web/src/history.js'
 import { COLORS, freeColor } from '../../web/src/identity.js'
 import { ALL_TASKS, PRESETS, offeredOptions, placeholderFor, targetFor, typedHint } from '../../web/src/palette.js'
+import { createPageState, engineOffReason, isModelPending, paletteBlocker } from '../../web/src/page-state.js'
 import { panelLeft } from '../../web/src/popover.js'
 import { whenOpened } from '../../web/src/recent.js'
-import { movesOn } from '../../web/src/redrafts.js'
+import { aiRedrafts, placeRedrafts } from '../../web/src/redraft-awareness.js'
+import { hasReached, movesOn } from '../../web/src/redraft-status.js'
+import { statusToast } from '../../web/src/redraft-toasts.js'
 import { caretLabel } from '../../web/src/remote-cursors.js'
 import { SHORTCUTS, keyLabel, matches } from '../../web/src/shortcuts.js'
 import { isAiPeer, safeColor } from '../../web/src/trust.js'
@@ -260,4 +263,64 @@ test("a version's diff: the API's ops as runs, sized, long unchanged stretches f
   const emoji = '😀'.repeat(400) // 800 UTF-16 units: no cut may split a pair
   const cut = foldUnchanged([{ op: 'insert', text: 'a' }, { op: 'keep', text: 'y' + emoji }], { max: 600, context: 160 })
   assert.ok(cut.every((run) => !/^[\udc00-\udfff]|[\ud800-\udbff]$/.test(run.text)), JSON.stringify(cut.map((run) => run.text.length)))
+})
+
+const AI_MIN = 2 ** 32
+const entry = (id, status, extra = {}) => ({ id, status, anchors: { start: `${id}-start`, end: `${id}-end` }, ...extra })
+
+test("the AI peer's redrafts: only from its reserved ids, only well-formed entries, placed by where they start", () => {
+  const session = { ai_client_id_min: AI_MIN }
+  const late = entry('late', 'running')
+  const early = entry('early', 'suggested')
+  const states = new Map([
+    [AI_MIN + 7, { redrafts: [late, null, { id: '' }, { id: 3 }, 'junk', early] }],
+    [12, { redrafts: [entry('forged', 'suggested')] }], // a stock client claiming to be the AI
+    [AI_MIN + 8, { redrafts: 'not a list' }]
+  ])
+  assert.deepEqual([...aiRedrafts(states, session).keys()], ['late', 'early'])
+  assert.deepEqual([...aiRedrafts(states, null).keys()], []) // before the session, nobody is the AI peer
+  const where = { 'late-start': 30, 'late-end': 20, 'early-start': 4, 'early-end': 9 } // reversed ends are put in order
+  assert.deepEqual(placeRedrafts(aiRedrafts(states, session), (anchor) => where[anchor] ?? null),
+    [{ redraft: early, from: 4, to: 9 }, { redraft: late, from: 20, to: 30 }])
+  assert.deepEqual(placeRedrafts(new Map([['x', entry('x', 'running')]]), () => null), []) // not in this replica yet
+})
+
+test('statuses settle in order; a finished redraft counts as past a suggestion', () => {
+  assert.equal(hasReached('done', 'suggested'), true)
+  assert.equal(hasReached('undone', 'done'), true)
+  assert.equal(hasReached('running', 'suggested'), false)
+  assert.equal(hasReached('bogus', 'queued'), false)
+})
+
+test("toasts say what happened to one's own redraft, with Undo after it landed and Redo after it was undone", () => {
+  const undo = () => 'undo'
+  const redo = () => 'redo'
+  const [applied, appliedOptions] = statusToast('done', { previous: 'running', undo, redo })
+  assert.equal(applied, 'Redraft applied.')
+  assert.deepEqual([appliedOptions.kind, appliedOptions.key, appliedOptions.timeoutMs], ['success', 'redraft', 0])
+  assert.deepEqual(appliedOptions.actions.map((action) => [action.label, action.run]), [['Undo', undo]])
+  assert.equal(statusToast('done', { previous: 'undone', undo, redo })[0], 'Redraft put back in.')
+  assert.deepEqual(statusToast('undone', { previous: 'done', undo, redo })[1].actions.map((action) => [action.label, action.run]), [['Redo', redo]])
+  assert.deepEqual(statusToast('failed', { detail: 'model crashed' }), ['The redraft failed (model crashed). Nothing was changed.', { kind: 'error', key: 'redraft' }])
+  assert.match(statusToast('conflict', { previous: 'running' })[0], /\(someone deleted or rewrote it\)/)
+  assert.match(statusToast('conflict', { previous: 'suggested' })[0], /^Your suggestion no longer fits/)
+  assert.equal(statusToast('rejected', { rejectedBy: { name: 'Grace' } })[0], 'Grace rejected your suggestion; the passage stays as it is.')
+  assert.equal(statusToast('rejected', { rejectedBy: { name: 42 } })[0], 'Someone in the document rejected your suggestion; the passage stays as it is.')
+  assert.equal(statusToast('rejected', { isOwnRejection: true }), null) // this page rejected it: it knows
+  assert.equal(statusToast('running', {}), null)
+})
+
+test('the page state: who may redraft here, and when the model is still to be asked for', () => {
+  const page = createPageState({ name: 'Ada', color: '#00707f' })
+  assert.deepEqual(page, { role: null, session: null, engineOff: null, user: { name: 'Ada', color: '#00707f' }, isAiBusy: false })
+  assert.equal(isModelPending(page), false) // no session yet: nothing to ask again
+  page.session = { engine: { mode: 'local', status: 'loading' } }
+  assert.equal(isModelPending(page), true)
+  page.session.engine.status = 'ready'
+  assert.equal(isModelPending(page), false)
+  assert.equal(engineOffReason({ engine: { mode: 'off' } }), 'AI redrafts are off on this server (it was started with --engine off).')
+  assert.equal(engineOffReason({ engine: { mode: 'local', status: 'ready' } }), null)
+  page.engineOff = 'off here'
+  assert.equal(paletteBlocker({ ...page, role: 'edit' }), 'off here')
+  assert.match(paletteBlocker({ ...page, role: 'read' }), /^This is a read-only link/)
 })
