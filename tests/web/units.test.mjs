@@ -12,8 +12,10 @@ import { createPageState, engineOffReason, isModelPending, paletteBlocker } from
 import { panelLeft } from '../../web/src/popover.js'
 import { whenOpened } from '../../web/src/recent.js'
 import { aiRedrafts, placeRedrafts } from '../../web/src/redraft-awareness.js'
+import { isShowing, showRedrafts, shownRedrafts } from '../../web/src/redraft-field.js'
 import { hasReached, movesOn } from '../../web/src/redraft-status.js'
 import { statusToast } from '../../web/src/redraft-toasts.js'
+import { CanvasWidget, SuggestionWidget } from '../../web/src/redraft-widgets.js'
 import { caretLabel } from '../../web/src/remote-cursors.js'
 import { SHORTCUTS, keyLabel, matches } from '../../web/src/shortcuts.js'
 import { isAiPeer, safeColor } from '../../web/src/trust.js'
@@ -323,4 +325,68 @@ test('the page state: who may redraft here, and when the model is still to be as
   page.engineOff = 'off here'
   assert.equal(paletteBlocker({ ...page, role: 'edit' }), 'off here')
   assert.match(paletteBlocker({ ...page, role: 'read' }), /^This is a read-only link/)
+})
+
+/** The shown field's decorations as [from, to, class or widget kind]. */
+function drawn (state) {
+  const out = []
+  state.field(shownRedrafts).marks.between(0, state.doc.length, (from, to, mark) => {
+    out.push([from, to, mark.spec.class || mark.spec.widget.constructor.name])
+  })
+  return out
+}
+
+test('the shown redrafts field: marks and widgets from the board, mapped through edits until set anew', () => {
+  let state = EditorState.create({ doc: 'one two three\nfour five', extensions: [shownRedrafts] })
+  assert.deepEqual(drawn(state), [])
+  const running = entry('r', 'running')
+  const suggestion = entry('s', 'suggested', { mode: 'suggest', text: 'FOUR five' })
+  const next = {
+    canEdit: true,
+    placed: [
+      { redraft: running, from: 4, to: 7, isMine: true },
+      { redraft: suggestion, from: 14, to: 23, isMine: false },
+      { redraft: entry('d', 'done'), from: 0, to: 3, isMine: true }, // out of order on purpose: Decoration.set sorts
+      { redraft: entry('c', 'conflict', { mode: 'apply' }), from: 8, to: 13, isMine: true } // an applied conflict is over
+    ]
+  }
+  state = state.update({ effects: showRedrafts.of(next) }).state
+  assert.deepEqual(drawn(state), [
+    [0, 3, 'cm-redraft-applied'], [4, 7, 'cm-redraft-busy'], [13, 13, 'CanvasWidget'], [14, 23, 'cm-redraft-pending'], [23, 23, 'SuggestionWidget']
+  ])
+  assert.equal(state.field(shownRedrafts).placed[1].current, 'four five') // the text the suggestion is diffed against
+  assert.equal(isShowing(state.field(shownRedrafts), next, state.doc), true)
+
+  // Typing before the passages moves them; the suggestion keeps the text it was drawn with.
+  state = state.update({ changes: { from: 0, insert: 'zero ' } }).state
+  assert.deepEqual(drawn(state), [
+    [5, 8, 'cm-redraft-applied'], [9, 12, 'cm-redraft-busy'], [18, 18, 'CanvasWidget'], [19, 28, 'cm-redraft-pending'], [28, 28, 'SuggestionWidget']
+  ])
+  assert.deepEqual(state.field(shownRedrafts).placed.map(({ from, to }) => [from, to]), [[9, 12], [19, 28], [5, 8], [13, 18]]) // in the order given
+  const moved = { ...next, placed: state.field(shownRedrafts).placed.map(({ current, ...rest }) => rest) }
+  assert.equal(isShowing(state.field(shownRedrafts), moved, state.doc), true)
+
+  // Typing inside the suggested passage: the board must redraw it against the new text.
+  state = state.update({ changes: { from: 20, insert: 'X' } }).state
+  const typed = { ...next, placed: state.field(shownRedrafts).placed.map(({ current, ...rest }) => rest) }
+  assert.equal(isShowing(state.field(shownRedrafts), typed, state.doc), false)
+  assert.equal(isShowing(state.field(shownRedrafts), { ...typed, placed: typed.placed.slice(0, 3) }, state.doc), false)
+  // A new step is a new entry (the canvas moves on); a reader loses the suggestion's buttons.
+  const stepped = { ...moved, placed: moved.placed.map((item) => item.redraft === running ? { ...item, redraft: { ...running } } : item) }
+  assert.equal(isShowing(state.field(shownRedrafts), stepped, state.doc), false)
+  assert.equal(isShowing(state.field(shownRedrafts), { ...moved, canEdit: false }, state.doc), false)
+})
+
+test("widgets keep their DOM for the same look, and say when it changed: a canvas's next step, a suggestion's buttons", () => {
+  const running = entry('r', 'running')
+  assert.equal(new CanvasWidget(running, true).eq(new CanvasWidget(running, true)), true)
+  assert.equal(new CanvasWidget(running, true).eq(new CanvasWidget({ ...running }, true)), false) // a new step: updateDOM draws it
+  assert.equal(new CanvasWidget(running, false).eq(new CanvasWidget(running, true)), false) // ours now: a Stop button
+  const suggestion = entry('s', 'suggested', { text: 'new' })
+  const widget = (redraft, current, options) => new SuggestionWidget(redraft, current, { canEdit: true, isMine: false, ...options })
+  assert.equal(widget(suggestion, 'old').eq(widget({ ...suggestion }, 'old')), true) // the AI peer sent the same again
+  assert.equal(widget(suggestion, 'old').eq(widget(suggestion, 'older')), false)
+  assert.equal(widget(suggestion, 'old').eq(widget(suggestion, 'old', { isMine: true })), false) // Retry shows
+  assert.equal(widget(suggestion, 'old').eq(widget(suggestion, 'old', { canEdit: false })), false)
+  assert.equal(widget(suggestion, 'old').eq(widget({ ...suggestion, status: 'expired' }, 'old')), false)
 })
