@@ -8,9 +8,14 @@ import { changedShare, tokenize, wordDiff } from '../../web/src/diff.js'
 import { askedFor, whenAsked } from '../../web/src/history.js'
 import { COLORS, freeColor } from '../../web/src/identity.js'
 import { ALL_TASKS, PRESETS, offeredOptions, placeholderFor, targetFor, typedHint } from '../../web/src/palette.js'
+import { createPageState, engineOffReason, isModelPending, paletteBlocker } from '../../web/src/page-state.js'
 import { panelLeft } from '../../web/src/popover.js'
 import { whenOpened } from '../../web/src/recent.js'
-import { movesOn } from '../../web/src/redrafts.js'
+import { aiRedrafts, placeRedrafts } from '../../web/src/redraft-awareness.js'
+import { isShowing, showRedrafts, shownRedrafts } from '../../web/src/redraft-field.js'
+import { hasReached, movesOn } from '../../web/src/redraft-status.js'
+import { statusToast } from '../../web/src/redraft-toasts.js'
+import { CanvasWidget, SuggestionWidget } from '../../web/src/redraft-widgets.js'
 import { caretLabel } from '../../web/src/remote-cursors.js'
 import { SHORTCUTS, keyLabel, matches } from '../../web/src/shortcuts.js'
 import { isAiPeer, safeColor } from '../../web/src/trust.js'
@@ -260,4 +265,128 @@ test("a version's diff: the API's ops as runs, sized, long unchanged stretches f
   const emoji = '😀'.repeat(400) // 800 UTF-16 units: no cut may split a pair
   const cut = foldUnchanged([{ op: 'insert', text: 'a' }, { op: 'keep', text: 'y' + emoji }], { max: 600, context: 160 })
   assert.ok(cut.every((run) => !/^[\udc00-\udfff]|[\ud800-\udbff]$/.test(run.text)), JSON.stringify(cut.map((run) => run.text.length)))
+})
+
+const AI_MIN = 2 ** 32
+const entry = (id, status, extra = {}) => ({ id, status, anchors: { start: `${id}-start`, end: `${id}-end` }, ...extra })
+
+test("the AI peer's redrafts: only from its reserved ids, only well-formed entries, placed by where they start", () => {
+  const session = { ai_client_id_min: AI_MIN }
+  const late = entry('late', 'running')
+  const early = entry('early', 'suggested')
+  const states = new Map([
+    [AI_MIN + 7, { redrafts: [late, null, { id: '' }, { id: 3 }, 'junk', early] }],
+    [12, { redrafts: [entry('forged', 'suggested')] }], // a stock client claiming to be the AI
+    [AI_MIN + 8, { redrafts: 'not a list' }]
+  ])
+  assert.deepEqual([...aiRedrafts(states, session).keys()], ['late', 'early'])
+  assert.deepEqual([...aiRedrafts(states, null).keys()], []) // before the session, nobody is the AI peer
+  const where = { 'late-start': 30, 'late-end': 20, 'early-start': 4, 'early-end': 9 } // reversed ends are put in order
+  assert.deepEqual(placeRedrafts(aiRedrafts(states, session), (anchor) => where[anchor] ?? null),
+    [{ redraft: early, from: 4, to: 9 }, { redraft: late, from: 20, to: 30 }])
+  assert.deepEqual(placeRedrafts(new Map([['x', entry('x', 'running')]]), () => null), []) // not in this replica yet
+})
+
+test('statuses settle in order; a finished redraft counts as past a suggestion', () => {
+  assert.equal(hasReached('done', 'suggested'), true)
+  assert.equal(hasReached('undone', 'done'), true)
+  assert.equal(hasReached('running', 'suggested'), false)
+  assert.equal(hasReached('bogus', 'queued'), false)
+})
+
+test("toasts say what happened to one's own redraft, with Undo after it landed and Redo after it was undone", () => {
+  const undo = () => 'undo'
+  const redo = () => 'redo'
+  const [applied, appliedOptions] = statusToast('done', { previous: 'running', undo, redo })
+  assert.equal(applied, 'Redraft applied.')
+  assert.deepEqual([appliedOptions.kind, appliedOptions.key, appliedOptions.timeoutMs], ['success', 'redraft', 0])
+  assert.deepEqual(appliedOptions.actions.map((action) => [action.label, action.run]), [['Undo', undo]])
+  assert.equal(statusToast('done', { previous: 'undone', undo, redo })[0], 'Redraft put back in.')
+  assert.deepEqual(statusToast('undone', { previous: 'done', undo, redo })[1].actions.map((action) => [action.label, action.run]), [['Redo', redo]])
+  assert.deepEqual(statusToast('failed', { detail: 'model crashed' }), ['The redraft failed (model crashed). Nothing was changed.', { kind: 'error', key: 'redraft' }])
+  assert.match(statusToast('conflict', { previous: 'running' })[0], /\(someone deleted or rewrote it\)/)
+  assert.match(statusToast('conflict', { previous: 'suggested' })[0], /^Your suggestion no longer fits/)
+  assert.equal(statusToast('rejected', { rejectedBy: { name: 'Grace' } })[0], 'Grace rejected your suggestion; the passage stays as it is.')
+  assert.equal(statusToast('rejected', { rejectedBy: { name: 42 } })[0], 'Someone in the document rejected your suggestion; the passage stays as it is.')
+  assert.equal(statusToast('rejected', { isOwnRejection: true }), null) // this page rejected it: it knows
+  assert.equal(statusToast('running', {}), null)
+})
+
+test('the page state: who may redraft here, and when the model is still to be asked for', () => {
+  const page = createPageState({ name: 'Ada', color: '#00707f' })
+  assert.deepEqual(page, { role: null, session: null, engineOff: null, user: { name: 'Ada', color: '#00707f' }, isAiBusy: false })
+  assert.equal(isModelPending(page), false) // no session yet: nothing to ask again
+  page.session = { engine: { mode: 'local', status: 'loading' } }
+  assert.equal(isModelPending(page), true)
+  page.session.engine.status = 'ready'
+  assert.equal(isModelPending(page), false)
+  assert.equal(engineOffReason({ engine: { mode: 'off' } }), 'AI redrafts are off on this server (it was started with --engine off).')
+  assert.equal(engineOffReason({ engine: { mode: 'local', status: 'ready' } }), null)
+  page.engineOff = 'off here'
+  assert.equal(paletteBlocker({ ...page, role: 'edit' }), 'off here')
+  assert.match(paletteBlocker({ ...page, role: 'read' }), /^This is a read-only link/)
+})
+
+/** The shown field's decorations as [from, to, class or widget kind]. */
+function drawn (state) {
+  const out = []
+  state.field(shownRedrafts).marks.between(0, state.doc.length, (from, to, mark) => {
+    out.push([from, to, mark.spec.class || mark.spec.widget.constructor.name])
+  })
+  return out
+}
+
+test('the shown redrafts field: marks and widgets from the board, mapped through edits until set anew', () => {
+  let state = EditorState.create({ doc: 'one two three\nfour five', extensions: [shownRedrafts] })
+  assert.deepEqual(drawn(state), [])
+  const running = entry('r', 'running')
+  const suggestion = entry('s', 'suggested', { mode: 'suggest', text: 'FOUR five' })
+  const next = {
+    canEdit: true,
+    placed: [
+      { redraft: running, from: 4, to: 7, isMine: true },
+      { redraft: suggestion, from: 14, to: 23, isMine: false },
+      { redraft: entry('d', 'done'), from: 0, to: 3, isMine: true }, // out of order on purpose: Decoration.set sorts
+      { redraft: entry('c', 'conflict', { mode: 'apply' }), from: 8, to: 13, isMine: true } // an applied conflict is over
+    ]
+  }
+  state = state.update({ effects: showRedrafts.of(next) }).state
+  assert.deepEqual(drawn(state), [
+    [0, 3, 'cm-redraft-applied'], [4, 7, 'cm-redraft-busy'], [13, 13, 'CanvasWidget'], [14, 23, 'cm-redraft-pending'], [23, 23, 'SuggestionWidget']
+  ])
+  assert.equal(state.field(shownRedrafts).placed[1].current, 'four five') // the text the suggestion is diffed against
+  assert.equal(isShowing(state.field(shownRedrafts), next, state.doc), true)
+
+  // Typing before the passages moves them; the suggestion keeps the text it was drawn with.
+  state = state.update({ changes: { from: 0, insert: 'zero ' } }).state
+  assert.deepEqual(drawn(state), [
+    [5, 8, 'cm-redraft-applied'], [9, 12, 'cm-redraft-busy'], [18, 18, 'CanvasWidget'], [19, 28, 'cm-redraft-pending'], [28, 28, 'SuggestionWidget']
+  ])
+  assert.deepEqual(state.field(shownRedrafts).placed.map(({ from, to }) => [from, to]), [[9, 12], [19, 28], [5, 8], [13, 18]]) // in the order given
+  const moved = { ...next, placed: state.field(shownRedrafts).placed.map(({ current, ...rest }) => rest) }
+  assert.equal(isShowing(state.field(shownRedrafts), moved, state.doc), true)
+
+  // Typing inside the suggested passage: the board must redraw it against the new text.
+  state = state.update({ changes: { from: 20, insert: 'X' } }).state
+  const typed = { ...next, placed: state.field(shownRedrafts).placed.map(({ current, ...rest }) => rest) }
+  assert.equal(isShowing(state.field(shownRedrafts), typed, state.doc), false)
+  assert.equal(isShowing(state.field(shownRedrafts), { ...typed, placed: typed.placed.slice(0, 3) }, state.doc), false)
+  // A new step is a new entry (the canvas moves on); a reader loses the suggestion's buttons.
+  const stepped = { ...moved, placed: moved.placed.map((item) => item.redraft === running ? { ...item, redraft: { ...running } } : item) }
+  assert.equal(isShowing(state.field(shownRedrafts), stepped, state.doc), false)
+  assert.equal(isShowing(state.field(shownRedrafts), { ...moved, canEdit: false }, state.doc), false)
+})
+
+test("widgets keep their DOM for the same look, and say when it changed: a canvas's next step, a suggestion's buttons", () => {
+  const running = entry('r', 'running')
+  assert.equal(new CanvasWidget(running, true).eq(new CanvasWidget(running, true)), true)
+  assert.equal(new CanvasWidget(running, true).eq(new CanvasWidget({ ...running }, true)), false) // a new step: updateDOM draws it
+  assert.equal(new CanvasWidget(running, false).eq(new CanvasWidget(running, true)), false) // ours now: a Stop button
+  const suggestion = entry('s', 'suggested', { text: 'new' })
+  const widget = (redraft, current, options) => new SuggestionWidget(redraft, current, { canEdit: true, isMine: false, ...options })
+  assert.equal(widget(suggestion, 'old').eq(widget({ ...suggestion }, 'old')), true) // the AI peer sent the same again
+  assert.equal(widget(suggestion, 'old').eq(widget(suggestion, 'older')), false)
+  assert.equal(widget(suggestion, 'old').eq(widget(suggestion, 'old', { isMine: true })), false) // Retry shows
+  assert.equal(widget(suggestion, 'old').eq(widget(suggestion, 'old', { canEdit: false })), false)
+  assert.equal(widget(suggestion, 'old').eq(widget({ ...suggestion, status: 'expired' }, 'old')), false)
 })

@@ -54,7 +54,13 @@ export class DocumentApi {
 
   session () { return this.request('GET', '/session') }
   share (role) { return this.request('POST', '/share', { role }) }
-  requestRedraft (params) { return this.request('POST', '/redrafts', params) }
+  // Options left empty (no instruction, no seed) are left out of the body.
+  requestRedraft (params) {
+    const body = { ...params }
+    for (const key of Object.keys(body)) if (body[key] === undefined || body[key] === '') delete body[key]
+    return this.request('POST', '/redrafts', body)
+  }
+
   redraft (id) { return this.request('GET', `/redrafts/${encodeURIComponent(id)}`) }
   // `by` ({name, color}) is shown to the others: who accepted, rejected, undid or redid it.
   accept (id, by) { return this.request('POST', `/redrafts/${encodeURIComponent(id)}/accept`, by ? { by } : undefined) }

@@ -1,9 +1,9 @@
 // The document screen: joins the document's room, binds the editor, and wires the top bar
 // (who is here, connection, versions, share, shortcuts) and the redraft palette to the server.
-import { Prec, Transaction } from '@codemirror/state'
-import { EditorView, keymap } from '@codemirror/view'
+import { EditorView } from '@codemirror/view'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
+import { absolutePosition, relativePosition } from './anchors.js'
 import { DocumentApi } from './api.js'
 import { trackConnection } from './connection.js'
 import { createEditor } from './editor-view.js'
@@ -11,12 +11,12 @@ import { fillHelp } from './help.js'
 import { setUpHistory } from './history.js'
 import { COLORS, MAX_NAME_LENGTH, awarenessUser, keepColorApart, localUser, rename } from './identity.js'
 import { withToken } from './links.js'
+import { createPageState, engineOffReason, isModelPending, paletteBlocker } from './page-state.js'
 import { createPalette } from './palette.js'
 import { anchorPopover, openPopover } from './popover.js'
 import { avatar, showPresence } from './presence.js'
 import { rememberDocument } from './recent.js'
-import { redraftMarks, redraftSelection } from './redraft-marks.js'
-import { RedraftBoard } from './redrafts.js'
+import { redraftBoard, redraftBoardPlugin } from './redraft-board.js'
 import { selectionButton } from './selection-button.js'
 import { setUpShare } from './share.js'
 import { installShortcuts, keyLabel } from './shortcuts.js'
@@ -75,22 +75,22 @@ function colorChoices (fieldset, current) {
  * token signs a name (the session says which) fixes the name to it, the one history shows as verified;
  * the colour stays the user's.
  */
-function setUpName ({ awareness, view, getUser, setUser }) {
+function setUpName ({ awareness, view, page }) {
   const button = $('you-button')
   const input = $('your-name')
   const colors = $('your-color')
   let signedName = null
   anchorPopover($('name-panel'), button)
-  showYou(button, getUser())
+  showYou(button, page.user)
   input.maxLength = MAX_NAME_LENGTH
   $('name-panel').addEventListener('toggle', (event) => {
     if (event.newState !== 'open') return
-    input.value = getUser().name
-    colorChoices(colors, getUser().color)
+    input.value = page.user.name
+    colorChoices(colors, page.user.color)
   })
   const publish = (user) => {
     const shown = signedName ? { ...user, name: signedName } : user
-    setUser(shown)
+    page.user = shown
     awareness.setLocalStateField('user', awarenessUser(shown))
     showYou(button, shown)
   }
@@ -103,8 +103,8 @@ function setUpName ({ awareness, view, getUser, setUser }) {
   })
   // Someone here already wears this colour and was here first: take a free one, unless it was chosen.
   awareness.on('change', () => {
-    const user = keepColorApart(getUser(), awareness)
-    if (user !== getUser()) publish(user)
+    const user = keepColorApart(page.user, awareness)
+    if (user !== page.user) publish(user)
   })
   return {
     /** The token's signed name, from the session: it replaces the typed one, and the field is read-only. */
@@ -114,7 +114,7 @@ function setUpName ({ awareness, view, getUser, setUser }) {
       input.readOnly = true
       $('name-signed').hidden = false
       $('name-signed').textContent = `Your link names you ${name}: history shows it as verified. You can still pick your colour.`
-      publish(getUser())
+      publish(page.user)
     }
   }
 }
@@ -146,28 +146,6 @@ function shortcutActions ({ board, view, toasts, openPalette }) {
   }
 }
 
-/** Why redrafts cannot run on this server, or null. */
-function engineOffReason (session) {
-  const engine = session.engine || {}
-  if (engine.mode !== 'off' && engine.status !== 'off') return null
-  return 'AI redrafts are off on this server (it was started with --engine off).'
-}
-
-/** Ctrl+Z right after one's own redraft landed undoes it (and Ctrl+Shift+Z puts it back); typing ends that. */
-function redraftUndoKeys (getBoard) {
-  return [
-    Prec.highest(keymap.of([
-      { key: 'Mod-z', run: () => getBoard().reverseJustActed('applied') },
-      { key: 'Mod-Shift-z', run: () => getBoard().reverseJustActed('undone') },
-      { key: 'Mod-y', run: () => getBoard().reverseJustActed('undone') }
-    ])),
-    EditorView.updateListener.of((update) => {
-      if (update.transactions.some((tr) => tr.docChanged && tr.annotation(Transaction.userEvent))) getBoard().localEdits++
-      if (update.docChanged) getBoard().textChanged()
-    })
-  ]
-}
-
 /** Where the page says that this link gives no access: the notice, the status line, no editing. */
 function showNoAccess (screen, editor) {
   screen.dataset.role = 'none'
@@ -180,17 +158,53 @@ function showNoAccess (screen, editor) {
 }
 
 /** Editing, reading or no access, once the server said which: the editor, the banner and the buttons follow. */
-function showRole ({ screen, editor, board, role }) {
+function showRole ({ page, screen, editor, board }) {
+  const { role } = page
   if (role === 'none') return showNoAccess(screen, editor)
   const isReadOnly = role === 'read'
   editor.setReadOnly(isReadOnly)
-  board.canEdit = !isReadOnly
-  board.schedule()
+  board.schedule() // suggestions' buttons come and go with the role
   screen.dataset.role = role
   $('readonly-badge').hidden = !isReadOnly
   $('notice').hidden = !isReadOnly
   $('notice').textContent = READ_ONLY_NOTE
   $('redraft-button').hidden = isReadOnly
+}
+
+/** The palette, or why it does not open on this link. */
+function openPalette ({ page, palette, toasts, api }) {
+  if (page.role === 'none') toasts.show(NO_ACCESS_NOTE, { kind: 'error', key: 'read-only' })
+  else if (page.role === 'read') toasts.show(READ_ONLY_NOTE, { key: 'read-only' })
+  else {
+    palette.open()
+    refreshModel({ page, palette, api })
+  }
+}
+
+/**
+ * The page may have opened while the model loaded (or before a worker was seen): until the engine is ready,
+ * the palette asks again, so it offers what the model turned out to declare.
+ */
+function refreshModel ({ page, palette, api }) {
+  if (!isModelPending(page)) return
+  api.session().then((answer) => {
+    page.session.engine = answer.engine
+    page.session.model = answer.model
+    palette.refresh()
+  }, () => {})
+}
+
+/** The server's answer about this link: what the page may do, the model, the signed name. */
+function applySession ({ page, session, share, naming, board, renderPresence }) {
+  page.session = session
+  page.role = session.role
+  page.engineOff = engineOffReason(session)
+  share.setSession(session)
+  naming.signed(session.name)
+  board.schedule() // the AI peer's state counts from now on
+  renderPresence()
+  $('redraft-button').classList.toggle('is-off', Boolean(page.engineOff))
+  if (page.engineOff) $('redraft-button').title = page.engineOff
 }
 
 export function showEditor (name, token) {
@@ -208,101 +222,76 @@ export function showEditor (name, token) {
   const awareness = provider.awareness
   const api = new DocumentApi(name, token)
   const toasts = createToasts($('toasts'))
-  let user = localUser()
-  awareness.setLocalStateField('user', awarenessUser(user))
+  const page = createPageState(localUser())
+  awareness.setLocalStateField('user', awarenessUser(page.user))
   trackConnection(provider, doc, $('status'))
 
-  let role = null // until the server says; the editor stays read-only meanwhile so nothing is typed in vain
-  let engineOff = null
-  let palette = null
-  let board = null
-  let session = null
-  const openPalette = () => {
-    if (role === 'none') toasts.show(NO_ACCESS_NOTE, { kind: 'error', key: 'read-only' })
-    else if (role === 'read') toasts.show(READ_ONLY_NOTE, { key: 'read-only' })
-    else {
-      palette.open()
-      refreshModel()
-    }
-  }
-  // The page may have opened while the model loaded (or before a worker was seen): until the engine is ready,
-  // the palette asks again, so it offers what the model turned out to declare.
-  const refreshModel = () => {
-    if (!session || (session.engine && ['ready', 'off'].includes(session.engine.status))) return
-    api.session().then((answer) => {
-      session.engine = answer.engine
-      session.model = answer.model
-      palette.refresh()
-    }, () => {})
-  }
+  const renderPresence = () => showPresence(awareness, $('presence'), { isAiBusy: page.isAiBusy, session: page.session })
+  const open = () => openPalette({ page, palette, toasts, api }) // the palette is made below, before anyone can click
   const editor = createEditor({
     parent: $('content'),
     ytext,
     awareness,
     extensions: [
-      redraftMarks, redraftSelection, selectionButton(openPalette), readOnlyGuard(() => role === 'read', $('notice')),
-      redraftUndoKeys(() => board),
+      redraftBoard({
+        ytext,
+        awareness,
+        api,
+        toasts,
+        page,
+        onActivity: (active) => {
+          if (page.isAiBusy !== active.length > 0) { page.isAiBusy = active.length > 0; renderPresence() }
+        },
+        onHistory: () => history.changed(), // the history panel reloads
+        onLanded: () => editor.undoManager.stopCapturing()
+      }),
+      selectionButton(open), readOnlyGuard(() => page.role === 'read', $('notice')),
       toastMargin($('toasts'))
     ]
   })
   const view = editor.view
+  const board = view.plugin(redraftBoardPlugin)
   editor.setReadOnly(true)
-  board = new RedraftBoard({ view, ytext, awareness, api, toasts, requester: () => ({ name: user.name, color: user.color }) })
-  palette = createPalette({
+  const palette = createPalette({
     dialog: $('palette'),
     view,
     board,
-    getBlocker: () => role === 'read' ? 'This is a read-only link: redrafts change the text, so they need an edit link.' : engineOff,
-    getModel: () => session ? session.model : null
+    getBlocker: () => paletteBlocker(page),
+    getModel: () => page.session ? page.session.model : null
   })
-
-  let isAiBusy = false
-  const renderPresence = () => showPresence(awareness, $('presence'), { isAiBusy, session })
-  board.onActivity = (active) => {
-    if (isAiBusy !== active.length > 0) { isAiBusy = active.length > 0; renderPresence() }
-  }
   awareness.on('change', renderPresence)
   renderPresence()
 
   const share = setUpShare({ panel: $('share-panel'), api, doc: name })
-  const history = setUpHistory({ panel: $('history-panel'), api, board, canEdit: () => role === 'edit' })
-  setUpVersions({ panel: $('versions-panel'), api, ytext, toasts, canEdit: () => role === 'edit', by: () => ({ name: user.name, color: user.color }), focusText: () => view.focus() })
-  board.onHistory = () => history.changed()
-  board.onLanded = () => editor.undoManager.stopCapturing()
+  const history = setUpHistory({ panel: $('history-panel'), api, board, canEdit: () => page.role === 'edit' })
+  setUpVersions({
+    panel: $('versions-panel'), api, ytext, toasts, canEdit: () => page.role === 'edit',
+    by: () => ({ name: page.user.name, color: page.user.color }), focusText: () => view.focus()
+  })
   anchorPopover($('share-panel'), $('share-button'))
   anchorPopover($('help-panel'), $('help-button'))
   anchorPopover($('history-panel'), $('history-button'))
   anchorPopover($('versions-panel'), $('versions-button'))
   fillHelp($('help-panel'))
-  const naming = setUpName({ awareness, view, getUser: () => user, setUser: (renamed) => { user = renamed } })
-  $('redraft-button').addEventListener('click', openPalette)
+  const naming = setUpName({ awareness, view, page })
+  $('redraft-button').addEventListener('click', open)
   $('redraft-shortcut').textContent = keyLabel('Mod-KeyK')
   provider.on('connection-close', (event) => {
-    if (event && event.code === CLOSE_UNAUTHORIZED) { role = 'none'; showNoAccess(screen, editor) }
+    if (event && event.code === CLOSE_UNAUTHORIZED) { page.role = 'none'; showNoAccess(screen, editor) }
   })
 
-  api.session().then((answer) => {
-    session = answer
-    role = session.role
-    engineOff = engineOffReason(session)
-    share.setSession(session)
-    naming.signed(session.name)
-    board.setSession(session)
-    renderPresence()
-    $('redraft-button').classList.toggle('is-off', Boolean(engineOff))
-    if (engineOff) $('redraft-button').title = engineOff
-  }, (error) => {
+  api.session().then((session) => applySession({ page, session, share, naming, board, renderPresence }), (error) => {
     // A refused token also closes the websocket with 4401; anything else, the websocket decides.
-    role = error.status === 401 ? 'none' : 'edit'
-  }).then(() => showRole({ screen, editor, board, role }))
+    page.role = error.status === 401 ? 'none' : 'edit'
+  }).then(() => showRole({ page, screen, editor, board }))
 
-  installShortcuts(shortcutActions({ board, view, toasts, openPalette }))
+  installShortcuts(shortcutActions({ board, view, toasts, openPalette: open }))
   view.focus()
 
   // For tests and the console: the document, its editor, and Yjs positions as the API takes them.
   window.redraft = {
-    doc, text: ytext, provider, view, board, undoManager: editor.undoManager,
-    relativePosition: (index) => board.relativePosition(index),
-    absolutePosition: (encoded) => board.absolutePosition(encoded)
+    doc, text: ytext, provider, view, board, page, undoManager: editor.undoManager,
+    relativePosition: (index) => relativePosition(ytext, index),
+    absolutePosition: (encoded) => absolutePosition(ytext, encoded, view.state.doc.length)
   }
 }
