@@ -1,4 +1,4 @@
-"""`python -m redraft`: the same as the `redraft` console script."""
+"""`python -m redraft`: the same as the `redraft` console script (and `python -m server`)."""
 
 import sys
 

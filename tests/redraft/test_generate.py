@@ -115,3 +115,11 @@ def test_python_dash_m_entry_point():
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["steps"] == [2]
+
+
+@pytest.mark.parametrize("module", ["redraft", "server"])
+def test_python_dash_m_runs_the_redraft_command(module):
+    done = subprocess.run([sys.executable, "-m", module, "generate", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: redraft generate")
