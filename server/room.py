@@ -44,7 +44,15 @@ from .history.entry import ANONYMOUS_AUTHOR, SERVER_AUTHOR, TYPING, Author, Chan
 from .history.recorder import HISTORY_OFF, HistoryPolicy, HistoryRecorder
 from .stores.base import Store
 from .budgets import PendingUpdates, extra_bytes, first_missing, growth_bytes
-from .updates import DeleteIndex, ParsedUpdate, SurrogateIndex, advance_clocks, brings_news, parse_update
+from .updates import (
+    DeleteIndex,
+    ParsedUpdate,
+    SurrogateIndex,
+    advance_clocks,
+    brings_news,
+    decode_state_vector,
+    parse_update,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,13 @@ TEXT_NAME = "content"
 EMPTY_UPDATE = b"\x00\x00"
 EMPTY_STATE_VECTOR = b"\x00"  # a client that has nothing yet
 READ_ONLY_REFUSAL = "read-only: this link can view the document but not change it"
+
+
+class TooLarge(Exception):
+    """A change the server would make takes the document over max_doc_bytes; nothing was applied."""
+
+    def __init__(self, max_doc_bytes: int):
+        super().__init__(f"the document would exceed {max_doc_bytes} bytes")
 
 
 class Room:
@@ -323,7 +338,69 @@ class Room:
             raise ProtocolError(f"update rejected by the CRDT ({exc})") from exc
         return len(trial.get_update()) <= max(self.max_doc_bytes, self.compacted_bytes)
 
+    # --- reading the document -------------------------------------------------------------
+
+    @property
+    def is_blank(self) -> bool:
+        """Nothing was ever written to the document (it has never been edited)."""
+        return self.doc.get_state() == EMPTY_STATE_VECTOR
+
+    def read_text(self) -> str:
+        return str(self.text)
+
+    def snapshot(self) -> tuple[bytes, str]:
+        """One state of the document: its full update and its text, taken together (a redraft's fork)."""
+        return self.doc.get_update(), str(self.text)
+
+    def writers(self) -> set[int]:
+        """The client ids that wrote to the replica: a writer the server makes must not reuse one."""
+        return set(decode_state_vector(self.doc.get_state()))
+
+    def observe_text(self, callback) -> object:
+        """Calls `callback(event)` inside every transaction that changes the text; returns the subscription."""
+        return self.text.observe(callback)
+
+    def unobserve_text(self, subscription: object) -> None:
+        self.text.unobserve(subscription)
+
     # --- changes made by the server itself (redrafts) -----------------------------------------
+
+    def apply_server_update(self, update: bytes, transaction_origin: str, author: Author, origin: Origin) -> None:
+        """Applies an update the server made elsewhere (a redraft's merge, made on its fork) in one transaction
+        under `transaction_origin`, within max_doc_bytes (else TooLarge, nothing applied), then stores and
+        broadcasts it like a client's (`local_change`)."""
+        # the limit is on the stored document (the log, which compaction folds away, does not count)
+        if not self.fits(len(update), update):
+            raise TooLarge(self.max_doc_bytes)
+
+        def apply() -> None:
+            with self.doc.transaction(origin=transaction_origin):
+                self.doc.apply_update(update)
+
+        self.local_change(apply, author=author, origin=origin)
+
+    def replace_text(
+        self, value: str, edits: list[tuple[int, int, str]], transaction_origin: str, author: Author, origin: Origin
+    ) -> None:
+        """Makes `edits` (start, end, replacement: code points of `value`, the text now, ascending) in one
+        transaction under `transaction_origin`, within max_doc_bytes (else TooLarge, nothing applied), then
+        stores and broadcasts them like a client's (`local_change`). An undo or redo of a redraft."""
+        growth = sum(len(text.encode()) for _, _, text in edits)
+        if not self.fits(growth):  # the stored document's size, as for a client's update
+            raise TooLarge(self.max_doc_bytes)
+
+        def apply() -> None:
+            # pycrdt 0.14 indexes Text edits by UTF-8 bytes
+            with self.doc.transaction(origin=transaction_origin):
+                for start, end, text in reversed(edits):  # last first: earlier offsets stay valid
+                    at = len(value[:start].encode())
+                    if text:
+                        self.text.insert(at, text)
+                    if end > start:
+                        offset = at + len(text.encode())
+                        del self.text[offset : offset + len(value[start:end].encode())]
+
+        self.local_change(apply, author=author, origin=origin)
 
     def local_change(self, change, author: Author = SERVER_AUTHOR, origin: Origin = TYPING) -> bool:
         """Runs `change()` on the replica (e.g. a redraft's merge inside its own transaction origin, or an

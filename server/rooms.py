@@ -93,6 +93,10 @@ class RoomManager:
         room.holders += 1
         return room
 
+    def loaded(self, name: str) -> Room | None:
+        """The room loaded for `name` (it may be closing: see `is_closed`), or None; never loads one."""
+        return self.rooms.get(name)
+
     def release(self, room: Room) -> None:
         """Called when a holder is done: starts the grace period if it was the last one."""
         room.holders -= 1

@@ -111,3 +111,27 @@ def bounded_state(redrafts: list) -> str:
         entries[0].update(original="", tokens=entries[0]["tokens"][-64:])
         state_json = encode()
     return state_json
+
+
+class AiPeers:
+    """The AI peer of each loaded room that showed a redraft: made on first use, renewed with the room."""
+
+    def __init__(self, max_hz: float):
+        self.max_hz = max_hz
+        self.peers: dict[str, AiPeer] = {}  # doc -> the AI peer of its loaded room
+
+    def of(self, room) -> AiPeer:
+        peer = self.peers.get(room.name)
+        if peer is None or peer.room is not room:
+            peer = self.peers[room.name] = AiPeer(room, self.max_hz)
+        return peer
+
+    def close(self, doc: str) -> None:
+        """The document's room was unloaded: its peer leaves with it."""
+        peer = self.peers.pop(doc, None)
+        if peer is not None:
+            peer.close()
+
+    def close_all(self) -> None:
+        for peer in self.peers.values():
+            peer.close()

@@ -16,7 +16,8 @@ from starlette.routing import Route
 from ..auth import AuthError, origin_allowed, verify_token
 from ..config import DOC_NAME_RULE, is_valid_doc_name
 from . import attribution
-from .service import HISTORY_PAGE, MAX_HISTORY_PAGE, RedraftError, RedraftService, parse_person
+from .request import RedraftError, parse_person
+from .service import HISTORY_PAGE, MAX_HISTORY_PAGE, RedraftService
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -1,8 +1,7 @@
-"""Text positions, the request-time fork, and the merge of a redraft into the live document.
+"""The request-time fork, and the merge of a redraft into the live document.
 
-Three ways of counting positions meet here: browsers count UTF-16 code units, Python strings count code
-points, and pycrdt 0.14 indexes `Text` edits by UTF-8 bytes. Everything in this module works in code
-points and converts at the edges; relative positions are positions.py's.
+Everything in this module works in code points and converts to pycrdt 0.14's UTF-8 byte offsets at the
+edge; UTF-16 offsets and relative positions are positions.py's.
 
 The merge makes the AI a real CRDT peer that edited the document *as it was when the redraft was asked
 for*: the model's text is diffed against the passage of that time, the edits are made on a fork of that
@@ -28,37 +27,6 @@ INVALID_TEXT = re.compile(r"[\ud800-\udfff]")
 CHAR_REFINE_MAX = 200  # changed runs up to this many characters are re-diffed character by character
 # Unchanged runs shorter than this (characters) between two changes are folded into them: no chaff.
 MIN_WORD_RUN, MIN_CHAR_RUN = 2, 3
-
-
-class RangeError(ValueError):
-    """A range that does not resolve: bad position, reversed, out of the text, splitting a character."""
-
-
-# --- positions -------------------------------------------------------------------------------------------
-
-
-def utf16_to_index(text: str, utf16: int) -> int:
-    """Code point index of a UTF-16 offset; refuses offsets outside the text or inside a surrogate pair."""
-    if not isinstance(utf16, int) or isinstance(utf16, bool) or utf16 < 0:
-        raise RangeError(f"index must be a non-negative integer, not {utf16!r}")
-    units = 0
-    for i, char in enumerate(text):
-        if units == utf16:
-            return i
-        units += 2 if ord(char) > 0xFFFF else 1
-        if units > utf16:
-            raise RangeError(f"index {utf16} falls inside a character (a surrogate pair)")
-    if units == utf16:
-        return len(text)
-    raise RangeError(f"index {utf16} is beyond the end of the text ({units} UTF-16 units)")
-
-
-def index_to_utf16(text: str, index: int) -> int:
-    return len(text[:index].encode("utf-16-le")) // 2
-
-
-def utf16_length(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 def _byte_offset(text: str, index: int) -> int:

@@ -1,4 +1,9 @@
-"""Yjs relative positions in the document's text, resolved and made exactly as Yjs does.
+"""Positions in the document's text: UTF-16 offsets, and Yjs relative positions resolved and made exactly
+as Yjs does.
+
+Three ways of counting positions meet in the redraft code: browsers count UTF-16 code units, Python strings
+count code points, and pycrdt 0.14 indexes `Text` edits by UTF-8 bytes. The redraft code works in code
+points; UTF-16 offsets are converted here (a request's `start_index`, `Layout`'s clocks).
 
 A relative position names a character by its item id (client, clock), clocks counting UTF-16 units, plus
 an association: `assoc >= 0` is the place before that character, `assoc < 0` the place after it. pycrdt
@@ -26,7 +31,26 @@ from pycrdt import Assoc, Doc, StickyIndex, Text
 
 from ..protocol import ProtocolError, Reader, write_bytes, write_int, write_uint
 from ..updates import Struct, parse_update
-from .merge import RangeError
+
+
+class RangeError(ValueError):
+    """A range that does not resolve: bad position, reversed, out of the text, splitting a character."""
+
+
+def utf16_to_index(text: str, utf16: int) -> int:
+    """Code point index of a UTF-16 offset; refuses offsets outside the text or inside a surrogate pair."""
+    if not isinstance(utf16, int) or isinstance(utf16, bool) or utf16 < 0:
+        raise RangeError(f"index must be a non-negative integer, not {utf16!r}")
+    units = 0
+    for i, char in enumerate(text):
+        if units == utf16:
+            return i
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > utf16:
+            raise RangeError(f"index {utf16} falls inside a character (a surrogate pair)")
+    if units == utf16:
+        return len(text)
+    raise RangeError(f"index {utf16} is beyond the end of the text ({units} UTF-16 units)")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,16 @@ class UndoState:
     can_redo: bool = False
     blocked: str | None = None
 
+
+@dataclass(frozen=True)
+class UndoCheck:
+    """The last undo/redo answer for a redraft: good while its change and the text it was judged on stand."""
+
+    change: Change  # the change it judged (a new merge, undo or redo makes a new one)
+    seen: tuple[str, int, int]  # (status, text length, text hash) it judged
+    state: UndoState
+
+
 # queued -> running -> done (applied) | suggested -> done | rejected | conflict | expired
 #                   -> failed | cancelled;   done <-> undone (undo, redo)
 QUEUED, RUNNING, DONE, SUGGESTED, CONFLICT = "queued", "running", "done", "suggested", "conflict"
@@ -56,14 +66,13 @@ class Redraft:
     created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     timings: dict = field(default_factory=dict)  # seconds: queue, prefill, denoise, merge, first_snapshot, total
-    ended_at: float | None = None  # monotonic time it reached a status shown only briefly
     job: object | None = None  # the engine job while live
     expires_at: float | None = None  # epoch seconds a suggestion expires at
     rejected_by: dict | None = None  # {"name", "color"} of whoever rejected the suggestion
     is_passage_edited: bool = False  # a pending suggestion's passage was edited since (it merges with the edits)
     change: Change | None = None  # the last landed merge, undo or redo, and how to take it back
     merge_client: int | None = None  # the Yjs client id its merge wrote with (names it as an author)
-    undo_checked: tuple | None = None  # (change, (status, text length, text hash), UndoState): the last check
+    undo_checked: UndoCheck | None = None  # the last answer about undo and redo, and what it was judged on
     model: str | None = None  # the engine's model that wrote it, for the history
     restored: int | None = None  # a restore (kind "restore"): the version id it brings back
     task: str = ""  # jobs/tasks.py's id (rewrite, shorten, fix, instruct, ...); "" for a restore

@@ -10,8 +10,8 @@ from pycrdt import Assoc
 
 from jobs.tasks import ALL_TASKS, TASKS
 
-from . import merge
-from .positions import Layout
+from ..room import TEXT_NAME
+from .positions import Layout, RangeError, utf16_to_index
 from .record import KINDS, MODES
 
 MAX_STEPS = 256  # denoising steps per canvas a request may ask for (the editor offers 12, 24 and 48)
@@ -77,8 +77,8 @@ def place(snapshot: bytes, value: str, body: dict) -> tuple[int, int, tuple[byte
     never deletes: they still frame the passage after the merge, and frame what others type at its edges.
     Runs on a worker thread, on a replica of the snapshot."""
     try:
-        layout = Layout(snapshot, merge.TEXT_NAME, value)
-    except merge.RangeError as exc:
+        layout = Layout(snapshot, TEXT_NAME, value)
+    except RangeError as exc:
         raise RedraftError(400, "bad_range", str(exc)) from exc
     start, end = _resolve_range(layout, value, body)
     return start, end, (layout.pin(start, Assoc.BEFORE), layout.pin(end, Assoc.AFTER))
@@ -90,11 +90,11 @@ def _resolve_range(layout: Layout, value: str, body: dict) -> tuple[int, int]:
             start = layout.resolve(_b64decode(body.get("start"), "start"))
             end = layout.resolve(_b64decode(body.get("end", body.get("start")), "end"))
         elif "start_index" in body:
-            start = merge.utf16_to_index(value, body["start_index"])
-            end = merge.utf16_to_index(value, body.get("end_index", body["start_index"]))
+            start = utf16_to_index(value, body["start_index"])
+            end = utf16_to_index(value, body.get("end_index", body["start_index"]))
         else:
-            raise merge.RangeError("give the range as start/end (relative positions) or start_index/end_index")
-    except merge.RangeError as exc:
+            raise RangeError("give the range as start/end (relative positions) or start_index/end_index")
+    except RangeError as exc:
         raise RedraftError(400, "bad_range", str(exc)) from exc
     if end < start:
         raise RedraftError(400, "bad_range", "the range is reversed: its end comes before its start")
@@ -110,8 +110,8 @@ def check_kind(kind: str, passage: str) -> None:
 
 def _b64decode(value, name: str) -> bytes:
     if not isinstance(value, str) or not value:
-        raise merge.RangeError(f"{name} must be a base64 relative position")
+        raise RangeError(f"{name} must be a base64 relative position")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise merge.RangeError(f"{name} is not valid base64") from exc
+        raise RangeError(f"{name} is not valid base64") from exc

@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from typing import NamedTuple
 
-from . import merge, revert
-from .positions import Layout
-from .record import DONE, UNDONE, Redraft, UndoState
+from ..room import TEXT_NAME, TooLarge
+from . import revert
+from .positions import Layout, RangeError
+from .record import DONE, UNDONE, Redraft, UndoCheck, UndoState
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +34,19 @@ class UndoRefused(Exception):
         self.code, self.detail = code, detail
 
 
+class _Followed(NamedTuple):
+    """A loaded room whose text edits are followed, and the subscription that follows them."""
+
+    room: object
+    subscription: object
+
+
 class UndoHistory:
     def __init__(self, records: dict[str, Redraft]):
         self.records = records  # the service's redrafts by id (later redrafts are named as authors)
         self.order: defaultdict[str, list[str]] = defaultdict(list)  # doc -> ids with a change, oldest first
         self.texts: dict[str, str] = {}  # doc -> its text as of the last edit followed
-        self.followed: dict[str, tuple[object, object]] = {}  # doc -> (room, its text subscription)
+        self.followed: dict[str, _Followed] = {}  # doc -> the room followed, while it is loaded
 
     def keep(self, room, redraft: Redraft, change: revert.Change) -> None:
         """Keeps the change the redraft's next undo or redo takes back; beyond UNDO_DEPTH per document the
@@ -56,10 +65,10 @@ class UndoHistory:
     def follow(self, room) -> str:
         """Follows the room's edits from now on (once per loaded room); returns its text as followed."""
         followed = self.followed.get(room.name)
-        if followed is None or followed[0] is not room:
-            self.texts[room.name] = str(room.text)
-            subscription = room.text.observe(lambda event: self._on_edit(room.name, event))
-            self.followed[room.name] = (room, subscription)
+        if followed is None or followed.room is not room:
+            self.texts[room.name] = room.read_text()
+            subscription = room.observe_text(lambda event: self._on_edit(room.name, event))
+            self.followed[room.name] = _Followed(room, subscription)
         return self.texts[room.name]
 
     def forget(self, doc: str) -> None:
@@ -92,21 +101,21 @@ class UndoHistory:
         if redraft.change is None:
             return UndoState(blocked=too_old())
         value = self.follow(room)
-        if value != str(room.text):  # should not happen: every transaction's delta is followed
+        if value != room.read_text():  # should not happen: every transaction's delta is followed
             log.warning("the followed text of %s drifted from the document; following it afresh", room.name)
             self.forget(room.name)
             value = self.follow(room)
         seen = (redraft.status, len(value), hash(value))
         checked = redraft.undo_checked
-        if checked is not None and checked[0] is redraft.change and checked[1] == seen:
-            return checked[2]
+        if checked is not None and checked.change is redraft.change and checked.seen == seen:
+            return checked.state
         found = redraft.change if redraft.change.landed is value else revert.rebase(redraft.change, value)
         if isinstance(found, revert.Change):
             redraft.change = revert.Change(value, found.inverse)  # on the followed text from now on
             state = UndoState(can_undo=redraft.status == DONE, can_redo=redraft.status == UNDONE)
         else:
             state = UndoState(blocked=self._blocked(room, redraft, found, value))
-        redraft.undo_checked = (redraft.change, seen, state)
+        redraft.undo_checked = UndoCheck(redraft.change, seen, state)
         return state
 
     def take_back(self, room, redraft: Redraft, author, origin) -> None:
@@ -118,24 +127,13 @@ class UndoHistory:
         state = self.state(room, redraft)
         if state.blocked is not None:
             raise UndoRefused(f"cannot_{doing}", state.blocked)
-        value, change = str(room.text), redraft.change
+        value, change = room.read_text(), redraft.change
         assert change is not None and change.landed == value  # state() rebased it onto the text now
         edits = list(change.inverse)
-        growth = sum(len(text.encode()) for _, _, text in edits)
-        if not room.fits(growth):  # the stored document's size, as for a client's update
-            raise UndoRefused("doc_too_large", f"the document would exceed {room.max_doc_bytes} bytes")
-
-        def apply() -> None:
-            with room.doc.transaction(origin=f"{redraft.origin}:{doing}"):
-                for start, end, text in reversed(edits):  # last first: earlier offsets stay valid
-                    at = len(value[:start].encode())
-                    if text:
-                        room.text.insert(at, text)
-                    if end > start:
-                        offset = at + len(text.encode())
-                        del room.text[offset : offset + len(value[start:end].encode())]
-
-        room.local_change(apply, author=author, origin=origin)
+        try:
+            room.replace_text(value, edits, f"{redraft.origin}:{doing}", author, origin)
+        except TooLarge as exc:
+            raise UndoRefused("doc_too_large", str(exc)) from exc
         self.keep(room, redraft, revert.changed(value, edits))
 
     def _blocked(self, room, redraft: Redraft, touched: revert.Touched, value: str) -> str:
@@ -161,9 +159,10 @@ class UndoHistory:
         if not ranges:
             return []
         try:
-            layout = Layout(room.doc.get_update(), merge.TEXT_NAME, value)
+            update, _ = room.snapshot()
+            layout = Layout(update, TEXT_NAME, value)
             clients = {layout.char_id(start)[0] for start, _ in ranges}
-        except merge.RangeError:
+        except RangeError:
             return []
         found = [("redraft", other.requester["name"]) for other in self.records.values()
                  if other.doc == room.name and other.merge_client in clients]

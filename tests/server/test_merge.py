@@ -1,4 +1,4 @@
-"""The redraft merge on real pycrdt documents: positions, the diff, concurrent edits, undo."""
+"""The redraft merge on real pycrdt documents: the diff, concurrent edits, undo."""
 
 from __future__ import annotations
 
@@ -14,18 +14,6 @@ def apply_edits(old: str, ops) -> str:
     for start, end, replacement in reversed(ops):
         old = old[:start] + replacement + old[end:]
     return old
-
-
-def test_utf16_indices_convert_and_refuse_split_pairs():
-    text = "a😀b"
-    assert [merge.utf16_to_index(text, i) for i in (0, 1, 3, 4)] == [0, 1, 2, 3]
-    assert merge.index_to_utf16(text, 2) == 3 and merge.utf16_length(text) == 4
-    with pytest.raises(merge.RangeError, match="inside a character"):
-        merge.utf16_to_index(text, 2)
-    with pytest.raises(merge.RangeError, match="beyond the end"):
-        merge.utf16_to_index(text, 5)
-    with pytest.raises(merge.RangeError):
-        merge.utf16_to_index(text, -1)
 
 
 def test_edits_turn_old_into_new_and_stay_fine_grained():

@@ -1,4 +1,4 @@
-"""Relative positions resolved and made exactly as stock Yjs does, on documents where pycrdt's own sticky
+"""UTF-16 offsets, and relative positions resolved and made exactly as stock Yjs does, on documents where pycrdt's own sticky
 indices are off (non-ASCII text in several items, deletions, restored text)."""
 
 from __future__ import annotations
@@ -13,10 +13,22 @@ from pathlib import Path
 import pytest
 from pycrdt import Assoc, Doc, Text
 
-from server.redrafts.merge import RangeError, utf16_length, utf16_to_index
-from server.redrafts.positions import Layout
+from server.redrafts.positions import Layout, RangeError, utf16_to_index
+from server.updates import utf16_length
 
 SCRIPT = Path(__file__).resolve().parents[1] / "interop" / "positions.cjs"
+
+
+def test_utf16_indices_convert_and_refuse_split_pairs():
+    text = "a😀b"
+    assert [utf16_to_index(text, i) for i in (0, 1, 3, 4)] == [0, 1, 2, 3]
+    assert utf16_length(text[:2]) == 3 and utf16_length(text) == 4
+    with pytest.raises(RangeError, match="inside a character"):
+        utf16_to_index(text, 2)
+    with pytest.raises(RangeError, match="beyond the end"):
+        utf16_to_index(text, 5)
+    with pytest.raises(RangeError):
+        utf16_to_index(text, -1)
 
 
 @pytest.fixture(scope="module")
