@@ -69,6 +69,8 @@ class UndoHistory:
             self.texts[room.name] = room.read_text()
             subscription = room.observe_text(lambda event: self._on_edit(room.name, event))
             self.followed[room.name] = _Followed(room, subscription)
+        elif room.name not in self.texts:  # following failed once: the same subscription goes on from here
+            self.texts[room.name] = room.read_text()
         return self.texts[room.name]
 
     def forget(self, doc: str) -> None:
@@ -78,8 +80,10 @@ class UndoHistory:
 
     def _on_edit(self, doc: str, event) -> None:
         """One transaction's edits: every change that stood on the text before it moves along exactly."""
+        text = self.texts.get(doc)
+        if text is None:  # lost track after a failure: `follow` takes the text afresh
+            return
         try:
-            text = self.texts[doc]
             edits, now = revert.delta_edits(text, event.delta)
             for redraft_id in self.order.get(doc, ()):
                 redraft = self.records.get(redraft_id)
@@ -90,8 +94,7 @@ class UndoHistory:
             self.texts[doc] = now
         except Exception:  # never break the transaction; `state` resynchronises from the text
             log.exception("following the edits of %s failed", doc)
-            self.texts.pop(doc, None)
-            self.followed.pop(doc, None)
+            self.texts.pop(doc, None)  # the subscription stays: a second one would see every edit twice
 
     def state(self, room, redraft: Redraft) -> UndoState:
         """Whether the redraft can be undone (done) or redone (undone) on the room's text now, and if not, why.
