@@ -68,6 +68,6 @@ async def current_text(rooms, doc: str) -> str:
     """The live text: the loaded room's (ahead of the store by at most a write in flight), else loaded."""
     room = await rooms.acquire(doc)
     try:
-        return str(room.text)
+        return room.read_text()
     finally:
         rooms.release(room)

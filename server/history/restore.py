@@ -18,7 +18,6 @@ import secrets
 from ..redrafts import attribution, merge
 from ..redrafts.record import DONE, RESTORE, RUNNING, Redraft
 from ..redrafts.request import RedraftError
-from ..updates import decode_state_vector
 from . import reading
 
 MAX_BODY_BYTES = 4096
@@ -52,11 +51,11 @@ async def restore(services, doc: str, version_id: int, grant, body: dict, reques
     room = await rooms.acquire(doc)
     try:
         # One state for the fork and the diff; the live document may move on while a thread diffs it.
-        snapshot, value = room.doc.get_update(), str(room.text)
+        snapshot, value = room.snapshot()
         if value == target:
             raise RedraftError(409, "unchanged", f"the document's text is already that of version {version_id}")
         fork = merge.Fork(snapshot, 0, len(value), value, value)
-        client_id = merge.fresh_client_id(set(decode_state_vector(room.doc.get_state())))
+        client_id = merge.fresh_client_id(room.writers())
         try:
             # A whole document's diff may take a while (difflib over its words): not on the event loop.
             update = await asyncio.to_thread(merge.merge_update, fork, target, client_id=client_id)
