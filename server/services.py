@@ -38,7 +38,7 @@ class Services:
         if config.redis_url:
             import redis.asyncio as aioredis
 
-            from .fanout import RedisFanout
+            from .redis_fanout import RedisFanout
             from .stores.redis import RedisStore
 
             store: Store = RedisStore(aioredis.from_url(config.redis_url), config.redis_prefix, instance_id)
