@@ -17,12 +17,11 @@ from pathlib import Path
 from engine.runtime.generate_cli import add_generate_arguments, run_generate
 from engine.model.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
-from engine.progress_queue import ProgressQueue  # the server's Redis backend bounds its jobs' progress with it
 from engine.remote.engine import RemoteConfig, RemoteEngine, read_api_key  # --engine openai; torch-free (httpx)
 from engine.remote.config import PASSWORD_ON_COMMAND_LINE, password_on_command_line
 
 __all__ = [
-    "PASSWORD_ON_COMMAND_LINE", "Engine", "EngineConfig", "Generation", "ProgressQueue", "RemoteConfig", "RemoteEngine",
+    "PASSWORD_ON_COMMAND_LINE", "Engine", "EngineConfig", "Generation", "RemoteConfig", "RemoteEngine",
     "RequestError", "add_generate_arguments", "password_on_command_line", "read_api_key", "run_generate",
 ]
 
@@ -73,7 +72,7 @@ class Generation:
 
     def cancel(self) -> None:
         """Takes effect between two denoising steps."""
-        self.job.is_cancelled = True
+        self.job.cancellation.set()
 
     def __aiter__(self):
         return self
@@ -159,7 +158,7 @@ class Engine:
                 if limit.final(decoder.text(limit.ids(earlier + snapshot.token_ids)))[1]:
                     # A stop string in a decided canvas ends the answer: the canvases after it would be cut away.
                     stopped_early.set()
-                    job.is_cancelled = True
+                    job.cancellation.set()
             return redrafts.progress(snapshot, earlier, decoder, job.budget[0], limit)
 
         def on_done(job, outcome):
@@ -225,7 +224,7 @@ class Engine:
         self._closing = True
         for job in list(self.scheduler.rows) + list(self.scheduler.waiting):
             if job is not None:
-                job.is_cancelled = True
+                job.cancellation.set()
         self._wake.set()
         await asyncio.to_thread(self._thread.join)
         leftovers = [job for job in self.scheduler.rows if job is not None] + list(self.scheduler.waiting)

@@ -1,4 +1,4 @@
-"""What importing the server loads: no torch, no redis unless configured, no engine."""
+"""What importing the server and the job protocol loads: no torch, no redis unless configured, no engine."""
 
 from __future__ import annotations
 
@@ -25,3 +25,8 @@ def test_the_server_loads_neither_redis_nor_torch_nor_the_engine(code):
     assert "server" in loaded  # the probe really imported it
     assert loaded & {"redis", "torch", "engine", "worker", "httpx"} == set()
 
+
+def test_the_job_protocol_loads_nothing_but_itself():
+    loaded = loaded_after("import jobs.protocol, jobs.spec, jobs.cancel, jobs.progress_queue")
+    assert "jobs" in loaded
+    assert loaded & {"redis", "torch", "engine", "worker", "server", "httpx", "pycrdt"} == set()
