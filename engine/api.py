@@ -19,6 +19,7 @@ from engine.model.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
 from engine.remote.engine import RemoteConfig, RemoteEngine, read_api_key  # --engine openai; torch-free (httpx)
 from engine.remote.config import PASSWORD_ON_COMMAND_LINE, password_on_command_line
+from jobs.progress_queue import settle
 
 __all__ = [
     "PASSWORD_ON_COMMAND_LINE", "Engine", "EngineConfig", "Generation", "RemoteConfig", "RemoteEngine",
@@ -62,13 +63,8 @@ class Generation:
         self._loop.call_soon_threadsafe(self._settle, outcome)
 
     def _settle(self, outcome) -> None:
-        if self._outcome.done():
-            return
-        if isinstance(outcome, BaseException):
-            self._outcome.set_exception(outcome)
-        else:
-            self._outcome.set_result(outcome)
-        self._snapshots.put_nowait(None)
+        if settle(self._outcome, outcome):
+            self._snapshots.put_nowait(None)
 
     def cancel(self) -> None:
         """Takes effect between two denoising steps."""

@@ -81,10 +81,17 @@ class JobStream:
 
     def _settle(self, outcome: dict | BaseException) -> None:
         """The outcome, or the exception result() raises; the first settlement wins. Ends the progress."""
-        if self._outcome.done():
-            return
-        if isinstance(outcome, BaseException):
-            self._outcome.set_exception(outcome)
-        else:
-            self._outcome.set_result(outcome)
-        self._progress.end()
+        if settle(self._outcome, outcome):
+            self._progress.end()
+
+
+def settle(future: asyncio.Future, outcome) -> bool:
+    """Sets a job's outcome future to `outcome`, raised when it is an exception; False (and nothing changes)
+    when it was settled already."""
+    if future.done():
+        return False
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+    return True
