@@ -16,12 +16,12 @@ from pathlib import Path
 
 from engine.model.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
-from engine.progress_queue import ProgressQueue  # the server's Redis backend bounds its jobs' progress with it
 from engine.remote.engine import RemoteConfig, RemoteEngine, read_api_key  # --engine openai; torch-free (httpx)
 from engine.remote.config import PASSWORD_ON_COMMAND_LINE, password_on_command_line
+from jobs.progress_queue import settle
 
 __all__ = [
-    "PASSWORD_ON_COMMAND_LINE", "Engine", "EngineConfig", "Generation", "ProgressQueue", "RemoteConfig", "RemoteEngine",
+    "PASSWORD_ON_COMMAND_LINE", "Engine", "EngineConfig", "Generation", "RemoteConfig", "RemoteEngine",
     "RequestError", "password_on_command_line", "read_api_key",
 ]
 
@@ -62,17 +62,12 @@ class Generation:
         self._loop.call_soon_threadsafe(self._settle, outcome)
 
     def _settle(self, outcome) -> None:
-        if self._outcome.done():
-            return
-        if isinstance(outcome, BaseException):
-            self._outcome.set_exception(outcome)
-        else:
-            self._outcome.set_result(outcome)
-        self._snapshots.put_nowait(None)
+        if settle(self._outcome, outcome):
+            self._snapshots.put_nowait(None)
 
     def cancel(self) -> None:
         """Takes effect between two denoising steps."""
-        self.job.is_cancelled = True
+        self.job.cancellation.set()
 
     def __aiter__(self):
         return self
@@ -158,7 +153,7 @@ class Engine:
                 if limit.final(decoder.text(limit.ids(earlier + snapshot.token_ids)))[1]:
                     # A stop string in a decided canvas ends the answer: the canvases after it would be cut away.
                     stopped_early.set()
-                    job.is_cancelled = True
+                    job.cancellation.set()
             return redrafts.progress(snapshot, earlier, decoder, job.budget[0], limit)
 
         def on_done(job, outcome):
@@ -224,7 +219,7 @@ class Engine:
         self._closing = True
         for job in list(self.scheduler.rows) + list(self.scheduler.waiting):
             if job is not None:
-                job.is_cancelled = True
+                job.cancellation.set()
         self._wake.set()
         await asyncio.to_thread(self._thread.join)
         leftovers = [job for job in self.scheduler.rows if job is not None] + list(self.scheduler.waiting)

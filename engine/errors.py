@@ -1,8 +1,8 @@
 """Errors callers of the engine catch; torch-free, so catching them imports nothing heavy."""
 
+from jobs.spec import RequestError  # one error for a bad request, whether the spec or the engine refuses it
 
-class RequestError(ValueError):
-    """A request that cannot run (empty prompt, ids out of range, bad budget or seed): the caller's fault."""
+__all__ = ["ContextTooLongError", "RequestError"]
 
 
 class ContextTooLongError(RequestError):

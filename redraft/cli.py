@@ -216,6 +216,7 @@ def serve(args: argparse.Namespace, websockets=None) -> int:
     measures what ws_link saves against them), else rooms take their connections over (ws_link)."""
     import uvicorn
 
+    from redraft.engines import engine_loader
     from server.app import create_app
 
     try:
@@ -238,7 +239,8 @@ def serve(args: argparse.Namespace, websockets=None) -> int:
             config.port,
         )
     log.info("editor at http://%s:%d/", config.host, config.port)
-    uvicorn.run(create_app(config), **websocket_options(config, websockets), host=config.host, port=config.port,
+    app = create_app(config, engine_loader(config))
+    uvicorn.run(app, **websocket_options(config, websockets), host=config.host, port=config.port,
                 log_level=args.log_level, log_config=_log_config(), lifespan="on")
     return 0
 

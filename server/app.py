@@ -20,6 +20,7 @@ from .metrics import CONTENT_TYPE
 from .openai_api import OpenAIApi
 from .history import api as history_api
 from .redrafts import api as redraft_api
+from .redrafts.backends import EngineLoader
 from .services import Services
 from .share import session, share
 from .websocket import websocket_endpoint
@@ -64,10 +65,12 @@ async def metrics(request: Request) -> Response:
     return Response(request.app.state.services.metrics.render(), media_type=CONTENT_TYPE)
 
 
-def create_app(config: ServerConfig) -> Starlette:
+def create_app(config: ServerConfig, engine_loader: EngineLoader | None = None) -> Starlette:
+    """`engine_loader`: how `--engine local` or `openai` gets its engine (redraft/engines.py composes it)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        services = Services.build(config)
+        services = Services.build(config, engine_loader)
         await services.start()
         app.state.services = services
         try:

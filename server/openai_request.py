@@ -15,12 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .redrafts.request import MAX_STEPS
+from jobs.spec import CHAT_ROLES, MAX_STEPS, MAX_STOP_CHARS, MAX_STOPS
 
-CHAT_ROLES = ("system", "user", "assistant")  # engine.runtime.redrafts.CHAT_ROLES: the server does not import the engine
 DEVELOPER = "developer"  # OpenAI's newer name for the system role; the chat template knows only "system"
-MAX_STOPS = 4
-MAX_STOP_CHARS = 256  # engine.runtime.redrafts.MAX_STOP_CHARS (the server does not import the engine)
 MAX_SEED = 2**63
 
 

@@ -11,7 +11,7 @@ from .config import ServerConfig
 from .fanout import Fanout, NullFanout
 from .history.recorder import HistoryPolicy
 from .metrics import Metrics
-from .redrafts.backends import EngineBackend, LocalBackend, OffBackend, OpenAIBackend
+from .redrafts.backends import EngineBackend, EngineLoader, LocalBackend, OffBackend, OpenAIBackend
 from .redrafts.directory import Directory, LocalDirectory
 from .redrafts.service import RedraftService
 from .rooms import RoomManager
@@ -32,13 +32,14 @@ class Services:
     connections_by_address: Counter = field(default_factory=Counter)
 
     @classmethod
-    def build(cls, config: ServerConfig) -> "Services":
+    def build(cls, config: ServerConfig, engine_loader: EngineLoader | None = None) -> "Services":
+        """`engine_loader`: how `--engine local` or `openai` gets its engine (redraft/engines.py)."""
         instance_id = config.instance_id or uuid.uuid4().hex[:12]
         metrics = Metrics()
         if config.redis_url:
             import redis.asyncio as aioredis
 
-            from .fanout import RedisFanout
+            from .redis_fanout import RedisFanout
             from .stores.redis import RedisStore
 
             store: Store = RedisStore(aioredis.from_url(config.redis_url), config.redis_prefix, instance_id)
@@ -59,7 +60,7 @@ class Services:
             max_awareness_bytes=config.max_awareness_bytes,
             history=HistoryPolicy.from_config(config, instance_id),
         )
-        redrafts = RedraftService(config, rooms, _engine_backend(config), metrics, _directory(config, instance_id))
+        redrafts = RedraftService(config, rooms, _engine_backend(config, engine_loader), metrics, _directory(config, instance_id))
         return cls(config, instance_id, store, fanout, rooms, metrics, redrafts)
 
     async def start(self) -> None:
@@ -88,15 +89,13 @@ def _directory(config: ServerConfig, instance_id: str) -> Directory:
     return LocalDirectory()
 
 
-def _engine_backend(config: ServerConfig) -> EngineBackend:
+def _engine_backend(config: ServerConfig, engine_loader: EngineLoader | None) -> EngineBackend:
+    if config.engine in ("local", "openai") and engine_loader is None:
+        raise ValueError(f"--engine {config.engine} needs an engine loader (redraft/engines.py composes one)")
     if config.engine == "local":
-        return LocalBackend({"model": config.model, "device": config.engine_device, "max_batch": config.engine_max_batch,
-                             "quantize": config.engine_quantize, "kernels": config.engine_kernels})
+        return LocalBackend(config.model, engine_loader)
     if config.engine == "openai":
-        remote = {"url": config.engine_url, "model": config.engine_model, "context": config.engine_context or None,
-                  "timeout_s": config.engine_timeout, "max_concurrency": config.engine_max_concurrency,
-                  "deadline_s": config.engine_deadline}
-        return OpenAIBackend(remote, config.engine_api_key_file)
+        return OpenAIBackend(config.engine_model, engine_loader)
     if config.engine == "redis":
         from .redrafts.redis_backend import RedisBackend
 

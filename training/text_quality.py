@@ -61,7 +61,7 @@ class Item:
 
     task: str
     paragraph: int  # index into the evaluated paragraphs
-    spec: dict  # engine.runtime.redrafts.RedraftSpec fields
+    spec: dict  # jobs.spec.RedraftSpec fields
     shown: str  # the passage (rewrite family), the text before "|" the text after (fill), the start (continue)
     reference: str  # the clean paragraph (rewrite family), the removed sentence (fill), the rest (continue)
 

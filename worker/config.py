@@ -1,4 +1,4 @@
-"""The `redraft worker` configuration: one frozen dataclass, its flags, and the Redis key names.
+"""The `redraft worker` configuration: one frozen dataclass and its flags (the Redis key names are jobs/protocol.py's).
 
 Cheap to import (no torch, no redis, no httpx): the server's command line adds these flags to its own parser.
 """
@@ -19,6 +19,7 @@ from engine.remote.config import (
     RemoteConfig,
     read_api_key,
 )
+from jobs import protocol
 
 WORKER_ENGINES = ("local", "openai")
 KEY_PART = re.compile(r"[A-Za-z0-9._-]{1,128}")  # the prefix and the name become parts of Redis keys
@@ -69,33 +70,26 @@ class WorkerConfig:
 
     @property
     def jobs_key(self) -> str:
-        return f"{self.prefix}:engine:jobs"
+        return protocol.jobs_key(self.prefix)
 
     @property
     def liveness_key(self) -> str:
-        return liveness_key(self.prefix, self.name)
+        return protocol.liveness_key(self.prefix, self.name)
 
     @property
     def workers_key(self) -> str:
-        return workers_key(self.prefix)
+        return protocol.workers_key(self.prefix)
 
     def cancel_key(self, job_id: str) -> str:
-        return f"{self.prefix}:engine:cancel:{job_id}"
+        return protocol.cancel_key(self.prefix, job_id)
+
+    def reply_key(self, job_id: str) -> str:
+        return protocol.reply_key(self.prefix, job_id)
 
 
 def env_value(flag: str, default: str | None = None) -> str | None:
     """A flag's default from REDRAFT_<FLAG>, else `default`."""
     return os.environ.get(env_name(flag), default)
-
-
-def liveness_key(prefix: str, name: str) -> str:
-    """A worker's JSON status, kept alive by its heartbeat (also read by servers and the health check)."""
-    return f"{prefix}:engine:worker:{name}"
-
-
-def workers_key(prefix: str) -> str:
-    """The set of worker names: finding workers without scanning the keyspace."""
-    return f"{prefix}:engine:workers"
 
 
 _DEFAULTS = WorkerConfig.__dataclass_fields__

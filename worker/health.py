@@ -14,7 +14,8 @@ import json
 import socket
 import sys
 
-from worker.config import env_name, env_value, liveness_key, workers_key
+from jobs.protocol import liveness_key, workers_key
+from worker.config import env_name, env_value
 
 
 def add_worker_health_arguments(parser: argparse.ArgumentParser) -> None:

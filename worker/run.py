@@ -3,16 +3,9 @@
 With `--engine openai` the jobs go to an OpenAI-compatible server instead (engine/remote/engine.py, torch-free), so
 several Redraft servers share one remote engine with the queue's order and fairness.
 
-Several server replicas share one or more workers through Redis's own primitives, nothing home-made:
-
-- jobs: stream `{prefix}:engine:jobs`, consumer group `workers`; an entry holds `id`, `spec` (JSON of
-  engine.runtime.redrafts.RedraftSpec), `reply` (the reply stream's key) and `submitted_at` (Unix seconds).
-- replies: stream `{prefix}:engine:job:{id}`, MAXLEN-trimmed and expiring; an entry holds `event`
-  (`progress` | `retry` | `outcome` | `failed`), `attempt` (the job's delivery count) and `data` (JSON: a
-  progress dict, `{"delivery", "worker"}`, an outcome dict, or `{"detail", "rejected"}`).
-- cancel: key `{prefix}:engine:cancel:{id}` (any value, with a TTL), polled between steps.
-- liveness: key `{prefix}:engine:worker:{name}` (JSON status, 5 s TTL, refreshed every second), its name
-  in the set `{prefix}:engine:workers` so that a server finds workers without scanning the keyspace.
+Several server replicas share one or more workers through Redis's own primitives, nothing home-made: the
+jobs stream, a reply stream per job, a cancel key per job and a liveness key per worker (jobs/protocol.py
+names them and the fields and events they carry; the server's Redis backend reads them from there too).
 
 A worker keeps the pending entries it holds fresh (XCLAIM ... JUSTID to itself every heartbeat), so only
 a dead worker's entries go idle; any worker with a free slot takes those over with XAUTOCLAIM after
@@ -35,14 +28,22 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from engine.remote.config import PASSWORD_ON_COMMAND_LINE, password_on_command_line
+from jobs.protocol import (
+    EVENT_FAILED,
+    EVENT_OUTCOME,
+    EVENT_PROGRESS,
+    EVENT_RETRY,
+    GROUP,
+    cancelled_outcome,
+    describe,
+    reply_entry,
+)
 from worker.config import WorkerConfig, add_worker_arguments, config_from_args
 
 __all__ = ["Worker", "WorkerConfig", "add_worker_arguments", "config_from_args", "run_worker"]
 
 log = logging.getLogger("redraft.worker")
 
-GROUP = "workers"
-EVENT_PROGRESS, EVENT_RETRY, EVENT_OUTCOME, EVENT_FAILED = "progress", "retry", "outcome", "failed"
 KEPT_DYING = "engine workers kept dying on this job"
 # A short redraft run before the worker says it is ready: the first pass allocates, compiles and (on
 # CUDA) captures graphs, and a user's job should not pay for that.
@@ -281,7 +282,7 @@ class Worker:
 
     def _start(self, entry_id: str, fields: dict, deliveries: int, is_reclaimed: bool) -> None:
         job_id = fields.get(b"id", b"").decode()
-        reply_key = fields.get(b"reply", b"").decode() or f"{self.config.prefix}:engine:job:{job_id}"
+        reply_key = fields.get(b"reply", b"").decode() or self.config.reply_key(job_id)
         job = InFlight(entry_id, job_id, reply_key, deliveries, is_reclaimed)
         self.inflight[entry_id] = job
         if self.stopping.is_set():  # came with the last read after stop(): never started, handed back
@@ -358,8 +359,7 @@ class Worker:
             await self._finish(job, EVENT_OUTCOME, outcome)
 
     def _reply(self, pipe, job: InFlight, event: str, data: dict) -> None:
-        entry = {"event": event, "attempt": job.deliveries, "data": json.dumps(data)}
-        pipe.xadd(job.reply_key, entry, maxlen=self.config.reply_maxlen, approximate=True)
+        pipe.xadd(job.reply_key, reply_entry(event, job.deliveries, data), maxlen=self.config.reply_maxlen, approximate=True)
         pipe.pexpire(job.reply_key, int(self.config.reply_ttl_s * 1000))
 
     async def _publish(self, job: InFlight, event: str, data: dict, check_cancel: bool = False) -> bool:
@@ -410,17 +410,6 @@ class Worker:
                         len(handed_back), exc)
             return
         log.info("handed back %d job(s) to the other workers", len(handed_back))
-
-
-def cancelled_outcome() -> dict:
-    return {"status": "cancelled", "text": "", "steps": [], "tokens": 0, "timings": {}}
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if "out of memory" in text.lower():
-        return f"the GPU ran out of memory ({text.splitlines()[0]}); try fewer steps or a shorter passage"
-    return text
 
 
 def run_worker(args: argparse.Namespace) -> int:

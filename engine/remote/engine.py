@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import httpx
 
 from engine.errors import RequestError
-from engine.progress_queue import ProgressQueue
 from engine.text.prompts import PromptTooLongError, build_messages, fit_prompt
-from engine.runtime.redrafts import MAX_CANVASES, REWRITE_ROOM, OutputLimit, RedraftSpec
+from engine.runtime.redrafts import MAX_CANVASES, REWRITE_ROOM, OutputLimit, redraft_prompt
 from engine.remote.answer import AnswerText
 from engine.remote.config import RemoteConfig, read_api_key
 from engine.remote.stream import (
@@ -40,6 +39,9 @@ from engine.remote.stream import (
     read_capped,
     status_error,
 )
+from jobs.progress_queue import JobStream
+from jobs.protocol import job_outcome, progress_snapshot
+from jobs.spec import RedraftSpec
 from jobs.tasks import EVERY_TASK
 
 __all__ = ["RemoteConfig", "RemoteEngine", "RemoteError", "RemoteGeneration", "read_api_key"]
@@ -95,12 +97,10 @@ class RemoteRequest:
 
 
 def build_request(spec: dict, model: str, context: int, is_redraft: bool = False) -> RemoteRequest:
-    """A spec (engine/runtime/redrafts.py's kinds, checked by its RedraftSpec) -> the request. Raises RequestError.
+    """A spec (jobs/spec.py's kinds, checked by its RedraftSpec) -> the request. Raises RequestError.
     `is_redraft`: the server is another Redraft (its /v1/models says owned_by "redraft"), which takes the
     denoising steps as the `redraft_steps` extension; other servers are never sent it (OpenAI refuses unknown
     fields)."""
-    if not isinstance(spec, dict):
-        raise RequestError("a redraft spec is a JSON object")
     parsed = RedraftSpec.from_dict(spec)
     max_tokens, estimate = parsed.max_tokens, ByteEstimate()
     if parsed.kind == "chat":
@@ -138,16 +138,17 @@ def _redraft_room(spec: RedraftSpec, estimate: ByteEstimate) -> int:
 
 def _redraft_messages(spec: RedraftSpec, budget: int, estimate: ByteEstimate) -> list[dict[str, str]]:
     try:
-        return build_messages(fit_prompt(estimate, spec.redraft_prompt(), budget))  # the task's instruction
+        return build_messages(fit_prompt(estimate, redraft_prompt(spec), budget))  # the task's instruction
     except (PromptTooLongError, ValueError) as exc:
         raise RequestError(str(exc)) from exc
 
 
-class RemoteGeneration:
+class RemoteGeneration(JobStream):
     """One request in flight: iterate it for progress dicts, await `result()`, or `cancel()` it (closes the
     stream; the outcome is then `cancelled`). A failure raises RemoteError from `result()`."""
 
     def __init__(self, engine: "RemoteEngine", request: RemoteRequest):
+        super().__init__()  # bounded: a reader that stalls must not hold the text once per token
         self.engine = engine
         self.request = request
         self.answer = AnswerText(request.limit)
@@ -159,34 +160,23 @@ class RemoteGeneration:
         self.is_waiting = True
         self._submitted = time.perf_counter()
         self._timings = {"queue_s": 0.0, "prefill_s": 0.0, "denoise_s": 0.0}
-        self._progress = ProgressQueue()  # bounded: a reader that stalls must not hold the text once per token
         self._num_bytes = 0
-        self._outcome: asyncio.Future = asyncio.get_running_loop().create_future()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="remote-redraft")
 
     def cancel(self) -> None:
         self._task.cancel()
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self) -> dict:
-        return await self._progress.get()
 
     @property
     def text(self) -> str:
         return self.answer.text
 
     def _publish(self) -> None:
-        self._progress.put(self._progress_dict())
+        self._push(self._progress_dict())
         self._published_at, self._published_chars = time.monotonic(), self.answer.num_chars
 
     def _is_due(self) -> bool:
         return (self.answer.num_chars < THROTTLE_FROM_CHARS or self._published_at is None
                 or time.monotonic() - self._published_at >= PROGRESS_INTERVAL_S)
-
-    async def result(self) -> dict:
-        return await self._outcome
 
     async def _run(self) -> None:
         try:
@@ -279,19 +269,13 @@ class RemoteGeneration:
         piece of confidence 1, `committed` is all of it but a stop string's possible beginning at its end, and
         the steps count tokens against max_tokens."""
         budget = max(self.request.max_tokens or 0, self.num_tokens)
-        return {
-            "step": self.num_tokens,
-            "max_steps": budget,
-            "canvas_index": 0,
-            "num_canvases": 1,
-            "progress": {"step": self.num_tokens, "max_steps": budget},
-            "text": self.text,
-            "tokens": [[self.text, 1.0]] if self.text else [],
-            "stopped": False,
-            "finished": False,
-            "committed": self.request.limit.settled(self.text),
-            "streaming": True,
-        }
+        return progress_snapshot(
+            self.num_tokens, budget, 0, self.text, [[self.text, 1.0]] if self.text else [], False, False,
+            num_canvases=1,
+            progress={"step": self.num_tokens, "max_steps": budget},
+            committed=self.request.limit.settled(self.text),
+            streaming=True,
+        )
 
     def _outcome_dict(self, status: str) -> dict:
         usage = self.usage or {}
@@ -299,24 +283,15 @@ class RemoteGeneration:
         prompt_tokens = usage.get("prompt_tokens")
         # The model ended it (stop; content_filter and the like end it too), or the budget or a cancel did.
         complete = status == "done" and self.finish_reason != "length"
-        return {
-            "status": status,
-            "text": self.text,
-            "complete": complete,
-            "steps": [],  # no denoising steps: a left-to-right model
-            "tokens": tokens if isinstance(tokens, int) else self.num_tokens,
-            "timings": dict(self._timings),
-            "prompt_tokens": prompt_tokens if isinstance(prompt_tokens, int) else self.request.prompt_tokens,
-            "finish_reason": "stop" if complete else "length",  # as the local engine's: "stop" exactly when complete
-        }
-
-    def _settle(self, outcome) -> None:
-        if not self._outcome.done():
-            if isinstance(outcome, BaseException):
-                self._outcome.set_exception(outcome)
-            else:
-                self._outcome.set_result(outcome)
-        self._progress.end()
+        return job_outcome(
+            status, self.text,
+            [],  # no denoising steps: a left-to-right model
+            tokens if isinstance(tokens, int) else self.num_tokens,
+            dict(self._timings),
+            complete=complete,
+            prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else self.request.prompt_tokens,
+            finish_reason="stop" if complete else "length",  # as the local engine's: "stop" exactly when complete
+        )
 
 
 class RemoteEngine:

@@ -36,6 +36,7 @@ from engine.runtime.sampler import (
     temperature,
     token_entropy,
 )
+from jobs.cancel import Cancellation
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Request:
     seed: int = 0
     max_new_tokens: int | None = None  # default: GenerationArgs.max_new_tokens
     max_denoising_steps: int | None = None  # default: GenerationArgs.max_denoising_steps
-    is_cancelled: Callable[[], bool] | None = None  # polled between steps
+    cancellation: Cancellation | None = None  # jobs/cancel.py's flag, read between steps
     # Where the canvases start: canvas k from init_ids[k*L:(k+1)*L] (padded with the model's pad id), a canvas
     # past their end from noise as without them. None: every canvas from noise.
     init_ids: list[int] | None = None
@@ -229,7 +230,7 @@ def generate_stream(
 def _poll_cancellations(requests: list[Request], results: list[Result], cancel: Callable[[], bool] | None) -> None:
     cancel_all = cancel is not None and cancel()
     for request, result in zip(requests, results, strict=True):
-        if result.status == "running" and (cancel_all or (request.is_cancelled is not None and request.is_cancelled())):
+        if result.status == "running" and (cancel_all or (request.cancellation is not None and request.cancellation.is_set)):
             result.status = "cancelled"
 
 

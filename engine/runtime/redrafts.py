@@ -5,9 +5,8 @@ surrounding text; the engine builds the prompt with its own tokenizer and contex
 step's canvas into text pieces with a confidence per position. The in-process engine (`engine.api`) and the
 Redis worker (`worker.run`) share this module, so both placements speak the same dicts.
 
-Besides the editor's kinds (rewrite, fill, continue: engine/text/prompts.py builds their prompt), two kinds serve
-the OpenAI-compatible API: `chat` (messages through the chat template) and `complete` (raw text). Any kind may
-set `max_tokens` (the output is cut there) and `stop` strings (the output is cut before the first one).
+The spec itself, its kinds and its checks are jobs/spec.py's (the server and the worker read it too); the
+progress and outcome dicts have jobs/protocol.py's shape.
 
 An editor's redraft names its task (jobs/tasks.py: fix, shorten, instruct, ...; an older client's is
 derived from its kind and instruction): the prompt carries the task's instruction, and a model that declares
@@ -22,21 +21,15 @@ and its end token, and gets just the canvases they fill.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from dataclasses import dataclass
 
 from engine.errors import RequestError
-from engine.text.prompts import (
-    REQUEST_KINDS,
-    PromptTooLongError,
-    RedraftPrompt,
-    encode_messages,
-    encode_prompt,
-    prompt_budget,
-)
-from jobs.tasks import COPY_TASKS, EVERY_TASK, TASKS, ModelTasks, instruction_for, task_for
+from engine.text.prompts import PromptTooLongError, RedraftPrompt, encode_messages, encode_prompt, prompt_budget
+from jobs.protocol import job_outcome, progress_snapshot
+from jobs.spec import API_KINDS, REQUEST_KINDS, RedraftSpec
+from jobs.tasks import COPY_TASKS, EVERY_TASK, ModelTasks, instruction_for
 
 MAX_CANVASES = 4  # a redraft is a passage, not a chapter
 REWRITE_ROOM = 1.5  # output room as a multiple of the passage's tokens
@@ -45,106 +38,6 @@ REWRITE_ROOM = 1.5  # output room as a multiple of the passage's tokens
 # bytes are the last tokens of the output and whose rest never came.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
 MAX_CHAR_TOKENS = 4  # a UTF-8 character is at most 4 bytes, so at most 4 byte-level tokens
-API_KINDS = ("chat", "complete")
-SPEC_KINDS = (*REQUEST_KINDS, *API_KINDS)
-CHAT_ROLES = ("system", "user", "assistant")
-MAX_STOPS = 4  # OpenAI's limit on `stop`
-# A stop string is matched against the end of the growing answer at every token (OutputLimit.settled), at a
-# cost that grows with its length squared: four of 100,000 characters took 11 ms a token on an 8 kB answer,
-# the event loop's time, which every document on the server shares. 256 costs 0.35 ms for the four.
-MAX_STOP_CHARS = 256
-
-
-@dataclass(frozen=True)
-class RedraftSpec:
-    """One redraft as the server asks for it."""
-
-    id: str
-    kind: str  # SPEC_KINDS: rewrite | fill | continue | chat | complete
-    passage: str = ""
-    instruction: str = ""
-    before: str = ""
-    after: str = ""
-    steps: int | None = None  # denoising steps per canvas; default: the checkpoint's
-    seed: int = 0
-    max_canvases: int | None = None
-    messages: list | None = None  # chat: [{"role": CHAT_ROLES, "content": str}, ...]
-    prompt: str = ""  # complete: raw text, no chat template
-    max_tokens: int | None = None  # output cut at this many tokens; its canvases are reserved
-    stop: list | None = None  # up to MAX_STOPS strings; the output ends before the first one
-    # jobs/tasks.py's task of an editor's kind (rewrite, fill, continue); from_dict fills in an absent one
-    task: str = ""
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RedraftSpec":
-        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
-        try:
-            spec = cls(**known)
-        except TypeError as exc:
-            raise RequestError(f"bad redraft spec: {exc}") from exc
-        if spec.kind not in SPEC_KINDS:
-            raise RequestError(f"kind must be one of {', '.join(SPEC_KINDS)}, not {spec.kind!r}")
-        for name in ("passage", "instruction", "before", "after", "prompt"):
-            if not isinstance(getattr(spec, name), str):
-                raise RequestError(f"{name} must be text")
-        if spec.kind == "chat":
-            _check_messages(spec.messages)
-        if spec.stop is not None:
-            _check_stop(spec.stop)
-        for name in ("steps", "max_canvases", "max_tokens"):
-            value = getattr(spec, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise RequestError(f"{name} must be a positive integer, not {value!r}")
-        if not isinstance(spec.seed, int) or isinstance(spec.seed, bool):
-            raise RequestError(f"seed must be an integer, not {spec.seed!r}")
-        return dataclasses.replace(spec, task=_check_task(spec))
-
-    def redraft_prompt(self) -> RedraftPrompt:
-        """The editor's prompt (rewrite, fill, continue) with the task's instruction. Raises ValueError."""
-        instruction = instruction_for(self.task, self.instruction) if self.task else self.instruction
-        return RedraftPrompt(self.kind, self.passage, instruction, self.before, self.after)
-
-    def to_dict(self) -> dict:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-
-def _check_task(spec: RedraftSpec) -> str:
-    """The spec's task: the one it names, which must be of its kind, or for an older client's spec the one its
-    kind and instruction imply. The API's kinds (chat, complete) have none."""
-    if not isinstance(spec.task, str):
-        raise RequestError("task must be text")
-    if spec.kind not in REQUEST_KINDS:
-        if spec.task:
-            raise RequestError(f"a {spec.kind} request has no task (tasks are for {', '.join(REQUEST_KINDS)})")
-        return ""
-    if not spec.task:
-        return task_for(spec.kind, spec.instruction)
-    if spec.task not in TASKS:
-        raise RequestError(f"task must be one of {', '.join(TASKS)}, not {spec.task!r}")
-    if TASKS[spec.task][0] != spec.kind:
-        raise RequestError(f"task {spec.task} is a {TASKS[spec.task][0]}, not a {spec.kind}")
-    return spec.task
-
-
-def _check_messages(messages) -> None:
-    if not isinstance(messages, list) or not messages:
-        raise RequestError("a chat needs messages: a non-empty list of {role, content}")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or set(message) != {"role", "content"}:
-            raise RequestError(f"messages[{i}] must be an object with exactly role and content")
-        if message["role"] not in CHAT_ROLES:
-            raise RequestError(f"messages[{i}].role must be one of {', '.join(CHAT_ROLES)}, not {message['role']!r}")
-        if not isinstance(message["content"], str):
-            raise RequestError(f"messages[{i}].content must be text")
-
-
-def _check_stop(stop) -> None:
-    if not isinstance(stop, list) or len(stop) > MAX_STOPS:
-        raise RequestError(f"stop must be a list of at most {MAX_STOPS} strings")
-    if not all(isinstance(text, str) and text for text in stop):
-        raise RequestError("each stop string must be non-empty text")
-    if any(len(text) > MAX_STOP_CHARS for text in stop):
-        raise RequestError(f"each stop string must be at most {MAX_STOP_CHARS} characters")
 
 
 @dataclass(frozen=True)
@@ -184,6 +77,12 @@ class OutputLimit:
 NO_LIMIT = OutputLimit()
 
 
+def redraft_prompt(spec: RedraftSpec) -> RedraftPrompt:
+    """The editor's prompt (rewrite, fill, continue) with the task's instruction. Raises ValueError."""
+    instruction = instruction_for(spec.task, spec.instruction) if spec.task else spec.instruction
+    return RedraftPrompt(spec.kind, spec.passage, instruction, spec.before, spec.after)
+
+
 def build_request(spec: RedraftSpec, tokenizer, args, max_len: int, tasks: ModelTasks = EVERY_TASK):
     """Prompt ids within the context the cache affords, and the output budget (an engine.runtime.generate.Request);
     for a model whose `tasks` say its passage canvases start from the passage, those starting tokens.
@@ -193,7 +92,7 @@ def build_request(spec: RedraftSpec, tokenizer, args, max_len: int, tasks: Model
     if tokenizer is None:
         raise RequestError("this model has no tokenizer: it cannot take text redrafts")
     if spec.kind in REQUEST_KINDS and not spec.task:  # a spec made without from_dict
-        spec = dataclasses.replace(spec, task=_check_task(spec))
+        spec = spec.with_task()
     if spec.task and spec.task not in tasks.tasks:
         raise RequestError(f"this model does not do the {spec.task} task; it does: {', '.join(tasks.tasks)}")
     canvas = args.canvas_length
@@ -219,7 +118,7 @@ def build_request(spec: RedraftSpec, tokenizer, args, max_len: int, tasks: Model
             )
         return Request(prompt_ids, seed=spec.seed % 2**63, max_new_tokens=max_new_tokens, max_denoising_steps=spec.steps)
     try:
-        prompt_ids = encode_prompt(tokenizer, spec.redraft_prompt(), min(budget, prompt_budget(args, max_new_tokens)))
+        prompt_ids = encode_prompt(tokenizer, redraft_prompt(spec), min(budget, prompt_budget(args, max_new_tokens)))
     except (PromptTooLongError, ValueError) as exc:
         raise RequestError(str(exc)) from exc
     return Request(prompt_ids, seed=spec.seed % 2**63, max_new_tokens=max_new_tokens, max_denoising_steps=spec.steps,
@@ -348,21 +247,16 @@ def progress(
     ]
     num_canvases = max(num_canvases, snapshot.canvas_index + 1)
     decided = committed + canvas if snapshot.stopped else committed
-    return {
-        "step": snapshot.step,
-        "max_steps": snapshot.max_steps,
-        "canvas_index": snapshot.canvas_index,
-        "num_canvases": num_canvases,
-        "progress": {
+    return progress_snapshot(
+        snapshot.step, snapshot.max_steps, snapshot.canvas_index, decoder.text(committed + canvas), tokens,
+        snapshot.stopped, snapshot.finished,
+        num_canvases=num_canvases,
+        progress={
             "step": snapshot.canvas_index * snapshot.max_steps + snapshot.step,
             "max_steps": num_canvases * snapshot.max_steps,
         },
-        "text": decoder.text(committed + canvas),
-        "committed": limit.settled(decoder.text(limit.ids(decided))),
-        "tokens": tokens,
-        "stopped": snapshot.stopped,
-        "finished": snapshot.finished,
-    }
+        committed=limit.settled(decoder.text(limit.ids(decided))),
+    )
 
 
 def outcome(
@@ -377,16 +271,8 @@ def outcome(
     if is_stopped:
         tokens = _tokens_in(decoder, ids[:tokens], len(text))
     complete = is_stopped or tokens < len(ids)
-    return {
-        "status": result.status,
-        "text": text,
-        "complete": complete,
-        "finish_reason": "stop" if complete else "length",
-        "steps": list(result.steps),
-        "tokens": tokens,
-        "prompt_tokens": prompt_tokens,
-        "timings": timings,
-    }
+    return job_outcome(result.status, text, list(result.steps), tokens, timings, complete=complete,
+                       finish_reason="stop" if complete else "length", prompt_tokens=prompt_tokens)
 
 
 def _tokens_in(decoder: TextDecoder, token_ids: list[int], num_chars: int) -> int:

@@ -34,6 +34,7 @@ from engine.runtime.generate import (
 from engine.runtime.graphs import StepGraphs
 from engine.model.network import DiffusionGemma
 from engine.runtime.noise import make_noise
+from jobs.cancel import Cancellation
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,17 @@ class Job:
     budget: tuple[int, int] = (0, 0)  # (canvases, steps per canvas)
     result: Result = field(default_factory=Result)
     row: int = -1
-    is_cancelled: bool = False
+    # jobs/cancel.py's flag, read between steps; the request's own when it brings one (Engine.submit's job)
+    cancellation: Cancellation | None = None
     # perf_counter() times: queued, taken into a row (prefill starts), prefill done, first step done
     submitted_at: float = field(default_factory=time.perf_counter)
     admitted_at: float = 0.0
     prefilled_at: float = 0.0
     first_step_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cancellation is None:
+            self.cancellation = self.request.cancellation or Cancellation()
 
     def timings(self) -> dict[str, float]:
         """Seconds spent queueing, in prefill and denoising (so far)."""
@@ -178,7 +184,7 @@ class Scheduler:
         admitted = []
         while self.waiting and free:
             job = self.waiting.popleft()
-            if job.is_cancelled:
+            if job.cancellation.is_set:
                 job.result.status = "cancelled"
                 job.on_done(job.result)
                 continue
@@ -210,7 +216,7 @@ class Scheduler:
 
     def _drop_cancelled(self) -> None:
         for row, job in enumerate(self.rows):
-            if job is not None and (job.is_cancelled or (job.request.is_cancelled and job.request.is_cancelled())):
+            if job is not None and job.cancellation.is_set:
                 job.result.status = "cancelled"
                 self._finish(row, job.result)
 

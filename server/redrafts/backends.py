@@ -1,10 +1,11 @@
 """Where redrafts run: nowhere (`off`), in this process (`local`), on GPU workers over Redis (`redis`), or on an
 OpenAI-compatible server (`openai`).
 
-A backend takes a redraft spec (a JSON-able dict, see engine/runtime/redrafts.py) and gives back a job: an async
-iterator of progress dicts, an awaitable outcome dict, and a way to cancel. The server knows nothing else
-about the engine; `local` imports `engine.api` lazily so that a server with `--engine off` never needs torch
-(nor does `openai`: engine.remote.engine is torch-free).
+A backend takes a redraft spec (a JSON-able dict, jobs/spec.py) and gives back a job: an async iterator of
+progress dicts, an awaitable outcome dict, and a way to cancel (jobs/protocol.py says their shape). The server
+knows nothing else about the engine and imports none of it: `local` and `openai` are handed an `EngineLoader`
+by the command that composes the process (redraft/engines.py), so a server with `--engine off` never needs
+torch, and the server's tests run without the engine installed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from jobs.protocol import describe
+from jobs.spec import RequestError
 from jobs.tasks import EVERY_TASK
 
 from .engine_model import UNKNOWN, EngineModel, display_name, from_status
@@ -67,6 +70,32 @@ class EngineBackend(Protocol):
         ...
 
 
+class TextEngine(Protocol):
+    """What `local` and `openai` run on: engine.api.Engine or engine.remote.engine.RemoteEngine."""
+
+    def redraft(self, spec: dict):
+        """A generation: an async iterator of progress dicts with `result()` and `cancel()`. Raises
+        RequestError (the spec's fault) or RuntimeError (shutting down)."""
+        ...
+
+    def status(self) -> dict: ...
+
+    async def close(self) -> None: ...
+
+
+class EngineLoader(Protocol):
+    """How a `local` or `openai` backend gets its engine; the command composing the server provides it."""
+
+    def settings(self):
+        """The engine's settings, checked; raises ValueError for a bad one (trying again will not help)."""
+        ...
+
+    async def load(self, settings) -> TextEngine:
+        """Loads the model or connects to the engine server; raises whatever stops it (no torch, out of
+        memory, unreachable...)."""
+        ...
+
+
 class OffBackend:
     mode = "off"
 
@@ -87,7 +116,7 @@ class OffBackend:
 
 
 class LocalJob:
-    """Adapts engine.api.Generation to EngineJob, turning engine errors into EngineFailed."""
+    """Adapts a TextEngine's generation to EngineJob, turning engine errors into EngineFailed."""
 
     def __init__(self, generation):
         self.generation = generation
@@ -99,7 +128,7 @@ class LocalJob:
         try:
             return await self.generation.result()
         except Exception as exc:
-            raise EngineFailed(_describe(exc)) from exc
+            raise EngineFailed(describe(exc)) from exc
 
     def cancel(self) -> None:
         self.generation.cancel()
@@ -110,9 +139,10 @@ class LocalBackend:
 
     mode = "local"
 
-    def __init__(self, engine_config: dict):
-        self.engine_config = engine_config  # fields of engine.api.EngineConfig
-        self.engine = None
+    def __init__(self, model: str | None, loader: EngineLoader):
+        self.model_source = model  # what --model (or --engine-model) names, shown until the engine says
+        self.loader = loader
+        self.engine: TextEngine | None = None
         self.error: str | None = None
         self._loading: asyncio.Task | None = None
 
@@ -121,12 +151,10 @@ class LocalBackend:
 
     async def _load(self) -> None:
         try:
-            from engine.api import Engine, EngineConfig
-
-            self.engine = await Engine.load(EngineConfig(**self.engine_config))
+            self.engine = await self.loader.load(self.loader.settings())
             log.info("engine ready: %s", self.engine.status())
-        except Exception as exc:  # ImportError (no torch), a missing checkpoint, out of memory...
-            self.error = _describe(exc)
+        except Exception as exc:  # ImportError (no torch), a bad setting, a missing checkpoint, out of memory...
+            self.error = describe(exc)
             log.error("the engine could not be loaded: %s", self.error)
 
     async def close(self) -> None:
@@ -137,7 +165,7 @@ class LocalBackend:
             await self.engine.close()
 
     def status(self) -> dict:
-        model = self.engine_config.get("model")
+        model = self.model_source
         if self.error is not None:
             return {"mode": self.mode, "status": "error", "model": model, "detail": self.error}
         if self.engine is None:
@@ -149,14 +177,12 @@ class LocalBackend:
         then the configured name and every task: a request meanwhile is refused as the model is loading."""
         if self.engine is not None:
             return from_status(self.engine.status()) or UNKNOWN
-        name = self.engine_config.get("model")
+        name = self.model_source
         return EngineModel(display_name(name) if self.mode == "local" else name, EVERY_TASK)
 
     async def submit(self, spec: dict) -> EngineJob:
         if self.engine is None:
             raise EngineUnavailable(self.status()["detail"])
-        from engine.api import RequestError
-
         try:
             return LocalJob(self.engine.redraft(spec))
         except RequestError as exc:
@@ -172,16 +198,13 @@ class OpenAIBackend(LocalBackend):
     mode = "openai"
     RETRY_S = (1.0, 30.0)  # first and longest wait between two tries (doubling)
 
-    def __init__(self, engine_config: dict, api_key_file: str | None = None):
-        super().__init__(engine_config)  # fields of engine.api.RemoteConfig, but the key
-        self.api_key_file = api_key_file
+    def __init__(self, model: str | None, loader: EngineLoader):
+        super().__init__(model, loader)
         self.is_retrying = False
 
     async def _load(self) -> None:
-        from engine.api import RemoteConfig, RemoteEngine, read_api_key
-
         try:
-            config = RemoteConfig(**self.engine_config, api_key=read_api_key(self.api_key_file))
+            settings = self.loader.settings()
         except ValueError as exc:  # a bad setting: trying again will not help
             self.error = str(exc)
             log.error("the engine server cannot be used: %s", self.error)
@@ -189,9 +212,9 @@ class OpenAIBackend(LocalBackend):
         wait = self.RETRY_S[0]
         while True:
             try:
-                self.engine = await RemoteEngine.load(config)
+                self.engine = await self.loader.load(settings)
             except Exception as exc:  # RemoteError: unreachable, a refused key, no model to choose
-                detail = _describe(exc)
+                detail = describe(exc)
                 if detail != self.error:
                     log.error("the engine server cannot be used (trying again): %s", detail)
                 self.error, self.is_retrying = detail, True
@@ -205,13 +228,6 @@ class OpenAIBackend(LocalBackend):
     def status(self) -> dict:
         if self.engine is None and self.is_retrying:
             detail = f"{self.error} (trying again)"
-            model = self.engine_config.get("model")
-            return {"mode": self.mode, "status": "unavailable", "model": model, "detail": detail}
+            return {"mode": self.mode, "status": "unavailable", "model": self.model_source, "detail": detail}
         return super().status()
 
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if "out of memory" in text.lower():
-        return f"the GPU ran out of memory ({text.splitlines()[0]}); try fewer steps or a shorter passage"
-    return text

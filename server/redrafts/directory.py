@@ -27,8 +27,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-import redis.asyncio as aioredis
-
 from .record import Redraft
 
 log = logging.getLogger(__name__)
@@ -99,6 +97,8 @@ class RedisDirectory:
     is_shared = True  # other replicas read the views: republish what changes
 
     def __init__(self, redis_url: str, prefix: str, instance_id: str, answer_timeout_s: float = ANSWER_TIMEOUT_S):
+        import redis.asyncio as aioredis  # here: a server without --redis-url never loads redis
+
         # Blocking reads (BLPOP, the subscription) hold their connection: no socket timeout, as in fanout.py.
         self.client = aioredis.from_url(redis_url, socket_timeout=None)
         self.prefix = prefix
@@ -200,6 +200,8 @@ class RedisDirectory:
         return body["status"], body["body"]
 
     async def _take_commands(self) -> None:
+        import redis.asyncio as aioredis
+
         while True:
             try:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=10.0)

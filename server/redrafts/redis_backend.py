@@ -1,15 +1,15 @@
 """`--engine redis`: redrafts run on `redraft worker` processes, reached through a Redis stream.
 
-The wire protocol is worker/run.py's (its docstring lists the keys, fields and events); the key names
-are repeated here because the server must not import the engine. A job is one XADD to the jobs stream;
+The wire protocol is jobs/protocol.py's (its docstring lists the keys, fields and events), which the worker
+speaks too. A job is one XADD to the jobs stream;
 its progress, retry, outcome or failure come back on a reply stream of its own. One reader task serves
 every job of this server with a single blocking XREAD over all their reply streams, and one watcher task
 keeps the workers' status (so `status()` and `submit()` cost no round trip) and notices jobs whose worker
 died with nobody left to take them over.
 
 A `retry` event (another worker took the job over from one that died, and runs it from the beginning) is
-yielded as an empty progress dict with `"retry": True`, `"attempt"` and `"worker"` added: a consumer that
-shows the latest progress resets its preview by simply showing it.
+yielded as jobs.protocol.retry_progress: a consumer that shows the latest progress resets its preview by
+simply showing it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from jobs import protocol
+from jobs.cancel import Cancellation
+from jobs.progress_queue import JobStream
+
 from .backends import EngineFailed, EngineRejected, EngineUnavailable
 from .engine_model import UNKNOWN, EngineModel, from_status
 
@@ -30,59 +34,27 @@ log = logging.getLogger(__name__)
 
 NO_WORKER = "no engine worker is running (start `redraft worker`)"
 WORKER_LOST = "the engine worker was lost and no other worker took the job"
-# What a `retry` event yields: the shape of a progress dict (engine/runtime/redrafts.py) with nothing written yet.
-EMPTY_PROGRESS = {"step": 0, "max_steps": 0, "canvas_index": 0, "text": "", "tokens": [], "stopped": False,
-                  "finished": False}
 RETRY_S = 0.5
 
 
-class RedisJob:
-    """One submitted job: iterate it for progress dicts, await `result()`, or `cancel()` it."""
+class RedisJob(JobStream):
+    """One submitted job: iterate it for progress dicts, await `result()` (the outcome dict, status done or
+    cancelled; raises EngineFailed), or `cancel()` it."""
 
     def __init__(self, backend: "RedisBackend", job_id: str, reply_key: str):
+        super().__init__()  # bounded: a worker on --engine openai sends a snapshot a token
         self.backend = backend
         self.id = job_id
         self.reply_key = reply_key
         self.cursor = "0-0"  # read the reply stream from its start: nothing is missed before the first XREAD
         self.attempt = 1  # events of an earlier attempt (a worker thought dead) are ignored
         self.last_event_at = time.monotonic()
-        self.is_cancel_requested = False
-        from engine.api import ProgressQueue  # torch-free, imported once a job exists (the server's one door in)
-
-        self._progress = ProgressQueue()  # bounded: a worker on --engine openai sends a snapshot a token
-        self._outcome: asyncio.Future = asyncio.get_running_loop().create_future()
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self) -> dict:
-        return await self._progress.get()
-
-    async def result(self) -> dict:
-        """The outcome dict (status done or cancelled); raises EngineFailed."""
-        return await self._outcome
+        self.cancellation = Cancellation()  # passed on to the worker as the cancel key
 
     def cancel(self) -> None:
         """Sets the cancel key; the worker polls it between steps."""
-        if not self._outcome.done() and not self.is_cancel_requested:
-            self.is_cancel_requested = True
+        if not self.is_settled and self.cancellation.set():
             self.backend._write_cancel(self.id)
-
-    @property
-    def is_settled(self) -> bool:
-        return self._outcome.done()
-
-    def _push(self, progress: dict) -> None:
-        self._progress.put(progress)
-
-    def _settle(self, outcome: dict | None = None, failure: str | None = None) -> None:
-        if self._outcome.done():
-            return
-        if failure is not None:
-            self._outcome.set_exception(EngineFailed(failure))
-        else:
-            self._outcome.set_result(outcome)
-        self._progress.end()
 
 
 class RedisBackend:
@@ -98,8 +70,8 @@ class RedisBackend:
         self.poll_s = poll_s  # how often the workers' status is read
         self.block_ms = block_ms  # a job submitted during a blocking read joins the next one this much later
         self.job_ttl_s = job_ttl_s  # of a cancel key (the worker's reply streams expire on their own)
-        self.jobs_key = f"{prefix}:engine:jobs"
-        self.workers_key = f"{prefix}:engine:workers"
+        self.jobs_key = protocol.jobs_key(prefix)
+        self.workers_key = protocol.workers_key(prefix)
         self.jobs: dict[str, RedisJob] = {}
         self.workers: list[dict] = []  # the live workers' status, as of the last poll
         # The newest live worker's model and declaration; kept while none is live (the next to start most
@@ -125,7 +97,7 @@ class RedisBackend:
         """Cancels this server's jobs on the workers (nobody would read their results) and stops the tasks."""
         for job in list(self.jobs.values()):
             job.cancel()
-            job._settle(_cancelled_outcome())
+            job._settle(protocol.cancelled_outcome())
         self.jobs.clear()
         if self._writes:
             await asyncio.wait(self._writes, timeout=2.0)
@@ -176,12 +148,12 @@ class RedisBackend:
             spec_json = json.dumps(spec)
         except (TypeError, ValueError) as exc:
             raise EngineRejected(f"the redraft spec is not JSON: {exc}") from exc
-        reply_key = f"{self.prefix}:engine:job:{job_id}"
-        entry = {"id": job_id, "spec": spec_json, "reply": reply_key, "submitted_at": f"{time.time():.3f}"}
+        reply_key = protocol.reply_key(self.prefix, job_id)
+        entry = protocol.job_entry(job_id, spec_json, reply_key, time.time())
         try:
             async with self.client.pipeline(transaction=True) as pipe:
                 # A reused id must not read an earlier job's events or inherit its cancellation.
-                pipe.delete(reply_key, self._cancel_key(job_id))
+                pipe.delete(reply_key, protocol.cancel_key(self.prefix, job_id))
                 pipe.xadd(self.jobs_key, entry)
                 await pipe.execute()
         except RedisError as exc:
@@ -190,9 +162,6 @@ class RedisBackend:
         self.jobs[job_id] = job
         self._jobs_changed.set()
         return job
-
-    def _cancel_key(self, job_id: str) -> str:
-        return f"{self.prefix}:engine:cancel:{job_id}"
 
     def _unreachable(self, exc: BaseException) -> str:
         where = urlsplit(self.redis_url)
@@ -205,7 +174,7 @@ class RedisBackend:
 
     async def _set_cancel(self, job_id: str) -> None:
         try:
-            await self.client.set(self._cancel_key(job_id), 1, px=int(self.job_ttl_s * 1000))
+            await self.client.set(protocol.cancel_key(self.prefix, job_id), 1, px=int(self.job_ttl_s * 1000))
         except RedisError as exc:
             log.warning("could not cancel redraft %s: %s", job_id, self._unreachable(exc))
 
@@ -229,7 +198,7 @@ class RedisBackend:
         names = sorted(name.decode() for name in await self.client.smembers(self.workers_key))
         if not names:
             return []
-        values = await self.client.mget([f"{self.prefix}:engine:worker:{name}" for name in names])
+        values = await self.client.mget([protocol.liveness_key(self.prefix, name) for name in names])
         dead = [name for name, value in zip(names, values, strict=True) if value is None]
         if dead:  # their keys expired: the worker is gone (a live one re-adds itself every heartbeat)
             await self.client.srem(self.workers_key, *dead)
@@ -259,11 +228,11 @@ class RedisBackend:
         for job in [job for job in self.jobs.values() if now - job.last_event_at > self.stall_s]:
             log.warning("redraft %s: no event for %.0f s and no engine worker alive", job.id, now - job.last_event_at)
             self._drop(job)
-            if job.is_cancel_requested:
-                job._settle(_cancelled_outcome())
+            if job.cancellation.is_set:
+                job._settle(protocol.cancelled_outcome())
             else:
                 job.cancel()  # a worker that turns up later must not run it for nobody
-                job._settle(failure=self.redis_error or WORKER_LOST)
+                job._settle(EngineFailed(self.redis_error or WORKER_LOST))
 
     def _drop(self, job: RedisJob) -> None:
         self.jobs.pop(job.id, None)
@@ -300,25 +269,23 @@ class RedisBackend:
 
     def _on_event(self, job: RedisJob, fields: dict) -> None:
         try:
-            event = fields[b"event"].decode()
-            attempt = int(fields.get(b"attempt", b"1"))
-            data = json.loads(fields[b"data"])
+            event, attempt, data = protocol.read_reply(fields)
         except (KeyError, ValueError) as exc:
             log.warning("redraft %s: ignoring a malformed event (%s)", job.id, exc)
             return
         if attempt < job.attempt or job.is_settled:
             return
         job.last_event_at = time.monotonic()
-        if event == "progress":
+        if event == protocol.EVENT_PROGRESS:
             job._push(data)
-        elif event == "retry":
+        elif event == protocol.EVENT_RETRY:
             job.attempt = attempt
             log.info("redraft %s: retried by worker %s (delivery %s)", job.id, data.get("worker"), attempt)
-            job._push({**EMPTY_PROGRESS, "retry": True, "attempt": attempt, "worker": data.get("worker")})
-        elif event == "outcome":
+            job._push(protocol.retry_progress(attempt, data.get("worker")))
+        elif event == protocol.EVENT_OUTCOME:
             job._settle(data)
-        elif event == "failed":
-            job._settle(failure=data.get("detail") or "the engine failed")
+        elif event == protocol.EVENT_FAILED:
+            job._settle(EngineFailed(data.get("detail") or "the engine failed"))
 
     async def _forget(self, jobs: list[RedisJob]) -> None:
         """Deletes the reply streams of settled jobs (they would expire anyway)."""
@@ -332,6 +299,3 @@ def _started_at(worker: dict) -> float:
     started_at = worker.get("started_at")
     return float(started_at) if isinstance(started_at, (int, float)) and not isinstance(started_at, bool) else 0.0
 
-
-def _cancelled_outcome() -> dict:
-    return {"status": "cancelled", "text": "", "steps": [], "tokens": 0, "timings": {}}

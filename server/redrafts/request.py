@@ -8,13 +8,12 @@ import binascii
 
 from pycrdt import Assoc
 
+from jobs.spec import RequestError, check_steps
 from jobs.tasks import ALL_TASKS, TASKS
 
 from ..room import TEXT_NAME
 from .positions import Layout, RangeError, utf16_to_index
 from .record import KINDS, MODES
-
-MAX_STEPS = 256  # denoising steps per canvas a request may ask for (the editor offers 12, 24 and 48)
 
 
 class RedraftError(Exception):
@@ -65,8 +64,10 @@ def parse_options(body: dict):
     steps, seed = body.get("steps"), body.get("seed")
     if task == "instruct" and not instruction.strip():
         raise RedraftError(400, "bad_request", "the instruct task needs an instruction: say what to do")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS):
-        raise RedraftError(400, "bad_request", f"steps must be an integer from 1 to {MAX_STEPS}")
+    try:
+        check_steps(steps)  # the job spec's own rule, in its words
+    except RequestError as exc:
+        raise RedraftError(400, "bad_request", str(exc)) from None
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
         raise RedraftError(400, "bad_request", "seed must be an integer from 0 to 2**63-1")
     return kind, task, mode, instruction, requester, steps, seed

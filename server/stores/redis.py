@@ -1,7 +1,7 @@
 """Scaled store: a Redis stream per document as the update log, a hash as its snapshot.
 
 The log doubles as the fan-out channel between server replicas (see
-`server.fanout.RedisFanout`): an instance that restarts, or whose connection
+`server.redis_fanout.RedisFanout`): an instance that restarts, or whose connection
 dropped, resumes reading a stream where it left off, so nothing is missed the
 way a pub/sub message can be.
 """

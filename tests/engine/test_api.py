@@ -97,7 +97,7 @@ async def test_close_settles_what_is_in_flight(native):
     with anyio.fail_after(30):
         running = engine.submit(Request(prompt_of(6), seed=1, max_new_tokens=48, max_denoising_steps=40))
         waiting = engine.submit(Request(prompt_of(6), seed=2, max_new_tokens=48, max_denoising_steps=40))
-        await anyio.sleep(0.05)
+        await running.__anext__()  # a snapshot: it holds the engine's one row, so `waiting` waits
         await engine.close()
         assert (await running.result()).status == "cancelled"
         assert (await waiting.result()).status == "cancelled"

@@ -14,13 +14,14 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from jobs.protocol import GROUP
 from server.redrafts.backends import EngineFailed, EngineUnavailable
 from server.redrafts.redis_backend import NO_WORKER, WORKER_LOST, RedisBackend
 from tests.support.processes import RedisServer, RedraftWorker, free_port, wait_until
 
 pytest.importorskip("torch", reason="engine workers need the engine extra (torch)")
 
-from worker.run import GROUP, KEPT_DYING  # after the skip: a server-only install lacks the engine
+from worker.run import KEPT_DYING  # after the skip: a server-only install lacks the engine
 
 # Four canvases of 48 steps (192 snapshots, about 2 s on one CPU thread): long enough to kill a worker
 # mid-job. Seeds 4 and 3 are ones whose random tiny model writes no EOS before the last canvas (native noise as

@@ -1,7 +1,7 @@
 """A scripted engine worker for the editor tests: plays `redraft worker` over Redis, step by step.
 
 The server runs with `--engine redis` exactly as in compose mode; this stands in for the GPU worker
-behind the same wire protocol (worker/run.py's docstring), so the redraft's whole server path
+behind the same wire protocol (jobs/protocol.py's docstring), so the redraft's whole server path
 (fork, AI peer awareness, merge, undo) is real while the test decides what each canvas says and
 when the redraft ends: long enough, for instance, for someone to type a sentence meanwhile.
 """

@@ -9,10 +9,10 @@ import logging
 import anyio
 import pytest
 
-from engine import progress_queue
 from engine.remote import engine as remote
 from engine.api import RemoteConfig, RemoteEngine
 from engine.remote.stream import RemoteError
+from jobs import progress_queue
 from tests.engine.remote.test_engine import REWRITE, failure, load, run
 from tests.support.openai_faults import FaultServer
 

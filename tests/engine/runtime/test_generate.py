@@ -25,6 +25,7 @@ from engine.runtime.noise import make_noise
 from engine.runtime.sampler import pad_after_eos
 from engine.runtime.reference import load_reference, reference_generate
 from engine.text.tokenizer import TURN_END_ID
+from jobs.cancel import Cancellation
 from tests.engine.copying import make_copying
 from tests.engine.tiny import TinySpec
 
@@ -143,11 +144,16 @@ def test_cancellation_takes_effect_between_steps(checkpoint):
 
 def test_a_cancelled_request_leaves_its_batch_mates_untouched(checkpoint):
     native = load_checkpoint(checkpoint(TinySpec()))
-    steps = []
+    steps, cancellation = [], Cancellation()
+
+    def on_step(step) -> None:  # the fifth step cancels `drop`: read before the next one
+        steps.append(step)
+        if len(steps) >= 5:
+            cancellation.set()
+
     keep = Request(prompt_of(7), seed=3, max_new_tokens=32, max_denoising_steps=4)
-    drop = Request(prompt_of(11), seed=4, max_new_tokens=32, max_denoising_steps=4,
-                   is_cancelled=lambda: len(steps) >= 5)
-    kept, dropped = generate(native.model, [keep, drop], native.generation, on_step=steps.append)
+    drop = Request(prompt_of(11), seed=4, max_new_tokens=32, max_denoising_steps=4, cancellation=cancellation)
+    kept, dropped = generate(native.model, [keep, drop], native.generation, on_step=on_step)
     assert dropped.status == "cancelled" and dropped.steps == [4]  # its first canvas finished before the cancel
     (alone,) = generate(native.model, [keep], native.generation)
     assert (kept.token_ids, kept.status) == (alone.token_ids, "done")

@@ -106,7 +106,7 @@ def test_cancelled_job_frees_its_row_and_spares_the_others(native):
     scheduler.submit(late.job(REQUESTS[3]))
     scheduler.step()
     scheduler.step()
-    dropped.is_cancelled = True
+    dropped.cancellation.set()
     scheduler.step()
     assert drop.outcome.status == "cancelled" and len(drop.snapshots) == 2
     assert scheduler.rows[1] is late_job_of(scheduler, REQUESTS[3])  # the freed row went to the waiting job

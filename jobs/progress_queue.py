@@ -1,4 +1,4 @@
-"""The progress dicts of one job not yet read, bounded by the text they hold.
+"""The progress dicts of one job not yet read, bounded by the text they hold, and the job as its consumer reads it.
 
 Each progress dict is a whole snapshot (its `text` is all of the answer so far), so a remote engine's one a
 token would make a consumer that stalls (a /v1 client that does not read its stream) hold the answer once
@@ -52,3 +52,46 @@ class ProgressQueue:
 def _size(progress: dict) -> int:
     # "text" and "committed" are the answer so far (tokens' pieces share their strings with it)
     return len(progress.get("text") or "") + len(progress.get("committed") or "")
+
+
+class JobStream:
+    """One job as its consumer reads it: iterate it for progress dicts (bounded, as above), await `result()`
+    for the outcome dict, or the failure it was settled with raised. Whoever runs or relays the job pushes
+    progress and settles it once (the remote engine's generation, the server's Redis job)."""
+
+    def __init__(self, max_chars: int | None = None):
+        self._progress = ProgressQueue(max_chars)
+        self._outcome: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> dict:
+        return await self._progress.get()
+
+    async def result(self) -> dict:
+        return await self._outcome
+
+    @property
+    def is_settled(self) -> bool:
+        return self._outcome.done()
+
+    def _push(self, progress: dict) -> None:
+        self._progress.put(progress)
+
+    def _settle(self, outcome: dict | BaseException) -> None:
+        """The outcome, or the exception result() raises; the first settlement wins. Ends the progress."""
+        if settle(self._outcome, outcome):
+            self._progress.end()
+
+
+def settle(future: asyncio.Future, outcome) -> bool:
+    """Sets a job's outcome future to `outcome`, raised when it is an exception; False (and nothing changes)
+    when it was settled already."""
+    if future.done():
+        return False
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+    return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from engine.progress_queue import ProgressQueue
+from jobs.progress_queue import JobStream, ProgressQueue
 
 
 @pytest.fixture
@@ -33,3 +33,25 @@ async def test_a_stalled_reader_holds_the_newest_snapshots_within_the_bound():
     queue.end()
     with pytest.raises(StopAsyncIteration):
         await queue.get()
+
+
+@pytest.mark.anyio
+async def test_a_job_stream_ends_its_progress_when_settled_and_the_first_settlement_wins():
+    job = JobStream()
+    job._push({"text": "a"})
+    job._settle({"status": "done", "text": "ab"})
+    job._settle(RuntimeError("too late"))  # a second settlement (a late failure) changes nothing
+    with anyio.fail_after(5):
+        assert [progress["text"] async for progress in job] == ["a"]
+        assert await job.result() == {"status": "done", "text": "ab"}
+    assert job.is_settled
+
+
+@pytest.mark.anyio
+async def test_a_job_stream_settled_with_a_failure_raises_it_from_result():
+    job = JobStream()
+    job._settle(ValueError("the engine failed"))
+    with anyio.fail_after(5):
+        assert [progress async for progress in job] == []
+        with pytest.raises(ValueError, match="the engine failed"):
+            await job.result()
