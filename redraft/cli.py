@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import importlib
 import logging
 import re
 import sys
 from pathlib import Path
 
+from redraft import generate, train
+from redraft import worker as worker_command
 from redraft.flags import env_name, env_value
 from server.auth import ROLES, mint_engine_token, mint_token
 from server.config import ServerConfig
@@ -140,9 +141,7 @@ def _flags(f: dataclasses.Field) -> list[str]:
 
 def worker_flags() -> list[tuple[str, str, str, str]]:
     """(flag, environment variable, default, what it sets) for each `redraft worker` flag."""
-    from worker.config import FLAGS, env_name  # no torch, no redis: cheap
-
-    return [(f"--{flag}", env_name(flag), default or "", what) for flag, what, default in FLAGS]
+    return [(f"--{flag}", env_name(flag), default or "", what) for flag, what, default in worker_command.FLAGS]
 
 
 def config_reference() -> str:
@@ -154,25 +153,20 @@ def config_reference() -> str:
     ])
 
 
-# Subcommands served by the engine package: help, (module, function) adding the flags, (module, function) running it.
+# The commands of the engine, the worker and training: help, the function adding its flags, the one running it.
+# Their flag modules are cheap (torch, redis and httpx load only when a command runs).
 ENGINE_COMMANDS = {
-    "generate": (
-        "one generation from the command line (needs the engine extra)",
-        "redraft.generate", "add_generate_arguments", "redraft.generate", "run_generate",
-    ),
-    "worker": (
-        "a GPU engine worker: takes redraft jobs from Redis (--engine redis)",
-        "worker.config", "add_worker_arguments", "worker.run", "run_worker",
-    ),
-    "train": (
-        "train the small model, LoRA-fine-tune a checkpoint, or evaluate one",
-        "redraft.train", "add_train_arguments", "redraft.train", "run_train",
-    ),
-    "worker-health": (
-        "exit 0 when this host's engine worker is ready (a container health check; needs redis only)",
-        "worker.health", "add_worker_health_arguments", "worker.health", "run_worker_health",
-    ),
+    "generate": ("one generation from the command line (needs the engine extra)",
+                 generate.add_generate_arguments, generate.run_generate),
+    "worker": ("a GPU engine worker: takes redraft jobs from Redis (--engine redis)",
+               worker_command.add_worker_arguments, worker_command.run_worker),
+    "train": ("train the small model, LoRA-fine-tune a checkpoint, or evaluate one",
+              train.add_train_arguments, train.run_train),
+    "worker-health": ("exit 0 when this host's engine worker is ready (a container health check; needs redis only)",
+                      worker_command.add_worker_health_arguments, worker_command.run_worker_health),
 }
+# What the engine extra installs: a command that needs one of them on a collaboration-only install says so.
+ENGINE_EXTRA = {"torch", "transformers", "safetensors", "tokenizers"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,16 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _token_parser(sub)
     sub.add_parser("config-reference", help="print the configuration tables of serve and worker (Markdown)")
-    for name, (help, flags_module, add_arguments, _, _) in ENGINE_COMMANDS.items():
-        command = sub.add_parser(name, help=help)
-        try:
-            # The flag modules are cheap to import (torch and redis load only when the command runs),
-            # but a CPU-only collaboration node may not have the engine package installed at all.
-            module = importlib.import_module(flags_module)
-        except ImportError:
-            command.set_defaults(engine_missing=True)
-            continue
-        getattr(module, add_arguments)(command)
+    for name, (help, add_arguments, _) in ENGINE_COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help))
     return parser
 
 
@@ -271,10 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         print(config_reference())
         return 0
     if args.command in ENGINE_COMMANDS:
-        if getattr(args, "engine_missing", False):
-            missing = "the engine is not installed (pip install 'redraft[engine]')"
-            print(f"redraft {args.command}: {missing}", file=sys.stderr)
+        try:
+            return ENGINE_COMMANDS[args.command][2](args)
+        except ModuleNotFoundError as error:
+            if error.name not in ENGINE_EXTRA:
+                raise
+            print(f"redraft {args.command}: the engine is not installed (pip install 'redraft[engine]')",
+                  file=sys.stderr)
             return 2
-        _, _, _, run_module, run = ENGINE_COMMANDS[args.command]
-        return getattr(importlib.import_module(run_module), run)(args)
     return {"serve": serve, "token": token}[args.command](args)

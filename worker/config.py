@@ -1,24 +1,15 @@
-"""The `redraft worker` configuration: one frozen dataclass and its flags (the Redis key names are jobs/protocol.py's).
-
-Cheap to import (no torch, no redis, no httpx): the server's command line adds these flags to its own parser.
-"""
+"""The `redraft worker` configuration: one frozen dataclass (its flags are redraft/worker.py's, the Redis key names
+jobs/protocol.py's). Cheap to import: no torch, no redis, no httpx."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import socket
 from dataclasses import dataclass, field
 
-from engine.model.config import DEFAULT_MODEL, QUANTIZE_FORMATS, check_engine_options
-from engine.remote.config import (
-    DEFAULT_DEADLINE_S,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_TIMEOUT_S,
-    RemoteConfig,
-    read_api_key,
-)
+from engine.model.config import DEFAULT_MODEL, check_engine_options
+from engine.remote.config import RemoteConfig
 from jobs import protocol
 
 WORKER_ENGINES = ("local", "openai")
@@ -85,91 +76,3 @@ class WorkerConfig:
 
     def reply_key(self, job_id: str) -> str:
         return protocol.reply_key(self.prefix, job_id)
-
-
-def env_value(flag: str, default: str | None = None) -> str | None:
-    """A flag's default from REDRAFT_<FLAG>, else `default`."""
-    return os.environ.get(env_name(flag), default)
-
-
-_DEFAULTS = WorkerConfig.__dataclass_fields__
-# (flag, what it sets, default shown or None): the parser below and the README's reference
-# (`redraft config-reference`) are both made from this table.
-FLAGS: tuple[tuple[str, str, str | None], ...] = (
-    ("redis-url", "redis://... where the jobs queue lives (required)", None),
-    ("model", "redraft-small, a preset (tiny, diffusiongemma-26b-a4b) or a checkpoint dir", DEFAULT_MODEL),
-    ("device", "cpu or cuda (default: cuda when available)", None),
-    ("dtype", "float32 or bfloat16 (default: bfloat16 on cuda)", None),
-    ("quantize", f"weight format: {', '.join(QUANTIZE_FORMATS)} (fp8 halves the weights' memory; nf4: under a third)",
-     "none"),
-    ("kernels", "on: the fused Triton kernels in the hot paths (CUDA)", "off"),
-    ("max-batch", "jobs run at once, batched in one decoder pass", str(_DEFAULTS["max_batch"].default)),
-    ("redis-prefix", "prefix of every Redis key (the servers' --redis-prefix)", "redraft"),
-    ("name", "this worker's consumer name (default: host-pid)", None),
-    ("claim-timeout", "seconds a job may sit idle before a dead worker's job is taken over",
-     str(_DEFAULTS["claim_timeout_s"].default)),
-    ("max-deliveries", "deliveries after which a job that keeps killing workers fails",
-     str(_DEFAULTS["max_deliveries"].default)),
-    ("drain-timeout", "seconds jobs in flight may finish after SIGTERM before they are handed back",
-     str(_DEFAULTS["drain_s"].default)),
-    ("engine", "local: the model on this machine; openai: an OpenAI-compatible server, so that several servers "
-     "share it through the queue", "local"),
-    ("engine-url", "for --engine openai: the server's OpenAI-compatible base URL, e.g. http://gpu-box:8000/v1", None),
-    ("engine-model", "for --engine openai: the model to ask for (default: the only one it lists)", None),
-    ("engine-context", "for --engine openai: the model's context in tokens (default: what /v1/models says, else 4096)",
-     None),
-    ("engine-timeout", "for --engine openai: seconds to connect, and between two streamed chunks",
-     str(DEFAULT_TIMEOUT_S)),
-    ("engine-deadline", "for --engine openai: seconds one answer may take, its whole stream", str(DEFAULT_DEADLINE_S)),
-    ("engine-max-concurrency", "for --engine openai: jobs this worker takes at once, each one request upstream "
-     "(instead of --max-batch)", str(DEFAULT_MAX_CONCURRENCY)),
-    ("engine-api-key-file", "for --engine openai: a file whose first line is the API key (or set "
-     "REDRAFT_ENGINE_API_KEY)", None),
-)
-
-
-def env_name(flag: str) -> str:
-    return "REDRAFT_" + flag.upper().replace("-", "_")
-
-
-def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `worker` flags; each also reads REDRAFT_<FLAG> from the environment."""
-    for flag, help_text, default in FLAGS:
-        shown = f" (default {default})" if default is not None else ""
-        parser.add_argument(f"--{flag}", default=env_value(flag, default), help=f"{help_text}{shown} [env {env_name(flag)}]")
-    parser.add_argument("--log-level", default=env_value("log-level", "info"), choices=("debug", "info", "warning", "error"),
-                        help="[env REDRAFT_LOG_LEVEL]")
-
-
-def config_from_args(args: argparse.Namespace) -> WorkerConfig:
-    """Raises ValueError naming the flag when a value cannot be read."""
-    values = {"redis_url": args.redis_url or "", "model": args.model, "device": args.device or None,
-              "dtype": args.dtype or None, "quantize": args.quantize, "kernels": args.kernels,
-              "prefix": args.redis_prefix}
-    if args.name:
-        values["name"] = args.name
-    for flag, name, parse in (("max-batch", "max_batch", int), ("claim-timeout", "claim_timeout_s", float),
-                              ("max-deliveries", "max_deliveries", int), ("drain-timeout", "drain_s", float)):
-        values[name] = _parse(args, flag, parse)
-    values["engine"] = args.engine
-    if args.engine == "openai" and args.engine_url:
-        values["remote"] = RemoteConfig(
-            args.engine_url, model=args.engine_model or None,
-            context=_parse(args, "engine-context", int) if args.engine_context else None,
-            timeout_s=_parse(args, "engine-timeout", float),
-            deadline_s=_parse(args, "engine-deadline", float),
-            max_concurrency=_parse(args, "engine-max-concurrency", int),
-            api_key=read_api_key(args.engine_api_key_file),
-        )
-        # One job is one request upstream: the server's own batching decides the rest, and a job this worker
-        # took but cannot send yet would wait here rather than go to a worker with a free slot.
-        values["max_batch"] = values["remote"].max_concurrency
-    return WorkerConfig(**values)
-
-
-def _parse(args: argparse.Namespace, flag: str, parse):
-    raw = getattr(args, flag.replace("-", "_"))
-    try:
-        return parse(raw)
-    except ValueError:
-        raise ValueError(f"--{flag}: cannot read {raw!r}") from None

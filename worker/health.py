@@ -9,32 +9,10 @@ container. Needs redis only, no torch.
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
-import sys
 
 from jobs.protocol import liveness_key, workers_key
-from worker.config import env_name, env_value
-
-
-def add_worker_health_arguments(parser: argparse.ArgumentParser) -> None:
-    for flag, help_text, default in (
-        ("redis-url", "redis://... the workers' Redis (required)", None),
-        ("redis-prefix", "prefix of every Redis key (the workers' --redis-prefix)", "redraft"),
-        ("name", "the worker's --name (default: any worker named after this host, as workers name themselves)",
-         None),
-    ):
-        parser.add_argument(f"--{flag}", default=env_value(flag, default), help=f"{help_text} [env {env_name(flag)}]")
-
-
-def run_worker_health(args: argparse.Namespace) -> int:
-    if not args.redis_url:
-        print("redraft worker-health: --redis-url (or REDRAFT_REDIS_URL) is required", file=sys.stderr)
-        return 2
-    is_ready, line = worker_status(args.redis_url, args.redis_prefix, args.name)
-    print(line)
-    return 0 if is_ready else 1
 
 
 def worker_status(redis_url: str, prefix: str, name: str | None = None) -> tuple[bool, str]:

@@ -15,19 +15,16 @@ entry acknowledged in one MULTI, so a job is answered exactly when it leaves the
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import signal
-import sys
 import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from engine.remote.config import PASSWORD_ON_COMMAND_LINE, password_on_command_line
 from jobs.protocol import (
     EVENT_FAILED,
     EVENT_OUTCOME,
@@ -38,9 +35,9 @@ from jobs.protocol import (
     describe,
     reply_entry,
 )
-from worker.config import WorkerConfig, add_worker_arguments, config_from_args
+from worker.config import WorkerConfig
 
-__all__ = ["Worker", "WorkerConfig", "add_worker_arguments", "config_from_args", "run_worker"]
+__all__ = ["Worker", "WorkerConfig", "run_worker"]
 
 log = logging.getLogger("redraft.worker")
 
@@ -412,15 +409,8 @@ class Worker:
         log.info("handed back %d job(s) to the other workers", len(handed_back))
 
 
-def run_worker(args: argparse.Namespace) -> int:
-    try:
-        config = config_from_args(args)
-    except ValueError as exc:
-        print(f"redraft worker: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if config.remote is not None and password_on_command_line(args.engine_url):
-        log.warning(PASSWORD_ON_COMMAND_LINE)
+def run_worker(config: WorkerConfig) -> int:
+    """Serves jobs until SIGTERM or SIGINT; the exit status."""
     return asyncio.run(_main(config))
 
 

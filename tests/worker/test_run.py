@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from worker.run import Worker, WorkerConfig
-from worker.config import config_from_args
+from redraft.worker import config_from_args
 from redraft.cli import build_parser, main
 from server.redrafts.backends import EngineFailed
 from server.redrafts.redis_backend import RedisBackend

@@ -436,7 +436,7 @@ def test_the_remote_engine_and_the_worker_import_no_torch():
 
 
 def test_worker_flags_make_a_remote_config(monkeypatch, tmp_path):
-    from worker.config import config_from_args
+    from redraft.worker import config_from_args
     from redraft.cli import build_parser
 
     monkeypatch.setenv("REDRAFT_ENGINE_API_KEY", "sk-env")
