@@ -9,6 +9,7 @@ import torch
 from engine.weights.checkpoint import load_model
 from engine.model.config import GenerationArgs
 from engine.runtime.generate import Request, generate
+from engine.model.ops import REFERENCE_OPS
 from engine.runtime.ops import enable
 from engine.weights.quantize import quantize
 
@@ -68,7 +69,7 @@ def test_the_fused_head_draws_the_reference_paths_tokens_and_leaves_transformers
         assert calls.count("sampling_head") == calls.count("counter_draws") == steps and result.steps
         assert result.token_ids == expected.token_ids
     enable(loaded.model, DEVICE, "off")
-    assert loaded.model.sampling_head is None and loaded.model.counter_draws is None
+    assert loaded.model.ops == REFERENCE_OPS
 
 
 def test_fp8_kernels_are_refused_at_load_on_a_gpu_before_ada(monkeypatch):
@@ -77,7 +78,7 @@ def test_fp8_kernels_are_refused_at_load_on_a_gpu_before_ada(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (8, 0))
     with pytest.raises(ValueError, match="needs an Ada or Hopper GPU .* this one is 8.0: use --quantize nf4"):
         enable(loaded.model, "cuda", "on")
-    assert loaded.model.sampling_head is None  # refused before anything was switched
+    assert loaded.model.ops == REFERENCE_OPS  # refused before anything was switched
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (8, 9))
     enable(loaded.model, "cuda", "on")  # Ada: fine
     enable(loaded.model, "cuda", "off")
