@@ -11,8 +11,8 @@ its block for both streams: one launch, no [B, L] temporaries.
 The arithmetic is the reference's exactly: int64 holding values below 2**32, the same multipliers (below
 2**31, so no product overflows) and the same 32-bit masks, then (bits >> 8) * 2**-24 and bits % vocab, so
 the results are bit for bit the torch code's on every device and in the interpreter. Tested with
-torch.equal against `reference` and engine/runtime/noise.py's `CounterNoise` on CPU through TRITON_INTERPRET=1; compiled for
-sm_90/89/80 by tests/kernels/offline_compile.py.
+torch.equal against `reference` and engine/runtime/noise.py's `CounterNoise` on CPU through
+TRITON_INTERPRET=1; compiled for sm_90/89/80 by tests/kernels/offline_compile.py.
 """
 
 from __future__ import annotations

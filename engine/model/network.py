@@ -194,7 +194,8 @@ class DiffusionGemma(nn.Module):
         return self.embed_tokens(tokens) * self.embed_scale.to(self.dtype)
 
     def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        local, full = self.ops.rope(positions, self.local_inv_freq, self.global_inv_freq, dtype)  # one launch with kernels
+        # both tables at once (one launch with the kernels)
+        local, full = self.ops.rope(positions, self.local_inv_freq, self.global_inv_freq, dtype)
         return {SLIDING: local, FULL: full}
 
     def encode(

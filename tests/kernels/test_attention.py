@@ -132,8 +132,8 @@ def test_the_reference_is_the_engine_path(case):
 
 
 def test_decode_through_the_kernel_matches_the_reference_decoder():
-    """The attention op of engine/model/ops.py: decode with every layer's attention fused equals decode without, on the tiny
-    model with prefixes longer than its window (24), of different lengths, and on a subset of cache rows."""
+    """The attention op of engine/model/ops.py: decode with every layer's attention fused equals decode without, on
+    the tiny model with prefixes longer than its window (24), of different lengths, and on a subset of cache rows."""
     loaded = load_model("tiny", DEVICE, torch.float32)
     model, args = loaded.model, loaded.args
     generator = torch.Generator().manual_seed(11)

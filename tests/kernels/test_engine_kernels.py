@@ -1,5 +1,5 @@
-"""The engine with the fused kernels equals the engine without them, on the tiny config cut to two layers (bf16 on a GPU, float32
-and float16 through the interpreter on a CPU), with full-precision, FP8 and NF4 weights."""
+"""The engine with the fused kernels equals the engine without them, on the tiny config cut to two layers (bf16 on
+a GPU, float32 and float16 through the interpreter on a CPU), with full-precision, FP8 and NF4 weights."""
 
 from __future__ import annotations
 
