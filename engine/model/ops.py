@@ -3,11 +3,12 @@
 `Ops` has one field per op the layers and the step call; `REFERENCE_OPS` holds the references below, which
 are the engine's numerics (engine/model/functional.py's math, in transformers' order and dtypes).
 engine/runtime/ops.py builds the kernels' table for `--kernels on` and hands it over with
-`DiffusionGemma.use_ops`. A layer calls `self.ops.<op>(...)` and never asks which table it holds.
+`DiffusionGemma.use_ops`. A layer calls `self.ops.<op>(...)`, asking only whether an optional op is there.
 
-Three fields have no reference function, only None: the step's sampling head, its one-launch noise draws
-and its sampler step (engine/runtime/generate.py runs its own reference code then), and the two ops on
-stacked projections, `qkv` and `gated` (the layers run their separate projections then).
+Five fields are None in the references' table: the step's sampling head, its one-launch noise draws and its
+sampler step (engine/runtime/generate.py runs its own reference code then), and the two ops on stacked
+projections, `qkv` and `gated` (the layers run their separate projections then: stacking them is the
+kernels' layout, engine/model/fused.py).
 """
 
 from __future__ import annotations
