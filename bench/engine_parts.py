@@ -71,7 +71,7 @@ def step_parts(model, cache: KVCache, state: BatchState, noise, generation, mask
     parts["moe"] = (lambda: [layer.experts(layer.pre_feedforward_layernorm_2(tokens), *layer.router(tokens))
                              for layer in layers],
                     sum(weight_bytes(layer.experts) + weight_bytes(layer.router) for layer in layers))
-    fused = model.sampling_head is not None and isinstance(noise, CounterNoise)
+    fused = model.ops.head is not None and isinstance(noise, CounterNoise)
     sc_mask = torch.ones(rows, dtype=torch.bool, device=device)
     # the reference path keeps the tempered logits and takes their softmax here; the fused head leaves it taken
     sc_logits, sc_probs = (None, probs) if fused else (logits.to(dtype), None)
@@ -86,23 +86,20 @@ def step_parts(model, cache: KVCache, state: BatchState, noise, generation, mask
 
     def tail():
         if fused:  # the step draws the head's uniforms and the renoising tokens together (kernels/noise.py)
-            renoise = noise.draws(state.canvas_index, state.steps_done, model.counter_draws)[1]
+            renoise = noise.draws(state.canvas_index, state.steps_done, model.ops.noise)[1]
         else:
             renoise = noise.renoise(None, state.canvas_index, state.steps_done)
-        if model.fused_advance is None:
+        if model.ops.advance is None:
             return advance(scratch, state.argmax, state.argmax, entropy, renoise, generation)
         scratch.running.copy_(state.running)  # every replay steps the same rows (two copies of [B], not timed apart)
         scratch.cur_step.copy_(state.cur_step)
-        return model.fused_advance(
-            scratch.canvas, scratch.argmax, scratch.entropy, scratch.accepted, scratch.history, scratch.running,
-            scratch.cur_step, scratch.steps_done, scratch.self_cond_mask, state.argmax, state.argmax, entropy, renoise,
-            generation.entropy_bound, generation.confidence_threshold)
+        return model.ops.advance(scratch, state.argmax, state.argmax, entropy, renoise, generation)
 
     if fused:
         uniforms = noise.uniforms(state.canvas_index, state.steps_done).flatten()
         temp_tokens = temp.repeat_interleave(length)
-        parts["head"] = (lambda: model.sampling_head(tokens, model.embed_tokens.weight, temp_tokens,
-                                                     args.final_logit_softcap, uniforms),
+        parts["head"] = (lambda: model.ops.head(tokens, model.embed_tokens.weight, temp_tokens,
+                                                  args.final_logit_softcap, uniforms),
                          vocab_bytes + 2 * canvas_vocab_bytes)  # the softmax written, then rescaled in place
         parts["sampler"] = (tail, None)
     else:

@@ -39,7 +39,6 @@ import torch
 import triton
 import triton.language as tl
 
-from engine.runtime.noise import inverse_cdf
 from kernels import tuning
 
 # Hopper starting point until bench/head.py --tune tunes it: 64 positions x 128 tokens per tile, its fp32
@@ -83,6 +82,14 @@ def reference(
     if self_cond:
         probs = torch.softmax(processed.to(weight.dtype), dim=-1, dtype=torch.float32).to(weight.dtype)
     return HeadOutput(torch.argmax(processed, dim=-1), sample, entropy, probs)
+
+
+def inverse_cdf(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """engine/runtime/noise.py's inverse_cdf, op for op: the first index whose cumulative weight passes
+    u x total, per row (right=True: a zero weight is never drawn; past the end, the last index)."""
+    cdf = weights.cumsum(dim=-1)
+    target = (uniforms * cdf[..., -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=weights.shape[-1] - 1)
 
 
 @triton.jit

@@ -11,8 +11,8 @@ its block for both streams: one launch, no [B, L] temporaries.
 The arithmetic is the reference's exactly: int64 holding values below 2**32, the same multipliers (below
 2**31, so no product overflows) and the same 32-bit masks, then (bits >> 8) * 2**-24 and bits % vocab, so
 the results are bit for bit the torch code's on every device and in the interpreter. Tested with
-torch.equal against `CounterNoise.uniforms` and `.renoise` on CPU through TRITON_INTERPRET=1; compiled for
-sm_90/89/80 by tests/kernels/offline_compile.py.
+torch.equal against `reference` and engine/runtime/noise.py's `CounterNoise` on CPU through
+TRITON_INTERPRET=1; compiled for sm_90/89/80 by tests/kernels/offline_compile.py.
 """
 
 from __future__ import annotations
@@ -21,14 +21,18 @@ import torch
 import triton
 import triton.language as tl
 
-from engine.runtime.noise import _MASK32, _STREAM_RENOISE, _STREAM_SAMPLE, SEED_OFFSET
+# engine/runtime/noise.py's constants, written out here (kernels import nothing of the engine);
+# tests/kernels/test_noise.py checks that both sides still draw the same numbers.
+MASK32 = 0xFFFFFFFF
+SEED_OFFSET = 0x9E3779B9
+STREAM_SAMPLE, STREAM_RENOISE = 0, 1
 
 # 256 positions: a whole canvas of the 26B-A4B per program, so a step is B programs
 BLOCK = 256
 # Compiled kernels read no globals but constexprs
-_MASK = tl.constexpr(_MASK32)
-_SAMPLE = tl.constexpr(_STREAM_SAMPLE)
-_RENOISE = tl.constexpr(_STREAM_RENOISE)
+_MASK = tl.constexpr(MASK32)
+_SAMPLE = tl.constexpr(STREAM_SAMPLE)
+_RENOISE = tl.constexpr(STREAM_RENOISE)
 _SEED_OFFSET = tl.constexpr(SEED_OFFSET)
 
 
@@ -75,3 +79,27 @@ def counter_draws(seeds: torch.Tensor, canvas_index: torch.Tensor, step_index: t
         canvas_length, vocab_size, BLOCK=BLOCK, num_warps=4,
     )
     return uniforms, renoise
+
+
+def reference(seeds: torch.Tensor, canvas_index: torch.Tensor, step_index: torch.Tensor, canvas_length: int,
+              vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`counter_draws` in torch, op for op as engine/runtime/noise.py's CounterNoise draws them."""
+    positions = torch.arange(canvas_length, dtype=torch.int64, device=seeds.device)
+    h = _reference_mix32((seeds & MASK32) ^ SEED_OFFSET)
+    h = _reference_mix32(h ^ ((seeds >> 32) & MASK32))
+    h = _reference_mix32(h ^ (canvas_index & MASK32))
+
+    def bits(stream: int) -> torch.Tensor:  # [B, L]
+        row = _reference_mix32(h ^ ((step_index * 4 + stream) & MASK32))
+        return _reference_mix32(row[:, None] ^ positions[None, :])
+
+    return (bits(STREAM_SAMPLE) >> 8).to(torch.float32) * 2.0**-24, bits(STREAM_RENOISE) % vocab_size
+
+
+def _reference_mix32(x: torch.Tensor) -> torch.Tensor:
+    """`_mix32` in torch, on int64 holding values below 2**32."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x5BD1E995) & MASK32
+    return x ^ (x >> 16)

@@ -35,9 +35,15 @@ ROWS_PER_PROGRAM = 4
 def reference_rope(x: torch.Tensor, weight: torch.Tensor | None, eps: float, cos: torch.Tensor,
                    sin: torch.Tensor) -> torch.Tensor:
     """engine/model/network.py's apply_rope(norm(x), cos, sin), op for op: x [B, T, H, D], cos and sin [B, T, D]."""
-    from engine.model.layers import apply_rope
-
     return apply_rope(reference(x, weight, eps), cos, sin)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """engine/model/layers.py's apply_rope, op for op: x [B, T, H, D]; cos, sin [B, T, D]."""
+    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
 
 
 def reference_ffn_out(x, dense, moe, w_dense, w_moe, w_sum, eps: float, scalar, w_next=None):

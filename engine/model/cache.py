@@ -92,3 +92,8 @@ def decoder_masks(
     full = torch.cat((committed, canvas), dim=1)
     sliding = torch.cat(((committed & in_window)[:, start:], canvas), dim=1)
     return {FULL: AttentionMask(0, full[:, None, None, :]), SLIDING: AttentionMask(start, sliding[:, None, None, :])}
+
+
+def cached_rows(cache_layer: torch.Tensor, rows: torch.Tensor | None, start: int, kv_len: int) -> torch.Tensor:
+    """Slots [start, kv_len) of the given cache rows (a view when all rows, a gather otherwise)."""
+    return cache_layer[:, start:kv_len] if rows is None else cache_layer[rows, start:kv_len]

@@ -9,9 +9,10 @@ projections (the reference path, the encoder, state_dict, weight_bytes) keep wor
 
 The stacked projection is a module of the parts' own class (nn.Linear, Fp8Linear, Nf4Linear), so it runs
 the same way they do, FP8 and NF4 through kernels/linear.py. It is kept out of the module tree (a plain
-attribute): registered, it would show twice in state_dict and in the weight count. Merge after loading,
-quantizing and any adapters, as engine/runtime/ops.py's enable() does: a projection whose weight is replaced
-afterwards no longer shares it with the stacked one (enable() merges again, from the parts).
+attribute): registered, it would show twice in state_dict and in the weight count; DiffusionGemma.use_ops
+hands it the model's table all the same. Merge after loading, quantizing and any adapters, as
+engine/runtime/ops.py's enable() does: a projection whose weight is replaced afterwards no longer shares it
+with the stacked one (enable() merges again, from the parts).
 """
 
 from __future__ import annotations

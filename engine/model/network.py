@@ -11,18 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.model.cache import AttentionMask, KVCache, decoder_masks, encoder_masks
+from engine.model.cache import AttentionMask, KVCache, cached_rows, decoder_masks, encoder_masks
 from engine.model.config import FULL, SLIDING, ModelArgs
-from engine.model.layers import Experts, GatedMLP, RMSNorm, Router, apply_rope, rope_cos_sin, rope_inv_freq
+from engine.model.functional import rope_inv_freq
+from engine.model.layers import Experts, GatedMLP, RMSNorm, Router
+from engine.model.ops import REFERENCE_OPS, Ops, scaled_attention
 
 
 class Attention(nn.Module):
     """q/k RMSNorm, RoPE, attention scale 1.0. Global layers have no v_proj: V is the raw k_proj output
     through a scale-free norm, K the same output through k_norm and RoPE."""
 
-    fused = None  # kernels.attention.canvas_attention once engine.runtime.ops.enable() switched the kernels on
-    fused_norm_rope = None  # kernels.norms.norm_rope, likewise
-    fused_qkv = None  # kernels.norms.qkv_norm_rope, likewise, with q, k and v stacked in qkv_proj
     qkv_proj = None  # engine/model/fused.py: q_proj, k_proj and v_proj as one projection
 
     def __init__(self, args: ModelArgs, layer: int):
@@ -39,6 +38,7 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim, eps)
         self.k_norm = RMSNorm(self.head_dim, eps)
         self.v_norm = RMSNorm(self.head_dim, eps, with_scale=False)
+        self.ops = REFERENCE_OPS  # the model's table (DiffusionGemma.use_ops)
 
     def query(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         q = self.q_proj(x).unflatten(-1, (self.num_heads, self.head_dim))  # [B, T, H, Dh]
@@ -53,22 +53,17 @@ class Attention(nn.Module):
     def query_key_value(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """q [B, T, H, Dh] and k, v [B, T, Hkv, Dh] of normed x: with the kernels, one GEMM and one launch for
         the norms and rotations."""
-        if self.fused_qkv is not None and self.qkv_proj is not None:
-            return self.fused_qkv(self.qkv_proj(x), self.q_norm.weight, self.k_norm.weight, self.q_norm.eps, cos, sin,
+        if self.ops.qkv is not None and self.qkv_proj is not None:
+            return self.ops.qkv(self.qkv_proj(x), self.q_norm.weight, self.k_norm.weight, self.q_norm.eps, cos, sin,
                                   self.num_heads, self.num_kv_heads, self.head_dim)
         return self.query(x, cos, sin), *self.key_value(x, cos, sin)
 
     def normed_rope(self, x: torch.Tensor, norm: RMSNorm, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        if self.fused_norm_rope is not None:  # kernels/norms.py: both in one launch
-            return self.fused_norm_rope(x, norm.weight, norm.eps, cos, sin)
-        return apply_rope(norm(x), cos, sin)
+        return self.ops.norm_rope(x, norm.weight, norm.eps, cos, sin)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """q [B, T, H, Dh], k/v [B, S, Hkv, Dh], mask [B, 1, T or 1, S] bool -> [B, T, D]."""
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, scale=1.0, enable_gqa=True
-        )  # [B, H, T, Dh]
-        return self.o_proj(out.transpose(1, 2).flatten(2))
+        return self.o_proj(scaled_attention(q, k, v, mask).flatten(2))
 
     def decoder_attention(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache, layer: int,
@@ -77,23 +72,16 @@ class Attention(nn.Module):
         """The decoder's attention sublayer on normed x [B, L, D]: the canvas over cache layer `layer`'s slots
         [mask.start, kv_len) of `rows` (all when None) and over itself -> [B, L, D]. The cache is only read.
 
-        With the fused kernel the slots are read in place and masked from cache.lengths; the reference
+        With the kernel the slots are read in place and masked from cache.lengths; the reference
         concatenates the cached prefix and the canvas (a copy per layer and step) under mask.mask."""
         q, k, v = self.query_key_value(x, cos, sin)
-        if self.fused is not None:
-            out = self.fused(q, k, v, cache.keys[layer], cache.values[layer], cache.lengths, rows, mask.start, kv_len,
-                             self.sliding_window)  # [B, L, H, Dh]
-            return self.o_proj(out.flatten(2))
-        keys = torch.cat((_rows(cache.keys[layer], rows, mask.start, kv_len), k), dim=1)  # [B, S + L, Hkv, Dh]
-        values = torch.cat((_rows(cache.values[layer], rows, mask.start, kv_len), v), dim=1)
-        return self.attend(q, keys, values, mask.mask)
+        out = self.ops.attention(q, k, v, cache.keys[layer], cache.values[layer], cache.lengths, rows, mask, kv_len,
+                                 self.sliding_window)  # [B, L, H, Dh]
+        return self.o_proj(out.flatten(2))
 
 
 class Block(nn.Module):
     """Attention, then a dense gated MLP and an MoE branch in parallel, each post-normed; x layer scalar."""
-
-    fused_ffn_out = None  # kernels.norms.ffn_out once engine.runtime.ops.enable() switched the kernels on
-    fused_attn_residual = None  # kernels.norms.attn_residual, likewise
 
     def __init__(self, args: ModelArgs, layer: int):
         super().__init__()
@@ -113,6 +101,7 @@ class Block(nn.Module):
         # The only weights the encoder and decoder do not share.
         self.encoder_scalar = nn.Buffer(torch.ones(1))
         self.decoder_scalar = nn.Buffer(torch.ones(1))
+        self.ops = REFERENCE_OPS  # the model's table (DiffusionGemma.use_ops)
 
     def branches(self, x: torch.Tensor, dense_in: torch.Tensor, experts_in: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The dense MLP's and the experts' outputs before their post-norms: the router reads the residual x,
@@ -126,22 +115,16 @@ class Block(nn.Module):
     def finish(self, x: torch.Tensor, attn_out: torch.Tensor, scalar: torch.Tensor,
                next_norm: RMSNorm) -> tuple[torch.Tensor, torch.Tensor]:
         """The layer's output h on the residual x and its attention's output, and next_norm(h): the next
-        layer's input norm, or the final norm after the last layer (with the kernels, in the same launch)."""
+        layer's input norm, or the final norm after the last layer (with the kernels, in the same launch).
+        Every norm of the model shares one eps (ModelArgs.rms_norm_eps)."""
         norms = (self.post_attention_layernorm, self.pre_feedforward_layernorm, self.pre_feedforward_layernorm_2)
-        if self.fused_attn_residual is not None:  # kernels/norms.py: the sum and the three norms in one launch
-            x, dense_in, experts_in = self.fused_attn_residual(x, attn_out, *(norm.weight for norm in norms),
-                                                               norms[0].eps)
-        else:
-            x = x + norms[0](attn_out)
-            dense_in, experts_in = norms[1](x), norms[2](x)
+        # the sum and the three norms (one launch with the kernels)
+        x, dense_in, experts_in = self.ops.attn_residual(x, attn_out, *(norm.weight for norm in norms), norms[0].eps)
         dense, moe = self.branches(x, dense_in, experts_in)
         norms = (self.post_feedforward_layernorm_1, self.post_feedforward_layernorm_2, self.post_feedforward_layernorm)
-        if self.fused_ffn_out is not None:  # kernels/norms.py: the four norms, the sums and the scalar at once
-            return self.fused_ffn_out(x, dense, moe, *(norm.weight for norm in norms), norms[0].eps, scalar,
-                                      next_norm.weight)
-        dense_norm, moe_norm, sum_norm = norms
-        h = (x + sum_norm(dense_norm(dense) + moe_norm(moe))) * scalar
-        return h, next_norm(h)
+        # the four norms, the sums and the scalar (one launch with the kernels)
+        return self.ops.ffn_out(x, dense, moe, *(norm.weight for norm in norms), norms[0].eps, scalar,
+                                next_norm.weight)
 
 
 class SelfConditioning(GatedMLP):
@@ -157,23 +140,29 @@ class SelfConditioning(GatedMLP):
 
 
 class DiffusionGemma(nn.Module):
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args: ModelArgs, ops: Ops = REFERENCE_OPS):
         super().__init__()
         self.args = args
         self.embed_tokens = nn.Embedding(args.vocab_size, args.hidden_size)  # also the (tied) lm_head
         self.layers = nn.ModuleList(Block(args, i) for i in range(args.num_layers))
         self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
         self.self_conditioning = SelfConditioning(args)
-        # kernels/head.py's fused sampling head once engine/runtime/ops.py enables it; the step then asks decode
-        # for hidden states rather than logits (engine/runtime/generate.py)
-        self.sampling_head = None
-        self.counter_draws = None  # kernels/noise.py's one-launch native draws, enabled with the sampling head
-        self.fused_advance = None  # kernels/sampler.py's sampler step after the head, likewise
-        self.fused_rope = None  # kernels/rope.py's RoPE tables, likewise
         self.embed_scale = nn.Buffer(torch.empty(()), persistent=False)
         self.local_inv_freq = nn.Buffer(torch.empty(args.head_dim // 2), persistent=False)
         self.global_inv_freq = nn.Buffer(torch.empty(args.global_head_dim // 2), persistent=False)
         self.init_buffers()
+        self.use_ops(ops)
+
+    def use_ops(self, ops: Ops) -> None:
+        """Hands the table of ops (engine/model/ops.py) to the model and every layer that runs one of them, the
+        stacked projections of engine/model/fused.py too (they sit outside the module tree). The sampling step
+        reads the model's (engine/runtime/generate.py)."""
+        self.ops = ops
+        for module in self.modules():
+            stacked = (module.__dict__.get("qkv_proj"), module.__dict__.get("gate_up"))
+            for taker in (module, *(projection for projection in stacked if projection is not None)):
+                if "ops" in taker.__dict__:
+                    taker.ops = ops
 
     @torch.no_grad()
     def init_buffers(self, device: torch.device | str | None = None) -> None:
@@ -205,13 +194,9 @@ class DiffusionGemma(nn.Module):
         return self.embed_tokens(tokens) * self.embed_scale.to(self.dtype)
 
     def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        if self.fused_rope is not None:  # kernels/rope.py: the four tables in one launch
-            local, full = self.fused_rope(positions, self.local_inv_freq, self.global_inv_freq, dtype)
-            return {SLIDING: local, FULL: full}
-        return {
-            SLIDING: rope_cos_sin(positions, self.local_inv_freq, dtype),
-            FULL: rope_cos_sin(positions, self.global_inv_freq, dtype),
-        }
+        # both tables at once (one launch with the kernels)
+        local, full = self.ops.rope(positions, self.local_inv_freq, self.global_inv_freq, dtype)
+        return {SLIDING: local, FULL: full}
 
     def encode(
         self,
@@ -247,8 +232,8 @@ class DiffusionGemma(nn.Module):
             if only_kv:
                 break
             mask = masks[layer.layer_type]
-            keys = _rows(cache.keys[i], rows, mask.start, kv_len)
-            values = _rows(cache.values[i], rows, mask.start, kv_len)
+            keys = cached_rows(cache.keys[i], rows, mask.start, kv_len)
+            values = cached_rows(cache.values[i], rows, mask.start, kv_len)
             attn_out = layer.self_attn.attend(q, keys, values, mask.mask)
             h, x = layer.finish(h, attn_out, layer.encoder_scalar, self._next_norm(i))
         return x if return_hidden else None
@@ -323,7 +308,3 @@ class DiffusionGemma(nn.Module):
             logits = torch.tanh(logits / cap) * cap
         return logits
 
-
-def _rows(cache_layer: torch.Tensor, rows: torch.Tensor | None, start: int, kv_len: int) -> torch.Tensor:
-    """Slots [start, kv_len) of the given cache rows (a view when all rows, a gather otherwise)."""
-    return cache_layer[:, start:kv_len] if rows is None else cache_layer[rows, start:kv_len]

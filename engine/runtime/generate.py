@@ -116,9 +116,10 @@ def denoise_step(
     temp = temperature(state.cur_step, state.num_steps, generation.t_min, generation.t_max)  # [B]
     # The fused head draws from the native noise's uniforms; transformers' draws (reference noise) go through
     # torch.multinomial over the whole softmax, so they keep the reference path
-    if isinstance(noise, CounterNoise) and model.sampling_head is not None:
+    ops = model.ops  # engine/model/ops.py: the step's head, draws and sampler step when the kernels are on
+    if isinstance(noise, CounterNoise) and ops.head is not None:
         # both of the step's draws at once: one launch with kernels/noise.py
-        uniforms, renoise = noise.draws(state.canvas_index, state.steps_done, model.counter_draws)
+        uniforms, renoise = noise.draws(state.canvas_index, state.steps_done, ops.noise)
         samples, argmax, entropy, self_cond = _fused_head(model, cache, state, masks, kv_len, temp, uniforms)
     else:
         logits = model.decode(
@@ -134,13 +135,9 @@ def denoise_step(
     # self_cond_mask False. That spares a [B, L, V] select per step.
     state.self_cond = self_cond
     renoise = torch.where(state.from_start[:, None], state.start, renoise)
-    if model.fused_advance is not None:  # kernels/sampler.py: the rest in one launch, the state in place
-        return model.fused_advance(
-            state.canvas, state.argmax, state.entropy, state.accepted, state.history, state.running, state.cur_step,
-            state.steps_done, state.self_cond_mask, samples, argmax, entropy, renoise, generation.entropy_bound,
-            generation.confidence_threshold,
-        )
-    return advance(state, samples, argmax, entropy, renoise, generation)
+    # kernels/sampler.py: the rest in one launch, the state in place
+    sampler_step = ops.advance if ops.advance is not None else advance
+    return sampler_step(state, samples, argmax, entropy, renoise, generation)
 
 
 def advance(state: BatchState, samples, argmax, entropy, renoise, generation: GenerationArgs) -> torch.Tensor:
@@ -173,7 +170,7 @@ def _fused_head(model: DiffusionGemma, cache, state: BatchState, masks, kv_len: 
     )  # [B, L, D]
     rows, length = state.canvas.shape
     # the softmax goes over the one this pass read at its start: a CUDA graph's static buffer stays where it is
-    head = model.sampling_head(
+    head = model.ops.head(
         hidden.flatten(0, 1), model.embed_tokens.weight, temp.repeat_interleave(length),
         model.args.final_logit_softcap, uniforms.flatten(), out=state.self_cond.flatten(0, 1),
     )

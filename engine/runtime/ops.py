@@ -1,6 +1,7 @@
 """Switching the engine's hot paths to the Triton kernels of kernels/ (`--kernels on`).
 
-Each kernel takes the place of a module's reference path through a hook attribute (HOOKS below):
+`kernel_ops()` is the table of engine/model/ops.py with the kernels in it, and `enable` hands it (or, for
+"off", the references' table) to the model. The ops it fills:
 - kernels/moe.py: every layer's experts, bf16, FP8 or NF4 weights read as stored;
 - kernels/linear.py: the attention and dense-MLP projections when their weights are FP8 or NF4;
 - kernels/attention.py: the decoder's attention over the cache read in place;
@@ -29,10 +30,11 @@ import torch
 from torch import nn
 
 from engine.model.config import KERNEL_MODES, check_choice
-from engine.model.layers import Experts, GatedMLP, RMSNorm, Router
 from engine.model.fused import merge
-from engine.model.network import Attention, Block
-from engine.weights.quantize import Fp8Linear, Nf4Linear, linear_weights
+from engine.model.layers import Experts, GatedMLP
+from engine.model.network import Attention
+from engine.model.ops import REFERENCE_OPS, Ops
+from engine.weights.quantize import linear_weights
 
 
 def check_mode(mode: str | None) -> str:
@@ -45,32 +47,10 @@ def enable(model: nn.Module, device: str, mode: str = "on") -> None:
         raise ValueError("--kernels on needs a CUDA device (on a CPU, only under TRITON_INTERPRET=1, for tests)")
     if mode == "on" and device == "cuda":
         check_capability(model, torch.cuda.get_device_capability())
-    kernels = _kernels() if mode == "on" else {}
-    stacked = merge_projections(model) if mode == "on" else []
-    model.sampling_head = kernels.get("head")
-    model.counter_draws = kernels.get("noise")
-    model.fused_advance = kernels.get("advance")
-    model.fused_rope = kernels.get("rope")
-    for module in (*model.modules(), *stacked):  # the stacked projections are outside the module tree
-        for kind, attribute, name in HOOKS:
-            if isinstance(module, kind):
-                setattr(module, attribute, kernels.get(name))
-
-
-# Which module attribute takes which kernel (None: the module's reference path)
-HOOKS = (
-    (Experts, "fused", "moe"),
-    (Attention, "fused", "attention"),
-    (Attention, "fused_norm_rope", "norm_rope"),
-    (RMSNorm, "fused", "norm"),
-    (Router, "fused", "router"),
-    (Fp8Linear, "fused", "linear"),
-    (Nf4Linear, "fused", "linear"),
-    (Block, "fused_ffn_out", "ffn_out"),
-    (Block, "fused_attn_residual", "attn_residual"),
-    (Attention, "fused_qkv", "qkv"),
-    (GatedMLP, "fused_gated", "gated"),
-)
+    ops = kernel_ops() if mode == "on" else REFERENCE_OPS
+    if mode == "on":
+        merge_projections(model)
+    model.use_ops(ops)
 
 
 def merge_projections(model: nn.Module) -> list[nn.Module]:
@@ -87,8 +67,8 @@ def merge_projections(model: nn.Module) -> list[nn.Module]:
     return [module for module in stacked if module is not None]
 
 
-def _kernels() -> dict:
-    """The kernels by name; imported only when switched on (they need triton)."""
+def kernel_ops() -> Ops:
+    """The table with the kernels in every op; imported only when switched on (they need triton)."""
     from kernels.attention import canvas_attention
     from kernels.head import sampling_head
     from kernels.linear import gelu_gated, quantized_linear
@@ -99,12 +79,30 @@ def _kernels() -> dict:
     from kernels.router import route
     from kernels.sampler import advance
 
-    return {"moe": fused_moe, "attention": canvas_attention, "head": sampling_head, "norm": rms_norm,
-            "norm_rope": norm_rope, "qkv": qkv_norm_rope, "attn_residual": attn_residual, "ffn_out": ffn_out,
-            "router": route, "linear": quantized_linear, "noise": counter_draws, "advance": advance,
-            "rope": rope_tables,
-            # a stacked projection module (engine/model/fused.py) read as the kernel takes it
-            "gated": lambda x, projection: gelu_gated(x, *linear_weights(projection), projection.in_features)}
+    def attention(q, k, v, cache_keys, cache_values, lengths, rows, mask, kv_len, window):
+        # the kernel masks from the lengths and the window: only the first slot read comes from the mask
+        return canvas_attention(q, k, v, cache_keys, cache_values, lengths, rows, mask.start, kv_len, window)
+
+    def experts(module, x, weights, ids):
+        gate_up_proj, down_proj, *scales = module.stored_weights()  # as stored: FP8 and NF4 are not dequantized
+        return fused_moe(x, gate_up_proj, down_proj, weights, ids, *scales)
+
+    def sampler_step(state, samples, argmax, entropy, renoise, generation):
+        # the state's tensors updated in place
+        return advance(
+            state.canvas, state.argmax, state.entropy, state.accepted, state.history, state.running, state.cur_step,
+            state.steps_done, state.self_cond_mask, samples, argmax, entropy, renoise, generation.entropy_bound,
+            generation.confidence_threshold,
+        )
+
+    return Ops(
+        norm=rms_norm, norm_rope=norm_rope, attention=attention, attn_residual=attn_residual, ffn_out=ffn_out,
+        router=route, experts=experts, rope=rope_tables, qkv=qkv_norm_rope,
+        # projection modules (a stacked one of engine/model/fused.py for gated) read as the kernel takes them
+        quantized_linear=lambda module, x: quantized_linear(x, *linear_weights(module), module.in_features),
+        gated=lambda x, projection: gelu_gated(x, *linear_weights(projection), projection.in_features),
+        head=sampling_head, noise=counter_draws, advance=sampler_step,
+    )
 
 
 # Triton compiles e4m3 (the FP8 of engine/weights/quantize.py) only for Ada and Hopper; tests/kernels checks the

@@ -33,6 +33,7 @@ from torch import nn
 from engine.model.config import QUANTIZE_FORMATS, ModelArgs, check_choice
 from engine.model.layers import Experts
 from engine.model.network import DiffusionGemma
+from engine.model.ops import REFERENCE_OPS
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max  # 448
@@ -114,21 +115,21 @@ def from_nf4(
 class Fp8Linear(nn.Module):
     """A bias-free nn.Linear whose weight is FP8 with per-output-channel scales."""
 
-    fused = None  # kernels.linear.quantized_linear once engine.runtime.ops.enable() switched the kernels on
-
     def __init__(self, in_features: int, out_features: int, device: torch.device | str | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Buffer(torch.empty(out_features, in_features, dtype=FP8, device=device))
         self.scale = nn.Buffer(torch.ones(out_features, dtype=torch.float32, device=device))
+        self.ops = REFERENCE_OPS  # the model's table (DiffusionGemma.use_ops)
 
     def load(self, weight: torch.Tensor) -> None:
         self.weight, self.scale = to_fp8(weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused is not None:  # the weight read as stored, no dequantized copy
-            return self.fused(x, *linear_weights(self), self.in_features)
-        return F.linear(x, from_fp8(self.weight, self.scale, x.dtype))
+        return self.ops.quantized_linear(self, x)  # with the kernels, the weight read as stored: no dequantized copy
+
+    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        return from_fp8(self.weight, self.scale, dtype)
 
 
 class Fp8Experts(Experts):
@@ -136,6 +137,7 @@ class Fp8Experts(Experts):
 
     def __init__(self, num_experts: int, hidden_size: int, intermediate_size: int, device=None):
         nn.Module.__init__(self)  # not Experts.__init__: its bf16 parameters are what this replaces
+        self.ops = REFERENCE_OPS  # the model's table (DiffusionGemma.use_ops)
         self.gate_up_proj = nn.Buffer(torch.empty(num_experts, 2 * intermediate_size, hidden_size, dtype=FP8,
                                                   device=device))
         self.down_proj = nn.Buffer(torch.empty(num_experts, hidden_size, intermediate_size, dtype=FP8, device=device))
@@ -165,22 +167,22 @@ def _nf4_buffers(module: nn.Module, name: str, shape: tuple[int, ...], width: in
 class Nf4Linear(nn.Module):
     """A bias-free nn.Linear whose weight is NF4: codes [out, in/2] uint8, absmax [out, in/64] float32."""
 
-    fused = None  # kernels.linear.quantized_linear once engine.runtime.ops.enable() switched the kernels on
-
     def __init__(self, in_features: int, out_features: int, device: torch.device | str | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         _nf4_buffers(self, "weight", (out_features,), in_features, device)
         self.codebook = nn.Buffer(nf4_codebook(device), persistent=False)  # on the device: no copy per call
+        self.ops = REFERENCE_OPS  # the model's table (DiffusionGemma.use_ops)
 
     def load(self, weight: torch.Tensor) -> None:
         self.weight, self.weight_absmax = to_nf4(weight)
         self.codebook = nf4_codebook(weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused is not None:  # the codes read as stored, no dequantized copy
-            return self.fused(x, *linear_weights(self), self.in_features)
-        return F.linear(x, from_nf4(self.weight, self.weight_absmax, self.codebook, self.in_features, x.dtype))
+        return self.ops.quantized_linear(self, x)  # with the kernels, the codes read as stored: no dequantized copy
+
+    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        return from_nf4(self.weight, self.weight_absmax, self.codebook, self.in_features, dtype)
 
 
 class Nf4Experts(Experts):
@@ -189,6 +191,7 @@ class Nf4Experts(Experts):
 
     def __init__(self, num_experts: int, hidden_size: int, intermediate_size: int, device=None):
         nn.Module.__init__(self)  # not Experts.__init__: its bf16 parameters are what this replaces
+        self.ops = REFERENCE_OPS  # the model's table (DiffusionGemma.use_ops)
         self.hidden_size, self.intermediate_size = hidden_size, intermediate_size
         _nf4_buffers(self, "gate_up_proj", (num_experts, 2 * intermediate_size), hidden_size, device)
         _nf4_buffers(self, "down_proj", (num_experts, hidden_size), intermediate_size, device)

@@ -4,14 +4,16 @@ NaN: an element the kernel leaves unwritten, or a slot it reads that it should n
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
-import torch.nn.functional as F
 
 from engine.model.cache import KVCache, decoder_masks
 from engine.weights.checkpoint import load_model
 from engine.model.config import FULL, SLIDING
-from engine.model.network import Attention
+from engine.model.ops import REFERENCE_OPS
+from engine.runtime.ops import kernel_ops
 from kernels.attention import canvas_attention, canvas_attention_ref
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -114,30 +116,24 @@ def test_matches_the_reference(case, dtype, poisoned):
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[3]], ids=["decode", "graph", "running"])
 def test_the_reference_is_the_engine_path(case):
-    """canvas_attention_ref's mask is decoder_masks' (engine/model/cache.py), start and kv_len included."""
+    """canvas_attention_ref is the engine's reference attention (engine/model/ops.py) under decoder_masks'
+    mask (engine/model/cache.py), start and kv_len included."""
     q, k, v, cache_keys, cache_values, lengths, rows, start, kv_len, window = inputs(case, torch.float32, seed=1)
     selected = lengths if rows is None else lengths[rows]
     min_length = start + window - 1 if start > 0 else 0  # what decoder_masks turns into this start
     masks = decoder_masks(selected, kv_len, q.shape[1], window, min_length)
     assert masks[SLIDING].start == start
-    keys = torch.cat((cache_keys[rows, start:kv_len], k), dim=1)
-    values = torch.cat((cache_values[rows, start:kv_len], v), dim=1)
-    engine = F.scaled_dot_product_attention(q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
-                                            attn_mask=masks[SLIDING].mask, scale=1.0, enable_gqa=True)
+    engine = REFERENCE_OPS.attention(q, k, v, cache_keys, cache_values, lengths, rows, masks[SLIDING], kv_len, window)
     ref = canvas_attention_ref(q, k, v, cache_keys, cache_values, lengths, rows, start, kv_len, window)
-    assert torch.equal(ref, engine.transpose(1, 2))
-    full = decoder_masks(selected, kv_len, q.shape[1], window, min_length)[FULL]
-    keys = torch.cat((cache_keys[rows, :kv_len], k), dim=1)
-    values = torch.cat((cache_values[rows, :kv_len], v), dim=1)
-    engine = F.scaled_dot_product_attention(q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
-                                            attn_mask=full.mask, scale=1.0, enable_gqa=True)
+    assert torch.equal(ref, engine)
+    engine = REFERENCE_OPS.attention(q, k, v, cache_keys, cache_values, lengths, rows, masks[FULL], kv_len, None)
     ref = canvas_attention_ref(q, k, v, cache_keys, cache_values, lengths, rows, 0, kv_len, None)
-    assert torch.equal(ref, engine.transpose(1, 2))
+    assert torch.equal(ref, engine)
 
 
 def test_decode_through_the_kernel_matches_the_reference_decoder():
-    """The hook in engine/model/network.py: decode with every layer's attention fused equals decode without, on the tiny
-    model with prefixes longer than its window (24), of different lengths, and on a subset of cache rows."""
+    """The attention op of engine/model/ops.py: decode with every layer's attention fused equals decode without, on
+    the tiny model with prefixes longer than its window (24), of different lengths, and on a subset of cache rows."""
     loaded = load_model("tiny", DEVICE, torch.float32)
     model, args = loaded.model, loaded.args
     generator = torch.Generator().manual_seed(11)
@@ -148,19 +144,11 @@ def test_decode_through_the_kernel_matches_the_reference_decoder():
     cache.lengths.copy_(torch.tensor(lengths))
     canvas = torch.randint(3, args.vocab_size, (len(lengths), args.canvas_length), generator=generator).to(DEVICE)
     positions = cache.lengths[:, None] + torch.arange(args.canvas_length, device=DEVICE)
-    attentions = [module for module in model.modules() if isinstance(module, Attention)]
     rows = torch.tensor([2, 0], device=DEVICE)
     with torch.no_grad():
-        for module in attentions:
-            module.fused = None
         want = [model.decode(canvas, positions, cache), model.decode(canvas[:2], positions[rows], cache, rows=rows)]
-        for module in attentions:
-            module.fused = canvas_attention
-        try:
-            got = [model.decode(canvas, positions, cache), model.decode(canvas[:2], positions[rows], cache, rows=rows)]
-        finally:
-            for module in attentions:
-                module.fused = None
+        model.use_ops(replace(REFERENCE_OPS, attention=kernel_ops().attention))  # only the attention a kernel
+        got = [model.decode(canvas, positions, cache), model.decode(canvas[:2], positions[rows], cache, rows=rows)]
     # float32 logits soft-capped at 30 after four layers: the attention outputs agree to ~1e-6 (the bound in
     # TOLERANCE), which the layers carry through at the same relative size
     for reference, fused in zip(want, got, strict=True):

@@ -1,24 +1,41 @@
-"""The engine with the fused kernels equals the engine without them, on the tiny config (bf16 on a GPU, float32
-and float16 through the interpreter on a CPU), with full-precision, FP8 and NF4 weights."""
+"""The engine with the fused kernels equals the engine without them, on the tiny config cut to two layers (bf16 on
+a GPU, float32 and float16 through the interpreter on a CPU), with full-precision, FP8 and NF4 weights."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
-from engine.weights.checkpoint import load_model
-from engine.model.config import GenerationArgs
+from engine.weights.checkpoint import LoadedModel, load_model, random_model
+from engine.model.config import FULL, MODEL_PRESETS, SLIDING, GenerationArgs
 from engine.runtime.generate import Request, generate
+from engine.model.ops import REFERENCE_OPS
 from engine.runtime.ops import enable
 from engine.weights.quantize import quantize
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# The tiny preset cut to what the interpreter has time for: its q, k and v kernel runs a program row per
+# position and head, each op of it in Python, so a step costs in proportion to layers x canvas. One sliding
+# and one global layer still run every kernel, both attention kinds and the last layer's paths; with an
+# 8-token window the sliding layers' masks leave out cached slots (the prefixes here are 3 to 20 tokens, all
+# inside the preset's 24), which the attention kernel takes from the lengths and the window.
+ARGS = dataclasses.replace(MODEL_PRESETS["tiny"], num_layers=2, layer_types=(SLIDING, FULL), canvas_length=16,
+                           sliding_window=8)
+
+
+def tiny_model(device: str = DEVICE, fmt: str = "none") -> LoadedModel:
+    """The tiny preset's tokenizer and generation settings, with ARGS' random float32 weights in `fmt`."""
+    loaded = load_model("tiny", device, torch.float32)
+    model = quantize(random_model(ARGS, device, torch.float32), fmt)
+    return dataclasses.replace(loaded, model=model, args=ARGS)
 
 
 @pytest.mark.parametrize("fmt", ["none", "fp8", "nf4"])
 def test_decoder_logits_and_tokens_match_with_kernels(fmt):
-    loaded = load_model("tiny", DEVICE, torch.float32)
-    model = quantize(loaded.model, fmt)
+    loaded = tiny_model(fmt=fmt)
+    model = loaded.model
     prompt = [2, 40, 41, 42, 43, 44, 45]
     generation = loaded.generation.replace(max_new_tokens=loaded.args.canvas_length, max_denoising_steps=4)
     snapshots = {}
@@ -50,7 +67,7 @@ def test_the_fused_head_draws_the_reference_paths_tokens_and_leaves_transformers
     import kernels.head
     import kernels.noise
 
-    loaded = load_model("tiny", DEVICE, torch.float32)
+    loaded = tiny_model()
     calls = []
     for module, name in ((kernels.head, "sampling_head"), (kernels.noise, "counter_draws")):
         real = getattr(module, name)
@@ -68,7 +85,7 @@ def test_the_fused_head_draws_the_reference_paths_tokens_and_leaves_transformers
         assert calls.count("sampling_head") == calls.count("counter_draws") == steps and result.steps
         assert result.token_ids == expected.token_ids
     enable(loaded.model, DEVICE, "off")
-    assert loaded.model.sampling_head is None and loaded.model.counter_draws is None
+    assert loaded.model.ops == REFERENCE_OPS
 
 
 def test_fp8_kernels_are_refused_at_load_on_a_gpu_before_ada(monkeypatch):
@@ -77,7 +94,7 @@ def test_fp8_kernels_are_refused_at_load_on_a_gpu_before_ada(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (8, 0))
     with pytest.raises(ValueError, match="needs an Ada or Hopper GPU .* this one is 8.0: use --quantize nf4"):
         enable(loaded.model, "cuda", "on")
-    assert loaded.model.sampling_head is None  # refused before anything was switched
+    assert loaded.model.ops == REFERENCE_OPS  # refused before anything was switched
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (8, 9))
     enable(loaded.model, "cuda", "on")  # Ada: fine
     enable(loaded.model, "cuda", "off")
@@ -93,7 +110,7 @@ def test_with_the_kernels_no_quantized_weight_is_dequantized(fmt, monkeypatch):
     copy would give the same tokens, so only this catches a path that falls back to one."""
     import engine.weights.quantize
 
-    model = quantize(load_model("tiny", DEVICE, torch.float32).model, fmt)
+    model = tiny_model(fmt=fmt).model
     enable(model, DEVICE, "on")
 
     def refuse(*args, **kwargs):
@@ -115,7 +132,7 @@ def test_the_fused_step_writes_the_self_conditioning_over_its_own_buffer():
     from engine.runtime.generate import denoise_step, new_state, prefill, start_canvases
     from engine.runtime.noise import make_noise
 
-    loaded = load_model("tiny", DEVICE, torch.float32)
+    loaded = tiny_model()
     model, args = loaded.model, loaded.args
     enable(model, DEVICE, "on")
     cache = KVCache.allocate(args, 2, 64, model.dtype, DEVICE)
@@ -133,13 +150,13 @@ def test_the_fused_step_writes_the_self_conditioning_over_its_own_buffer():
     enable(model, DEVICE, "off")
 
 
-@pytest.mark.timeout(300)  # some ten steps of interpreted kernels: about 90 s on a 2-core VM
+@pytest.mark.timeout(300)  # some ten steps of interpreted kernels: about 75 s on a busy 2-core VM
 def test_the_fixed_shape_scheduler_gives_the_same_tokens_with_the_kernels():
     """The CUDA-graph path run eagerly (StepGraphs' buckets: views of the batch's state, the history a
     non-contiguous one), requests joining mid-flight: the fused step writes those views in place."""
     from engine.runtime.scheduler import Job, Scheduler
 
-    loaded = load_model("tiny", DEVICE, torch.float32)
+    loaded = tiny_model()
     # the second runs two canvases, so the first leaves while it runs
     requests = [Request([2, 40 + i, 41, 42 + i], seed=i, max_new_tokens=loaded.args.canvas_length * (1 + i),
                         max_denoising_steps=2 + i) for i in range(2)]

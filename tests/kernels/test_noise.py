@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.runtime.noise import CounterNoise
-from kernels.noise import counter_draws
+from kernels.noise import counter_draws, reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # seeds: 0, one past 32 bits (its high word hashed too), one near the int64 limit, a negative one (the torch
@@ -36,3 +36,21 @@ def test_counter_noise_draws_agree_with_and_without_the_kernel():
     fused = noise.draws(canvas_index, step_index, counter_draws)
     reference = noise.draws(canvas_index, step_index)
     assert all(torch.equal(a, b) for a, b in zip(fused, reference, strict=True))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_reference_is_the_engines_counter_noise(seed):
+    """kernels/noise.py keeps its own copy of the engine's hash (kernels import nothing of the engine): on random
+    seeds and indices both draw the same numbers, and the kernel draws the reference's."""
+    generator = torch.Generator().manual_seed(seed)
+    rows, length, vocab = 4, 45, 50_000
+    seeds = torch.randint(-2**63, 2**63 - 1, (rows,), generator=generator).tolist()
+    noise = CounterNoise(seeds, vocab, length, torch.device(DEVICE))
+    canvas_index = torch.randint(0, 2**40, (rows,), generator=generator).to(DEVICE)
+    step_index = torch.randint(0, 1000, (rows,), generator=generator).to(DEVICE)
+    expected = reference(noise.seeds, canvas_index, step_index, length, vocab)
+    engine = noise.draws(canvas_index, step_index)
+    kernel = counter_draws(noise.seeds, canvas_index, step_index, length, vocab)
+    for ours, theirs, kernels_draw in zip(expected, engine, kernel, strict=True):
+        assert torch.equal(ours, theirs), f"seed {seed}"
+        assert torch.equal(kernels_draw, ours), f"seed {seed}"

@@ -3,11 +3,16 @@ odd ones, with and without a weight, with fresh inputs and the output poisoned b
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from engine.model.layers import RMSNorm, rope_cos_sin, rope_inv_freq
+from engine.model.functional import rope_cos_sin, rope_inv_freq
+from engine.model.layers import RMSNorm
+from engine.model.ops import REFERENCE_OPS
 from kernels.norms import (
+    apply_rope,
     attn_residual,
     ffn_out,
     norm_rope,
@@ -50,9 +55,9 @@ def test_the_engine_module_takes_the_kernel_when_switched_on():
     x = torch.randn(5, 48).to(DEVICE)
     norm = norm.to(DEVICE)
     expected = norm(x)
-    norm.fused = rms_norm
+    norm.ops = replace(REFERENCE_OPS, norm=rms_norm)
     torch.testing.assert_close(norm(x), expected, rtol=2e-6, atol=2e-6)
-    norm.fused = lambda *args: torch.zeros(())  # the module really calls what it is given
+    norm.ops = replace(REFERENCE_OPS, norm=lambda *args: torch.zeros(()))  # the module really calls what it is given
     assert norm(x).shape == ()
 
 
@@ -146,3 +151,52 @@ def test_attn_residual_matches_the_reference(shape, dtype, poisoned):
                                strict=True):
         assert got.shape == x.shape and not got.isnan().any(), name
         torch.testing.assert_close(got.float(), want.float(), rtol=tolerance, atol=tolerance, msg=name)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_references_are_the_engines_ops(seed):
+    """kernels/norms.py keeps its own references (kernels import nothing of the engine): on random inputs they
+    are bit for bit the engine's norm, RoPE, attention residual, layer output (engine/model/ops.py) and an
+    attention layer's q, k and v (engine/model/network.py)."""
+    from engine.model.config import FULL, MODEL_PRESETS, SLIDING
+    from engine.model.functional import apply_rope as engine_apply_rope
+    from engine.model.network import Attention
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(*size, scale=1.0, offset=0.0):
+        return offset + scale * torch.randn(*size, generator=generator)
+
+    x, other, third = draw(2, 5, 48, scale=3.0), draw(2, 5, 48), draw(2, 5, 48, scale=2.0)
+    weights = [draw(48, scale=0.1, offset=1.0) for _ in range(4)]
+    scalar = torch.tensor([0.75])
+    assert torch.equal(REFERENCE_OPS.norm(x, weights[0], 1e-6), reference(x, weights[0], 1e-6))
+    assert torch.equal(REFERENCE_OPS.norm(x, None, 1e-6), reference(x, None, 1e-6))
+    for engine, ours in ((REFERENCE_OPS.attn_residual(x, other, *weights[:3], 1e-6),
+                          reference_attn_residual(x, other, *weights[:3], 1e-6)),
+                         (REFERENCE_OPS.ffn_out(x, other, third, *weights[:3], 1e-6, scalar, weights[3]),
+                          reference_ffn_out(x, other, third, *weights[:3], 1e-6, scalar, weights[3]))):
+        assert all(torch.equal(a, b) for a, b in zip(engine, ours, strict=True))
+
+    heads = draw(2, 5, 3, 32)
+    positions = torch.arange(5).expand(2, 5) + 9 * torch.arange(2)[:, None]
+    cos, sin = rope_cos_sin(positions, rope_inv_freq(32, 1e4, "proportional", 0.25), torch.float32)
+    assert torch.equal(engine_apply_rope(heads, cos, sin), apply_rope(heads, cos, sin))
+    assert torch.equal(REFERENCE_OPS.norm_rope(heads, weights[0][:32], 1e-6, cos, sin),
+                       reference_rope(heads, weights[0][:32], 1e-6, cos, sin))
+
+    args = MODEL_PRESETS["tiny"]
+    for layer in (args.layer_types.index(SLIDING), args.layer_types.index(FULL)):
+        attention = Attention(args, layer)
+        with torch.no_grad():
+            for parameter in attention.parameters():
+                parameter.copy_(draw(*parameter.shape, scale=0.2, offset=1.0 if parameter.dim() == 1 else 0.0))
+        hidden = draw(2, 5, args.hidden_size)
+        dim = attention.head_dim
+        cos, sin = rope_cos_sin(positions, rope_inv_freq(dim, 1e4, "default", 1.0), torch.float32)
+        projections = [p(hidden) for p in (attention.q_proj, attention.k_proj, attention.v_proj) if p is not None]
+        with torch.no_grad():
+            engine = attention.query_key_value(hidden, cos, sin)
+            ours = reference_qkv(torch.cat(projections, dim=-1), attention.q_norm.weight, attention.k_norm.weight,
+                                 attention.q_norm.eps, cos, sin, attention.num_heads, attention.num_kv_heads, dim)
+        assert all(torch.equal(a, b) for a, b in zip(engine, ours, strict=True)), f"layer {layer}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.model.layers import rope_cos_sin, rope_inv_freq
+from engine.model.functional import rope_cos_sin, rope_inv_freq
 from kernels.rope import rope_tables
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -17,6 +17,7 @@ from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
 )
 
 from engine.model.config import GenerationArgs
+from engine.model.ops import REFERENCE_OPS
 from engine.runtime.generate import denoise_step, new_state, start_canvases
 from engine.runtime.noise import ReferenceNoise
 from engine.runtime.sampler import accept_mask, next_canvas, pad_after_eos, stop_test, temperature, token_entropy
@@ -105,7 +106,7 @@ class ScriptedDecoder:
     matters."""
 
     dtype = torch.float32
-    fused_advance = None  # the model's hook for kernels/sampler.py: off, the reference sampler step runs
+    ops = REFERENCE_OPS  # the reference sampler step runs
 
     def __init__(self, seed: int):
         generator = torch.Generator().manual_seed(seed)
