@@ -28,8 +28,9 @@ from collab_config import DOCS_CLIENTS, IDLE_SETTLE_S, NOISY_CPU, STORM_AFTER_S,
 from collab_load import EMPTY_STATE_STEP1, EMPTY_UPDATE_STEP2, Session, encode_append, encode_update_message
 from collab_servers import ServerProcess
 from collab_step import Load, StepResult, cpu_seconds, machine_busy_seconds, wait_for_quiet
-from server.protocol import MESSAGE_SYNC, SYNC_STEP1, SYNC_STEP2
 from ws_client import connect, new_client
+
+from server.protocol import MESSAGE_SYNC, SYNC_STEP1, SYNC_STEP2
 
 MIB = 1 << 20
 CONNECT_TIMEOUT_S = 30.0

@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.engine_parts import PARTS, read_ceiling_gbps, step_parts  # noqa: E402
 from engine.model.cache import KVCache, decoder_masks  # noqa: E402
-from engine.weights.checkpoint import load_model  # noqa: E402
 from engine.model.config import MODEL_PRESETS  # noqa: E402
 from engine.runtime.generate import denoise_step, new_state, prefill, start_canvases  # noqa: E402
-from engine.runtime.ops import enable as enable_kernels  # noqa: E402
 from engine.runtime.noise import make_noise  # noqa: E402
+from engine.runtime.ops import enable as enable_kernels  # noqa: E402
+from engine.weights.checkpoint import load_model  # noqa: E402
 from engine.weights.quantize import weight_bytes  # noqa: E402
 
 STEP_COUNTS = (12, 16, 48)

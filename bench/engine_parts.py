@@ -30,8 +30,8 @@ import torch
 from engine.model.cache import KVCache
 from engine.runtime.generate import BatchState, advance
 from engine.runtime.noise import CounterNoise
-from engine.weights.quantize import weight_bytes
 from engine.runtime.sampler import apply_temperature, temperature, token_entropy
+from engine.weights.quantize import weight_bytes
 
 PARTS = ("attention", "dense", "moe", "self_conditioning", "head", "sampler")
 

@@ -26,11 +26,11 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.model.cache import KVCache, decoder_masks  # noqa: E402
-from engine.weights.checkpoint import random_model  # noqa: E402
 from engine.model.config import MODEL_PRESETS, GenerationArgs, ModelArgs  # noqa: E402
 from engine.runtime.generate import denoise_step, new_state, prefill, start_canvases  # noqa: E402
-from engine.runtime.ops import enable  # noqa: E402
 from engine.runtime.noise import make_noise  # noqa: E402
+from engine.runtime.ops import enable  # noqa: E402
+from engine.weights.checkpoint import random_model  # noqa: E402
 from engine.weights.quantize import quantize  # noqa: E402
 
 # aten ops that launch no kernel: views, allocations, metadata

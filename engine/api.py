@@ -14,10 +14,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.model.config import DEFAULT_MODEL, check_engine_options
 from engine.errors import RequestError
-from engine.remote.engine import RemoteConfig, RemoteEngine, read_api_key  # --engine openai; torch-free (httpx)
+from engine.model.config import DEFAULT_MODEL, check_engine_options
 from engine.remote.config import PASSWORD_ON_COMMAND_LINE, password_on_command_line
+from engine.remote.engine import RemoteConfig, RemoteEngine, read_api_key  # --engine openai; torch-free (httpx)
 from jobs.progress_queue import settle
 
 __all__ = [
@@ -101,8 +101,8 @@ class Engine:
         """Loads the model off the event loop (a checkpoint takes minutes) and starts the engine thread."""
         import torch
 
-        from engine.weights.checkpoint import load_model
         from engine.runtime.ops import enable as enable_kernels
+        from engine.weights.checkpoint import load_model
 
         device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, config.dtype or ("bfloat16" if device == "cuda" else "float32"))

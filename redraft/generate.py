@@ -71,10 +71,10 @@ def run_generate(args: argparse.Namespace) -> int:
 def _run(options: dict) -> int:
     import torch
 
-    from engine.weights.checkpoint import load_model
     from engine.runtime.generate import Request, generate
     from engine.runtime.ops import enable as enable_kernels
     from engine.runtime.reference import load_reference, reference_generate
+    from engine.weights.checkpoint import load_model
 
     device = options["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():

@@ -112,12 +112,12 @@ def _from_scratch(args: argparse.Namespace) -> int:
     import torch
 
     from engine.model.config import TRAINABLE_CONFIGS, GenerationArgs
+    from engine.text.tokenizer import TURN_END_ID, bpe_tokenizer
     from engine.weights.checkpoint import load_model
+    from jobs.tasks import ModelTasks
     from training.corpus import split_documents
     from training.evaluate import write_token_counts
     from training.examples import DocumentExamples, collate
-    from jobs.tasks import ModelTasks
-    from engine.text.tokenizer import TURN_END_ID, bpe_tokenizer
     from training.train import declare_tasks, save_checkpoint, train, trainable_model
 
     if args.config not in TRAINABLE_CONFIGS:
@@ -160,8 +160,8 @@ def _fine_tune(args: argparse.Namespace) -> int:
     import torch
 
     from engine.weights.checkpoint import load_model
-    from training.examples import collate, pair_examples, read_pairs
     from engine.weights.lora import add_lora, merge_lora, save_adapters
+    from training.examples import collate, pair_examples, read_pairs
     from training.train import diffusion_loss, save_checkpoint, train
 
     options = _train_args(args, steps=200, batch_size=8, lr=1e-4, encoder_loss_weight=0.0)

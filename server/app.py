@@ -15,10 +15,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from .config import DOC_NAME_RULE, ServerConfig, is_valid_doc_name
+from .history import api as history_api
 from .hosts import HostCheck
 from .metrics import CONTENT_TYPE
 from .openai_api import OpenAIApi
-from .history import api as history_api
 from .redrafts import api as redraft_api
 from .redrafts.backends import EngineLoader
 from .services import Services

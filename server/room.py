@@ -19,7 +19,10 @@ from pycrdt import Doc, Text, merge_updates
 
 from .awareness import AwarenessEntry, encode_awareness_update
 from .awareness_trust import DEFAULT_MAX_STATE_BYTES, RoomAwareness, role_of
+from .budgets import PendingUpdates, extra_bytes, first_missing, growth_bytes
 from .fanout import Fanout
+from .history.entry import ANONYMOUS_AUTHOR, SERVER_AUTHOR, TYPING, Author, Change, Origin
+from .history.recorder import HISTORY_OFF, HistoryPolicy, HistoryRecorder
 from .metrics import Metrics
 from .peer import Peer
 from .protocol import (
@@ -40,10 +43,7 @@ from .protocol import (
     encode_permission_denied,
     encode_sync,
 )
-from .history.entry import ANONYMOUS_AUTHOR, SERVER_AUTHOR, TYPING, Author, Change, Origin
-from .history.recorder import HISTORY_OFF, HistoryPolicy, HistoryRecorder
 from .stores.base import Store
-from .budgets import PendingUpdates, extra_bytes, first_missing, growth_bytes
 from .updates import (
     DeleteIndex,
     ParsedUpdate,

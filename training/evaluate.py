@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from engine.model.config import GenerationArgs
+from engine.model.network import DiffusionGemma
 from training.corpus import sentences
 from training.corruption import misspell_words
 from training.examples import CanvasExample, collate
-from engine.model.network import DiffusionGemma
 from training.train import corrupt_canvas, encode_prompts, self_cond_temperature
 
 NOISE_LEVELS = (0.25, 0.5, 0.75, 1.0)

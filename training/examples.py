@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
+from engine.text.prompts import RedraftPrompt, build_messages, encode_messages
+from engine.text.tokenizer import end_of_turn_id
+from jobs.tasks import TASKS, instruction_for
 from training.corpus import Document, sentences
 from training.corruption import aligned_canvases, fix_pairs, shorten_pairs, shown_text
-from engine.text.prompts import RedraftPrompt, build_messages, encode_messages
-from jobs.tasks import TASKS, instruction_for
-from engine.text.tokenizer import end_of_turn_id
 
 EXAMPLE_KINDS = ("plain", "fix", "shorten", "fill", "continue")
 MAX_CONTEXT_CHARS = 240  # text before and after a passage in the task prompts

@@ -23,14 +23,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from engine.weights.checkpoint import load_model
 from engine.model.config import DEFAULT_MODEL, QUANTIZE_FORMATS
+from engine.model.network import DiffusionGemma
+from engine.runtime.generate import Request, generate
+from engine.weights.checkpoint import load_model
+from engine.weights.quantize import weight_bytes
 from training.corpus import read_paragraph_file
 from training.evaluate import PROMPT_TOKENS, held_out_examples
 from training.examples import CanvasExample, collate
-from engine.runtime.generate import Request, generate
-from engine.model.network import DiffusionGemma
-from engine.weights.quantize import weight_bytes
 from training.train import corrupt_canvas, encode_prompts
 
 NOISE = 0.5

@@ -33,10 +33,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.corpus import read_paragraph_file, sentences
-from training.corruption import misspell_words
 from engine.errors import RequestError
 from jobs.tasks import EVERY_TASK, TASKS, ModelTasks, instruction_for
+from training.corpus import read_paragraph_file, sentences
+from training.corruption import misspell_words
 from training.text_metrics import (
     content_kept,
     dictionary_words,

@@ -60,12 +60,11 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from engine.model.cache import KVCache
-from engine.weights.checkpoint import hf_name
 from engine.model.config import GenerationArgs, ModelArgs
-from training.examples import Batch
 from engine.model.network import DiffusionGemma
+from engine.weights.checkpoint import hf_name
 from jobs.tasks import ModelTasks
-
+from training.examples import Batch
 
 BUDGET_PROBE_STEPS = 20  # steps timed before a time budget fixes the step count
 SOURCE_SHARE = 0.5  # of the rows with a source canvas, the share whose corruption starts from it

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 import httpx
 
 from engine.errors import RequestError
-from engine.text.prompts import PromptTooLongError, build_messages, fit_prompt
-from engine.runtime.redrafts import MAX_CANVASES, REWRITE_ROOM, OutputLimit, redraft_prompt
 from engine.remote.answer import AnswerText
 from engine.remote.config import RemoteConfig, read_api_key
 from engine.remote.stream import (
@@ -39,6 +37,8 @@ from engine.remote.stream import (
     read_capped,
     status_error,
 )
+from engine.runtime.redrafts import MAX_CANVASES, REWRITE_ROOM, OutputLimit, redraft_prompt
+from engine.text.prompts import PromptTooLongError, build_messages, fit_prompt
 from jobs.progress_queue import JobStream
 from jobs.protocol import job_outcome, progress_snapshot
 from jobs.spec import RedraftSpec

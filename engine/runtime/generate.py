@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from engine.errors import ContextTooLongError, RequestError
 from engine.model.cache import AttentionMask, KVCache, decoder_masks
 from engine.model.config import GenerationArgs
-from engine.errors import ContextTooLongError, RequestError
 from engine.model.network import DiffusionGemma
 from engine.runtime.noise import CounterNoise, Noise, make_noise
 from engine.runtime.sampler import (

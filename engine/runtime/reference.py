@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.model.config import MODEL_PRESETS, GenerationArgs, ModelArgs
+from engine.text.tokenizer import load_tokenizer
 from engine.weights.checkpoint import (
     LoadedModel,
     hf_name,
@@ -23,8 +25,6 @@ from engine.weights.checkpoint import (
     resolve_checkpoint,
     shard_files,
 )
-from engine.model.config import MODEL_PRESETS, GenerationArgs, ModelArgs
-from engine.text.tokenizer import load_tokenizer
 
 # DiffusionGemmaConfig(vision_config=None) still builds the full default vision tower: pass a tiny one
 TINY_VISION = {

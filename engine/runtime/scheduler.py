@@ -19,6 +19,7 @@ import torch
 
 from engine.model.cache import KVCache, decoder_masks
 from engine.model.config import GenerationArgs
+from engine.model.network import DiffusionGemma
 from engine.runtime.generate import (
     Request,
     Result,
@@ -32,7 +33,6 @@ from engine.runtime.generate import (
     start_canvases,
 )
 from engine.runtime.graphs import StepGraphs
-from engine.model.network import DiffusionGemma
 from engine.runtime.noise import make_noise
 from jobs.cancel import Cancellation
 

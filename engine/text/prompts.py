@@ -17,6 +17,7 @@ from typing import Protocol
 
 from engine.model.config import ModelArgs
 from jobs.spec import REQUEST_KINDS  # the spec's editor kinds, each with a prompt below
+
 DEFAULT_INSTRUCTIONS = {
     "rewrite": "Improve the clarity and flow of the passage while keeping its meaning.",
     "fill": "Write the text that belongs at the cursor so that it joins the text before and after it.",

@@ -18,13 +18,13 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from tqdm import tqdm
 
-from engine.weights.compressed import Dequantizer, UnsupportedQuantization, published_fp8
 from engine.model.config import MODEL_PRESETS, ConfigError, GenerationArgs, ModelArgs, read_json
 from engine.model.network import DiffusionGemma
+from engine.text.tokenizer import TURN_END_ID, byte_tokenizer, load_tokenizer
+from engine.weights.compressed import Dequantizer, UnsupportedQuantization, published_fp8
 from engine.weights.quantize import check_format, load_into, prepare
 from engine.weights.quantize import quantize as quantize_loaded
 from jobs.tasks import EVERY_TASK, ModelTasks, read_tasks
-from engine.text.tokenizer import TURN_END_ID, byte_tokenizer, load_tokenizer
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"

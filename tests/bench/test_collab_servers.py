@@ -17,9 +17,10 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 from collab_load import EMPTY_STATE_STEP1, MARKER, TEXT_NAME, Session  # noqa: E402
-from collab_servers import SERVERS, NODE_PROJECTS, canonical_name, ensure_node_servers, start_server  # noqa: E402
-from server.protocol import MESSAGE_SYNC, SYNC_STEP2, SyncMessage, decode_message  # noqa: E402
+from collab_servers import NODE_PROJECTS, SERVERS, canonical_name, ensure_node_servers, start_server  # noqa: E402
 from ws_client import connect, new_client  # noqa: E402
+
+from server.protocol import MESSAGE_SYNC, SYNC_STEP2, SyncMessage, decode_message  # noqa: E402
 
 NUM_CLIENTS = 3
 

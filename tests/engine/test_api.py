@@ -6,8 +6,8 @@ import anyio
 import pytest
 
 from engine.api import Engine, EngineConfig
-from engine.weights.checkpoint import load_checkpoint
 from engine.runtime.generate import Request, RequestError, generate
+from engine.weights.checkpoint import load_checkpoint
 from tests.engine.runtime.test_generate import prompt_of
 from tests.engine.tiny import TinySpec
 

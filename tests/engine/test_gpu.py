@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from engine.model.cache import KVCache, decoder_masks
-from engine.weights.checkpoint import load_checkpoint
 from engine.model.config import GenerationArgs
 from engine.runtime.generate import Request, denoise_step, generate, new_state, prefill, start_canvases
 from engine.runtime.graphs import capture_denoise_step
 from engine.runtime.noise import make_noise
 from engine.runtime.reference import load_reference, reference_generate
+from engine.weights.checkpoint import load_checkpoint
 from tests.engine.tiny import TinySpec
 
 pytestmark = [

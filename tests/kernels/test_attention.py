@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from engine.model.cache import KVCache, decoder_masks
-from engine.weights.checkpoint import load_model
 from engine.model.config import FULL, SLIDING
 from engine.model.ops import REFERENCE_OPS
 from engine.runtime.ops import kernel_ops
+from engine.weights.checkpoint import load_model
 from kernels.attention import canvas_attention, canvas_attention_ref
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -8,11 +8,11 @@ import dataclasses
 import pytest
 import torch
 
-from engine.weights.checkpoint import LoadedModel, load_model, random_model
 from engine.model.config import FULL, MODEL_PRESETS, SLIDING, GenerationArgs
-from engine.runtime.generate import Request, generate
 from engine.model.ops import REFERENCE_OPS
+from engine.runtime.generate import Request, generate
 from engine.runtime.ops import enable
+from engine.weights.checkpoint import LoadedModel, load_model, random_model
 from engine.weights.quantize import quantize
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from engine.model.layers import GatedMLP, gelu_tanh
 from engine.model.fused import stack
+from engine.model.layers import GatedMLP, gelu_tanh
 from engine.runtime.ops import kernel_ops
 from engine.weights.quantize import Fp8Linear, Nf4Linear, linear_weights
 from kernels import linear, tuning

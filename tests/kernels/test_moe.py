@@ -9,8 +9,8 @@ import torch
 
 from engine.model.layers import Experts, Router
 from engine.weights.quantize import NF4_BLOCK, Fp8Experts, Nf4Experts
-from kernels.moe import NF4_BLOCK as KERNEL_NF4_BLOCK
 from kernels import moe
+from kernels.moe import NF4_BLOCK as KERNEL_NF4_BLOCK
 from kernels.moe import align, align_fused, config_key, fused_moe, row_tile, top_k_sum
 from kernels.tuning import lookup
 

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from engine.weights.checkpoint import load_model
 from engine.model.config import TRAINABLE_CONFIGS
-from training.corpus import HELD_OUT_BUCKETS, Document, is_held_out
+from engine.weights.checkpoint import load_model
 from redraft.cli import main as redraft
+from training.corpus import HELD_OUT_BUCKETS, Document, is_held_out
 
 
 @pytest.mark.parametrize(

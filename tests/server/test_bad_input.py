@@ -10,9 +10,9 @@ import pytest
 from server.auth import mint_token
 from server.awareness import AwarenessEntry, encode_awareness_update
 from server.protocol import (
-    CLOSE_INVALID_UPDATE,
     CLOSE_BAD_DOC_NAME,
     CLOSE_FORBIDDEN_ORIGIN,
+    CLOSE_INVALID_UPDATE,
     CLOSE_MALFORMED,
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_LARGE,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+
 import anyio
 import pytest
 from pycrdt import Doc, Text, merge_updates

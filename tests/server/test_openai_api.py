@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 
-from server.auth import mint_engine_token, mint_token, verify_engine_token
 from redraft.cli import main as cli_main
+from server.auth import mint_engine_token, mint_token, verify_engine_token
 from server.config import ServerConfig
 from server.openai_stream import Reply
 from server.redrafts.backends import EngineFailed

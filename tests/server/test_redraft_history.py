@@ -15,8 +15,8 @@ from server.config import ServerConfig
 from server.redrafts import merge
 from server.redrafts.ai_peer import MAX_SHOWN, MAX_STATE_BYTES, bounded_state
 from server.redrafts.engine_model import UNKNOWN
-from server.redrafts.record import Redraft
 from server.redrafts.lifecycle import overall_progress
+from server.redrafts.record import Redraft
 from server.redrafts.request import RedraftError
 from server.services import Services
 

@@ -9,7 +9,6 @@ import pytest
 from pycrdt import Doc, Text
 
 
-
 @pytest.fixture
 def anyio_backend():
     return "asyncio"

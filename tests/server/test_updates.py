@@ -6,8 +6,8 @@ import pytest
 from pycrdt import Doc, Text
 
 from server.protocol import ProtocolError
-from tests.server.test_stores import utf8_offset
 from server.updates import DeleteIndex, SurrogateIndex, brings_news, decode_state_vector, parse_update
+from tests.server.test_stores import utf8_offset
 
 # Made by yjs 13.6.33: a client typed "a😀b", then inserted "x" at UTF-16 index 2,
 # between the emoji's two halves. Yjs shows "a\ufffdx\ufffdb"; yrs showed "a😀xb".

@@ -12,10 +12,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from server.auth import AuthError, Grant, mint_token, verify_token
+from server.config import ServerConfig
 from server.history import reading
 from server.history.entry import Author, HistoryEntry, Origin
 from server.history.versions import diff_ops, group
-from server.config import ServerConfig
 from server.redrafts.request import RedraftError, parse_person
 from server.services import Services
 from server.stores.redis import RedisStore

@@ -13,11 +13,10 @@ import uvicorn
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
 
-from server.app import create_app
 from redraft.cli import websocket_options
+from server.app import create_app
 from server.config import ServerConfig
 from server.protocol import SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE, decode_message, encode_sync
-
 from tests.support.processes import free_port
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.text.tokenizer import SPECIALS, bpe_tokenizer
 from training import corpus
 from training.corpus import (
     Document,
@@ -21,7 +22,6 @@ from training.corpus import (
     sentences,
 )
 from training.corpus_prose import is_plain_prose
-from engine.text.tokenizer import SPECIALS, bpe_tokenizer
 
 RST = """\
 .. _tut-if:

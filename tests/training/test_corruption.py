@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from engine.text.tokenizer import bpe_tokenizer
 from training.corruption import (
     FILLERS,
     aligned_canvases,
@@ -16,7 +17,6 @@ from training.corruption import (
     shown_text,
     typo,
 )
-from engine.text.tokenizer import bpe_tokenizer
 
 TEXTS = [
     "The committee met on Tuesday (after a short delay) to review the budget, which had grown again, and agreed "

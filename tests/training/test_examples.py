@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine.text.tokenizer import bpe_tokenizer
+from jobs.tasks import TASKS
 from training.corpus import Document
 from training.examples import EXAMPLE_KINDS, DocumentExamples, canvas_targets, collate
-from jobs.tasks import TASKS
-from engine.text.tokenizer import bpe_tokenizer
 
 PARAGRAPHS = [
     "The committee met on Tuesday (after a short delay) to review the budget. It agreed to cut travel costs. "

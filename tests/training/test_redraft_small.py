@@ -10,18 +10,17 @@ import pytest
 import torch
 
 from engine.api import EngineConfig
+from engine.errors import RequestError
+from engine.model.config import TRAINABLE_CONFIGS
+from engine.runtime.generate import Request, generate
+from engine.runtime.redrafts import RedraftSpec, build_request
+from engine.runtime.reference import load_reference, reference_generate
+from engine.text.prompts import encode_messages
+from engine.text.tokenizer import CHAT_TEMPLATE, TURN_END_ID
 from engine.weights.checkpoint import SHIPPED_MODELS, load_model
 from redraft.generate import main as generate_main
-from engine.model.config import TRAINABLE_CONFIGS
-from training.corpus import read_paragraph_file
-from engine.runtime.generate import Request, generate
-from training.corpus import corpus_packages
-from engine.errors import RequestError
-from engine.text.prompts import encode_messages
-from engine.runtime.redrafts import RedraftSpec, build_request
+from training.corpus import corpus_packages, read_paragraph_file
 from training.text_quality import evaluate
-from engine.runtime.reference import load_reference, reference_generate
-from engine.text.tokenizer import CHAT_TEMPLATE, TURN_END_ID
 
 HELD_OUT = Path(__file__).parent / "fixtures" / "english_docs_held_out.txt"
 EVERYDAY = Path(__file__).parent / "fixtures" / "everyday.txt"

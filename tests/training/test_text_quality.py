@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
+from jobs.tasks import EVERY_TASK, ModelTasks
 from training import text_quality
 from training.corpus import sentences
-from jobs.tasks import EVERY_TASK, ModelTasks
 from training.text_quality import (
     EVALUATED,
     UNDECLARED,
@@ -206,8 +206,8 @@ def test_a_passage_model_that_copies_its_canvas_gives_the_passage_back_and_fixes
     the input itself. tests/engine/copying.py comes with them."""
     copying = pytest.importorskip("tests.engine.copying")
     import engine.weights.checkpoint
-    from training.examples import end_of_turn_id
     from tests.engine.tiny import TinySpec, spec_with
+    from training.examples import end_of_turn_id
 
     paragraph = "The meeting moved to Thursday, so send your ideas for the poster to Maria before then."
     seed = next(seed for seed in range(100) if build_items("fix", [paragraph], seed)[0].shown != paragraph)

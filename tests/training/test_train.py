@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.weights.checkpoint import load_checkpoint
 from engine.model.config import MODEL_PRESETS, GenerationArgs
-from training.examples import CanvasExample, collate
 from engine.runtime.generate import Request, generate
 from engine.runtime.reference import load_reference, reference_generate
 from engine.runtime.sampler import temperature
 from engine.text.tokenizer import byte_tokenizer
+from engine.weights.checkpoint import load_checkpoint
+from training.examples import CanvasExample, collate
 from training.train import (
     TrainArgs,
     corrupt_canvas,

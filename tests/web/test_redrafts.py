@@ -17,9 +17,18 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.support.processes import wait_until
+from tests.web.conftest import (
+    AI_CLIENT_ID_MIN,
+    AI_USER,
+    editor_text,
+    screenshot,
+    show_ai,
+    two_writers,
+    wait_connected,
+    wait_editor_text,
+)
 from tests.web.scripted_engine import ScriptedEngine
 from tests.web.test_accessibility import axe_violations
-from tests.web.conftest import AI_CLIENT_ID_MIN, AI_USER, editor_text, screenshot, show_ai, two_writers, wait_connected, wait_editor_text
 
 SMALL_MODEL = {"tasks": ["fix", "shorten", "continue", "fill"], "canvas_init": "passage",
                "note": "A small local model: it fixes spelling, shortens, fills in and continues."}

@@ -13,7 +13,6 @@ from urllib.parse import parse_qs, urlparse
 from playwright.sync_api import Page, Route, expect
 
 from server.auth import mint_token
-
 from tests.web.conftest import editor_text, screenshot, share_link, two_writers, wait_connected, wait_editor_text
 from tests.web.test_accessibility import PHONE, SECRET, axe_violations
 from tests.web.test_redraft_history import P1, TEXT, redraft

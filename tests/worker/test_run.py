@@ -11,11 +11,11 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from worker.run import Worker, WorkerConfig
-from redraft.worker import config_from_args
 from redraft.cli import build_parser, main
+from redraft.worker import config_from_args
 from server.redrafts.backends import EngineFailed
 from server.redrafts.redis_backend import RedisBackend
+from worker.run import Worker, WorkerConfig
 
 SPEC = {"id": "first", "kind": "rewrite", "passage": "Hello there.", "steps": 4, "seed": 5}
 

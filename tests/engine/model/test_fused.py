@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from engine.weights.checkpoint import random_model
 from engine.model.config import MODEL_PRESETS
-from engine.weights.lora import LoRALinear
 from engine.model.fused import merge, stack
+from engine.weights.checkpoint import random_model
+from engine.weights.lora import LoRALinear
 from engine.weights.quantize import Fp8Linear, Nf4Linear, quantize, weight_bytes
 
 

@@ -8,9 +8,9 @@ import random
 import anyio
 import pytest
 
-from engine.runtime.redrafts import OutputLimit
 from engine.remote.answer import AnswerText
 from engine.remote.stream import lines
+from engine.runtime.redrafts import OutputLimit
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import anyio
 import pytest
 
 from engine.api import RemoteConfig, RemoteEngine, RequestError
-from engine.text.prompts import RedraftPrompt, build_messages, fit_prompt
-from engine.remote.engine import FALLBACK_CONTEXT, ByteEstimate, build_request
 from engine.remote.config import read_api_key
+from engine.remote.engine import FALLBACK_CONTEXT, ByteEstimate, build_request
 from engine.remote.stream import RemoteError
+from engine.text.prompts import RedraftPrompt, build_messages, fit_prompt
 from jobs.tasks import TASKS
 from tests.support.openai_faults import MODEL, FaultServer
 from tests.support.processes import free_port
@@ -436,8 +436,8 @@ def test_the_remote_engine_and_the_worker_import_no_torch():
 
 
 def test_worker_flags_make_a_remote_config(monkeypatch, tmp_path):
-    from redraft.worker import config_from_args
     from redraft.cli import build_parser
+    from redraft.worker import config_from_args
 
     monkeypatch.setenv("REDRAFT_ENGINE_API_KEY", "sk-env")
     args = ["worker", "--redis-url", "redis://x", "--engine", "openai", "--engine-url", "http://gpu:8000/v1",

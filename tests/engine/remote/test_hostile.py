@@ -9,8 +9,8 @@ import logging
 import anyio
 import pytest
 
-from engine.remote import engine as remote
 from engine.api import RemoteConfig, RemoteEngine
+from engine.remote import engine as remote
 from engine.remote.stream import RemoteError
 from jobs import progress_queue
 from tests.engine.remote.test_engine import REWRITE, failure, load, run

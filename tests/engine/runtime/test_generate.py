@@ -9,8 +9,6 @@ import pytest
 import torch
 
 import engine.runtime.generate as generate_module
-
-from engine.weights.checkpoint import load_checkpoint
 from engine.model.config import GenerationArgs
 from engine.runtime.generate import (
     ContextTooLongError,
@@ -22,9 +20,10 @@ from engine.runtime.generate import (
     start_canvases,
 )
 from engine.runtime.noise import make_noise
-from engine.runtime.sampler import pad_after_eos
 from engine.runtime.reference import load_reference, reference_generate
+from engine.runtime.sampler import pad_after_eos
 from engine.text.tokenizer import TURN_END_ID
+from engine.weights.checkpoint import load_checkpoint
 from jobs.cancel import Cancellation
 from tests.engine.copying import make_copying
 from tests.engine.tiny import TinySpec

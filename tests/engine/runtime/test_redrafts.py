@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 from engine.runtime import redrafts
-from jobs.tasks import TASKS, ModelTasks
 from engine.text.tokenizer import NUM_BYTE_TOKENS, SPECIALS, TURN_END_ID, byte_tokenizer
+from jobs.tasks import TASKS, ModelTasks
 from tests.engine.copying import make_copying
 from tests.engine.tiny import TinySpec
 

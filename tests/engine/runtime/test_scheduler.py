@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from engine.weights.checkpoint import load_checkpoint
 from engine.runtime.generate import ContextTooLongError, Request, generate
 from engine.runtime.scheduler import Job, Scheduler
 from engine.text.tokenizer import TURN_END_ID
+from engine.weights.checkpoint import load_checkpoint
 from tests.engine.copying import make_copying
 from tests.engine.runtime.test_generate import prompt_of
 from tests.engine.tiny import TinySpec

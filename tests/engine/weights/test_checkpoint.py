@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.weights.checkpoint import CheckpointError, load_checkpoint, load_model, random_model
 from engine.model.config import MODEL_PRESETS, GenerationArgs
 from engine.model.network import DiffusionGemma
 from engine.runtime.reference import random_reference_model
+from engine.weights.checkpoint import CheckpointError, load_checkpoint, load_model, random_model
 from tests.engine.tiny import EOS_IDS, TinySpec
 
 SINGLE = TinySpec()

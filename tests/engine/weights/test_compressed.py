@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from engine.model.config import MODEL_PRESETS, GenerationArgs
 from engine.weights.checkpoint import CheckpointError, load_checkpoint, random_model
 from engine.weights.compressed import dequantize, published_fp8
-from engine.model.config import MODEL_PRESETS, GenerationArgs
 from engine.weights.quantize import FP8, FP8_MAX, LINEARS, Fp8Experts, Fp8Linear, quantize
 from training.train import save_checkpoint
 

@@ -9,10 +9,18 @@ import pytest
 import torch
 
 from engine.weights.checkpoint import load_checkpoint, load_model
-from training.examples import collate, pair_examples
-from engine.weights.lora import LORA_TARGETS, LoRALinear, add_lora, load_adapters, lora_modules, merge_lora, save_adapters
-from training.train import TrainArgs, diffusion_loss, save_checkpoint, train
+from engine.weights.lora import (
+    LORA_TARGETS,
+    LoRALinear,
+    add_lora,
+    load_adapters,
+    lora_modules,
+    merge_lora,
+    save_adapters,
+)
 from redraft.train import main
+from training.examples import collate, pair_examples
+from training.train import TrainArgs, diffusion_loss, save_checkpoint, train
 
 PAIRS = [
     {"prompt": "Shorten: the cat sat on the mat", "response": "cat on mat"},

@@ -12,11 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.api import Engine, EngineConfig
-from engine.weights.checkpoint import load_model
-from redraft.generate import main as generate_main
 from engine.model.config import MODEL_PRESETS
-from training.corpus import read_paragraph_file
-from training.quantized_quality import format_report, measure
+from engine.weights.checkpoint import load_model
 from engine.weights.quantize import (
     FP8,
     LINEARS,
@@ -35,6 +32,9 @@ from engine.weights.quantize import (
     to_nf4,
     weight_bytes,
 )
+from redraft.generate import main as generate_main
+from training.corpus import read_paragraph_file
+from training.quantized_quality import format_report, measure
 from worker.config import WorkerConfig
 
 FIXTURE = Path(__file__).parents[2] / "training" / "fixtures" / "python_docs_held_out.txt"
