@@ -14,7 +14,7 @@ import time
 
 import redis
 
-GROUP = "workers"
+from jobs import protocol
 
 
 class ScriptedJob:
@@ -26,14 +26,14 @@ class ScriptedJob:
         self.reply_key = fields[b"reply"].decode()
 
     def _event(self, event: str, data: dict) -> None:
-        self.engine.client.xadd(self.reply_key, {"event": event, "attempt": 1, "data": json.dumps(data)})
+        self.engine.client.xadd(self.reply_key, protocol.reply_entry(event, 1, data))
 
     def progress(self, step: int, max_steps: int, tokens: list, canvas_index: int = 0, text: str | None = None,
                  num_canvases: int = 1) -> None:
         """One denoising step's snapshot as engine/runtime/redrafts.py makes it: `tokens` is [[piece, confidence], ...]
         (earlier canvases' text as one piece first), `progress` counts steps over all canvases."""
         written = text if text is not None else "".join(piece for piece, _ in tokens)
-        self._event("progress", {
+        self._event(protocol.EVENT_PROGRESS, {
             "step": step, "max_steps": max_steps, "canvas_index": canvas_index, "num_canvases": num_canvases,
             "progress": {"step": canvas_index * max_steps + step, "max_steps": num_canvases * max_steps},
             "text": written, "tokens": tokens, "stopped": False, "finished": False,
@@ -41,13 +41,13 @@ class ScriptedJob:
 
     def finish(self, text: str, steps: int = 12) -> None:
         """The outcome, and the job leaves the group's pending list, as a worker does."""
-        self._event("outcome", {"status": "done", "text": text, "steps": [steps], "tokens": len(text.split()),
+        self._event(protocol.EVENT_OUTCOME, {"status": "done", "text": text, "steps": [steps], "tokens": len(text.split()),
                                 "timings": {}})
-        self.engine.client.xack(self.engine.jobs_key, GROUP, self.entry_id)
+        self.engine.client.xack(self.engine.jobs_key, protocol.GROUP, self.entry_id)
 
     def fail(self, detail: str) -> None:
-        self._event("failed", {"detail": detail})
-        self.engine.client.xack(self.engine.jobs_key, GROUP, self.entry_id)
+        self._event(protocol.EVENT_FAILED, {"detail": detail})
+        self.engine.client.xack(self.engine.jobs_key, protocol.GROUP, self.entry_id)
 
 
 class ScriptedEngine:
@@ -57,11 +57,12 @@ class ScriptedEngine:
         self.client = redis.Redis.from_url(redis_url)
         self.name = name
         self.tasks = tasks
-        self.jobs_key = f"{prefix}:engine:jobs"
-        self.workers_key = f"{prefix}:engine:workers"
-        self.liveness_key = f"{prefix}:engine:worker:{name}"
+        self.prefix = prefix
+        self.jobs_key = protocol.jobs_key(prefix)
+        self.workers_key = protocol.workers_key(prefix)
+        self.liveness_key = protocol.liveness_key(prefix, name)
         try:
-            self.client.xgroup_create(self.jobs_key, GROUP, id="0", mkstream=True)
+            self.client.xgroup_create(self.jobs_key, protocol.GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -88,15 +89,14 @@ class ScriptedEngine:
     def next_job(self, timeout: float = 10.0) -> ScriptedJob:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            reply = self.client.xreadgroup(GROUP, self.name, {self.jobs_key: ">"}, count=1, block=200)
+            reply = self.client.xreadgroup(protocol.GROUP, self.name, {self.jobs_key: ">"}, count=1, block=200)
             for _key, entries in reply or []:
                 for entry_id, fields in entries:
                     return ScriptedJob(self, entry_id.decode(), fields)
         raise AssertionError(f"no redraft job reached the scripted engine within {timeout} s")
 
     def is_cancelled(self, job: ScriptedJob) -> bool:
-        prefix = self.jobs_key.rsplit(":engine:", 1)[0]
-        return bool(self.client.exists(f"{prefix}:engine:cancel:{job.id}"))
+        return bool(self.client.exists(protocol.cancel_key(self.prefix, job.id)))
 
     def close(self) -> None:
         self._stop.set()
