@@ -90,7 +90,6 @@ def test_at_phone_width_panels_open_on_screen_and_buttons_are_touch_targets(star
     show_ai(page, [suggestion_entry(page, 0, len(text), "Alpha and beta, a sentence that wraps.",
                                     {"name": page.locator("#you-button .you-name").inner_text(), "color": "#00707f"})])
     page.evaluate("() => window.redraft.board.mine.set('s1', { body: {}, status: 'suggested' })")  # ours: Retry shows
-    page.evaluate("() => window.redraft.board.signature = ''")
     show_ai(page, [suggestion_entry(page, 0, len(text), "Alpha and beta, a sentence that wraps.", {"name": "Me", "color": "#00707f"})])
     for name in ("Accept", "Reject", "Retry"):
         box = page.locator(".cm-redraft-suggestion").get_by_role("button", name=name).bounding_box()
