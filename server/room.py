@@ -365,13 +365,17 @@ class Room:
 
     # --- changes made by the server itself (redrafts) -----------------------------------------
 
+    def require_fit(self, growth: int, update: bytes | None = None) -> None:
+        """`fits`, for a change the server makes: raises TooLarge when it does not. The limit is on the stored
+        document, as for a client's update (the log, which compaction folds away, does not count)."""
+        if not self.fits(growth, update):
+            raise TooLarge(self.max_doc_bytes)
+
     def apply_server_update(self, update: bytes, transaction_origin: str, author: Author, origin: Origin) -> None:
         """Applies an update the server made elsewhere (a redraft's merge, made on its fork) in one transaction
         under `transaction_origin`, within max_doc_bytes (else TooLarge, nothing applied), then stores and
         broadcasts it like a client's (`local_change`)."""
-        # the limit is on the stored document (the log, which compaction folds away, does not count)
-        if not self.fits(len(update), update):
-            raise TooLarge(self.max_doc_bytes)
+        self.require_fit(len(update), update)
 
         def apply() -> None:
             with self.doc.transaction(origin=transaction_origin):
@@ -385,9 +389,7 @@ class Room:
         """Makes `edits` (start, end, replacement: code points of `value`, the text now, ascending) in one
         transaction under `transaction_origin`, within max_doc_bytes (else TooLarge, nothing applied), then
         stores and broadcasts them like a client's (`local_change`). An undo or redo of a redraft."""
-        growth = sum(len(text.encode()) for _, _, text in edits)
-        if not self.fits(growth):  # the stored document's size, as for a client's update
-            raise TooLarge(self.max_doc_bytes)
+        self.require_fit(sum(len(text.encode()) for _, _, text in edits))
 
         def apply() -> None:
             # pycrdt 0.14 indexes Text edits by UTF-8 bytes

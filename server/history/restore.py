@@ -18,6 +18,7 @@ import secrets
 from ..redrafts import attribution, merge
 from ..redrafts.record import DONE, RESTORE, RUNNING, Redraft
 from ..redrafts.request import RedraftError
+from ..room import TooLarge
 from . import reading
 
 MAX_BODY_BYTES = 4096
@@ -61,8 +62,10 @@ async def restore(services, doc: str, version_id: int, grant, body: dict, reques
             update = await asyncio.to_thread(merge.merge_update, fork, target, client_id=client_id)
         except ValueError as exc:
             raise RedraftError(422, "unrestorable", f"version {version_id} cannot be restored: {exc}") from exc
-        if not room.fits(len(update), update):  # the stored document's size, as for a client's update
-            raise RedraftError(413, "doc_too_large", f"the document would exceed {room.max_doc_bytes} bytes")
+        try:  # refused before it becomes a record: a restore too large for the document is a 413, not a failure
+            room.require_fit(len(update), update)
+        except TooLarge as exc:
+            raise RedraftError(413, "doc_too_large", str(exc)) from None
         redraft = Redraft(
             id=secrets.token_urlsafe(9),
             doc=doc,

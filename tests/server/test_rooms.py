@@ -8,10 +8,12 @@ from pycrdt import Doc, Text
 
 from server.auth import OPEN_GRANT
 from server.fanout import NullFanout
+from server.history.entry import SERVER_AUTHOR, TYPING
 from server.metrics import Metrics
 from server.peer import Peer
 from server.protocol import SYNC_STEP1, SYNC_UPDATE, decode_message, encode_sync
 from server.ratelimit import TokenBucket
+from server.room import TooLarge
 from server.rooms import RoomManager
 from server.stores.sqlite import SqliteStore
 
@@ -49,10 +51,10 @@ def typed(text_value: str) -> bytes:
     return doc.get_update()
 
 
-async def manager(tmp_path, grace_s=0.2):
+async def manager(tmp_path, grace_s=0.2, max_doc_bytes=1 << 20):
     store = CountingStore(tmp_path / "rooms.sqlite3")
     await store.start()
-    return RoomManager(store, NullFanout(), Metrics(), 1 << 20, 1 << 20, grace_s, max_pending_bytes=1 << 20), store
+    return RoomManager(store, NullFanout(), Metrics(), max_doc_bytes, 1 << 20, grace_s, max_pending_bytes=1 << 20), store
 
 
 @pytest.mark.anyio
@@ -243,5 +245,26 @@ async def test_joiners_with_nothing_share_one_encoding_of_the_document_until_it_
         doc = Doc()
         doc.apply_update(decode_message(received[1]).payload)
         assert "and more" in str(doc.get("content", type=Text)) and "shared" in str(doc.get("content", type=Text))
+    await rooms.close()
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_change_the_server_makes_past_the_limit_is_refused_whole(tmp_path):
+    rooms, store = await manager(tmp_path, max_doc_bytes=2000)
+    room = await rooms.acquire("limited")
+    with anyio.fail_after(5):
+        room.apply_server_update(typed("x" * 1000), "redraft:r1", SERVER_AUTHOR, TYPING)
+        room.require_fit(900)
+        with pytest.raises(TooLarge, match="^the document would exceed 2000 bytes$"):
+            room.require_fit(1100)
+        with pytest.raises(TooLarge, match="^the document would exceed 2000 bytes$"):
+            room.apply_server_update(typed("y" * 1500), "redraft:r2", SERVER_AUTHOR, TYPING)
+        with pytest.raises(TooLarge, match="^the document would exceed 2000 bytes$"):
+            room.replace_text(room.read_text(), [(0, 0, "z" * 1500)], "redraft:r3:undo", SERVER_AUTHOR, TYPING)
+        assert room.read_text() == "x" * 1000  # neither refused change left anything behind
+        room.replace_text(room.read_text(), [(0, 1000, "")], "redraft:r1:undo", SERVER_AUTHOR, TYPING)
+        assert room.read_text() == ""  # a change that does not grow the document always goes in
+    rooms.release(room)
     await rooms.close()
     await store.close()
