@@ -3,49 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import logging
-import re
 import sys
 from pathlib import Path
 
 from redraft import generate, train
 from redraft import worker as worker_command
 from redraft.flags import env_name, env_value
+from redraft.logs import RedactTokens, start_logging, uvicorn_log_config
 from server.auth import ROLES, mint_engine_token, mint_token
 from server.config import ServerConfig
 
 log = logging.getLogger("redraft")
-TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
-
-
-class RedactTokens(logging.Filter):
-    """Writes `?token=...` as `?token=REDACTED` in every log line: uvicorn's access log (and its websocket
-    lines) record the whole query, and a share token there is a working link for whoever reads the logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_redact(arg) for arg in record.args)
-        record.msg = _redact(record.msg)
-        return True
-
-
-def _redact(value):
-    return TOKEN_IN_QUERY.sub(r"\1REDACTED", value) if isinstance(value, str) else value
-
-
-def _log_config() -> dict:
-    """uvicorn's logging configuration with the token filter on each of its handlers."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"redact_tokens": {"()": RedactTokens}}
-    for handler in config["handlers"].values():
-        handler.setdefault("filters", []).append("redact_tokens")
-    return config
-
-
 def _add(parser: argparse.ArgumentParser, flag: str, default=None, **kwargs) -> None:
     help_text = kwargs.pop("help", "")
     parser.add_argument(
@@ -210,9 +180,7 @@ def serve(args: argparse.Namespace, websockets=None) -> int:
     except ValueError as exc:
         print(f"redraft serve: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactTokens())
+    start_logging(args.log_level, RedactTokens())
     if config.engine == "openai":
         from engine.api import PASSWORD_ON_COMMAND_LINE, password_on_command_line  # torch-free; the worker says it too
 
@@ -227,7 +195,7 @@ def serve(args: argparse.Namespace, websockets=None) -> int:
     log.info("editor at http://%s:%d/", config.host, config.port)
     app = create_app(config, engine_loader(config))
     uvicorn.run(app, **websocket_options(config, websockets), host=config.host, port=config.port,
-                log_level=args.log_level, log_config=_log_config(), lifespan="on")
+                log_level=args.log_level, log_config=uvicorn_log_config(), lifespan="on")
     return 0
 
 

@@ -21,6 +21,7 @@ from engine.remote.config import (
     read_api_key,
 )
 from redraft.flags import env_name, env_value
+from redraft.logs import start_logging
 from worker.config import WorkerConfig
 
 log = logging.getLogger("redraft.worker")
@@ -111,7 +112,7 @@ def run_worker(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"redraft worker: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start_logging(args.log_level)
     if config.remote is not None and password_on_command_line(args.engine_url):
         log.warning(PASSWORD_ON_COMMAND_LINE)
     from worker.run import run_worker as serve_jobs  # redis, and torch for --engine local
