@@ -91,6 +91,8 @@ def test_at_phone_width_panels_open_on_screen_and_buttons_are_touch_targets(star
                                     {"name": page.locator("#you-button .you-name").inner_text(), "color": "#00707f"})])
     page.evaluate("() => window.redraft.board.mine.set('s1', { body: {}, status: 'suggested' })")  # ours: Retry shows
     show_ai(page, [suggestion_entry(page, 0, len(text), "Alpha and beta, a sentence that wraps.", {"name": "Me", "color": "#00707f"})])
+    # The board redraws on the next animation frame: wait for the button only ours gets before measuring.
+    expect(page.locator(".cm-redraft-suggestion").get_by_role("button", name="Retry")).to_be_visible()
     for name in ("Accept", "Reject", "Retry"):
         box = page.locator(".cm-redraft-suggestion").get_by_role("button", name=name).bounding_box()
         assert box["height"] >= 44 and box["width"] >= 44, (name, box)
