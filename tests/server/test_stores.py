@@ -127,3 +127,35 @@ async def test_sqlite_commits_concurrent_appends_of_many_documents_together_and_
         assert (await store.load("bad")).updates == []
     finally:
         await store.close()
+
+
+async def _fill(store, docs: int, appends: int, size: int) -> None:
+    payload = bytes(size)  # what sqlite stores, not a CRDT update: these appends are never loaded
+    for i in range(appends):
+        await asyncio.gather(*(store.append(f"doc-{d}", [payload + bytes([i % 256, d])]) for d in range(docs)))
+
+
+@pytest.mark.anyio
+async def test_sqlite_commits_never_checkpoint_the_wal_the_checkpointer_does(tmp_path, monkeypatch):
+    """SQLite's own checkpoint runs inside the commit that fills 1,000 pages (a 5 ms append every 0.2 s of a
+    busy room): here no commit copies the WAL into the database, and the checkpointer's thread does."""
+    from server.stores import sqlite
+
+    path = tmp_path / "wal.sqlite3"
+    store = sqlite.SqliteStore(path)
+    asked = []
+    monkeypatch.setattr(store, "_checkpoint_soon", lambda: asked.append(1))  # no checkpointer
+    await store.start()
+    try:
+        await _fill(store, docs=4, appends=200, size=8_000)  # 6.4 MB, some 1,600 pages: past SQLite's 1,000
+        assert asked
+        assert path.stat().st_size < 1 << 20  # every page is still in the WAL: no commit checkpointed
+        monkeypatch.undo()
+        monkeypatch.setattr(sqlite, "WAL_CHECKPOINT_EVERY_S", 0.0)
+        await store.append("doc-0", [b"one more"])  # asks the checkpointer
+        await asyncio.get_running_loop().run_in_executor(store._checkpointer, lambda: None)  # it has run
+        assert path.stat().st_size > 6_000_000  # the WAL went into the database
+        assert len((await store.load("doc-3")).updates) == 200
+    finally:
+        await store.close()
+    assert not path.with_name(path.name + "-wal").exists()  # the last connection closed checkpointed the rest
