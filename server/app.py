@@ -4,6 +4,7 @@ the /v1 engine API."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 
 from starlette.applications import Starlette
@@ -73,6 +74,10 @@ def create_app(config: ServerConfig, engine_loader: EngineLoader | None = None) 
         services = Services.build(config, engine_loader)
         await services.start()
         app.state.services = services
+        # What the start made (modules, the app, an engine's model) lives as long as the process: the collector
+        # need never look at it again. Each full collection walked all of it, a 30 ms stall of every room once
+        # in a while (issue 21); now it walks what was made since.
+        gc.freeze()
         try:
             yield
         finally:
