@@ -88,6 +88,26 @@ async def test_append_records_entries_with_their_metadata_and_pages_them(make_st
 
 
 @pytest.mark.anyio
+async def test_sqlite_records_a_batch_of_entries_in_statements_of_a_bounded_size_and_in_order(tmp_path, monkeypatch):
+    from server.stores import sqlite
+
+    monkeypatch.setattr(sqlite, "HISTORY_ROWS_PER_INSERT", 2)  # 5 entries: three statements
+    store = SqliteStore(tmp_path / "rows.sqlite3")
+    await store.start()
+    try:
+        u = typed("a", "b", "c", "d", "e", "f")
+        await store.append("doc", [u[0]], history=[draft(u[0], ADA, T0)])
+        five = [draft(update, BOB if i % 2 else ADA, T0 + i) for i, update in enumerate(u[1:], 1)]
+        await store.append("doc", [merge_updates(*u[1:])], history=five)
+        entries = await store.history("doc")
+        assert [(e.seq, e.update, e.author, e.at) for e in entries] == [
+            (i + 1, update, BOB if i % 2 else ADA, T0 + i) for i, update in enumerate(u)
+        ]
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
 async def test_compaction_never_touches_history_and_it_survives_a_reopen(make_store):
     store = await make_store()
     u = typed("one ", "two ", "three")
