@@ -185,8 +185,8 @@ class SqliteStore:
                         outcomes += self._transaction([one])
                     except Exception as one_exc:
                         outcomes.append((one[-1], None, one_exc))
+        self._checkpoint_soon()  # asked before the appenders hear back: an append that returned has asked
         loop.call_soon_threadsafe(_settle, outcomes)
-        self._checkpoint_soon()
 
     def _transaction(self, batch: list) -> list:
         """Appends `batch` in one transaction: all of it, or (raising) none of it."""
