@@ -76,7 +76,9 @@ def create_app(config: ServerConfig, engine_loader: EngineLoader | None = None) 
         app.state.services = services
         # What the start made (modules, the app, an engine's model) lives as long as the process: the collector
         # need never look at it again. Each full collection walked all of it, a 30 ms stall of every room once
-        # in a while (issue 21); now it walks what was made since.
+        # in a while (issue 21); now it walks what was made since. The start's garbage goes first, or it
+        # would be kept for good.
+        gc.collect()
         gc.freeze()
         try:
             yield
