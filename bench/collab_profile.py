@@ -87,21 +87,26 @@ def library_shares(report: str) -> dict[str, float]:
 
 
 async def profile(pid: int, seconds: int, folder: Path) -> tuple[dict, dict]:
+    """Both profilers on `pid` for `seconds`; raises with a profiler's own words when one fails (without ptrace
+    rights py-spy writes nothing, and every share would read 0 %)."""
     perf_data, spy_raw = folder / "perf.data", folder / "py-spy.txt"
     perf = await asyncio.create_subprocess_exec(
         tool("perf"), "record", "-F", "1999", "-p", str(pid), "-o", str(perf_data), "--", "sleep", str(seconds),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     spy = await asyncio.create_subprocess_exec(
         tool("py-spy"), "record", "--gil", "--nonblocking", "-r", "500", "-d", str(seconds), "-p", str(pid),
-        "-f", "raw", "-o", str(spy_raw), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        "-f", "raw", "-o", str(spy_raw), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    await asyncio.gather(perf.wait(), spy.wait())
+    for name, process, (_, stderr) in zip(("perf", "py-spy"), (perf, spy),
+                                          await asyncio.gather(perf.communicate(), spy.communicate())):  # fmt: skip
+        if process.returncode != 0:
+            raise RuntimeError(f"{name} failed ({process.returncode}): {stderr.decode(errors='replace')[-500:]}")
     report = subprocess.run(
         [tool("perf"), "report", "-i", str(perf_data), "--sort", "dso", "--stdio", "-g", "none"],
-        capture_output=True, text=True,
-    ).stdout
-    return library_shares(report), python_parts(spy_raw.read_text() if spy_raw.exists() else "")
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return library_shares(report), python_parts(spy_raw.read_text())
 
 
 async def run(args) -> dict:
