@@ -16,6 +16,8 @@ from server.auth import ROLES, mint_engine_token, mint_token
 from server.config import ServerConfig
 
 log = logging.getLogger("redraft")
+
+
 def _add(parser: argparse.ArgumentParser, flag: str, default=None, **kwargs) -> None:
     help_text = kwargs.pop("help", "")
     parser.add_argument(
