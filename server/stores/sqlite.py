@@ -152,7 +152,7 @@ class SqliteStore:
 
     async def append(self, doc: str, updates: list[bytes], history: Sequence[HistoryEntry] = ()) -> str:
         """Appends in the next group commit: every append waiting when the writer gets to it (from any number of
-        documents) goes into one transaction, each in a savepoint of its own, so one that fails fails alone."""
+        documents) goes into one transaction; one that fails fails alone (see _commit_appends)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._appends.append((doc, updates, history, future))
