@@ -9,7 +9,9 @@ The WAL is copied back into the database (a checkpoint, with its fsyncs) by a th
 of its own, never by a commit: SQLite's automatic checkpoint runs inside the commit
 that fills 1,000 pages, and at 500 edits/s in one room that was every 0.2 s a 5 ms
 append, which every keystroke arriving meanwhile waited for (issue 21: the room's
-p99). Each commit is also as few statements as the batch allows, because each is a
+p99). Once the WAL is past WAL_RESTART_PAGES the writer makes it start over, as
+the automatic checkpoint did, right after a passive checkpoint has copied nearly all
+of it. Each commit is also as few statements as the batch allows, because each is a
 release and a re-take of the GIL that the busy event loop holds.
 """
 
@@ -30,7 +32,15 @@ from .base import StoredDoc
 log = logging.getLogger(__name__)
 
 HISTORY_ROWS_PER_INSERT = 500  # SQLite binds at most 32,766 values a statement
-WAL_CHECKPOINT_EVERY_S = 0.5  # after a write, at most this often: the WAL stays a few MB at the highest rates
+WAL_CHECKPOINT_EVERY_S = 0.5  # after a write, at most this often
+# Past this many pages (16 MiB at SQLite's 4 KiB) the WAL is made to start over. A passive checkpoint copies
+# frames while the writer goes on adding more, so under steady writes it never catches up, and SQLite starts
+# the WAL over only after one that did: 90 appends of 900 KB left a 245 MB WAL beside an 84 MB database.
+WAL_RESTART_PAGES = 4096
+# How long a restart waits for readers to leave the WAL (every write waits with it); a restart that gives up
+# is tried again after the next passive checkpoint.
+WAL_RESTART_WAIT_MS = 20
+BUSY_TIMEOUT_MS = 5000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS updates (
@@ -81,13 +91,16 @@ class SqliteStore:
         self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-checkpointer")
         self._checkpointer_conn: sqlite3.Connection | None = None
         self._checkpointed_at = float("-inf")  # the writer thread's: when it last asked for a checkpoint
+        self._is_restart_due = False  # set by the checkpointer, done by the writer thread
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, not a commit's
+        # A WAL that started over is cut back to this size: a burst of large appends leaves no large file.
+        conn.execute(f"PRAGMA journal_size_limit={WAL_RESTART_PAGES * 4096}")
         return conn
 
     async def _write(self, fn, *args):
@@ -96,6 +109,7 @@ class SqliteStore:
                 return fn(*args)
             finally:
                 self._checkpoint_soon()
+                self._restart_wal_if_due()
 
         return await asyncio.get_running_loop().run_in_executor(self._writer, run)
 
@@ -111,9 +125,28 @@ class SqliteStore:
         try:
             if self._checkpointer_conn is None:
                 self._checkpointer_conn = self._connect()
-            self._checkpointer_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            _, wal_pages, _ = self._checkpointer_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if wal_pages >= WAL_RESTART_PAGES:
+                self._is_restart_due = True
         except sqlite3.Error as exc:  # the WAL only grows until the next one succeeds
             log.warning("checkpointing the SQLite WAL failed: %s", exc)
+
+    def _restart_wal_if_due(self) -> None:
+        """On the writer thread, after a write, when the last passive checkpoint found the WAL too long. The
+        writer restarts it itself: as the only connection that writes, it finds the write lock free, so no
+        commit waits for a lock handed between threads; and right after the passive checkpoint only the last
+        few commits are left to copy."""
+        if not self._is_restart_due:
+            return
+        self._is_restart_due = False
+        conn = self._conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")  # a long read holds up no write for long
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("restarting the SQLite WAL failed: %s", exc)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     async def _read(self, fn, *args):
         def run():
@@ -187,6 +220,7 @@ class SqliteStore:
                         outcomes.append((one[-1], None, one_exc))
         self._checkpoint_soon()  # asked before the appenders hear back: an append that returned has asked
         loop.call_soon_threadsafe(_settle, outcomes)
+        self._restart_wal_if_due()  # after: the appenders need not wait for it
 
     def _transaction(self, batch: list) -> list:
         """Appends `batch` in one transaction: all of it, or (raising) none of it."""
