@@ -59,6 +59,10 @@ class ServerConfig:
         1 << 20, "bytes of updates a document keeps while they wait for changes they depend on (a client's "
         "keystroke that overtook its own offline edits); beyond it such updates are refused (4509; it resyncs)"
     )
+    max_unstored_bytes: int = _opt(
+        4 << 20, "bytes of a document's edits received but not yet stored; past it the server stops reading that "
+        "document's clients until the store has caught up (TCP holds the rest: nothing is refused or lost)"
+    )
     max_awareness_bytes: int = _opt(
         4096, "largest awareness state (name, colours, cursor: some 300 bytes) a client may announce; larger ones "
         "are dropped and counted, so a document holds at most this per connection"
@@ -161,6 +165,7 @@ class ServerConfig:
             "max_send_queue",
             "max_send_queue_bytes",
             "max_pending_bytes",
+            "max_unstored_bytes",
             "compact_min_bytes",
             "engine_max_batch",
             "engine_max_concurrency",

@@ -31,6 +31,10 @@ class Metrics:
             registry=r,
         )
         self.store_errors = Counter("redraft_store_errors", "Failed store appends", registry=r)
+        self.reads_paused = Counter(
+            "redraft_reads_paused", "Times a connection stopped being read while its document's store caught up",
+            registry=r,
+        )
         self.pending_bytes = Gauge(
             "redraft_pending_bytes", "Bytes of updates held while they wait for changes they depend on", registry=r
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Callable
 
 from pycrdt import Doc, Text, merge_updates
 
@@ -60,6 +61,7 @@ TEXT_NAME = "content"
 EMPTY_UPDATE = b"\x00\x00"
 EMPTY_STATE_VECTOR = b"\x00"  # a client that has nothing yet
 READ_ONLY_REFUSAL = "read-only: this link can view the document but not change it"
+DEFAULT_MAX_UNSTORED_BYTES = 4 << 20
 
 
 class TooLarge(Exception):
@@ -81,6 +83,7 @@ class Room:
         max_pending_bytes: int,
         max_awareness_bytes: int = DEFAULT_MAX_STATE_BYTES,
         history: HistoryPolicy = HISTORY_OFF,
+        max_unstored_bytes: int = DEFAULT_MAX_UNSTORED_BYTES,
     ):
         self.name = name
         self.store = store
@@ -110,6 +113,11 @@ class Room:
         self.recorder = HistoryRecorder(store, name, history) if history.is_on else None
         self._outbox: list[tuple[bytes, Peer | None, Change | None]] = []
         self._flusher: asyncio.Task | None = None
+        # Integrated but not yet stored: the outbox and the batch being appended. Past max_unstored_bytes the
+        # room's clients stop being read (`is_backlogged`, `when_drained`) until the store catches up.
+        self.max_unstored_bytes = max_unstored_bytes
+        self.unstored_bytes = 0
+        self._drain_waiters: list[Callable[[], None]] = []
         self.cursor = ""  # log position of this room's last append
         self.snapshot_bytes = 0  # size of the stored snapshot
         self.log_bytes = 0  # bytes appended on top of it
@@ -423,8 +431,23 @@ class Room:
 
     # --- the write path ----------------------------------------------------------------
 
+    @property
+    def is_backlogged(self) -> bool:
+        """More is waiting to be stored than max_unstored_bytes: whoever sent it should stop sending."""
+        return self.unstored_bytes > self.max_unstored_bytes
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        """Calls `callback` once the unstored backlog is down to half of max_unstored_bytes.
+
+        Updates are acknowledged to no one, so a client can send them faster than the store writes them,
+        and every one waits in memory until it is stored: one client sending 900 KB updates at the message
+        rate allowed took the server past 1.2 GB in 12 s. A connection that finds the room backlogged stops
+        being read until then; TCP holds the rest on the client's side, and nothing is refused or lost."""
+        self._drain_waiters.append(callback)
+
     def _enqueue(self, update: bytes, origin: Peer | None, change: Change | None) -> None:
         self._outbox.append((update, origin, change))
+        self.unstored_bytes += len(update)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
@@ -458,6 +481,11 @@ class Room:
             retry_s = 0.05
             self.metrics.store_append(time.perf_counter() - started)
             del self._outbox[: len(batch)]
+            self.unstored_bytes -= sum(len(u) for u, _, _ in batch)
+            if self._drain_waiters and self.unstored_bytes <= self.max_unstored_bytes // 2:
+                waiters, self._drain_waiters = self._drain_waiters, []
+                for resume in waiters:
+                    resume()
             # With several originators each gets its own edits back inside the merge, which Yjs ignores.
             self._broadcast(update, origins.pop() if len(origins) == 1 else None)
             self.log_bytes += len(update)

@@ -18,7 +18,7 @@ from .awareness_trust import DEFAULT_MAX_STATE_BYTES
 from .fanout import Fanout
 from .history.recorder import HISTORY_OFF, HistoryPolicy
 from .metrics import Metrics
-from .room import Room
+from .room import DEFAULT_MAX_UNSTORED_BYTES, Room
 from .stores.base import Store
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class RoomManager:
         max_pending_bytes: int,
         max_awareness_bytes: int = DEFAULT_MAX_STATE_BYTES,
         history: HistoryPolicy = HISTORY_OFF,
+        max_unstored_bytes: int = DEFAULT_MAX_UNSTORED_BYTES,
     ):
         self.store = store
         self.fanout = fanout
@@ -59,6 +60,7 @@ class RoomManager:
         self.max_pending_bytes = max_pending_bytes
         self.max_awareness_bytes = max_awareness_bytes
         self.history = history
+        self.max_unstored_bytes = max_unstored_bytes
         self.rooms: dict[str, Room] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._unload_timers: dict[str, asyncio.TimerHandle] = {}
@@ -85,6 +87,7 @@ class RoomManager:
                         self.max_pending_bytes,
                         self.max_awareness_bytes,
                         self.history,
+                        self.max_unstored_bytes,
                     )
                     await room.load()
                     self.rooms[name] = room

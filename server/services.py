@@ -57,6 +57,7 @@ class Services:
             compact_min_bytes=config.compact_min_bytes,
             grace_s=config.room_grace_s,
             max_pending_bytes=config.max_pending_bytes,
+            max_unstored_bytes=config.max_unstored_bytes,
             max_awareness_bytes=config.max_awareness_bytes,
             history=HistoryPolicy.from_config(config, instance_id),
         )

@@ -78,18 +78,44 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     client = Client(services, room, grant, address)
     link: Link | None = websocket.scope.get("extensions", {}).get(LINK)
     if link is not None:  # under `redraft serve`: the connection goes on without this task (ws_link)
-        client.open(link.send, link.close, link.write)
+        client.open(link.send, link.close, link.write, link.pause_reading, link.resume_reading)
         link.take_over(client.on_message, client.on_closed)
         return
-    client.open(websocket.send_bytes, lambda code, reason: websocket.close(code, reason), None)
+    reading = asyncio.Event()
+    reading.set()
+    client.open(websocket.send_bytes, lambda code, reason: websocket.close(code, reason), None,
+                reading.clear, reading.set)
+    try:
+        await relay(websocket, client, reading)
+    finally:
+        await client.closed()
+
+
+async def relay(websocket: WebSocket, client: "Client", reading: asyncio.Event) -> None:
+    """Plain ASGI: hands each message to the client until the client goes. While `reading` is clear (the room
+    is backlogged: Room.when_drained) it waits, still hearing a client that leaves; one more message may
+    arrive meanwhile and waits with it (the ASGI server reads no further until it is received), and a
+    goodbye behind that one is heard once reading resumes."""
+    receiving: asyncio.Future | None = None
+    resumed: asyncio.Future | None = None
     try:
         while True:
-            message = await websocket.receive()
+            message = await (receiving or websocket.receive())
+            receiving = None
             if message["type"] == "websocket.disconnect":
                 return
             client.on_message(message_data(message))
+            if not reading.is_set():
+                receiving = asyncio.ensure_future(websocket.receive())
+                resumed = asyncio.ensure_future(reading.wait())
+                await asyncio.wait((receiving, resumed), return_when=asyncio.FIRST_COMPLETED)
+                if receiving.done() and receiving.result()["type"] == "websocket.disconnect":
+                    return
+                await resumed
     finally:
-        await client.closed()
+        for future in (receiving, resumed):
+            if future is not None:
+                future.cancel()
 
 
 class Client:
@@ -104,10 +130,13 @@ class Client:
         self.peer: Peer | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._is_closed = False
+        self._pause_reading = self._resume_reading = None
+        self._is_paused = False
 
-    def open(self, send, close, write_now) -> None:
+    def open(self, send, close, write_now, pause_reading, resume_reading) -> None:
         """Joins the room with a peer that sends through `send` (awaited), `write_now` (immediate, optional)
-        and closes through `close`."""
+        and closes through `close`; `pause_reading` and `resume_reading` stop and restart the messages."""
+        self._pause_reading, self._resume_reading = pause_reading, resume_reading
         services, config = self.services, self.services.config
         self.peer = peer = Peer(
             send=send,
@@ -138,7 +167,20 @@ class Client:
             room.metrics.refused("message_too_big")
             peer.close(CLOSE_TOO_LARGE, f"messages are limited to {max_message_bytes} bytes")
         elif peer.is_open:
+            unstored = room.unstored_bytes
             room.handle(peer, frame)
+            if room.unstored_bytes > unstored and room.is_backlogged and not self._is_paused:
+                # It added to a backlog the store has not caught up with (Room.when_drained): nothing more is
+                # read from it until the store has. Connections that add nothing (presence, a viewer) go on.
+                self._is_paused = True
+                room.metrics.reads_paused.inc()
+                self._pause_reading()
+                room.when_drained(self._resume)
+
+    def _resume(self) -> None:
+        self._is_paused = False
+        if not self._is_closed:
+            self._resume_reading()
 
     def on_closed(self) -> None:
         """The link's end of the connection: the rest of the goodbye is awaited in a task of its own."""

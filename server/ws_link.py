@@ -85,6 +85,15 @@ class Link:
         if not self.write(payload):
             raise ConnectionError("the websocket is closed")
 
+    def pause_reading(self) -> None:
+        """Reads no more from the client (TCP holds what it sends) until `resume_reading`."""
+        if self._protocol.is_open:
+            self._protocol.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._protocol.is_open:
+            self._protocol.transport.resume_reading()
+
     async def close(self, code: int, reason: str) -> None:
         """Sends a close frame (at once, whatever is buffered) and closes when the client answers, or after
         uvicorn's close timeout."""

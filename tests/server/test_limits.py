@@ -313,6 +313,45 @@ def test_refused_pending_updates_leave_no_memory_behind(tmp_path):
         server.stop()
 
 
+# --- a writer faster than the store: reading pauses ------------------------------------------------------
+
+@pytest.mark.parametrize("max_unstored", [None, 10**12])
+def test_a_client_that_writes_faster_than_the_store_is_read_no_faster(tmp_path, max_unstored):
+    """Updates are acknowledged to no one: one client sending 900 KB updates as fast as the rate limit allows
+    took the server past 1.2 GB in 12 s, every update waiting in memory for the store. With the document's
+    unstored backlog bounded (--max-unstored-bytes, 4 MiB), the server stops reading it while the store
+    catches up; every update still lands. (10**12: unbounded, as before.)"""
+    extra = ("--max-unstored-bytes", str(max_unstored)) if max_unstored else ()
+    server = ServerProcess(tmp_path, extra_args=extra, env=MEASURED_MALLOC).start()
+    try:
+        doc = Doc(client_id=(1 << 28) + 9)
+        text = doc.get("content", type=Text)
+        with open_raw(server.ws_url, "torrent", max_size=None) as sender:
+            roundtrip(sender)
+            before = vm_kib(server.proc.pid, "VmHWM")
+            for i in range(100):  # 180 MB, as fast as the server reads it
+                state = doc.get_state()
+                text.insert(0, chr(ord("a") + i % 26) * 900_000)
+                sender.send(update_frame(doc.get_update(state)))
+                state = doc.get_state()
+                del text[1:900_000]  # one letter of each stays: the order they all landed in
+                sender.send(update_frame(doc.get_update(state)))
+            roundtrip(sender)
+            peak_mib = (vm_kib(server.proc.pid, "VmHWM") - before) / 1024
+        assert server_text(server.ws_url, "torrent") == str(text)
+        paused = gauge(server, "redraft_reads_paused_total")
+    finally:
+        server.stop()
+    if max_unstored is None:
+        # Bounded: the peak rose 56 to 61 MiB over six runs (three with the other core busy), reading paused 20
+        # times. Unbounded: 267 to 372 MiB, and it grows with the number of updates sent.
+        assert paused > 0
+        assert peak_mib < 110, f"the peak RSS rose {peak_mib:.0f} MiB"
+    else:
+        assert paused == 0
+        assert peak_mib > 110, f"unbounded, the peak RSS rose only {peak_mib:.0f} MiB"
+
+
 # --- item 7: a slow reader's queue is bounded in bytes -----------------------------------------------------
 
 def test_a_client_that_never_reads_is_cut_off_by_bytes_and_memory_stays_bounded(tmp_path):
