@@ -13,14 +13,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import uvicorn
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
 
-from redraft.cli import websocket_options
-from server.app import create_app
 from server.config import ServerConfig
-from server.protocol import SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE, decode_message, encode_sync
+from server.protocol import SYNC_UPDATE, encode_sync
+from tests.support.inprocess import serving, text_of
 from tests.support.processes import free_port
 
 MAX_UNSTORED = 64 << 10
@@ -34,18 +32,9 @@ def anyio_backend():
 
 @pytest.fixture(params=["link", "asgi"])
 async def server(request, tmp_path):
-    port = free_port()
-    config = ServerConfig(port=port, data_dir=tmp_path, max_unstored_bytes=MAX_UNSTORED)
-    app = create_app(config)
-    options = websocket_options(config, None if request.param == "link" else "websockets-sansio")
-    runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning",
-                                           **options))
-    task = asyncio.create_task(runner.serve())
-    while not runner.started:
-        await asyncio.sleep(0.01)
-    yield app, f"ws://127.0.0.1:{port}/ws"
-    runner.should_exit = True
-    await task
+    config = ServerConfig(port=free_port(), data_dir=tmp_path, max_unstored_bytes=MAX_UNSTORED)
+    async with serving(config, None if request.param == "link" else "websockets-sansio") as (app, url):
+        yield app, url
 
 
 def gate_appends(app, monkeypatch) -> asyncio.Event:
@@ -61,25 +50,13 @@ def gate_appends(app, monkeypatch) -> asyncio.Event:
     return gate
 
 
-async def answer_to_step1(ws, timeout: float) -> str:
-    """Sends sync step 1 and returns the text of the server's step 2 (TimeoutError: no answer in time)."""
-    await ws.send(encode_sync(SYNC_STEP1, b"\x00"))
-    async with asyncio.timeout(timeout):
-        while True:
-            message = decode_message(await ws.recv())
-            if getattr(message, "kind", None) == SYNC_STEP2:
-                doc = Doc()
-                doc.apply_update(message.payload)
-                return str(doc.get("content", type=Text))
-
-
 @pytest.mark.anyio
 async def test_a_backlogged_document_stops_reading_its_clients_and_loses_nothing(server, monkeypatch):
     app, url = server
     services = app.state.services
     async with connect(f"{url}/flood", max_size=None) as sender, connect(f"{url}/flood", max_size=None) as other:
-        assert await answer_to_step1(sender, 5) == ""
-        assert await answer_to_step1(other, 5) == ""
+        assert await text_of(sender, 5) == ""
+        assert await text_of(other, 5) == ""
         room = services.rooms.loaded("flood")
         gate = gate_appends(app, monkeypatch)
         try:
@@ -87,7 +64,7 @@ async def test_a_backlogged_document_stops_reading_its_clients_and_loses_nothing
         finally:
             gate.set()  # a failure above must not leave connections paused: the server would not stop
     async with connect(f"{url}/flood", max_size=None) as late:  # stored, not only in the replica
-        assert await answer_to_step1(late, 5) == expected
+        assert await text_of(late, 5) == expected
     assert (await services.store.load("flood")).size_bytes >= len(expected)
 
 
@@ -106,19 +83,19 @@ async def flood_behind_the_gate(services, room, sender, other, gate) -> str:
     assert room.is_backlogged and services.metrics.reads_paused._value.get() == 1
     # The sender is not read while the store is behind: its step 1 waits unanswered, on its side of TCP.
     with pytest.raises(TimeoutError):
-        await answer_to_step1(sender, 0.5)
+        await text_of(sender, 0.5)
     # A connection that adds nothing to the backlog is still read (a viewer, presence, a sync). What it gets
     # is what the room took before it stopped reading the sender (how much of the rest was read by then
     # depends on how TCP cut the stream): past the limit, and not all of it.
     expected = "".join(chr(ord("a") + i % 26) * chunk for i in range(UPDATES))
-    taken = await answer_to_step1(other, 5)
+    taken = await text_of(other, 5)
     assert MAX_UNSTORED < len(taken) < len(expected) and expected.startswith(taken)
     assert room.unstored_bytes > len(taken)  # every update the room took waits in memory: none was refused
     assert services.metrics.reads_paused._value.get() == 1
 
     gate.set()  # the store catches up: reading resumes, and the step 1 sent meanwhile is answered
-    assert await answer_to_step1(sender, 5) == expected
-    assert await answer_to_step1(other, 5) == expected
+    assert await text_of(sender, 5) == expected
+    assert await text_of(other, 5) == expected
     for _ in range(250):  # the last append may still be on its way: answers come from the replica
         if room.unstored_bytes == 0:
             break

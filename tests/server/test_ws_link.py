@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import uvicorn
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
 
-from redraft.cli import websocket_options
-from server.app import create_app
 from server.config import ServerConfig
 from server.protocol import SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE, decode_message, encode_sync
+from tests.support.inprocess import serving, text_of
 from tests.support.processes import free_port
 
 
@@ -27,18 +25,8 @@ def anyio_backend():
 
 @pytest.fixture
 async def server(tmp_path):
-    port = free_port()
-    config = ServerConfig(port=port, data_dir=tmp_path)
-    app = create_app(config)
-    options = websocket_options(config)  # as `redraft serve` runs it
-    runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning",
-                                           **options))
-    task = asyncio.create_task(runner.serve())
-    while not runner.started:
-        await asyncio.sleep(0.01)
-    yield app, f"ws://127.0.0.1:{port}/ws"
-    runner.should_exit = True
-    await task
+    async with serving(ServerConfig(port=free_port(), data_dir=tmp_path)) as (app, url):
+        yield app, url
 
 
 def server_tasks() -> list[asyncio.Task]:
@@ -50,17 +38,6 @@ def typed(value: str) -> bytes:
     doc = Doc()
     doc.get("content", type=Text).insert(0, value)
     return doc.get_update()
-
-
-async def text_of(ws) -> str:
-    """Syncs a fresh replica from the server's answer to an empty sync step 1."""
-    await ws.send(encode_sync(SYNC_STEP1, b"\x00"))
-    while True:
-        message = decode_message(await ws.recv())
-        if getattr(message, "kind", None) == SYNC_STEP2:
-            doc = Doc()
-            doc.apply_update(message.payload)
-            return str(doc.get("content", type=Text))
 
 
 @pytest.mark.anyio
