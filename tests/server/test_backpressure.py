@@ -50,6 +50,13 @@ def gate_appends(app, monkeypatch) -> asyncio.Event:
     return gate
 
 
+async def within(seconds: float, predicate) -> None:
+    """Returns once `predicate()` holds or `seconds` have passed; the caller asserts what it needs."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not predicate() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.anyio
 async def test_a_backlogged_document_stops_reading_its_clients_and_loses_nothing(server, monkeypatch):
     app, url = server
@@ -76,10 +83,7 @@ async def flood_behind_the_gate(services, room, sender, other, gate) -> str:
         state = doc.get_state()
         text.insert(len(text), chr(ord("a") + i % 26) * chunk)
         await sender.send(encode_sync(SYNC_UPDATE, doc.get_update(state)))
-    for _ in range(250):
-        if room.is_backlogged:
-            break
-        await asyncio.sleep(0.02)
+    await within(5, lambda: room.is_backlogged)
     assert room.is_backlogged and services.metrics.reads_paused._value.get() == 1
     # The sender is not read while the store is behind: its step 1 waits unanswered, on its side of TCP.
     with pytest.raises(TimeoutError):
@@ -96,9 +100,7 @@ async def flood_behind_the_gate(services, room, sender, other, gate) -> str:
     gate.set()  # the store catches up: reading resumes, and the step 1 sent meanwhile is answered
     assert await text_of(sender, 5) == expected
     assert await text_of(other, 5) == expected
-    for _ in range(250):  # the last append may still be on its way: answers come from the replica
-        if room.unstored_bytes == 0:
-            break
-        await asyncio.sleep(0.02)
+    # The last append may still be on its way (the answers above come from the replica).
+    await within(5, lambda: room.unstored_bytes == 0)
     assert room.unstored_bytes == 0 and not room.is_backlogged
     return expected
