@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Callable
 
-from pycrdt import Doc, Text, merge_updates
+from pycrdt import Doc, Text
 
 from .awareness import AwarenessEntry, encode_awareness_update
 from .awareness_trust import DEFAULT_MAX_STATE_BYTES, RoomAwareness, role_of
@@ -45,6 +45,7 @@ from .protocol import (
     encode_sync,
 )
 from .stores.base import Store
+from .update_merge import merge_all
 from .updates import (
     DeleteIndex,
     ParsedUpdate,
@@ -173,7 +174,7 @@ class Room:
         self._integrated.clear()
         if not news:
             return None
-        integrated = news[0] if len(news) == 1 else merge_updates(*news)
+        integrated = merge_all(news)
         self.is_written = True
         # A keystroke usually integrates exactly as sent (yrs writes the same bytes back): its parse is reused.
         parsed = known[1] if known and integrated == known[0] else parse_update(integrated, strict=False)
@@ -462,7 +463,7 @@ class Room:
             origins = {origin for _, origin, _ in batch}
             # One merged update per batch: one log row and one frame per client per write,
             # however many edits arrived while the previous write was in flight.
-            update = batch[0][0] if len(batch) == 1 else merge_updates(*(u for u, _, _ in batch))
+            update = merge_all([u for u, _, _ in batch])
             # Its history entries go in the same atomic append: an update broadcast has its entry.
             entries = self.recorder.drafts([(u, c) for u, _, c in batch], update) if self.recorder else []
             started = time.perf_counter()

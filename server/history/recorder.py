@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pycrdt import merge_updates
-
 from ..stores.base import Store
+from ..update_merge import merge_all
 from .checkpoints import CHECKPOINT_MIN_BYTES, checkpoint_if_due
 from .entry import SERVER_AUTHOR, Change, HistoryEntry, Origin
 from .rebuild import state_at, unrecorded
@@ -91,7 +90,7 @@ class HistoryRecorder:
         if len(runs) == 1:
             return [HistoryEntry.draft(merged, runs[0][0], at)]
         return [
-            HistoryEntry.draft(updates[0] if len(updates) == 1 else merge_updates(*updates), change, at)
+            HistoryEntry.draft(merge_all(updates), change, at)
             for change, updates in runs
         ]
 

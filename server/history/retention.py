@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
-from pycrdt import merge_updates
-
 from ..stores.base import Store
+from ..update_merge import merge_all
 from .entry import HistoryEntry, Origin
 
 DAY_S = 86400.0
@@ -44,7 +43,7 @@ async def fold_run(store: Store, doc: str, first: int, last: int) -> bool:
     run = await store.history(doc, after=first - 1, upto=last)
     if len(run) < 2:
         return False  # another instance folded them meanwhile
-    update = await asyncio.to_thread(merge_updates, *(entry.update for entry in run))
+    update = await asyncio.to_thread(merge_all, [entry.update for entry in run])
     merged = merged_entry(run, update)
     first, last = run[0].seq, run[-1].seq  # what was read: another instance may have folded some meanwhile
     dropped = []
