@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from pycrdt import Doc, Text
 
-from server.budgets import PendingUpdates, first_missing, growth_bytes
+from server.budgets import PendingUpdates, first_missing, growth_bytes, integrates_whole
 from server.updates import DeleteIndex, advance_clocks, decode_state_vector, parse_update
 from tests.support.pyclient import write_uint  # the test side's own encoder, not the server's
 
@@ -86,6 +86,53 @@ def test_first_missing_agrees_with_yrs(candidate, missing):
     found = first_missing(parse_update(candidate), clocks)
     assert found == missing
     assert integrated_whole(BASE, candidate) == (missing is None)
+
+
+def replica(*updates: bytes) -> Doc:
+    doc = Doc()
+    doc.get("content", type=Text)
+    for one in updates:
+        doc.apply_update(one)
+    return doc
+
+
+def what_yrs_integrates(base: bytes, candidate: bytes) -> bytes | None:
+    """The update yrs reports for applying `candidate` on top of `base`, None when it changed nothing."""
+    doc = replica(base)
+    made: list[bytes] = []
+    subscription = doc.observe(lambda event: made.append(event.update))
+    doc.apply_update(candidate)
+    doc.unobserve(subscription)
+    return made[0] if made else None
+
+
+WHOLE_CASES = {
+    **{name: (candidate, missing is None and "delet" not in name) for name, (candidate, missing) in CASES.items()},
+    # Found whole by first_missing, but A:5's origin is B's struct in the same update: left to the slow path.
+    "a dependency later in the same update": (CASES["a dependency later in the same update"][0], False),
+    "typing a run of its own": (update(run(B, 0, item("a", origin=(A, 4)), item("b", origin=(B, 0)))), True),
+    "typing on after its own text": (update(run(A, 5, item("!", origin=(A, 4)))), True),
+    "repeating what the document has": (update(run(A, 0, item("hello"))), False),
+    "half old, half new": (update(run(A, 3, item("lo!", origin=(A, 2)))), False),
+    "a keystroke and a deletion": (update(run(B, 0, item("!", origin=(A, 4))), deletes=((A, 0, 1),)), False),
+    "a GC range": (update(run(B, 0, b"\x00" + write_uint(3))), False),
+    "nothing at all": (update(), False),
+}
+
+
+@pytest.mark.parametrize("candidate, is_whole", WHOLE_CASES.values(), ids=WHOLE_CASES.keys())
+def test_integrates_whole_only_what_yrs_integrates_exactly_as_sent(candidate, is_whole):
+    """The room skips observing yrs for an update found whole and stores and broadcasts the update as sent in
+    place of what yrs integrated: on any replica that has the document, the two must do the same. (yrs may
+    encode it otherwise: a run of one client's structs becomes one item.)"""
+    clocks: dict[int, int] = {}
+    advance_clocks(clocks, parse_update(BASE))
+    assert integrates_whole(parse_update(candidate), clocks) == is_whole
+    if is_whole:
+        integrated = what_yrs_integrates(BASE, candidate)
+        assert integrated is not None
+        as_sent, as_integrated = replica(BASE, candidate), replica(BASE, integrated)
+        assert as_sent.get_update() == as_integrated.get_update()
 
 
 def test_growth_counts_only_news():
