@@ -51,19 +51,24 @@ class Reader:
         self.pos = 0
 
     def read_uint(self) -> int:
-        value = 0
-        shift = 0
-        while True:
-            if self.pos >= len(self.frame):
-                raise ProtocolError("truncated integer")
-            byte = self.frame[self.pos]
-            self.pos += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return value
-            shift += 7
+        # Every update is a dozen of these: locals instead of attributes, and one byte without the loop.
+        frame, pos = self.frame, self.pos
+        if pos >= len(frame):
+            raise ProtocolError("truncated integer")
+        byte = frame[pos]
+        pos += 1
+        value, shift = byte & 0x7F, 7
+        while byte >= 0x80:
             if shift > 63:
                 raise ProtocolError("integer longer than 64 bits")
+            if pos >= len(frame):
+                raise ProtocolError("truncated integer")
+            byte = frame[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+        self.pos = pos
+        return value
 
     def read_bytes(self) -> bytes:
         length = self.read_uint()

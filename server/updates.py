@@ -66,6 +66,8 @@ class ParsedUpdate:
 
 
 def utf16_length(text: str) -> int:
+    if text.isascii():  # most text, and most keystrokes: no encoding needed
+        return len(text)
     return len(text.encode("utf-16-le")) // 2
 
 
