@@ -145,7 +145,8 @@ class Room:
             self.compact_soon()  # fold a log left by a crash, or appended by other instances
 
     def _index(self, parsed: ParsedUpdate) -> None:
-        """Learns what the replica integrated (what yrs wrote, never a client's word)."""
+        """Learns what the replica integrated: what yrs wrote, or an update found to integrate whole as sent
+        (`integrates_whole`), never a client's word alone."""
         self.surrogates.add(parsed)
         self.deleted.add(parsed)
         advance_clocks(self.clocks, parsed)
