@@ -45,6 +45,24 @@ def make_peer(received: list) -> Peer:
     return peer
 
 
+def text_seen(frames: list) -> str:
+    """The text a client makes of the frames it was sent after its sync step 1."""
+    seen = Doc()
+    text = seen.get("content", type=Text)
+    for frame in frames[1:]:
+        seen.apply_update(decode_message(frame).payload)
+    return str(text)
+
+
+async def close_all(rooms, store, room, peers) -> None:
+    for peer in peers:
+        room.leave(peer)
+        await peer.stop()
+        rooms.release(room)
+    await rooms.close()
+    await store.close()
+
+
 def typed(text_value: str) -> bytes:
     doc = Doc()
     doc.get("content", type=Text).insert(0, text_value)
@@ -127,20 +145,11 @@ async def test_updates_reach_others_in_order_not_the_sender(tmp_path):
             room.handle(a, encode_sync(SYNC_UPDATE, update))
         await room.flush()
         await anyio.sleep(0.05)
-    replica = Doc()
-    replica_text = replica.get("content", type=Text)
-    for frame in sent_b[1:]:  # after sync step 1
-        replica.apply_update(frame[3:] if frame[2] < 0x80 else frame[4:])
-    assert str(replica_text) == "one two three "
+    assert text_seen(sent_b) == "one two three "
     assert len(sent_a) == 1  # only its sync step 1: nothing echoed
     # The second write carried two updates: they went out as one merged frame.
     assert len(sent_b) == 3
-    for peer in (a, b):
-        room.leave(peer)
-        await peer.stop()
-        rooms.release(room)
-    await rooms.close()
-    await store.close()
+    await close_all(rooms, store, room, (a, b))
 
 
 @pytest.mark.anyio
@@ -228,18 +237,9 @@ async def test_an_update_from_another_instance_that_waits_lands_with_the_keystro
         await room.flush()
         await anyio.sleep(0.05)
     assert str(room.text) == "abcd"
-    seen = Doc()
-    seen_text = seen.get("content", type=Text)
-    for frame in watcher_frames[1:]:  # after sync step 1
-        seen.apply_update(decode_message(frame).payload)
-    assert str(seen_text) == "abcd"
+    assert text_seen(watcher_frames) == "abcd"
     assert room.pending.num_bytes == 0
-    for peer in (typist, watcher):
-        room.leave(peer)
-        await peer.stop()
-        rooms.release(room)
-    await rooms.close()
-    await store.close()
+    await close_all(rooms, store, room, (typist, watcher))
 
 
 @pytest.mark.anyio
