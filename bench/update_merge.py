@@ -50,7 +50,8 @@ def main() -> None:
         updates = keystrokes(size)
         assert merge_all(updates) == merge_updates(*updates)
         repeats = max(3, min(50, 20_000 // size))
-        rows.append((size, best_of(lambda: merge_updates(*updates), repeats), best_of(lambda: merge_all(updates), repeats)))
+        at_once = best_of(lambda: merge_updates(*updates), repeats)
+        rows.append((size, at_once, best_of(lambda: merge_all(updates), repeats)))
     print(f"{'updates':>8}  {'yrs at once':>12}  {'merge_all':>10}")
     for size, at_once, rounds in rows:
         print(f"{size:>8,}  {at_once * 1e3:>9.2f} ms  {rounds * 1e3:>7.2f} ms")

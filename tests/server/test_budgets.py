@@ -116,6 +116,8 @@ WHOLE_CASES = {
     "half old, half new": (update(run(A, 3, item("lo!", origin=(A, 2)))), False),
     "a keystroke and a deletion": (update(run(B, 0, item("!", origin=(A, 4))), deletes=((A, 0, 1),)), False),
     "a GC range": (update(run(B, 0, b"\x00" + write_uint(3))), False),
+    # No neighbours, and a parent item (9, 3) in place of the root's name: nobody wrote it.
+    "a parent nobody wrote": (update(run(B, 0, b"\x04\x00" + write_uint(9) + write_uint(3) + b"\x01x")), False),
     "nothing at all": (update(), False),
 }
 
