@@ -268,12 +268,9 @@ class Room:
         except Exception as exc:  # yrs refused it: nothing was applied
             raise ProtocolError(f"update rejected by the CRDT ({exc})") from exc
         if missing is not None:
-            missing = first_missing(parsed, self.clocks)
-            if missing is not None:
-                # yrs holds it until what it needs arrives: usually the same client's sync step 2, a moment
-                # later (a keystroke sent while its offline edits wait for the server's step 1).
-                self.pending.hold(len(update), parsed, missing)
-                self.metrics.pending_bytes.inc(len(update))
+            # yrs holds it until what it needs arrives: usually the same client's sync step 2, a moment later
+            # (a keystroke sent while its offline edits wait for the server's step 1).
+            self._hold_if_waiting(update, parsed)
         if integrated is not None:
             self.metrics.update_received(len(integrated))
             self._enqueue(integrated, peer, peer.change(self.history.instance_id) if self.recorder else None)
@@ -524,7 +521,7 @@ class Room:
         integrated = self._apply(update)
         completed = self.pending.num_bytes < held
         if integrated != update:
-            self._hold_if_waiting(update)
+            self._hold_remote_if_waiting(update)
         if integrated is None:
             return
         self.metrics.update_received(len(integrated), source="remote")
@@ -536,18 +533,25 @@ class Room:
             return
         self._broadcast(integrated, None)
 
-    def _hold_if_waiting(self, update: bytes) -> None:
-        """Files an update from another instance under what it still waits for, if anything: the log's order
-        should make that impossible, but a keystroke must not then integrate it unobserved (`_apply`)."""
+    def _hold_if_waiting(self, update: bytes, parsed: ParsedUpdate) -> tuple[int, int] | None:
+        """After applying `update`: files it under what it still waits for, if anything (yrs holds that part
+        until it arrives), and returns that id."""
+        missing = first_missing(parsed, self.clocks)
+        if missing is not None:
+            self.pending.hold(len(update), parsed, missing)
+            self.metrics.pending_bytes.inc(len(update))
+        return missing
+
+    def _hold_remote_if_waiting(self, update: bytes) -> None:
+        """`_hold_if_waiting` for an update from another instance: the log's order should make waiting
+        impossible, but a keystroke must not then integrate what comes free unobserved (`_apply`)."""
         try:
             parsed = parse_update(update, strict=False)
         except ProtocolError:
             return
-        missing = first_missing(parsed, self.clocks)
+        missing = self._hold_if_waiting(update, parsed)
         if missing is not None:
             log.warning("an update from another instance for %s waits for client %d clock %d", self.name, *missing)
-            self.pending.hold(len(update), parsed, missing)
-            self.metrics.pending_bytes.inc(len(update))
 
     def on_awareness_query(self) -> None:
         present = self.awareness.authoritative()  # each instance answers for its own clients and peers
