@@ -45,6 +45,13 @@ def make_peer(received: list) -> Peer:
     return peer
 
 
+def joined(room, received: list) -> Peer:
+    """A peer whose frames land in `received`, joined to `room` (its sync step 1 comes first)."""
+    peer = make_peer(received)
+    room.join(peer)
+    return peer
+
+
 def text_seen(frames: list) -> str:
     """The text a client makes of the frames it was sent after its sync step 1."""
     seen = Doc()
@@ -100,8 +107,7 @@ async def test_grace_period_then_flushed_unload(tmp_path):
     with anyio.fail_after(5):
         room = await rooms.acquire("doc")
         received = []
-        peer = make_peer(received)
-        room.join(peer)
+        peer = joined(room, received)
         room.handle(peer, encode_sync(SYNC_UPDATE, typed("kept")))
         room.leave(peer)
         rooms.release(room)
@@ -129,9 +135,7 @@ async def test_updates_reach_others_in_order_not_the_sender(tmp_path):
     with anyio.fail_after(5):
         room = await rooms.acquire("doc")
         sent_a, sent_b = [], []
-        a, b = make_peer(sent_a), make_peer(sent_b)
-        room.join(a)
-        room.join(b)
+        a, b = joined(room, sent_a), joined(room, sent_b)
         source = Doc()
         text = source.get("content", type=Text)
         updates = []
@@ -190,8 +194,7 @@ async def test_an_unloaded_room_is_freed(tmp_path):
     with anyio.fail_after(5):
         room = await rooms.acquire("doc")
         received = []
-        peer = make_peer(received)
-        room.join(peer)
+        peer = joined(room, received)
         source = Doc()
         text = source.get("content", type=Text)
         text += "kept " * 1000
@@ -221,9 +224,7 @@ async def test_an_update_from_another_instance_that_waits_lands_with_the_keystro
     with anyio.fail_after(5):
         room = await rooms.acquire("doc")
         typist_frames, watcher_frames = [], []
-        typist, watcher = make_peer(typist_frames), make_peer(watcher_frames)
-        room.join(typist)
-        room.join(watcher)
+        typist, watcher = joined(room, typist_frames), joined(room, watcher_frames)
         source = Doc()
         text = source.get("content", type=Text)
         text += "ab"
@@ -267,14 +268,12 @@ async def test_joiners_with_nothing_share_one_encoding_of_the_document_until_it_
     rooms, store = await manager(tmp_path)
     with anyio.fail_after(5):
         room = await rooms.acquire("doc")
-        writer = make_peer([])
-        room.join(writer)
+        writer = joined(room, [])
         room.handle(writer, encode_sync(SYNC_UPDATE, typed("shared")))
         answers = []
         for _ in range(3):
             received = []
-            joiner = make_peer(received)
-            room.join(joiner)
+            joiner = joined(room, received)
             room.handle(joiner, encode_sync(SYNC_STEP1, b"\x00"))  # an empty state vector
             while len(received) < 2:
                 await anyio.sleep(0.01)
@@ -282,8 +281,7 @@ async def test_joiners_with_nothing_share_one_encoding_of_the_document_until_it_
         assert answers[0] is answers[1] is answers[2]  # one frame, encoded once
         room.handle(writer, encode_sync(SYNC_UPDATE, typed(" and more")))
         received = []
-        late = make_peer(received)
-        room.join(late)
+        late = joined(room, received)
         room.handle(late, encode_sync(SYNC_STEP1, b"\x00"))
         while len(received) < 2:
             await anyio.sleep(0.01)
