@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.benches import run_bench
+
 ROOT = Path(__file__).resolve().parents[2]
 NUM_EDITS = 600
 
@@ -19,11 +21,7 @@ NUM_EDITS = 600
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_a_tiny_run_reports_both_stores(tmp_path):
     out = tmp_path / "history.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.history", "--edits", str(NUM_EDITS), "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
+    printed = run_bench("history", "--edits", str(NUM_EDITS), "--json", str(out), timeout=300)
     report = json.loads(out.read_text())
     assert report["config"]["edits"] == NUM_EDITS and report["machine"]["nproc"] >= 1
     assert [row["store"] for row in report["results"]] == ["sqlite", "redis"]
@@ -38,7 +36,7 @@ def test_a_tiny_run_reports_both_stores(tmp_path):
         assert row["per_1000_history_on"] > row["per_1000_history_off"] > 0
         assert 0 < row["history_bytes_retention"] < row["history_bytes_on"]
     # The table comes last, one line per store.
-    lines = run.stdout.strip().splitlines()
+    lines = printed.strip().splitlines()
     assert lines[-4].startswith("| ") and "store" in lines[-4]
     assert [line.split("|")[1].strip() for line in lines[-2:]] == ["sqlite", "redis"]
 

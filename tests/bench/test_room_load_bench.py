@@ -5,25 +5,17 @@ lacks a keystroke)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.benches import run_bench
 
 
 def test_a_short_run_reports_each_figure(tmp_path):
     out = tmp_path / "room_load.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.room_load", "--rate", "400", "--seconds", "0.5", "--typists", "5",
-         "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
+    printed = run_bench("room_load", "--rate", "400", "--seconds", "0.5", "--typists", "5", "--json", str(out))
     report = json.loads(out.read_text())
     assert report["edits"] == 200 and report["typists"] == 5
     assert report["cpu_us_per_edit"] > 0 and report["handle_us_per_edit"] > 0
     assert "MainThread" in report["threads_us_per_edit"]
     # Each edit goes to the 4 other typists, in one frame each or within a merged one.
     assert 0 < report["frames_per_edit"] <= 4
-    assert run.stdout.strip().splitlines()[-1].startswith("frames per edit")
+    assert printed.strip().splitlines()[-1].startswith("frames per edit")
