@@ -12,6 +12,11 @@ tokens: a model trained to edit a passage in place starts from the passage itsel
 "canvas_init"), and where a step does not accept the model's sample such a canvas goes back to those tokens
 instead of to fresh noise. Either way the start is written into the same [B, L] canvas between steps, so the
 step's shapes, and a captured graph, do not change.
+
+A request with `choices` (engine/text/slots.py: a fix's possible slips and what each may have been) edits
+only there: those slots start from noise and are denoised in the passage's context like a masked word, and
+the canvas commits the passage with, in each slot, the option the model's last step scores highest with its
+prior (`choose`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from engine.runtime.sampler import (
     temperature,
     token_entropy,
 )
+from engine.text.slots import SlotChoice
 from jobs.cancel import Cancellation
 
 
@@ -49,6 +55,8 @@ class Request:
     # Where the canvases start: canvas k from init_ids[k*L:(k+1)*L] (padded with the model's pad id), a canvas
     # past their end from noise as without them. None: every canvas from noise.
     init_ids: list[int] | None = None
+    # With init_ids: the only slots the canvas may change, and what each may become (None: any position)
+    choices: tuple[SlotChoice, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,8 +101,8 @@ class BatchState:
     accepted: torch.Tensor  # [B, L] bool, of the latest step
     # A canvas started from given tokens (init_ids) goes back to them, not to noise, where a step does not
     # accept the model's sample: the undecided part of an edit shows the passage as it stands
-    start: torch.Tensor  # [B, L] the canvas' given start tokens (rows with from_start)
-    from_start: torch.Tensor  # [B] bool
+    start: torch.Tensor  # [B, L] the canvas' given start tokens (positions with from_start)
+    from_start: torch.Tensor  # [B, L] bool: False where the canvas starts from noise (a choice's slots too)
 
 
 def denoise_step(
@@ -117,7 +125,7 @@ def denoise_step(
     # The fused head draws from the native noise's uniforms; transformers' draws (reference noise) go through
     # torch.multinomial over the whole softmax, so they keep the reference path
     ops = model.ops  # engine/model/ops.py: the step's head, draws and sampler step when the kernels are on
-    if isinstance(noise, CounterNoise) and ops.head is not None:
+    if fused_head(model, noise):
         # both of the step's draws at once: one launch with kernels/noise.py
         uniforms, renoise = noise.draws(state.canvas_index, state.steps_done, ops.noise)
         samples, argmax, entropy, self_cond = _fused_head(model, cache, state, masks, kv_len, temp, uniforms)
@@ -134,10 +142,16 @@ def denoise_step(
     # Every row takes it, running or not: a row reads it only while it runs, and a canvas starts with
     # self_cond_mask False. That spares a [B, L, V] select per step.
     state.self_cond = self_cond
-    renoise = torch.where(state.from_start[:, None], state.start, renoise)
+    renoise = torch.where(state.from_start, state.start, renoise)
     # kernels/sampler.py: the rest in one launch, the state in place
     sampler_step = ops.advance if ops.advance is not None else advance
     return sampler_step(state, samples, argmax, entropy, renoise, generation)
+
+
+def fused_head(model: DiffusionGemma, noise: Noise) -> bool:
+    """Whether a step ends in kernels/head.py, which leaves the softmax in state.self_cond (else the processed
+    logits)."""
+    return isinstance(noise, CounterNoise) and model.ops.head is not None
 
 
 def advance(state: BatchState, samples, argmax, entropy, renoise, generation: GenerationArgs) -> torch.Tensor:
@@ -204,8 +218,9 @@ def generate_stream(
     steps = [steps for _, steps in budgets]
     state = new_state(generation, len(requests), L, steps, args.vocab_size, device, model.dtype)
     inits = [request.init_ids for request in requests]
+    choices = [request.choices for request in requests]
     start_canvases(state, noise, list(range(len(requests))), lengths, device, first=True,
-                   init_ids=inits, pad_id=args.pad_token_id)
+                   init_ids=inits, pad_id=args.pad_token_id, choices=choices)
     masks = decoder_masks(cache.lengths, max(lengths), L, args.sliding_window, min(lengths))
     while True:
         _poll_cancellations(requests, results, cancel)
@@ -215,12 +230,13 @@ def generate_stream(
         state.running &= torch.tensor(active, device=device)
         stopped = denoise_step(model, cache, state, noise, generation, masks, max(lengths), active).tolist()
         ended = [row for row in range(len(requests)) if stopped[row]]
-        to_commit = close_canvases(state, ended, results, budgets, generation)
+        to_commit, canvases = close_canvases(state, ended, results, budgets, generation, choices,
+                                             fused_head(model, noise))
         yield _snapshot(state, budgets, stopped, [result.status != "running" for result in results])
         if to_commit:
-            commit(model, cache, committed_edits(state, to_commit, generation.edit_entropy_bound), to_commit, lengths)
+            commit(model, cache, canvases, to_commit, lengths)
             start_canvases(state, noise, to_commit, lengths, device, init_ids=[inits[row] for row in to_commit],
-                           pad_id=args.pad_token_id)
+                           pad_id=args.pad_token_id, choices=[choices[row] for row in to_commit])
             masks = decoder_masks(cache.lengths, max(lengths), L, args.sliding_window, min(lengths))
 
 
@@ -237,14 +253,19 @@ def close_canvases(
     results: list[Result],
     budgets: list[tuple[int, int]],
     generation: GenerationArgs,
-) -> list[int]:
-    """Appends the finished canvases (argmax, pad after EOS) to their results; returns the rows that go on
-    to another canvas. An EOS anywhere in the canvas, or the last canvas, ends a request."""
+    choices: Sequence[tuple[SlotChoice, ...] | None] = (),
+    self_cond_probs: bool = False,
+) -> tuple[list[int], torch.Tensor]:
+    """Appends the finished canvases (`committed_edits`, pad after EOS) to their results. Returns the rows that
+    go on to another canvas and those canvases [n, L], which the cache commits. An EOS anywhere in the canvas,
+    or the last canvas, ends a request. choices: per row of the batch, its request's (or empty: none);
+    self_cond_probs: `fused_head`."""
     if not rows:
-        return []
+        return [], state.argmax[:0]
     eos_ids = torch.tensor(generation.eos_token_ids, dtype=torch.long, device=state.argmax.device)
     pad_id = generation.pad_token_id
-    chosen = committed_edits(state, rows, generation.edit_entropy_bound)
+    row_choices = [choices[row] for row in rows] if choices else ()
+    chosen = committed_edits(state, rows, generation.edit_entropy_bound, row_choices, self_cond_probs)
     tokens, has_eos = pad_after_eos(chosen, eos_ids, pad_id if pad_id is not None else 0)
     if pad_id is None:  # transformers still stops at EOS, but has nothing to pad with
         tokens = chosen
@@ -257,18 +278,48 @@ def close_canvases(
             result.status = "done"
         else:
             to_commit.append(row)
-    return to_commit
+    continuing = [index for index, row in enumerate(rows) if row in to_commit]
+    return to_commit, chosen[continuing]
 
 
-def committed_edits(state: BatchState, rows: list[int], edit_entropy_bound: float | None) -> torch.Tensor:
-    """The argmax canvases of `rows` [n, L]; with edit_entropy_bound, a passage-started row keeps its passage's
-    token wherever the model's last step was less sure than that (a small model's unsure guesses would
-    otherwise replace good words)."""
-    argmax = state.argmax[rows]
-    if edit_entropy_bound is None:
-        return argmax
-    unsure = state.from_start[rows][:, None] & (state.entropy[rows] > edit_entropy_bound)
-    return torch.where(unsure, state.start[rows], argmax)
+def committed_edits(
+    state: BatchState,
+    rows: list[int],
+    edit_entropy_bound: float | None,
+    choices: Sequence[tuple[SlotChoice, ...] | None] = (),
+    self_cond_probs: bool = False,
+) -> torch.Tensor:
+    """The canvases `rows` commit [n, L]: the argmax, except that
+    - with edit_entropy_bound, a passage-started row keeps its passage's token wherever the model's last step
+      was less sure than that (a small model's unsure guesses would otherwise replace good words);
+    - a row whose request has choices (per row of `rows`, or empty: none) keeps its passage everywhere but in
+      their slots, and there takes the option `choose` picks."""
+    canvases = state.argmax[rows]
+    if edit_entropy_bound is not None:
+        unsure = state.from_start[rows] & (state.entropy[rows] > edit_entropy_bound)
+        canvases = torch.where(unsure, state.start[rows], canvases)
+    for index, (row, row_choices) in enumerate(zip(rows, choices)):
+        if row_choices is not None:
+            canvases[index] = choose(state, row, row_choices, self_cond_probs)
+    return canvases
+
+
+def choose(state: BatchState, row: int, choices: tuple[SlotChoice, ...], self_cond_probs: bool) -> torch.Tensor:
+    """Row `row`'s passage canvas [L] with each choice of its current canvas decided: the option whose tokens
+    the last step's distribution (state.self_cond: `fused_head`'s softmax, or processed logits) gives the
+    highest log-probability, plus the option's prior."""
+    canvas = state.start[row].clone()
+    offset, here = _in_canvas(choices, int(state.canvas_index[row]), canvas.shape[0])
+    if not here:
+        return canvas
+    scores = state.self_cond[row].float()
+    log_probs = torch.log(scores.clamp_min(1e-30)) if self_cond_probs else torch.log_softmax(scores, dim=-1)
+    for choice in here:
+        slots = torch.arange(choice.start - offset, choice.start - offset + choice.length, device=canvas.device)
+        options = torch.tensor(choice.options, dtype=torch.long, device=canvas.device)  # [n, length]
+        scored = log_probs[slots].gather(1, options.T).sum(0) + torch.tensor(choice.priors, device=canvas.device)
+        canvas[slots] = options[int(scored.argmax())]
+    return canvas
 
 
 def generate(
@@ -332,12 +383,14 @@ def start_canvases(
     first: bool = False,
     init_ids: Sequence[list[int] | None] = (),
     pad_id: int = 0,
+    choices: Sequence[tuple[SlotChoice, ...] | None] = (),
 ) -> None:
     """Fresh canvases for `rows`: step budget reset, no self-conditioning, empty stop history.
 
     Random ones, except where init_ids (per row of `rows`, or empty: none) gives the row's request tokens for
-    its next canvas (`canvas_start`). Noise is drawn only for the rows that start from it: the reference RNG
-    then draws for each row exactly what it draws without init_ids."""
+    its next canvas (`canvas_start`); there the slots of its choices (per row of `rows`, or empty: none) start
+    from noise. Noise is drawn only for the rows that start from it, wholly or in part: the reference RNG then
+    draws for each row exactly what it draws without init_ids."""
     rows_t = torch.tensor(rows, dtype=torch.long, device=device)
     if not first:
         state.canvas_index[rows_t] += 1
@@ -350,9 +403,19 @@ def start_canvases(
         if noisy:
             state.canvas[torch.tensor(noisy, dtype=torch.long, device=device)] = noise.canvas(noisy, state.canvas_index)
         given_t = torch.tensor(list(given), dtype=torch.long, device=device)
-        state.canvas[given_t] = torch.tensor(list(given.values()), dtype=torch.long, device=device)
-        state.start[given_t] = state.canvas[given_t]
+        state.start[given_t] = torch.tensor(list(given.values()), dtype=torch.long, device=device)
+        state.canvas[given_t] = state.start[given_t]
         state.from_start[given_t] = True
+        masked = _choice_slots(state, rows, choices)
+        if masked:
+            masked_rows = list(masked)
+            masked_t = torch.tensor(masked_rows, dtype=torch.long, device=device)
+            slots = torch.zeros(len(masked_rows), state.canvas.shape[1], dtype=torch.bool, device=device)
+            for index, positions in enumerate(masked.values()):
+                slots[index, positions] = True
+            state.from_start[masked_t] = ~slots
+            drawn = noise.canvas(masked_rows, state.canvas_index)
+            state.canvas[masked_t] = torch.where(slots, drawn, state.start[masked_t])
     state.argmax[rows_t] = state.canvas[rows_t]
     starts = torch.tensor([lengths[row] for row in rows], device=device)
     state.positions[rows_t] = starts[:, None] + torch.arange(state.canvas.shape[1], device=device)
@@ -377,6 +440,26 @@ def _given_starts(
         if tokens is not None:
             given[row] = tokens
     return given
+
+
+def _choice_slots(state: BatchState, rows: list[int], choices: Sequence[tuple[SlotChoice, ...] | None]):
+    """row -> the positions of its current canvas that its choices start from noise (rows that have some)."""
+    masked: dict[int, list[int]] = {}
+    if not any(choices):
+        return masked
+    indices = state.canvas_index[torch.tensor(rows, device=state.canvas_index.device)].tolist()
+    for row, index, row_choices in zip(rows, indices, choices, strict=True):
+        offset, here = _in_canvas(row_choices or (), index, state.canvas.shape[1])
+        positions = [slot - offset for choice in here for slot in range(choice.start, choice.start + choice.length)]
+        if positions:
+            masked[row] = positions
+    return masked
+
+
+def _in_canvas(choices: tuple[SlotChoice, ...], index: int, length: int) -> tuple[int, list[SlotChoice]]:
+    """(canvas `index`'s first slot, the choices whose slots lie within it)."""
+    offset = index * length
+    return offset, [c for c in choices if offset <= c.start and c.start + c.length <= offset + length]
 
 
 def canvas_start(init_ids: list[int] | None, index: int, length: int, pad_id: int) -> list[int] | None:
@@ -415,7 +498,7 @@ def new_state(
         entropy=torch.zeros(num_rows, L, dtype=torch.float32, device=device),
         accepted=torch.zeros(num_rows, L, dtype=torch.bool, device=device),
         start=longs.clone(),
-        from_start=torch.zeros(num_rows, dtype=torch.bool, device=device),
+        from_start=torch.zeros(num_rows, L, dtype=torch.bool, device=device),
     )
 
 

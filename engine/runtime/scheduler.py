@@ -25,8 +25,8 @@ from engine.runtime.generate import (
     Result,
     close_canvases,
     commit,
-    committed_edits,
     denoise_step,
+    fused_head,
     new_state,
     prefill,
     request_budget,
@@ -157,10 +157,11 @@ class Scheduler:
         ended = [row for row in range(self.max_batch) if stopped[row]]
         results = [job.result if job is not None else Result(status="idle") for job in self.rows]
         budgets = [job.budget if job is not None else (1, 1) for job in self.rows]
-        to_commit = close_canvases(self.state, ended, results, budgets, self.generation)
+        choices = [job.request.choices if job is not None else None for job in self.rows]
+        to_commit, canvases = close_canvases(self.state, ended, results, budgets, self.generation, choices,
+                                             fused_head(self.model, self.noise))
         self._publish(stopped)
         if to_commit:
-            canvases = committed_edits(self.state, to_commit, self.generation.edit_entropy_bound)
             commit(self.model, self.cache, canvases, to_commit, self.lengths)
             self._start(to_commit)
         for row, job in enumerate(self.rows):
@@ -210,9 +211,10 @@ class Scheduler:
 
     def _start(self, rows: list[int], first: bool = False) -> None:
         """The rows' next canvases, from noise or from their requests' init_ids."""
-        init_ids = [self.rows[row].request.init_ids for row in rows]
-        start_canvases(self.state, self.noise, rows, self.lengths, self.device, first, init_ids,
-                       self.model.args.pad_token_id)
+        requests = [self.rows[row].request for row in rows]
+        start_canvases(self.state, self.noise, rows, self.lengths, self.device, first,
+                       [request.init_ids for request in requests], self.model.args.pad_token_id,
+                       [request.choices for request in requests])
 
     def _drop_cancelled(self) -> None:
         for row, job in enumerate(self.rows):

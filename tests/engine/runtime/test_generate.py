@@ -22,6 +22,7 @@ from engine.runtime.generate import (
 from engine.runtime.noise import make_noise
 from engine.runtime.reference import load_reference, reference_generate
 from engine.runtime.sampler import pad_after_eos
+from engine.text.slots import SlotChoice
 from engine.text.tokenizer import TURN_END_ID
 from engine.weights.checkpoint import load_checkpoint
 from jobs.cancel import Cancellation
@@ -298,3 +299,58 @@ def test_an_unsure_edit_keeps_the_passages_token_with_an_edit_entropy_bound(chec
     (noise_row,) = generate(native.model, [replace(request, init_ids=None)],
                             native.generation.replace(edit_entropy_bound=0.01))
     assert noise_row.token_ids != passage  # a canvas from noise has no passage to keep
+
+
+# --- a fix's choices (Request.choices) ----------------------------------------------------------------------------
+
+
+def test_start_canvases_starts_choice_slots_from_noise_and_the_rest_from_the_passage():
+    L, vocab = 16, 320
+    passage = list(range(100, 120))  # canvas 0: 16 tokens, canvas 1: 4 and pad
+    choices = (SlotChoice(3, ((103, 104), (7, 0)), (0.0, 0.0)),  # slots 3-4 of canvas 0
+               SlotChoice(15, ((115, 116), (7, 8)), (0.0, 0.0)),  # across the canvas boundary: never a choice
+               SlotChoice(17, ((117,), (9,)), (0.0, 0.0)))  # slot 1 of canvas 1
+    state = new_state(GenerationArgs(), 2, L, [5, 5], vocab, CPU, torch.float32)
+    noise = make_noise("reference", [11, 12], vocab, L, CPU)
+    start_canvases(state, noise, [0, 1], [4, 4], CPU, first=True, init_ids=[passage, passage], pad_id=0,
+                   choices=[choices, None])
+    fresh = make_noise("reference", [11, 12], vocab, L, CPU).canvas([0], state.canvas_index)[0]
+    masked = torch.zeros(L, dtype=torch.bool)
+    masked[3:5] = True
+    assert torch.equal(state.canvas[0], torch.where(masked, fresh, torch.tensor(passage[:16])))
+    assert state.start[0].tolist() == passage[:16]  # the passage, under the noise too
+    assert torch.equal(state.from_start[0], ~masked)
+    assert state.canvas[1].tolist() == passage[:16] and bool(state.from_start[1].all())  # no choices: as before
+    start_canvases(state, noise, [0], [20, 4], CPU, init_ids=[passage], pad_id=0, choices=[choices])
+    assert state.from_start[0].tolist() == [True, False] + [True] * 14  # canvas 1: slot 17 only
+
+
+def test_a_choice_row_commits_its_passage_and_in_each_slot_the_option_with_the_best_prior(checkpoint):
+    """A random tiny model writes noise everywhere and is unsure between options: the passage stays wherever
+    there is no choice, and in a choice's slots an overwhelming prior decides."""
+    native = load_checkpoint(checkpoint(TinySpec()))  # canvas 16
+    passage = prompt_of(16, offset=40)
+    options = (tuple(passage[2:5]), (9, 10, 0), (11, 0, 0))
+    request = Request(prompt_of(5), seed=3, max_new_tokens=16, max_denoising_steps=4, init_ids=passage)
+    (free,) = generate(native.model, [request], native.generation)
+    assert free.token_ids != passage  # without choices the random model's argmax goes in
+    for best in range(3):
+        priors = tuple(1000.0 if i == best else 0.0 for i in range(3))
+        choice = replace(request, choices=(SlotChoice(2, options, priors),))
+        (result,) = generate(native.model, [choice], native.generation)
+        assert result.token_ids == passage[:2] + list(options[best]) + passage[5:]
+    (none,) = generate(native.model, [replace(request, choices=())], native.generation)
+    assert none.token_ids == passage  # choices, but none: nothing changes
+
+
+def test_the_models_scores_decide_a_choice_of_equal_priors(checkpoint):
+    """A model certain of token 40 everywhere: of options with the same prior, the one that is all 40 wins,
+    in every canvas, whichever option comes first."""
+    native = load_checkpoint(checkpoint(TinySpec(confident_token=40)))  # canvas 16
+    passage = prompt_of(30, offset=60)
+    request = Request(prompt_of(5), seed=3, max_new_tokens=32, max_denoising_steps=4, init_ids=passage)
+    choices = (SlotChoice(4, ((40, 40), tuple(passage[4:6]), (40, 0)), (0.0,) * 3),
+               SlotChoice(20, (tuple(passage[20:23]), (40, 41, 40), (40, 40, 40)), (0.0,) * 3))
+    (result,) = generate(native.model, [replace(request, choices=choices)], native.generation)
+    expected = passage[:4] + [40, 40] + passage[6:20] + [40, 40, 40] + passage[23:]
+    assert result.token_ids == expected + [0] * 2

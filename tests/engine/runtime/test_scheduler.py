@@ -8,6 +8,7 @@ import pytest
 
 from engine.runtime.generate import ContextTooLongError, Request, generate
 from engine.runtime.scheduler import Job, Scheduler
+from engine.text.slots import SlotChoice
 from engine.text.tokenizer import TURN_END_ID
 from engine.weights.checkpoint import load_checkpoint
 from tests.engine.copying import make_copying
@@ -223,3 +224,26 @@ def test_a_copying_model_on_fixed_shapes_gives_back_its_passage(checkpoint):
     assert copy.outcome.token_ids == init + [0] * 7
     assert copy.outcome.steps == [2, 2, 2]
     assert [s.token_ids for s in copy.snapshots if s.step == 1] == [init[:16], init[16:32], init[32:] + [0] * 7]
+
+
+@pytest.mark.parametrize("fixed_shapes", [False, True], ids=["eager", "fixed-shapes"])
+def test_choice_rows_joining_mid_flight_equal_each_alone(native, fixed_shapes):
+    """A fix's choices are started, scored and committed per row by the scheduler as generate() does, next to
+    rows without: the commit encodes the chosen canvas, and the next canvas's choices are its own."""
+    passage = prompt_of(20, offset=70)
+    choices = (SlotChoice(2, (tuple(passage[2:4]), (9, 0)), (0.0, 0.0)),
+               SlotChoice(17, ((passage[17],), (11,)), (0.0, 0.0)))
+    requests = [replace(STARTED[0], choices=choices), REQUESTS[1], replace(STARTED[0], seed=9, choices=())]
+    options = {"max_batch": 2, "max_len": 256, "fixed_shapes": fixed_shapes}
+    scheduler = Scheduler(native.model, native.generation, **options)
+    recorders = [Recorder() for _ in requests]
+    for recorder, request in zip(recorders, requests, strict=True):
+        scheduler.submit(recorder.job(request))
+        scheduler.step()
+    run_until_idle(scheduler)
+    for recorder, request in zip(recorders, requests, strict=True):
+        expected = alone(native, request)
+        assert (recorder.outcome.token_ids, recorder.outcome.steps) == (expected.token_ids, expected.steps)
+    first = recorders[0].outcome.token_ids
+    assert first[:2] + first[4:17] + first[18:20] == passage[:2] + passage[4:17] + passage[18:20]
+    assert recorders[2].outcome.token_ids[:20] == passage  # no choices: the passage as it stands
