@@ -140,7 +140,7 @@ class Engine:
 
         parsed = redrafts.RedraftSpec.from_dict(spec)
         request = redrafts.build_request(
-            parsed, self.tokenizer, self.loaded.args, self.scheduler.max_len, self.loaded.tasks
+            parsed, self.tokenizer, self.loaded.args, self.scheduler.max_len, self.loaded.tasks, self.loaded.lexicon
         )
         decoder, limit, canvas = self._decoder, redrafts.OutputLimit.of(parsed), self.loaded.args.canvas_length
         stopped_early = threading.Event()

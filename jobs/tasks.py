@@ -5,12 +5,15 @@ one of the prompt kinds of engine/text/prompts.py with a fixed instruction, exce
 person's own. A checkpoint declares the tasks it was trained for in its config.json:
 
     "redraft": {"tasks": ["fix"], "canvas_init": "passage", "edit_entropy_bound": 0.5,
-                "note": "A small local model: ..."}
+                "lexicon": "lexicon.txt", "note": "A small local model: ..."}
 
 `canvas_init` "passage" means the model was trained to start the canvas of a passage task (`COPY_TASKS`)
 from the passage's own tokens and edit them in place (training/corruption.py, training/examples.py); "noise"
-(the default, DiffusionGemma's own sampler) starts every canvas from uniform noise. `edit_entropy_bound` (optional, with "passage") keeps the passage's token wherever the model was less
-sure than that (engine.model.config.GenerationArgs). A checkpoint without a
+(the default, DiffusionGemma's own sampler) starts every canvas from uniform noise. `edit_entropy_bound`
+(optional, with "passage") keeps the passage's token wherever the model was less sure than that
+(engine.model.config.GenerationArgs). `lexicon` (optional, with "passage") names a file beside the config of
+the words the model knows, with counts (engine/text/spelling.py): its fix then changes only words the lexicon
+lacks, each into a known word one slip away, chosen in context (engine/text/slots.py). A checkpoint without a
 declaration (DiffusionGemma itself, any instruction-tuned model) is taken to do every task.
 
 Import-cheap (no torch): the server checks requests against a declaration with it.
@@ -18,6 +21,7 @@ Import-cheap (no torch): the server checks requests against a declaration with i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # task id -> (prompt kind, fixed instruction; "" for the kind's default or the person's own)
@@ -34,6 +38,7 @@ ALL_TASKS = tuple(TASKS)
 COPY_TASKS = ("fix", "shorten", "rewrite")  # a "passage" model starts these canvases from the passage
 CANVAS_INITS = ("noise", "passage")
 MAX_NOTE_CHARS = 300
+LEXICON_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")  # no path: the file lies beside config.json
 
 
 @dataclass(frozen=True)
@@ -44,11 +49,14 @@ class ModelTasks:
     canvas_init: str = "noise"
     note: str = ""
     edit_entropy_bound: float | None = None  # nats; see GenerationArgs.edit_entropy_bound
+    lexicon: str | None = None  # a file name beside config.json
 
     def to_dict(self) -> dict:
         declared = {"tasks": list(self.tasks), "canvas_init": self.canvas_init, "note": self.note}
         if self.edit_entropy_bound is not None:
             declared["edit_entropy_bound"] = self.edit_entropy_bound
+        if self.lexicon is not None:
+            declared["lexicon"] = self.lexicon
         return declared
 
 
@@ -75,8 +83,11 @@ def read_tasks(config: dict, source: str = "config.json") -> ModelTasks:
     bound = declared.get("edit_entropy_bound")
     if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound >= 0):
         raise ValueError(f"{source}: redraft.edit_entropy_bound must be a number >= 0")
+    lexicon = declared.get("lexicon")
+    if lexicon is not None and (not isinstance(lexicon, str) or not LEXICON_NAME.fullmatch(lexicon)):
+        raise ValueError(f"{source}: redraft.lexicon must be a file name beside it (letters, digits, . _ -)")
     ordered = tuple(task for task in ALL_TASKS if task in tasks)
-    return ModelTasks(ordered, canvas_init, note, None if bound is None else float(bound))
+    return ModelTasks(ordered, canvas_init, note, None if bound is None else float(bound), lexicon)
 
 
 def task_for(kind: str, instruction: str) -> str:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from engine.model.config import MODEL_PRESETS, ConfigError, GenerationArgs, ModelArgs, read_json
 from engine.model.network import DiffusionGemma
+from engine.text.spelling import Lexicon
 from engine.text.tokenizer import TURN_END_ID, byte_tokenizer, load_tokenizer
 from engine.weights.compressed import Dequantizer, UnsupportedQuantization, published_fp8
 from engine.weights.quantize import check_format, load_into, prepare
@@ -48,6 +49,7 @@ class LoadedModel:
     tokenizer: Any  # a transformers tokenizer, or None for a checkpoint without tokenizer files
     source: str  # preset name or checkpoint directory
     tasks: ModelTasks = EVERY_TASK  # what its config.json declares it can do (jobs/tasks.py)
+    lexicon: Lexicon | None = None  # the words its fix knows, when it declares a lexicon
 
 
 def load_model(
@@ -131,7 +133,19 @@ def load_checkpoint(
     if tasks.edit_entropy_bound is not None:
         generation = generation.replace(edit_entropy_bound=tasks.edit_entropy_bound)
     tokenizer = load_tokenizer(directory)
-    return LoadedModel(model.eval().requires_grad_(False), args, generation, tokenizer, str(directory), tasks)
+    return LoadedModel(model.eval().requires_grad_(False), args, generation, tokenizer, str(directory), tasks,
+                       read_lexicon(directory, tasks))
+
+
+def read_lexicon(directory: Path, tasks: ModelTasks) -> Lexicon | None:
+    """The lexicon file the declaration names, read; None when it names none."""
+    if tasks.lexicon is None:
+        return None
+    path = directory / tasks.lexicon
+    try:
+        return Lexicon.read(path)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f"{path}: the lexicon config.json declares cannot be read: {error}") from error
 
 
 def read_checkpoint_tasks(directory: Path) -> ModelTasks:

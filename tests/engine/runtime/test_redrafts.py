@@ -3,12 +3,15 @@ spec's task and the canvases a passage model starts from its passage."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import anyio
 import pytest
 
 from engine.runtime import redrafts
+from engine.text.slots import SlotChoice
+from engine.text.spelling import Lexicon
 from engine.text.tokenizer import NUM_BYTE_TOKENS, SPECIALS, TURN_END_ID, byte_tokenizer
 from jobs.tasks import TASKS, ModelTasks
 from tests.engine.copying import make_copying
@@ -107,7 +110,8 @@ def test_max_tokens_cuts_what_progress_commits():
 
 
 def tokenizer_args(max_context: int = 64):
-    return byte_tokenizer(len(SPECIALS) + NUM_BYTE_TOKENS + 9), SimpleNamespace(canvas_length=8, max_context=max_context)
+    args = SimpleNamespace(canvas_length=8, max_context=max_context, pad_token_id=0)
+    return byte_tokenizer(len(SPECIALS) + NUM_BYTE_TOKENS + 9), args
 
 
 def test_chat_and_complete_specs_build_their_prompts_and_reserve_whole_canvases_for_max_tokens():
@@ -313,3 +317,27 @@ async def test_the_engine_gives_a_copying_model_its_passage_back_and_refuses_und
     assert result["text"] == passage[:60] and result["finish_reason"] == "stop"
     assert result["steps"] == [2, 2, 2, 2]  # 61 ids: four canvases, each accepted as it started
     assert seen[0]["text"] == passage[:16]  # the first step already shows the passage
+
+
+def test_a_passage_models_fix_with_a_lexicon_may_change_only_the_words_it_lacks():
+    """With a lexicon the fix's request carries its choices (engine/text/slots.py) and at most
+    MAX_CHOICE_STEPS; other tasks, and a model without one, edit as before."""
+    tokenizer, args = tokenizer_args(max_context=1024)  # byte tokens: a word's slots are its bytes
+    lexicon = Lexicon({"The": 5, "cat": 9, "sat": 4})
+    fix = spec_of(kind="rewrite", task="fix", passage="Teh cat sat.", steps=24)
+    request = redrafts.build_request(fix, tokenizer, args, 4096, PASSAGE_MODEL, lexicon)
+    assert request.choices == (SlotChoice(0, (tuple(ids(b"Teh")), tuple(ids(b"The"))), (0.0, math.log1p(5))),)
+    assert request.max_denoising_steps == redrafts.MAX_CHOICE_STEPS
+    fewer = redrafts.build_request(spec_of(kind="rewrite", task="fix", passage="Teh cat sat.", steps=4),
+                                   tokenizer, args, 4096, PASSAGE_MODEL, lexicon)
+    assert fewer.max_denoising_steps == 4
+    clean = redrafts.build_request(spec_of(kind="rewrite", task="fix", passage="The cat sat."),
+                                   tokenizer, args, 4096, PASSAGE_MODEL, lexicon)
+    assert clean.choices == ()  # nothing to correct: the passage comes back as it is
+    for spec, tasks, words in [
+        (spec_of(kind="rewrite", task="shorten", passage="Teh cat sat.", steps=24), PASSAGE_MODEL, lexicon),
+        (fix, PASSAGE_MODEL, None),
+        (fix, ModelTasks(canvas_init="noise"), lexicon),  # no passage start: nothing to choose in
+    ]:
+        other = redrafts.build_request(spec, tokenizer, args, 4096, tasks, words)
+        assert other.choices is None and other.max_denoising_steps == 24

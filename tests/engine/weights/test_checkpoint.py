@@ -66,6 +66,21 @@ def test_invalid_json_names_the_file(checkpoint, tmp_path):
         load_checkpoint(directory)
 
 
+def test_a_declared_lexicon_loads_with_the_model_and_a_missing_or_broken_one_is_named(checkpoint, tmp_path):
+    directory = broken_copy(checkpoint, tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    config["redraft"] = {"tasks": ["fix"], "canvas_init": "passage", "lexicon": "words.txt"}
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"broken/words\.txt: the lexicon config\.json declares cannot be read"):
+        load_checkpoint(directory)
+    (directory / "words.txt").write_text("the\t12\nreport\n")
+    with pytest.raises(CheckpointError, match=r"words\.txt:2: expected 'word<TAB>count'"):
+        load_checkpoint(directory)
+    (directory / "words.txt").write_text("the\t12\nreport\t3\n")
+    assert load_checkpoint(directory).lexicon.counts == {"the": 12, "report": 3}
+    assert load_checkpoint(checkpoint(SINGLE)).lexicon is None  # none declared
+
+
 def test_missing_shard_names_the_shard(checkpoint, tmp_path):
     directory = broken_copy(checkpoint, tmp_path, SHARDED)
     shard = sorted(directory.glob("model-*.safetensors"))[1]
