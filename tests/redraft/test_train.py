@@ -72,7 +72,8 @@ def test_from_scratch_trains_saves_and_evaluates(tmp_path, capsys):
     assert len(loaded.tokenizer) == 8192
     assert loaded.tasks.tasks == ("fix",) and loaded.tasks.canvas_init == "passage"
     assert loaded.generation.edit_entropy_bound == 0.5  # declared beside the tasks, set by the loader
+    assert loaded.tasks.lexicon == "lexicon.txt" and loaded.lexicon.knows("thunderstorm")  # the word list's too
     assert "python3.11-doc" in (out / "LICENSES.txt").read_text()
     assert {p.name for p in out.iterdir()} >= {"config.json", "generation_config.json", "model.safetensors",
                                                "tokenizer.json", "tokenizer_config.json", "token_counts.json",
-                                               "LICENSES.txt"}
+                                               "LICENSES.txt", "lexicon.txt"}
