@@ -102,10 +102,15 @@ def build_request(spec: RedraftSpec, tokenizer, args, max_len: int, tasks: Model
         raise RequestError(f"this model does not do the {spec.task} task; it does: {', '.join(tasks.tasks)}")
     canvas = args.canvas_length
     init_ids = passage_init_ids(spec, tokenizer, tasks)
+    choices, steps = None, spec.steps
     if init_ids is None:
         canvases = _num_canvases(spec, tokenizer, canvas)
     else:
-        canvases = _copy_canvases(init_ids, canvas)
+        canvases = _copy_canvases(init_ids, canvas)  # a passage too long is refused before any work per word
+        if lexicon is not None and spec.task == "fix":
+            init_ids, choices = _fix_choices(spec.passage, tokenizer, lexicon, args.pad_token_id, init_ids[-1])
+            canvases = _copy_canvases(init_ids, canvas)
+            steps = min(steps or MAX_CHOICE_STEPS, MAX_CHOICE_STEPS)
     max_new_tokens = canvases * canvas
     context = min(args.max_context, max_len)
     budget = context - max_new_tokens
@@ -126,13 +131,6 @@ def build_request(spec: RedraftSpec, tokenizer, args, max_len: int, tasks: Model
         prompt_ids = encode_prompt(tokenizer, redraft_prompt(spec), min(budget, prompt_budget(args, max_new_tokens)))
     except (PromptTooLongError, ValueError) as exc:
         raise RequestError(str(exc)) from exc
-    choices, steps = None, spec.steps
-    if init_ids is not None and lexicon is not None and spec.task == "fix":
-        from engine.text.slots import slot_choices
-
-        choices = slot_choices(tokenizer, spec.passage, lexicon, args.pad_token_id)
-        if choices is not None:
-            steps = min(steps or MAX_CHOICE_STEPS, MAX_CHOICE_STEPS)
     return Request(prompt_ids, seed=spec.seed % 2**63, max_new_tokens=max_new_tokens, max_denoising_steps=steps,
                    init_ids=init_ids, choices=choices)
 
@@ -145,6 +143,15 @@ def passage_init_ids(spec: RedraftSpec, tokenizer, tasks: ModelTasks) -> list[in
     from engine.text.tokenizer import end_of_turn_id  # tokenizers, like Request above
 
     return [*tokenizer.encode(spec.passage, add_special_tokens=False), end_of_turn_id(tokenizer)]
+
+
+def _fix_choices(passage: str, tokenizer, lexicon, pad_id: int, end_id: int):
+    """A fix's start with a lexicon: the passage's ids word by word and its end, and the choices among its
+    words' slots (engine/text/slots.py)."""
+    from engine.text.slots import slot_choices
+
+    passage_ids, choices = slot_choices(tokenizer, passage, lexicon, pad_id)
+    return [*passage_ids, end_id], choices
 
 
 def _copy_canvases(init_ids: list[int], canvas: int) -> int:

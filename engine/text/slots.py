@@ -39,43 +39,45 @@ class SlotChoice:
         return len(self.options[0])
 
 
-def word_slots(tokenizer, passage: str) -> list[tuple[str, int, int]] | None:
-    """(whitespace before the word, first slot, slot count) per word of the passage, in order; None when the
-    tokenizer's ids for the whole passage are not the words' ids one after another (a merge across a
-    space), since the canvas starts from the whole passage's ids."""
+def word_slots(tokenizer, passage: str) -> tuple[list[int], list[tuple[str, int, int]]]:
+    """The passage's ids word by word, and per word (whitespace before it, first slot, slot count).
+
+    The ids are each word's with the whitespace before it, then any whitespace after the last: they decode to
+    the passage. They are what the canvas starts from, rather than the whole passage's ids, which differ
+    where the tokenizer merges across a word's edge (a trailing space, a newline): training aligned its
+    edits word by word the same way (training/corruption.py `aligned_canvases`)."""
     slots, ids = [], []
     for space, word in _PIECE.findall(passage):
         word_ids = tokenizer.encode(space + word, add_special_tokens=False)
         slots.append((space, len(ids), len(word_ids)))
         ids += word_ids
-    if ids != tokenizer.encode(passage, add_special_tokens=False):
-        return None
-    return slots
+    trailing = passage[len(passage.rstrip()) :] if passage.strip() else passage
+    if trailing:
+        ids += tokenizer.encode(trailing, add_special_tokens=False)
+    return ids, slots
 
 
-def slot_choices(tokenizer, passage: str, lexicon: Lexicon, pad_id: int) -> tuple[SlotChoice, ...] | None:
-    """The slips a fix may correct in a passage, as choices among token sequences of its word slots; None
-    when the words cannot be placed in slots (`word_slots`), so the model edits as it would without a lexicon.
+def slot_choices(tokenizer, passage: str, lexicon: Lexicon, pad_id: int) -> tuple[list[int], tuple[SlotChoice, ...]]:
+    """The ids a fix's canvas starts from (`word_slots`), and the slips it may correct there, as choices among
+    token sequences of their word slots.
 
     An option that needs more tokens than the shown word has is left out (the model was never trained to
     grow a word); a choice left with the shown word alone is none. The prior of an option is
     PRIOR_WEIGHT * log(1 + how often the lexicon has seen it); a deletion (a doubled word) gets the shown
     word's, so the model alone decides it."""
-    slots = word_slots(tokenizer, passage)
-    if slots is None:
-        return None
+    ids, slots = word_slots(tokenizer, passage)
     found = []
     for choice in lexicon.choices(passage):
         space, start, length = slots[choice.index]
         options, priors = [], []
         kept = lexicon.count(split_word(choice.options[0])[1])
         for option in choice.options:
-            ids = tokenizer.encode(space + option, add_special_tokens=False) if option else []
-            if len(ids) > length:
+            option_ids = tokenizer.encode(space + option, add_special_tokens=False) if option else []
+            if len(option_ids) > length:
                 continue
-            options.append(tuple(ids) + (pad_id,) * (length - len(ids)))
+            options.append(tuple(option_ids) + (pad_id,) * (length - len(option_ids)))
             count = lexicon.count(split_word(option)[1]) if option else kept
             priors.append(PRIOR_WEIGHT * math.log1p(count))
         if len(options) > 1:
             found.append(SlotChoice(start, tuple(options), tuple(priors)))
-    return tuple(found)
+    return ids, tuple(found)

@@ -45,6 +45,7 @@ class Lexicon:
 
     def __init__(self, counts: dict[str, int]):
         self.counts = counts
+        self._folded = {word.lower() for word in counts}  # a quick "no" for most of a word's ~500 neighbours
 
     @classmethod
     def read(cls, path: Path) -> "Lexicon":
@@ -92,7 +93,7 @@ class Lexicon:
         "Move" for being a sentence's start."""
         found = {
             word for word in _unslipped(core)
-            if word != core and sum(c.isalpha() for c in word) >= MIN_LETTERS
+            if word.lower() in self._folded and word != core and sum(c.isalpha() for c in word) >= MIN_LETTERS
             and (self.counts.get(word, 0) if word[0].isupper() != core[0].isupper() else self.count(word)) > 0
         }
         return sorted(found, key=lambda word: (-self.count(word), word))[:MAX_CANDIDATES]

@@ -289,6 +289,8 @@ def test_a_passage_longer_than_the_canvases_is_refused_not_cut():
     too_long = spec_of(kind="rewrite", task="fix", passage="x" * 32)
     with pytest.raises(redrafts.RequestError, match="the passage is 32 tokens; this model edits at most 31"):
         redrafts.build_request(too_long, tokenizer, args, 4096, PASSAGE_MODEL)
+    with pytest.raises(redrafts.RequestError, match="the passage is 32 tokens; this model edits at most 31"):
+        redrafts.build_request(too_long, tokenizer, args, 4096, PASSAGE_MODEL, Lexicon({"the": 1}))  # a fix too
 
 
 @pytest.mark.anyio
@@ -328,6 +330,10 @@ def test_a_passage_models_fix_with_a_lexicon_may_change_only_the_words_it_lacks(
     request = redrafts.build_request(fix, tokenizer, args, 4096, PASSAGE_MODEL, lexicon)
     assert request.choices == (SlotChoice(0, (tuple(ids(b"Teh")), tuple(ids(b"The"))), (0.0, math.log1p(5))),)
     assert request.max_denoising_steps == redrafts.MAX_CHOICE_STEPS
+    assert request.init_ids == [*ids(b"Teh cat sat."), TURN_END_ID]
+    spaced = redrafts.build_request(spec_of(kind="rewrite", task="fix", passage="Teh cat "), tokenizer, args, 4096,
+                                    PASSAGE_MODEL, lexicon)  # a selection that ends in a space: still its words
+    assert spaced.init_ids == [*ids(b"Teh cat "), TURN_END_ID] and spaced.choices == request.choices
     fewer = redrafts.build_request(spec_of(kind="rewrite", task="fix", passage="Teh cat sat.", steps=4),
                                    tokenizer, args, 4096, PASSAGE_MODEL, lexicon)
     assert fewer.max_denoising_steps == 4
