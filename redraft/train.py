@@ -4,6 +4,8 @@
     redraft train --model DIR --data pairs.jsonl --out DIR --lora-rank 16 [--merge]   # fine-tune (a GPU in practice)
     redraft train --eval-only --model redraft-small [--held-out FILE]                 # the evaluation alone
     redraft train --corpus english-docs --export-held-out FILE                        # the test fixture
+    redraft train --corpus english-docs --export-corpus FILE.json.gz     # the corpus packed for a GPU machine
+    python -m redraft.train --corpus english-docs --corpus-file FILE.json.gz ...      # training there from it
 
 Importing this module is cheap (no torch): the server adds these arguments to its own parser. Progress goes to
 stderr, the evaluation to stdout.
@@ -47,6 +49,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--corpus", default=env_value("corpus"), help="train from scratch on this corpus: english-docs or python-docs")
     add("--corpus-dir", default=env_value("corpus_dir"), help="its sources (default: where python3.11-doc puts them)")
+    add("--corpus-file", default=env_value("corpus_file"),
+        help="train from this packed corpus (--export-corpus) instead of the installed packages")
+    add("--export-corpus", default=env_value("export_corpus"),
+        help="pack --corpus, its licences and the word list into this file (.json.gz) and stop")
     add("--config", default=env_value("config", "redraft-small"), help="shapes to train from scratch (redraft-small)")
     add("--model", default=env_value("model"), help="the checkpoint to fine-tune or evaluate; with --corpus, to train on")
     add("--data", default=env_value("data"), help='fine-tune: JSONL of {"prompt": ..., "response": ...}')
@@ -80,7 +86,9 @@ def run_train(args: argparse.Namespace) -> int:
 
         # one thread by default: on a shared small machine OpenMP's spin-waiting costs more than it gains
         torch.set_num_threads(_int("--threads", args.threads))
-        return {"corpus": _from_scratch, "lora": _fine_tune, "eval": _eval_only, "export": _export}[mode](args)
+        modes = {"corpus": _from_scratch, "lora": _fine_tune, "eval": _eval_only, "export": _export,
+                 "pack": _export_corpus}
+        return modes[mode](args)
     except UsageError as error:
         print(f"redraft train: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -98,6 +106,12 @@ def _mode(args: argparse.Namespace) -> str:
         if not args.corpus:
             raise UsageError("--export-held-out needs --corpus")
         return "export"
+    if args.export_corpus:
+        if not args.corpus or args.corpus_file or args.corpus_dir:
+            raise UsageError("--export-corpus packs the installed --corpus: give --corpus alone")
+        return "pack"
+    if args.corpus_file and args.corpus_dir:
+        raise UsageError("--corpus-file or --corpus-dir, not both")
     if bool(args.corpus) == bool(args.data):
         raise UsageError("give --corpus (train from scratch) or --data with --model (fine-tune), not both")
     if not args.out:
@@ -116,10 +130,10 @@ def _from_scratch(args: argparse.Namespace) -> int:
     from engine.text.tokenizer import TURN_END_ID, bpe_tokenizer
     from engine.weights.checkpoint import load_model
     from jobs.tasks import ModelTasks
-    from training.corpus import split_documents
+    from training.corpus import corpus_licences, split_documents
     from training.evaluate import write_token_counts
     from training.examples import DocumentExamples, collate
-    from training.lexicon import write_lexicon
+    from training.lexicon import WordList, write_lexicon
     from training.train import declare_tasks, save_checkpoint, train, trainable_model
 
     if args.config not in TRAINABLE_CONFIGS:
@@ -128,7 +142,8 @@ def _from_scratch(args: argparse.Namespace) -> int:
     options = _train_args(args, steps=3000, batch_size=16, lr=2e-3, encoder_loss_weight=1.0)
     device = _device(args)
     started = time.perf_counter()
-    train_docs, held_out = split_documents(_documents(args))
+    packed = _packed(args)
+    train_docs, held_out = split_documents(packed.documents if packed else _documents(args))
     _log(f"{len(train_docs)} training and {len(held_out)} held-out documents of {args.corpus}")
     if args.model:  # a second stage: the checkpoint's weights and tokenizer train on
         start = load_model(args.model, device)
@@ -153,8 +168,8 @@ def _from_scratch(args: argparse.Namespace) -> int:
     out = save_checkpoint(model, generation, tokenizer, Path(args.out))
     declare_tasks(out, ModelTasks(tuple(DECLARED_TASKS), "passage", SMALL_MODEL_NOTE, EDIT_ENTROPY_BOUND))
     write_token_counts(examples.streams, shapes.vocab_size, out)
-    _write_licences(args.corpus, out)
-    write_lexicon(train_docs, out)  # after the licences: it adds its word list's
+    _write_licences(packed.licences if packed else corpus_licences(args.corpus), out)
+    write_lexicon(train_docs, out, packed.word_list if packed else WordList.installed())  # adds its licence
     _log(f"saved {out} ({_size_mb(out):.1f} MB) after {time.perf_counter() - started:.0f} s")
     return _evaluate(str(out), [p for d in held_out for p in d.paragraphs], device, options.seed)
 
@@ -260,13 +275,34 @@ def _documents(args: argparse.Namespace):
     return load_corpus(args.corpus)
 
 
-def _write_licences(corpus: str, out: Path) -> None:
+def _write_licences(licences: str, out: Path) -> None:
     """The licences of the documentation the weights were trained on, beside them (LICENSES.txt)."""
-    from training.corpus import corpus_licences
-
     for stale in out.glob("LICENSE*"):
         stale.unlink()
-    (out / "LICENSES.txt").write_text(corpus_licences(corpus), encoding="utf-8")
+    (out / "LICENSES.txt").write_text(licences, encoding="utf-8")
+
+
+def _packed(args: argparse.Namespace):
+    """The --corpus-file's contents (training.corpus_file), or None to read the installed packages."""
+    if not args.corpus_file:
+        return None
+    from training.corpus_file import read_corpus_file
+
+    packed = read_corpus_file(Path(args.corpus_file))
+    if packed.corpus != args.corpus:
+        raise UsageError(f"{args.corpus_file} packs the corpus {packed.corpus}, not {args.corpus}")
+    return packed
+
+
+def _export_corpus(args: argparse.Namespace) -> int:
+    from training.corpus_file import pack, write_corpus_file
+
+    packed = pack(args.corpus)
+    write_corpus_file(packed, Path(args.export_corpus))
+    size = Path(args.export_corpus).stat().st_size / 1e6
+    _log(f"wrote {len(packed.documents)} documents of {args.corpus} and {len(packed.word_list.words):,} words to "
+         f"{args.export_corpus} ({size:.1f} MB)")
+    return EXIT_OK
 
 
 def _train_args(args: argparse.Namespace, steps: int, batch_size: int, lr: float, encoder_loss_weight: float):
@@ -320,3 +356,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+if __name__ == "__main__":  # `python -m redraft.train`: training alone, without the server's imports (a GPU image)
+    parser = argparse.ArgumentParser(prog="python -m redraft.train", description="train or evaluate the small model")
+    add_train_arguments(parser)
+    sys.exit(run_train(parser.parse_args()))

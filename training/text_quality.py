@@ -301,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None,
                         help="denoising steps per canvas (default: the model's)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--dictionary", type=Path, default=None,
+                        help="the word list of the dictionary-word figures (default: wamerican's)")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure and output here")
     parser.add_argument("--show", type=int, default=0, help="print the first N outputs of each task to read")
     options = parser.parse_args(argv)
@@ -317,8 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(options.threads)
+    dictionary = None if options.dictionary is None else load_dictionary(options.dictionary)
     result = evaluate([name for name in options.models.split(",") if name], paragraphs, options.seed, tasks,
-                      options.steps)
+                      options.steps, dictionary)
     result["settings"].update(files=[str(path) for path in files], threads=options.threads)
     print(format_table(result))
     if options.show > 0:

@@ -9,7 +9,9 @@ import pytest
 from engine.model.config import TRAINABLE_CONFIGS
 from engine.weights.checkpoint import load_model
 from redraft.cli import main as redraft
-from training.corpus import HELD_OUT_BUCKETS, Document, is_held_out
+from training.corpus import HELD_OUT_BUCKETS, Document, is_held_out, load_documents
+from training.corpus_file import CorpusFile, write_corpus_file
+from training.lexicon import WordList
 
 
 @pytest.mark.parametrize(
@@ -23,6 +25,9 @@ from training.corpus import HELD_OUT_BUCKETS, Document, is_held_out
         (["--export-held-out", "f.txt"], "--export-held-out needs --corpus"),
         (["--corpus", "python-docs", "--out", "o", "--steps", "many"], "--steps must be an integer, got 'many'"),
         (["--corpus", "python-docs", "--out", "o", "--config", "huge"], "--config must be one of redraft-small"),
+        (["--export-corpus", "c.json.gz"], "--export-corpus packs the installed --corpus: give --corpus alone"),
+        (["--corpus", "python-docs", "--corpus-dir", "d", "--export-corpus", "c.json.gz"], "give --corpus alone"),
+        (["--corpus", "python-docs", "--corpus-dir", "d", "--corpus-file", "c", "--out", "o"], "not both"),
     ],
 )
 def test_usage_errors_exit_2_with_a_reason(argv, message, capsys):
@@ -77,3 +82,21 @@ def test_from_scratch_trains_saves_and_evaluates(tmp_path, capsys):
     assert {p.name for p in out.iterdir()} >= {"config.json", "generation_config.json", "model.safetensors",
                                                "tokenizer.json", "tokenizer_config.json", "token_counts.json",
                                                "LICENSES.txt", "lexicon.txt"}
+
+
+def test_a_packed_corpus_trains_with_its_own_licences_and_word_list(tmp_path, capsys):
+    """A GPU machine without the packages trains from --corpus-file: the licences and the word list beside the
+    weights are the pack's, not this machine's."""
+    sources, packed, out = tmp_path / "sources", tmp_path / "corpus.json.gz", tmp_path / "model"
+    synthetic_sources(sources)
+    write_corpus_file(CorpusFile("python-docs", load_documents(sources), "THE PACKED LICENCES\n",
+                                 WordList(("thunderstorm",), "The packed word list's terms.")), packed)
+    argv = ["train", "--corpus", "python-docs", "--corpus-file", str(packed), "--out", str(out), "--steps", "2",
+            "--batch-size", "2", "--device", "cpu", "--seed", "3"]
+    assert redraft(argv) == 0
+    assert "31 training and 2 held-out documents of python-docs" in capsys.readouterr().err  # synthetic_sources
+    licences = (out / "LICENSES.txt").read_text()
+    assert licences.startswith("THE PACKED LICENCES") and licences.rstrip().endswith("The packed word list's terms.")
+    assert load_model(str(out)).lexicon.knows("thunderstorm")
+    assert redraft([*argv[:2], "english-docs", *argv[3:]]) == 2  # a pack of another corpus
+    assert f"{packed} packs the corpus python-docs, not english-docs" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 
 from engine.text.spelling import Lexicon
 from training.corpus import Document
-from training.lexicon import LEXICON_FILE, build_lexicon, write_lexicon
+from training.lexicon import LEXICON_FILE, WordList, build_lexicon, write_lexicon
 
 DOCUMENTS = [Document("a.txt", ("The kernel loads the module.", "The module (a driver) loads firmware.")),
              Document("b.txt", ("Firmware loads once.",))]
@@ -16,9 +16,10 @@ DOCUMENTS = [Document("a.txt", ("The kernel loads the module.", "The module (a d
 
 @pytest.fixture
 def word_list(tmp_path):
-    path = tmp_path / "words"
-    path.write_text("driver\nkernel\nlunch\nAaron's\nmodule's\n")
-    return path
+    path, copyright_file = tmp_path / "words", tmp_path / "copyright"
+    path.write_text("driver\nkernel\n\nlunch\nAaron's\nmodule's\n")
+    copyright_file.write_text("The word list's terms.\n")
+    return WordList.installed(path, copyright_file)
 
 
 def test_the_training_words_seen_twice_and_the_word_lists_words(word_list):
@@ -33,7 +34,7 @@ def test_the_training_words_seen_twice_and_the_word_lists_words(word_list):
 
 def test_a_missing_word_list_names_its_package(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install -y wamerican"):
-        build_lexicon(DOCUMENTS, tmp_path / "none")
+        WordList.installed(tmp_path / "none")
 
 
 def test_written_beside_the_weights_declared_and_licensed_once(tmp_path, word_list):
@@ -47,4 +48,5 @@ def test_written_beside_the_weights_declared_and_licensed_once(tmp_path, word_li
         "tasks": ["fix"], "canvas_init": "passage", "lexicon": LEXICON_FILE}
     licences = (tmp_path / "LICENSES.txt").read_text()
     assert licences.startswith("the corpus's licences\n")
-    assert licences.count("wamerican (the word list in lexicon.txt)") == 1  # Debian's copyright file, once
+    assert licences.count("wamerican (the word list in lexicon.txt)") == 1  # its copyright file, once
+    assert licences.rstrip().endswith("The word list's terms.")
