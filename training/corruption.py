@@ -16,18 +16,18 @@ need more tokens than its shown word has (rare: a slip usually splits a word int
 from __future__ import annotations
 
 import random
-import re
+
+from engine.text.spelling import split_word
 
 SLIP_KINDS = ("swap", "drop", "double", "case")
 MIN_SLIP_LETTERS = 3
 FILLERS = ("really", "very", "quite", "actually", "basically", "simply", "certainly", "generally", "just")
-_CORE = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)  # a word's leading punctuation, its core, trailing punctuation
 _RELATIVE = ("which", "who", "whose", "whom")
 
 
 def typo(word: str, rng: random.Random) -> str:
     """The word with one slip in its letters; a word of fewer than MIN_SLIP_LETTERS letters unchanged."""
-    lead, core, tail = _CORE.match(word).groups()
+    lead, core, tail = split_word(word)
     if sum(c.isalpha() for c in core) < MIN_SLIP_LETTERS:
         return word
     for _ in range(8):  # a swap of two equal letters changes nothing: draw again

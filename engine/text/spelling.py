@@ -3,9 +3,10 @@
 A small token-level model cannot tell which word a misspelling stands for: "speling" is two tokens that
 share nothing with "spelling"'s. The slips it was trained to undo (training/corruption.py: two letters
 swapped, one dropped, one doubled, one letter's case changed) are a known channel, though, so the words a
-slip could have come from can be listed: every word of the model's lexicon (the words of its training text)
-that one slip turns into the shown word. The model then only has to choose among them in context, and a
-word the lexicon knows is never a candidate for change (engine/runtime/choices.py).
+slip could have come from can be listed: every word of the model's lexicon (its training text's words and a
+word list, training/lexicon.py) that one slip turns into the shown word. The model then only has to choose
+among them in context (engine/text/slots.py, engine/runtime/generate.py `choose`), and a word the lexicon
+knows is never a candidate for change.
 
 Import-cheap (no torch, no tokenizer): the candidates are plain strings.
 """

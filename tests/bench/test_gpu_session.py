@@ -8,31 +8,20 @@ The dry run checks the kernels against the reference path too (float32, the inte
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tarfile
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch", reason="the session's engine steps need the engine extra (torch)")
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.benches import dry_run  # noqa: E402
 
 
 @pytest.mark.timeout(400)  # about 40 s on an idle 2-core VM; the interpreter's kernels are slow under load
 def test_the_dry_run_packs_every_step_into_two_files(tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable}
-    done = subprocess.run(["bash", "bench/gpu_session.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=380)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(path.name for path in out.iterdir()) == ["session.tar.gz", "summary.md"]
-
-    work = tmp_path / "work"
-    with tarfile.open(out / "session.tar.gz") as archive:
-        archive.extractall(work, filter="data")
+    printed, left = dry_run("gpu_session.sh", out, 380)
+    assert sorted(left) == ["session.tar.gz", "summary.md"]
+    work = left["session.tar.gz"]
     ended = {line.split()[0]: int(line.split()[1]) for line in (work / "steps.txt").read_text().splitlines()}
     assert ended == {"overrun": 124, "head": 2, "engine-baseline": 0, "engine-fast": 0}
     assert "needs a CUDA device" in (work / "head.log").read_text()
@@ -47,4 +36,4 @@ def test_the_dry_run_packs_every_step_into_two_files(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "| overrun | 124 | " in summary and "stopped at its limit" in summary
     assert "kernels on vs off, none, batch 1, step 2: argmax agree 100.00%" in summary
-    assert summary in done.stdout  # printed last as well
+    assert summary in printed  # printed last as well

@@ -4,22 +4,16 @@ measurement, and the two files a GPU loan brings back ($OUT holds at most 8)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tarfile
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch", reason="training needs the engine extra (torch)")
 
 from tests.redraft.test_train import synthetic_sources  # noqa: E402
+from tests.support.benches import dry_run  # noqa: E402
 from training.corpus import load_documents  # noqa: E402
 from training.corpus_file import CorpusFile, write_corpus_file  # noqa: E402
 from training.lexicon import WordList  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(400)
@@ -29,16 +23,9 @@ def test_the_dry_run_trains_from_the_pack_measures_both_models_and_packs_two_fil
     words = WordList(("the", "meeting", "budget"), "terms")
     write_corpus_file(CorpusFile("python-docs", load_documents(tmp_path / "sources"), "LICENCES\n", words), packed)
     out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "CORPUS": "python-docs",
-           "CORPUS_FILE": str(packed)}
-    done = subprocess.run(["bash", "bench/gpu_train.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=380)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(path.name for path in out.iterdir()) == ["summary.md", "train.tar.gz"]
-
-    work = tmp_path / "work"
-    with tarfile.open(out / "train.tar.gz") as archive:
-        archive.extractall(work, filter="data")
+    printed, left = dry_run("gpu_train.sh", out, 380, CORPUS="python-docs", CORPUS_FILE=str(packed))
+    assert sorted(left) == ["summary.md", "train.tar.gz"]
+    work = left["train.tar.gz"]
     ended = {line.split()[0]: int(line.split()[1]) for line in (work / "steps.txt").read_text().splitlines()}
     assert ended == {"train": 0, "quality": 0}
     config = json.loads((work / "redraft-small" / "config.json").read_text())
@@ -50,4 +37,4 @@ def test_the_dry_run_trains_from_the_pack_measures_both_models_and_packs_two_fil
     summary = (out / "summary.md").read_text()
     assert "| train | 0 |" in summary and "| quality | 0 |" in summary
     assert "| task: figure | shipped | trained |" in summary
-    assert summary in done.stdout  # printed last as well
+    assert summary in printed  # printed last as well

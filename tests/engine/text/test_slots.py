@@ -27,6 +27,7 @@ def encode(tokenizer, text: str) -> list[int]:
     "Please send teh report, and chekc (the budegt).",
     "Two lines:\nthe first\n\n  and an indented second.",
     "A selection that ends in a space ",
+    "Odd\u2028spaces\x1cand 😀 tabs\t here\u3000",  # what str.split() and the slots both call whitespace
 ])
 def test_word_slots_cover_the_passage_word_by_word(tokenizer, passage):
     ids, slots = word_slots(tokenizer, passage)
