@@ -103,6 +103,7 @@ class BatchState:
     # accept the model's sample: the undecided part of an edit shows the passage as it stands
     start: torch.Tensor  # [B, L] the canvas' given start tokens (positions with from_start)
     from_start: torch.Tensor  # [B, L] bool: False where the canvas starts from noise (a choice's slots too)
+    only_choices: torch.Tensor  # [B] bool: the row's request has choices, so it changes nothing outside them
 
 
 def denoise_step(
@@ -397,6 +398,7 @@ def start_canvases(
     given = _given_starts(state, rows, init_ids, pad_id)
     noisy = [row for row in rows if row not in given]
     state.from_start[rows_t] = False
+    state.only_choices[rows_t] = False
     if len(noisy) == len(rows):
         state.canvas[rows_t] = noise.canvas(rows, state.canvas_index)
     else:
@@ -406,6 +408,9 @@ def start_canvases(
         state.start[given_t] = torch.tensor(list(given.values()), dtype=torch.long, device=device)
         state.canvas[given_t] = state.start[given_t]
         state.from_start[given_t] = True
+        with_choices = [row for row, row_choices in zip(rows, choices) if row in given and row_choices is not None]
+        if with_choices:
+            state.only_choices[torch.tensor(with_choices, dtype=torch.long, device=device)] = True
         masked = _choice_slots(state, rows, choices)
         if masked:
             masked_rows = list(masked)
@@ -499,6 +504,7 @@ def new_state(
         accepted=torch.zeros(num_rows, L, dtype=torch.bool, device=device),
         start=longs.clone(),
         from_start=torch.zeros(num_rows, L, dtype=torch.bool, device=device),
+        only_choices=torch.zeros(num_rows, dtype=torch.bool, device=device),
     )
 
 
@@ -535,14 +541,22 @@ def _check_init_ids(init_ids, room: int, vocab_size: int) -> None:
         raise RequestError(f"init_ids has {len(init_ids)} tokens, more than the {room} of the requested canvases")
 
 
+def preview(state: BatchState) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a step shows of each row, canvas [B, L] and entropy [B, L]: the argmax and its entropy, except that
+    a row with choices shows its passage outside their slots, settled, as it will commit it."""
+    kept = state.only_choices[:, None] & state.from_start
+    return torch.where(kept, state.start, state.argmax), torch.where(kept, 0.0, state.entropy)
+
+
 def _snapshot(state: BatchState, budgets, stopped: list[bool], finished: list[bool]) -> Snapshot:
+    canvas, entropy = preview(state)
     return Snapshot(
         step=state.steps_done.tolist(),
         max_steps=[steps for _, steps in budgets],
         canvas_index=state.canvas_index.tolist(),
         # copies, also on a CPU (where .cpu() is the tensor itself): the fused step writes the state in place
-        canvas=state.argmax.to("cpu", copy=True),
-        entropy=state.entropy.to("cpu", copy=True),
+        canvas=canvas.to("cpu", copy=True),
+        entropy=entropy.to("cpu", copy=True),
         accepted=state.accepted.to("cpu", copy=True),
         stopped=list(stopped),
         finished=list(finished),

@@ -29,6 +29,7 @@ from engine.runtime.generate import (
     fused_head,
     new_state,
     prefill,
+    preview,
     request_budget,
     start_canvases,
 )
@@ -224,8 +225,9 @@ class Scheduler:
 
     def _publish(self, stopped: list[bool]) -> None:
         rows = [row for row, job in enumerate(self.rows) if job is not None]
-        canvas = self.state.argmax[rows].tolist()
-        entropy = self.state.entropy[rows].tolist()
+        shown, entropies = preview(self.state)
+        canvas = shown[rows].tolist()
+        entropy = entropies[rows].tolist()
         accepted = self.state.accepted[rows].tolist()
         steps = self.state.steps_done[rows].tolist()
         canvas_index = self.state.canvas_index[rows].tolist()

@@ -354,3 +354,20 @@ def test_the_models_scores_decide_a_choice_of_equal_priors(checkpoint):
     (result,) = generate(native.model, [replace(request, choices=choices)], native.generation)
     expected = passage[:4] + [40, 40] + passage[6:20] + [40, 40, 40] + passage[23:]
     assert result.token_ids == expected + [0] * 2
+
+
+def test_a_choice_rows_steps_show_its_passage_settled_outside_the_choices(checkpoint):
+    """What collaborators watch: a random model's argmax is noise everywhere, but a row with choices shows its
+    passage, certain, outside their slots, as it will commit it; only the slots resolve."""
+    native = load_checkpoint(checkpoint(TinySpec()))  # canvas 16
+    passage = prompt_of(16, offset=40)
+    free = Request(prompt_of(5), seed=3, max_new_tokens=16, max_denoising_steps=4, init_ids=passage)
+    fixing = replace(free, choices=(SlotChoice(6, (tuple(passage[6:8]), (9, 0)), (0.0, 0.0)),))
+    snapshots = []
+    generate(native.model, [fixing, free], native.generation, on_step=snapshots.append)
+    slots = torch.zeros(16, dtype=torch.bool)
+    slots[6:8] = True
+    for snapshot in snapshots:
+        assert snapshot.canvas[0][~slots].tolist() == [t for t, s in zip(passage, slots.tolist()) if not s]
+        assert bool((snapshot.entropy[0][~slots] == 0).all()) and bool((snapshot.entropy[0][slots] > 0).all())
+        assert snapshot.canvas[1].tolist() != passage  # no choices: the model's argmax, as before

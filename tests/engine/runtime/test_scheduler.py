@@ -247,3 +247,5 @@ def test_choice_rows_joining_mid_flight_equal_each_alone(native, fixed_shapes):
     first = recorders[0].outcome.token_ids
     assert first[:2] + first[4:17] + first[18:20] == passage[:2] + passage[4:17] + passage[18:20]
     assert recorders[2].outcome.token_ids[:20] == passage  # no choices: the passage as it stands
+    watched = [snapshot.token_ids for snapshot in recorders[0].snapshots if snapshot.canvas_index == 0]
+    assert watched and all(shown[:2] + shown[4:] == passage[:2] + passage[4:16] for shown in watched)  # settled
