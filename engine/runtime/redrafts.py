@@ -39,8 +39,9 @@ REWRITE_ROOM = 1.5  # output room as a multiple of the passage's tokens
 # bytes are the last tokens of the output and whose rest never came.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
 MAX_CHAR_TOKENS = 4  # a UTF-8 character is at most 4 bytes, so at most 4 byte-level tokens
-# A fix with choices denoises only their slots, a word or two each: redraft-small decides them as well in 4, 8
-# or 24 steps (80.0, 80.6 and 79.4 % of slips removed on the README's paragraphs), and 8 take a third of the time
+# A fix with choices denoises only their slots, a word or two each: redraft-small decided them as well in 4, 8
+# or 24 steps (80.0, 80.6 and 79.4 % of slips removed on the README's paragraphs, 2026-12-06, before this cap and
+# the mid-sentence capitals), and 8 take a third of the time of 24
 MAX_CHOICE_STEPS = 8
 
 

@@ -23,6 +23,10 @@ LETTERS = string.ascii_lowercase
 MIN_LETTERS = 3  # training/corruption.py slips only words of at least this many letters
 MIN_SLIPPED_LETTERS = MIN_LETTERS - 1  # so a slip has at least this many (one dropped)
 MAX_CANDIDATES = 8  # the most frequent ones: a word with more neighbours is too ambiguous to guess anyway
+# A capitalised word mid-sentence is a case slip to consider when the lexicon has it in lower case this many
+# times more often: on 65 held-out paragraphs the evaluation does not use, 2 and 5 removed 84.2 % of slips, 20
+# 83.3 %, 100 81.4 % (none 79.6 %), no correct word changed with any
+CAPITAL_RATIO = 5
 KEPT_DOUBLES = frozenset({"had", "that"})  # "she had had enough", "he said that that was all": English
 
 
@@ -99,12 +103,21 @@ class Lexicon:
         }
         return sorted(found, key=lambda word: (-self.count(word), word))[:MAX_CANDIDATES]
 
+    def _capital_slip(self, core: str) -> bool:
+        """A capitalised word mid-sentence that the lexicon has mostly in lower case: its first letter's case may
+        be a slip ("the Has" for "the has"); a name ("Debian", "Friday") is mostly capitalised."""
+        if not (core[:1].isupper() and core[1:].islower() and len(core) >= MIN_LETTERS):
+            return False
+        return self.counts.get(core, 0) * CAPITAL_RATIO < self.counts.get(core.lower(), 0)
+
     def choices(self, passage: str) -> list[WordChoice]:
         """The words of a passage that may be slips, each with what it may have been: unknown words with
-        known neighbours one slip away, and a word shown twice in a row (its second copy may go)."""
+        known neighbours one slip away, a word shown twice in a row (its second copy may go), and a word
+        capitalised mid-sentence that is mostly written in lower case (`_capital_slip`), unless quoted or
+        beside another capitalised word (a title, a name: "Mandatory Access Control")."""
         words = passage.split()
         found = []
-        previous = ""
+        previous, ends_sentence = "", True
         for index, word in enumerate(words):
             lead, core, tail = split_word(word)
             doubled = index and not lead and core.isalpha() and core.lower() == previous.lower()
@@ -114,8 +127,17 @@ class Lexicon:
                 options = [lead + candidate + tail for candidate in self.candidates(core)]
                 if options:
                     found.append(WordChoice(index, (word, *options)))
+            elif index and not (lead or ends_sentence or _in_title(words, index)) and self._capital_slip(core):
+                found.append(WordChoice(index, (word, lead + core.lower() + tail)))
             previous = core if not tail else ""  # "end. End" is no doubled word
+            ends_sentence = tail[-1:] in (".", "!", "?", ":") or not core
         return found
+
+
+def _in_title(words: list[str], index: int) -> bool:
+    """Whether the word before or after is capitalised too: a title or a name ("Mandatory Access Control")."""
+    neighbours = [words[i] for i in (index - 1, index + 1) if 0 <= i < len(words)]
+    return any(split_word(word)[1][:1].isupper() for word in neighbours)
 
 
 def _unslipped(core: str):

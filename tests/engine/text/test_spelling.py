@@ -65,6 +65,17 @@ def test_a_word_shown_twice_may_lose_its_copy_but_not_where_english_doubles_it(l
     assert lexicon.choices("the (the budget)") == []  # an aside that begins with the same word
 
 
+def test_a_capital_mid_sentence_may_be_a_slip_unless_the_word_is_a_name_or_in_a_title(lexicon):
+    lexicon = Lexicon({**lexicon.counts, "has": 500, "Has": 20, "Access": 90, "access": 400, "Free": 300,
+                       "free": 900})
+    assert lexicon.choices("the report Has been sent") == [WordChoice(2, ("Has", "has"))]
+    assert lexicon.choices("the report. Has it been sent") == []  # a sentence's start
+    assert lexicon.choices("send it on Friday") == []  # mostly capitalised: a name
+    assert lexicon.choices("a Free licence") == []  # capitalised a third of the time: not clearly a slip
+    assert lexicon.choices("the Mandatory Access Control system") == []  # beside another capital: a title
+    assert lexicon.choices('the "Access" rights') == []  # quoted
+
+
 def test_read_and_write_round_trip(tmp_path, lexicon):
     path = tmp_path / "lexicon.txt"
     lexicon.write(path)
