@@ -24,28 +24,11 @@
 #   bash bench/gpu_session.sh --dry-run   # on a CPU: the same plumbing with the tiny model, in about a minute
 #                                         # (tests/bench/test_gpu_session.py runs it in CI)
 # transformers newer than the image's travels as a wheel in .whl/ (see README, "Engine").
-set -uo pipefail
-DRY_RUN=0
-[ "${1:-}" = "--dry-run" ] && DRY_RUN=1
-OUT="${OUT:-bench-out}"
-mkdir -p "$OUT"
-WORK="$(mktemp -d)"
-PY="${PYTHON:-python3}"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+source bench/gpu_loan.sh "$@"  # DRY_RUN, OUT, WORK, PY and `step`
 
 pack() {
   "$PY" bench/session_summary.py "$WORK" > "$OUT/summary.md" 2> "$WORK/summary.err"
   tar -czf "$OUT/session.tar.gz" -C "$WORK" .
-}
-
-step() {  # step NAME SECONDS COMMAND...: runs it with its output in NAME.log, records how it ended, packs
-  local name=$1 limit=$2
-  shift 2
-  local started=$SECONDS
-  OUT="$WORK" timeout -k 5 --signal=INT "$limit" "$@" > "$WORK/$name.log" 2>&1
-  local rc=$?
-  echo "$name $rc $((SECONDS - started)) $limit" >> "$WORK/steps.txt"
-  pack
 }
 
 if [ "$DRY_RUN" = 1 ]; then

@@ -16,16 +16,9 @@
 #
 #   bash bench/gpu_train.sh --dry-run   # on a CPU: the same plumbing, 2 steps, 1 paragraph per file
 #                                       # (tests/bench/test_gpu_train.py runs it in CI with a made-up corpus)
-set -uo pipefail
-DRY_RUN=0
-[ "${1:-}" = "--dry-run" ] && DRY_RUN=1
-OUT="${OUT:-bench-out}"
-mkdir -p "$OUT"
-WORK="$(mktemp -d)"
-PY="${PYTHON:-python3}"
+source bench/gpu_loan.sh "$@"  # DRY_RUN, OUT, WORK, PY and `step`
 CORPUS="${CORPUS:-english-docs}"
 CORPUS_FILE="${CORPUS_FILE:-.carry/english-docs.json.gz}"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 pack() {
   tar -czf "$OUT/train.tar.gz" --exclude ./measured -C "$WORK" .
@@ -36,15 +29,6 @@ widen() {  # widen SRC NAME: a copy of checkpoint SRC under $WORK/measured/NAME 
   "$PY" -c "import json, sys; p = sys.argv[1]; c = json.load(open(p))
 c['redraft']['tasks'] = ['fix', 'shorten', 'fill', 'continue']; json.dump(c, open(p, 'w'), indent=2)" \
     "$WORK/measured/$2/config.json"
-}
-
-step() {  # step NAME SECONDS COMMAND...: runs it with its output in NAME.log, records how it ended, packs
-  local name=$1 limit=$2
-  shift 2
-  local started=$SECONDS
-  timeout -k 5 --signal=INT "$limit" "$@" > "$WORK/$name.log" 2>&1
-  echo "$name $? $((SECONDS - started)) $limit" >> "$WORK/steps.txt"
-  pack
 }
 
 if [ ! -f "$CORPUS_FILE" ]; then
