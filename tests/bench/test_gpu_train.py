@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("torch", reason="training needs the engine extra (torch)")
 
-from tests.redraft.test_train import synthetic_sources  # noqa: E402
 from tests.support.benches import dry_run  # noqa: E402
+from tests.support.corpora import synthetic_sources  # noqa: E402
 from training.corpus import load_documents  # noqa: E402
 from training.corpus_file import CorpusFile, write_corpus_file  # noqa: E402
 from training.lexicon import WordList  # noqa: E402

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from engine.model.config import TRAINABLE_CONFIGS
 from engine.weights.checkpoint import load_model
 from redraft.cli import main as redraft
-from training.corpus import HELD_OUT_BUCKETS, Document, is_held_out, load_documents
+from tests.support.corpora import synthetic_sources
+from training.corpus import load_documents
 from training.corpus_file import CorpusFile, write_corpus_file
 from training.lexicon import WordList
 
@@ -39,27 +38,6 @@ def test_missing_corpus_names_the_install_command(tmp_path, capsys):
     argv = ["train", "--corpus", "python-docs", "--corpus-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
     assert redraft(argv) == 1
     assert "apt-get install -y --no-install-recommends python3.11-doc" in capsys.readouterr().err
-
-
-def synthetic_sources(directory, seed: int = 0):
-    """Documentation-like files of made-up words: enough distinct text for an 8192-token BPE, two held out."""
-    rng = random.Random(seed)
-    syllables = [a + b for a in "bcdfglmnprstv" for b in "aeiou"] + ["ing", "tion", "er", "ly"]
-    words = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(9000)]
-    names, index = [], 0
-    while sum(is_held_out(Document(n, ())) for n in names) < 2 or len(names) < 30:
-        names.append(f"library/mod{index}.rst.txt")
-        index += 1
-    for name in names:
-        paragraphs = []
-        for count in [3, 14] * 6:  # short paragraphs to redraft, long ones to fill a held-out canvas
-            sentences = [" ".join(rng.choices(words, k=rng.randint(6, 14))).capitalize() + "." for _ in range(count)]
-            paragraphs.append(" ".join(sentences))
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("Title\n=====\n\n" + "\n\n".join(paragraphs) + "\n")
-    (directory / "license.rst.txt").write_text("PSF LICENSE AGREEMENT (test copy)\n")
-    assert HELD_OUT_BUCKETS == 25
 
 
 def test_from_scratch_trains_saves_and_evaluates(tmp_path, capsys):
