@@ -20,8 +20,10 @@ directly:
 
 The application still runs under any ASGI server, or Starlette's TestClient: it finds
 no link there and uses ASGI. The protocol is uvicorn's sans-io one (its default with
-`websockets` installed); the handshake, pings, the closing handshake, permessage-deflate
-on receipt and the size limit stay uvicorn's and websockets' own.
+`websockets` installed): websockets reads the handshake and uvicorn keeps the connection
+alive with its pings, but the frames a client sends after the handshake are read by
+`ws_frames.FrameReader` and answered here (pongs, the closing handshake, protocol errors),
+at a tenth of the event loop's time a frame. No extension is negotiated.
 """
 
 from __future__ import annotations
@@ -31,10 +33,26 @@ from typing import Callable
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol
+from websockets.server import ServerProtocol
+
+from .ws_frames import (
+    CLOSE_INVALID_DATA,
+    CLOSE_NO_STATUS,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameError,
+    FrameReader,
+    close_payload,
+    control_frame,
+    parse_close,
+)
 
 LINK = "redraft.link"  # the scope["extensions"] key
-CLOSE_INVALID_DATA = 1007  # a text message that is not UTF-8
 _FIN_BINARY = 0x82
 _SMALL = 1 << 14  # below this a frame is one buffer (copying is cheaper than a writev's bookkeeping)
 
@@ -133,11 +151,35 @@ class _NoReader:
 _NO_READER = _NoReader()
 
 
+class _RequestOnly(Protocol):
+    """websockets' frame parser, replaced by one that reads nothing: in `_Handshake` it comes after the request is
+    parsed, so every byte after the request stays in `reader.buffer` for the connection's FrameReader."""
+
+    def parse(self):
+        while True:
+            yield
+
+
+class _Handshake(ServerProtocol, _RequestOnly):
+    """websockets' server side for the handshake alone (its `parse` hands on to `_RequestOnly`'s)."""
+
+
 class LinkProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-io websocket protocol, offering a `Link` to the application."""
+    """uvicorn's sans-io websocket protocol, offering a `Link` to the application and reading frames itself.
+
+    websockets still reads the handshake's request and writes its response; from the response on, frames are
+    read by `ws_frames.FrameReader` (an event-loop tenth of websockets' and uvicorn's cost a frame) and
+    answered here: pings, the closing handshake, protocol errors. No extension is ever negotiated, whatever
+    the configuration says: the reader knows none.
+    """
 
     _on_message: OnMessage | None = None
     _on_closed: OnClosed | None = None
+    _frames: FrameReader | None = None  # from the handshake's response on
+
+    def __init__(self, config, server_state, app_state, _loop=None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.conn = _Handshake(max_size=config.ws_max_size, logger=self.conn.logger)
 
     def handle_connect(self, event) -> None:
         super().handle_connect(event)
@@ -145,12 +187,90 @@ class LinkProtocol(WebSocketsSansIOProtocol):
         if not self.close_sent:
             self.scope["extensions"][LINK] = Link(self)
 
+    def data_received(self, data: bytes) -> None:
+        if self._frames is not None:
+            self._read(data)
+            return
+        super().data_received(data)  # the request: websockets keeps what follows it in its buffer
+        # A client waits for the handshake's response before it sends a frame (RFC 6455 §4.1). What one that
+        # does not sends meanwhile waits in TCP (ASGI's `receive` of the connect event resumes a read or two).
+        if self.handshake_initiated and not self.read_paused and not self.transport.is_closing():
+            self.read_paused = True
+            self.transport.pause_reading()
+
     async def send(self, message) -> None:
         await super().send(message)
         if message["type"] == "websocket.accept":
             # The handshake's request and response (their headers: some 3.5 KiB) are never read again: an idle
             # connection should not keep them.
             self.request = self.response = None
+            if self.handshake_complete and not self.close_sent:
+                self._start_reading_frames()
+
+    def _start_reading_frames(self) -> None:
+        self._frames = FrameReader(self.config.ws_max_size)
+        early = bytes(self.conn.reader.buffer)
+        self.conn.reader.buffer.clear()
+        if self.read_paused and self.queue.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        if early:
+            self._read(early)
+
+    def _read(self, data: bytes) -> None:
+        frames = self._frames
+        for opcode, payload in frames.feed(data):
+            if opcode == OP_BINARY:
+                self._on_data(payload)
+            elif opcode == OP_TEXT:
+                try:
+                    self._on_data(payload.decode())
+                except UnicodeDecodeError:
+                    self._fail(CLOSE_INVALID_DATA, "text messages must be UTF-8")
+                    return
+            elif opcode == OP_PING:
+                if not self.close_sent:
+                    self.transport.write(control_frame(OP_PONG, payload))
+            elif opcode == OP_PONG:
+                self.handle_pong(Frame(Opcode.PONG, payload))  # uvicorn's keepalive
+            else:
+                self._close_received(payload)
+        if frames.error is not None:
+            self._fail(frames.error.code, frames.error.reason)
+
+    def _on_data(self, data: bytes | str) -> None:
+        if self.close_sent:  # closing: the client's last messages are dropped, as ASGI would
+            return
+        if self._on_message is not None:
+            self._deliver(data)
+            return
+        # Not taken over yet: ASGI's receive queue, uvicorn's way (reading waits until the application reads).
+        key = "text" if isinstance(data, str) else "bytes"
+        self.queue.put_nowait({"type": "websocket.receive", key: data})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _close_received(self, payload: bytes) -> None:
+        try:
+            code, reason = parse_close(payload)
+        except FrameError as exc:
+            self._fail(exc.code, exc.reason)
+            return
+        if not self.close_sent:  # the client closes: answer with its code, as RFC 6455 §5.5.1 asks
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+            self.transport.write(control_frame(OP_CLOSE, b"" if code == CLOSE_NO_STATUS else payload[:2]))
+            self.close_sent = True
+        # Else it answered ours: the closing handshake is done.
+        self.transport.close()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """A protocol error: the close frame says why, and the connection ends without waiting for an answer."""
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if not self.close_sent and not self.transport.is_closing():
+            self.transport.write(control_frame(OP_CLOSE, close_payload(code, reason)))
+        self.close_sent = True
+        self.transport.close()
 
     @property
     def is_open(self) -> bool:
@@ -177,21 +297,6 @@ class LinkProtocol(WebSocketsSansIOProtocol):
         self.queue = _NO_READER
         self.scope = None
 
-    def send_receive_event_to_app(self) -> None:
-        if self._on_message is None:
-            return super().send_receive_event_to_app()
-        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
-        self.frames = []
-        if self.close_sent:  # closing: the client's last messages are dropped, as ASGI would
-            return
-        if self.curr_msg_data_type == "text":
-            try:
-                data = data.decode()
-            except UnicodeDecodeError:
-                self.close_now(CLOSE_INVALID_DATA, "text messages must be UTF-8")
-                return
-        self._deliver(data)
-
     def _deliver(self, data: bytes | str) -> None:
         try:
             self._on_message(data)
@@ -202,11 +307,7 @@ class LinkProtocol(WebSocketsSansIOProtocol):
     def close_now(self, code: int, reason: str) -> None:
         if not self.is_open:
             return
-        try:
-            self.conn.send_close(code, reason)
-        except InvalidState:  # the client's own close arrived first: uvicorn is answering it
-            return
-        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.write(control_frame(OP_CLOSE, close_payload(code, reason)))
         self.close_sent = True
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
