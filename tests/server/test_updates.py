@@ -6,7 +6,15 @@ import pytest
 from pycrdt import Doc, Text
 
 from server.protocol import ProtocolError
-from server.updates import DeleteIndex, SurrogateIndex, brings_news, decode_state_vector, parse_update
+from server.updates import (
+    DeleteIndex,
+    SurrogateIndex,
+    _parse_any,
+    _parse_typing,
+    brings_news,
+    decode_state_vector,
+    parse_update,
+)
 from tests.server.test_stores import utf8_offset
 
 # Made by yjs 13.6.33: a client typed "a😀b", then inserted "x" at UTF-16 index 2,
@@ -95,3 +103,69 @@ def test_truncated_updates_are_protocol_errors(cut):
 def test_garbage_is_a_protocol_error():
     with pytest.raises(ProtocolError):
         parse_update(b"\x01\x01\x05\x00\x1f")  # content type 31 does not exist
+
+
+def typing_session(seed: int) -> list[bytes]:
+    """Updates two typists make, as their editors send them (a transaction's own update, as Yjs' `update`
+    event has it): keystrokes anywhere, pastes with emoji and accents, deletions, and edits that touch each
+    other's text."""
+    rng = random.Random(seed)
+    docs = [Doc(client_id=rng.randrange(1, 2**32)) for _ in range(2)]
+    texts = [doc.get("content", type=Text) for doc in docs]
+    made: list[bytes] = []
+    for doc in docs:
+        doc.observe(lambda event: made.append(event.update))
+    updates = []
+    for _ in range(300):
+        i = rng.randrange(2)
+        doc, text, other = docs[i], texts[i], docs[1 - i]
+        value = str(text)
+        made.clear()
+        at = utf8_offset(value, rng.randint(0, len(value)))
+        roll = rng.random()
+        if roll < 0.6:
+            text.insert(at, rng.choice("abc xyz"))
+        elif roll < 0.75:
+            text.insert(at, rng.choice(["hello ", "naïve ", "🙂 ok", "日本語"]))
+        elif value:
+            start = rng.randrange(len(value))
+            a, b = utf8_offset(value, start), utf8_offset(value, min(len(value), start + rng.randint(1, 3)))
+            del text[a:b]
+        if made:
+            updates.append(made[0])
+            other.apply_update(made[0])
+    return updates
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_typing_fast_path_reads_what_the_general_parser_reads(seed):
+    updates = typing_session(seed)
+    fast = [_parse_typing(update) for update in updates]
+    for update, parsed in zip(updates, fast):
+        if parsed is not None:
+            assert parsed == _parse_any(update, strict=True)
+    assert sum(parsed is not None for parsed in fast) > len(updates) // 2  # the keystrokes and pastes
+    assert any(parsed is None for parsed in fast)  # deletions go the general way
+
+
+@pytest.mark.parametrize("cut", range(1, 40))
+def test_a_cut_or_bent_keystroke_falls_back_to_the_general_parser_and_its_error(cut):
+    doc = Doc(client_id=123456789)
+    text = doc.get("content", type=Text)
+    text += "ab"
+    made: list[bytes] = []
+    doc.observe(lambda event: made.append(event.update))
+    text.insert(1, "é🙂x")
+    update = made[0]
+    assert _parse_typing(update) is not None
+    bent = update[:cut] + bytes([update[cut] ^ 0x80]) + update[cut + 1 :] if cut < len(update) else update + b"\x00"
+    for variant in (update[:cut], bent):
+        try:
+            expected = _parse_any(variant, strict=True)
+        except ProtocolError:
+            expected = None
+        parsed = _parse_typing(variant)
+        assert parsed is None or parsed == expected
+        if expected is None:
+            with pytest.raises(ProtocolError):
+                parse_update(variant)
