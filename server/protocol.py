@@ -149,6 +149,10 @@ Message = SyncMessage | AwarenessMessage | QueryAwarenessMessage
 
 def decode_message(frame: bytes) -> Message:
     """Decodes one client frame, or raises ProtocolError saying what is wrong."""
+    # A keystroke, read without the general reader: a sync message whose payload's length is one byte (a frame
+    # under 131 bytes), as long as the frame says.
+    if 2 < len(frame) < 0x83 and frame[0] == MESSAGE_SYNC and frame[1] <= SYNC_UPDATE and frame[2] == len(frame) - 3:
+        return SyncMessage(frame[1], frame[3:])
     reader = Reader(frame)
     kind = reader.read_uint()
     if kind == MESSAGE_SYNC:

@@ -4,6 +4,7 @@ import pytest
 
 from server.protocol import (
     SYNC_STEP1,
+    SYNC_STEP2,
     SYNC_UPDATE,
     AwarenessMessage,
     ProtocolError,
@@ -32,6 +33,19 @@ def test_signed_int_round_trip(value, encoded):
     assert encoded is None or write_int(value) == encoded
     reader = Reader(write_int(value) + b"x")
     assert reader.read_int() == value and reader.read_byte() == ord("x")
+
+
+@pytest.mark.parametrize("size", [0, 1, 126, 127, 128, 129, 300])  # around the one-byte length's fast path
+def test_sync_messages_round_trip_at_every_length(size):
+    for kind in (SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE):
+        payload = bytes(range(256))[:size] * 2 if size > 256 else bytes(range(256))[:size]
+        assert decode_message(encode_sync(kind, payload)) == SyncMessage(kind, payload)
+
+
+def test_a_length_byte_that_matches_the_frame_only_when_misread_is_not_taken_at_its_word():
+    frame = b"\x00\x02\x85" + b"x" * 133  # 136 bytes: 0x85 is the first byte of a longer length, not 133
+    with pytest.raises(ProtocolError, match="runs past the frame end"):
+        decode_message(frame)
 
 
 def test_messages_round_trip():
