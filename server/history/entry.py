@@ -6,6 +6,7 @@ groups them). An entry's metadata travels as compact JSON (`to_meta`/`from_meta`
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -116,14 +117,11 @@ class HistoryEntry:
     def to_meta(self) -> str:
         """Everything but seq and update, as compact JSON (the stores keep those two in their own columns):
         defaults left out, the time to the millisecond, no origin for typing."""
-        raw = {"at": round(self.at, 3), "author": self.author.to_stored()}
-        if self.origin != TYPING:
-            raw["origin"] = self.origin.to_json()
-        if self.connection is not None:
-            raw["connection"] = self.connection
-        if self.authors:
-            raw["authors"] = [author.to_stored() for author in self.authors]
-        return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+        # Only the time differs between one typist's entries: the rest is encoded once (on the store's writer
+        # thread, holding the GIL the event loop needs: 10 µs an entry, up to 50 entries an append).
+        return '{"at":' + float.__repr__(round(self.at, 3)) + "," + _meta_after_at(
+            self.author, self.origin, self.connection, self.authors
+        )
 
     @classmethod
     def from_meta(cls, seq: int, update: bytes, meta: str | bytes) -> "HistoryEntry":
@@ -137,3 +135,16 @@ class HistoryEntry:
             raw.get("connection"),
             tuple(Author.from_json(a) for a in raw.get("authors", ())),
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _meta_after_at(author: Author, origin: Origin, connection: str | None, authors: tuple[Author, ...]) -> str:
+    """An entry's metadata JSON after its time: `"author":{...},...}`."""
+    raw: dict = {"author": author.to_stored()}
+    if origin != TYPING:
+        raw["origin"] = origin.to_json()
+    if connection is not None:
+        raw["connection"] = connection
+    if authors:
+        raw["authors"] = [a.to_stored() for a in authors]
+    return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))[1:]
