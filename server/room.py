@@ -55,6 +55,7 @@ from .updates import (
     decode_state_vector,
     parse_update,
 )
+from .yrs_apply import apply_unobserved
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class Room:
         self.deleted = DeleteIndex()
         self.clocks: dict[int, int] = {}  # the replica's state vector, kept up to date from what it integrates
         self.pending = PendingUpdates()  # accepted updates yrs holds until what they need arrives
+        self._text_observers = 0  # `observe_text` subscriptions: while there are any, pycrdt applies every update
         # At most what a compaction would store now, the size the limit is on: measured, plus since then each
         # integrated update and what its cuts of existing items may add.
         self.compacted_bytes = 0
@@ -167,7 +169,10 @@ class Room:
         is the update itself, and the transaction is not observed (yrs' cleanup event costs twice the apply)."""
         if not is_whole:
             return self._capture(lambda: self.doc.apply_update(update), (update, parsed) if parsed else None)
-        self.doc.apply_update(update)
+        if self._text_observers:  # a redraft's watcher: pycrdt calls it in its own transaction and raises its errors
+            self.doc.apply_update(update)
+        else:
+            apply_unobserved(self.doc, update)
         self._integrated(update, parsed)
         return update
 
@@ -379,10 +384,12 @@ class Room:
 
     def observe_text(self, callback) -> object:
         """Calls `callback(event)` inside every transaction that changes the text; returns the subscription."""
+        self._text_observers += 1
         return self.text.observe(callback)
 
     def unobserve_text(self, subscription: object) -> None:
         self.text.unobserve(subscription)
+        self._text_observers -= 1
 
     # --- changes made by the server itself (redrafts) -----------------------------------------
 

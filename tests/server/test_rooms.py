@@ -312,3 +312,39 @@ async def test_a_change_the_server_makes_past_the_limit_is_refused_whole(tmp_pat
     rooms.release(room)
     await rooms.close()
     await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_text_observer_sees_every_keystroke_and_the_replica_holds_them_with_or_without_one(tmp_path):
+    """Keystrokes go into the replica without pycrdt's transaction while nothing observes it (yrs_apply); a
+    redraft's watcher (observe_text) still sees each one."""
+    rooms, store = await manager(tmp_path)
+    room = await rooms.acquire("watched")
+    received: list = []
+    peer = joined(room, received)
+    typist = Doc(client_id=7)
+    text = typist.get("content", type=Text)
+    made: list[bytes] = []
+    typist.observe(lambda event: made.append(event.update))
+
+    def keystroke(character: str) -> None:
+        made.clear()
+        text.insert(len(str(text)), character)
+        room.handle(peer, encode_sync(SYNC_UPDATE, made[0]))
+
+    for character in "ab":
+        keystroke(character)
+    seen: list = []
+    # A watcher may read the text inside the transaction, as pycrdt allows in its own transaction only.
+    subscription = room.observe_text(lambda event: seen.append((event.delta, room.read_text())))
+    for character in "cd":
+        keystroke(character)
+    room.unobserve_text(subscription)
+    keystroke("e")
+    assert seen == [([{"retain": 2}, {"insert": "c"}], "abc"), ([{"retain": 3}, {"insert": "d"}], "abcd")]
+    assert room.read_text() == "abcde"
+    await room.flush()
+    room.leave(peer)
+    rooms.release(room)
+    await rooms.close()
+    await store.close()

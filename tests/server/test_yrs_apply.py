@@ -1,0 +1,31 @@
+"""server/yrs_apply.apply_unobserved: yrs' apply without pycrdt's Python transaction, the same document."""
+
+from __future__ import annotations
+
+import pytest
+from pycrdt import Doc, Text
+
+from server.yrs_apply import apply_unobserved
+from tests.server.test_updates import typing_session
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_it_makes_the_document_pycrdts_apply_makes(seed):
+    ours, theirs = Doc(), Doc()
+    for update in typing_session(seed):  # keystrokes, pastes, deletions
+        apply_unobserved(ours, update)
+        theirs.apply_update(update)
+    assert ours.get_update() == theirs.get_update()
+    assert str(ours.get("content", type=Text)) == str(theirs.get("content", type=Text))
+
+
+def test_a_bad_update_raises_changes_nothing_and_the_document_goes_on():
+    doc = Doc()
+    text = doc.get("content", type=Text)
+    apply_unobserved(doc, typing_session(0)[0])
+    before = doc.get_update()
+    with pytest.raises(ValueError):
+        apply_unobserved(doc, b"\x01\x02garbage")
+    assert doc.get_update() == before
+    text += "!"  # no transaction was left open
+    assert str(text).endswith("!")
