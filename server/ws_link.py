@@ -229,7 +229,9 @@ class LinkProtocol(WebSocketsSansIOProtocol):
                     self._fail(CLOSE_INVALID_DATA, "text messages must be UTF-8")
                     return
             elif opcode == OP_PING:
-                if not self.close_sent:
+                # Not while the client leaves what it was sent unread: pings it never reads the answers to
+                # would grow the server's write buffer without end.
+                if not self.close_sent and self.writable.is_set():
                     self.transport.write(control_frame(OP_PONG, payload))
             elif opcode == OP_PONG:
                 self.handle_pong(Frame(Opcode.PONG, payload))  # uvicorn's keepalive

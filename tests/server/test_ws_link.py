@@ -299,3 +299,29 @@ async def test_frames_sent_before_the_response_wait_unread_and_arrive_first():
     assert received == [b"early", b"ea", b"later"] and transport.is_reading
     protocol.data_received(client_frame(OP_PING, b"?"))
     assert transport.written.endswith(b"\x8a\x01?")
+
+
+@pytest.mark.anyio
+async def test_pings_from_a_client_that_reads_nothing_are_not_answered_into_an_endless_buffer():
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        scope["extensions"][LINK].take_over(lambda message: None, lambda: None)
+
+    config = Config(app=app, ws_max_size=1000, ws_ping_interval=None, log_level="warning")
+    config.load()
+    protocol = LinkProtocol(config, ServerState(), {}, _loop=asyncio.get_running_loop())
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(REQUEST)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    protocol.data_received(client_frame(OP_PING, b"1"))
+    assert transport.written.endswith(b"\x8a\x011")
+    protocol.pause_writing()  # the transport's buffer is past its high-water mark
+    written = len(transport.written)
+    protocol.data_received(client_frame(OP_PING, b"2") * 100)
+    assert len(transport.written) == written
+    protocol.resume_writing()
+    protocol.data_received(client_frame(OP_PING, b"3"))
+    assert transport.written.endswith(b"\x8a\x013")
