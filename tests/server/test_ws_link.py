@@ -269,6 +269,19 @@ REQUEST = (
 )
 
 
+async def requested(app) -> tuple[LinkProtocol, RecordingTransport]:
+    """A LinkProtocol on a RecordingTransport that has read REQUEST, with `app` run as far as it goes."""
+    config = Config(app=app, ws_max_size=1000, ws_ping_interval=None, log_level="warning")
+    config.load()
+    protocol = LinkProtocol(config, ServerState(), {}, _loop=asyncio.get_running_loop())
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(REQUEST)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return protocol, transport
+
+
 @pytest.mark.anyio
 async def test_frames_sent_before_the_response_wait_unread_and_arrive_first():
     """A client should wait for the handshake's response before it sends frames (RFC 6455 §4.1). One that does
@@ -281,14 +294,7 @@ async def test_frames_sent_before_the_response_wait_unread_and_arrive_first():
         await send({"type": "websocket.accept"})
         scope["extensions"][LINK].take_over(received.append, lambda: None)
 
-    config = Config(app=app, ws_max_size=1000, ws_ping_interval=None, log_level="warning")
-    config.load()
-    protocol = LinkProtocol(config, ServerState(), {}, _loop=asyncio.get_running_loop())
-    transport = RecordingTransport()
-    protocol.connection_made(transport)
-    protocol.data_received(REQUEST)
-    for _ in range(5):
-        await asyncio.sleep(0)
+    protocol, transport = await requested(app)
     protocol.data_received(client_frame(OP_BINARY, b"early") + client_frame(OP_BINARY, b"ea"))
     assert not transport.is_reading and received == [] and transport.written == b""
     accepting.set()
@@ -308,14 +314,7 @@ async def test_pings_from_a_client_that_reads_nothing_are_not_answered_into_an_e
         await send({"type": "websocket.accept"})
         scope["extensions"][LINK].take_over(lambda message: None, lambda: None)
 
-    config = Config(app=app, ws_max_size=1000, ws_ping_interval=None, log_level="warning")
-    config.load()
-    protocol = LinkProtocol(config, ServerState(), {}, _loop=asyncio.get_running_loop())
-    transport = RecordingTransport()
-    protocol.connection_made(transport)
-    protocol.data_received(REQUEST)
-    for _ in range(5):
-        await asyncio.sleep(0)
+    protocol, transport = await requested(app)
     protocol.data_received(client_frame(OP_PING, b"1"))
     assert transport.written.endswith(b"\x8a\x011")
     protocol.pause_writing()  # the transport's buffer is past its high-water mark
