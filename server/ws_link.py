@@ -224,10 +224,11 @@ class LinkProtocol(WebSocketsSansIOProtocol):
                 self._on_data(payload)
             elif opcode == OP_TEXT:
                 try:
-                    self._on_data(payload.decode())
+                    text = payload.decode()
                 except UnicodeDecodeError:
                     self._fail(CLOSE_INVALID_DATA, "text messages must be UTF-8")
                     return
+                self._on_data(text)
             elif opcode == OP_PING:
                 # Not while the client leaves what it was sent unread: pings it never reads the answers to
                 # would grow the server's write buffer without end.
