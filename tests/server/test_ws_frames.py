@@ -26,22 +26,7 @@ from server.ws_frames import (
     control_frame,
     parse_close,
 )
-
-
-def frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True, rsv: int = 0) -> bytes:
-    """A client's frame as RFC 6455 §5.2 lays it out (minimal length, a random mask), breaches included."""
-    first = (0x80 if fin else 0) | rsv << 4 | opcode
-    mask_bit = 0x80 if masked else 0
-    if len(payload) < 126:
-        header = bytes((first, mask_bit | len(payload)))
-    elif len(payload) < 1 << 16:
-        header = struct.pack("!BBH", first, mask_bit | 126, len(payload))
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, len(payload))
-    if not masked:
-        return header + payload
-    mask = os.urandom(4)
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+from tests.support.raw import client_frame as frame
 
 
 def read_all(reader: FrameReader, stream: bytes, cuts: list[int]) -> list:

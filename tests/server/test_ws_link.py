@@ -23,6 +23,7 @@ from server.ws_frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
 from server.ws_link import LINK, LinkProtocol
 from tests.support.inprocess import serving, text_of
 from tests.support.processes import free_port
+from tests.support.raw import client_frame
 
 
 @pytest.fixture
@@ -147,16 +148,6 @@ class RawClient:
 
     async def ends(self) -> bool:
         return await asyncio.wait_for(self.reader.read(), 5) == b""
-
-
-def client_frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True, rsv: int = 0) -> bytes:
-    first = (0x80 if fin else 0) | rsv << 4 | opcode
-    assert len(payload) < 1 << 16
-    length = bytes((len(payload),)) if len(payload) < 126 else bytes((126,)) + struct.pack("!H", len(payload))
-    if not masked:
-        return bytes((first,)) + length + payload
-    mask = os.urandom(4)
-    return bytes((first, length[0] | 0x80)) + length[1:] + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 @pytest.mark.anyio

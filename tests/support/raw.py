@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import struct
 
 from pycrdt import Doc, Text
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from server.protocol import MESSAGE_SYNC, SYNC_STEP1, SYNC_STEP2, encode_sync, write_uint
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True, rsv: int = 0) -> bytes:
+    """A client's websocket frame as RFC 6455 §5.2 lays it out (minimal length, a random mask), written by hand so
+    it can break the rules no library lets a test break: unmasked, reserved bits, a lone fragment."""
+    first = (0x80 if fin else 0) | rsv << 4 | opcode
+    mask_bit = 0x80 if masked else 0
+    if len(payload) < 126:
+        header = bytes((first, mask_bit | len(payload)))
+    elif len(payload) < 1 << 16:
+        header = struct.pack("!BBH", first, mask_bit | 126, len(payload))
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, len(payload))
+    if not masked:
+        return header + payload
+    mask = os.urandom(4)
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def open_raw(ws_url: str, doc: str, token: str | None = None, **kwargs):
