@@ -20,7 +20,8 @@ from uvicorn.server import ServerState
 from websockets.frames import Frame
 from websockets.server import ServerProtocol
 
-from server.ws_frames import FrameReader, apply_mask
+from bench.ws_client import encode_frame
+from server.ws_frames import OP_BINARY, FrameReader, apply_mask
 from server.ws_link import LINK, LinkProtocol
 
 HANDSHAKE = (
@@ -32,8 +33,7 @@ MAX_SIZE = 1 << 20
 
 def keystroke_frame() -> bytes:
     payload = b"\x00\x02" + os.urandom(28)  # a sync update's message header and an update's worth of bytes
-    mask = os.urandom(4)
-    return bytes((0x82, 0x80 | len(payload))) + mask + apply_mask(payload, mask)
+    return encode_frame(OP_BINARY, payload)  # masked, as the load generator's client sends it
 
 
 def per_frame_us(feed, chunk: bytes, frames_per_chunk: int, frames: int) -> float:
