@@ -91,9 +91,10 @@ async def test_append_records_entries_with_their_metadata_and_pages_them(make_st
 async def test_sqlite_records_a_batch_of_entries_in_statements_of_a_bounded_size_and_in_order(tmp_path, monkeypatch):
     from server.stores import sqlite
 
-    monkeypatch.setattr(sqlite, "HISTORY_ROWS_PER_INSERT", 2)  # 5 entries: three statements
+    monkeypatch.setattr(sqlite, "APPEND_ROWS_PER_INSERT", 2)  # a log row and 5 entries: three statements
     store = SqliteStore(tmp_path / "rows.sqlite3")
     await store.start()
+    store._conn = calls = CountingConnection(store._conn)
     try:
         u = typed("a", "b", "c", "d", "e", "f")
         await store.append("doc", [u[0]], history=[draft(u[0], ADA, T0)])
@@ -103,6 +104,38 @@ async def test_sqlite_records_a_batch_of_entries_in_statements_of_a_bounded_size
         assert [(e.seq, e.update, e.author, e.at) for e in entries] == [
             (i + 1, update, BOB if i % 2 else ADA, T0 + i) for i, update in enumerate(u)
         ]
+        assert calls.statements == ["INSERT INTO appends"] + ["BEGIN"] + ["INSERT INTO appends"] * 3 + ["COMMIT"]
+    finally:
+        await store.close()
+
+
+class CountingConnection:
+    """The store's writing connection, recording each statement it is asked to run (up to its column list)."""
+
+    def __init__(self, conn):
+        self.conn, self.statements = conn, []
+
+    def execute(self, sql, *args):
+        self.statements.append(sql.split(" (")[0])
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+@pytest.mark.anyio
+async def test_sqlite_stores_a_keystroke_and_its_entry_in_one_statement(tmp_path):
+    """The room scenario's append: one call into SQLite (its implicit transaction), not BEGIN, two inserts and
+    COMMIT, each of which releases and re-takes the GIL the event loop needs."""
+    store = SqliteStore(tmp_path / "one.sqlite3")
+    await store.start()
+    store._conn = calls = CountingConnection(store._conn)
+    try:
+        u = typed("a", "b")
+        await store.append("doc", [u[0]], history=[draft(u[0], ADA, T0)])
+        assert calls.statements == ["INSERT INTO appends"]
+        await store.append("doc", [u[1]], history=[draft(u[1], BOB, T0 + 1)])
+        assert [(e.seq, e.author) for e in await store.history("doc")] == [(1, ADA), (2, BOB)]
     finally:
         await store.close()
 
