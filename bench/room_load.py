@@ -9,6 +9,7 @@ kernel; here the room's own part shows alone, and so do the threads it keeps bus
     python -m bench.room_load                        # 50 typists, 8,000 edits/s (the ramp's top)
     python -m bench.room_load --rate 500             # the room scenario's rate: every edit a batch of its own
     python -m bench.room_load --history off
+    python -m bench.room_load --rate 500 --cursors   # each keystroke followed by its typist's cursor
 
 Reports the process's CPU per edit, `Room.handle`'s time per edit, and each thread's CPU per edit (the event
 loop, SQLite's writer and checkpointer, history's workers).
@@ -29,11 +30,12 @@ from pathlib import Path
 from pycrdt import Doc, Text
 
 from server.auth import OPEN_GRANT
+from server.awareness import AwarenessEntry, encode_awareness_update
 from server.fanout import NullFanout
 from server.history.recorder import HistoryPolicy
 from server.metrics import Metrics
 from server.peer import Peer
-from server.protocol import SYNC_UPDATE, encode_sync
+from server.protocol import SYNC_UPDATE, encode_awareness, encode_sync
 from server.ratelimit import TokenBucket
 from server.room import Room
 from server.stores.sqlite import SqliteStore
@@ -42,18 +44,33 @@ TICK_S = 0.001
 WARMUP_S = 0.5
 
 
-def keystrokes(typists: int, count: int) -> list[tuple[int, bytes]]:
-    """(typist, sync-update frame) for `count` one-character edits, typists taking turns, each at the end of
-    its own text (as y-websocket sends a keystroke)."""
+def keystrokes(typists: int, count: int, cursors: bool = False) -> list[tuple[int, list[bytes]]]:
+    """(typist, its frames) for `count` one-character edits, typists taking turns, each at the end of its own
+    text: the sync update y-websocket sends for a keystroke, and with `cursors` the awareness update the editor
+    sends after it (y-codemirror's cursor, as relative positions, beside the user's name and colours)."""
     docs = [Doc(client_id=1000 + i) for i in range(typists)]
     texts = [doc.get("content", type=Text) for doc in docs]
-    frames = []
+    edits = []
     for k in range(count):
         i = k % typists
         before = docs[i].get_state()
         texts[i] += "x"
-        frames.append((i, encode_sync(SYNC_UPDATE, docs[i].get_update(before))))
-    return frames
+        frames = [encode_sync(SYNC_UPDATE, docs[i].get_update(before))]
+        if cursors:
+            frames.append(cursor_frame(1000 + i, k // typists + 1, len(str(texts[i]))))
+        edits.append((i, frames))
+    return edits
+
+
+def cursor_frame(client_id: int, clock: int, at: int) -> bytes:
+    """An awareness update with the client's state after a keystroke: its name, colours and cursor."""
+    position = {"type": None, "tname": None, "item": {"client": client_id, "clock": at - 1}, "assoc": 0}
+    state = {
+        "user": {"name": f"Typist {client_id}", "color": "#30bced", "colorLight": "#30bced33"},
+        "cursor": {"anchor": position, "head": position},
+    }
+    entry = AwarenessEntry(client_id, clock, json.dumps(state, separators=(",", ":")))
+    return encode_awareness(encode_awareness_update([entry]))
 
 
 def thread_cpu_s() -> dict[str, float]:
@@ -71,7 +88,7 @@ def thread_cpu_s() -> dict[str, float]:
     return cpu
 
 
-async def measure(rate: float, seconds: float, typists: int, history: bool) -> dict:
+async def measure(rate: float, seconds: float, typists: int, history: bool, cursors: bool = False) -> dict:
     store = SqliteStore(Path(tempfile.mkdtemp()) / "room_load.sqlite3")
     await store.start()
     metrics = Metrics()
@@ -96,7 +113,7 @@ async def measure(rate: float, seconds: float, typists: int, history: bool) -> d
         peers.append(peer)
     per_tick = max(1, round(rate * TICK_S))
     warmup, measured = int(rate * WARMUP_S), int(rate * seconds)
-    frames = iter(keystrokes(typists, warmup + measured))
+    edits = iter(keystrokes(typists, warmup + measured, cursors))
     handle_s = 0.0
 
     async def type_for(count: int) -> None:
@@ -106,9 +123,10 @@ async def measure(rate: float, seconds: float, typists: int, history: bool) -> d
         for tick in range(0, count, per_tick):
             await asyncio.sleep(max(0.0, start + tick / rate - loop.time()))
             for _ in range(min(per_tick, count - tick)):
-                typist, frame = next(frames)
+                typist, frames = next(edits)
                 began = time.perf_counter()
-                room.handle(peers[typist], frame)
+                for frame in frames:
+                    room.handle(peers[typist], frame)
                 handle_s += time.perf_counter() - began
         await room.flush()
 
@@ -119,12 +137,14 @@ async def measure(rate: float, seconds: float, typists: int, history: bool) -> d
     wall_s, cpu_s, threads_after = time.perf_counter() - began, time.process_time() - cpu_before, thread_cpu_s()
     if any(not peer.is_open for peer in peers):
         raise RuntimeError("the room closed a typist: the load is not what it claims")
+    if cursors and len(room.awareness.states.present) != typists:
+        raise RuntimeError("the room refused a typist's cursor: the load is not what it claims")
     if len(str(room.text)) != warmup + measured:
         raise RuntimeError(f"the document holds {len(str(room.text))} of {warmup + measured} keystrokes")
     await room.close()
     await store.close()
     return {
-        "rate": rate, "edits": measured, "typists": typists, "history": history,
+        "rate": rate, "edits": measured, "typists": typists, "history": history, "cursors": cursors,
         "achieved_rate": measured / wall_s,
         "cpu_us_per_edit": cpu_s / measured * 1e6,
         "handle_us_per_edit": handle_s / measured * 1e6,
@@ -142,13 +162,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds (after a half-second warm-up)")
     parser.add_argument("--typists", type=int, default=50)
     parser.add_argument("--history", choices=("on", "off"), default="on")
+    parser.add_argument("--cursors", action="store_true", help="each keystroke followed by the typist's cursor")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    result = asyncio.run(measure(args.rate, args.seconds, args.typists, args.history == "on"))
+    result = asyncio.run(measure(args.rate, args.seconds, args.typists, args.history == "on", args.cursors))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     threads = ", ".join(f"{name} {us:.0f}" for name, us in sorted(result["threads_us_per_edit"].items()) if us >= 0.5)
-    print(f"{result['typists']} typists, {result['achieved_rate']:,.0f} edits/s, history {args.history}")
+    cursors = ", each with its cursor" if args.cursors else ""
+    print(f"{result['typists']} typists, {result['achieved_rate']:,.0f} edits/s{cursors}, history {args.history}")
     print(f"CPU per edit        {result['cpu_us_per_edit']:7.1f} us  (threads, us: {threads})")
     print(f"Room.handle per edit {result['handle_us_per_edit']:6.1f} us")
     print(f"frames per edit     {result['frames_per_edit']:7.1f}")

@@ -37,7 +37,10 @@ class Fanout(Protocol):
 
     async def unsubscribe(self, doc: str) -> None: ...
 
-    async def publish_awareness(self, doc: str, payload: bytes) -> None: ...
+    def publish_awareness(self, doc: str, payload: bytes) -> None:
+        """Sends an awareness update to the other instances without waiting: presence is best effort, and a
+        room relays one for nearly every keystroke (the editor sends its cursor after each)."""
+        ...
 
     async def query_awareness(self, doc: str) -> None: ...
 
@@ -60,7 +63,7 @@ class NullFanout:
     async def unsubscribe(self, doc: str) -> None:
         pass
 
-    async def publish_awareness(self, doc: str, payload: bytes) -> None:
+    def publish_awareness(self, doc: str, payload: bytes) -> None:
         pass
 
     async def query_awareness(self, doc: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import re
 from collections import deque
@@ -64,13 +63,9 @@ class Peer:
 
     # --- identity, for history -------------------------------------------------------------
 
-    def set_awareness_state(self, state_json: str) -> None:
-        """Its own awareness state (vetted by awareness_trust): the name and colour it calls itself by. A
-        removal (null) keeps the last one: edits still in flight are the same person's."""
-        try:
-            user = (json.loads(state_json) or {}).get("user") or {}
-        except (ValueError, AttributeError):
-            return
+    def set_awareness_user(self, user: dict) -> None:
+        """The `user` of its own awareness state (vetted by awareness_trust): the name and colour it calls
+        itself by."""
         name = user.get("name") if isinstance(user.get("name"), str) else ""
         color = user.get("color") if isinstance(user.get("color"), str) else None
         color = color[:7].lower() if color and _RGB.match(color) else None

@@ -42,6 +42,7 @@ class RedisFanout:
         self.wake_key = f"{self.prefix}:instance:{instance_id}:wake"
         self.wake_cursor = "0-0"
         self._tasks: list[asyncio.Task] = []
+        self._publishing: set[asyncio.Task] = set()  # awareness on its way to pub/sub
         self._pubsub = None
 
     def _awareness_channel(self, doc: str) -> str:
@@ -70,8 +71,15 @@ class RedisFanout:
         self.subscriptions.pop(self.store.log_key(doc).encode(), None)
         await self._wake()
 
-    async def publish_awareness(self, doc: str, payload: bytes) -> None:
-        await self._publish(doc, _AWARENESS_UPDATE + payload)
+    def publish_awareness(self, doc: str, payload: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._publish(doc, _AWARENESS_UPDATE + payload))
+        self._publishing.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._published)
+
+    def _published(self, task: asyncio.Task) -> None:
+        self._publishing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("publishing awareness failed (presence elsewhere catches up at the next): %s", task.exception())
 
     async def query_awareness(self, doc: str) -> None:
         await self._publish(doc, _AWARENESS_QUERY)

@@ -305,11 +305,9 @@ class Room:
             peer.send(encode_awareness(encode_awareness_update(present)))
 
     def _handle_awareness(self, peer: Peer, payload: bytes) -> None:
+        # It also gives the peer the user its own state names: the name its edits are recorded under.
         news, refused = self.awareness.from_client(peer, role_of(peer.grant.can_edit), payload)
         self._count_refusals(refused)
-        for entry in news:
-            if entry.client_id == peer.awareness_id and self.awareness.owners.get(entry.client_id) is peer:
-                peer.set_awareness_state(entry.state_json)  # the name its edits are recorded under
         if news:
             self._share_awareness(news, origin=peer)
 
@@ -319,11 +317,13 @@ class Room:
 
     def _share_awareness(self, entries: list[AwarenessEntry], origin: Peer | None) -> None:
         """To every client here but the origin, and to the other instances."""
-        self._relay_awareness(entries, origin)
-        self._spawn(self.fanout.publish_awareness(self.name, encode_awareness_update(entries)))
+        payload = encode_awareness_update(entries)
+        self._relay_awareness(entries, origin, payload)
+        self.fanout.publish_awareness(self.name, payload)
 
-    def _relay_awareness(self, entries: list[AwarenessEntry], origin: Peer | None) -> None:
-        frame = encode_awareness(encode_awareness_update(entries))
+    def _relay_awareness(self, entries: list[AwarenessEntry], origin: Peer | None, payload: bytes) -> None:
+        """`payload`: the entries encoded."""
+        frame = encode_awareness(payload)
         ids = {entry.client_id for entry in entries}
         for peer in list(self.peers.values()):
             if peer is origin:
@@ -563,7 +563,7 @@ class Room:
     def on_awareness_query(self) -> None:
         present = self.awareness.authoritative()  # each instance answers for its own clients and peers
         if present:
-            self._spawn(self.fanout.publish_awareness(self.name, encode_awareness_update(present)))
+            self.fanout.publish_awareness(self.name, encode_awareness_update(present))
 
     def on_remote_awareness(self, payload: bytes, sender: str) -> None:
         try:
@@ -574,7 +574,7 @@ class Room:
             return
         self._count_refusals(refused)
         if news:
-            self._relay_awareness(news, origin=None)
+            self._relay_awareness(news, None, encode_awareness_update(news))
 
     # --- housekeeping ------------------------------------------------------------------
 
@@ -605,10 +605,6 @@ class Room:
         self.snapshot_bytes = len(snapshot)
         self.log_bytes -= log_bytes_before
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        task.add_done_callback(_log_failure)
-
     async def flush(self) -> None:
         """Waits until every applied update is in the store."""
         while self._flusher is not None and not self._flusher.done():
@@ -627,7 +623,3 @@ class Room:
         await self.fanout.unsubscribe(self.name)
         self.metrics.pending_bytes.dec(self.pending.num_bytes)  # dropped with the replica
 
-
-def _log_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("background task failed: %s", task.exception())

@@ -19,3 +19,12 @@ def test_a_short_run_reports_each_figure(tmp_path):
     # Each edit goes to the 4 other typists, in one frame each or within a merged one.
     assert 0 < report["frames_per_edit"] <= 4
     assert printed.strip().splitlines()[-1].startswith("frames per edit")
+
+
+def test_with_cursors_each_keystroke_brings_its_cursor(tmp_path):
+    out = tmp_path / "room_load.json"
+    run_bench("room_load", "--rate", "400", "--seconds", "0.5", "--typists", "5", "--cursors", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert report["cursors"] is True
+    # Each edit and each cursor go to the 4 other typists: more than the edits alone, at most both.
+    assert 4 < report["frames_per_edit"] <= 8

@@ -32,7 +32,11 @@ def user(name="Ada", **fields) -> dict:
 
 
 def conn(has_awareness_snapshot=False):
-    return SimpleNamespace(awareness_id=None, has_awareness_snapshot=has_awareness_snapshot)
+    """A connection as RoomAwareness sees one; `users` holds every user it was told its own state names."""
+    users: list[dict] = []
+    return SimpleNamespace(
+        awareness_id=None, has_awareness_snapshot=has_awareness_snapshot, users=users, set_awareness_user=users.append
+    )
 
 
 def relayed(entries) -> dict[int, tuple[int, dict | None]]:
@@ -159,6 +163,10 @@ def test_a_connection_speaks_for_the_first_id_it_announces_only():
     assert relayed(room.snapshot_for(conn())) == {ALICE: (4, {"user": {"name": "Alice", "role": "editor"}})}
     news, _ = room.from_client(alice, "editor", payload((ALICE, 4, user("Alice", cursor=1))))
     assert [entry.clock for entry in news] == [5]  # above what the joiner was told
+    # Each connection is told the user of each of its own states shown (the name history records it under),
+    # never one it claimed for another id.
+    assert alice.users == [{"name": "Alice", "role": "editor"}, {"name": "Alice", "cursor": 1, "role": "editor"}]
+    assert mallory.users == [{"name": "M", "role": "viewer"}]
 
 
 def test_an_id_owned_by_a_live_connection_cannot_be_claimed_and_is_never_sent_back_to_its_claimant():
@@ -170,8 +178,11 @@ def test_an_id_owned_by_a_live_connection_cannot_be_claimed_and_is_never_sent_ba
     assert squatter.awareness_id == ALICE  # bound to it: it speaks for nothing else, and never hears it
     assert room.snapshot_for(squatter) == []
     # When the holder leaves, the one kept out is shown at once, with what it last said.
+    assert squatter.users == []  # not shown, so not who it is yet
     assert relayed(room.leave(alice)) == {ALICE: (50, {"user": {"name": "EVIL", "role": "viewer"}})}
+    assert squatter.users == [{"name": "EVIL", "role": "viewer"}]
     assert room.leave(squatter)[0].is_removal
+    assert alice.users == [{"name": "Alice", "role": "editor"}]  # a removal tells no one a new name
 
 
 def test_echoes_of_relayed_states_are_dropped_without_counting():
