@@ -64,6 +64,9 @@ EMPTY_UPDATE = b"\x00\x00"
 EMPTY_STATE_VECTOR = b"\x00"  # a client that has nothing yet
 READ_ONLY_REFUSAL = "read-only: this link can view the document but not change it"
 DEFAULT_MAX_UNSTORED_BYTES = 4 << 20
+AWARENESS_HOLD_S = 0.05  # the longest an awareness update waits to go out with the updates on their way
+# An awareness relay (`Room._relay_awareness`): its frame, its client ids, the connection it came from, its entries.
+Relay = tuple[bytes, set[int], Peer | None, list[AwarenessEntry]]
 
 
 class TooLarge(Exception):
@@ -114,6 +117,8 @@ class Room:
         self.recorder = HistoryRecorder(store, name, history) if history.is_on else None
         self._outbox: list[tuple[bytes, Peer | None, Change | None]] = []
         self._flusher: asyncio.Task | None = None
+        self._held_awareness: list[Relay] = []  # waiting for the updates on their way to the store
+        self._awareness_timer: asyncio.TimerHandle | None = None
         # Integrated but not yet stored: the outbox and the batch being appended. Past max_unstored_bytes the
         # room's clients stop being read (`is_backlogged`, `when_drained`) until the store catches up.
         self.max_unstored_bytes = max_unstored_bytes
@@ -322,18 +327,29 @@ class Room:
         self.fanout.publish_awareness(self.name, payload)
 
     def _relay_awareness(self, entries: list[AwarenessEntry], origin: Peer | None, payload: bytes) -> None:
-        """`payload`: the entries encoded."""
-        frame = encode_awareness(payload)
+        """To every client here but the origin (`payload`: the entries encoded). While updates are on their way
+        to the store, it waits for them and goes out with them (`_broadcast`): the editor sends its cursor right
+        after each keystroke, pointing into the text it just typed, and the two then reach each client
+        together, in one write instead of two, rather than the cursor first. It waits AWARENESS_HOLD_S at most,
+        so a store that stalls does not freeze presence."""
         ids = {entry.client_id for entry in entries}
+        self._held_awareness.append((encode_awareness(payload), ids, origin, entries))
+        if self._flusher is None or self._flusher.done():
+            self._release_awareness()
+        elif self._awareness_timer is None:
+            self._awareness_timer = asyncio.get_running_loop().call_later(AWARENESS_HOLD_S, self._release_awareness)
+
+    def _take_awareness(self) -> list[Relay]:
+        held, self._held_awareness = self._held_awareness, []
+        if self._awareness_timer is not None:
+            self._awareness_timer.cancel()
+            self._awareness_timer = None
+        return held
+
+    def _release_awareness(self) -> None:
+        held = self._take_awareness()
         for peer in list(self.peers.values()):
-            if peer is origin:
-                continue
-            if peer.awareness_id in ids:  # never a client's own id (see `_send_presence`)
-                others = [entry for entry in entries if entry.client_id != peer.awareness_id]
-                if others:
-                    peer.send(encode_awareness(encode_awareness_update(others)))
-            else:
-                peer.send(frame)
+            peer.send_all(_awareness_for(peer, held))
 
     def fits(self, growth: int, update: bytes | None = None) -> bool:
         """Whether the document stays within max_doc_bytes after a change that adds at most `growth` bytes
@@ -495,6 +511,7 @@ class Room:
                 # Keep the batch and retry: it is in memory and was never broadcast.
                 log.error("store append for %s failed, retrying in %.2fs: %s", self.name, retry_s, exc)
                 self.metrics.store_error()
+                self._release_awareness()  # presence goes on while the store is down
                 await asyncio.sleep(retry_s)
                 retry_s = min(retry_s * 2, 2.0)
                 continue
@@ -515,10 +532,19 @@ class Room:
                 self.compact_soon()
 
     def _broadcast(self, update: bytes, origin: Peer | None) -> None:
+        """The update to every client but its origin, with the awareness held for it (`_relay_awareness`)."""
         frame = encode_sync(SYNC_UPDATE, update)
-        for peer in list(self.peers.values()):
-            if peer is not origin:
-                peer.send(frame)
+        held = self._take_awareness() if self._held_awareness else None
+        if held:
+            for peer in list(self.peers.values()):
+                frames = _awareness_for(peer, held)
+                if peer is not origin:
+                    frames.insert(0, frame)
+                peer.send_all(frames)
+        else:
+            for peer in list(self.peers.values()):
+                if peer is not origin:
+                    peer.send(frame)
         self.metrics.broadcast(len(frame), len(self.peers))
 
     # --- fan-out from other instances ----------------------------------------------------
@@ -623,3 +649,18 @@ class Room:
         await self.fanout.unsubscribe(self.name)
         self.metrics.pending_bytes.dec(self.pending.num_bytes)  # dropped with the replica
 
+
+def _awareness_for(peer: Peer, relays: list[Relay]) -> list[bytes]:
+    """The frames of `relays` that go to `peer`: none of its own, and never a state for its own client id (see
+    `Room._send_presence`)."""
+    frames = []
+    for frame, ids, origin, entries in relays:
+        if peer is origin:
+            continue
+        if peer.awareness_id in ids:
+            others = [entry for entry in entries if entry.client_id != peer.awareness_id]
+            if others:
+                frames.append(encode_awareness(encode_awareness_update(others)))
+        else:
+            frames.append(frame)
+    return frames

@@ -10,9 +10,9 @@ memory of an idle connection.
 
 `Link`, offered to the application as an ASGI scope extension, does the same things
 directly:
-- `write(payload)` frames a binary message and hands it to the transport now, and
-  declines (False) when the socket's buffer is over its high-water mark or the
-  connection is closing; `send(payload)` is the awaited path for that case;
+- `write(*payloads)` frames binary messages and hands them to the transport now, in
+  one write, and declines (False) when the socket's buffer is over its high-water mark
+  or the connection is closing; `send(payload)` is the awaited path for that case;
 - `take_over(on_message, on_closed)` delivers every later message by a plain call, as
   soon as it is read, and the end of the connection once; the application then returns
   from its ASGI call and the connection stays open without a task;
@@ -82,19 +82,28 @@ class Link:
     def __init__(self, protocol: "LinkProtocol"):
         self._protocol = protocol
 
-    def write(self, payload: bytes) -> bool:
-        """Writes `payload` as one binary frame and returns True; False when the caller must use `send` (the
-        buffer is full: it waits there for the client to read) or the connection is closing."""
+    def write(self, *payloads: bytes) -> bool:
+        """Writes each payload as one binary frame, all in one write to the socket, and returns True; False when
+        the caller must use `send` (the buffer is full: it waits there for the client to read) or the connection
+        is closing."""
         protocol = self._protocol
         if not protocol.writable.is_set() or not protocol.is_open:
             return False
         # The sans-io protocol keeps no state about data frames it did not send (only fragmentation, which
         # this never starts), so going around it leaves it consistent. Uncompressed frames are valid with
         # permessage-deflate too: compression is per message, flagged in each frame.
-        if len(payload) < _SMALL:
-            protocol.transport.write(_framed(payload))
-        else:  # a document's state: no copy, the header and the payload go out in one writev
-            protocol.transport.writelines((frame_header(len(payload)), payload))
+        if len(payloads) == 1:
+            payload = payloads[0]
+            if len(payload) < _SMALL:
+                protocol.transport.write(_framed(payload))
+            else:  # a document's state: no copy, the header and the payload go out in one writev
+                protocol.transport.writelines((frame_header(len(payload)), payload))
+        else:  # an update and the cursors that point into it, say: one send, not one each
+            pieces = [piece for payload in payloads for piece in (frame_header(len(payload)), payload)]
+            if sum(map(len, payloads)) < _SMALL:
+                protocol.transport.write(b"".join(pieces))
+            else:
+                protocol.transport.writelines(pieces)
         return True
 
     async def send(self, payload: bytes) -> None:

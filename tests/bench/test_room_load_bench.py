@@ -26,5 +26,7 @@ def test_with_cursors_each_keystroke_brings_its_cursor(tmp_path):
     run_bench("room_load", "--rate", "400", "--seconds", "0.5", "--typists", "5", "--cursors", "--json", str(out))
     report = json.loads(out.read_text())
     assert report["cursors"] is True
-    # Each edit and each cursor go to the 4 other typists: more than the edits alone, at most both.
+    # Each edit and each cursor go to the 4 other typists: more than the edits alone, at most both; a cursor
+    # that follows its keystroke goes in the keystroke's write.
     assert 4 < report["frames_per_edit"] <= 8
+    assert 0 < report["writes_per_edit"] < report["frames_per_edit"]

@@ -52,10 +52,10 @@ class Transport:
         self.written: list[bytes] = []
         self.is_full = False
 
-    def write_now(self, frame: bytes) -> bool:
+    def write_now(self, *frames: bytes) -> bool:
         if self.is_full:
             return False
-        self.written.append(frame)
+        self.written.append(b"+".join(frames))  # one write: its frames joined by "+" here
         return True
 
 
@@ -88,4 +88,36 @@ async def test_frames_go_straight_to_a_transport_that_takes_them_and_queue_in_or
         peer.send(b"4")  # drained: the direct path again
         assert transport.written == [b"1", b"4"]
         assert peer.sent_bytes == 4
+    await peer.stop()
+
+
+@pytest.mark.anyio
+async def test_several_frames_go_in_one_write_when_they_can_and_queue_in_order_behind_a_waiting_one():
+    transport, awaited, release = Transport(), [], asyncio.Event()
+
+    async def send(frame):
+        await release.wait()
+        awaited.append(frame)
+
+    async def close(code, reason):
+        pass
+
+    peer = Peer(send, close, OPEN_GRANT, "test", 100, TokenBucket(1000, 1000), Metrics(),
+                max_send_queue_bytes=1000, write_now=transport.write_now)
+    with anyio.fail_after(5):
+        peer.send_all([b"1", b"2"])
+        peer.send_all([])
+        assert transport.written == [b"1+2"] and peer.sent_bytes == 2
+        transport.is_full = True
+        peer.send_all([b"3", b"4"])  # each frame waits its turn, in order
+        transport.is_full = False
+        peer.send_all([b"5", b"6"])  # behind them, not around them
+        assert transport.written == [b"1+2"]
+        release.set()
+        while peer._sender is not None:
+            await asyncio.sleep(0)
+        assert awaited == [b"3", b"4", b"5", b"6"] and peer.sent_bytes == 6
+        peer.close(1000, "bye")
+        peer.send_all([b"7"])
+        assert transport.written == [b"1+2"] and awaited == [b"3", b"4", b"5", b"6"]
     await peer.stop()

@@ -229,14 +229,17 @@ class RecordingTransport:
 
     def __init__(self):
         self.written = b""
+        self.writes = 0  # calls: each is one send to the socket
         self.is_reading = True
         self.is_closed = False
 
     def write(self, data) -> None:
         self.written += data
+        self.writes += 1
 
     def writelines(self, data) -> None:
         self.written += b"".join(data)
+        self.writes += 1
 
     def is_closing(self) -> bool:
         return self.is_closed
@@ -315,3 +318,40 @@ async def test_pings_from_a_client_that_reads_nothing_are_not_answered_into_an_e
     protocol.resume_writing()
     protocol.data_received(client_frame(OP_PING, b"3"))
     assert transport.written.endswith(b"\x8a\x013")
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(first byte, payload) of each unmasked frame in `data`, a server's frames back to back."""
+    frames, at = [], 0
+    while at < len(data):
+        first, length = data[at], data[at + 1] & 0x7F
+        at += 2
+        if length == 126:
+            (length,), at = struct.unpack("!H", data[at : at + 2]), at + 2
+        elif length == 127:
+            (length,), at = struct.unpack("!Q", data[at : at + 8]), at + 8
+        frames.append((first, data[at : at + length]))
+        at += length
+    return frames
+
+
+@pytest.mark.anyio
+async def test_several_messages_written_together_go_in_one_send_each_a_frame_of_its_own():
+    links = []
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        links.append(scope["extensions"][LINK])
+        links[0].take_over(lambda message: None, lambda: None)
+
+    protocol, transport = await requested(app)
+    handshake, writes = len(transport.written), transport.writes
+    large = os.urandom(70_000)  # past 64 KiB: a 64-bit length, and the pieces go out without a copy
+    assert links[0].write(b"update", b"cursor") and links[0].write(b"x", large, b"")
+    assert transport.writes == writes + 2
+    assert server_frames(transport.written[handshake:]) == [
+        (0x82, b"update"), (0x82, b"cursor"), (0x82, b"x"), (0x82, large), (0x82, b"")
+    ]
+    protocol.pause_writing()  # the client stopped reading: nothing is written, the caller queues instead
+    assert not links[0].write(b"a", b"b") and transport.writes == writes + 2
