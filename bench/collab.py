@@ -27,6 +27,7 @@ room or ramp step that failed while others were busy is run again (--retries).
     .venv/bin/python bench/collab.py --servers redraft,baseline --json out.json
     .venv/bin/python bench/collab.py --servers redraft --scenarios storm,idle --repeats 5
     .venv/bin/python bench/collab.py --servers redraft --history on,off   # what version history costs
+    .venv/bin/python bench/collab.py --scenarios room --cursors   # each keystroke followed by its cursor
 
 Redraft records version history (`serve --history on`, its default) unless --history off; with --history
 on,off it runs twice, "redraft" with history and "redraft-off" without, and the report compares the room
@@ -119,6 +120,8 @@ def parse_args(argv=None) -> tuple[BenchConfig, argparse.Namespace]:
                    help="Redraft's --history: on, off, or on,off to run it twice (the second as redraft-off)")
     p.add_argument("--same-doc", action="store_true",
                    help="run every ramp step on one document that keeps growing (default: a fresh one per step)")
+    p.add_argument("--cursors", action="store_true",
+                   help="every edit followed by its client's cursor, an awareness update, as Redraft's editor sends")
     p.add_argument("--quick", action="store_true",
                    help="one repeat, short steps, a coarse ramp, a smaller storm, no retries (under a minute)")
     p.add_argument("--json", type=Path, help="also write every run and the medians here")
@@ -143,6 +146,7 @@ def parse_args(argv=None) -> tuple[BenchConfig, argparse.Namespace]:
         p99_limit_ms=args.p99_limit_ms,
         num_retries=args.retries,
         is_same_doc=args.same_doc,
+        cursors=args.cursors,
         quiet_wait_s=args.quiet_wait,
         history=history,
         scenarios=_parse_names(args.scenarios),

@@ -35,6 +35,7 @@ class BenchConfig:
     num_retries: int
     quiet_wait_s: float
     is_same_doc: bool
+    cursors: bool = False  # every edit followed by its client's cursor (an awareness update), as the editor sends
     history: tuple[str, ...] = ("on",)  # Redraft runs once per mode: "on,off" measures what history costs
     scenarios: tuple[str, ...] = SCENARIOS
     num_repeats: int = 3  # every (server, scenario) runs this often, each on a fresh server process

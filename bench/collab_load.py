@@ -8,6 +8,9 @@ Appending after one's own text never splits another client's item, so every
 marker reaches the wire whole, also inside the merged updates a server may
 broadcast, and a receiver finds them with one regex over the frame.
 
+With cursors on (`--cursors`), every edit is followed by the client's awareness update with its new cursor,
+as Redraft's editor (y-codemirror) sends one after each keystroke: the same write carries both.
+
 A few "recorder" clients (spread over the join order) time each marker from
 the other clients: fan-out latency = arrival at the recorder − send at the
 sender, one process, one monotonic clock. The other clients read and discard,
@@ -25,7 +28,7 @@ import time
 from collab_step import Load, StepResult
 from ws_client import WsClient, connect, new_client
 
-from server.protocol import MESSAGE_SYNC, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE, write_uint
+from server.protocol import MESSAGE_AWARENESS, MESSAGE_SYNC, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE, write_bytes, write_uint
 
 EMPTY_STATE_STEP1 = bytes((MESSAGE_SYNC, SYNC_STEP1, 1, 0))  # state vector of an empty doc
 EMPTY_UPDATE_STEP2 = bytes((MESSAGE_SYNC, SYNC_STEP2, 2, 0, 0))  # the empty update b"\0\0"
@@ -46,6 +49,21 @@ def encode_append(client_id: int, clock: int, text: bytes) -> bytes:
 
 def encode_update_message(update: bytes) -> bytes:
     return bytes((MESSAGE_SYNC, SYNC_UPDATE)) + write_uint(len(update)) + update
+
+
+# y-codemirror's awareness state: the user and the cursor's anchor and head as Yjs relative positions (item ids).
+_CURSOR_STATE = (
+    b'{"user":{"name":"Client %d","color":"#30bced","colorLight":"#30bced33"},"cursor":{'
+    b'"anchor":{"type":null,"tname":null,"item":{"client":%d,"clock":%d},"assoc":0},'
+    b'"head":{"type":null,"tname":null,"item":{"client":%d,"clock":%d},"assoc":0}}}'
+)
+
+
+def encode_cursor_message(index: int, client_id: int, awareness_clock: int, at_clock: int) -> bytes:
+    """An awareness message with one entry: the client's state with its cursor on its item at `at_clock`."""
+    state = _CURSOR_STATE % (index, client_id, at_clock, client_id, at_clock)
+    entry = b"\x01" + write_uint(client_id) + write_uint(awareness_clock) + write_bytes(state)
+    return bytes((MESSAGE_AWARENESS,)) + write_bytes(entry)
 
 
 def self_check() -> None:
@@ -90,6 +108,7 @@ class Client:
         self.client_id = random.getrandbits(32)
         self.clock = 0
         self.seq = 0
+        self.awareness_clock = 0
         self.send_times: list[float] = []
         self.synced = asyncio.Event()
         self.is_closing = False
@@ -106,9 +125,16 @@ class Client:
         frame = session.dialect.wrap(session.doc, encode_update_message(encode_append(self.client_id, self.clock, marker)))
         self.clock += len(marker)
         self.seq += 1
+        if session.cursors:
+            self.awareness_clock += 1
+            cursor = encode_cursor_message(self.index, self.client_id, self.awareness_clock, self.clock - 1)
+            frames = [frame, session.dialect.wrap(session.doc, cursor)]
         sent = time.perf_counter()
         self.send_times.append(sent)
-        self.ws.send(frame)
+        if session.cursors:
+            self.ws.send_all(frames)
+        else:
+            self.ws.send(frame)
         return sent
 
     def on_frame(self, frame: bytes, now: float) -> None:
@@ -116,6 +142,8 @@ class Client:
         session.frames_in += 1
         frame = session.dialect.unwrap(frame)
         if frame is None or len(frame) < 2 or frame[0] != MESSAGE_SYNC:
+            if frame and frame[0] == MESSAGE_AWARENESS:
+                session.cursors_in += 1
             return
         if frame[1] == SYNC_STEP1:
             self.ws.send(session.dialect.wrap(session.doc, EMPTY_UPDATE_STEP2))
@@ -143,8 +171,9 @@ class Client:
 class Session:
     """N clients connected to one document, driven through steps of rising rate."""
 
-    def __init__(self, server, doc: str, num_clients: int, num_recorders: int):
+    def __init__(self, server, doc: str, num_clients: int, num_recorders: int, cursors: bool = False):
         self.doc = doc
+        self.cursors = cursors  # every edit followed by the client's cursor
         self.dialect = server.dialect
         self.url = server.ws_url(doc)
         self.num_clients = num_clients
@@ -154,6 +183,7 @@ class Session:
         self.clients = [Client(i, i in self.recorders, self) for i in range(num_clients)]
         self.window = Window()
         self.frames_in = 0
+        self.cursors_in = 0  # awareness messages the recorders received
 
     async def connect(self, timeout_s: float = 20.0) -> None:
         """Connects every client and waits until each has synced; on failure closes them all and raises."""

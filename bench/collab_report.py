@@ -129,7 +129,10 @@ def scenario_lines(config: BenchConfig) -> list[str]:
         "idle": f"idle: {config.idle_connections} connections over {min(config.idle_docs, config.idle_connections)} "
                 "documents; KiB: RSS after − before, per connection",
     }  # fmt: skip
-    return [described[scenario] for scenario in config.scenarios]
+    lines = [described[scenario] for scenario in config.scenarios]
+    if config.cursors and {"room", "ramp", "docs"} & set(config.scenarios):
+        lines.append("cursors: every edit followed by its client's cursor (an awareness update), in the same write")
+    return lines
 
 
 def _print_header(config: BenchConfig, header: dict) -> None:

@@ -62,7 +62,8 @@ class Documents:
             return self.shared
         self.num_opened += 1
         config = self.config
-        session = Session(self.server, f"{self.prefix}-{self.num_opened}", config.num_clients, config.num_recorders)
+        doc = f"{self.prefix}-{self.num_opened}"
+        session = Session(self.server, doc, config.num_clients, config.num_recorders, config.cursors)
         await session.connect()
         if config.is_same_doc:
             self.shared = session

@@ -176,6 +176,8 @@ class Load:
         elapsed = cpu_end[3] - cpu_start[3]
         server_cpu, loadgen_cpu, busy = ((e - s) / elapsed for e, s in zip(cpu_end[:3], cpu_start[:3]))
         closed = [code for s in self.sessions for code in s.disconnected()]
+        # The load must be what it says: with cursors on, the recorders see the others' cursors.
+        cursors_lost = any(s.cursors for s in self.sessions) and not sum(s.cursors_in for s in self.sessions)
         return StepResult(
             clients=len(self.clients),
             rate_per_client=rate,
@@ -194,6 +196,7 @@ class Load:
             loadgen_cpu=loadgen_cpu,
             other_cpu=max(0.0, busy - server_cpu - loadgen_cpu),
             close_codes=sorted(set(closed)),
+            error="no cursor reached a recorder" if cursors_lost else "",
         )
 
 

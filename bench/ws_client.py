@@ -134,6 +134,11 @@ class WsClient(asyncio.Protocol):
         if self.close_code is None and not self.transport.is_closing():
             self.transport.write(encode_frame(OP_BINARY, payload))
 
+    def send_all(self, payloads: list[bytes]) -> None:
+        """Each payload a message of its own, all in one write (a keystroke and the cursor after it)."""
+        if self.close_code is None and not self.transport.is_closing():
+            self.transport.write(b"".join([encode_frame(OP_BINARY, payload) for payload in payloads]))
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.close_code = self.close_code or CLOSE_ABNORMAL
         if not self.opened.done():

@@ -63,6 +63,24 @@ def test_every_scenario_reports_its_figures(tmp_path):
     assert "| idle | KiB per connection |" in run.stdout
 
 
+def test_with_cursors_every_edit_brings_its_cursor_and_the_recorders_see_them(tmp_path):
+    out = tmp_path / "cursors.json"
+    args = ["--servers", "redraft", "--scenarios", "room", "--repeats", "1", "--clients", "3", "--recorders", "1",
+            "--rate", "5", "--duration", "1", "--warmup", "0.2", "--drain", "1", "--quiet-wait", "0", "--retries", "0"]
+    plain = subprocess.run([sys.executable, "bench/collab.py", *args, "--json", str(tmp_path / "plain.json")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    run = subprocess.run([sys.executable, "bench/collab.py", *args, "--cursors", "--json", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert plain.returncode == 0 == run.returncode, (plain.stderr + run.stderr)[-3000:]
+    assert "cursors: every edit followed by its client's cursor" in run.stdout
+    report, before = json.loads(out.read_text()), json.loads((tmp_path / "plain.json").read_text())
+    (room,), (plain_room,) = [r["result"] for r in report["runs"]], [r["result"] for r in before["runs"]]
+    assert room["error"] == "" and room["missing"] == 0 and room["disconnects"] == 0  # every marker and cursor
+    assert report["config"]["cursors"] is True and before["config"]["cursors"] is False
+    # Each client gets the others' cursors beside their edits: more frames than the edits alone bring.
+    assert room["frames_in_per_s"] > 1.5 * plain_room["frames_in_per_s"]
+
+
 def test_each_repeat_starts_with_another_server():
     config = BenchConfig(
         servers=("redraft", "baseline"), num_clients=2, rate=1, duration_s=1, step_duration_s=1, warmup_s=0,
