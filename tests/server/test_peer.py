@@ -59,11 +59,12 @@ class Transport:
         return True
 
 
-@pytest.mark.anyio
-async def test_frames_go_straight_to_a_transport_that_takes_them_and_queue_in_order_when_it_does_not():
-    transport, awaited, release = Transport(), [], asyncio.Event()
+def peer_on(transport: Transport) -> tuple[Peer, list[bytes], asyncio.Event]:
+    """A peer writing to `transport`, whose awaited path (a client that does not read) holds every frame until
+    the event is set, then appends it to the list."""
+    awaited, release = [], asyncio.Event()
 
-    async def send(frame):  # the awaited path: it waits until the client reads
+    async def send(frame):
         await release.wait()
         awaited.append(frame)
 
@@ -71,7 +72,14 @@ async def test_frames_go_straight_to_a_transport_that_takes_them_and_queue_in_or
         pass
 
     peer = Peer(send, close, OPEN_GRANT, "test", 100, TokenBucket(1000, 1000), Metrics(),
-                max_send_queue_bytes=1000, write_now=transport.write_now)
+                max_send_queue_bytes=1000, write_now=transport.write_now)  # fmt: skip
+    return peer, awaited, release
+
+
+@pytest.mark.anyio
+async def test_frames_go_straight_to_a_transport_that_takes_them_and_queue_in_order_when_it_does_not():
+    transport = Transport()
+    peer, awaited, release = peer_on(transport)
     with anyio.fail_after(5):
         peer.send(b"1")
         assert (transport.written, peer._sender) == ([b"1"], None)  # written at once, no task for it
@@ -93,17 +101,8 @@ async def test_frames_go_straight_to_a_transport_that_takes_them_and_queue_in_or
 
 @pytest.mark.anyio
 async def test_several_frames_go_in_one_write_when_they_can_and_queue_in_order_behind_a_waiting_one():
-    transport, awaited, release = Transport(), [], asyncio.Event()
-
-    async def send(frame):
-        await release.wait()
-        awaited.append(frame)
-
-    async def close(code, reason):
-        pass
-
-    peer = Peer(send, close, OPEN_GRANT, "test", 100, TokenBucket(1000, 1000), Metrics(),
-                max_send_queue_bytes=1000, write_now=transport.write_now)
+    transport = Transport()
+    peer, awaited, release = peer_on(transport)
     with anyio.fail_after(5):
         peer.send_all([b"1", b"2"])
         peer.send_all([])

@@ -9,6 +9,7 @@ or fails does not hold presence up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -96,7 +97,9 @@ def what(frames: tuple[bytes, ...]) -> list[str]:
     return shown
 
 
-async def open_room(tmp_path, failures: int = 0) -> tuple[Room, GatedStore, Client, Client, Client]:
+@contextlib.asynccontextmanager
+async def three_in_a_room(tmp_path, failures: int = 0):
+    """(store, Ann, Bob, Cy): three clients shown in one room, nothing written to them yet."""
     store = GatedStore(tmp_path / "awareness.sqlite3", failures)
     await store.start()
     room = Room("doc", store, NullFanout(), Metrics(), 1 << 20, 1 << 20, 1 << 20)
@@ -106,29 +109,29 @@ async def open_room(tmp_path, failures: int = 0) -> tuple[Room, GatedStore, Clie
         client.move_cursor()  # claims its id and is shown
     for client in (ann, bob, cy):
         client.writes.clear()
-    return room, store, ann, bob, cy
-
-
-@pytest.mark.anyio
-async def test_a_cursor_after_a_keystroke_reaches_each_other_client_with_it_in_one_write(tmp_path):
-    room, store, ann, bob, cy = await open_room(tmp_path)
     try:
-        ann.type("a")
-        ann.move_cursor()
-        assert bob.writes == [] and cy.writes == []  # the cursor waits for the keystroke it points past
-        await room.flush()
-        for other in (bob, cy):
-            assert [what(write) for write in other.writes] == [["text a", "cursor Ann"]]
-        assert ann.writes == []  # neither comes back to its sender
+        yield store, ann, bob, cy
     finally:
+        store.gate.set()
         await room.close()
         await store.close()
 
 
 @pytest.mark.anyio
+async def test_a_cursor_after_a_keystroke_reaches_each_other_client_with_it_in_one_write(tmp_path):
+    async with three_in_a_room(tmp_path) as (store, ann, bob, cy):
+        ann.type("a")
+        ann.move_cursor()
+        assert bob.writes == [] and cy.writes == []  # the cursor waits for the keystroke it points past
+        await ann.room.flush()
+        for other in (bob, cy):
+            assert [what(write) for write in other.writes] == [["text a", "cursor Ann"]]
+        assert ann.writes == []  # neither comes back to its sender
+
+
+@pytest.mark.anyio
 async def test_a_cursor_with_no_keystroke_on_its_way_goes_at_once(tmp_path):
-    room, store, ann, bob, cy = await open_room(tmp_path)
-    try:
+    async with three_in_a_room(tmp_path) as (store, ann, bob, cy):
         ann.move_cursor()
         assert [what(write) for write in bob.writes] == [["cursor Ann"]] == [what(write) for write in cy.writes]
         assert ann.writes == []
@@ -138,42 +141,31 @@ async def test_a_cursor_with_no_keystroke_on_its_way_goes_at_once(tmp_path):
         ann.move_cursor()
         bob.type("b")
         bob.move_cursor()
-        await room.flush()
+        await ann.room.flush()
         assert [sorted(what(write)) for write in cy.writes[1:]] == [["cursor Ann", "cursor Bob", "text ab"]]
         assert [what(write) for write in ann.writes] == [["text ab", "cursor Bob"]]
         assert [what(write) for write in bob.writes[1:]] == [["text ab", "cursor Ann"]]
-    finally:
-        await room.close()
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_a_store_that_stalls_holds_a_cursor_no_longer_than_the_hold(tmp_path):
-    room, store, ann, bob, cy = await open_room(tmp_path)
-    try:
+    async with three_in_a_room(tmp_path) as (store, ann, bob, cy):
         store.gate.clear()
         ann.type("a")
         ann.move_cursor()
         await asyncio.sleep(AWARENESS_HOLD_S * 3)
         assert [what(write) for write in bob.writes] == [["cursor Ann"]]  # presence goes on
         store.gate.set()
-        await room.flush()
+        await ann.room.flush()
         assert [what(write) for write in bob.writes] == [["cursor Ann"], ["text a"]]
-    finally:
-        await room.close()
-        await store.close()
 
 
 @pytest.mark.anyio
 async def test_a_store_that_fails_lets_the_cursor_through_and_the_keystroke_follows_on_the_retry(tmp_path):
-    room, store, ann, bob, cy = await open_room(tmp_path, failures=1)
-    try:
+    async with three_in_a_room(tmp_path, failures=1) as (store, ann, bob, cy):
         ann.type("a")
         ann.move_cursor()
         await asyncio.sleep(AWARENESS_HOLD_S / 5)  # the append failed at once: the cursor need not wait longer
         assert [what(write) for write in cy.writes] == [["cursor Ann"]]
-        await room.flush()
+        await ann.room.flush()
         assert [what(write) for write in cy.writes] == [["cursor Ann"], ["text a"]]
-    finally:
-        await room.close()
-        await store.close()
