@@ -347,9 +347,26 @@ class Room:
         return held
 
     def _release_awareness(self) -> None:
-        held = self._take_awareness()
+        self._send_with_awareness(self._take_awareness())
+
+    def _send_with_awareness(self, held: list[Relay], frame: bytes | None = None, origin: Peer | None = None) -> None:
+        """`frame` (an update from `origin`, when given) and then the awareness `held` to every client, each in one
+        write. Most clients get the same frames; only the relays' origins and the owners of their client ids get
+        their own selection (`_awareness_for`)."""
+        ids = set().union(*(relay[1] for relay in held))
+        special = {relay[2] for relay in held}
+        special.add(origin)
+        common = [relay[0] for relay in held]
+        if frame is not None:
+            common.insert(0, frame)
         for peer in list(self.peers.values()):
-            peer.send_all(_awareness_for(peer, held))
+            if peer in special or peer.awareness_id in ids:
+                frames = _awareness_for(peer, held)
+                if frame is not None and peer is not origin:
+                    frames.insert(0, frame)
+                peer.send_all(frames)
+            else:
+                peer.send_all(common)
 
     def fits(self, growth: int, update: bytes | None = None) -> bool:
         """Whether the document stays within max_doc_bytes after a change that adds at most `growth` bytes
@@ -534,13 +551,8 @@ class Room:
     def _broadcast(self, update: bytes, origin: Peer | None) -> None:
         """The update to every client but its origin, with the awareness held for it (`_relay_awareness`)."""
         frame = encode_sync(SYNC_UPDATE, update)
-        held = self._take_awareness() if self._held_awareness else None
-        if held:
-            for peer in list(self.peers.values()):
-                frames = _awareness_for(peer, held)
-                if peer is not origin:
-                    frames.insert(0, frame)
-                peer.send_all(frames)
+        if self._held_awareness:
+            self._send_with_awareness(self._take_awareness(), frame, origin)
         else:
             for peer in list(self.peers.values()):
                 if peer is not origin:

@@ -98,12 +98,10 @@ class Link:
                 protocol.transport.write(_framed(payload))
             else:  # a document's state: no copy, the header and the payload go out in one writev
                 protocol.transport.writelines((frame_header(len(payload)), payload))
-        else:  # an update and the cursors that point into it, say: one send, not one each
-            pieces = [piece for payload in payloads for piece in (frame_header(len(payload)), payload)]
-            if sum(map(len, payloads)) < _SMALL:
-                protocol.transport.write(b"".join(pieces))
-            else:
-                protocol.transport.writelines(pieces)
+        elif sum(map(len, payloads)) < _SMALL:  # an update and the cursors that point into it: one send
+            protocol.transport.write(_framed_all(payloads))
+        else:
+            protocol.transport.writelines([piece for p in payloads for piece in (frame_header(len(p)), p)])
         return True
 
     async def send(self, payload: bytes) -> None:
@@ -143,6 +141,20 @@ def _framed(payload: bytes) -> bytes:
     if payload is not _last_payload:
         _last_payload, _last_framed = payload, frame_header(len(payload)) + payload
     return _last_framed
+
+
+_last_payloads: tuple[bytes, ...] = ()
+_last_framed_all = b""
+
+
+def _framed_all(payloads: tuple[bytes, ...]) -> bytes:
+    """Several payloads framed back to back in one buffer; like `_framed`, kept for the next client of the same
+    broadcast, which gets the same payload objects."""
+    global _last_payloads, _last_framed_all
+    if len(payloads) != len(_last_payloads) or any(a is not b for a, b in zip(payloads, _last_payloads)):
+        _last_payloads = payloads
+        _last_framed_all = b"".join([frame_header(len(payload)) + payload for payload in payloads])
+    return _last_framed_all
 
 
 class _NoReader:

@@ -169,3 +169,27 @@ async def test_a_store_that_fails_lets_the_cursor_through_and_the_keystroke_foll
         assert [what(write) for write in cy.writes] == [["cursor Ann"]]
         await ann.room.flush()
         assert [what(write) for write in cy.writes] == [["cursor Ann"], ["text a"]]
+
+
+@pytest.mark.anyio
+async def test_a_held_relay_never_brings_a_client_a_state_for_its_own_id(tmp_path):
+    async with three_in_a_room(tmp_path) as (store, ann, bob, cy):
+        squatter = Client(ann.room, 11, "Squatter")  # claims Ann's id while Ann holds it: kept out, waiting
+        squatter.move_cursor()
+        squatter.writes.clear()
+        ann.type("a")
+        ann.room.leave(ann.peer)  # Ann goes while her keystroke is on its way: the squatter is shown now
+        await ann.room.flush()
+        assert [what(write) for write in bob.writes] == [["text a", "cursor Squatter"]]
+        assert [what(write) for write in squatter.writes] == [["text a"]]  # not its own state back
+
+
+@pytest.mark.anyio
+async def test_a_typist_gets_the_cursor_that_rides_with_its_keystroke_but_not_the_keystroke(tmp_path):
+    async with three_in_a_room(tmp_path) as (store, ann, bob, cy):
+        bob.type("b")
+        ann.move_cursor()  # while Bob's keystroke is on its way
+        await ann.room.flush()
+        assert [what(write) for write in bob.writes] == [["cursor Ann"]]
+        assert [what(write) for write in cy.writes] == [["text b", "cursor Ann"]]
+        assert [what(write) for write in ann.writes] == [["text b"]]  # and not her own cursor
