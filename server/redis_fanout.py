@@ -150,7 +150,7 @@ class RedisFanout:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._publishing, return_exceptions=True)  # the last presence goes out
         if self._pubsub is not None:
             await self._pubsub.aclose()
         await self.reader.aclose()
