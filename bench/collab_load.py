@@ -125,16 +125,14 @@ class Client:
         frame = session.dialect.wrap(session.doc, encode_update_message(encode_append(self.client_id, self.clock, marker)))
         self.clock += len(marker)
         self.seq += 1
-        if session.cursors:
+        frames = [frame]
+        if session.cursors:  # the cursor after the marker's last character, in the same write
             self.awareness_clock += 1
             cursor = encode_cursor_message(self.index, self.client_id, self.awareness_clock, self.clock - 1)
-            frames = [frame, session.dialect.wrap(session.doc, cursor)]
+            frames.append(session.dialect.wrap(session.doc, cursor))
         sent = time.perf_counter()
         self.send_times.append(sent)
-        if session.cursors:
-            self.ws.send_all(frames)
-        else:
-            self.ws.send(frame)
+        self.ws.send_all(frames)
         return sent
 
     def on_frame(self, frame: bytes, now: float) -> None:
