@@ -117,7 +117,10 @@ class Room:
         self.recorder = HistoryRecorder(store, name, history) if history.is_on else None
         self._outbox: list[tuple[bytes, Peer | None, Change | None]] = []
         self._flusher: asyncio.Task | None = None
-        self._held_awareness: list[Relay] = []  # waiting for the updates on their way to the store
+        # Relays waiting for the updates on their way to the store, each with the count of updates enqueued before
+        # it arrived: it goes out with the broadcast of the batch that holds the last of them.
+        self._held_awareness: list[tuple[int, Relay]] = []
+        self._enqueued = 0  # updates ever enqueued
         self._awareness_timer: asyncio.TimerHandle | None = None
         # Integrated but not yet stored: the outbox and the batch being appended. Past max_unstored_bytes the
         # room's clients stop being read (`is_backlogged`, `when_drained`) until the store catches up.
@@ -328,23 +331,28 @@ class Room:
 
     def _relay_awareness(self, entries: list[AwarenessEntry], origin: Peer | None, payload: bytes) -> None:
         """To every client here but the origin (`payload`: the entries encoded). While updates are on their way
-        to the store, it waits for them and goes out with them (`_broadcast`): the editor sends its cursor right
-        after each keystroke, pointing into the text it just typed, and the two then reach each client
-        together, in one write instead of two, rather than the cursor first. It waits AWARENESS_HOLD_S at most,
-        so a store that stalls does not freeze presence."""
+        to the store, it waits for the batch holding those that came before it and goes out with that batch's
+        broadcast (`_broadcast`): the editor sends its cursor right after each keystroke, pointing into the text
+        it just typed, and the two then reach each client together, in one write instead of two, never the
+        cursor first. It waits AWARENESS_HOLD_S at most, so a store that stalls does not freeze presence."""
         ids = {entry.client_id for entry in entries}
-        self._held_awareness.append((encode_awareness(payload), ids, origin, entries))
+        self._held_awareness.append((self._enqueued, (encode_awareness(payload), ids, origin, entries)))
         if self._flusher is None or self._flusher.done():
             self._release_awareness()
         elif self._awareness_timer is None:
             self._awareness_timer = asyncio.get_running_loop().call_later(AWARENESS_HOLD_S, self._release_awareness)
 
-    def _take_awareness(self) -> list[Relay]:
-        held, self._held_awareness = self._held_awareness, []
-        if self._awareness_timer is not None:
+    def _take_awareness(self, upto: int | None = None) -> list[Relay]:
+        """The held relays that came after no more than `upto` enqueued updates (all of them: None)."""
+        if upto is None:
+            taken, self._held_awareness = [relay for _, relay in self._held_awareness], []
+        else:
+            taken = [relay for after, relay in self._held_awareness if after <= upto]
+            self._held_awareness = [(after, relay) for after, relay in self._held_awareness if after > upto]
+        if not self._held_awareness and self._awareness_timer is not None:
             self._awareness_timer.cancel()
             self._awareness_timer = None
-        return held
+        return taken
 
     def _release_awareness(self) -> None:
         self._send_with_awareness(self._take_awareness())
@@ -500,6 +508,7 @@ class Room:
 
     def _enqueue(self, update: bytes, origin: Peer | None, change: Change | None) -> None:
         self._outbox.append((update, origin, change))
+        self._enqueued += 1
         self.unstored_bytes += len(update)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -511,7 +520,7 @@ class Room:
         # 0.86 -> 0.71 cores); an idle room pays one loop turn, some microseconds.
         await asyncio.sleep(0)
         while self._outbox:
-            batch = list(self._outbox)
+            batch, upto = list(self._outbox), self._enqueued
             origins = {origin for _, origin, _ in batch}
             # One merged update per batch: one log row and one frame per client per write,
             # however many edits arrived while the previous write was in flight.
@@ -541,18 +550,20 @@ class Room:
                 for resume in waiters:
                     resume()
             # With several originators each gets its own edits back inside the merge, which Yjs ignores.
-            self._broadcast(update, origins.pop() if len(origins) == 1 else None)
+            self._broadcast(update, origins.pop() if len(origins) == 1 else None, upto)
             self.log_bytes += len(update)
             if entries:
                 self.recorder.recorded(entries)
             if self.log_bytes >= max(self.compact_min_bytes, self.snapshot_bytes):
                 self.compact_soon()
 
-    def _broadcast(self, update: bytes, origin: Peer | None) -> None:
-        """The update to every client but its origin, with the awareness held for it (`_relay_awareness`)."""
+    def _broadcast(self, update: bytes, origin: Peer | None, upto: int | None = None) -> None:
+        """The update to every client but its origin; with `upto` (a batch from the outbox, which held the
+        updates enqueued up to that count), the awareness held for it too (`_relay_awareness`)."""
         frame = encode_sync(SYNC_UPDATE, update)
-        if self._held_awareness:
-            self._send_with_awareness(self._take_awareness(), frame, origin)
+        held = self._take_awareness(upto) if upto is not None and self._held_awareness else None
+        if held:
+            self._send_with_awareness(held, frame, origin)
         else:
             for peer in list(self.peers.values()):
                 if peer is not origin:

@@ -193,3 +193,18 @@ async def test_a_typist_gets_the_cursor_that_rides_with_its_keystroke_but_not_th
         assert [what(write) for write in bob.writes] == [["cursor Ann"]]
         assert [what(write) for write in cy.writes] == [["text b", "cursor Ann"]]
         assert [what(write) for write in ann.writes] == [["text b"]]  # and not her own cursor
+
+
+@pytest.mark.anyio
+async def test_a_cursor_whose_keystroke_waits_behind_another_batch_goes_with_its_own_batch(tmp_path):
+    async with three_in_a_room(tmp_path) as (store, ann, bob, cy):
+        store.gate.clear()
+        ann.type("a")
+        for _ in range(5):  # the flush takes Ann's keystroke and waits for the store with it
+            await asyncio.sleep(0)
+        bob.type("b")  # the next batch
+        bob.move_cursor()
+        store.gate.set()
+        await ann.room.flush()
+        assert [what(write) for write in cy.writes] == [["text a"], ["text b", "cursor Bob"]]
+        assert [what(write) for write in ann.writes] == [["text b", "cursor Bob"]]
