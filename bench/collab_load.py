@@ -28,7 +28,15 @@ import time
 from collab_step import Load, StepResult
 from ws_client import WsClient, connect, new_client
 
-from server.protocol import MESSAGE_AWARENESS, MESSAGE_SYNC, SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE, write_bytes, write_uint
+from server.protocol import (
+    MESSAGE_AWARENESS,
+    MESSAGE_SYNC,
+    SYNC_STEP1,
+    SYNC_STEP2,
+    SYNC_UPDATE,
+    write_bytes,
+    write_uint,
+)
 
 EMPTY_STATE_STEP1 = bytes((MESSAGE_SYNC, SYNC_STEP1, 1, 0))  # state vector of an empty doc
 EMPTY_UPDATE_STEP2 = bytes((MESSAGE_SYNC, SYNC_STEP2, 2, 0, 0))  # the empty update b"\0\0"

@@ -41,7 +41,9 @@ STORM_TEXT = b"the quick brown fox jumps over the lazy dog. "  # no "<": never m
 
 
 async def docs(server: ServerProcess, config: BenchConfig) -> StepResult:
-    sessions = [Session(server, f"docs-{d}", DOCS_CLIENTS, DOCS_CLIENTS, config.cursors) for d in range(config.num_docs)]
+    sessions = [
+        Session(server, f"docs-{d}", DOCS_CLIENTS, DOCS_CLIENTS, config.cursors) for d in range(config.num_docs)
+    ]
     await wait_for_quiet(NOISY_CPU, config.quiet_wait_s)
     try:
         failures = [exc for exc in await _connect_all(sessions) if exc is not None]
