@@ -92,15 +92,9 @@ class Link:
         # The sans-io protocol keeps no state about data frames it did not send (only fragmentation, which
         # this never starts), so going around it leaves it consistent. Uncompressed frames are valid with
         # permessage-deflate too: compression is per message, flagged in each frame.
-        if len(payloads) == 1:
-            payload = payloads[0]
-            if len(payload) < _SMALL:
-                protocol.transport.write(_framed(payload))
-            else:  # a document's state: no copy, the header and the payload go out in one writev
-                protocol.transport.writelines((frame_header(len(payload)), payload))
-        elif sum(map(len, payloads)) < _SMALL:  # an update and the cursors that point into it: one send
-            protocol.transport.write(_framed_all(payloads))
-        else:
+        if sum(map(len, payloads)) < _SMALL:  # one buffer: an update, say, and the cursors that point into it
+            protocol.transport.write(_framed(payloads))
+        else:  # a document's state: no copy, the headers and the payloads go out in one writev
             protocol.transport.writelines([piece for p in payloads for piece in (frame_header(len(p)), p)])
         return True
 
@@ -130,31 +124,18 @@ class Link:
         self._protocol.take_over(on_message, on_closed)
 
 
-_last_payload: bytes | None = None
+_last_payloads: tuple[bytes, ...] = ()
 _last_framed = b""
 
 
-def _framed(payload: bytes) -> bytes:
-    """Header and payload in one buffer; a broadcast hands every client the same payload object in a row,
-    so the last one is kept and framed once for all of them."""
-    global _last_payload, _last_framed
-    if payload is not _last_payload:
-        _last_payload, _last_framed = payload, frame_header(len(payload)) + payload
-    return _last_framed
-
-
-_last_payloads: tuple[bytes, ...] = ()
-_last_framed_all = b""
-
-
-def _framed_all(payloads: tuple[bytes, ...]) -> bytes:
-    """Several payloads framed back to back in one buffer; like `_framed`, kept for the next client of the same
-    broadcast, which gets the same payload objects."""
-    global _last_payloads, _last_framed_all
-    if len(payloads) != len(_last_payloads) or any(a is not b for a, b in zip(payloads, _last_payloads)):
+def _framed(payloads: tuple[bytes, ...]) -> bytes:
+    """The payloads framed back to back in one buffer. A broadcast hands every client the same payload objects
+    in a row, so the last ones are kept and framed once for all of them (the tuples compare by identity first)."""
+    global _last_payloads, _last_framed
+    if payloads != _last_payloads:
         _last_payloads = payloads
-        _last_framed_all = b"".join([frame_header(len(payload)) + payload for payload in payloads])
-    return _last_framed_all
+        _last_framed = b"".join([frame_header(len(payload)) + payload for payload in payloads])
+    return _last_framed
 
 
 class _NoReader:
