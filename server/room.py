@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from pycrdt import Doc, Text
 
@@ -65,8 +65,15 @@ EMPTY_STATE_VECTOR = b"\x00"  # a client that has nothing yet
 READ_ONLY_REFUSAL = "read-only: this link can view the document but not change it"
 DEFAULT_MAX_UNSTORED_BYTES = 4 << 20
 AWARENESS_HOLD_S = 0.05  # the longest an awareness update waits to go out with the updates on their way
-# An awareness relay (`Room._relay_awareness`): its frame, its client ids, the connection it came from, its entries.
-Relay = tuple[bytes, set[int], Peer | None, list[AwarenessEntry]]
+
+
+class Relay(NamedTuple):
+    """An awareness update on its way to the room's clients (`Room._relay_awareness`)."""
+
+    frame: bytes
+    ids: set[int]  # the client ids it speaks for
+    origin: Peer | None  # the connection it came from
+    entries: list[AwarenessEntry]
 
 
 class TooLarge(Exception):
@@ -336,7 +343,7 @@ class Room:
         it just typed, and the two then reach each client together, in one write instead of two, never the
         cursor first. It waits AWARENESS_HOLD_S at most, so a store that stalls does not freeze presence."""
         ids = {entry.client_id for entry in entries}
-        self._held_awareness.append((self._enqueued, (encode_awareness(payload), ids, origin, entries)))
+        self._held_awareness.append((self._enqueued, Relay(encode_awareness(payload), ids, origin, entries)))
         if self._flusher is None or self._flusher.done():
             self._release_awareness()
         elif self._awareness_timer is None:
@@ -361,10 +368,10 @@ class Room:
         """`frame` (an update from `origin`, when given) and then the awareness `held` to every client, each in one
         write. Most clients get the same frames; only the relays' origins and the owners of their client ids get
         their own selection (`_awareness_for`)."""
-        ids = set().union(*(relay[1] for relay in held))
-        special = {relay[2] for relay in held}
+        ids = set().union(*(relay.ids for relay in held))
+        special = {relay.origin for relay in held}
         special.add(origin)
-        common = [relay[0] for relay in held]
+        common = [relay.frame for relay in held]
         if frame is not None:
             common.insert(0, frame)
         for peer in list(self.peers.values()):
