@@ -33,7 +33,7 @@ from collab_step import StepResult
 # A stack counts towards the first part whose function it holds (py-spy names a frame "Class.method (file:line)").
 PARTS = (
     ("fan-out writes", ("Room._broadcast ", "Room._relay_awareness ")),
-    ("store appends (writer thread)", ("SqliteStore._commit_appends ",)),
+    ("store appends (SQLite commits)", ("SqliteStore._transaction ", "SqliteStore._commit_appends ")),
     ("history housekeeping", ("HistoryRecorder._housekeep ", "HistoryRecorder.checkpoint ")),
     ("vetting and CRDT apply", ("Room.handle ",)),
     ("websocket parsing", ("data_received ",)),

@@ -1,4 +1,4 @@
-"""Embedded store: SQLite in WAL mode, one writer thread that owns every write.
+"""Embedded store: SQLite in WAL mode, one writer thread for every write but the small appends that find it idle.
 
 Durability: with WAL and synchronous=NORMAL a committed append is in the WAL file
 before `append` returns, so it survives the process being killed (SIGKILL) — the
@@ -13,6 +13,16 @@ p99). Once the WAL is past WAL_RESTART_PAGES the writer makes it start over, as
 the automatic checkpoint did, right after a passive checkpoint has copied nearly all
 of it. Each commit is also as few statements as the batch allows, because each is a
 release and a re-take of the GIL that the busy event loop holds.
+
+A small append that finds the writer thread idle commits on the event loop instead (a
+turn after it was asked for, so the appends of every room flushing in that turn commit
+together). Handing a commit to a thread and back costs more than the commit: two thread
+wake-ups, the executor's machinery and the GIL handed back and forth were 150-200 µs of
+CPU an append at 500 edits/s, against SQLite's own 60-110 (issue 21). A commit on the loop
+never waits: it runs without SQLite's busy timeout, and one that meets a lock (another
+process writing the file), fails, or is large goes to the writer thread, which waits and
+retries; after one that took long (a disk that stalls), the next ones go to the thread for
+a while, so a slow disk holds up the appends, never the loop.
 """
 
 from __future__ import annotations
@@ -42,6 +52,16 @@ WAL_RESTART_PAGES = 4096
 # is tried again after the next passive checkpoint.
 WAL_RESTART_WAIT_MS = 20
 BUSY_TIMEOUT_MS = 5000
+# A batch of appends commits on the event loop when the writer thread is idle and the batch is small: at most
+# this many rows (a room's batch is one log row and an entry per typist in it; more waiting means the loop is
+# falling behind the typing, and a commit on the thread runs beside its next turn) of at most this many bytes
+# (a keystroke is some 30; its commit 60-110 µs).
+INLINE_COMMIT_ROWS = 8
+INLINE_COMMIT_BYTES = 16 * 1024
+# A commit on the loop that took longer than this (a disk that stalls, a checkpoint's fsync in its way) sends
+# the next INLINE_PAUSE_S of appends to the writer thread.
+INLINE_COMMIT_SLOW_S = 0.01
+INLINE_PAUSE_S = 2.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS updates (
@@ -103,13 +123,18 @@ class SqliteStore:
         self._reader_conn: sqlite3.Connection | None = None
         self._appends: deque = deque()  # (doc, updates, history, future) waiting for the next group commit
         self._is_commit_scheduled = False
+        # The event loop's: writer jobs submitted and not yet heard back from. At 0 the loop may use the writing
+        # connection itself; until _inline_paused_until (monotonic) it does not.
+        self._writer_jobs = 0
+        self._inline_paused_until = 0.0
+        self._busy_timeout_ms = BUSY_TIMEOUT_MS  # the writing connection's: 0 while the loop commits on it
         # Checkpoints the WAL on its own connection: PASSIVE never blocks the writer or a reader.
         self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-checkpointer")
         self._checkpointer_conn: sqlite3.Connection | None = None
-        self._checkpointed_at = float("-inf")  # the writer thread's: when it last asked for a checkpoint
+        self._checkpointed_at = float("-inf")  # the loop's: when it last asked for a checkpoint
         self._is_restart_due = False  # set by the checkpointer, done by the writer thread
-        # The writer thread's: the last log seq given. The writer numbers the log itself, so an append needs no
-        # statement to learn its row's seq; AUTOINCREMENT still records it, for a reopen to go on from.
+        # The writing connection's holder's: the last log seq given. The store numbers the log itself, so an append
+        # needs no statement to learn its row's seq; AUTOINCREMENT still records it, for a reopen to go on from.
         self._last_seq = 0
 
     def _connect(self) -> sqlite3.Connection:
@@ -123,17 +148,40 @@ class SqliteStore:
         return conn
 
     async def _write(self, fn, *args):
-        def run():
-            try:
-                return fn(*args)
-            finally:
-                self._checkpoint_soon()
-                self._restart_wal_if_due()
+        return await self._on_writer(functools.partial(fn, *args))
 
-        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+    def _on_writer(self, job) -> asyncio.Future:
+        """Runs `job` on the writer thread, with SQLite's busy timeout; until the loop hears it has finished, the
+        writing connection is the thread's alone."""
+        self._writer_jobs += 1
+        future = asyncio.get_running_loop().run_in_executor(self._writer, self._waiting_for_locks, job)
+        future.add_done_callback(self._writer_done)
+        return future
+
+    def _waiting_for_locks(self, job):
+        self._set_busy_timeout(BUSY_TIMEOUT_MS)
+        return job()
+
+    def _writer_done(self, _job: asyncio.Future) -> None:
+        self._writer_jobs -= 1
+        self._after_write()
+
+    def _set_busy_timeout(self, ms: int) -> None:
+        """How long a statement on the writing connection waits for another connection's lock (a statement each
+        time it changes: rarely, from the loop's commits to a writer job and back)."""
+        if self._busy_timeout_ms != ms:
+            self._conn.execute(f"PRAGMA busy_timeout={ms}")
+            self._busy_timeout_ms = ms
+
+    def _after_write(self) -> None:
+        """On the loop, after each commit or writer job: the checkpointer, and the WAL's restart when it is due."""
+        self._checkpoint_soon()
+        if self._is_restart_due:
+            self._is_restart_due = False
+            self._on_writer(self._restart_wal)
 
     def _checkpoint_soon(self) -> None:
-        """On the writer thread, after a write: asks the checkpointer for a checkpoint, at most once every
+        """On the loop, after a write: asks the checkpointer for a checkpoint, at most once every
         WAL_CHECKPOINT_EVERY_S (it runs them one at a time; one that finds nothing new costs microseconds)."""
         now = time.monotonic()
         if now - self._checkpointed_at >= WAL_CHECKPOINT_EVERY_S:
@@ -150,22 +198,18 @@ class SqliteStore:
         except sqlite3.Error as exc:  # the WAL only grows until the next one succeeds
             log.warning("checkpointing the SQLite WAL failed: %s", exc)
 
-    def _restart_wal_if_due(self) -> None:
-        """On the writer thread, after a write, when the last passive checkpoint found the WAL too long. The
-        writer restarts it itself: as the only connection that writes, it finds the write lock free, so no
-        commit waits for a lock handed between threads; and right after the passive checkpoint only the last
-        few commits are left to copy."""
-        if not self._is_restart_due:
-            return
-        self._is_restart_due = False
-        conn = self._conn
+    def _restart_wal(self) -> None:
+        """A writer job, once the last passive checkpoint found the WAL too long. The writing connection
+        restarts it itself: as the only one that writes, it finds the write lock free, so no commit waits for
+        a lock handed between threads; and right after the passive checkpoint only the last few commits are
+        left to copy."""
         try:
-            conn.execute(f"PRAGMA busy_timeout={WAL_RESTART_WAIT_MS}")  # a long read holds up no write for long
-            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            self._set_busy_timeout(WAL_RESTART_WAIT_MS)  # a long read holds up no write for long
+            self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         except sqlite3.Error as exc:
             log.warning("restarting the SQLite WAL failed: %s", exc)
         finally:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._set_busy_timeout(BUSY_TIMEOUT_MS)
 
     async def _read(self, fn, *args):
         def run():
@@ -204,38 +248,81 @@ class SqliteStore:
         return StoredDoc(updates, str(cursor), size)
 
     async def append(self, doc: str, updates: list[bytes], history: Sequence[HistoryEntry] = ()) -> str:
-        """Appends in the next group commit: every append waiting when the writer gets to it (from any number of
-        documents) goes into one transaction; one that fails fails alone (see _commit_appends)."""
+        """Appends in the next group commit: every append waiting when it starts (from any number of documents)
+        goes into one transaction; one that fails fails alone (see _commit_appends)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._appends.append((doc, updates, history, future))
         if not self._is_commit_scheduled:
             self._is_commit_scheduled = True
-            self._writer.submit(self._commit_appends, loop)
+            loop.call_soon(self._commit_soon)  # the appends of this turn's other flushes join it
         return await future
 
-    def _commit_appends(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On the writer thread. 200 documents typed in at once were 200 transactions, each a thread handoff
-        and a WAL commit; now they are one (issue 21). The batch is tried as one transaction; if an append in
-        it fails, that is undone and each append is tried in a transaction of its own, so a bad one fails
-        alone (a savepoint per append would cost two statements every time for a case that almost never
-        happens). An append that met another process's seq is retried the same way."""
-        self._is_commit_scheduled = False  # an append from now on schedules the next commit
+    def _commit_soon(self) -> None:
+        """On the loop: the waiting appends commit here if the writer thread is idle and they are small, and on
+        the writer thread otherwise (see the module's docstring)."""
+        is_idle = not self._writer_jobs and time.monotonic() >= self._inline_paused_until
+        if is_idle and self._commit_on_loop():
+            return
+        try:
+            self._on_writer(self._commit_appends).add_done_callback(_settle_job)
+        except RuntimeError as exc:  # the store was closed: nothing more is written
+            _settle([(append[-1], None, exc) for append in self._take_appends()])
+
+    def _commit_on_loop(self) -> bool:
+        """Commits the waiting appends on the loop, if they are small; whether it did (if not, they still wait)."""
+        batch = []
+        began = time.perf_counter()
+        try:
+            if not self._is_waiting_small():
+                return False
+            batch = self._take_appends()
+            self._set_busy_timeout(0)
+            outcomes = self._transaction(batch)
+        except Exception:  # locked by another process, or an append that fails: the writer waits and retries
+            self._appends.extendleft(reversed(batch))
+            self._is_commit_scheduled = True
+            return False
+        took = time.perf_counter() - began
+        if took > INLINE_COMMIT_SLOW_S:
+            self._inline_paused_until = time.monotonic() + INLINE_PAUSE_S
+            log.info("an append took %.0f ms on the event loop: appends go to the writer thread for %g s",
+                     took * 1000, INLINE_PAUSE_S)  # fmt: skip
+        self._after_write()  # asked before the appenders hear back: an append that returned has asked
+        _settle(outcomes)
+        return True
+
+    def _is_waiting_small(self) -> bool:
+        rows = size = 0
+        for _, updates, history, _ in self._appends:
+            rows += len(updates) + len(history)
+            size += sum(map(len, updates)) + sum(len(entry.update) for entry in history)
+        return rows <= INLINE_COMMIT_ROWS and size <= INLINE_COMMIT_BYTES
+
+    def _take_appends(self) -> list:
+        """Every append waiting; one from now on schedules the next commit. Popped one by one: on the writer
+        thread, the loop may append meanwhile."""
+        self._is_commit_scheduled = False
         batch = []
         while self._appends:
             batch.append(self._appends.popleft())
+        return batch
+
+    def _commit_appends(self) -> list:
+        """On the writer thread: the waiting appends' outcomes. 200 documents typed in at once were 200
+        transactions, each a thread handoff and a WAL commit; now they are one (issue 21). The batch is tried as
+        one transaction; if an append in it fails, that is undone and each append is tried in a transaction of
+        its own, so a bad one fails alone (a savepoint per append would cost two statements every time for a
+        case that almost never happens). An append that met another process's seq is retried the same way."""
+        batch = self._take_appends()
         if not batch:
-            return
+            return []
         try:
-            outcomes = self._transaction(batch)
+            return self._transaction(batch)
         except Exception as exc:
             if self._catch_up_seq() or len(batch) > 1:
-                outcomes = [self._alone(append) for append in batch]
-            else:
-                outcomes = [(batch[0][-1], None, exc)]
-        self._checkpoint_soon()  # asked before the appenders hear back: an append that returned has asked
-        loop.call_soon_threadsafe(_settle, outcomes)
-        self._restart_wal_if_due()  # after: the appenders need not wait for it
+                return [self._alone(append) for append in batch]
+            return [(batch[0][-1], None, exc)]
 
     def _catch_up_seq(self) -> bool:
         """After a failed append: another process writing the same file may have taken seqs this one has not
@@ -434,6 +521,7 @@ class SqliteStore:
 
         # The writer first: no write after it asks for another checkpoint. The connection closed last
         # checkpoints the whole WAL and removes it.
+        self._inline_paused_until = float("inf")  # the loop commits nothing more itself
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, close_db)
         await loop.run_in_executor(self._reader, close_reader)
@@ -446,6 +534,10 @@ class SqliteStore:
 @functools.lru_cache(maxsize=64)
 def _insert_sql(rows: int) -> str:
     return "INSERT INTO appends (doc, seq, data, meta) VALUES " + ", ".join(["(?, ?, ?, ?)"] * rows)
+
+
+def _settle_job(job: asyncio.Future) -> None:
+    _settle(job.result())
 
 
 def _settle(outcomes: list) -> None:

@@ -26,8 +26,10 @@ def test_a_stack_counts_towards_its_most_specific_part():
         "vetting and CRDT apply"
     )
     assert part_of("_worker (thread.py:81);SqliteStore._commit_appends (server/stores/sqlite.py:176)") == (
-        "store appends (writer thread)"
+        "store appends (SQLite commits)"
     )
+    on_loop = LOOP + "SqliteStore._commit_soon (x.py:1);SqliteStore._transaction (server/stores/sqlite.py:1)"
+    assert part_of(on_loop) == "store appends (SQLite commits)"  # a small append's commit, on the event loop
     assert part_of(LOOP) == OTHER
     assert part_of(LOOP + "Room._broadcasting_elsewhere (x.py:1)") == OTHER  # a name, not a prefix of one
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
+import threading
+import time
 
 import pytest
 from pycrdt import Doc, Text
@@ -106,9 +109,9 @@ async def test_sqlite_commits_concurrent_appends_of_many_documents_together_and_
     commits = []
     batch_of = store._commit_appends
 
-    def counting(loop):
+    def counting():
         commits.append(len(store._appends))
-        batch_of(loop)
+        return batch_of()
 
     store._commit_appends = counting
     try:
@@ -176,6 +179,102 @@ async def test_sqlite_two_processes_appending_to_one_file_catch_up_with_each_oth
     finally:
         await one.close()
         await two.close()
+
+
+def committing_threads(store) -> list[str]:
+    """The thread each of `store`'s commits runs on, from now on."""
+    threads, commit = [], store._transaction
+
+    def spy(batch):
+        threads.append(threading.current_thread().name)
+        return commit(batch)
+
+    store._transaction = spy
+    return threads
+
+
+@pytest.mark.anyio
+async def test_sqlite_commits_a_small_append_on_the_loop_and_a_large_or_waiting_one_on_the_writer(tmp_path):
+    """Handing a keystroke's commit to the writer thread and back cost more CPU than the commit (issue 21): a small
+    batch that finds the writer idle commits on the event loop. A large one, or one that finds the writer busy,
+    goes to the writer thread, so the loop never holds up every room for long."""
+    from server.stores.sqlite import INLINE_COMMIT_BYTES, SqliteStore
+
+    store = SqliteStore(tmp_path / "inline.sqlite3")
+    await store.start()
+    threads = committing_threads(store)
+    updates, text = edits(seed=8, count=4)
+    try:
+        await store.append("doc", updates[:1])
+        await store.append("big", [bytes(INLINE_COMMIT_BYTES + 1)])
+        busy, release = threading.Event(), threading.Event()
+        blocked = store._on_writer(lambda: (busy.set(), release.wait(5)))  # a compaction, say
+        await asyncio.get_running_loop().run_in_executor(None, busy.wait, 5)
+        waiting = asyncio.ensure_future(store.append("doc", updates[1:2]))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # it waits for the writer, as it did before
+        release.set()
+        await blocked
+        await waiting
+        await store.append("doc", updates[2:])
+        assert threads == ["MainThread", "sqlite-writer_0", "sqlite-writer_0", "MainThread"]
+        assert replay((await store.load("doc")).updates) == text
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_sqlite_a_lock_held_by_another_process_holds_up_the_append_never_the_loop(tmp_path):
+    """An append on the loop runs without SQLite's busy timeout: meeting another process's write lock it goes
+    to the writer thread, which waits for the lock while the loop serves everyone else."""
+    from server.stores.sqlite import SqliteStore
+
+    path = tmp_path / "locked.sqlite3"
+    store = SqliteStore(path)
+    await store.start()
+    threads = committing_threads(store)
+    other = sqlite3.connect(path, isolation_level=None)
+    updates, text = edits(seed=9, count=2)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process's write transaction
+        append = asyncio.ensure_future(store.append("doc", updates[:1]))
+        gaps, last = [], time.monotonic()
+        for _ in range(30):  # 0.3 s of the lock held
+            await asyncio.sleep(0.01)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+        assert not append.done() and max(gaps) < 0.2  # the loop went on turning (a blocked one: 0.3 s and more)
+        other.execute("COMMIT")
+        await append
+        await store.append("doc", updates[1:])
+        assert threads == ["MainThread", "sqlite-writer_0", "MainThread"]  # tried here, then waited on the thread
+        assert replay((await store.load("doc")).updates) == text
+    finally:
+        other.close()
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_sqlite_a_slow_commit_on_the_loop_sends_the_next_ones_to_the_writer(tmp_path, monkeypatch):
+    """A commit that stalled the loop (a disk that stalls) sends the appends that follow to the writer thread
+    for INLINE_PAUSE_S; a bad append on the loop fails alone there, as it would on the writer."""
+    from server.stores import sqlite
+
+    store = sqlite.SqliteStore(tmp_path / "slow.sqlite3")
+    await store.start()
+    threads = committing_threads(store)
+    updates, text = edits(seed=10, count=3)
+    try:
+        with pytest.raises(sqlite3.Error):
+            await store.append("bad", [object()])  # sqlite cannot bind it
+        await store.append("doc", updates[:1])
+        monkeypatch.setattr(sqlite, "INLINE_COMMIT_SLOW_S", 0.0)  # every commit on the loop is too slow
+        await store.append("doc", updates[1:2])
+        await store.append("doc", updates[2:])
+        assert threads == ["sqlite-writer_0", "MainThread", "MainThread", "sqlite-writer_0"]
+        assert replay((await store.load("doc")).updates) == text
+    finally:
+        await store.close()
 
 
 def replay_update(updates: list[bytes]) -> bytes:
