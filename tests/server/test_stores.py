@@ -194,19 +194,20 @@ def committing_threads(store) -> list[str]:
 
 
 @pytest.mark.anyio
-async def test_sqlite_commits_a_small_append_on_the_loop_and_a_large_or_waiting_one_on_the_writer(tmp_path):
+async def test_sqlite_commits_small_appends_on_the_loop_and_large_or_waiting_ones_on_the_writer(tmp_path, monkeypatch):
     """Handing a keystroke's commit to the writer thread and back cost more CPU than the commit (issue 21): a small
     batch that finds the writer idle commits on the event loop. A large one, or one that finds the writer busy,
     goes to the writer thread, so the loop never holds up every room for long."""
-    from server.stores.sqlite import INLINE_COMMIT_BYTES, SqliteStore
+    from server.stores import sqlite
 
-    store = SqliteStore(tmp_path / "inline.sqlite3")
+    monkeypatch.setattr(sqlite, "INLINE_LOOP_BUSY", float("inf"))  # however busy the test's loop was
+    store = sqlite.SqliteStore(tmp_path / "inline.sqlite3")
     await store.start()
     threads = committing_threads(store)
     updates, text = edits(seed=8, count=4)
     try:
         await store.append("doc", updates[:1])
-        await store.append("big", [bytes(INLINE_COMMIT_BYTES + 1)])
+        await store.append("big", [bytes(sqlite.INLINE_COMMIT_BYTES + 1)])
         busy, release = threading.Event(), threading.Event()
         blocked = store._on_writer(lambda: (busy.set(), release.wait(5)))  # a compaction, say
         await asyncio.get_running_loop().run_in_executor(None, busy.wait, 5)
@@ -224,13 +225,14 @@ async def test_sqlite_commits_a_small_append_on_the_loop_and_a_large_or_waiting_
 
 
 @pytest.mark.anyio
-async def test_sqlite_a_lock_held_by_another_process_holds_up_the_append_never_the_loop(tmp_path):
+async def test_sqlite_a_lock_held_by_another_process_holds_up_the_append_never_the_loop(tmp_path, monkeypatch):
     """An append on the loop runs without SQLite's busy timeout: meeting another process's write lock it goes
     to the writer thread, which waits for the lock while the loop serves everyone else."""
-    from server.stores.sqlite import SqliteStore
+    from server.stores import sqlite
 
+    monkeypatch.setattr(sqlite, "INLINE_LOOP_BUSY", float("inf"))
     path = tmp_path / "locked.sqlite3"
-    store = SqliteStore(path)
+    store = sqlite.SqliteStore(path)
     await store.start()
     threads = committing_threads(store)
     other = sqlite3.connect(path, isolation_level=None)
@@ -260,6 +262,7 @@ async def test_sqlite_a_slow_commit_on_the_loop_sends_the_next_ones_to_the_write
     for INLINE_PAUSE_S; a bad append on the loop fails alone there, as it would on the writer."""
     from server.stores import sqlite
 
+    monkeypatch.setattr(sqlite, "INLINE_LOOP_BUSY", float("inf"))
     store = sqlite.SqliteStore(tmp_path / "slow.sqlite3")
     await store.start()
     threads = committing_threads(store)
@@ -272,6 +275,32 @@ async def test_sqlite_a_slow_commit_on_the_loop_sends_the_next_ones_to_the_write
         await store.append("doc", updates[1:2])
         await store.append("doc", updates[2:])
         assert threads == ["sqlite-writer_0", "MainThread", "MainThread", "sqlite-writer_0"]
+        assert replay((await store.load("doc")).updates) == text
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_sqlite_commits_on_the_writer_while_the_loop_is_busy(tmp_path, monkeypatch):
+    """A loop that is busy most of the time is what limits the rate a room holds: its commits go to the writer
+    thread, beside the loop's next turn, until it has time to spare again."""
+    from server.stores import sqlite
+
+    monkeypatch.setattr(sqlite, "INLINE_LOOP_BUSY", 0.5)
+    store = sqlite.SqliteStore(tmp_path / "busy.sqlite3")
+    await store.start()
+    threads = committing_threads(store)
+    updates, text = edits(seed=11, count=3)
+    try:
+        await asyncio.sleep(sqlite.INLINE_LOOP_WINDOW_S)  # a quiet window
+        await store.append("doc", updates[:1])
+        burn_until = time.thread_time() + 3 * sqlite.INLINE_LOOP_WINDOW_S
+        while time.thread_time() < burn_until:  # the loop's thread busy for three windows
+            pass
+        await store.append("doc", updates[1:2])
+        await asyncio.sleep(2 * sqlite.INLINE_LOOP_WINDOW_S)  # and idle again
+        await store.append("doc", updates[2:])
+        assert threads == ["MainThread", "sqlite-writer_0", "MainThread"]
         assert replay((await store.load("doc")).updates) == text
     finally:
         await store.close()
