@@ -57,7 +57,7 @@ BUSY_TIMEOUT_MS = 5000
 # busy (its thread's CPU) less than INLINE_LOOP_BUSY of the last INLINE_LOOP_WINDOW_S. A loop busier than that
 # is what limits the rate a room holds, and a commit on the thread runs beside its next turn.
 INLINE_COMMIT_BYTES = 16 * 1024
-INLINE_LOOP_BUSY = 0.75
+INLINE_LOOP_BUSY = 0.6
 INLINE_LOOP_WINDOW_S = 0.1
 # A commit on the loop that took longer than this (a disk that stalls, a checkpoint's fsync in its way) sends
 # the next INLINE_PAUSE_S of appends to the writer thread.
