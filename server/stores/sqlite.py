@@ -18,11 +18,12 @@ A small append that finds the writer thread idle commits on the event loop inste
 turn after it was asked for, so the appends of every room flushing in that turn commit
 together). Handing a commit to a thread and back costs more than the commit: two thread
 wake-ups, the executor's machinery and the GIL handed back and forth were 150-200 µs of
-CPU an append at 500 edits/s, against SQLite's own 60-110 (issue 21). A commit on the loop
+CPU an append at 500 edits/s, against SQLite's own 90-130 (issue 21). A commit on the loop
 never waits: it runs without SQLite's busy timeout, and one that meets a lock (another
 process writing the file), fails, or is large goes to the writer thread, which waits and
 retries; after one that took long (a disk that stalls), the next ones go to the thread for
-a while, so a slow disk holds up the appends, never the loop.
+a while, so a slow disk holds up the appends, never the loop. So do they while the loop is
+busy most of its core, where the thread's commit running beside it is worth its cost.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ WAL_RESTART_PAGES = 4096
 WAL_RESTART_WAIT_MS = 20
 BUSY_TIMEOUT_MS = 5000
 # A batch of appends commits on the event loop when the writer thread is idle, the batch is small (its updates
-# at most this many bytes: a keystroke is some 30, its commit 60-110 µs) and the loop has time to spare: it was
+# at most this many bytes: a keystroke is some 30, its commit 90-130 µs) and the loop has time to spare: it was
 # busy (its thread's CPU) less than INLINE_LOOP_BUSY of the last INLINE_LOOP_WINDOW_S. A loop busier than that
 # is what limits the rate a room holds, and a commit on the thread runs beside its next turn.
 INLINE_COMMIT_BYTES = 16 * 1024
@@ -262,8 +263,8 @@ class SqliteStore:
         return await future
 
     def _commit_soon(self) -> None:
-        """On the loop: the waiting appends commit here if the writer thread is idle and they are small, and on
-        the writer thread otherwise (see the module's docstring)."""
+        """On the loop: the waiting appends commit here if the writer thread is idle, the loop has time to spare
+        and they are small, and on the writer thread otherwise (see the module's docstring)."""
         is_idle = not self._writer_jobs and time.monotonic() >= self._inline_paused_until
         if is_idle and self._loop_has_time() and self._commit_on_loop():
             return
