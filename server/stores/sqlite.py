@@ -129,7 +129,7 @@ class SqliteStore:
         # connection itself; until _inline_paused_until (monotonic) it does not.
         self._writer_jobs = 0
         self._inline_paused_until = 0.0
-        self._loop_window = (0.0, 0.0)  # (perf_counter, the loop thread's CPU) when the current window began
+        self._loop_window: tuple[float, float] | None = None  # (perf_counter, the loop thread's CPU) at its start
         self._loop_busy = 0.0  # the loop thread's CPU share in the last window
         self._busy_timeout_ms = BUSY_TIMEOUT_MS  # the writing connection's: 0 while the loop commits on it
         # Checkpoints the WAL on its own connection: PASSIVE never blocks the writer or a reader.
@@ -300,6 +300,8 @@ class SqliteStore:
         """On the loop: whether it was busy less than INLINE_LOOP_BUSY of the last window (measured once a
         window: the thread's CPU clock is a system call)."""
         now = time.perf_counter()
+        if self._loop_window is None:  # the first: measured from here, on the loop's thread
+            self._loop_window = (now, time.thread_time())
         began, cpu_then = self._loop_window
         if now - began >= INLINE_LOOP_WINDOW_S:
             cpu = time.thread_time()
