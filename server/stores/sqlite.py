@@ -157,8 +157,8 @@ class SqliteStore:
     def _on_writer(self, job) -> asyncio.Future:
         """Runs `job` on the writer thread, with SQLite's busy timeout; until the loop hears it has finished, the
         writing connection is the thread's alone."""
-        self._writer_jobs += 1
         future = asyncio.get_running_loop().run_in_executor(self._writer, self._waiting_for_locks, job)
+        self._writer_jobs += 1  # after the submit: one refused (a closed store) is not counted
         future.add_done_callback(self._writer_done)
         return future
 
