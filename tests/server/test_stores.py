@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import threading
@@ -181,8 +182,13 @@ async def test_sqlite_two_processes_appending_to_one_file_catch_up_with_each_oth
         await two.close()
 
 
-def committing_threads(store) -> list[str]:
-    """The thread each of `store`'s commits runs on, from now on."""
+@contextlib.asynccontextmanager
+async def watched_sqlite_store(path):
+    """(a started SQLite store, the thread each of its commits runs on from now on); closed afterwards."""
+    from server.stores.sqlite import SqliteStore
+
+    store = SqliteStore(path)
+    await store.start()
     threads, commit = [], store._transaction
 
     def spy(batch):
@@ -190,7 +196,10 @@ def committing_threads(store) -> list[str]:
         return commit(batch)
 
     store._transaction = spy
-    return threads
+    try:
+        yield store, threads
+    finally:
+        await store.close()
 
 
 @pytest.mark.anyio
@@ -201,11 +210,8 @@ async def test_sqlite_commits_small_appends_on_the_loop_and_large_or_waiting_one
     from server.stores import sqlite
 
     monkeypatch.setattr(sqlite, "INLINE_LOOP_BUSY", float("inf"))  # however busy the test's loop was
-    store = sqlite.SqliteStore(tmp_path / "inline.sqlite3")
-    await store.start()
-    threads = committing_threads(store)
     updates, text = edits(seed=8, count=4)
-    try:
+    async with watched_sqlite_store(tmp_path / "inline.sqlite3") as (store, threads):
         await store.append("doc", updates[:1])
         await store.append("big", [bytes(sqlite.INLINE_COMMIT_BYTES + 1)])
         busy, release = threading.Event(), threading.Event()
@@ -220,8 +226,6 @@ async def test_sqlite_commits_small_appends_on_the_loop_and_large_or_waiting_one
         await store.append("doc", updates[2:])
         assert threads == ["MainThread", "sqlite-writer_0", "sqlite-writer_0", "MainThread"]
         assert replay((await store.load("doc")).updates) == text
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
@@ -232,28 +236,22 @@ async def test_sqlite_a_lock_held_by_another_process_holds_up_the_append_never_t
 
     monkeypatch.setattr(sqlite, "INLINE_LOOP_BUSY", float("inf"))
     path = tmp_path / "locked.sqlite3"
-    store = sqlite.SqliteStore(path)
-    await store.start()
-    threads = committing_threads(store)
-    other = sqlite3.connect(path, isolation_level=None)
     updates, text = edits(seed=9, count=2)
-    try:
-        other.execute("BEGIN IMMEDIATE")  # another process's write transaction
-        append = asyncio.ensure_future(store.append("doc", updates[:1]))
-        gaps, last = [], time.monotonic()
-        for _ in range(30):  # 0.3 s of the lock held
-            await asyncio.sleep(0.01)
-            gaps.append(time.monotonic() - last)
-            last = time.monotonic()
-        assert not append.done() and max(gaps) < 0.2  # the loop went on turning (a blocked one: 0.3 s and more)
-        other.execute("COMMIT")
-        await append
-        await store.append("doc", updates[1:])
-        assert threads == ["MainThread", "sqlite-writer_0", "MainThread"]  # tried here, then waited on the thread
-        assert replay((await store.load("doc")).updates) == text
-    finally:
-        other.close()
-        await store.close()
+    async with watched_sqlite_store(path) as (store, threads):
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:  # closed before the store
+            other.execute("BEGIN IMMEDIATE")  # another process's write transaction
+            append = asyncio.ensure_future(store.append("doc", updates[:1]))
+            gaps, last = [], time.monotonic()
+            for _ in range(30):  # 0.3 s of the lock held
+                await asyncio.sleep(0.01)
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
+            assert not append.done() and max(gaps) < 0.2  # the loop went on turning (a blocked one: 0.3 s and more)
+            other.execute("COMMIT")
+            await append
+            await store.append("doc", updates[1:])
+            assert threads == ["MainThread", "sqlite-writer_0", "MainThread"]  # tried here, then waited on the thread
+            assert replay((await store.load("doc")).updates) == text
 
 
 @pytest.mark.anyio
@@ -263,11 +261,8 @@ async def test_sqlite_a_slow_commit_on_the_loop_sends_the_next_ones_to_the_write
     from server.stores import sqlite
 
     monkeypatch.setattr(sqlite, "INLINE_LOOP_BUSY", float("inf"))
-    store = sqlite.SqliteStore(tmp_path / "slow.sqlite3")
-    await store.start()
-    threads = committing_threads(store)
     updates, text = edits(seed=10, count=3)
-    try:
+    async with watched_sqlite_store(tmp_path / "slow.sqlite3") as (store, threads):
         with pytest.raises(sqlite3.Error):
             await store.append("bad", [object()])  # sqlite cannot bind it
         await store.append("doc", updates[:1])
@@ -276,8 +271,6 @@ async def test_sqlite_a_slow_commit_on_the_loop_sends_the_next_ones_to_the_write
         await store.append("doc", updates[2:])
         assert threads == ["sqlite-writer_0", "MainThread", "MainThread", "sqlite-writer_0"]
         assert replay((await store.load("doc")).updates) == text
-    finally:
-        await store.close()
 
 
 @pytest.mark.anyio
@@ -287,11 +280,8 @@ async def test_sqlite_commits_on_the_writer_while_the_loop_is_busy(tmp_path, mon
     from server.stores import sqlite
 
     monkeypatch.setattr(sqlite, "INLINE_LOOP_BUSY", 0.5)
-    store = sqlite.SqliteStore(tmp_path / "busy.sqlite3")
-    await store.start()
-    threads = committing_threads(store)
     updates, text = edits(seed=11, count=3)
-    try:
+    async with watched_sqlite_store(tmp_path / "busy.sqlite3") as (store, threads):
         await asyncio.sleep(sqlite.INLINE_LOOP_WINDOW_S)  # a quiet window
         await store.append("doc", updates[:1])
         burn_until = time.thread_time() + 3 * sqlite.INLINE_LOOP_WINDOW_S
@@ -302,8 +292,6 @@ async def test_sqlite_commits_on_the_writer_while_the_loop_is_busy(tmp_path, mon
         await store.append("doc", updates[2:])
         assert threads == ["MainThread", "sqlite-writer_0", "MainThread"]
         assert replay((await store.load("doc")).updates) == text
-    finally:
-        await store.close()
 
 
 def replay_update(updates: list[bytes]) -> bytes:
