@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pycrdt import Doc, Text
 
-from server.yrs_apply import apply_unobserved
+from server.yrs_apply import apply_all_unobserved, apply_unobserved
 from tests.server.test_updates import typing_session
 
 
@@ -29,3 +29,29 @@ def test_a_bad_update_raises_changes_nothing_and_the_document_goes_on():
     assert doc.get_update() == before
     text += "!"  # no transaction was left open
     assert str(text).endswith("!")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_applying_a_stretch_in_one_transaction_makes_the_same_document(seed):
+    session = typing_session(seed)
+    ours, theirs = Doc(), Doc()
+    for start in range(0, len(session), 7):
+        apply_all_unobserved(ours, session[start : start + 7])
+    for update in session:
+        theirs.apply_update(update)
+    assert str(ours.get("content", type=Text)) == str(theirs.get("content", type=Text))
+    assert ours.get_state() == theirs.get_state()
+
+
+def test_a_refused_update_in_a_stretch_raises_after_those_before_it_went_in():
+    session = typing_session(0)
+    doc = Doc()
+    text = doc.get("content", type=Text)
+    with pytest.raises(ValueError):
+        apply_all_unobserved(doc, [*session[:3], b"\x01\x02garbage", *session[3:]])
+    expected = Doc()
+    for update in session[:3]:
+        expected.apply_update(update)
+    assert doc.get_state() == expected.get_state()
+    text += "!"  # the transaction was committed and dropped
+    assert str(text) == str(expected.get("content", type=Text)) + "!"
