@@ -63,6 +63,8 @@ class ParsedUpdate:
     deletion_bytes: list[int] = field(default_factory=list)  # each range's size in the encoding
     # (client, clock, length) structs that arrive already deleted (GC, ContentDeleted)
     dead_structs: list[tuple[int, int, int]] = field(default_factory=list)
+    # Read whole by `_parse_typing` (string items after existing ones, nothing else): how, not what.
+    is_typing: bool = field(default=False, compare=False)
 
 
 def utf16_length(text: str) -> int:
@@ -126,7 +128,7 @@ def _parse_typing(update: bytes) -> ParsedUpdate | None:
             return None
     except (IndexError, UnicodeDecodeError):
         return None
-    return ParsedUpdate(structs, blocks, split_points, [], [], [])
+    return ParsedUpdate(structs, blocks, split_points, [], [], [], True)
 
 
 def _uint(data: bytes, pos: int) -> tuple[int, int]:

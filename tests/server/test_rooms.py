@@ -6,6 +6,7 @@ import anyio
 import pytest
 from pycrdt import Doc, Text
 
+from server import room as room_module
 from server.auth import OPEN_GRANT
 from server.fanout import NullFanout
 from server.history.entry import SERVER_AUTHOR, TYPING
@@ -13,7 +14,7 @@ from server.metrics import Metrics
 from server.peer import Peer
 from server.protocol import SYNC_STEP1, SYNC_UPDATE, decode_message, encode_sync
 from server.ratelimit import TokenBucket
-from server.room import TooLarge
+from server.room import MAX_UNSETTLED, TooLarge
 from server.rooms import RoomManager
 from server.stores.sqlite import SqliteStore
 
@@ -345,6 +346,84 @@ async def test_a_text_observer_sees_every_keystroke_and_the_replica_holds_them_w
     assert room.read_text() == "abcde"
     await room.flush()
     room.leave(peer)
+    rooms.release(room)
+    await rooms.close()
+    await store.close()
+
+
+class Typist:
+    """A Yjs client typing into a room: each edit's update goes to `room.handle` as its own frame."""
+
+    def __init__(self, room, peer, client_id: int):
+        self.room, self.peer = room, peer
+        self.doc = Doc(client_id=client_id)
+        self.text = self.doc.get("content", type=Text)
+        self._made: list[bytes] = []
+        self.doc.observe(lambda event: self._made.append(event.update))
+
+    def edit(self, change) -> None:
+        change(self.text)
+        for update in self._made:
+            self.room.handle(self.peer, encode_sync(SYNC_UPDATE, update))
+        self._made.clear()
+
+    def type(self, characters: str) -> None:
+        for character in characters:
+            self.edit(lambda text: text.insert(len(str(text)), character))
+
+
+@pytest.mark.anyio
+async def test_keystrokes_reach_the_replica_in_stretches_and_every_read_finds_them_all(tmp_path, monkeypatch):
+    """Vetted keystrokes go into yrs together (Room._defer): at most MAX_UNSETTLED wait, and whatever reads the
+    replica (the text, a joiner's sync, a deletion that needs them) finds every one in, in order."""
+    stretches: list[int] = []
+    apply_all = room_module.apply_all_unobserved
+    monkeypatch.setattr(room_module, "apply_all_unobserved",
+                        lambda doc, updates: (stretches.append(len(updates)), apply_all(doc, updates)))  # fmt: skip
+    rooms, store = await manager(tmp_path)
+    room = await rooms.acquire("typing")
+    typist = Typist(room, joined(room, []), client_id=7)
+    typist.edit(lambda text: text.insert(0, "<"))  # the first item has no origin: the general path
+    typist.type("ab" * (MAX_UNSETTLED // 2) + "c" * 10)
+    assert stretches == [MAX_UNSETTLED]  # the bound: 512 in one commit, 10 waiting
+    assert room.read_text() == str(typist.text)
+    assert stretches == [MAX_UNSETTLED, 10]
+    typist.type("xyz")
+    received: list = []
+    room.handle(joined(room, received), encode_sync(SYNC_STEP1, b"\x00"))
+    with anyio.fail_after(5):
+        while len(received) < 2:
+            await anyio.sleep(0.01)
+    joiner = Doc()
+    joiner.apply_update(decode_message(received[1]).payload)
+    assert str(joiner.get("content", type=Text)) == str(typist.text)  # its sync step 2 held "xyz"
+    typist.type("123")
+    typist.edit(lambda text: text.__delitem__(slice(len(str(text)) - 5, len(str(text)) - 1)))  # needs "123"
+    assert room.read_text() == str(typist.text) and room.read_text().endswith("cx3")
+    await room.flush()
+    stored = await store.load("typing")
+    replica = Doc()
+    for update in stored.updates:
+        replica.apply_update(update)
+    assert str(replica.get("content", type=Text)) == str(typist.text)
+    rooms.release(room)
+    await rooms.close()
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_stretch_yrs_refuses_goes_in_keystroke_by_keystroke(tmp_path, monkeypatch):
+    def refuse(doc, updates):
+        raise ValueError("refused")
+
+    monkeypatch.setattr(room_module, "apply_all_unobserved", refuse)
+    rooms, store = await manager(tmp_path)
+    room = await rooms.acquire("refused")
+    typist = Typist(room, joined(room, []), client_id=9)
+    typist.edit(lambda text: text.insert(0, "-"))
+    typist.type("stretch")
+    assert room.read_text() == "-stretch"
+    await room.flush()
     rooms.release(room)
     await rooms.close()
     await store.close()

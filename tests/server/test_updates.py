@@ -143,7 +143,8 @@ def test_the_typing_fast_path_reads_what_the_general_parser_reads(seed):
     fast = [_parse_typing(update) for update in updates]
     for update, parsed in zip(updates, fast):
         if parsed is not None:
-            assert parsed == _parse_any(update, strict=True)
+            general = _parse_any(update, strict=True)
+            assert parsed == general and parsed.is_typing and not general.is_typing
     assert sum(parsed is not None for parsed in fast) > len(updates) // 2  # the keystrokes and pastes
     assert any(parsed is None for parsed in fast)  # deletions go the general way
 
