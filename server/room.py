@@ -55,7 +55,7 @@ from .updates import (
     decode_state_vector,
     parse_update,
 )
-from .yrs_apply import apply_all_unobserved, apply_unobserved
+from .yrs_apply import STRETCH_BYTES, STRETCH_UPDATES, apply_all_unobserved, apply_unobserved
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,6 @@ EMPTY_STATE_VECTOR = b"\x00"  # a client that has nothing yet
 READ_ONLY_REFUSAL = "read-only: this link can view the document but not change it"
 DEFAULT_MAX_UNSTORED_BYTES = 4 << 20
 AWARENESS_HOLD_S = 0.05  # the longest an awareness update waits to go out with the updates on their way
-# Keystrokes accepted but not yet in the replica (`Room._defer`): applied together once this many wait, or as
-# soon as anything reads the replica. One yrs commit per client per stretch, not per keystroke (yrs_apply).
-MAX_UNSETTLED = 512
-MAX_UNSETTLED_BYTES = 64 << 10
 
 
 class Relay(NamedTuple):
@@ -169,11 +165,11 @@ class Room:
         that reads the replica applies what waits first (`doc`, `text`), in order.
 
         At the ramp's top yrs' apply was a quarter of the event loop's Python: each keystroke's commit merged
-        it into its typist's run and counted that whole run (yrs_apply). Applied 512 at a time, a run is
-        merged once per typist per stretch."""
+        it into its typist's run and counted that whole run (yrs_apply). Applied a stretch at a time, a run
+        is merged once per typist per stretch."""
         self._unsettled.append(update)
         self._unsettled_bytes += len(update)
-        if len(self._unsettled) >= MAX_UNSETTLED or self._unsettled_bytes >= MAX_UNSETTLED_BYTES:
+        if len(self._unsettled) >= STRETCH_UPDATES or self._unsettled_bytes >= STRETCH_BYTES:
             self._settle()
 
     def _settle(self) -> None:

@@ -15,21 +15,20 @@ from dataclasses import dataclass
 from pycrdt import Doc, Text
 
 from ..stores.base import Store
-from ..yrs_apply import apply_all_unobserved
+from ..yrs_apply import apply_all_unobserved, stretches
 
 # A new checkpoint once the entries since the last one outgrow max(this, that checkpoint's size): the work of
 # a rebuild stays within about twice the document's size, and checkpoints take at most about as much room
 # as the history they cover.
 CHECKPOINT_MIN_BYTES = 64 << 10
 LAST_SEQ = 1 << 62
-YIELD_EVERY = 32  # updates a replay applies between giving the GIL away (some 0.2 ms of work)
 TEXT_NAME = "content"
 
 
 def replay(state: bytes | None, updates: list[bytes]) -> Doc:
     """A fresh replica with `state` and then `updates` applied in order (pure: safe in a worker thread).
 
-    It runs in worker threads, and gives the GIL away every YIELD_EVERY updates: a thread busy with Python
+    It runs in worker threads, and gives the GIL away after every stretch (yrs_apply): a thread busy with Python
     lets go of it only when the switch interval (5 ms) runs out, so while a checkpoint replayed 2,000
     keystrokes the event loop and the store's writer thread each waited that long for it, again and again
     (issue 21: traced, appends of 8-10 ms during every checkpoint of a busy room)."""
@@ -39,8 +38,8 @@ def replay(state: bytes | None, updates: list[bytes]) -> Doc:
         apply_all_unobserved(doc, (state,))
     # Nothing observes a replay: 2,000 keystrokes 18 -> 6.5 ms without pycrdt's transactions, and one yrs
     # commit per stretch merges each typist's run once, not once per update (yrs_apply).
-    for start in range(0, len(updates), YIELD_EVERY):
-        apply_all_unobserved(doc, updates[start : start + YIELD_EVERY])
+    for stretch in stretches(updates):
+        apply_all_unobserved(doc, stretch)
         time.sleep(0)  # releases the GIL: a thread waiting for it takes it now
     return doc
 

@@ -14,9 +14,10 @@ from server.metrics import Metrics
 from server.peer import Peer
 from server.protocol import SYNC_STEP1, SYNC_UPDATE, decode_message, encode_sync
 from server.ratelimit import TokenBucket
-from server.room import MAX_UNSETTLED, TooLarge
+from server.room import TooLarge
 from server.rooms import RoomManager
 from server.stores.sqlite import SqliteStore
+from server.yrs_apply import STRETCH_UPDATES
 
 
 @pytest.fixture
@@ -374,7 +375,7 @@ class Typist:
 
 @pytest.mark.anyio
 async def test_keystrokes_reach_the_replica_in_stretches_and_every_read_finds_them_all(tmp_path, monkeypatch):
-    """Vetted keystrokes go into yrs together (Room._defer): at most MAX_UNSETTLED wait, and whatever reads the
+    """Vetted keystrokes go into yrs together (Room._defer): at most STRETCH_UPDATES wait, and whatever reads the
     replica (the text, a joiner's sync, a deletion that needs them) finds every one in, in order."""
     stretches: list[int] = []
     apply_all = room_module.apply_all_unobserved
@@ -384,10 +385,10 @@ async def test_keystrokes_reach_the_replica_in_stretches_and_every_read_finds_th
     room = await rooms.acquire("typing")
     typist = Typist(room, joined(room, []), client_id=7)
     typist.edit(lambda text: text.insert(0, "<"))  # the first item has no origin: the general path
-    typist.type("ab" * (MAX_UNSETTLED // 2) + "c" * 10)
-    assert stretches == [MAX_UNSETTLED]  # the bound: 512 in one commit, 10 waiting
+    typist.type("ab" * (STRETCH_UPDATES // 2) + "c" * 10)
+    assert stretches == [STRETCH_UPDATES]  # the bound: 512 in one commit, 10 waiting
     assert room.read_text() == str(typist.text)
-    assert stretches == [MAX_UNSETTLED, 10]
+    assert stretches == [STRETCH_UPDATES, 10]
     typist.type("xyz")
     received: list = []
     room.handle(joined(room, received), encode_sync(SYNC_STEP1, b"\x00"))

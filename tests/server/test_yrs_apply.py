@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pycrdt import Doc, Text
 
-from server.yrs_apply import apply_all_unobserved, apply_unobserved
+from server.yrs_apply import STRETCH_BYTES, STRETCH_UPDATES, apply_all_unobserved, apply_unobserved, stretches
 from tests.server.test_updates import typing_session
 
 
@@ -55,3 +55,14 @@ def test_a_refused_update_in_a_stretch_raises_after_those_before_it_went_in():
     assert doc.get_state() == expected.get_state()
     text += "!"  # the transaction was committed and dropped
     assert str(text) == str(expected.get("content", type=Text)) + "!"
+
+
+def test_stretches_hold_every_update_in_order_within_both_bounds():
+    small, large = b"k" * 20, b"p" * (STRETCH_BYTES + 1)
+    updates = [small] * (STRETCH_UPDATES + 3) + [large] + [small] * 5 + [b"h" * (STRETCH_BYTES // 2)] * 3
+    cut = list(stretches(updates))
+    assert [update for stretch in cut for update in stretch] == updates
+    assert [len(stretch) for stretch in cut] == [STRETCH_UPDATES, 3, 1, 6, 2]
+    assert all(len(s) == 1 or sum(map(len, s)) <= STRETCH_BYTES for s in cut)  # one larger update goes alone
+    assert list(stretches([])) == []
+
