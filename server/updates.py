@@ -128,7 +128,7 @@ def _parse_typing(update: bytes) -> ParsedUpdate | None:
             return None
     except (IndexError, UnicodeDecodeError):
         return None
-    return ParsedUpdate(structs, blocks, split_points, [], [], [], True)
+    return ParsedUpdate(structs, blocks, split_points, is_typing=True)
 
 
 def _uint(data: bytes, pos: int) -> tuple[int, int]:
