@@ -34,7 +34,8 @@ from collab_step import StepResult
 PARTS = (
     ("fan-out writes", ("Room._broadcast ", "Room._relay_awareness ")),
     ("store appends (SQLite commits)", ("SqliteStore._transaction ", "SqliteStore._commit_appends ")),
-    ("history housekeeping", ("HistoryRecorder._housekeep ", "HistoryRecorder.checkpoint ")),
+    # A checkpoint's replay runs in a worker thread, whose stack does not hold the task that asked for it.
+    ("history housekeeping", ("HistoryRecorder._housekeep ", "HistoryRecorder.checkpoint ", "replay_state ")),
     ("vetting and CRDT apply", ("Room.handle ",)),
     ("websocket parsing", ("data_received ",)),
     ("flush and batching", ("Room._flush ", "SqliteStore.append ", "_settle ")),

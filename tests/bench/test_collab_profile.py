@@ -28,6 +28,8 @@ def test_a_stack_counts_towards_its_most_specific_part():
     assert part_of("_worker (thread.py:81);SqliteStore._commit_appends (server/stores/sqlite.py:176)") == (
         "store appends (SQLite commits)"
     )
+    replay = "_worker (thread.py:81);_WorkItem.run (thread.py:58);replay_state (server/history/checkpoints.py:47)"
+    assert part_of(replay + ";replay (x.py:1);apply_all_unobserved (x.py:1)") == "history housekeeping"
     on_loop = LOOP + "SqliteStore._commit_soon (x.py:1);SqliteStore._transaction (server/stores/sqlite.py:1)"
     assert part_of(on_loop) == "store appends (SQLite commits)"  # a small append's commit, on the event loop
     assert part_of(LOOP) == OTHER
