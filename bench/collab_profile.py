@@ -38,7 +38,7 @@ PARTS = (
     ("history housekeeping", ("HistoryRecorder._housekeep ", "HistoryRecorder.checkpoint ", "replay_state ")),
     ("vetting and CRDT apply", ("Room.handle ",)),
     ("websocket parsing", ("data_received ",)),
-    ("flush and batching", ("Room._flush ", "SqliteStore.append ", "_settle ")),
+    ("flush and batching", ("Room._flush ", "SqliteStore.append ", "_settle (server/stores/")),
 )
 OTHER = "event loop and the rest"
 LIBRARIES = (  # perf's DSO names, matched in order

@@ -30,6 +30,9 @@ def test_a_stack_counts_towards_its_most_specific_part():
     )
     replay = "_worker (thread.py:81);_WorkItem.run (thread.py:58);replay_state (server/history/checkpoints.py:47)"
     assert part_of(replay + ";replay (x.py:1);apply_all_unobserved (x.py:1)") == "history housekeeping"
+    # The store's `_settle` is batching; the room's (keystrokes into yrs) is not, wherever it runs.
+    assert part_of(LOOP + "_settle (server/stores/sqlite.py:560)") == "flush and batching"
+    assert part_of(LOOP + "Room._compact (server/room.py:1);Room._settle (server/room.py:175)") == OTHER
     on_loop = LOOP + "SqliteStore._commit_soon (x.py:1);SqliteStore._transaction (server/stores/sqlite.py:1)"
     assert part_of(on_loop) == "store appends (SQLite commits)"  # a small append's commit, on the event loop
     assert part_of(LOOP) == OTHER
