@@ -78,6 +78,27 @@ def typed(text_value: str) -> bytes:
     return doc.get_update()
 
 
+class Typist:
+    """A Yjs client typing into a room: each edit's update goes to `room.handle` as its own frame."""
+
+    def __init__(self, room, peer, client_id: int):
+        self.room, self.peer = room, peer
+        self.doc = Doc(client_id=client_id)
+        self.text = self.doc.get("content", type=Text)
+        self._made: list[bytes] = []
+        self.doc.observe(lambda event: self._made.append(event.update))
+
+    def edit(self, change) -> None:
+        change(self.text)
+        for update in self._made:
+            self.room.handle(self.peer, encode_sync(SYNC_UPDATE, update))
+        self._made.clear()
+
+    def type(self, characters: str) -> None:
+        for character in characters:
+            self.edit(lambda text: text.insert(len(str(text)), character))
+
+
 async def manager(tmp_path, grace_s=0.2, max_doc_bytes=1 << 20):
     store = CountingStore(tmp_path / "rooms.sqlite3")
     await store.start()
@@ -324,25 +345,14 @@ async def test_a_text_observer_sees_every_keystroke_and_the_replica_holds_them_w
     room = await rooms.acquire("watched")
     received: list = []
     peer = joined(room, received)
-    typist = Doc(client_id=7)
-    text = typist.get("content", type=Text)
-    made: list[bytes] = []
-    typist.observe(lambda event: made.append(event.update))
-
-    def keystroke(character: str) -> None:
-        made.clear()
-        text.insert(len(str(text)), character)
-        room.handle(peer, encode_sync(SYNC_UPDATE, made[0]))
-
-    for character in "ab":
-        keystroke(character)
+    typist = Typist(room, peer, client_id=7)
+    typist.type("ab")
     seen: list = []
     # A watcher may read the text inside the transaction, as pycrdt allows in its own transaction only.
     subscription = room.observe_text(lambda event: seen.append((event.delta, room.read_text())))
-    for character in "cd":
-        keystroke(character)
+    typist.type("cd")
     room.unobserve_text(subscription)
-    keystroke("e")
+    typist.type("e")
     assert seen == [([{"retain": 2}, {"insert": "c"}], "abc"), ([{"retain": 3}, {"insert": "d"}], "abcd")]
     assert room.read_text() == "abcde"
     await room.flush()
@@ -351,26 +361,6 @@ async def test_a_text_observer_sees_every_keystroke_and_the_replica_holds_them_w
     await rooms.close()
     await store.close()
 
-
-class Typist:
-    """A Yjs client typing into a room: each edit's update goes to `room.handle` as its own frame."""
-
-    def __init__(self, room, peer, client_id: int):
-        self.room, self.peer = room, peer
-        self.doc = Doc(client_id=client_id)
-        self.text = self.doc.get("content", type=Text)
-        self._made: list[bytes] = []
-        self.doc.observe(lambda event: self._made.append(event.update))
-
-    def edit(self, change) -> None:
-        change(self.text)
-        for update in self._made:
-            self.room.handle(self.peer, encode_sync(SYNC_UPDATE, update))
-        self._made.clear()
-
-    def type(self, characters: str) -> None:
-        for character in characters:
-            self.edit(lambda text: text.insert(len(str(text)), character))
 
 
 @pytest.mark.anyio
